@@ -1,0 +1,53 @@
+#!/bin/sh
+# Runs the whole suite: format, lint and type checks, then every test under Deno, Bun and Node 24.
+# Ends with one line "N passed, N failed" summed over the three runtimes; exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+PATH="$PWD/node_modules/.bin:$PATH"
+export PATH NO_COLOR=1 RUST_BACKTRACE=0 FORCE_COLOR=0
+logs="$(mktemp -d)"
+status=0
+total_pass=0
+total_fail=0
+
+step() { # name, command...
+  name="$1"
+  shift
+  echo "== $name"
+  if "$@" >"$logs/$name.log" 2>&1; then
+    echo "   ok"
+  else
+    echo "   FAILED ($*)"
+    tail -n 60 "$logs/$name.log"
+    status=1
+  fi
+}
+
+count() { # log file, pass pattern, fail pattern -> adds to the totals
+  p=$(sed -n "$2" "$1" | tail -n 1)
+  f=$(sed -n "$3" "$1" | tail -n 1)
+  p=${p:-0}
+  f=${f:-0}
+  echo "   $p passed, $f failed"
+  total_pass=$((total_pass + p))
+  total_fail=$((total_fail + f))
+}
+
+step fmt deno fmt --check
+step lint deno lint
+step check deno check mod.ts src/ tests/ scripts/
+
+step deno deno test -A --no-check tests/
+count "$logs/deno.log" 's/.*| \([0-9]*\) passed.*/\1/p' 's/.*passed | \([0-9]*\) failed.*/\1/p'
+
+step bun bun test --timeout 60000 tests/
+count "$logs/bun.log" 's/^ *\([0-9]*\) pass$/\1/p' 's/^ *\([0-9]*\) fail$/\1/p'
+
+step node node --test --test-timeout=60000 'tests/**/*_test.ts'
+count "$logs/node.log" 's/^ℹ pass \([0-9]*\)$/\1/p' 's/^ℹ fail \([0-9]*\)$/\1/p'
+
+if [ "$total_pass" -eq 0 ]; then status=1; fi
+if [ "$total_fail" -ne 0 ]; then status=1; fi
+rm -rf "$logs"
+echo "$total_pass passed, $total_fail failed"
+exit "$status"

@@ -1,0 +1,343 @@
+/**
+ * MQTT control packets as plain objects, one interface per packet type, discriminated on `type`.
+ *
+ * @module
+ */
+
+import type { ReasonCode } from "../errors.ts";
+
+/** Quality of service: at most once (0), at least once (1), exactly once (2). */
+export type QoS = 0 | 1 | 2;
+
+/** The protocol levels on the wire: 3 is MQTT 3.1 (`MQIsdp`), 4 is MQTT 3.1.1, 5 is MQTT 5.0. */
+export const ProtocolVersion = { Mqtt31: 3, Mqtt311: 4, Mqtt5: 5 } as const;
+/** A protocol level: 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5.0). */
+export type ProtocolVersion = (typeof ProtocolVersion)[keyof typeof ProtocolVersion];
+
+/** The control packet type numbers of the fixed header (MQTT 5 §2.1.2). */
+export const PacketType = {
+  connect: 1,
+  connack: 2,
+  publish: 3,
+  puback: 4,
+  pubrec: 5,
+  pubrel: 6,
+  pubcomp: 7,
+  subscribe: 8,
+  suback: 9,
+  unsubscribe: 10,
+  unsuback: 11,
+  pingreq: 12,
+  pingresp: 13,
+  disconnect: 14,
+  auth: 15,
+} as const;
+
+/** A user property: a name and a value, both UTF-8 strings. Names may repeat; order is kept. */
+export type UserProperty = [name: string, value: string];
+
+/**
+ * Every MQTT 5 property (§2.2.2.2), under its specification name in camelCase. Properties that hold 0 or 1 on
+ * the wire are booleans here. Each packet type allows only some of them; see the per-packet types below.
+ */
+export interface Properties {
+  /** 0x01: `true` when the payload is UTF-8 text. */
+  payloadFormatIndicator?: boolean;
+  /** 0x02: seconds until the message expires. */
+  messageExpiryInterval?: number;
+  /** 0x03: a MIME type or any text describing the payload. */
+  contentType?: string;
+  /** 0x08: the topic to send a response to. */
+  responseTopic?: string;
+  /** 0x09: correlation data of a request. */
+  correlationData?: Uint8Array;
+  /** 0x0B on SUBSCRIBE: the identifier given to the subscription, 1 to 268,435,455. */
+  subscriptionIdentifier?: number;
+  /** 0x0B on PUBLISH: the identifiers of every subscription the message matched, in wire order. */
+  subscriptionIdentifiers?: number[];
+  /** 0x11: seconds the session outlives the connection; 0xFFFFFFFF never expires. */
+  sessionExpiryInterval?: number;
+  /** 0x12: the client identifier the server assigned. */
+  assignedClientIdentifier?: string;
+  /** 0x13: the keep-alive the server requires, in seconds. */
+  serverKeepAlive?: number;
+  /** 0x15: the name of the enhanced authentication method. */
+  authenticationMethod?: string;
+  /** 0x16: authentication data of that method. */
+  authenticationData?: Uint8Array;
+  /** 0x17: whether the server may send reason strings and user properties on failures. */
+  requestProblemInformation?: boolean;
+  /** 0x18: seconds the server waits before publishing the will. */
+  willDelayInterval?: number;
+  /** 0x19: whether the client asks for response information in the CONNACK. */
+  requestResponseInformation?: boolean;
+  /** 0x1A: the basis for response topics, from the server. */
+  responseInformation?: string;
+  /** 0x1C: another server to use. */
+  serverReference?: string;
+  /** 0x1F: a human-readable reason. */
+  reasonString?: string;
+  /** 0x21: how many QoS 1 and 2 publishes the sender accepts at once, 1 to 65,535. */
+  receiveMaximum?: number;
+  /** 0x22: the highest topic alias the sender accepts. */
+  topicAliasMaximum?: number;
+  /** 0x23: the topic alias of a PUBLISH, 1 or more. */
+  topicAlias?: number;
+  /** 0x24: the highest QoS the server supports, 0 or 1 (absent means 2). */
+  maximumQoS?: 0 | 1;
+  /** 0x25: whether the server supports retained messages. */
+  retainAvailable?: boolean;
+  /** 0x26: user properties, in order, names may repeat. */
+  userProperties?: UserProperty[];
+  /** 0x27: the largest packet, in bytes, the sender accepts. */
+  maximumPacketSize?: number;
+  /** 0x28: whether the server supports wildcard subscriptions. */
+  wildcardSubscriptionAvailable?: boolean;
+  /** 0x29: whether the server supports subscription identifiers. */
+  subscriptionIdentifiersAvailable?: boolean;
+  /** 0x2A: whether the server supports shared subscriptions. */
+  sharedSubscriptionAvailable?: boolean;
+}
+
+/** Properties of a CONNECT. */
+export type ConnectProperties = Pick<
+  Properties,
+  | "sessionExpiryInterval"
+  | "authenticationMethod"
+  | "authenticationData"
+  | "requestProblemInformation"
+  | "requestResponseInformation"
+  | "receiveMaximum"
+  | "topicAliasMaximum"
+  | "userProperties"
+  | "maximumPacketSize"
+>;
+
+/** Properties of a will message, carried in the CONNECT payload. */
+export type WillProperties = Pick<
+  Properties,
+  | "payloadFormatIndicator"
+  | "messageExpiryInterval"
+  | "contentType"
+  | "responseTopic"
+  | "correlationData"
+  | "willDelayInterval"
+  | "userProperties"
+>;
+
+/** Properties of a CONNACK. */
+export type ConnAckProperties = Pick<
+  Properties,
+  | "sessionExpiryInterval"
+  | "assignedClientIdentifier"
+  | "serverKeepAlive"
+  | "authenticationMethod"
+  | "authenticationData"
+  | "responseInformation"
+  | "serverReference"
+  | "reasonString"
+  | "receiveMaximum"
+  | "topicAliasMaximum"
+  | "maximumQoS"
+  | "retainAvailable"
+  | "userProperties"
+  | "maximumPacketSize"
+  | "wildcardSubscriptionAvailable"
+  | "subscriptionIdentifiersAvailable"
+  | "sharedSubscriptionAvailable"
+>;
+
+/** Properties of a PUBLISH. */
+export type PublishProperties = Pick<
+  Properties,
+  | "payloadFormatIndicator"
+  | "messageExpiryInterval"
+  | "contentType"
+  | "responseTopic"
+  | "correlationData"
+  | "subscriptionIdentifiers"
+  | "topicAlias"
+  | "userProperties"
+>;
+
+/** Properties of PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK and UNSUBACK. */
+export type AckProperties = Pick<Properties, "reasonString" | "userProperties">;
+
+/** Properties of a SUBSCRIBE. */
+export type SubscribeProperties = Pick<Properties, "subscriptionIdentifier" | "userProperties">;
+
+/** Properties of an UNSUBSCRIBE. */
+export type UnsubscribeProperties = Pick<Properties, "userProperties">;
+
+/** Properties of a DISCONNECT. */
+export type DisconnectProperties = Pick<
+  Properties,
+  "sessionExpiryInterval" | "serverReference" | "reasonString" | "userProperties"
+>;
+
+/** Properties of an AUTH. */
+export type AuthProperties = Pick<
+  Properties,
+  "authenticationMethod" | "authenticationData" | "reasonString" | "userProperties"
+>;
+
+/** The will message of a CONNECT. */
+export interface Will {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  /** MQTT 5 only. */
+  properties?: WillProperties;
+}
+
+/** CONNECT (§3.1): the first packet a client sends. */
+export interface ConnectPacket {
+  type: "connect";
+  /** The protocol level; the protocol name follows from it (`MQIsdp` for 3, `MQTT` otherwise). */
+  protocolVersion: ProtocolVersion;
+  clientId: string;
+  /** Clean Start in MQTT 5, Clean Session in 3.1 and 3.1.1. */
+  cleanStart: boolean;
+  /** Seconds; 0 turns keep-alive off. */
+  keepAlive: number;
+  username?: string;
+  /** Binary data; a UTF-8 string in 3.1, bytes in 3.1.1 and 5.0. */
+  password?: Uint8Array;
+  will?: Will;
+  /** MQTT 5 only. */
+  properties?: ConnectProperties;
+}
+
+/** CONNACK (§3.2). In 3.1 and 3.1.1 the return code is mapped to its MQTT 5 reason code. */
+export interface ConnAckPacket {
+  type: "connack";
+  sessionPresent: boolean;
+  reasonCode: ReasonCode;
+  properties?: ConnAckProperties;
+}
+
+/** PUBLISH (§3.3). */
+export interface PublishPacket {
+  type: "publish";
+  /** The topic name; empty only in MQTT 5 when a topic alias stands for it. */
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  dup: boolean;
+  /** Present exactly when `qos > 0`. */
+  packetId?: number;
+  properties?: PublishProperties;
+}
+
+/** PUBACK, PUBREC, PUBREL or PUBCOMP: the acknowledgements of the QoS 1 and 2 flows (§3.4-§3.7). */
+export interface PublishAckPacket<T extends "puback" | "pubrec" | "pubrel" | "pubcomp"> {
+  type: T;
+  packetId: number;
+  /** Always 0 in 3.1 and 3.1.1. */
+  reasonCode: ReasonCode;
+  properties?: AckProperties;
+}
+
+/** PUBACK (§3.4). */
+export type PubAckPacket = PublishAckPacket<"puback">;
+/** PUBREC (§3.5). */
+export type PubRecPacket = PublishAckPacket<"pubrec">;
+/** PUBREL (§3.6). */
+export type PubRelPacket = PublishAckPacket<"pubrel">;
+/** PUBCOMP (§3.7). */
+export type PubCompPacket = PublishAckPacket<"pubcomp">;
+
+/** Retain handling of an MQTT 5 subscription: 0 send retained messages, 1 only for a new subscription, 2 never. */
+export type RetainHandling = 0 | 1 | 2;
+
+/** One topic filter of a SUBSCRIBE with its options. */
+export interface Subscription {
+  topicFilter: string;
+  /** The maximum QoS requested. */
+  qos: QoS;
+  /** MQTT 5: do not deliver messages this client published. */
+  noLocal: boolean;
+  /** MQTT 5: keep the retain flag of forwarded messages. */
+  retainAsPublished: boolean;
+  /** MQTT 5: when to send retained messages. */
+  retainHandling: RetainHandling;
+}
+
+/** SUBSCRIBE (§3.8). In 3.1 and 3.1.1 the MQTT 5 options are `false`, `false` and `0`. */
+export interface SubscribePacket {
+  type: "subscribe";
+  packetId: number;
+  subscriptions: Subscription[];
+  properties?: SubscribeProperties;
+}
+
+/** SUBACK (§3.9): one reason code per requested filter (granted QoS 0-2, or a failure code). */
+export interface SubAckPacket {
+  type: "suback";
+  packetId: number;
+  reasonCodes: ReasonCode[];
+  properties?: AckProperties;
+}
+
+/** UNSUBSCRIBE (§3.10). */
+export interface UnsubscribePacket {
+  type: "unsubscribe";
+  packetId: number;
+  topicFilters: string[];
+  properties?: UnsubscribeProperties;
+}
+
+/** UNSUBACK (§3.11): one reason code per filter in MQTT 5, none in 3.1 and 3.1.1. */
+export interface UnsubAckPacket {
+  type: "unsuback";
+  packetId: number;
+  reasonCodes: ReasonCode[];
+  properties?: AckProperties;
+}
+
+/** PINGREQ (§3.12). */
+export interface PingReqPacket {
+  type: "pingreq";
+}
+
+/** PINGRESP (§3.13). */
+export interface PingRespPacket {
+  type: "pingresp";
+}
+
+/** DISCONNECT (§3.14). The reason code is always 0 in 3.1 and 3.1.1. */
+export interface DisconnectPacket {
+  type: "disconnect";
+  reasonCode: ReasonCode;
+  properties?: DisconnectProperties;
+}
+
+/** AUTH (§3.15), MQTT 5 only. */
+export interface AuthPacket {
+  type: "auth";
+  reasonCode: ReasonCode;
+  properties?: AuthProperties;
+}
+
+/** Any MQTT control packet. */
+export type Packet =
+  | ConnectPacket
+  | ConnAckPacket
+  | PublishPacket
+  | PubAckPacket
+  | PubRecPacket
+  | PubRelPacket
+  | PubCompPacket
+  | SubscribePacket
+  | SubAckPacket
+  | UnsubscribePacket
+  | UnsubAckPacket
+  | PingReqPacket
+  | PingRespPacket
+  | DisconnectPacket
+  | AuthPacket;
+
+/** The `type` of any packet. */
+export type PacketTypeName = Packet["type"];
