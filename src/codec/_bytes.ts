@@ -43,7 +43,9 @@ export function utf8Length(text: string): number {
     } else if (c >= 0xd800 && c <= 0xdfff) {
       const next = text.charCodeAt(i + 1);
       if (c > 0xdbff || !(next >= 0xdc00 && next <= 0xdfff)) {
-        throw new TypeError(`Cannot encode string: it contains a lone surrogate at index ${i} [MQTT-1.5.4-1]`);
+        throw new TypeError(
+          `Cannot encode string: it contains a lone surrogate at index ${i} [MQTT-1.5.4-1]`,
+        );
       }
       bytes += 2; // four bytes for two UTF-16 units
       i++;
@@ -96,7 +98,7 @@ export class Writer {
   }
 
   varint(value: number): void {
-    this.ensure(4);
+    this.ensure(varintSize(value));
     this.position = writeVarint(this.buffer, this.position, value);
   }
 
@@ -108,7 +110,9 @@ export class Writer {
 
   /** Two-byte length, then the bytes (MQTT 5 §1.5.6). */
   binary(value: Uint8Array): void {
-    if (value.length > 0xffff) throw new RangeError(`Cannot encode binary data of ${value.length} bytes: over 65535`);
+    if (value.length > 0xffff) {
+      throw new RangeError(`Cannot encode binary data of ${value.length} bytes: over 65535`);
+    }
     this.u16(value.length);
     this.bytes(value);
   }
@@ -216,7 +220,9 @@ export class Reader {
       const byte = this.u8(what);
       value += (byte & 0x7f) * multiplier;
       if ((byte & 0x80) === 0) {
-        if (byte === 0 && i > 0) malformed(`Cannot read ${what}: variable byte integer not in its shortest form [MQTT-1.5.5-1]`);
+        if (byte === 0 && i > 0) {
+          malformed(`Cannot read ${what}: variable byte integer not in its shortest form [MQTT-1.5.5-1]`);
+        }
         return value;
       }
       multiplier *= 128;

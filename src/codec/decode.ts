@@ -137,7 +137,9 @@ function checkFlags(type: number, flags: number, version: ProtocolVersion | unde
   const required = type === 6 || type === 8 || type === 10 ? 0x02 : 0x00;
   if (flags === required || (version === 3 && required === 0x02 && flags === 0x0a)) return;
   malformed(
-    `Cannot read ${NAMES[type]}: reserved fixed header flags are 0x${flags.toString(16)}, not 0x${required} [MQTT-2.1.3-1]`,
+    `Cannot read ${NAMES[type]}: reserved fixed header flags are 0x${
+      flags.toString(16)
+    }, not 0x${required} [MQTT-2.1.3-1]`,
   );
 }
 
@@ -162,7 +164,9 @@ export function decodePacket(
   const type = first >> 4;
   const flags = first & 0x0f;
   if (version === undefined && type !== 1) {
-    protocolError(`Cannot accept ${NAMES[type]} before CONNECT: the first packet must be CONNECT [MQTT-3.1.0-1]`);
+    protocolError(
+      `Cannot accept ${NAMES[type]} before CONNECT: the first packet must be CONNECT [MQTT-3.1.0-1]`,
+    );
   }
   const reader = new Reader(buffer, start, end);
   if (type === 3) return decodePublish(flags, reader, version as ProtocolVersion);
@@ -229,7 +233,14 @@ function decodePublish(flags: number, reader: Reader, version: ProtocolVersion):
     protocolError("Cannot accept PUBLISH: its topic name is empty and has no topic alias [MQTT-4.7.3-1]");
   }
   const payload = buffer.subarray(reader.position, reader.end);
-  const packet: PublishPacket = { type: "publish", topic, payload, qos: qos as QoS, retain: (flags & 1) === 1, dup };
+  const packet: PublishPacket = {
+    type: "publish",
+    topic,
+    payload,
+    qos: qos as QoS,
+    retain: (flags & 1) === 1,
+    dup,
+  };
   if (packetId !== undefined) packet.packetId = packetId;
   if (properties !== undefined) packet.properties = properties;
   return packet;
@@ -289,7 +300,9 @@ function decodeConnect(reader: Reader): ConnectPacket {
   const willQoS = (flags >> 3) & 0x03;
   const willRetain = (flags & 0x20) !== 0;
   if (!hasWill && (willQoS !== 0 || willRetain)) {
-    malformed("Cannot read CONNECT: will QoS and will retain must be 0 without a will [MQTT-3.1.2-11] [MQTT-3.1.2-13]");
+    malformed(
+      "Cannot read CONNECT: will QoS and will retain must be 0 without a will [MQTT-3.1.2-11] [MQTT-3.1.2-13]",
+    );
   }
   if (willQoS === 3) malformed("Cannot read CONNECT: will QoS 3 is not allowed [MQTT-3.1.2-12]");
   const hasPassword = (flags & 0x40) !== 0;
@@ -341,7 +354,11 @@ function decodeConnAck(reader: Reader, version: ProtocolVersion): ConnAckPacket 
     code = reasonCodeFromReturnCode(returnCode);
   }
   expectEnd(reader, "CONNACK");
-  const packet: ConnAckPacket = { type: "connack", sessionPresent: version > 3 && flags === 1, reasonCode: code };
+  const packet: ConnAckPacket = {
+    type: "connack",
+    sessionPresent: version > 3 && flags === 1,
+    reasonCode: code,
+  };
   if (properties !== undefined) packet.properties = properties;
   return packet;
 }
@@ -356,18 +373,34 @@ function decodeSubscribe(reader: Reader, version: ProtocolVersion): SubscribePac
     const qos = options & 0x03;
     if (version < 5) {
       if (options > 2) {
-        malformed(`Cannot read SUBSCRIBE: requested QoS byte 0x${options.toString(16)} for "${topicFilter}" [MQTT-3.8.3-4]`);
+        malformed(
+          `Cannot read SUBSCRIBE: requested QoS byte 0x${
+            options.toString(16)
+          } for "${topicFilter}" [MQTT-3.8.3-4]`,
+        );
       }
-      subscriptions.push({ topicFilter, qos: qos as QoS, noLocal: false, retainAsPublished: false, retainHandling: 0 });
+      subscriptions.push({
+        topicFilter,
+        qos: qos as QoS,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      });
       continue;
     }
-    if (options > 0x3f) malformed(`Cannot read SUBSCRIBE: reserved option bits set for "${topicFilter}" [MQTT-3.8.3-5]`);
+    if (options > 0x3f) {
+      malformed(`Cannot read SUBSCRIBE: reserved option bits set for "${topicFilter}" [MQTT-3.8.3-5]`);
+    }
     if (qos === 3) malformed(`Cannot read SUBSCRIBE: QoS 3 requested for "${topicFilter}"`);
     const retainHandling = options >> 4;
-    if (retainHandling === 3) protocolError(`Cannot accept SUBSCRIBE: retain handling 3 for "${topicFilter}"`);
+    if (retainHandling === 3) {
+      protocolError(`Cannot accept SUBSCRIBE: retain handling 3 for "${topicFilter}"`);
+    }
     const noLocal = (options & 0x04) !== 0;
     if (noLocal && topicFilter.startsWith("$share/")) {
-      protocolError(`Cannot accept SUBSCRIBE: no local on shared subscription "${topicFilter}" [MQTT-3.8.3-4]`);
+      protocolError(
+        `Cannot accept SUBSCRIBE: no local on shared subscription "${topicFilter}" [MQTT-3.8.3-4]`,
+      );
     }
     subscriptions.push({
       topicFilter,
@@ -377,7 +410,9 @@ function decodeSubscribe(reader: Reader, version: ProtocolVersion): SubscribePac
       retainHandling: retainHandling as RetainHandling,
     });
   }
-  if (subscriptions.length === 0) protocolError("Cannot accept SUBSCRIBE: it has no topic filter [MQTT-3.8.3-2]");
+  if (subscriptions.length === 0) {
+    protocolError("Cannot accept SUBSCRIBE: it has no topic filter [MQTT-3.8.3-2]");
+  }
   const packet: SubscribePacket = { type: "subscribe", packetId, subscriptions };
   if (properties !== undefined) packet.properties = properties;
   return packet;
@@ -392,7 +427,9 @@ function decodeSubAck(reader: Reader, version: ProtocolVersion): SubAckPacket {
       reasonCodes.push(reasonCode(reader, "SUBACK"));
     } else {
       const code = reader.u8("SUBACK return code");
-      if (!V3_SUBACK_CODES.has(code)) malformed(`Cannot read SUBACK: return code 0x${code.toString(16)} is not defined`);
+      if (!V3_SUBACK_CODES.has(code)) {
+        malformed(`Cannot read SUBACK: return code 0x${code.toString(16)} is not defined`);
+      }
       reasonCodes.push(code as ReasonCode);
     }
   }
@@ -406,7 +443,9 @@ function decodeUnsubscribe(reader: Reader, version: ProtocolVersion): Unsubscrib
   const properties = version === 5 ? readProperties(reader, 10) : undefined;
   const topicFilters: string[] = [];
   while (reader.remaining > 0) topicFilters.push(reader.string("UNSUBSCRIBE topic filter"));
-  if (topicFilters.length === 0) protocolError("Cannot accept UNSUBSCRIBE: it has no topic filter [MQTT-3.10.3-2]");
+  if (topicFilters.length === 0) {
+    protocolError("Cannot accept UNSUBSCRIBE: it has no topic filter [MQTT-3.10.3-2]");
+  }
   const packet: UnsubscribePacket = { type: "unsubscribe", packetId, topicFilters };
   if (properties !== undefined) packet.properties = properties;
   return packet;

@@ -72,7 +72,9 @@ export class PacketDecoder {
     this.#version = options.version;
     const maximum = options.maximumPacketSize ?? MAX_PACKET_SIZE;
     if (!Number.isInteger(maximum) || maximum < 2) {
-      throw new RangeError(`Cannot create decoder: maximum packet size ${maximum} is not an integer of at least 2`);
+      throw new RangeError(
+        `Cannot create decoder: maximum packet size ${maximum} is not an integer of at least 2`,
+      );
     }
     this.#maximumPacketSize = maximum;
   }
@@ -169,7 +171,9 @@ export class PacketDecoder {
     const type = first >> 4;
     if (type === 0) malformed("Cannot read packet type 0: it is reserved");
     if (this.#version === undefined && type !== 1) {
-      protocolError(`Cannot accept packet type ${type} before CONNECT: the first packet must be CONNECT [MQTT-3.1.0-1]`);
+      protocolError(
+        `Cannot accept packet type ${type} before CONNECT: the first packet must be CONNECT [MQTT-3.1.0-1]`,
+      );
     }
     let remaining = 0;
     let multiplier = 1;

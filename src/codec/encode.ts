@@ -88,12 +88,16 @@ export function encode(packet: Packet, version: ProtocolVersion): Uint8Array {
 }
 
 function checkQoS(qos: number, what: string): void {
-  if (qos !== 0 && qos !== 1 && qos !== 2) throw new RangeError(`Cannot encode ${what}: QoS ${qos} is not 0, 1 or 2`);
+  if (qos !== 0 && qos !== 1 && qos !== 2) {
+    throw new RangeError(`Cannot encode ${what}: QoS ${qos} is not 0, 1 or 2`);
+  }
 }
 
 function checkPacketId(packetId: number | undefined, what: string): number {
   if (packetId === undefined || !Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff) {
-    throw new RangeError(`Cannot encode ${what}: packet identifier ${packetId} is not from 1 to 65535 [MQTT-2.2.1-3]`);
+    throw new RangeError(
+      `Cannot encode ${what}: packet identifier ${packetId} is not from 1 to 65535 [MQTT-2.2.1-3]`,
+    );
   }
   return packetId;
 }
@@ -147,7 +151,10 @@ function encodePublish(packet: PublishPacket, version: ProtocolVersion): Uint8Ar
   if (packet.retain) flags |= 0x01;
   if (packet.dup) {
     if (qos === 0) {
-      throw new MqttError(ReasonCode.ProtocolError, "Cannot encode PUBLISH: DUP must be 0 for QoS 0 [MQTT-3.3.1-2]");
+      throw new MqttError(
+        ReasonCode.ProtocolError,
+        "Cannot encode PUBLISH: DUP must be 0 for QoS 0 [MQTT-3.3.1-2]",
+      );
     }
     flags |= 0x08;
   }
@@ -259,7 +266,9 @@ function encodeConnect(packet: ConnectPacket, version: ProtocolVersion): Uint8Ar
   }
   if (username !== undefined) flags |= 0x80;
   if (!Number.isInteger(packet.keepAlive) || packet.keepAlive < 0 || packet.keepAlive > 0xffff) {
-    throw new RangeError(`Cannot encode CONNECT: keep-alive ${packet.keepAlive} is not from 0 to 65535 seconds`);
+    throw new RangeError(
+      `Cannot encode CONNECT: keep-alive ${packet.keepAlive} is not from 0 to 65535 seconds`,
+    );
   }
   const writer = startPacket(0x10, 64 + (will?.payload.length ?? 0));
   writer.string(version === 3 ? "MQIsdp" : "MQTT");
@@ -271,7 +280,9 @@ function encodeConnect(packet: ConnectPacket, version: ProtocolVersion): Uint8Ar
   }
   writer.string(packet.clientId);
   if (will !== undefined) {
-    if (version === 5) writeProperties(writer, will.properties, propertiesSize(will.properties, WILL_PROPERTIES));
+    if (version === 5) {
+      writeProperties(writer, will.properties, propertiesSize(will.properties, WILL_PROPERTIES));
+    }
     topicNameLength(will.topic);
     writer.string(will.topic);
     writer.binary(will.payload);

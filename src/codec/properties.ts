@@ -5,7 +5,15 @@
  * @module
  */
 
-import { malformed, MAX_VARINT, protocolError, type Reader, utf8Length, varintSize, type Writer } from "./_bytes.ts";
+import {
+  malformed,
+  MAX_VARINT,
+  protocolError,
+  type Reader,
+  utf8Length,
+  varintSize,
+  type Writer,
+} from "./_bytes.ts";
 import type { Properties } from "./packet.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 
@@ -42,7 +50,14 @@ const AUTH = 1 << 15;
 const WILL = 1 << WILL_PROPERTIES;
 const ACKS = PUBACK | PUBREC | PUBREL | PUBCOMP | SUBACK | UNSUBACK;
 
-function spec(id: number, key: keyof Properties, name: string, kind: Kind, allowed: number, minimum = 0): PropertySpec {
+function spec(
+  id: number,
+  key: keyof Properties,
+  name: string,
+  kind: Kind,
+  allowed: number,
+  minimum = 0,
+): PropertySpec {
   return { id, key, name, kind, allowed, minimum };
 }
 
@@ -123,7 +138,9 @@ function repeatable(key: keyof Properties): boolean {
 export function readProperties(reader: Reader, packetType: number): Properties | undefined {
   const length = reader.varint("property length");
   if (length === 0) return undefined;
-  if (length > reader.remaining) malformed(`Cannot read properties: their length ${length} exceeds the packet`);
+  if (length > reader.remaining) {
+    malformed(`Cannot read properties: their length ${length} exceeds the packet`);
+  }
   const end = reader.position + length;
   const outerEnd = reader.end;
   reader.end = end;
@@ -143,7 +160,9 @@ export function readProperties(reader: Reader, packetType: number): Properties |
     if (repeatable(s.key)) {
       ((properties[s.key] ??= []) as unknown[]).push(value);
     } else {
-      if (properties[s.key] !== undefined) protocolError(`Cannot accept property ${s.name}: it appears twice`);
+      if (properties[s.key] !== undefined) {
+        protocolError(`Cannot accept property ${s.name}: it appears twice`);
+      }
       properties[s.key] = value;
     }
   }
@@ -162,7 +181,9 @@ function readValue(reader: Reader, s: PropertySpec): unknown {
     }
     case "byte":
       value = reader.u8(what);
-      if (s.key === "maximumQoS" && value > 1) protocolError(`Cannot accept ${what} ${value}: it must be 0 or 1`);
+      if (s.key === "maximumQoS" && value > 1) {
+        protocolError(`Cannot accept ${what} ${value}: it must be 0 or 1`);
+      }
       return value;
     case "two":
       value = reader.u16(what);
@@ -202,7 +223,9 @@ function specFor(key: string, packetType: number): PropertySpec {
 
 function checkInteger(s: PropertySpec, value: unknown, maximum: number): number {
   if (typeof value !== "number" || !Number.isInteger(value) || value < s.minimum || value > maximum) {
-    throw new RangeError(`Cannot encode property ${s.name} ${String(value)}: not an integer from ${s.minimum} to ${maximum}`);
+    throw new RangeError(
+      `Cannot encode property ${s.name} ${String(value)}: not an integer from ${s.minimum} to ${maximum}`,
+    );
   }
   return value;
 }

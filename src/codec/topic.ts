@@ -29,7 +29,9 @@ function byteLength(text: string): number {
 function basicProblem(text: string): string | undefined {
   if (text.length === 0) return "it is empty [MQTT-4.7.3-1]";
   if (text.includes("\0")) return "it contains U+0000 [MQTT-4.7.3-2]";
-  if (text.length > 0x3fff && byteLength(text) > 0xffff) return "it is longer than 65535 bytes [MQTT-4.7.3-3]";
+  if (text.length > 0x3fff && byteLength(text) > 0xffff) {
+    return "it is longer than 65535 bytes [MQTT-4.7.3-3]";
+  }
   return undefined;
 }
 
@@ -67,7 +69,9 @@ function plainFilterProblem(filter: string): string | undefined {
       }
     } else if (c === 0x2b) {
       // '+': a whole level.
-      if ((i > 0 && filter.charCodeAt(i - 1) !== 0x2f) || (i < length - 1 && filter.charCodeAt(i + 1) !== 0x2f)) {
+      if (
+        (i > 0 && filter.charCodeAt(i - 1) !== 0x2f) || (i < length - 1 && filter.charCodeAt(i + 1) !== 0x2f)
+      ) {
         return "'+' must be a whole level [MQTT-4.7.1-2]";
       }
     }
@@ -96,7 +100,9 @@ export function topicFilterProblem(filter: string): string | undefined {
     if (group.length === 0 || group.includes("+") || group.includes("#")) {
       return "a share name must be at least one character without wildcards [MQTT-4.8.2-1]";
     }
-    if (slash === -1 || slash === filter.length - 1) return "a shared subscription needs a topic filter [MQTT-4.8.2-2]";
+    if (slash === -1 || slash === filter.length - 1) {
+      return "a shared subscription needs a topic filter [MQTT-4.8.2-2]";
+    }
     return plainFilterProblem(filter.slice(slash + 1));
   }
   return plainFilterProblem(filter);
