@@ -5,7 +5,7 @@
  * @module
  */
 
-import { malformed, protocolError, Reader, readUtf8 } from "./_bytes.ts";
+import { decodeChecked, malformed, protocolError, Reader } from "./_bytes.ts";
 import { readProperties, WILL_PROPERTIES } from "./properties.ts";
 import type {
   AuthPacket,
@@ -168,8 +168,8 @@ export function decodePacket(
       `Cannot accept ${NAMES[type]} before CONNECT: the first packet must be CONNECT [MQTT-3.1.0-1]`,
     );
   }
+  if (type === 3) return decodePublish(flags, buffer, start, end, version as ProtocolVersion);
   const reader = new Reader(buffer, start, end);
-  if (type === 3) return decodePublish(flags, reader, version as ProtocolVersion);
   checkFlags(type, flags, version);
   const v = version as ProtocolVersion;
   switch (type) {
@@ -207,42 +207,58 @@ export function decodePacket(
   }
 }
 
-function decodePublish(flags: number, reader: Reader, version: ProtocolVersion): PublishPacket {
+/** PUBLISH is the hot path: read with plain indexing, and build a Reader only for MQTT 5 properties. */
+function decodePublish(
+  flags: number,
+  buffer: Uint8Array,
+  start: number,
+  end: number,
+  version: ProtocolVersion,
+): PublishPacket {
   const qos = (flags >> 1) & 0x03;
   if (qos === 3) malformed("Cannot read PUBLISH: QoS 3 is not allowed [MQTT-3.3.1-4]");
   const dup = (flags & 0x08) !== 0;
   if (dup && qos === 0) malformed("Cannot read PUBLISH: DUP must be 0 for QoS 0 [MQTT-3.3.1-2]");
-  const { buffer } = reader;
-  const topicLength = reader.u16("PUBLISH topic name");
-  const topicStart = reader.position;
-  reader.view(topicLength, "PUBLISH topic name");
-  for (let i = topicStart; i < topicStart + topicLength; i++) {
+  const topicStart = start + 2;
+  if (topicStart > end) malformed("Cannot read PUBLISH topic name: the packet ends early");
+  const topicEnd = topicStart + ((buffer[topicStart - 2] << 8) | buffer[topicStart - 1]);
+  let position = topicEnd + (qos > 0 ? 2 : 0);
+  if (position > end) malformed("Cannot read PUBLISH topic name: the packet ends early");
+  for (let i = topicStart; i < topicEnd; i++) {
     const c = buffer[i];
     if (c === 0x23 || c === 0x2b) {
       protocolError("Cannot accept PUBLISH: its topic name contains a wildcard [MQTT-3.3.2-2]");
     }
+    if (c === 0) malformed("Cannot read PUBLISH topic name: it contains U+0000 [MQTT-1.5.4-2]");
   }
-  const topic = readUtf8(buffer, topicStart, topicStart + topicLength, "PUBLISH topic name");
-  let packetId: number | undefined;
-  if (qos > 0) {
-    packetId = reader.u16("PUBLISH packet identifier");
-    if (packetId === 0) malformed("Cannot read PUBLISH: packet identifier 0 [MQTT-2.2.1-3]");
-  }
-  const properties = version === 5 ? readProperties(reader, 3) : undefined;
-  if (topicLength === 0 && properties?.topicAlias === undefined) {
-    protocolError("Cannot accept PUBLISH: its topic name is empty and has no topic alias [MQTT-4.7.3-1]");
-  }
-  const payload = buffer.subarray(reader.position, reader.end);
+  const topic = decodeChecked(buffer, topicStart, topicEnd, "PUBLISH topic name");
   const packet: PublishPacket = {
     type: "publish",
     topic,
-    payload,
+    payload: buffer,
     qos: qos as QoS,
     retain: (flags & 1) === 1,
     dup,
   };
-  if (packetId !== undefined) packet.packetId = packetId;
-  if (properties !== undefined) packet.properties = properties;
+  if (qos > 0) {
+    const packetId = (buffer[topicEnd] << 8) | buffer[topicEnd + 1];
+    if (packetId === 0) malformed("Cannot read PUBLISH: packet identifier 0 [MQTT-2.2.1-3]");
+    packet.packetId = packetId;
+  }
+  if (version === 5) {
+    if (position < end && buffer[position] === 0) {
+      position++;
+    } else {
+      const reader = new Reader(buffer, position, end);
+      const properties = readProperties(reader, 3);
+      position = reader.position;
+      if (properties !== undefined) packet.properties = properties;
+    }
+  }
+  if (topicEnd === topicStart && packet.properties?.topicAlias === undefined) {
+    protocolError("Cannot accept PUBLISH: its topic name is empty and has no topic alias [MQTT-4.7.3-1]");
+  }
+  packet.payload = buffer.subarray(position, end);
   return packet;
 }
 

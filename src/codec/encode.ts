@@ -378,7 +378,11 @@ function encodeReasonOnly(packet: DisconnectPacket | AuthPacket, version: Protoc
     return Uint8Array.of(header, 0);
   }
   if (!hasProperties(packet.properties)) {
-    return packet.reasonCode === 0 ? Uint8Array.of(header, 0) : Uint8Array.of(header, 1, packet.reasonCode);
+    if (packet.reasonCode === 0) return Uint8Array.of(header, 0);
+    // DISCONNECT may end after its reason code (§3.14.2.2.1); AUTH keeps its property length (§3.15.2.1).
+    return packet.type === "disconnect"
+      ? Uint8Array.of(header, 1, packet.reasonCode)
+      : Uint8Array.of(header, 2, packet.reasonCode, 0);
   }
   const size = propertiesSize(packet.properties, PacketType[packet.type]);
   const writer = startPacket(header, 1 + varintSize(size) + size);

@@ -108,6 +108,8 @@ test("acknowledgements drop reason codes below MQTT 5 and shrink to 2 bytes when
   assert.deepEqual(encode({ type: "disconnect", reasonCode: 0 }, 5), Uint8Array.of(0xe0, 0));
   assert.deepEqual(encode({ type: "disconnect", reasonCode: 0x8e }, 5), Uint8Array.of(0xe0, 1, 0x8e));
   assert.deepEqual(encode({ type: "disconnect", reasonCode: 0x8e }, 4), Uint8Array.of(0xe0, 0));
+  assert.deepEqual(encode({ type: "auth", reasonCode: 0 }, 5), Uint8Array.of(0xf0, 0));
+  assert.deepEqual(encode({ type: "auth", reasonCode: 0x18 }, 5), Uint8Array.of(0xf0, 2, 0x18, 0));
 });
 
 test("below MQTT 5, CONNACK reason codes map to return codes and SUBACK failures to 0x80", () => {
@@ -164,6 +166,12 @@ test("a packet whose remaining length exceeds 268,435,455 bytes cannot be encode
     () => encode(publish({ payload: huge }), 4),
     isMqttError(ReasonCode.PacketTooLarge, /268435455/),
   );
+});
+
+test("the largest remaining length, 268,435,455 (FF FF FF 7F), is read from a fixed header", () => {
+  const decoder = new PacketDecoder({ version: 4, maximumPacketSize: 1000 });
+  decoder.push(Uint8Array.of(0x30, 0xff, 0xff, 0xff, 0x7f));
+  assert.throws(() => decoder.next(), isMqttError(ReasonCode.PacketTooLarge, /268435460 bytes/));
 });
 
 test("remaining lengths at the variable byte integer boundaries round-trip", () => {
