@@ -8,12 +8,14 @@
 
 import process from "node:process";
 
-/** Options of {@linkcode measure}. */
+/** Options of {@linkcode measure} and {@linkcode measureEach}. */
 export interface MeasureOptions {
-  /** Milliseconds of timed running. @default 1000 */
+  /** Milliseconds of timed running per closure, split over the rounds. @default 1000 */
   durationMs?: number;
   /** Milliseconds of untimed running first, so the JIT settles; it also picks the batch size. @default 300 */
   warmupMs?: number;
+  /** Timed rounds; the result is the median round, so a short disturbance does not skew it. @default 5 */
+  rounds?: number;
   /** Operations one call of the closure performs (for example packets decoded from one chunk). @default 1 */
   opsPerCall?: number;
 }
@@ -38,24 +40,53 @@ export function sinkValue(): number {
  * to a sink (see {@linkcode sinkValue}), so make it depend on the work, for example a sum of output lengths.
  *
  * @param fn The operation; returns a number derived from its result.
- * @param options Durations and how many operations one call performs.
- * @returns Operations per second (calls per second times `opsPerCall`).
+ * @param options Durations, rounds and how many operations one call performs.
+ * @returns Operations per second (calls per second times `opsPerCall`), the median of the rounds.
  */
 export function measure(fn: () => number, options: MeasureOptions = {}): number {
-  const { durationMs = 1000, warmupMs = 300, opsPerCall = 1 } = options;
+  return measureEach([fn], options)[0];
+}
+
+/**
+ * Like {@linkcode measure} for several closures that are to be compared: all are warmed up first, then the
+ * timed rounds alternate between them, so a disturbance of the machine hits all of them alike.
+ *
+ * @param fns The operations, each returning a number derived from its result.
+ * @param options Durations (per closure), rounds and how many operations one call performs.
+ * @returns Operations per second of each closure, in order, each the median of its rounds.
+ */
+export function measureEach(fns: readonly (() => number)[], options: MeasureOptions = {}): number[] {
+  const { durationMs = 1000, warmupMs = 300, rounds = 5, opsPerCall = 1 } = options;
+  const batches = fns.map((fn) => warmUp(fn, warmupMs));
+  const samples: number[][] = fns.map(() => []);
+  for (let round = 0; round < rounds; round++) {
+    fns.forEach((fn, i) => samples[i].push(run(fn, batches[i], durationMs / rounds) * opsPerCall));
+  }
+  return samples.map(median);
+}
+
+/** Runs `fn` for `ms` and returns the batch size that takes at least a millisecond (at most 2^24 calls). */
+function warmUp(fn: () => number, ms: number): number {
   let acc = 0;
   let batch = 1;
-  const warmupEnd = performance.now() + warmupMs;
+  const end = performance.now() + ms;
   for (;;) {
     const before = performance.now();
     for (let i = 0; i < batch; i++) acc += fn();
     const after = performance.now();
     if (after - before < 1 && batch < 1 << 24) batch *= 2;
-    if (after >= warmupEnd) break;
+    if (after >= end) break;
   }
+  sink += acc;
+  return batch;
+}
+
+/** Calls `fn` in batches for at least `ms` and returns calls per second. */
+function run(fn: () => number, batch: number, ms: number): number {
+  let acc = 0;
   let calls = 0;
   const start = performance.now();
-  const end = start + durationMs;
+  const end = start + ms;
   let now = start;
   while (now < end) {
     for (let i = 0; i < batch; i++) acc += fn();
@@ -63,7 +94,13 @@ export function measure(fn: () => number, options: MeasureOptions = {}): number 
     now = performance.now();
   }
   sink += acc;
-  return (calls * opsPerCall * 1000) / (now - start);
+  return (calls * 1000) / (now - start);
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 /**
@@ -103,15 +140,7 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
  */
 export function runtimeName(): string {
   const versions: Record<string, string | undefined> = { ...process.versions };
-  const engine = versions.v8
-    ? `V8 ${versions.v8}`
-    : versions.webkit
-    ? `JavaScriptCore ${versions.webkit}`
-    : "";
-  const name = versions.deno
-    ? `Deno ${versions.deno}`
-    : versions.bun
-    ? `Bun ${versions.bun}`
-    : `Node.js ${versions.node}`;
-  return engine ? `${name} (${engine})` : name;
+  if (versions.bun) return `Bun ${versions.bun} (JavaScriptCore)`; // its `v8` entry is only for compatibility
+  const name = versions.deno ? `Deno ${versions.deno}` : `Node.js ${versions.node}`;
+  return versions.v8 ? `${name} (V8 ${versions.v8})` : name;
 }

@@ -152,7 +152,8 @@ function checkFlags(type: number, flags: number, version: ProtocolVersion | unde
  * @param end Where the body ends.
  * @param version The protocol level, or `undefined` when only a CONNECT may come (a server's first packet).
  * @returns The packet.
- * @throws {MqttError} Malformed Packet (0x81), Protocol Error (0x82) or Unsupported Protocol Version (0x84).
+ * @throws {MqttError} Malformed Packet (0x81), Protocol Error (0x82), Unsupported Protocol Version (0x84) or,
+ *   for a CONNECT whose will topic is not a topic name, Topic Name Invalid (0x90).
  */
 export function decodePacket(
   first: number,
@@ -338,8 +339,15 @@ function decodeConnect(reader: Reader): ConnectPacket {
   };
   if (hasWill) {
     const willProperties = version === 5 ? readProperties(reader, WILL_PROPERTIES) : undefined;
+    const willTopic = reader.string("will topic");
+    if (willTopic.length === 0 || willTopic.includes("+") || willTopic.includes("#")) {
+      throw new MqttError(
+        ReasonCode.TopicNameInvalid,
+        `Cannot accept CONNECT: will topic "${willTopic}" is not a valid topic name [MQTT-3.1.3-11] [MQTT-4.7.3-1]`,
+      );
+    }
     const will: Will = {
-      topic: reader.string("will topic"),
+      topic: willTopic,
       payload: reader.binary("will payload"),
       qos: willQoS as QoS,
       retain: willRetain,

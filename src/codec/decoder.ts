@@ -55,8 +55,12 @@ export class PacketDecoder {
   /** The chunk being read and the position of the next packet in it. */
   #chunk: Uint8Array = EMPTY;
   #position = 0;
-  /** A packet larger than what has arrived, assembled here, and how much of it is filled. */
+  /**
+   * A packet larger than what has arrived, assembled here: its declared size, and a buffer that grows as
+   * bytes arrive (so six bytes announcing 256 MiB do not allocate 256 MiB) and how much of it is filled.
+   */
   #partial: Uint8Array | undefined;
+  #partialSize = 0;
   #filled = 0;
   /** A completely assembled packet waiting for `next()`. */
   #ready: Uint8Array | undefined;
@@ -107,12 +111,18 @@ export class PacketDecoder {
     if (!this.#drained) throw new Error("Cannot push bytes: call next() until it returns undefined first");
     this.#drained = false;
     if (bytes.length === 0) return;
-    const partial = this.#partial;
+    let partial = this.#partial;
     if (partial !== undefined) {
-      const count = Math.min(partial.length - this.#filled, bytes.length);
+      const count = Math.min(this.#partialSize - this.#filled, bytes.length);
+      const needed = this.#filled + count;
+      if (needed > partial.length) {
+        const grown = new Uint8Array(Math.min(this.#partialSize, Math.max(needed, partial.length * 2)));
+        grown.set(partial.subarray(0, this.#filled));
+        partial = this.#partial = grown;
+      }
       partial.set(bytes.subarray(0, count), this.#filled);
       this.#filled += count;
-      if (this.#filled === partial.length) {
+      if (this.#filled === this.#partialSize) {
         this.#ready = partial;
         this.#partial = undefined;
         this.#filled = 0;
@@ -205,7 +215,9 @@ export class PacketDecoder {
       );
     }
     if (available < total) {
-      const partial = new Uint8Array(total);
+      // Start with room for what arrived plus a little; grow (doubling, capped at the total) as bytes come.
+      const partial = new Uint8Array(Math.min(total, Math.max(available * 2, 65_536)));
+      this.#partialSize = total;
       partial.set(chunk.subarray(start));
       this.#partial = partial;
       this.#filled = available;

@@ -283,7 +283,12 @@ function encodeConnect(packet: ConnectPacket, version: ProtocolVersion): Uint8Ar
     if (version === 5) {
       writeProperties(writer, will.properties, propertiesSize(will.properties, WILL_PROPERTIES));
     }
-    topicNameLength(will.topic);
+    if (topicNameLength(will.topic) === 0) {
+      throw new MqttError(
+        ReasonCode.TopicNameInvalid,
+        "Cannot encode CONNECT: the will topic is empty [MQTT-4.7.3-1]",
+      );
+    }
     writer.string(will.topic);
     writer.binary(will.payload);
   }

@@ -126,6 +126,11 @@ const PACKET_NAMES = [
   "AUTH",
 ];
 
+/** A Response Topic is a topic name: not empty, no wildcards. */
+function isTopicName(text: string): boolean {
+  return text.length > 0 && !text.includes("+") && !text.includes("#");
+}
+
 /** Properties that may appear more than once (MQTT 5 §2.2.2.2). */
 function repeatable(key: keyof Properties): boolean {
   return key === "userProperties" || key === "subscriptionIdentifiers";
@@ -194,8 +199,15 @@ function readValue(reader: Reader, s: PropertySpec): unknown {
     case "varint":
       value = reader.varint(what);
       break;
-    case "string":
-      return reader.string(what);
+    case "string": {
+      const text = reader.string(what);
+      if (s.key === "responseTopic" && !isTopicName(text)) {
+        protocolError(
+          `Cannot accept ${what} "${text}": it must be a topic name without wildcards [MQTT-3.3.2-14]`,
+        );
+      }
+      return text;
+    }
     case "binary":
       return reader.binary(what);
     case "pair":
@@ -247,6 +259,12 @@ function valueSize(s: PropertySpec, value: unknown): number {
     case "varint":
       return 1 + varintSize(checkInteger(s, value, MAX_VARINT));
     case "string":
+      if (s.key === "responseTopic" && !isTopicName(value as string)) {
+        throw new MqttError(
+          ReasonCode.TopicNameInvalid,
+          `Cannot encode ${s.name} "${value}": it must be a topic name without wildcards [MQTT-3.3.2-14]`,
+        );
+      }
       return 3 + utf8Length(value as string);
     case "binary":
       return 3 + (value as Uint8Array).length;

@@ -335,3 +335,19 @@ test("a packet split across many chunks is assembled once, and holds no more tha
   });
   assert.equal(decoder.buffered, 0);
 });
+
+test("a packet larger than the first buffer grows as its bytes arrive and decodes intact", () => {
+  const payload = new Uint8Array(300_000).map((_, i) => (i * 7) & 0xff);
+  const data = encode({ type: "publish", topic: "big", payload, qos: 0, retain: false, dup: false }, 4);
+  for (const step of [1000, 65_536, 100_003]) {
+    const decoder = new PacketDecoder({ version: 4 });
+    const packets: Packet[] = [];
+    for (let i = 0; i < data.length; i += step) {
+      decoder.push(data.subarray(i, i + step));
+      assert.equal(decoder.buffered, Math.min(i + step, data.length) - (packets.length ? data.length : 0));
+      for (let p = decoder.next(); p; p = decoder.next()) packets.push(p);
+    }
+    assert.equal(packets.length, 1);
+    assert.deepEqual(packets[0].type === "publish" && packets[0].payload, payload);
+  }
+});
