@@ -1,0 +1,1129 @@
+/**
+ * The client side of MQTT as a sans-IO state machine: bytes, commands and the time in; bytes, events and the
+ * next deadline out. No sockets, timers or clocks inside.
+ *
+ * @module
+ */
+
+import { PacketDecoder } from "../codec/decoder.ts";
+import { encode } from "../codec/encode.ts";
+import type {
+  AuthPacket,
+  AuthProperties,
+  ConnAckPacket,
+  ConnectPacket,
+  ConnectProperties,
+  DisconnectPacket,
+  DisconnectProperties,
+  Packet,
+  ProtocolVersion,
+  PublishPacket,
+  PublishProperties,
+  QoS,
+  RetainHandling,
+  SubscribePacket,
+  UnsubscribePacket,
+  UserProperty,
+  Will,
+} from "../codec/packet.ts";
+import {
+  parseSharedSubscription,
+  topicMatches,
+  validateTopicFilter,
+  validateTopicName,
+} from "../codec/topic.ts";
+import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
+import { Outbox } from "./_outbox.ts";
+import { PacketIdPool } from "./packet_ids.ts";
+
+/** Milliseconds on any monotonic clock the caller picks: `performance.now()` in drivers, 0, 1, 2… in tests. */
+export type Millis = number;
+
+/** The connection state of a {@linkcode ClientMachine}. */
+export type ClientState = "idle" | "connecting" | "connected" | "closed";
+
+/** Options of a {@linkcode ClientMachine}, fixed for its lifetime. */
+export interface ClientMachineOptions {
+  /** The client identifier; empty asks the server to assign one (3.1.1 with a clean session, and 5.0). */
+  clientId: string;
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0, the default). */
+  protocolVersion?: ProtocolVersion;
+  /** Keep-alive in seconds, 0 to 65,535; 0 turns it off. Default 60. */
+  keepAlive?: number;
+  /** How long to wait for CONNACK, in milliseconds. Default 30,000. */
+  connectTimeoutMs?: number;
+  /** How long to wait for PINGRESP after a PINGREQ, in milliseconds. Default: the keep-alive interval. */
+  pingTimeoutMs?: number;
+  /**
+   * Acknowledge received QoS 1 and 2 messages only when {@linkcode ClientMachine.acknowledge} is called (the
+   * async client does so once a message is taken, so the broker's flow control applies backpressure).
+   * Acknowledgements still leave in the order the messages arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Default false.
+   */
+  manualAck?: boolean;
+}
+
+/** What each CONNECT carries; given to {@linkcode ClientMachine.connect}, so credentials can change. */
+export interface ConnectOptions {
+  /** Clean Start (5.0) or Clean Session (3.x). Default true. */
+  cleanStart?: boolean;
+  username?: string;
+  password?: Uint8Array;
+  will?: Will;
+  /** MQTT 5 CONNECT properties (session expiry, receive maximum, maximum packet size, topic alias maximum…). */
+  properties?: ConnectProperties;
+}
+
+/** A message to publish. */
+export interface PublishOptions {
+  topic: string;
+  payload: Uint8Array;
+  qos?: QoS;
+  retain?: boolean;
+  /** MQTT 5 properties; a topic alias is chosen by the machine, not here. */
+  properties?: Omit<PublishProperties, "topicAlias" | "subscriptionIdentifiers">;
+}
+
+/** One filter to subscribe to. */
+export interface SubscriptionRequest {
+  topicFilter: string;
+  qos?: QoS;
+  noLocal?: boolean;
+  retainAsPublished?: boolean;
+  retainHandling?: RetainHandling;
+}
+
+/** What {@linkcode ClientMachine.subscribe} returns. */
+export interface SubscribeResult {
+  /** The SUBSCRIBE's packet identifier; a `subscribed` event with it follows. */
+  packetId: number;
+  /** The local subscription: `message` events list it when a message matches one of its filters. */
+  subscription: number;
+}
+
+/** What the machine reports; drain with {@linkcode ClientMachine.pollEvent} after every call. */
+export type ClientEvent =
+  | { type: "connected"; sessionPresent: boolean; connack: ConnAckPacket }
+  | {
+    type: "message";
+    packet: PublishPacket;
+    /** The local subscriptions the message is for (may be empty after an unsubscribe). */
+    subscriptions: number[];
+  }
+  | {
+    type: "published";
+    packetId: number;
+    /** The final reason code: PUBACK for QoS 1, PUBCOMP (or a failed PUBREC) for QoS 2. */
+    reasonCode: ReasonCode;
+    /** Set when the publish failed: a negative acknowledgement, or dropped with a session that was lost. */
+    error?: MqttError;
+    properties?: { reasonString?: string; userProperties?: UserProperty[] };
+  }
+  | { type: "subscribed" | "unsubscribed"; packetId: number; reasonCodes: ReasonCode[]; error?: MqttError }
+  | { type: "auth"; packet: AuthPacket }
+  | {
+    type: "closed";
+    /** Why the connection ended; absent after a normal {@linkcode ClientMachine.disconnect}. */
+    error?: MqttError;
+    /** The server's DISCONNECT, with its reason code and server reference, if it sent one. */
+    disconnect?: DisconnectPacket;
+  };
+
+/** An outgoing QoS 1 or 2 publish until its flow completes. */
+interface Outgoing {
+  packet: PublishPacket;
+  /** `publish`: waiting for PUBACK / PUBREC; `pubrel`: PUBREL sent, waiting for PUBCOMP. */
+  stage: "publish" | "pubrel";
+  /** Whether the PUBLISH has gone out on some connection (counts against the send quota when it has). */
+  sent: boolean;
+}
+
+/** An inbound QoS 1 or 2 message whose acknowledgement has not left yet. */
+interface PendingAck {
+  packetId: number;
+  qos: 1 | 2;
+  acknowledged: boolean;
+  reasonCode: ReasonCode;
+}
+
+/** A filter on the wire, shared by the local subscriptions that asked for it. */
+interface WireSubscription {
+  request: Required<SubscriptionRequest>;
+  /** The MQTT 5 subscription identifier it was last subscribed with. */
+  identifier: number | undefined;
+  subscriptions: Set<number>;
+}
+
+const DEFAULT_KEEP_ALIVE = 60;
+const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+const MAX_SUBSCRIPTION_IDENTIFIER = 268_435_455;
+
+/**
+ * An MQTT client connection and session, sans-IO: commands and inputs take `now`; outputs are drained with
+ * {@linkcode ClientMachine.pollTransmit} (bytes to write), {@linkcode ClientMachine.pollEvent} and
+ * {@linkcode ClientMachine.pollTimeout} (when to call {@linkcode ClientMachine.handleTimeout}). The machine
+ * outlives connections: call `connect()` again after `closed` to resume the session.
+ *
+ * Caller errors (publishing before CONNACK, a wildcard in a topic name, QoS above the server's maximum) throw
+ * synchronously; anything the peer does wrong arrives as a `closed` event with an {@linkcode MqttError}.
+ *
+ * @example Connect, subscribe and publish against a peer
+ * ```ts
+ * import { ClientMachine } from "@x/mqtt/machine";
+ * const client = new ClientMachine({ clientId: "sensor-1" });
+ * client.connect(0);
+ * const connect = client.pollTransmit(); // write these bytes to the socket
+ * // …feed what the server answers: client.handleBytes(now, chunk), then drain pollEvent()
+ * console.log(connect?.length, client.state); // 20 "connecting"
+ * ```
+ */
+export class ClientMachine {
+  readonly #clientIdOption: string;
+  readonly #version: ProtocolVersion;
+  readonly #keepAlive: number;
+  readonly #connectTimeoutMs: number;
+  readonly #pingTimeoutMs: number | undefined;
+  readonly #manualAck: boolean;
+
+  #state: ClientState = "idle";
+  #clientId: string;
+  #decoder: PacketDecoder = new PacketDecoder();
+  readonly #outbox = new Outbox();
+  #events: ClientEvent[] = [];
+  #eventIndex = 0;
+
+  // Per connection.
+  #connect: ConnectPacket | undefined;
+  #connack: ConnAckPacket | undefined;
+  #connectDeadline: Millis | undefined;
+  #lastSent: Millis = 0;
+  #pingDeadline: Millis | undefined;
+  #effectiveKeepAlive = 0;
+  #serverReceiveMaximum = 65_535;
+  #serverMaximumPacketSize = Infinity;
+  #serverTopicAliasMaximum = 0;
+  #outgoingAliases = new Map<string, number>();
+  #incomingAliases = new Map<number, string>();
+  #incomingAliasMaximum = 0;
+  #receiveMaximum = 65_535;
+  #inFlightCount = 0;
+
+  // Session state, kept across connections when the session resumes.
+  #hasSession = false;
+  readonly #packetIds = new PacketIdPool();
+  #outgoing = new Map<number, Outgoing>();
+  /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL [MQTT-4.3.3-10]. */
+  #incomingQoS2 = new Set<number>();
+  /** Inbound QoS 1 and 2 acknowledgements in arrival order, and by packet id. */
+  #pendingAcks: PendingAck[] = [];
+  #pendingById = new Map<number, PendingAck>();
+  #pendingQoS1 = 0;
+  #control = new Map<number, SubscribePacket | UnsubscribePacket>();
+  #wire = new Map<string, WireSubscription>();
+  #local = new Map<number, Set<string>>();
+  #identifiers = new Map<number, Set<string>>();
+  #nextSubscription = 1;
+  #nextIdentifier = 1;
+  /** Packet ids of SUBSCRIBE packets the machine sent on its own (resubscribing), not reported as events. */
+  #internalControl = new Set<number>();
+
+  /**
+   * Creates a client machine.
+   *
+   * @param options The client identifier, protocol version, keep-alive and timeouts.
+   * @throws {RangeError} When a number is out of range.
+   */
+  constructor(options: ClientMachineOptions) {
+    this.#clientIdOption = options.clientId;
+    this.#clientId = options.clientId;
+    this.#version = options.protocolVersion ?? 5;
+    if (this.#version !== 3 && this.#version !== 4 && this.#version !== 5) {
+      throw new RangeError(`Cannot create client: protocol version ${this.#version} is not 3, 4 or 5`);
+    }
+    this.#keepAlive = options.keepAlive ?? DEFAULT_KEEP_ALIVE;
+    if (!Number.isInteger(this.#keepAlive) || this.#keepAlive < 0 || this.#keepAlive > 0xffff) {
+      throw new RangeError(`Cannot create client: keep-alive ${this.#keepAlive} is not 0 to 65535 seconds`);
+    }
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    this.#pingTimeoutMs = options.pingTimeoutMs;
+    this.#manualAck = options.manualAck ?? false;
+  }
+
+  /** The connection state. */
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** The protocol version. */
+  get protocolVersion(): ProtocolVersion {
+    return this.#version;
+  }
+
+  /** The client identifier, as assigned by the server when the option was empty. */
+  get clientId(): string {
+    return this.#clientId;
+  }
+
+  /** The CONNACK of the current connection, once connected. */
+  get connack(): ConnAckPacket | undefined {
+    return this.#connack;
+  }
+
+  /** How many QoS 1 and 2 publishes are unfinished (in flight or waiting for send quota). */
+  get inFlight(): number {
+    return this.#outgoing.size;
+  }
+
+  // ---------------------------------------------------------------- commands
+
+  /**
+   * Starts a connection: queues the CONNECT. Call it when the transport is open.
+   *
+   * @param now The time.
+   * @param options What this CONNECT carries.
+   * @throws {Error} When a connection is already open or opening.
+   */
+  connect(now: Millis, options: ConnectOptions = {}): void {
+    if (this.#state === "connecting" || this.#state === "connected") {
+      throw new Error(`Cannot connect: the client is already ${this.#state}`);
+    }
+    const cleanStart = options.cleanStart ?? true;
+    const connect: ConnectPacket = {
+      type: "connect",
+      protocolVersion: this.#version,
+      clientId: this.#clientIdOption === "" && !cleanStart ? this.#clientId : this.#clientIdOption,
+      cleanStart,
+      keepAlive: this.#keepAlive,
+    };
+    if (options.username !== undefined) connect.username = options.username;
+    if (options.password !== undefined) connect.password = options.password;
+    if (options.will !== undefined) {
+      validateTopicName(options.will.topic);
+      connect.will = options.will;
+    }
+    if (this.#version === 5 && options.properties !== undefined) connect.properties = options.properties;
+    const properties = this.#version === 5 ? options.properties : undefined;
+    this.#receiveMaximum = properties?.receiveMaximum ?? 65_535;
+    this.#incomingAliasMaximum = properties?.topicAliasMaximum ?? 0;
+    this.#decoder = new PacketDecoder({
+      version: this.#version,
+      maximumPacketSize: properties?.maximumPacketSize,
+    });
+    this.#outbox.clear();
+    this.#events = this.#events.slice(this.#eventIndex);
+    this.#eventIndex = 0;
+    this.#connect = connect;
+    this.#connack = undefined;
+    this.#pingDeadline = undefined;
+    this.#outgoingAliases.clear();
+    this.#incomingAliases.clear();
+    this.#inFlightCount = 0;
+    if (cleanStart) {
+      this.#dropSession(
+        new MqttError(ReasonCode.UnspecifiedError, "Cannot finish: a clean start discarded the session"),
+      );
+    }
+    this.#state = "connecting";
+    this.#connectDeadline = now + this.#connectTimeoutMs;
+    this.#send(now, connect);
+  }
+
+  /**
+   * Publishes a message.
+   *
+   * @param now The time.
+   * @param message Topic, payload, QoS, retain and MQTT 5 properties. The payload is kept, not copied, until
+   *   the flow completes: do not change it.
+   * @returns The packet identifier for QoS 1 and 2 (a `published` event with it follows), else `undefined`.
+   * @throws {MqttError} When not connected, the topic is invalid, the QoS or retain exceeds what the server
+   *   allows, the packet exceeds the server's maximum packet size, or all packet identifiers are in use.
+   */
+  publish(now: Millis, message: PublishOptions): number | undefined {
+    this.#requireConnected("publish");
+    const qos = message.qos ?? 0;
+    if (qos !== 0 && qos !== 1 && qos !== 2) {
+      throw new RangeError(`Cannot publish: QoS ${qos} is not 0, 1 or 2`);
+    }
+    validateTopicName(message.topic);
+    const connack = this.#connack as ConnAckPacket;
+    const maximumQoS = connack.properties?.maximumQoS ?? 2;
+    if (qos > maximumQoS) {
+      throw new MqttError(
+        ReasonCode.QoSNotSupported,
+        `Cannot publish with QoS ${qos}: the server supports at most QoS ${maximumQoS} [MQTT-3.2.2-11]`,
+      );
+    }
+    const retain = message.retain ?? false;
+    if (retain && connack.properties?.retainAvailable === false) {
+      throw new MqttError(
+        ReasonCode.RetainNotSupported,
+        "Cannot publish a retained message: the server does not support retain [MQTT-3.2.2-14]",
+      );
+    }
+    const packet: PublishPacket = {
+      type: "publish",
+      topic: message.topic,
+      payload: message.payload,
+      qos,
+      retain,
+      dup: false,
+    };
+    if (this.#version === 5 && message.properties !== undefined) {
+      packet.properties = { ...message.properties };
+    }
+    this.#checkSize(packet);
+    if (qos === 0) {
+      this.#sendPublish(now, packet);
+      return undefined;
+    }
+    const packetId = this.#packetIds.allocate();
+    if (packetId === undefined) {
+      throw new MqttError(
+        ReasonCode.QuotaExceeded,
+        "Cannot publish: all 65535 packet identifiers are in use",
+      );
+    }
+    packet.packetId = packetId;
+    this.#outgoing.set(packetId, { packet, stage: "publish", sent: false });
+    this.#hasSession = true;
+    this.#fillQuota(now);
+    return packetId;
+  }
+
+  /**
+   * Subscribes a new local subscription to one or more filters.
+   *
+   * @param now The time.
+   * @param requests The filters and their options.
+   * @param properties MQTT 5 user properties for the SUBSCRIBE.
+   * @returns The SUBSCRIBE's packet identifier and the new local subscription.
+   * @throws {MqttError} When not connected, a filter is invalid, or the server does not support what a filter
+   *   needs (wildcards, shared subscriptions).
+   */
+  subscribe(
+    now: Millis,
+    requests: readonly SubscriptionRequest[],
+    properties?: { userProperties?: UserProperty[] },
+  ): SubscribeResult {
+    this.#requireConnected("subscribe");
+    if (requests.length === 0) throw new TypeError("Cannot subscribe: no topic filter given");
+    const available = this.#connack?.properties;
+    const normalized = requests.map((request) => {
+      validateTopicFilter(request.topicFilter);
+      const shared = parseSharedSubscription(request.topicFilter);
+      if (shared !== undefined && available?.sharedSubscriptionAvailable === false) {
+        throw new MqttError(
+          ReasonCode.SharedSubscriptionsNotSupported,
+          `Cannot subscribe to "${request.topicFilter}": the server does not support shared subscriptions`,
+        );
+      }
+      if (/[+#]/.test(request.topicFilter) && available?.wildcardSubscriptionAvailable === false) {
+        throw new MqttError(
+          ReasonCode.WildcardSubscriptionsNotSupported,
+          `Cannot subscribe to "${request.topicFilter}": the server does not support wildcard subscriptions`,
+        );
+      }
+      if (shared !== undefined && request.noLocal) {
+        throw new MqttError(
+          ReasonCode.ProtocolError,
+          `Cannot subscribe to "${request.topicFilter}" with no local: it is a shared subscription [MQTT-3.8.3-4]`,
+        );
+      }
+      return {
+        topicFilter: request.topicFilter,
+        qos: request.qos ?? 0,
+        noLocal: request.noLocal ?? false,
+        retainAsPublished: request.retainAsPublished ?? false,
+        retainHandling: request.retainHandling ?? 0,
+      } satisfies Required<SubscriptionRequest>;
+    });
+    const subscription = this.#nextSubscription++;
+    const filters = new Set<string>();
+    const identifier = this.#newIdentifier();
+    for (const request of normalized) {
+      filters.add(request.topicFilter);
+      const wire = this.#wire.get(request.topicFilter);
+      if (wire === undefined) {
+        this.#wire.set(request.topicFilter, { request, identifier, subscriptions: new Set([subscription]) });
+      } else {
+        wire.request = request;
+        wire.subscriptions.add(subscription);
+        this.#moveIdentifier(request.topicFilter, wire, identifier);
+      }
+      if (identifier !== undefined) {
+        let set = this.#identifiers.get(identifier);
+        if (set === undefined) this.#identifiers.set(identifier, set = new Set());
+        set.add(request.topicFilter);
+      }
+    }
+    this.#local.set(subscription, filters);
+    this.#hasSession = true;
+    const packetId = this.#sendSubscribe(now, normalized, identifier, properties?.userProperties);
+    return { packetId, subscription };
+  }
+
+  /**
+   * Ends a local subscription. Filters no other local subscription uses are unsubscribed on the wire.
+   *
+   * @param now The time.
+   * @param subscription The local subscription from {@linkcode ClientMachine.subscribe}.
+   * @returns The UNSUBSCRIBE's packet identifier, or `undefined` when no filter had to leave the wire.
+   */
+  unsubscribe(now: Millis, subscription: number): number | undefined {
+    const filters = this.#local.get(subscription);
+    if (filters === undefined) return undefined;
+    this.#local.delete(subscription);
+    const leaving: string[] = [];
+    for (const filter of filters) {
+      const wire = this.#wire.get(filter);
+      if (wire === undefined) continue;
+      wire.subscriptions.delete(subscription);
+      if (wire.subscriptions.size === 0) {
+        this.#wire.delete(filter);
+        this.#forgetIdentifier(filter, wire.identifier);
+        leaving.push(filter);
+      }
+    }
+    if (leaving.length === 0) return undefined;
+    // Sent now, or when the next connection starts (the server may still hold the session).
+    const packetId = this.#allocateControlId();
+    const packet: UnsubscribePacket = { type: "unsubscribe", packetId, topicFilters: leaving };
+    this.#control.set(packetId, packet);
+    if (this.#state === "connected") this.#send(now, packet);
+    return packetId;
+  }
+
+  /**
+   * Acknowledges a received QoS 1 or 2 message (with `manualAck`). Acknowledgements leave in the order the
+   * messages arrived, so one may wait for an earlier one.
+   *
+   * @param now The time.
+   * @param packetId The message's packet identifier.
+   * @param reasonCode MQTT 5: a failure code to refuse the message. Default success.
+   */
+  acknowledge(now: Millis, packetId: number, reasonCode: ReasonCode = ReasonCode.Success): void {
+    const pending = this.#pendingById.get(packetId);
+    if (pending === undefined || pending.acknowledged) return;
+    pending.acknowledged = true;
+    pending.reasonCode = reasonCode;
+    if (this.#state === "connected") this.#flushAcks(now);
+  }
+
+  /**
+   * Sends an AUTH packet: a step of an enhanced authentication, or a re-authentication (reason 0x19).
+   *
+   * @param now The time.
+   * @param reasonCode 0x18 Continue authentication or 0x19 Re-authenticate.
+   * @param properties Authentication method and data.
+   */
+  auth(now: Millis, reasonCode: ReasonCode, properties: AuthProperties): void {
+    if (this.#version !== 5) {
+      throw new MqttError(ReasonCode.ProtocolError, "Cannot authenticate: AUTH needs MQTT 5");
+    }
+    if (this.#state !== "connecting" && this.#state !== "connected") this.#requireConnected("authenticate");
+    this.#send(now, { type: "auth", reasonCode, properties });
+  }
+
+  /**
+   * Closes the connection normally: queues DISCONNECT and reports `closed` without an error.
+   *
+   * @param now The time.
+   * @param reasonCode MQTT 5 reason: 0x00 (the will is discarded) or 0x04 (send the will). Default 0x00.
+   * @param properties MQTT 5 DISCONNECT properties (a new session expiry interval, a reason string).
+   */
+  disconnect(
+    now: Millis,
+    reasonCode: ReasonCode = ReasonCode.NormalDisconnection,
+    properties?: DisconnectProperties,
+  ): void {
+    if (this.#state !== "connecting" && this.#state !== "connected") return;
+    const packet: DisconnectPacket = { type: "disconnect", reasonCode };
+    if (properties !== undefined) packet.properties = properties;
+    this.#send(now, packet);
+    this.#close(undefined, undefined);
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /**
+   * Feeds bytes received from the server; partial packets are kept until the rest arrives.
+   *
+   * @param now The time.
+   * @param bytes The chunk.
+   */
+  handleBytes(now: Millis, bytes: Uint8Array): void {
+    if (this.#state !== "connecting" && this.#state !== "connected") return;
+    try {
+      this.#decoder.push(bytes);
+      for (let packet = this.#decoder.next(); packet !== undefined; packet = this.#decoder.next()) {
+        this.#handlePacket(now, packet);
+        if ((this.#state as ClientState) === "closed") return;
+      }
+    } catch (error) {
+      if (!(error instanceof MqttError)) throw error;
+      this.#protocolFailure(now, error.reasonCode, error.message);
+    }
+  }
+
+  /**
+   * Runs the timers that are due: connect timeout, keep-alive PINGREQ, PINGRESP timeout. An early call does
+   * nothing, so it is always safe to call.
+   *
+   * @param now The time.
+   */
+  handleTimeout(now: Millis): void {
+    if (this.#state === "connecting") {
+      if (this.#connectDeadline !== undefined && now >= this.#connectDeadline) {
+        this.#close(
+          new MqttError(ReasonCode.UnspecifiedError, "Cannot connect: no CONNACK within the connect timeout"),
+        );
+      }
+      return;
+    }
+    if (this.#state !== "connected") return;
+    if (this.#pingDeadline !== undefined && now >= this.#pingDeadline) {
+      this.#close(
+        new MqttError(ReasonCode.KeepAliveTimeout, "Connection lost: no PINGRESP within the ping timeout"),
+      );
+      return;
+    }
+    const keepAliveMs = this.#effectiveKeepAlive * 1000;
+    if (keepAliveMs > 0 && this.#pingDeadline === undefined && now >= this.#lastSent + keepAliveMs) {
+      this.#send(now, { type: "pingreq" }); // [MQTT-3.1.2-20]
+      this.#pingDeadline = now + (this.#pingTimeoutMs ?? keepAliveMs);
+    }
+  }
+
+  /**
+   * Reports that the transport ended (or failed). Emits `closed` unless the machine had closed already.
+   *
+   * @param now The time.
+   * @param cause What ended it, kept as the error's cause.
+   */
+  handleClose(_now: Millis, cause?: unknown): void {
+    if (this.#state !== "connecting" && this.#state !== "connected") return;
+    this.#close(
+      new MqttError(ReasonCode.UnspecifiedError, "Connection lost: the transport closed", {
+        source: "transport",
+        cause,
+      }),
+    );
+  }
+
+  // ---------------------------------------------------------------- outputs
+
+  /** The bytes to write, coalesced into one chunk, or `undefined` when there are none. */
+  pollTransmit(): Uint8Array | undefined {
+    return this.#outbox.take();
+  }
+
+  /** The next event, or `undefined` when there are none. */
+  pollEvent(): ClientEvent | undefined {
+    if (this.#eventIndex >= this.#events.length) {
+      if (this.#events.length > 0) {
+        this.#events = [];
+        this.#eventIndex = 0;
+      }
+      return undefined;
+    }
+    return this.#events[this.#eventIndex++];
+  }
+
+  /** When {@linkcode ClientMachine.handleTimeout} should run next, or `undefined` when nothing is pending. */
+  pollTimeout(): Millis | undefined {
+    if (this.#state === "connecting") return this.#connectDeadline;
+    if (this.#state !== "connected") return undefined;
+    if (this.#pingDeadline !== undefined) return this.#pingDeadline;
+    const keepAliveMs = this.#effectiveKeepAlive * 1000;
+    return keepAliveMs > 0 ? this.#lastSent + keepAliveMs : undefined;
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #requireConnected(action: string): void {
+    if (this.#state !== "connected") {
+      throw new MqttError(
+        ReasonCode.ProtocolError,
+        `Cannot ${action}: the client is ${this.#state}, not connected`,
+      );
+    }
+  }
+
+  #emit(event: ClientEvent): void {
+    this.#events.push(event);
+  }
+
+  #send(now: Millis, packet: Packet): void {
+    this.#outbox.push(packet, this.#version);
+    this.#lastSent = now;
+  }
+
+  #checkSize(packet: PublishPacket): void {
+    if (this.#serverMaximumPacketSize === Infinity) return;
+    // Measure without a topic alias: the largest form this message can take.
+    const size = encode(packet.qos > 0 ? { ...packet, packetId: 1 } : packet, this.#version).length;
+    if (size > this.#serverMaximumPacketSize) {
+      throw new MqttError(
+        ReasonCode.PacketTooLarge,
+        `Cannot publish ${size} bytes: the server's maximum packet size is ${this.#serverMaximumPacketSize} [MQTT-3.2.2-15]`,
+      );
+    }
+  }
+
+  /** Sends a PUBLISH, applying an outgoing topic alias when the server allows them [MQTT-3.2.2-17]. */
+  #sendPublish(now: Millis, packet: PublishPacket): void {
+    if (this.#serverTopicAliasMaximum === 0) {
+      this.#send(now, packet);
+      return;
+    }
+    let alias = this.#outgoingAliases.get(packet.topic);
+    let wire: PublishPacket;
+    if (alias !== undefined) {
+      wire = { ...packet, topic: "", properties: { ...packet.properties, topicAlias: alias } };
+    } else if (this.#outgoingAliases.size < this.#serverTopicAliasMaximum) {
+      alias = this.#outgoingAliases.size + 1;
+      this.#outgoingAliases.set(packet.topic, alias);
+      wire = { ...packet, properties: { ...packet.properties, topicAlias: alias } };
+    } else {
+      wire = packet;
+    }
+    this.#send(now, wire);
+  }
+
+  /** Sends waiting QoS 1 and 2 publishes while the send quota allows [MQTT-4.9.0-2]. */
+  #fillQuota(now: Millis): void {
+    if (this.#state !== "connected") return;
+    for (const entry of this.#outgoing.values()) {
+      if (this.#inFlightCount >= this.#serverReceiveMaximum) return;
+      if (entry.sent) continue;
+      entry.sent = true;
+      this.#inFlightCount++;
+      this.#sendPublish(now, entry.packet);
+    }
+  }
+
+  #newIdentifier(): number | undefined {
+    if (this.#version !== 5 || this.#connack?.properties?.subscriptionIdentifiersAvailable === false) {
+      return undefined;
+    }
+    const identifier = this.#nextIdentifier;
+    this.#nextIdentifier = identifier === MAX_SUBSCRIPTION_IDENTIFIER ? 1 : identifier + 1;
+    return identifier;
+  }
+
+  #moveIdentifier(filter: string, wire: WireSubscription, identifier: number | undefined): void {
+    this.#forgetIdentifier(filter, wire.identifier);
+    wire.identifier = identifier;
+  }
+
+  #forgetIdentifier(filter: string, identifier: number | undefined): void {
+    if (identifier === undefined) return;
+    const filters = this.#identifiers.get(identifier);
+    filters?.delete(filter);
+    if (filters?.size === 0) this.#identifiers.delete(identifier);
+  }
+
+  #allocateControlId(): number {
+    const packetId = this.#packetIds.allocate();
+    if (packetId === undefined) {
+      throw new MqttError(ReasonCode.QuotaExceeded, "Cannot send: all 65535 packet identifiers are in use");
+    }
+    return packetId;
+  }
+
+  #sendSubscribe(
+    now: Millis,
+    requests: Required<SubscriptionRequest>[],
+    identifier: number | undefined,
+    userProperties?: UserProperty[],
+  ): number {
+    const packetId = this.#allocateControlId();
+    const packet: SubscribePacket = { type: "subscribe", packetId, subscriptions: requests };
+    if (this.#version === 5 && (identifier !== undefined || userProperties !== undefined)) {
+      packet.properties = {};
+      if (identifier !== undefined) packet.properties.subscriptionIdentifier = identifier;
+      if (userProperties !== undefined) packet.properties.userProperties = userProperties;
+    }
+    this.#control.set(packetId, packet);
+    this.#send(now, packet);
+    return packetId;
+  }
+
+  /** Forgets the session: in-flight publishes fail, inbound QoS 2 state and pending acks are dropped. */
+  #dropSession(error: MqttError): void {
+    for (const packetId of this.#outgoing.keys()) {
+      this.#packetIds.release(packetId);
+      this.#emit({ type: "published", packetId, reasonCode: ReasonCode.UnspecifiedError, error });
+    }
+    this.#outgoing.clear();
+    this.#dropInbound();
+    this.#hasSession = this.#wire.size > 0;
+  }
+
+  #handlePacket(now: Millis, packet: Packet): void {
+    switch (packet.type) {
+      case "connack":
+        return this.#handleConnAck(now, packet);
+      case "publish":
+        return this.#handlePublish(now, packet);
+      case "puback":
+      case "pubrec":
+      case "pubcomp":
+        return this.#handlePublishAck(
+          now,
+          packet.type,
+          packet.packetId,
+          packet.reasonCode,
+          packet.properties,
+        );
+      case "pubrel":
+        return this.#handlePubRel(now, packet.packetId, packet.reasonCode);
+      case "suback":
+      case "unsuback":
+        return this.#handleControlAck(now, packet.type, packet.packetId, packet.reasonCodes);
+      case "pingresp":
+        this.#pingDeadline = undefined;
+        return;
+      case "disconnect":
+        return this.#close(
+          new MqttError(
+            packet.reasonCode,
+            `Disconnected by the server: ${
+              packet.properties?.reasonString ?? REASON_TEXT[packet.reasonCode]
+            }`,
+            { source: "peer" },
+          ),
+          packet,
+        );
+      case "auth":
+        if (this.#connect?.properties?.authenticationMethod === undefined) {
+          return this.#protocolFailure(
+            now,
+            ReasonCode.ProtocolError,
+            "Cannot accept AUTH: no authentication method was used",
+          );
+        }
+        this.#emit({ type: "auth", packet });
+        return;
+      case "connect":
+      case "subscribe":
+      case "unsubscribe":
+      case "pingreq":
+        return this.#protocolFailure(
+          now,
+          ReasonCode.ProtocolError,
+          `Cannot accept ${packet.type.toUpperCase()}: servers do not send it`,
+        );
+      default: {
+        const unreachable: never = packet;
+        throw new Error(`Unhandled packet ${(unreachable as Packet).type}`);
+      }
+    }
+  }
+
+  #handleConnAck(now: Millis, connack: ConnAckPacket): void {
+    if (this.#state !== "connecting") {
+      return this.#protocolFailure(now, ReasonCode.ProtocolError, "Cannot accept CONNACK: already connected");
+    }
+    if (connack.reasonCode >= 0x80) {
+      // [MQTT-4.13.2-1]: a refused connection closes.
+      this.#close(
+        new MqttError(
+          connack.reasonCode,
+          `Connection refused: ${connack.properties?.reasonString ?? REASON_TEXT[connack.reasonCode]}`,
+          {
+            source: "peer",
+          },
+        ),
+      );
+      return;
+    }
+    const connect = this.#connect as ConnectPacket;
+    const hadSession = this.#hasSession && !connect.cleanStart;
+    // MQTT 3.1 has no session present flag: a client that asked to keep its session assumes it was kept.
+    const sessionPresent = this.#version === 3 ? !connect.cleanStart : connack.sessionPresent;
+    if (this.#version > 3 && connack.sessionPresent && connect.cleanStart) {
+      return this.#protocolFailure(
+        now,
+        ReasonCode.ProtocolError,
+        "Cannot accept CONNACK: session present after a clean start [MQTT-3.2.2-4]",
+      );
+    }
+    const properties = connack.properties;
+    this.#connack = connack;
+    this.#state = "connected";
+    this.#connectDeadline = undefined;
+    if (properties?.assignedClientIdentifier !== undefined) {
+      this.#clientId = properties.assignedClientIdentifier;
+    }
+    this.#effectiveKeepAlive = properties?.serverKeepAlive ?? this.#keepAlive; // [MQTT-3.1.2-21]
+    this.#serverReceiveMaximum = properties?.receiveMaximum ?? 65_535;
+    this.#serverMaximumPacketSize = properties?.maximumPacketSize ?? Infinity;
+    this.#serverTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
+    if (!sessionPresent) {
+      // [MQTT-3.2.2-5]: without the session, its state goes; subscriptions are made again.
+      if (hadSession) {
+        this.#dropSession(
+          new MqttError(
+            ReasonCode.UnspecifiedError,
+            "Cannot finish the publish: the server did not keep the session",
+          ),
+        );
+      }
+      this.#dropInbound();
+    }
+    this.#emit({ type: "connected", sessionPresent, connack });
+    this.#resume(now, sessionPresent);
+  }
+
+  /** After CONNACK: resend what the session needs, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1]. */
+  #resume(now: Millis, sessionPresent: boolean): void {
+    const waiting = [...this.#control.values()];
+    for (const packet of waiting) this.#send(now, packet);
+    if (!sessionPresent && this.#wire.size > 0) {
+      // Subscribe again to everything, grouped by the identifier each filter had.
+      const covered = new Set<string>();
+      for (const packet of waiting) {
+        if (packet.type === "subscribe") { for (const s of packet.subscriptions) covered.add(s.topicFilter); }
+      }
+      const groups = new Map<number | undefined, Required<SubscriptionRequest>[]>();
+      for (const [filter, wire] of this.#wire) {
+        if (covered.has(filter)) continue;
+        let group = groups.get(wire.identifier);
+        if (group === undefined) groups.set(wire.identifier, group = []);
+        group.push(wire.request);
+      }
+      for (const [identifier, requests] of groups) {
+        const packetId = this.#sendSubscribe(now, requests, identifier);
+        this.#internalControl.add(packetId);
+      }
+    }
+    for (const entry of this.#outgoing.values()) {
+      if (!entry.sent) continue;
+      if (entry.stage === "pubrel") {
+        this.#inFlightCount++;
+        this.#send(now, { type: "pubrel", packetId: entry.packet.packetId as number, reasonCode: 0 });
+      } else if (this.#inFlightCount < this.#serverReceiveMaximum) {
+        this.#inFlightCount++;
+        entry.packet.dup = true;
+        this.#sendPublish(now, entry.packet);
+      } else {
+        entry.sent = false;
+      }
+    }
+    this.#fillQuota(now);
+    this.#flushAcks(now);
+  }
+
+  #handlePublish(now: Millis, packet: PublishPacket): void {
+    if (this.#state !== "connected") {
+      return this.#protocolFailure(now, ReasonCode.ProtocolError, "Cannot accept PUBLISH before CONNACK");
+    }
+    const alias = packet.properties?.topicAlias;
+    if (alias !== undefined) {
+      if (alias > this.#incomingAliasMaximum) {
+        return this.#protocolFailure(
+          now,
+          ReasonCode.TopicAliasInvalid,
+          `Cannot accept topic alias ${alias}: the maximum is ${this.#incomingAliasMaximum} [MQTT-3.3.2-10]`,
+        );
+      }
+      if (packet.topic === "") {
+        const topic = this.#incomingAliases.get(alias);
+        if (topic === undefined) {
+          return this.#protocolFailure(
+            now,
+            ReasonCode.TopicAliasInvalid,
+            `Cannot accept topic alias ${alias}: it is unknown`,
+          );
+        }
+        packet.topic = topic;
+      } else {
+        this.#incomingAliases.set(alias, packet.topic);
+      }
+    }
+    const qos = packet.qos;
+    if (qos === 0) {
+      this.#deliver(packet);
+      return;
+    }
+    const packetId = packet.packetId as number;
+    if (qos === 2 && this.#incomingQoS2.has(packetId)) {
+      // A duplicate of a message already taken: acknowledge again, do not deliver [MQTT-4.3.3-10].
+      if (!this.#pendingById.has(packetId)) this.#send(now, { type: "pubrec", packetId, reasonCode: 0 });
+      return;
+    }
+    if (this.#pendingById.has(packetId)) return; // a resend of one not acknowledged yet
+    if (this.#pendingQoS1 + this.#incomingQoS2.size >= this.#receiveMaximum) {
+      return this.#protocolFailure(
+        now,
+        ReasonCode.ReceiveMaximumExceeded,
+        `Cannot accept PUBLISH: more than ${this.#receiveMaximum} unacknowledged [MQTT-3.3.4-9]`,
+      );
+    }
+    if (qos === 2) this.#incomingQoS2.add(packetId);
+    else this.#pendingQoS1++;
+    const pending: PendingAck = { packetId, qos, acknowledged: !this.#manualAck, reasonCode: 0 };
+    this.#pendingAcks.push(pending);
+    this.#pendingById.set(packetId, pending);
+    this.#deliver(packet);
+    this.#flushAcks(now);
+  }
+
+  /** Sends the acknowledgements that are ready, in arrival order. */
+  #flushAcks(now: Millis): void {
+    let done = 0;
+    for (const pending of this.#pendingAcks) {
+      if (!pending.acknowledged) break;
+      done++;
+      this.#pendingById.delete(pending.packetId);
+      const reasonCode = this.#version === 5 ? pending.reasonCode : 0;
+      if (pending.qos === 1) {
+        this.#pendingQoS1--;
+        this.#send(now, { type: "puback", packetId: pending.packetId, reasonCode });
+      } else {
+        this.#send(now, { type: "pubrec", packetId: pending.packetId, reasonCode });
+        // A refused QoS 2 message ends here; its id is new again [MQTT-4.3.3-9].
+        if (reasonCode >= 0x80) this.#incomingQoS2.delete(pending.packetId);
+      }
+    }
+    if (done > 0) this.#pendingAcks.splice(0, done);
+  }
+
+  /** Forgets inbound QoS state, as a session that is not resumed must [MQTT-3.2.2-5]. */
+  #dropInbound(): void {
+    this.#incomingQoS2.clear();
+    this.#pendingAcks = [];
+    this.#pendingById.clear();
+    this.#pendingQoS1 = 0;
+  }
+
+  #deliver(packet: PublishPacket): void {
+    this.#emit({ type: "message", packet, subscriptions: this.#route(packet) });
+  }
+
+  /** Which local subscriptions a message is for: by subscription identifier when present, else by matching. */
+  #route(packet: PublishPacket): number[] {
+    const found = new Set<number>();
+    const identifiers = packet.properties?.subscriptionIdentifiers;
+    if (identifiers !== undefined) {
+      for (const identifier of identifiers) {
+        for (const filter of this.#identifiers.get(identifier) ?? []) {
+          if (!topicMatches(filter, packet.topic)) continue;
+          for (const s of this.#wire.get(filter)?.subscriptions ?? []) found.add(s);
+        }
+      }
+    } else {
+      for (const [filter, wire] of this.#wire) {
+        if (topicMatches(filter, packet.topic)) { for (const s of wire.subscriptions) found.add(s); }
+      }
+    }
+    return [...found];
+  }
+
+  #handlePublishAck(
+    now: Millis,
+    type: "puback" | "pubrec" | "pubcomp",
+    packetId: number,
+    reasonCode: ReasonCode,
+    properties: { reasonString?: string; userProperties?: UserProperty[] } | undefined,
+  ): void {
+    const entry = this.#outgoing.get(packetId);
+    const expected = entry === undefined
+      ? undefined
+      : entry.packet.qos === 1
+      ? "puback"
+      : entry.stage === "publish"
+      ? "pubrec"
+      : "pubcomp";
+    if (entry === undefined || !entry.sent || expected !== type) {
+      if (type === "pubrec" && this.#version === 5) {
+        // [MQTT-4.3.3-4] analogue: answer an unknown PUBREC so the server can finish.
+        this.#send(now, { type: "pubrel", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
+      }
+      return;
+    }
+    if (type === "pubrec" && reasonCode < 0x80) {
+      entry.stage = "pubrel";
+      this.#send(now, { type: "pubrel", packetId, reasonCode: 0 }); // [MQTT-4.3.3-4]
+      return;
+    }
+    this.#outgoing.delete(packetId);
+    this.#packetIds.release(packetId);
+    this.#inFlightCount--;
+    const event: ClientEvent = { type: "published", packetId, reasonCode };
+    if (reasonCode >= 0x80) {
+      // [MQTT-4.4.0-2]: a negative acknowledgement ends the flow; it is not retried.
+      event.error = new MqttError(
+        reasonCode,
+        `Publish to "${entry.packet.topic}" refused: ${properties?.reasonString ?? REASON_TEXT[reasonCode]}`,
+        { source: "peer" },
+      );
+    }
+    if (properties !== undefined) event.properties = properties;
+    this.#emit(event);
+    this.#fillQuota(now);
+  }
+
+  #handlePubRel(now: Millis, packetId: number, _reasonCode: ReasonCode): void {
+    const known = this.#incomingQoS2.delete(packetId);
+    this.#send(now, {
+      type: "pubcomp",
+      packetId,
+      reasonCode: known || this.#version < 5 ? 0 : ReasonCode.PacketIdentifierNotFound,
+    }); // [MQTT-4.3.3-11]
+  }
+
+  #handleControlAck(
+    now: Millis,
+    type: "suback" | "unsuback",
+    packetId: number,
+    reasonCodes: ReasonCode[],
+  ): void {
+    const packet = this.#control.get(packetId);
+    if (packet === undefined || (type === "suback") !== (packet.type === "subscribe")) {
+      return this.#protocolFailure(
+        now,
+        ReasonCode.ProtocolError,
+        `Cannot accept ${type.toUpperCase()} ${packetId}: no such request is waiting`,
+      );
+    }
+    this.#control.delete(packetId);
+    this.#packetIds.release(packetId);
+    if (this.#internalControl.delete(packetId)) return;
+    const event: ClientEvent = {
+      type: type === "suback" ? "subscribed" : "unsubscribed",
+      packetId,
+      reasonCodes,
+    };
+    const failed = reasonCodes.find((code) => code >= 0x80);
+    if (failed !== undefined) {
+      event.error = new MqttError(
+        failed,
+        `${type === "suback" ? "Subscribe" : "Unsubscribe"} refused: ${REASON_TEXT[failed]}`,
+        {
+          source: "peer",
+        },
+      );
+    }
+    this.#emit(event);
+  }
+
+  /** The peer broke the protocol: tell it why (MQTT 5) and close [MQTT-4.13.1-1]. */
+  #protocolFailure(now: Millis, reasonCode: ReasonCode, message: string): void {
+    if (this.#version === 5 && this.#state === "connected") {
+      this.#outbox.push({ type: "disconnect", reasonCode }, this.#version);
+      this.#lastSent = now;
+    }
+    this.#close(new MqttError(reasonCode, message));
+  }
+
+  #close(error: MqttError | undefined, disconnect?: DisconnectPacket): void {
+    this.#state = "closed";
+    this.#connectDeadline = undefined;
+    this.#pingDeadline = undefined;
+    const event: ClientEvent = { type: "closed" };
+    if (error !== undefined) event.error = error;
+    if (disconnect !== undefined) event.disconnect = disconnect;
+    this.#emit(event);
+  }
+}
