@@ -126,7 +126,20 @@ export type ClientEvent =
     error?: MqttError;
     /** The server's DISCONNECT, with its reason code and server reference, if it sent one. */
     disconnect?: DisconnectPacket;
+    /** The CONNACK that refused the connection (its properties may name another server to use). */
+    connack?: ConnAckPacket;
   };
+
+/**
+ * The session state of a client as plain data, for a session store: unfinished outgoing publishes, inbound
+ * QoS 2 packet ids awaiting PUBREL, and the subscriptions to make again.
+ */
+export interface ClientSessionState {
+  clientId: string;
+  outgoing: { packet: PublishPacket; stage: "publish" | "pubrel"; sent: boolean }[];
+  incomingQoS2: number[];
+  subscriptions: { filters: Required<SubscriptionRequest>[] }[];
+}
 
 /** An outgoing QoS 1 or 2 publish until its flow completes. */
 interface Outgoing {
@@ -271,6 +284,74 @@ export class ClientMachine {
   /** How many QoS 1 and 2 publishes are unfinished (in flight or waiting for send quota). */
   get inFlight(): number {
     return this.#outgoing.size;
+  }
+
+  /**
+   * The session state as plain data (payloads are the caller's own `Uint8Array`s, not copies).
+   *
+   * @returns Unfinished publishes, inbound QoS 2 ids and subscriptions.
+   */
+  exportSession(): ClientSessionState {
+    const subscriptions: ClientSessionState["subscriptions"] = [];
+    for (const filters of this.#local.values()) {
+      const requests: Required<SubscriptionRequest>[] = [];
+      for (const filter of filters) {
+        const wire = this.#wire.get(filter);
+        if (wire !== undefined) requests.push({ ...wire.request });
+      }
+      if (requests.length > 0) subscriptions.push({ filters: requests });
+    }
+    return {
+      clientId: this.#clientId,
+      outgoing: [...this.#outgoing.values()].map((e) => ({
+        packet: { ...e.packet },
+        stage: e.stage,
+        sent: e.sent,
+      })),
+      incomingQoS2: [...this.#incomingQoS2],
+      subscriptions,
+    };
+  }
+
+  /**
+   * Restores a session exported by {@linkcode ClientMachine.exportSession}, before the first `connect()`.
+   * The next connection should not clean start, so that the server resumes the session too.
+   *
+   * @param state The exported state.
+   * @returns The local subscription numbers given to the restored subscriptions, in order.
+   * @throws {Error} When the machine has connected already.
+   */
+  restoreSession(state: ClientSessionState): number[] {
+    if (this.#state !== "idle") throw new Error("Cannot restore a session: the client has connected already");
+    this.#clientId = state.clientId;
+    for (const entry of state.outgoing) {
+      const packetId = entry.packet.packetId as number;
+      this.#packetIds.reserve(packetId);
+      this.#outgoing.set(packetId, { packet: { ...entry.packet }, stage: entry.stage, sent: entry.sent });
+    }
+    for (const packetId of state.incomingQoS2) this.#incomingQoS2.add(packetId);
+    const numbers: number[] = [];
+    for (const { filters } of state.subscriptions) {
+      const subscription = this.#nextSubscription++;
+      const names = new Set<string>();
+      for (const request of filters) {
+        names.add(request.topicFilter);
+        const wire = this.#wire.get(request.topicFilter);
+        if (wire === undefined) {
+          this.#wire.set(request.topicFilter, {
+            request,
+            identifier: undefined,
+            subscriptions: new Set([subscription]),
+          });
+        } else {
+          wire.subscriptions.add(subscription);
+        }
+      }
+      this.#local.set(subscription, names);
+      numbers.push(subscription);
+    }
+    this.#hasSession = this.#outgoing.size > 0 || this.#wire.size > 0 || this.#incomingQoS2.size > 0;
+    return numbers;
   }
 
   // ---------------------------------------------------------------- commands
@@ -830,10 +911,10 @@ export class ClientMachine {
         new MqttError(
           connack.reasonCode,
           `Connection refused: ${connack.properties?.reasonString ?? REASON_TEXT[connack.reasonCode]}`,
-          {
-            source: "peer",
-          },
+          { source: "peer" },
         ),
+        undefined,
+        connack,
       );
       return;
     }
@@ -1117,13 +1198,14 @@ export class ClientMachine {
     this.#close(new MqttError(reasonCode, message));
   }
 
-  #close(error: MqttError | undefined, disconnect?: DisconnectPacket): void {
+  #close(error: MqttError | undefined, disconnect?: DisconnectPacket, connack?: ConnAckPacket): void {
     this.#state = "closed";
     this.#connectDeadline = undefined;
     this.#pingDeadline = undefined;
     const event: ClientEvent = { type: "closed" };
     if (error !== undefined) event.error = error;
     if (disconnect !== undefined) event.disconnect = disconnect;
+    if (connack !== undefined) event.connack = connack;
     this.#emit(event);
   }
 }

@@ -419,3 +419,66 @@ test("disconnect() sends DISCONNECT and closes without an error", () => {
   assert.equal(only(s.received(), "disconnect").reasonCode, ReasonCode.DisconnectWithWillMessage);
   assert.deepEqual(s.events(), [{ type: "closed" }]);
 });
+
+test("a refused CONNACK naming another server is surfaced with the closed event", () => {
+  const s = new FakeServer();
+  s.client.connect(0);
+  s.received();
+  s.send({
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: ReasonCode.UseAnotherServer,
+    properties: { serverReference: "other.example:1883" },
+  });
+  const [closed] = s.events();
+  assert.ok(closed.type === "closed");
+  assert.equal(closed.error?.reasonCode, ReasonCode.UseAnotherServer);
+  assert.equal(closed.connack?.properties?.serverReference, "other.example:1883");
+});
+
+test("[MQTT-3.1.2-24] a packet over the client's Maximum Packet Size closes the connection with 0x95", () => {
+  const s = new FakeServer();
+  s.connect({ properties: { maximumPacketSize: 64 } });
+  s.events();
+  s.send(incoming({ payload: new Uint8Array(100) }));
+  const [closed] = s.events();
+  assert.ok(closed.type === "closed" && closed.error?.reasonCode === ReasonCode.PacketTooLarge);
+  assert.equal(only(s.received(), "disconnect").reasonCode, ReasonCode.PacketTooLarge);
+});
+
+test("an exported session restores into a new machine and resumes its flows and subscriptions", () => {
+  const s = new FakeServer({ clientId: "keeper" });
+  s.connect({ cleanStart: false });
+  s.events();
+  s.client.subscribe(s.now, [{ topicFilter: "cmd/#", qos: 1 }]);
+  const a = s.client.publish(s.now, { topic: "a", payload: bytes("1"), qos: 1 }) as number;
+  const b = s.client.publish(s.now, { topic: "b", payload: bytes("2"), qos: 2 }) as number;
+  s.received();
+  s.send({ type: "pubrec", packetId: b, reasonCode: 0 });
+  s.send(incoming({ qos: 2, packetId: 40 }));
+  s.received();
+  const state = JSON.parse(
+    JSON.stringify(s.client.exportSession(), (_k, v) => v instanceof Uint8Array ? [...v] : v),
+  );
+  for (const entry of state.outgoing) entry.packet.payload = Uint8Array.from(entry.packet.payload);
+
+  const t = new FakeServer({ clientId: "keeper" });
+  const [subscription] = t.client.restoreSession(state);
+  t.connect({ cleanStart: false }, { sessionPresent: true });
+  const resent = t.received();
+  assert.deepEqual(resent.map((p) => [p.type, "packetId" in p ? p.packetId : 0]), [["publish", a], [
+    "pubrel",
+    b,
+  ]]);
+  // The inbound QoS 2 message is still awaiting PUBREL: a duplicate is not delivered again.
+  t.events();
+  t.send(incoming({ qos: 2, packetId: 40, dup: true }));
+  assert.deepEqual(t.events(), []);
+  t.send(incoming({ topic: "cmd/go" }));
+  const [message] = t.events();
+  assert.ok(message.type === "message");
+  assert.deepEqual(message.subscriptions, [subscription]);
+  // A new publish does not reuse a restored packet id.
+  const c = t.client.publish(t.now, { topic: "c", payload: bytes("3"), qos: 1 });
+  assert.ok(c !== a && c !== b);
+});
