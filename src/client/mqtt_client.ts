@@ -1,0 +1,748 @@
+/**
+ * The async MQTT client: a {@linkcode ClientMachine} driven over a {@linkcode Transport}, with timers,
+ * promises, subscriptions as async iterables and automatic reconnection.
+ *
+ * @module
+ */
+
+import type {
+  ConnAckPacket,
+  ConnectProperties,
+  ProtocolVersion,
+  PublishPacket,
+  PublishProperties,
+  QoS,
+  RetainHandling,
+  UserProperty,
+  Will,
+} from "../codec/packet.ts";
+import { MqttError, ReasonCode } from "../errors.ts";
+import {
+  type ClientEvent,
+  ClientMachine,
+  type ConnectOptions as MachineConnectOptions,
+} from "../machine/client_machine.ts";
+import type { Transport } from "../transport/transport.ts";
+import { Message } from "./message.ts";
+import { Subscription, type SubscriptionOwner } from "./subscription.ts";
+
+const encoder = new TextEncoder();
+
+/** How to reconnect after a connection is lost. */
+export interface ReconnectOptions {
+  /** The first delay, in milliseconds. Default 1,000. */
+  initialDelayMs?: number;
+  /** The longest delay, in milliseconds. Default 30,000. */
+  maxDelayMs?: number;
+  /** How many attempts in a row before giving up. Default: never give up. */
+  maxAttempts?: number;
+}
+
+/** Credentials or an address that {@linkcode ClientOptions.beforeConnect} may change before an attempt. */
+export interface ConnectOverrides {
+  username?: string;
+  password?: string | Uint8Array;
+  /** A new transport factory, for a new address. */
+  transport?: (signal: AbortSignal) => Promise<Transport>;
+}
+
+/** A will message for the client options; the payload may be text. */
+export interface WillOptions {
+  topic: string;
+  payload: string | Uint8Array;
+  qos?: QoS;
+  retain?: boolean;
+  properties?: Will["properties"];
+}
+
+/** Connection state changes reported to {@linkcode ClientOptions.onStateChange}. */
+export type ConnectionEvent =
+  | { type: "connected"; sessionPresent: boolean; connack: ConnAckPacket }
+  | { type: "reconnecting"; attempt: number; delayMs: number; error: MqttError }
+  | { type: "disconnected"; error?: MqttError };
+
+/** Options of {@linkcode MqttClient} (what `connect()` accepts besides a URL). */
+export interface ClientOptions {
+  /** Opens the connection; the URL-based `connect()` fills it in from the URL. */
+  transport: (signal: AbortSignal) => Promise<Transport>;
+  /** The client identifier. Default: `mqttx_` and 16 random hex digits. */
+  clientId?: string;
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0). Default 5. */
+  protocolVersion?: ProtocolVersion;
+  /** Keep-alive in seconds. Default 60. */
+  keepAlive?: number;
+  /** Start a new session (default true). With false, the session resumes across reconnects and restarts. */
+  cleanStart?: boolean;
+  /** MQTT 5: seconds the server keeps the session after a disconnect. */
+  sessionExpiryInterval?: number;
+  username?: string;
+  password?: string | Uint8Array;
+  will?: WillOptions;
+  /** MQTT 5 CONNECT properties (receive maximum, maximum packet size, topic alias maximum…). */
+  properties?: ConnectProperties;
+  /** How long to wait for CONNACK, in milliseconds. Default 30,000. */
+  connectTimeoutMs?: number;
+  /** Reconnect after a lost connection (default true), with exponential backoff and full jitter. */
+  reconnect?: boolean | ReconnectOptions;
+  /** Called before every attempt after the first, to supply fresh credentials (expiring tokens). */
+  beforeConnect?: (attempt: number) => Promise<ConnectOverrides | void> | ConnectOverrides | void;
+  /** Connection state changes. */
+  onStateChange?: (event: ConnectionEvent) => void;
+  /** How many publishes may wait while disconnected. Default 1,000. */
+  outboxLimit?: number;
+  /** When the outbox is full: refuse the new publish (default) or drop the oldest one. */
+  outboxOverflow?: "reject" | "drop-oldest";
+  /** Messages a subscription buffers before dropping QoS 0 ones. Default 1,000. */
+  subscriptionBufferLimit?: number;
+  /** Aborts the first connection attempt. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode MqttClient.publish}. */
+export interface PublishOptions {
+  qos?: QoS;
+  retain?: boolean;
+  properties?: Omit<PublishProperties, "topicAlias" | "subscriptionIdentifiers">;
+  signal?: AbortSignal;
+}
+
+/** Options of {@linkcode MqttClient.subscribe}. */
+export interface SubscribeOptions {
+  qos?: QoS;
+  noLocal?: boolean;
+  retainAsPublished?: boolean;
+  retainHandling?: RetainHandling;
+  userProperties?: UserProperty[];
+  signal?: AbortSignal;
+}
+
+interface Waiter<T> {
+  resolve: (value: T) => void;
+  reject: (error: unknown) => void;
+}
+
+interface OutboxEntry {
+  topic: string;
+  payload: Uint8Array;
+  options: PublishOptions;
+  queuedAt: number;
+  waiter: Waiter<void>;
+}
+
+/** Settles a promise from outside, once. */
+function deferred<T>(): { promise: Promise<T> } & Waiter<T> {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+function toBytes(payload: string | Uint8Array): Uint8Array {
+  return typeof payload === "string" ? encoder.encode(payload) : payload;
+}
+
+function randomClientId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return "mqttx_" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Rejects with the signal's reason when it aborts; returns a function that stops listening. */
+function onAbort(signal: AbortSignal | undefined, reject: (reason: unknown) => void): () => void {
+  if (signal === undefined) return () => {};
+  if (signal.aborted) {
+    reject(signal.reason);
+    return () => {};
+  }
+  const listener = () => reject(signal.reason);
+  signal.addEventListener("abort", listener, { once: true });
+  return () => signal.removeEventListener("abort", listener);
+}
+
+/** Codes after which retrying with the same credentials is pointless. */
+const FATAL_REFUSALS: ReadonlySet<number> = new Set([
+  ReasonCode.NotAuthorized,
+  ReasonCode.BadUserNameOrPassword,
+  ReasonCode.Banned,
+  ReasonCode.BadAuthenticationMethod,
+  ReasonCode.ClientIdentifierNotValid,
+  ReasonCode.UnsupportedProtocolVersion,
+]);
+
+/**
+ * A connected MQTT client. Create it with `connect()`; every method returns a promise that always settles:
+ * on the acknowledgement, on an {@linkcode MqttError}, on abort (with the signal's reason) or on close.
+ *
+ * @example Publish and subscribe
+ * ```ts ignore
+ * import { connect } from "@x/mqtt";
+ * await using client = await connect("mqtt://localhost:1883");
+ * const subscription = await client.subscribe("greetings/#", { qos: 1 });
+ * await client.publish("greetings/world", "hello", { qos: 1 });
+ * for await (const message of subscription) {
+ *   console.log(message.topic, message.text());
+ *   break;
+ * }
+ * ```
+ */
+export class MqttClient implements SubscriptionOwner {
+  readonly #options: ClientOptions;
+  readonly #machine: ClientMachine;
+  #transport: Transport | undefined;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  #writing: Promise<void> = Promise.resolve();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #flushQueued = false;
+  #closing = false;
+  #closedDeferred = deferred<void>();
+  #connected: (Waiter<void> & { promise: Promise<void> }) | undefined;
+  #attempt = 0;
+  #username: string | undefined;
+  #password: Uint8Array | undefined;
+  #transportFactory: (signal: AbortSignal) => Promise<Transport>;
+  #attemptAbort: AbortController | undefined;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+
+  readonly #publishes = new Map<number, Waiter<void>>();
+  readonly #control = new Map<number, Waiter<ReasonCode[]>>();
+  readonly #subscriptions = new Map<number, Subscription>();
+  readonly #byObject = new Map<Subscription, number>();
+  #outbox: OutboxEntry[] = [];
+
+  /**
+   * Creates a client; call {@linkcode MqttClient.start} (or use `connect()`, which does both).
+   *
+   * @param options The options.
+   */
+  constructor(options: ClientOptions) {
+    this.#options = options;
+    this.#transportFactory = options.transport;
+    this.#username = options.username;
+    this.#password = options.password === undefined ? undefined : toBytes(options.password);
+    this.#machine = new ClientMachine({
+      clientId: options.clientId ?? randomClientId(),
+      protocolVersion: options.protocolVersion,
+      keepAlive: options.keepAlive,
+      connectTimeoutMs: options.connectTimeoutMs,
+      manualAck: true,
+    });
+    // `closed` never rejects.
+    this.#closedDeferred.promise.catch(() => {});
+  }
+
+  /** Resolves when the client is closed for good (by `close()`, or when reconnecting gave up); never rejects. */
+  get closed(): Promise<void> {
+    return this.#closedDeferred.promise;
+  }
+
+  /** The client identifier (as assigned by the server when it chose one). */
+  get clientId(): string {
+    return this.#machine.clientId;
+  }
+
+  /** Whether a connection is up. */
+  get connected(): boolean {
+    return this.#machine.state === "connected";
+  }
+
+  /**
+   * Opens the first connection.
+   *
+   * @returns Resolves on CONNACK success.
+   * @throws {MqttError} The broker's refusal, or a transport error.
+   */
+  async start(): Promise<void> {
+    const connected = deferred<void>();
+    this.#connected = connected;
+    const stop = onAbort(this.#options.signal, (reason) => {
+      this.#attemptAbort?.abort(reason);
+      connected.reject(reason);
+    });
+    this.#open();
+    try {
+      await connected.promise;
+    } catch (error) {
+      this.#shutdown(error instanceof MqttError ? error : undefined);
+      throw error;
+    } finally {
+      stop();
+    }
+  }
+
+  // ------------------------------------------------------------------ API
+
+  /**
+   * Publishes a message.
+   *
+   * @param topic The topic name.
+   * @param payload Bytes, or text sent as UTF-8.
+   * @param options QoS, retain, MQTT 5 properties and an abort signal.
+   * @returns Resolves when written (QoS 0), on PUBACK (QoS 1) or on PUBCOMP (QoS 2).
+   * @throws {MqttError} The broker's negative acknowledgement, or a local refusal (invalid topic, too large).
+   */
+  publish(topic: string, payload: string | Uint8Array, options: PublishOptions = {}): Promise<void> {
+    if (this.#closing) {
+      return Promise.reject(
+        new MqttError(ReasonCode.UnspecifiedError, "Cannot publish: the client is closed"),
+      );
+    }
+    const bytes = toBytes(payload);
+    const waiter = deferred<void>();
+    const stop = onAbort(options.signal, waiter.reject);
+    waiter.promise.then(stop, stop);
+    if (this.#machine.state !== "connected") {
+      this.#queueOffline({ topic, payload: bytes, options, queuedAt: performance.now(), waiter });
+      return waiter.promise;
+    }
+    this.#publishNow(topic, bytes, options, waiter);
+    return waiter.promise;
+  }
+
+  /**
+   * Subscribes to one or more filters.
+   *
+   * @param filters A topic filter or several.
+   * @param options QoS and MQTT 5 subscription options, and an abort signal.
+   * @returns The subscription, once the broker acknowledged it.
+   * @throws {MqttError} When the broker refuses every filter, or locally for an invalid filter.
+   */
+  async subscribe(
+    filters: string | readonly string[],
+    options: SubscribeOptions = {},
+  ): Promise<Subscription> {
+    const list = typeof filters === "string" ? [filters] : [...filters];
+    await this.#whenConnected(options.signal);
+    const { packetId, subscription: number } = this.#machine.subscribe(
+      performance.now(),
+      list.map((topicFilter) => ({
+        topicFilter,
+        qos: options.qos,
+        noLocal: options.noLocal,
+        retainAsPublished: options.retainAsPublished,
+        retainHandling: options.retainHandling,
+      })),
+      options.userProperties === undefined ? undefined : { userProperties: options.userProperties },
+    );
+    const subscription = new Subscription(this, list, [], this.#options.subscriptionBufferLimit ?? 1000);
+    this.#subscriptions.set(number, subscription);
+    this.#byObject.set(subscription, number);
+    this.#flush();
+    const waiter = deferred<ReasonCode[]>();
+    this.#control.set(packetId, waiter);
+    const stop = onAbort(options.signal, waiter.reject);
+    try {
+      const reasonCodes = await waiter.promise;
+      (subscription as { reasonCodes: readonly ReasonCode[] }).reasonCodes = reasonCodes;
+      if (reasonCodes.length > 0 && reasonCodes.every((code) => code >= 0x80)) {
+        this.#forget(subscription);
+        throw new MqttError(reasonCodes[0], `Cannot subscribe to ${list.join(", ")}: refused by the broker`, {
+          source: "peer",
+        });
+      }
+      return subscription;
+    } catch (error) {
+      if (!subscription.ended) await this.unsubscribe(subscription).catch(() => {});
+      throw error;
+    } finally {
+      stop();
+    }
+  }
+
+  /**
+   * Ends a subscription (what {@linkcode Subscription.unsubscribe} calls).
+   *
+   * @param subscription The subscription.
+   * @returns Resolves on UNSUBACK, or at once when no filter had to leave the wire.
+   */
+  async unsubscribe(subscription: Subscription): Promise<void> {
+    const number = this.#byObject.get(subscription);
+    if (number === undefined) return;
+    this.#forget(subscription);
+    subscription.end();
+    const packetId = this.#machine.unsubscribe(performance.now(), number);
+    this.#flush();
+    if (packetId === undefined || this.#closing) return;
+    const waiter = deferred<ReasonCode[]>();
+    this.#control.set(packetId, waiter);
+    await waiter.promise;
+  }
+
+  /**
+   * Closes the client: sends DISCONNECT, closes the transport, ends every subscription and settles every
+   * pending promise with an error.
+   *
+   * @param options MQTT 5 reason code for the DISCONNECT (0x04 asks the broker to publish the will).
+   * @returns Resolves once closed.
+   */
+  async close(options: { reasonCode?: ReasonCode } = {}): Promise<void> {
+    if (this.#closing) return this.closed;
+    if (this.#machine.state === "connected") {
+      this.#machine.disconnect(performance.now(), options.reasonCode ?? ReasonCode.NormalDisconnection);
+      this.#flushNow();
+      await this.#writing.catch(() => {});
+    }
+    this.#shutdown(undefined);
+    return this.closed;
+  }
+
+  /** Closes the client, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  // ------------------------------------------------------------------ connection
+
+  #open(): void {
+    const attempt = this.#attempt;
+    const abort = new AbortController();
+    this.#attemptAbort = abort;
+    (async () => {
+      if (attempt > 0 && this.#options.beforeConnect !== undefined) {
+        const overrides = await this.#options.beforeConnect(attempt);
+        if (overrides) {
+          if (overrides.username !== undefined) this.#username = overrides.username;
+          if (overrides.password !== undefined) this.#password = toBytes(overrides.password);
+          if (overrides.transport !== undefined) this.#transportFactory = overrides.transport;
+        }
+      }
+      const transport = await this.#transportFactory(abort.signal);
+      if (this.#closing || abort.signal.aborted) {
+        await transport.close();
+        return;
+      }
+      this.#attach(transport);
+    })().catch((error) => {
+      const mqttError = error instanceof MqttError ? error : new MqttError(
+        ReasonCode.UnspecifiedError,
+        `Cannot connect: ${(error as Error)?.message ?? error}`,
+        {
+          source: "transport",
+          cause: error,
+        },
+      );
+      this.#lost(mqttError);
+    });
+  }
+
+  #attach(transport: Transport): void {
+    this.#transport = transport;
+    this.#writer = transport.writable.getWriter();
+    this.#writing = Promise.resolve();
+    const options = this.#options;
+    const connect: MachineConnectOptions = { cleanStart: options.cleanStart ?? true };
+    if (this.#username !== undefined) connect.username = this.#username;
+    if (this.#password !== undefined) connect.password = this.#password;
+    if (options.will !== undefined) {
+      connect.will = {
+        topic: options.will.topic,
+        payload: toBytes(options.will.payload),
+        qos: options.will.qos ?? 0,
+        retain: options.will.retain ?? false,
+      };
+      if (options.will.properties !== undefined) connect.will.properties = options.will.properties;
+    }
+    if ((options.protocolVersion ?? 5) === 5) {
+      const properties: ConnectProperties = { ...options.properties };
+      if (options.sessionExpiryInterval !== undefined) {
+        properties.sessionExpiryInterval = options.sessionExpiryInterval;
+      }
+      properties.receiveMaximum ??= 100;
+      connect.properties = properties;
+    }
+    this.#machine.connect(performance.now(), connect);
+    this.#flushNow();
+    this.#readLoop(transport);
+  }
+
+  async #readLoop(transport: Transport): Promise<void> {
+    const reader = transport.readable.getReader();
+    let cause: unknown;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        if (this.#transport !== transport) return;
+        this.#machine.handleBytes(performance.now(), value);
+        this.#flushNow();
+      }
+    } catch (error) {
+      cause = error;
+    } finally {
+      reader.releaseLock();
+    }
+    if (this.#transport !== transport) return;
+    this.#machine.handleClose(performance.now(), cause);
+    this.#flushNow();
+  }
+
+  /** Schedules one flush for this turn of the event loop, so commands coalesce into one write. */
+  #flush(): void {
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    queueMicrotask(() => {
+      this.#flushQueued = false;
+      this.#flushNow();
+    });
+  }
+
+  #flushNow(): void {
+    const bytes = this.#machine.pollTransmit();
+    if (bytes !== undefined && this.#writer !== undefined) {
+      const writer = this.#writer;
+      this.#writing = this.#writing.then(() => writer.write(bytes)).catch((error) => {
+        if (this.#writer === writer) {
+          this.#machine.handleClose(performance.now(), error);
+          this.#flushNow();
+        }
+      });
+    }
+    for (let event = this.#machine.pollEvent(); event !== undefined; event = this.#machine.pollEvent()) {
+      this.#dispatch(event);
+    }
+    this.#schedule();
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const at = this.#machine.pollTimeout();
+    if (at === undefined) return;
+    // A timer that fires late (a suspended laptop, a background tab) finds the deadline overdue at once.
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#machine.handleTimeout(performance.now());
+      this.#flushNow();
+    }, Math.max(0, at - performance.now()));
+  }
+
+  #dispatch(event: ClientEvent): void {
+    switch (event.type) {
+      case "connected":
+        this.#attempt = 0;
+        this.#options.onStateChange?.({
+          type: "connected",
+          sessionPresent: event.sessionPresent,
+          connack: event.connack,
+        });
+        this.#connected?.resolve();
+        this.#connected = undefined;
+        this.#drainOutbox();
+        return;
+      case "message":
+        return this.#deliver(event.packet, event.subscriptions);
+      case "published": {
+        const waiter = this.#publishes.get(event.packetId);
+        this.#publishes.delete(event.packetId);
+        if (event.error !== undefined) waiter?.reject(event.error);
+        else waiter?.resolve();
+        return;
+      }
+      case "subscribed":
+      case "unsubscribed": {
+        const waiter = this.#control.get(event.packetId);
+        this.#control.delete(event.packetId);
+        waiter?.resolve(event.reasonCodes);
+        return;
+      }
+      case "auth":
+        // Enhanced authentication needs a hook; without one the exchange cannot continue.
+        this.#machine.disconnect(performance.now(), ReasonCode.BadAuthenticationMethod);
+        return;
+      case "closed":
+        return this.#onClosed(event.error);
+      default: {
+        const unreachable: never = event;
+        throw new Error(`Unhandled event ${(unreachable as ClientEvent).type}`);
+      }
+    }
+  }
+
+  #deliver(packet: PublishPacket, numbers: number[]): void {
+    const packetId = packet.packetId;
+    const targets = numbers.map((n) => this.#subscriptions.get(n)).filter((s) => s !== undefined);
+    let waiting = targets.length;
+    const acknowledge = () => {
+      if (packetId === undefined) return;
+      this.#machine.acknowledge(performance.now(), packetId);
+      this.#flush();
+    };
+    if (waiting === 0) {
+      acknowledge();
+      return;
+    }
+    const message = new Message(packet);
+    for (const subscription of targets) {
+      subscription.push(message, () => {
+        if (--waiting === 0) acknowledge();
+      });
+    }
+  }
+
+  #onClosed(error: MqttError | undefined): void {
+    const transport = this.#transport;
+    this.#transport = undefined;
+    this.#writer = undefined;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const writing = this.#writing;
+    if (transport !== undefined) void writing.finally(() => transport.close()).catch(() => {});
+    if (this.#closing) return;
+    if (error === undefined) {
+      this.#shutdown(undefined);
+      return;
+    }
+    this.#lost(error);
+  }
+
+  /** A connection attempt failed or an established connection dropped: reconnect or give up. */
+  #lost(error: MqttError): void {
+    if (this.#closing) return;
+    const reconnect = this.#options.reconnect ?? true;
+    const settings: ReconnectOptions = typeof reconnect === "object" ? reconnect : {};
+    const first = this.#connected !== undefined && this.#attempt === 0;
+    const fatal = FATAL_REFUSALS.has(error.reasonCode) && error.source === "peer" &&
+      this.#options.beforeConnect === undefined;
+    this.#options.onStateChange?.({ type: "disconnected", error });
+    if (
+      first || reconnect === false || fatal ||
+      (settings.maxAttempts !== undefined && this.#attempt >= settings.maxAttempts)
+    ) {
+      this.#connected?.reject(error);
+      this.#connected = undefined;
+      this.#shutdown(error);
+      return;
+    }
+    this.#attempt++;
+    const cap = Math.min(
+      settings.maxDelayMs ?? 30_000,
+      (settings.initialDelayMs ?? 1000) * 2 ** (this.#attempt - 1),
+    );
+    const delayMs = Math.random() * cap; // full jitter
+    this.#options.onStateChange?.({ type: "reconnecting", attempt: this.#attempt, delayMs, error });
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (!this.#closing) this.#open();
+    }, delayMs);
+  }
+
+  /** Closes for good: every pending promise settles, every subscription ends. */
+  #shutdown(error: MqttError | undefined): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#attemptAbort?.abort();
+    const reason = error ??
+      new MqttError(ReasonCode.UnspecifiedError, "Cannot finish: the client was closed");
+    for (const waiter of this.#publishes.values()) waiter.reject(reason);
+    this.#publishes.clear();
+    for (const waiter of this.#control.values()) waiter.reject(reason);
+    this.#control.clear();
+    for (const entry of this.#outbox) entry.waiter.reject(reason);
+    this.#outbox = [];
+    for (const subscription of this.#subscriptions.values()) subscription.end(error);
+    this.#subscriptions.clear();
+    this.#byObject.clear();
+    this.#connected?.reject(reason);
+    this.#connected = undefined;
+    const transport = this.#transport;
+    this.#transport = undefined;
+    this.#writer = undefined;
+    if (transport !== undefined) {
+      void this.#writing.finally(() => transport.close()).catch(() => {});
+    }
+    if (error === undefined) this.#options.onStateChange?.({ type: "disconnected" });
+    this.#closedDeferred.resolve();
+  }
+
+  #forget(subscription: Subscription): void {
+    const number = this.#byObject.get(subscription);
+    if (number === undefined) return;
+    this.#byObject.delete(subscription);
+    this.#subscriptions.delete(number);
+  }
+
+  async #whenConnected(signal?: AbortSignal): Promise<void> {
+    if (this.#closing) {
+      throw new MqttError(ReasonCode.UnspecifiedError, "Cannot continue: the client is closed");
+    }
+    if (this.#machine.state === "connected") return;
+    this.#connected ??= deferred<void>();
+    const pending = this.#connected.promise;
+    let stop = () => {};
+    await Promise.race([pending, new Promise<never>((_, reject) => stop = onAbort(signal, reject))]).finally(
+      () => stop(),
+    );
+  }
+
+  #publishNow(topic: string, payload: Uint8Array, options: PublishOptions, waiter: Waiter<void>): void {
+    let packetId: number | undefined;
+    try {
+      packetId = this.#machine.publish(performance.now(), {
+        topic,
+        payload,
+        qos: options.qos,
+        retain: options.retain,
+        properties: options.properties,
+      });
+    } catch (error) {
+      waiter.reject(error);
+      return;
+    }
+    if (packetId === undefined) {
+      this.#flushNow();
+      this.#writing.then(() => waiter.resolve(), waiter.reject);
+    } else {
+      this.#publishes.set(packetId, waiter);
+      this.#flush();
+    }
+  }
+
+  #queueOffline(entry: OutboxEntry): void {
+    const limit = this.#options.outboxLimit ?? 1000;
+    if (this.#outbox.length >= limit) {
+      if ((this.#options.outboxOverflow ?? "reject") === "reject") {
+        entry.waiter.reject(
+          new MqttError(
+            ReasonCode.QuotaExceeded,
+            `Cannot queue the publish: ${limit} are already waiting to be sent`,
+          ),
+        );
+        return;
+      }
+      this.#outbox.shift()?.waiter.reject(
+        new MqttError(ReasonCode.QuotaExceeded, "Publish dropped: the offline outbox overflowed"),
+      );
+    }
+    this.#outbox.push(entry);
+    entry.options.signal?.addEventListener("abort", () => {
+      const index = this.#outbox.indexOf(entry);
+      if (index !== -1) this.#outbox.splice(index, 1);
+    }, { once: true });
+  }
+
+  #drainOutbox(): void {
+    const waiting = this.#outbox;
+    this.#outbox = [];
+    const now = performance.now();
+    for (const entry of waiting) {
+      if (entry.options.signal?.aborted) continue;
+      const expiry = entry.options.properties?.messageExpiryInterval;
+      let options = entry.options;
+      if (expiry !== undefined) {
+        // The expiry counts from the publish call: spend the time waited in the outbox.
+        const left = expiry - Math.floor((now - entry.queuedAt) / 1000);
+        if (left <= 0) {
+          entry.waiter.reject(
+            new MqttError(ReasonCode.UnspecifiedError, "Publish expired while waiting to be sent"),
+          );
+          continue;
+        }
+        options = { ...options, properties: { ...options.properties, messageExpiryInterval: left } };
+      }
+      this.#publishNow(entry.topic, entry.payload, options, entry.waiter);
+    }
+  }
+}

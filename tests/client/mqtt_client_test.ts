@@ -1,0 +1,173 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { FakeBroker } from "./_fake_broker.ts";
+import { type ConnectionEvent, MqttClient } from "../../src/client/mqtt_client.ts";
+import type { Message } from "../../src/client/message.ts";
+import type { Subscription } from "../../src/client/subscription.ts";
+import { MqttError, ReasonCode } from "../../src/errors.ts";
+
+async function take(subscription: Subscription, count: number): Promise<Message[]> {
+  const messages: Message[] = [];
+  if (count === 0) return messages;
+  for await (const message of subscription) {
+    messages.push(message);
+    if (messages.length === count) break;
+  }
+  return messages;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms = 5000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) =>
+      timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms`)), ms)
+    ),
+  ]).finally(() => clearTimeout(timer));
+}
+
+for (const protocolVersion of [4, 5] as const) {
+  test(`v${protocolVersion}: publish settles per QoS and a subscription receives matching messages as they come`, async () => {
+    const broker = new FakeBroker();
+    const client = new MqttClient({ transport: broker.transport, protocolVersion, clientId: "t1" });
+    await withTimeout(client.start());
+    assert.equal(client.connected, true);
+    const subscription = await client.subscribe(["a/+", "json"], { qos: 2 });
+    assert.deepEqual(subscription.reasonCodes, [2, 2]);
+    await client.publish("a/1", "zero");
+    await client.publish("a/2", new TextEncoder().encode("one"), { qos: 1 });
+    await client.publish("json", JSON.stringify({ n: 2 }), { qos: 2 });
+    await client.publish("elsewhere", "not for us");
+    const messages = await withTimeout(take(subscription, 3));
+    assert.deepEqual(messages.map((m) => [m.topic, m.qos]), [["a/1", 0], ["a/2", 1], ["json", 2]]);
+    assert.equal(messages[1].text(), "one");
+    assert.deepEqual(messages[2].json(), { n: 2 });
+    await client.close();
+    await client.closed;
+    assert.equal(broker.received.at(-1)?.type, "disconnect");
+  });
+}
+
+test("a QoS 1 message is acknowledged only when the subscriber takes it", async () => {
+  const broker = new FakeBroker();
+  const client = new MqttClient({ transport: broker.transport });
+  await client.start();
+  const subscription = await client.subscribe("slow", { qos: 1 });
+  await client.publish("slow", "x", { qos: 1 });
+  // The broker echoed the message with packet id 1; give the client time to read it.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(broker.received.some((p) => p.type === "puback"), false);
+  const [message] = await take(subscription, 1);
+  assert.equal(message.text(), "x");
+  await withTimeout(broker.until((p) => p.type === "puback"));
+  await client.close();
+});
+
+test("a refused connection rejects with the broker's reason code and is not retried", async () => {
+  const broker = new FakeBroker();
+  broker.refuse = ReasonCode.NotAuthorized;
+  const client = new MqttClient({ transport: broker.transport });
+  await assert.rejects(
+    withTimeout(client.start()),
+    (error) =>
+      error instanceof MqttError && error.reasonCode === ReasonCode.NotAuthorized && error.source === "peer",
+  );
+  await withTimeout(client.closed);
+  assert.equal(broker.connections, 1);
+});
+
+test("after a dropped connection the client reconnects, subscribes again and keeps delivering", async () => {
+  const broker = new FakeBroker();
+  const events: ConnectionEvent["type"][] = [];
+  const attempts: number[] = [];
+  const client = new MqttClient({
+    transport: broker.transport,
+    reconnect: { initialDelayMs: 10, maxDelayMs: 20 },
+    onStateChange: (event) => events.push(event.type),
+    beforeConnect: (attempt) => {
+      attempts.push(attempt);
+      return { username: `token-${attempt}` };
+    },
+  });
+  await client.start();
+  const subscription = await client.subscribe("r/#", { qos: 1 });
+  await broker.drop();
+  await withTimeout(broker.until((p) => p.type === "connect" && p.username === "token-1"));
+  await withTimeout(
+    broker.until((p) =>
+      p.type === "subscribe" && broker.received.filter((q) => q.type === "subscribe").length === 2
+    ),
+  );
+  await client.publish("r/1", "after", { qos: 1 });
+  const [message] = await withTimeout(take(subscription, 1));
+  assert.equal(message.text(), "after");
+  assert.deepEqual(attempts, [1]);
+  assert.deepEqual(events.slice(0, 4), ["connected", "disconnected", "reconnecting", "connected"]);
+  await client.close();
+});
+
+test("publishes made while disconnected wait in the outbox and go out after reconnecting", async () => {
+  const broker = new FakeBroker();
+  const client = new MqttClient({
+    transport: broker.transport,
+    reconnect: { initialDelayMs: 30, maxDelayMs: 30 },
+  });
+  await client.start();
+  await broker.drop();
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const controller = new AbortController();
+  const kept = client.publish("o/1", "kept", { qos: 1 });
+  const aborted = client.publish("o/2", "aborted", { qos: 1, signal: controller.signal });
+  controller.abort(new Error("changed my mind"));
+  await assert.rejects(aborted, /changed my mind/);
+  await withTimeout(kept);
+  const published = broker.received.filter((p) => p.type === "publish").map((p) =>
+    p.type === "publish" && p.topic
+  );
+  assert.deepEqual(published, ["o/1"]);
+  await client.close();
+});
+
+test("close() settles every pending promise and ends subscriptions; closed never rejects", async () => {
+  const broker = new FakeBroker();
+  broker.silent = true;
+  const client = new MqttClient({ transport: broker.transport });
+  await client.start();
+  const subscription = await client.subscribe("y");
+  const pending = client.publish("z", "never acknowledged", { qos: 1 });
+  await withTimeout(broker.until((p) => p.type === "publish"));
+  await client.close();
+  await assert.rejects(pending, MqttError);
+  assert.deepEqual(await withTimeout(take(subscription, 5)), []);
+  await client.closed;
+  await assert.rejects(client.publish("z", "late"), MqttError);
+});
+
+test("a subscription the broker refuses rejects with its reason code", async () => {
+  const broker = new FakeBroker();
+  const client = new MqttClient({ transport: broker.transport });
+  await client.start();
+  await assert.rejects(
+    client.subscribe("forbidden/x"),
+    (error) => error instanceof MqttError && error.reasonCode === ReasonCode.NotAuthorized,
+  );
+  await client.close();
+});
+
+test("two subscriptions to one filter both receive; leaving with one keeps the other", async () => {
+  const broker = new FakeBroker();
+  const client = new MqttClient({ transport: broker.transport });
+  await client.start();
+  const first = await client.subscribe("shared/+");
+  const second = await client.subscribe("shared/+");
+  await client.publish("shared/1", "both");
+  assert.equal((await withTimeout(take(first, 1)))[0].text(), "both");
+  assert.equal((await withTimeout(take(second, 1)))[0].text(), "both");
+  await first.unsubscribe();
+  assert.equal(broker.received.some((p) => p.type === "unsubscribe"), false);
+  await client.publish("shared/2", "second only");
+  assert.equal((await withTimeout(take(second, 1)))[0].text(), "second only");
+  await second.unsubscribe();
+  await withTimeout(broker.until((p) => p.type === "unsubscribe"));
+  await client.close();
+});
