@@ -96,6 +96,8 @@ export interface ClientOptions {
   subscriptionBufferLimit?: number;
   /** Aborts the first connection attempt. */
   signal?: AbortSignal;
+  /** The first level of the response topic `request()` subscribes to. Default `mqttx`. */
+  responseTopicPrefix?: string;
 }
 
 /** Options of {@linkcode MqttClient.publish}. */
@@ -144,9 +146,13 @@ function toBytes(payload: string | Uint8Array): Uint8Array {
   return typeof payload === "string" ? encoder.encode(payload) : payload;
 }
 
+function hex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function randomClientId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
-  return "mqttx_" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+  return "mqttx_" + hex(bytes);
 }
 
 /** Rejects with the signal's reason when it aborts; returns a function that stops listening. */
@@ -210,6 +216,8 @@ export class MqttClient implements SubscriptionOwner {
   readonly #subscriptions = new Map<number, Subscription>();
   readonly #byObject = new Map<Subscription, number>();
   #outbox: OutboxEntry[] = [];
+  #requests = new Map<string, Waiter<Message>>();
+  #responses: Promise<string> | undefined;
 
   /**
    * Creates a client; call {@linkcode MqttClient.start} (or use `connect()`, which does both).
@@ -390,6 +398,65 @@ export class MqttClient implements SubscriptionOwner {
   /** Closes the client, for `await using`. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  /**
+   * MQTT 5 request/response: publishes with a response topic and correlation data, and resolves with the
+   * first response carrying that correlation data. The client subscribes once to its own response topic
+   * (`{responseTopicPrefix}/{clientId}/responses`) and reuses it for every request.
+   *
+   * @param topic Where to send the request.
+   * @param payload The request.
+   * @param options QoS (default 1), a timeout in milliseconds (default 30,000), properties and a signal.
+   * @returns The response message.
+   * @throws {MqttError} Below MQTT 5, or when the request cannot be published.
+   * @throws {DOMException} A `TimeoutError` when no response comes in time.
+   */
+  async request(
+    topic: string,
+    payload: string | Uint8Array,
+    options: PublishOptions & { timeoutMs?: number } = {},
+  ): Promise<Message> {
+    if ((this.#options.protocolVersion ?? 5) !== 5) {
+      throw new MqttError(ReasonCode.ProtocolError, "Cannot make a request: response topics need MQTT 5");
+    }
+    const responseTopic = await this.#responseTopic(options.signal);
+    const correlation = crypto.getRandomValues(new Uint8Array(16));
+    const key = hex(correlation);
+    const response = deferred<Message>();
+    this.#requests.set(key, response);
+    const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
+    const stop = onAbort(signal, response.reject);
+    try {
+      await this.publish(topic, payload, {
+        qos: options.qos ?? 1,
+        retain: options.retain,
+        signal,
+        properties: { ...options.properties, responseTopic, correlationData: correlation },
+      });
+      return await response.promise;
+    } finally {
+      stop();
+      this.#requests.delete(key);
+    }
+  }
+
+  async #responseTopic(signal?: AbortSignal): Promise<string> {
+    if (this.#responses === undefined) {
+      const topic = `${this.#options.responseTopicPrefix ?? "mqttx"}/${this.clientId}/responses`;
+      this.#responses = this.subscribe(topic, { qos: 1, signal }).then((subscription) => {
+        (async () => {
+          for await (const message of subscription) {
+            const data = message.properties.correlationData;
+            if (data !== undefined) this.#requests.get(hex(data))?.resolve(message);
+          }
+        })();
+        return topic;
+      });
+      this.#responses.catch(() => this.#responses = undefined);
+    }
+    return await this.#responses;
   }
 
   // ------------------------------------------------------------------ connection

@@ -171,3 +171,29 @@ test("two subscriptions to one filter both receive; leaving with one keeps the o
   await withTimeout(broker.until((p) => p.type === "unsubscribe"));
   await client.close();
 });
+
+test("request() publishes with a response topic and correlation data and resolves with the matching response", async () => {
+  const broker = new FakeBroker();
+  const server = new MqttClient({ transport: broker.transport, clientId: "server" });
+  await server.start();
+  const requests = await server.subscribe("rpc/add");
+  (async () => {
+    for await (const request of requests) {
+      const { a, b } = request.json<{ a: number; b: number }>();
+      await server.publish(request.properties.responseTopic as string, JSON.stringify(a + b), {
+        properties: { correlationData: request.properties.correlationData },
+      });
+    }
+  })();
+  const [first, second] = await withTimeout(Promise.all([
+    server.request("rpc/add", JSON.stringify({ a: 1, b: 2 })),
+    server.request("rpc/add", JSON.stringify({ a: 10, b: 20 })),
+  ]));
+  assert.equal(first.json(), 3);
+  assert.equal(second.json(), 30);
+  await assert.rejects(
+    server.request("rpc/nobody", "x", { timeoutMs: 30 }),
+    (e) => (e as Error).name === "TimeoutError",
+  );
+  await server.close();
+});
