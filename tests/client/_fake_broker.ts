@@ -204,7 +204,9 @@ export class FakeBroker {
       retain: false,
       dup: false,
     };
-    if (packet.properties !== undefined && connection.version === 5) out.properties = { ...packet.properties };
+    if (packet.properties !== undefined && connection.version === 5) {
+      out.properties = { ...packet.properties };
+    }
     if (qos > 0) out.packetId = connection.nextId++;
     await this.#write(connection, out);
   }
