@@ -1,0 +1,837 @@
+/**
+ * The routing state a broker shares among its connections, sans-IO: sessions, subscriptions, retained
+ * messages, wills and expiry, driven by the time the caller passes in.
+ *
+ * @module
+ */
+
+import type {
+  ConnAckProperties,
+  PublishPacket,
+  PublishProperties,
+  QoS,
+  SubscribePacket,
+  Subscription,
+  UnsubscribePacket,
+  Will,
+} from "../codec/packet.ts";
+import { parseSharedSubscription, topicFilterProblem, topicMatches } from "../codec/topic.ts";
+import { ReasonCode } from "../errors.ts";
+import { type BrokerMessage, keepMessage, messageFromPublish } from "./_delivery.ts";
+import type { SessionMachine } from "./session_machine.ts";
+import { minQoS, SessionState } from "./session_state.ts";
+import { TopicTree } from "./topic_tree.ts";
+
+/** Milliseconds on the caller's monotonic clock. */
+type Millis = number;
+
+/** A session expiry interval that never ends, in seconds. */
+const NEVER = 0xffff_ffff;
+
+/** Options of {@linkcode BrokerMachine}. */
+export interface BrokerMachineOptions {
+  /**
+   * Seconds a persistent MQTT 3.1 / 3.1.1 session (Clean Session 0) outlives its connection; 0xFFFFFFFF never
+   * expires. @default 0xFFFFFFFF
+   */
+  persistentSessionExpiryInterval?: number;
+  /** The longest session expiry interval granted to MQTT 5 clients, in seconds. @default 0xFFFFFFFF */
+  maximumSessionExpiryInterval?: number;
+  /** The most messages queued per session. @default 1000 */
+  maxQueuedMessages?: number;
+  /** The most payload bytes queued per session. @default 16777216 */
+  maxQueuedBytes?: number;
+  /** Whether QoS 0 messages are queued for sessions that are offline. @default false */
+  queueQoS0?: boolean;
+}
+
+/** Options of {@linkcode BrokerMachine.attach}. */
+export interface AttachOptions {
+  /** Extra CONNACK properties (MQTT 5), for example authentication data or a server keep-alive. */
+  properties?: ConnAckProperties;
+}
+
+/** A subscription as a session holds it. */
+export interface SessionSubscription extends Subscription {
+  /** The subscription identifier (MQTT 5). */
+  identifier?: number;
+}
+
+/** A message in a {@linkcode BrokerSnapshot}: plain data, times relative to the snapshot. */
+export interface MessageSnapshot {
+  topic: string;
+  payload: Uint8Array;
+  qos: QoS;
+  retain: boolean;
+  properties?: PublishProperties;
+  /** Milliseconds left before the message expires, when it does. */
+  expiresInMs?: number;
+  publisher?: string;
+}
+
+/** A delivery in a {@linkcode SessionSnapshot}. */
+export interface DeliverySnapshot {
+  message: MessageSnapshot;
+  qos: QoS;
+  retain: boolean;
+  subscriptionIdentifiers?: number[];
+  /** The packet identifier, for a delivery in flight. */
+  packetId?: number;
+  /** PUBREL sent (QoS 2). */
+  released?: boolean;
+}
+
+/** One session in a {@linkcode BrokerSnapshot}. */
+export interface SessionSnapshot {
+  clientId: string;
+  /** Seconds the session outlives its connection. */
+  expiryInterval: number;
+  /** Milliseconds left before an offline session expires. */
+  expiresInMs?: number;
+  subscriptions: SessionSubscription[];
+  inflight: DeliverySnapshot[];
+  queue: DeliverySnapshot[];
+  inboundQoS2: number[];
+  /** A will waiting for its delay. */
+  will?: Will;
+  willInMs?: number;
+}
+
+/** The state of a {@linkcode BrokerMachine} as plain data (structured-clone safe), for persistence. */
+export interface BrokerSnapshot {
+  sessions: SessionSnapshot[];
+  retained: MessageSnapshot[];
+}
+
+/** Counters of a {@linkcode BrokerMachine}. */
+export interface BrokerStats {
+  /** Messages routed (PUBLISH and wills). */
+  routed: number;
+  /** Deliveries made to sessions, online or queued. */
+  delivered: number;
+}
+
+interface SessionRecord {
+  readonly clientId: string;
+  readonly state: SessionState;
+  readonly subscriptions: Map<string, SessionSubscription>;
+  connection: SessionMachine | undefined;
+  expiryInterval: number;
+  expiresAt: Millis | undefined;
+  will: Will | undefined;
+  willAt: Millis | undefined;
+}
+
+interface ClientEntry {
+  readonly kind: "client";
+  readonly record: SessionRecord;
+  readonly subscription: SessionSubscription;
+}
+
+interface SharedGroup {
+  readonly kind: "shared";
+  readonly members: ClientEntry[];
+  cursor: number;
+}
+
+type TreeEntry = ClientEntry | SharedGroup;
+
+/** Per route: what one session gets, all its overlapping subscriptions merged [MQTT-3.3.4-2]. */
+interface Match {
+  qos: QoS;
+  retainAsPublished: boolean;
+  identifiers: number[] | undefined;
+}
+
+/**
+ * The routing state shared by every connection of a broker: the session registry (takeover, clean start,
+ * session present, expiry), the subscription tree (`+`, `#`, `$` topics, shared subscriptions, no local,
+ * retain as published, retain handling, subscription identifiers), retained messages, offline queues and
+ * wills. It drives {@linkcode SessionMachine}s: authentication and authorization stay with the driver, which
+ * forwards each session's events here once it has decided.
+ *
+ * After each call, drain {@linkcode BrokerMachine.pollSession} and flush every session it returns, then
+ * schedule {@linkcode BrokerMachine.handleTimeout} at {@linkcode BrokerMachine.pollTimeout}.
+ *
+ * @example Two sessions exchange a message
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode, PacketDecoder } from "@x/mqtt/codec";
+ * import { BrokerMachine, SessionMachine } from "@x/mqtt/machine";
+ * const broker = new BrokerMachine();
+ * function connect(clientId: string): SessionMachine {
+ *   const session = new SessionMachine(0);
+ *   session.handleBytes(0, encode({ type: "connect", protocolVersion: 4, clientId, cleanStart: true, keepAlive: 0 }, 4));
+ *   session.pollEvent(); // { type: "connect", … }: authenticate, then
+ *   broker.attach(0, session);
+ *   session.pollTransmit(); // CONNACK
+ *   return session;
+ * }
+ * const subscriber = connect("sub");
+ * const publisher = connect("pub");
+ * subscriber.handleBytes(1, encode({ type: "subscribe", packetId: 1, subscriptions: [
+ *   { topicFilter: "a/+", qos: 0, noLocal: false, retainAsPublished: false, retainHandling: 0 }] }, 4));
+ * const subscribe = subscriber.pollEvent();
+ * if (subscribe?.type === "subscribe") broker.subscribe(1, subscriber, subscribe.packet);
+ * subscriber.pollTransmit(); // SUBACK
+ * publisher.handleBytes(2, encode({ type: "publish", topic: "a/b", payload: new Uint8Array([42]), qos: 0, retain: false, dup: false }, 4));
+ * const publish = publisher.pollEvent();
+ * if (publish?.type === "publish") broker.route(2, publisher, publish.packet);
+ * assert.equal(broker.pollSession(), subscriber);
+ * const decoder = new PacketDecoder({ version: 4 });
+ * decoder.push(subscriber.pollTransmit()!);
+ * assert.deepStrictEqual(decoder.next(), { type: "publish", topic: "a/b", payload: new Uint8Array([42]), qos: 0, retain: false, dup: false });
+ * ```
+ */
+export class BrokerMachine {
+  readonly #sessions = new Map<string, SessionRecord>();
+  readonly #byConnection = new Map<SessionMachine, SessionRecord>();
+  readonly #tree = new TopicTree<TreeEntry>();
+  readonly #retained = new Map<string, BrokerMessage>();
+  /** Sessions with a will or expiry deadline. */
+  readonly #timed = new Set<SessionRecord>();
+  readonly #dirty = new Set<SessionMachine>();
+  readonly #persistentExpiry: number;
+  readonly #maximumExpiry: number;
+  readonly #maxQueuedMessages: number;
+  readonly #maxQueuedBytes: number;
+  readonly #queueQoS0: boolean;
+  readonly #stats: BrokerStats = { routed: 0, delivered: 0 };
+  #assigned = 0;
+
+  /**
+   * Creates an empty broker state.
+   *
+   * @param options Session expiry and queue limits.
+   */
+  constructor(options: BrokerMachineOptions = {}) {
+    this.#persistentExpiry = options.persistentSessionExpiryInterval ?? NEVER;
+    this.#maximumExpiry = options.maximumSessionExpiryInterval ?? NEVER;
+    this.#maxQueuedMessages = options.maxQueuedMessages ?? 1000;
+    this.#maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
+    this.#queueQoS0 = options.queueQoS0 ?? false;
+  }
+
+  /** Counters of routed and delivered messages. */
+  get stats(): Readonly<BrokerStats> {
+    return this.#stats;
+  }
+
+  /** How many sessions exist, connected or not. */
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** How many retained messages are stored. */
+  get retainedCount(): number {
+    return this.#retained.size;
+  }
+
+  /**
+   * Whether a session exists for a client identifier.
+   *
+   * @param clientId The client identifier.
+   * @returns `true` when the broker holds a session for it.
+   */
+  hasSession(clientId: string): boolean {
+    return this.#sessions.has(clientId);
+  }
+
+  /**
+   * Accepts the CONNECT a session reported (its `connect` event), once the driver has authenticated it: takes
+   * over an existing connection of the same client identifier (DISCONNECT 0x8E, MQTT 5) [MQTT-3.1.4-3], discards
+   * the old session on a clean start [MQTT-3.1.2-4] or resumes it [MQTT-3.1.2-5], assigns an identifier to an
+   * empty one [MQTT-3.1.3-6], cancels a will waiting for its delay [MQTT-3.1.3-9] and sends the CONNACK with
+   * Session Present [MQTT-3.2.2-2] [MQTT-3.2.2-3].
+   *
+   * @param now The current time.
+   * @param session A session whose `connect` event is waiting for an answer.
+   * @param options Extra CONNACK properties.
+   * @returns Whether the session was present.
+   * @throws {Error} When the session has no CONNECT waiting for an answer.
+   */
+  attach(now: Millis, session: SessionMachine, options: AttachOptions = {}): boolean {
+    const connect = session.connectPacket;
+    if (connect === undefined || session.state !== "connecting") {
+      throw new Error("Cannot attach the session: no CONNECT is waiting for an answer");
+    }
+    const properties: ConnAckProperties = { ...options.properties };
+    let clientId = connect.clientId;
+    if (clientId === "") {
+      clientId = properties.assignedClientIdentifier ?? `auto-${++this.#assigned}`;
+      while (this.#sessions.has(clientId)) clientId = `auto-${++this.#assigned}`;
+      // [MQTT-3.2.2-16] the assigned identifier goes in the CONNACK (MQTT 5); older clients never see it.
+      properties.assignedClientIdentifier = clientId;
+    }
+    let expiry: number;
+    if (connect.protocolVersion === 5) {
+      expiry = connect.properties?.sessionExpiryInterval ?? 0;
+      if (expiry > this.#maximumExpiry) {
+        expiry = this.#maximumExpiry;
+        properties.sessionExpiryInterval = expiry;
+      }
+    } else {
+      expiry = connect.cleanStart ? 0 : this.#persistentExpiry;
+    }
+    let record = this.#sessions.get(clientId);
+    if (record !== undefined) {
+      const old = record.connection;
+      if (old !== undefined && old !== session) {
+        // [MQTT-3.1.4-3] the existing connection is taken over.
+        this.#byConnection.delete(old);
+        record.connection = undefined;
+        const will = old.will;
+        old.disconnect(now, ReasonCode.SessionTakenOver);
+        this.#dirty.add(old);
+        if (will !== undefined && (connect.cleanStart || willDelay(will) === 0)) {
+          this.#publishWill(now, record, will);
+        }
+      }
+      if (connect.cleanStart || (record.expiresAt !== undefined && record.expiresAt <= now)) {
+        this.#endSession(now, record);
+        record = undefined;
+      }
+    }
+    const sessionPresent = record !== undefined;
+    if (record === undefined) {
+      record = {
+        clientId,
+        state: new SessionState(clientId, {
+          maxQueuedMessages: this.#maxQueuedMessages,
+          maxQueuedBytes: this.#maxQueuedBytes,
+        }),
+        subscriptions: new Map(),
+        connection: undefined,
+        expiryInterval: expiry,
+        expiresAt: undefined,
+        will: undefined,
+        willAt: undefined,
+      };
+      this.#sessions.set(clientId, record);
+    }
+    record.connection = session;
+    record.expiryInterval = expiry;
+    record.expiresAt = undefined;
+    // [MQTT-3.1.3-9] a new connection before the will delay passed: the old will is not sent.
+    record.will = undefined;
+    record.willAt = undefined;
+    this.#timed.delete(record);
+    this.#byConnection.set(session, record);
+    session.accept(now, {
+      sessionPresent,
+      state: record.state,
+      properties: connect.protocolVersion === 5 ? properties : { assignedClientIdentifier: clientId },
+    });
+    this.#dirty.add(session);
+    return sessionPresent;
+  }
+
+  /**
+   * Routes a PUBLISH to every matching subscription: stores or clears the retained message
+   * [MQTT-3.3.1-5] [MQTT-3.3.1-6], delivers one copy per session at the highest matching QoS with every matching
+   * subscription identifier [MQTT-3.3.4-2] [MQTT-3.3.4-4], downgraded to the granted QoS [MQTT-3.8.4-8], one copy
+   * per shared group to its members in turn, skips the publisher for No Local [MQTT-3.8.3-3], and queues for
+   * offline persistent sessions [MQTT-3.1.2-5]. Each distinct PUBLISH is encoded once and shared.
+   *
+   * @param now The current time.
+   * @param from The session that published it, or `undefined` for the broker's own messages.
+   * @param packet The PUBLISH, its topic alias resolved (as in the `publish` event).
+   * @returns How many sessions it was delivered or queued to.
+   */
+  route(now: Millis, from: SessionMachine | undefined, packet: PublishPacket): number {
+    const publisher = from === undefined
+      ? undefined
+      : this.#byConnection.get(from)?.clientId ?? from.clientId;
+    return this.#route(now, messageFromPublish(now, packet, publisher));
+  }
+
+  /**
+   * Adds the subscriptions of a SUBSCRIBE and answers it with a SUBACK: the granted QoS of each filter is the
+   * lower of the requested one and the driver's code, or the driver's failure code; an invalid filter gets 0x8F.
+   * An identical filter replaces the session's existing subscription [MQTT-3.8.4-3]. Retained messages follow
+   * the SUBACK, as retain handling says [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11], never to shared
+   * subscriptions.
+   *
+   * @param now The current time.
+   * @param session The attached session that sent it.
+   * @param packet The SUBSCRIBE, from the `subscribe` event.
+   * @param reasonCodes The driver's decision per filter: a maximum QoS, or a failure code. Default: as requested.
+   * @returns The SUBACK's reason codes.
+   * @throws {Error} When the session is not attached.
+   */
+  subscribe(
+    now: Millis,
+    session: SessionMachine,
+    packet: SubscribePacket,
+    reasonCodes?: readonly ReasonCode[],
+  ): ReasonCode[] {
+    const record = this.#recordOf(session, "subscribe");
+    const identifier = packet.properties?.subscriptionIdentifier;
+    const codes: ReasonCode[] = [];
+    const retained: [BrokerMessage, QoS, number | undefined][] = [];
+    for (let i = 0; i < packet.subscriptions.length; i++) {
+      const requested = packet.subscriptions[i];
+      const decided = reasonCodes?.[i] ?? requested.qos;
+      if (decided >= 0x80) {
+        codes.push(decided);
+        continue;
+      }
+      const filter = requested.topicFilter;
+      if (topicFilterProblem(filter) !== undefined) {
+        codes.push(ReasonCode.TopicFilterInvalid);
+        continue;
+      }
+      const qos = minQoS(requested.qos, decided as QoS);
+      const subscription: SessionSubscription = { ...requested, qos };
+      if (identifier !== undefined) subscription.identifier = identifier;
+      const existed = record.subscriptions.has(filter);
+      record.subscriptions.set(filter, subscription);
+      this.#addToTree(record, filter, subscription);
+      codes.push(qos as ReasonCode);
+      const shared = filter.startsWith("$share/");
+      const handling = requested.retainHandling;
+      if (!shared && (handling === 0 || (handling === 1 && !existed))) {
+        for (const message of this.#retained.values()) {
+          if (topicMatches(filter, message.topic)) retained.push([message, qos, identifier]);
+        }
+      }
+    }
+    session.grant(now, packet.packetId, codes);
+    for (const [message, qos, id] of retained) {
+      // [MQTT-3.3.1-8] (3.1.1) a retained message sent for a new subscription keeps RETAIN 1.
+      session.deliver(now, message, {
+        qos: minQoS(message.qos, qos),
+        retain: true,
+        subscriptionIdentifiers: id === undefined ? undefined : [id],
+      });
+    }
+    this.#dirty.add(session);
+    return codes;
+  }
+
+  /**
+   * Removes the subscriptions of an UNSUBSCRIBE and answers it with an UNSUBACK [MQTT-3.10.4-4]: 0x00 per
+   * filter removed, 0x11 where none existed [MQTT-3.10.4-5]. Deliveries already started complete
+   * [MQTT-3.10.4-3].
+   *
+   * @param now The current time.
+   * @param session The attached session that sent it.
+   * @param packet The UNSUBSCRIBE, from the `unsubscribe` event.
+   * @returns The UNSUBACK's reason codes.
+   * @throws {Error} When the session is not attached.
+   */
+  unsubscribe(now: Millis, session: SessionMachine, packet: UnsubscribePacket): ReasonCode[] {
+    const record = this.#recordOf(session, "unsubscribe");
+    const codes: ReasonCode[] = [];
+    for (const filter of packet.topicFilters) {
+      // [MQTT-3.10.4-1] filters compare character by character.
+      if (record.subscriptions.delete(filter)) {
+        this.#removeFromTree(record, filter);
+        codes.push(ReasonCode.Success);
+      } else {
+        codes.push(ReasonCode.NoSubscriptionExisted);
+      }
+    }
+    session.acknowledgeUnsubscribe(now, packet.packetId, codes);
+    this.#dirty.add(session);
+    return codes;
+  }
+
+  /**
+   * Tells the broker a session's connection is over (its `closed` event): its will is published now, or
+   * after its delay [MQTT-3.1.2-8], unless the client disconnected normally; the session ends now when its
+   * expiry interval is 0 [MQTT-3.1.2-23], or waits for its expiry [MQTT-4.1.0-2]. A session that was taken over
+   * or never attached is ignored.
+   *
+   * @param now The current time.
+   * @param session The session.
+   */
+  detach(now: Millis, session: SessionMachine): void {
+    const record = this.#byConnection.get(session);
+    this.#byConnection.delete(session);
+    this.#dirty.delete(session);
+    if (record === undefined || record.connection !== session) return;
+    record.connection = undefined;
+    // MQTT 5: the client may have changed the interval in its DISCONNECT.
+    if (session.version === 5) {
+      record.expiryInterval = Math.min(session.sessionExpiryInterval, this.#maximumExpiry);
+    }
+    const will = session.will;
+    if (will !== undefined) {
+      const delay = Math.min(willDelay(will), record.expiryInterval);
+      if (delay === 0) {
+        this.#publishWill(now, record, will);
+      } else {
+        record.will = will;
+        record.willAt = now + delay * 1000;
+        this.#timed.add(record);
+      }
+    }
+    if (record.expiryInterval === 0) {
+      this.#endSession(now, record);
+    } else if (record.expiryInterval !== NEVER) {
+      record.expiresAt = now + record.expiryInterval * 1000;
+      this.#timed.add(record);
+    }
+  }
+
+  /**
+   * Publishes wills whose delay has passed and ends sessions whose expiry has passed (publishing a will still
+   * waiting first [MQTT-3.1.2-8]). An early call does nothing.
+   *
+   * @param now The current time.
+   */
+  handleTimeout(now: Millis): void {
+    for (const record of [...this.#timed]) {
+      if (record.willAt !== undefined && record.willAt <= now) {
+        const will = record.will as Will;
+        record.will = undefined;
+        record.willAt = undefined;
+        this.#publishWill(now, record, will);
+      }
+      if (record.expiresAt !== undefined && record.expiresAt <= now) this.#endSession(now, record);
+      if (record.willAt === undefined && record.expiresAt === undefined) this.#timed.delete(record);
+    }
+  }
+
+  /**
+   * The earliest will delay or session expiry.
+   *
+   * @returns When to call {@linkcode BrokerMachine.handleTimeout}, or `undefined` when nothing waits.
+   */
+  pollTimeout(): Millis | undefined {
+    let earliest: Millis | undefined;
+    for (const record of this.#timed) {
+      for (const at of [record.willAt, record.expiresAt]) {
+        if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
+      }
+    }
+    return earliest;
+  }
+
+  /**
+   * The next session whose output changed because of the broker (a delivery, a takeover) since it was last
+   * returned: flush it (`pollTransmit`, `pollEvent`, `pollTimeout`).
+   *
+   * @returns The session, or `undefined` when there are no more.
+   */
+  pollSession(): SessionMachine | undefined {
+    for (const session of this.#dirty) {
+      this.#dirty.delete(session);
+      return session;
+    }
+    return undefined;
+  }
+
+  /**
+   * The state as plain data, with times relative to `now`, for persistence.
+   *
+   * @param now The current time.
+   * @returns Every session (connected ones as they are now) and every retained message.
+   */
+  exportState(now: Millis): BrokerSnapshot {
+    const sessions: SessionSnapshot[] = [];
+    for (const record of this.#sessions.values()) {
+      const state = record.state;
+      const snapshot: SessionSnapshot = {
+        clientId: record.clientId,
+        expiryInterval: record.expiryInterval,
+        subscriptions: [...record.subscriptions.values()].map((s) => ({ ...s })),
+        inflight: [...state.inflight.values()].map((d) => ({
+          ...deliverySnapshot(now, d),
+          packetId: d.packetId,
+          released: d.released,
+        })),
+        queue: state.queue.map((d) => deliverySnapshot(now, d)),
+        inboundQoS2: [...state.inboundQoS2],
+      };
+      if (record.expiresAt !== undefined) snapshot.expiresInMs = record.expiresAt - now;
+      if (record.will !== undefined && record.willAt !== undefined) {
+        snapshot.will = record.will;
+        snapshot.willInMs = record.willAt - now;
+      }
+      sessions.push(snapshot);
+    }
+    return { sessions, retained: [...this.#retained.values()].map((m) => messageSnapshot(now, m)) };
+  }
+
+  /**
+   * Loads a state exported by {@linkcode BrokerMachine.exportState}; every session is offline. Sessions and
+   * retained messages with the same names are replaced.
+   *
+   * @param now The current time.
+   * @param snapshot The state.
+   */
+  restoreState(now: Millis, snapshot: BrokerSnapshot): void {
+    for (const m of snapshot.retained) this.#retained.set(m.topic, messageFromSnapshot(now, m));
+    for (const s of snapshot.sessions) {
+      const existing = this.#sessions.get(s.clientId);
+      if (existing !== undefined) this.#endSession(now, existing);
+      const state = new SessionState(s.clientId, {
+        maxQueuedMessages: this.#maxQueuedMessages,
+        maxQueuedBytes: this.#maxQueuedBytes,
+      });
+      for (const d of s.inflight) {
+        state.restoreInflight({
+          ...deliveryFromSnapshot(now, d),
+          packetId: d.packetId as number,
+          released: d.released === true,
+        });
+      }
+      for (const d of s.queue) state.enqueue(now, deliveryFromSnapshot(now, d));
+      for (const id of s.inboundQoS2) state.inboundQoS2.add(id);
+      const record: SessionRecord = {
+        clientId: s.clientId,
+        state,
+        subscriptions: new Map(),
+        connection: undefined,
+        expiryInterval: s.expiryInterval,
+        expiresAt: s.expiresInMs === undefined ? undefined : now + s.expiresInMs,
+        will: s.will,
+        willAt: s.willInMs === undefined ? undefined : now + s.willInMs,
+      };
+      this.#sessions.set(s.clientId, record);
+      for (const subscription of s.subscriptions) {
+        record.subscriptions.set(subscription.topicFilter, { ...subscription });
+        this.#addToTree(record, subscription.topicFilter, subscription);
+      }
+      if (record.expiresAt !== undefined || record.willAt !== undefined) this.#timed.add(record);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------- internals
+
+  #recordOf(session: SessionMachine, what: string): SessionRecord {
+    const record = this.#byConnection.get(session);
+    if (record === undefined || record.connection !== session) {
+      throw new Error(`Cannot ${what}: the session is not attached`);
+    }
+    return record;
+  }
+
+  #route(now: Millis, message: BrokerMessage): number {
+    this.#stats.routed++;
+    if (message.retain) {
+      if (message.payload.length === 0) {
+        // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message clears the topic and is not stored.
+        this.#retained.delete(message.topic);
+      } else {
+        // [MQTT-3.3.1-5] replaces the topic's retained message.
+        keepMessage(message);
+        this.#retained.set(message.topic, message);
+      }
+    }
+    const matches = new Map<SessionRecord, Match>();
+    const shared: [ClientEntry, SharedGroup][] = [];
+    this.#tree.match(message.topic, (entry) => {
+      if (entry.kind === "shared") {
+        const member = pickMember(entry);
+        if (member !== undefined) shared.push([member, entry]);
+        return;
+      }
+      const { record, subscription } = entry;
+      // [MQTT-3.8.3-3] No Local: not back to the publisher.
+      if (subscription.noLocal && record.clientId === message.publisher) return;
+      const match = matches.get(record);
+      if (match === undefined) {
+        matches.set(record, {
+          qos: subscription.qos,
+          retainAsPublished: subscription.retainAsPublished,
+          identifiers: subscription.identifier === undefined ? undefined : [subscription.identifier],
+        });
+      } else {
+        // [MQTT-3.3.4-2] one copy at the highest QoS; [MQTT-3.3.4-4] with every identifier.
+        if (subscription.qos > match.qos) match.qos = subscription.qos;
+        if (subscription.retainAsPublished) match.retainAsPublished = true;
+        if (subscription.identifier !== undefined) (match.identifiers ??= []).push(subscription.identifier);
+      }
+    });
+    message.encodings = new Map();
+    let count = 0;
+    for (const [record, match] of matches) {
+      // [MQTT-3.3.1-12] [MQTT-3.3.1-13] RETAIN as published only when asked.
+      if (this.#deliver(now, record, message, match.qos, match.retainAsPublished, match.identifiers)) count++;
+    }
+    for (const [member] of shared) {
+      const { subscription } = member;
+      const ids = subscription.identifier === undefined ? undefined : [subscription.identifier];
+      if (this.#deliver(now, member.record, message, subscription.qos, subscription.retainAsPublished, ids)) {
+        count++;
+      }
+    }
+    message.encodings = undefined;
+    return count;
+  }
+
+  #deliver(
+    now: Millis,
+    record: SessionRecord,
+    message: BrokerMessage,
+    granted: QoS,
+    retainAsPublished: boolean,
+    subscriptionIdentifiers: number[] | undefined,
+  ): boolean {
+    const qos = minQoS(message.qos, granted);
+    const retain = retainAsPublished && message.retain;
+    const connection = record.connection;
+    if (connection !== undefined) {
+      connection.deliver(now, message, { qos, retain, subscriptionIdentifiers });
+      this.#dirty.add(connection);
+    } else {
+      if (qos === 0 && !this.#queueQoS0) return false;
+      if (!record.state.enqueue(now, { message, qos, retain, subscriptionIdentifiers })) return false;
+    }
+    this.#stats.delivered++;
+    return true;
+  }
+
+  #publishWill(now: Millis, record: SessionRecord, will: Will): void {
+    const { willDelayInterval: _, ...properties } = will.properties ?? {};
+    this.#route(
+      now,
+      messageFromPublish(
+        now,
+        {
+          type: "publish",
+          topic: will.topic,
+          payload: will.payload,
+          qos: will.qos,
+          // [MQTT-3.1.2-14] [MQTT-3.1.2-15] the will's RETAIN flag.
+          retain: will.retain,
+          dup: false,
+          properties,
+        },
+        record.clientId,
+      ),
+    );
+  }
+
+  #endSession(now: Millis, record: SessionRecord): void {
+    if (record.will !== undefined) {
+      const will = record.will;
+      record.will = undefined;
+      record.willAt = undefined;
+      this.#publishWill(now, record, will);
+    }
+    for (const filter of record.subscriptions.keys()) this.#removeFromTree(record, filter);
+    record.subscriptions.clear();
+    record.state.clear();
+    record.expiresAt = undefined;
+    this.#timed.delete(record);
+    if (this.#sessions.get(record.clientId) === record) this.#sessions.delete(record.clientId);
+  }
+
+  #addToTree(record: SessionRecord, filter: string, subscription: SessionSubscription): void {
+    const shared = parseSharedSubscription(filter);
+    const entry: ClientEntry = { kind: "client", record, subscription };
+    if (shared === undefined) {
+      this.#tree.add(filter, record.clientId, entry);
+      return;
+    }
+    const key = `\0${shared.group}`;
+    let group = this.#tree.get(shared.filter, key) as SharedGroup | undefined;
+    if (group === undefined) {
+      group = { kind: "shared", members: [], cursor: 0 };
+      this.#tree.add(shared.filter, key, group);
+    }
+    const index = group.members.findIndex((m) => m.record === record);
+    if (index === -1) group.members.push(entry);
+    else group.members[index] = entry;
+  }
+
+  #removeFromTree(record: SessionRecord, filter: string): void {
+    const shared = parseSharedSubscription(filter);
+    if (shared === undefined) {
+      this.#tree.remove(filter, record.clientId);
+      return;
+    }
+    const key = `\0${shared.group}`;
+    const group = this.#tree.get(shared.filter, key) as SharedGroup | undefined;
+    if (group === undefined) return;
+    const index = group.members.findIndex((m) => m.record === record);
+    if (index !== -1) group.members.splice(index, 1);
+    if (group.members.length === 0) this.#tree.remove(shared.filter, key);
+    else if (group.cursor >= group.members.length) group.cursor = 0;
+  }
+}
+
+/** The will delay in seconds (MQTT 5), 0 when absent. */
+function willDelay(will: Will): number {
+  return will.properties?.willDelayInterval ?? 0;
+}
+
+/** The next member of a shared group in turn, preferring connected ones [MQTT-4.8.2-3]. */
+function pickMember(group: SharedGroup): ClientEntry | undefined {
+  const members = group.members;
+  const count = members.length;
+  if (count === 0) return undefined;
+  for (let i = 0; i < count; i++) {
+    const index = (group.cursor + i) % count;
+    if (members[index].record.connection !== undefined) {
+      group.cursor = (index + 1) % count;
+      return members[index];
+    }
+  }
+  const member = members[group.cursor % count];
+  group.cursor = (group.cursor + 1) % count;
+  return member;
+}
+
+function messageSnapshot(now: Millis, message: BrokerMessage): MessageSnapshot {
+  const snapshot: MessageSnapshot = {
+    topic: message.topic,
+    payload: message.payload.slice(),
+    qos: message.qos,
+    retain: message.retain,
+  };
+  if (message.properties !== undefined) snapshot.properties = message.properties;
+  if (message.expiresAt !== undefined) snapshot.expiresInMs = message.expiresAt - now;
+  if (message.publisher !== undefined) snapshot.publisher = message.publisher;
+  return snapshot;
+}
+
+function messageFromSnapshot(now: Millis, snapshot: MessageSnapshot): BrokerMessage {
+  return {
+    topic: snapshot.topic,
+    payload: snapshot.payload.slice(),
+    qos: snapshot.qos,
+    retain: snapshot.retain,
+    properties: snapshot.properties,
+    expiresAt: snapshot.expiresInMs === undefined ? undefined : now + snapshot.expiresInMs,
+    publisher: snapshot.publisher,
+    owned: true,
+    encodings: undefined,
+  };
+}
+
+function deliverySnapshot(
+  now: Millis,
+  delivery: {
+    message: BrokerMessage;
+    qos: QoS;
+    retain: boolean;
+    subscriptionIdentifiers: number[] | undefined;
+  },
+): DeliverySnapshot {
+  const snapshot: DeliverySnapshot = {
+    message: messageSnapshot(now, delivery.message),
+    qos: delivery.qos,
+    retain: delivery.retain,
+  };
+  if (delivery.subscriptionIdentifiers !== undefined) {
+    snapshot.subscriptionIdentifiers = [...delivery.subscriptionIdentifiers];
+  }
+  return snapshot;
+}
+
+function deliveryFromSnapshot(
+  now: Millis,
+  snapshot: DeliverySnapshot,
+): { message: BrokerMessage; qos: QoS; retain: boolean; subscriptionIdentifiers: number[] | undefined } {
+  return {
+    message: messageFromSnapshot(now, snapshot.message),
+    qos: snapshot.qos,
+    retain: snapshot.retain,
+    subscriptionIdentifiers: snapshot.subscriptionIdentifiers,
+  };
+}

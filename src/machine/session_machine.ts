@@ -1,0 +1,1063 @@
+/**
+ * The broker side of one MQTT connection, sans-IO: bytes and time in; bytes, events and a deadline out.
+ *
+ * @module
+ */
+
+import { PacketDecoder } from "../codec/decoder.ts";
+import type {
+  AuthPacket,
+  AuthProperties,
+  ConnAckProperties,
+  ConnectPacket,
+  DisconnectProperties,
+  Packet,
+  ProtocolVersion,
+  PublishPacket,
+  QoS,
+  SubscribePacket,
+  UnsubscribePacket,
+  Will,
+} from "../codec/packet.ts";
+import { MqttError, ReasonCode } from "../errors.ts";
+import { Outbox } from "./_outbox.ts";
+import {
+  type BrokerMessage,
+  type Delivery,
+  type EncodedPublish,
+  encodePublish,
+  encodingKey,
+  remainingSeconds,
+} from "./_delivery.ts";
+import { SessionState } from "./session_state.ts";
+
+/** Milliseconds on any monotonic clock the caller picks: `performance.now()` in drivers, 0, 1, 2… in tests. */
+type Millis = number;
+
+/** Where a {@linkcode SessionMachine} is in the life of its connection. */
+export type SessionMachineState =
+  /** Waiting for CONNECT. */
+  | "waiting"
+  /** CONNECT received; waiting for `accept` or `reject` (and for the AUTH exchange, if any). */
+  | "connecting"
+  /** CONNACK 0x00 sent. */
+  | "connected"
+  /** The connection is over: write what `pollTransmit` still returns, then close the transport. */
+  | "closed";
+
+/** Options of {@linkcode SessionMachine}. */
+export interface SessionMachineOptions {
+  /** Milliseconds the client has to send CONNECT and be accepted; 0 waits forever. @default 10000 */
+  connectTimeoutMs?: number;
+  /** The largest packet accepted from the client, in bytes; advertised in an MQTT 5 CONNACK. */
+  maximumPacketSize?: number;
+  /** How many QoS 1 and 2 PUBLISH the client may have unacknowledged (MQTT 5 Receive Maximum). @default 65535 */
+  receiveMaximum?: number;
+  /** The highest topic alias accepted from an MQTT 5 client; 0 accepts none. @default 16 */
+  topicAliasMaximum?: number;
+}
+
+/** Options of {@linkcode SessionMachine.accept}. */
+export interface AcceptOptions {
+  /** Whether the session existed (MQTT 5 §3.2.2.1.1); must be `false` after a clean start [MQTT-3.2.2-2]. */
+  sessionPresent?: boolean;
+  /** The delivery state to send from: the resumed session's, or a new one by default. */
+  state?: SessionState;
+  /**
+   * Extra CONNACK properties (MQTT 5): an assigned client identifier, a server keep-alive, authentication
+   * data, a reason string… Receive Maximum, Topic Alias Maximum and Maximum Packet Size come from the options
+   * of the machine.
+   */
+  properties?: ConnAckProperties;
+}
+
+/** The options of one delivery queued by {@linkcode SessionMachine.deliver}. */
+export interface DeliverOptions {
+  /** The QoS to deliver at, at most the message's. */
+  qos: QoS;
+  /** The RETAIN flag to send. */
+  retain: boolean;
+  /** The identifiers of the matching subscriptions (MQTT 5). */
+  subscriptionIdentifiers?: number[];
+}
+
+/**
+ * What a {@linkcode SessionMachine} reports. Events named after a packet ask the driver to decide and answer
+ * with a command; `closed` reports a fact and is always the last event, emitted exactly once.
+ */
+export type SessionEvent =
+  /** Answer with `accept` (or `BrokerMachine.attach`) or `reject`. */
+  | { type: "connect"; packet: ConnectPacket }
+  /** MQTT 5 enhanced authentication: answer with `authenticate`, `accept`, `reject` or `disconnect`. */
+  | { type: "auth"; packet: AuthPacket }
+  /** Route it, then `acknowledge` it when `qos > 0`. Its topic alias is already resolved. */
+  | { type: "publish"; packet: PublishPacket }
+  /** Answer with `grant` (or `BrokerMachine.subscribe`). */
+  | { type: "subscribe"; packet: SubscribePacket }
+  /** Answer with `acknowledgeUnsubscribe` (or `BrokerMachine.unsubscribe`). */
+  | { type: "unsubscribe"; packet: UnsubscribePacket }
+  /** The connection is over; `error` says why unless it ended normally. */
+  | { type: "closed"; error?: MqttError };
+
+const EMPTY_CODES: ReasonCode[] = [];
+
+/**
+ * The broker side of one network connection: decodes what the client sends (any protocol version, learnt from
+ * its CONNECT), validates it, answers the protocol flows itself and asks the driver, through events, for the
+ * decisions it cannot make alone (accept the client, authorize and route a message, grant a subscription).
+ * It also delivers messages to the client: packet identifiers, the in-flight table, the client's Receive
+ * Maximum, topic aliases and Maximum Packet Size.
+ *
+ * After any input or command, drain {@linkcode SessionMachine.pollTransmit} (write the bytes), then
+ * {@linkcode SessionMachine.pollEvent}, then read {@linkcode SessionMachine.pollTimeout} and call
+ * {@linkcode SessionMachine.handleTimeout} at that time.
+ *
+ * @example Accept a client and answer its PINGREQ
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode } from "@x/mqtt/codec";
+ * import { SessionMachine } from "@x/mqtt/machine";
+ * const session = new SessionMachine(0);
+ * session.handleBytes(1, encode({ type: "connect", protocolVersion: 5, clientId: "a", cleanStart: true, keepAlive: 10 }, 5));
+ * assert.equal(session.pollEvent()?.type, "connect");
+ * session.accept(2);
+ * assert.deepStrictEqual(session.pollTransmit(), new Uint8Array([0x20, 0x03, 0x00, 0x00, 0x00]));
+ * session.handleBytes(3, encode({ type: "pingreq" }, 5));
+ * assert.deepStrictEqual(session.pollTransmit(), new Uint8Array([0xd0, 0x00]));
+ * assert.equal(session.pollTimeout(), 3 + 15_000); // 1.5 × keep-alive after the last packet
+ * ```
+ */
+export class SessionMachine {
+  readonly #decoder: PacketDecoder;
+  readonly #outbox = new Outbox();
+  readonly #events: SessionEvent[] = [];
+  readonly #connectTimeoutMs: number;
+  readonly #maximumPacketSize: number | undefined;
+  readonly #receiveMaximum: number;
+  readonly #topicAliasMaximum: number;
+
+  #state: SessionMachineState = "waiting";
+  #version: ProtocolVersion | undefined;
+  #connect: ConnectPacket | undefined;
+  #clientId = "";
+  #will: Will | undefined;
+  #sessionExpiryInterval = 0;
+  #keepAliveMs = 0;
+  #deadline: Millis | undefined;
+  #lastReceived: Millis;
+  #authenticationMethod: string | undefined;
+  #requestProblemInformation = true;
+  /** The first bytes received, to learn the protocol level of a CONNECT that fails to decode. */
+  #head: Uint8Array | undefined;
+  /** Packets that arrived after CONNECT, before `accept`. */
+  #held: Packet[] = [];
+
+  #session: SessionState = new SessionState("");
+  /** Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier. */
+  readonly #awaitingAck = new Map<number, QoS>();
+  /** Inbound topic aliases. */
+  readonly #inboundAliases = new Map<number, string>();
+
+  /** The client's limits (MQTT 5 CONNECT properties). */
+  #clientReceiveMaximum = 65_535;
+  #clientMaximumPacketSize = Infinity;
+  #clientTopicAliasMaximum = 0;
+  /** Outbound topic aliases: topic → alias, and the next alias to hand out. */
+  readonly #outboundAliases = new Map<string, number>();
+  #nextAlias = 1;
+
+  /**
+   * Creates the machine for a connection that has just been opened.
+   *
+   * @param now The current time: the connect timeout runs from it.
+   * @param options Limits and timeouts.
+   * @throws {RangeError} When an option is out of range.
+   */
+  constructor(now: Millis, options: SessionMachineOptions = {}) {
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.#maximumPacketSize = options.maximumPacketSize;
+    this.#receiveMaximum = options.receiveMaximum ?? 65_535;
+    this.#topicAliasMaximum = options.topicAliasMaximum ?? 16;
+    if (this.#receiveMaximum < 1 || this.#receiveMaximum > 65_535) {
+      throw new RangeError(
+        `Cannot create session: receive maximum ${this.#receiveMaximum} is not 1 to 65535`,
+      );
+    }
+    if (this.#topicAliasMaximum < 0 || this.#topicAliasMaximum > 65_535) {
+      throw new RangeError(
+        `Cannot create session: topic alias maximum ${this.#topicAliasMaximum} is not 0 to 65535`,
+      );
+    }
+    this.#decoder = new PacketDecoder({ maximumPacketSize: options.maximumPacketSize });
+    this.#lastReceived = now;
+    this.#deadline = this.#connectTimeoutMs > 0 ? now + this.#connectTimeoutMs : undefined;
+  }
+
+  /** Where the connection is. */
+  get state(): SessionMachineState {
+    return this.#state;
+  }
+
+  /** The protocol level of the client, once its CONNECT arrived. */
+  get version(): ProtocolVersion | undefined {
+    return this.#version;
+  }
+
+  /** The client identifier: from the CONNECT, or the one assigned on `accept`. */
+  get clientId(): string {
+    return this.#clientId;
+  }
+
+  /** The CONNECT packet, once it arrived. */
+  get connectPacket(): ConnectPacket | undefined {
+    return this.#connect;
+  }
+
+  /**
+   * The will message to publish when this connection is over: `undefined` when there is none or when the client
+   * disconnected normally [MQTT-3.1.2-10] [MQTT-3.14.4-3]. Its payload is the machine's own copy.
+   */
+  get will(): Will | undefined {
+    return this.#will;
+  }
+
+  /** The session expiry interval in seconds: from the CONNECT (MQTT 5), updated by the client's DISCONNECT. */
+  get sessionExpiryInterval(): number {
+    return this.#sessionExpiryInterval;
+  }
+
+  /** The delivery state this connection sends from. */
+  get session(): SessionState {
+    return this.#session;
+  }
+
+  // ---------------------------------------------------------------------------------------------- inputs
+
+  /**
+   * Feeds bytes received from the client, in chunks of any size. Never throws because of what the client sent:
+   * a malformed packet or a protocol error queues the answer the specification requires and closes.
+   *
+   * @param now The current time.
+   * @param bytes The received chunk; the machine keeps views of it, so do not modify it later.
+   */
+  handleBytes(now: Millis, bytes: Uint8Array): void {
+    if (this.#state === "closed" || bytes.length === 0) return;
+    this.#lastReceived = now;
+    if (this.#state === "waiting" && (this.#head?.length ?? 0) < 16) this.#head = joinHead(this.#head, bytes);
+    try {
+      this.#decoder.push(bytes);
+      for (let packet = this.#decoder.next(); packet !== undefined; packet = this.#decoder.next()) {
+        this.#handlePacket(now, packet);
+        if (this.#isClosed()) return;
+      }
+    } catch (error) {
+      if (!(error instanceof MqttError)) throw error;
+      this.#protocolFailure(now, error);
+      return;
+    }
+    this.#updateDeadline();
+  }
+
+  /**
+   * Tells the machine the time has come for {@linkcode SessionMachine.pollTimeout}'s deadline: the connect
+   * timeout or the keep-alive of 1.5 times the client's interval [MQTT-3.1.2-22]. An early call does nothing.
+   *
+   * @param now The current time.
+   */
+  handleTimeout(now: Millis): void {
+    if (this.#state === "closed" || this.#deadline === undefined || now < this.#deadline) return;
+    if (this.#state === "connected") {
+      this.#fail(
+        now,
+        new MqttError(
+          ReasonCode.KeepAliveTimeout,
+          `Cannot keep the connection: nothing received for ${now - this.#lastReceived} ms [MQTT-3.1.2-22]`,
+        ),
+        true,
+      );
+    } else {
+      this.#close(
+        new MqttError(
+          ReasonCode.MaximumConnectTime,
+          `Cannot accept the connection: not connected within ${this.#connectTimeoutMs} ms`,
+        ),
+      );
+    }
+  }
+
+  /**
+   * Tells the machine the transport is gone. The will stays to be published.
+   *
+   * @param now The current time.
+   * @param cause Why, if known.
+   */
+  handleClose(now: Millis, cause?: unknown): void {
+    void now;
+    if (this.#state === "closed") return;
+    this.#outbox.clear();
+    this.#close(
+      new MqttError(ReasonCode.UnspecifiedError, "Connection lost", { source: "transport", cause }),
+    );
+  }
+
+  // ---------------------------------------------------------------------------------------------- outputs
+
+  /**
+   * Everything there is to send, as one chunk.
+   *
+   * @returns The bytes to write, or `undefined` when there are none.
+   */
+  pollTransmit(): Uint8Array | undefined {
+    return this.#outbox.take();
+  }
+
+  /**
+   * The next event.
+   *
+   * @returns The event, or `undefined` when there are none.
+   */
+  pollEvent(): SessionEvent | undefined {
+    return this.#events.shift();
+  }
+
+  /**
+   * The next deadline: connect timeout or keep-alive.
+   *
+   * @returns When to call {@linkcode SessionMachine.handleTimeout}, or `undefined` when there is no deadline.
+   */
+  pollTimeout(): Millis | undefined {
+    return this.#state === "closed" ? undefined : this.#deadline;
+  }
+
+  // ---------------------------------------------------------------------------------------------- commands
+
+  /**
+   * Accepts the client: sends CONNACK 0x00 [MQTT-3.1.4-5] and, when the session is present, resends what was in
+   * flight (PUBLISH with DUP, PUBREL) [MQTT-4.4.0-1], then the queued messages, then handles the packets that
+   * arrived meanwhile. With a {@linkcode BrokerMachine}, call `broker.attach` instead, which calls this.
+   *
+   * @param now The current time.
+   * @param options Session present, the session's state and extra CONNACK properties.
+   * @throws {Error} When no CONNECT is waiting for an answer.
+   */
+  accept(now: Millis, options: AcceptOptions = {}): void {
+    if (this.#state === "closed") return;
+    if (this.#state !== "connecting") throw new Error("Cannot accept: no CONNECT is waiting for an answer");
+    const version = this.#version as ProtocolVersion;
+    const connect = this.#connect as ConnectPacket;
+    const sessionPresent = options.sessionPresent === true && !(connect.cleanStart && version < 5);
+    const extra = options.properties;
+    if (extra?.assignedClientIdentifier !== undefined) this.#clientId = extra.assignedClientIdentifier;
+    this.#session = options.state ?? new SessionState(this.#clientId);
+    let properties: ConnAckProperties | undefined;
+    if (version === 5) {
+      properties = { ...extra };
+      if (this.#receiveMaximum !== 65_535) properties.receiveMaximum = this.#receiveMaximum;
+      if (this.#topicAliasMaximum > 0) properties.topicAliasMaximum = this.#topicAliasMaximum;
+      if (this.#maximumPacketSize !== undefined) properties.maximumPacketSize = this.#maximumPacketSize;
+      if (extra?.sessionExpiryInterval !== undefined) {
+        this.#sessionExpiryInterval = extra.sessionExpiryInterval;
+      }
+      if (extra?.serverKeepAlive !== undefined) this.#keepAliveMs = extra.serverKeepAlive * 1000;
+    }
+    this.#outbox.push(
+      { type: "connack", sessionPresent, reasonCode: ReasonCode.Success, properties },
+      version,
+    );
+    this.#state = "connected";
+    this.#lastReceived = Math.max(this.#lastReceived, now);
+    this.#updateDeadline();
+    if (sessionPresent) {
+      for (const entry of this.#session.inflight.values()) {
+        if (entry.released) {
+          this.#outbox.push({ type: "pubrel", packetId: entry.packetId, reasonCode: 0 }, version);
+        } else {
+          this.#sendPublish(now, entry, entry.packetId, true);
+        }
+      }
+    } else {
+      this.#session.clear();
+    }
+    this.#pump(now);
+    const held = this.#held;
+    this.#held = [];
+    for (const packet of held) {
+      if (this.#isClosed()) return;
+      this.#handlePacket(now, packet);
+    }
+  }
+
+  /**
+   * Refuses the client: sends CONNACK with the reason code (the matching return code before MQTT 5) and
+   * closes [MQTT-3.2.2-7]; nothing the client sent after its CONNECT is processed [MQTT-3.1.4-6].
+   *
+   * @param now The current time.
+   * @param reasonCode A CONNACK reason code of 0x80 or more.
+   * @param properties CONNACK properties (MQTT 5), such as a reason string or a server reference.
+   * @throws {RangeError} When `reasonCode` is below 0x80.
+   * @throws {Error} When no CONNECT is waiting for an answer.
+   */
+  reject(now: Millis, reasonCode: ReasonCode, properties?: ConnAckProperties): void {
+    if (this.#state === "closed") return;
+    if (reasonCode < 0x80) throw new RangeError(`Cannot reject with reason code ${reasonCode}: below 0x80`);
+    if (this.#state !== "connecting") throw new Error("Cannot reject: no CONNECT is waiting for an answer");
+    this.#sendConnAck(reasonCode, properties);
+    this.#will = undefined;
+    this.#close(new MqttError(reasonCode));
+    void now;
+  }
+
+  /**
+   * Continues an MQTT 5 enhanced authentication (AUTH 0x18) or completes a re-authentication (AUTH 0x00).
+   *
+   * @param now The current time.
+   * @param reasonCode 0x18 Continue authentication, or 0x00 Success after a re-authentication.
+   * @param properties The authentication data; the method is the CONNECT's [MQTT-4.12.0-5].
+   * @throws {Error} When the client did not ask for enhanced authentication [MQTT-4.12.0-6].
+   */
+  authenticate(now: Millis, reasonCode: ReasonCode, properties: AuthProperties = {}): void {
+    if (this.#state === "closed") return;
+    if (this.#authenticationMethod === undefined) {
+      throw new Error("Cannot send AUTH: the client did not ask for enhanced authentication [MQTT-4.12.0-6]");
+    }
+    this.#outbox.push(
+      {
+        type: "auth",
+        reasonCode,
+        properties: { ...properties, authenticationMethod: this.#authenticationMethod },
+      },
+      5,
+    );
+    void now;
+  }
+
+  /**
+   * Acknowledges an inbound PUBLISH the driver has routed (or refused): PUBACK at QoS 1 [MQTT-4.3.2-4], PUBREC at
+   * QoS 2 [MQTT-4.3.3-8], after which duplicates are answered without a new `publish` event until PUBREL
+   * [MQTT-4.3.3-10]. A reason code of 0x80 or more (MQTT 5) refuses it; before MQTT 5 the acknowledgement
+   * is sent anyway [MQTT-3.3.5-2].
+   *
+   * @param now The current time.
+   * @param packetId The PUBLISH's packet identifier.
+   * @param reasonCode The PUBACK or PUBREC reason code. @default 0x00
+   * @throws {Error} When no PUBLISH with this identifier waits for an acknowledgement.
+   */
+  acknowledge(now: Millis, packetId: number, reasonCode: ReasonCode = ReasonCode.Success): void {
+    if (this.#state === "closed") return;
+    const qos = this.#awaitingAck.get(packetId);
+    if (qos === undefined) throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
+    this.#awaitingAck.delete(packetId);
+    const version = this.#version as ProtocolVersion;
+    if (qos === 2 && reasonCode < 0x80) this.#session.inboundQoS2.add(packetId);
+    this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
+    void now;
+  }
+
+  /**
+   * Answers a SUBSCRIBE with a SUBACK: one code per filter, in order, each the granted QoS or a failure
+   * [MQTT-3.8.4-1] [MQTT-3.8.4-6] [MQTT-3.9.3-1]. Below MQTT 5 every failure becomes 0x80.
+   *
+   * @param now The current time.
+   * @param packetId The SUBSCRIBE's packet identifier [MQTT-3.8.4-2].
+   * @param reasonCodes One code per filter.
+   */
+  grant(now: Millis, packetId: number, reasonCodes: readonly ReasonCode[]): void {
+    if (this.#state === "closed") return;
+    this.#outbox.push(
+      { type: "suback", packetId, reasonCodes: [...reasonCodes] },
+      this.#version as ProtocolVersion,
+    );
+    void now;
+  }
+
+  /**
+   * Answers an UNSUBSCRIBE with an UNSUBACK [MQTT-3.10.4-4] [MQTT-3.10.4-5]; the reason codes are sent to
+   * MQTT 5 clients only.
+   *
+   * @param now The current time.
+   * @param packetId The UNSUBSCRIBE's packet identifier.
+   * @param reasonCodes One code per filter: 0x00, or 0x11 when no subscription existed.
+   */
+  acknowledgeUnsubscribe(now: Millis, packetId: number, reasonCodes: readonly ReasonCode[]): void {
+    if (this.#state === "closed") return;
+    const version = this.#version as ProtocolVersion;
+    this.#outbox.push(
+      { type: "unsuback", packetId, reasonCodes: version === 5 ? [...reasonCodes] : EMPTY_CODES },
+      version,
+    );
+    void now;
+  }
+
+  /**
+   * Queues a message for the client: sent now when the client's Receive Maximum allows [MQTT-3.3.4-9]
+   * (QoS 0 always is), else queued in order. A PUBLISH over the client's Maximum Packet Size is dropped as if
+   * sent [MQTT-3.1.2-25]; an expired message is dropped [MQTT-3.3.2-5]. Before the client is connected, the
+   * message is queued in the session state.
+   *
+   * @param now The current time.
+   * @param message The message.
+   * @param options The QoS, RETAIN flag and subscription identifiers of this delivery.
+   */
+  deliver(now: Millis, message: BrokerMessage, options: DeliverOptions): void {
+    const delivery: Delivery = {
+      message,
+      qos: options.qos,
+      retain: options.retain,
+      subscriptionIdentifiers: options.subscriptionIdentifiers,
+    };
+    if (this.#state !== "connected") {
+      if (delivery.qos > 0) this.#session.enqueue(now, delivery);
+      return;
+    }
+    if (delivery.qos === 0) {
+      this.#sendPublish(now, delivery, 0, false);
+      return;
+    }
+    const session = this.#session;
+    if (session.queue.length > 0 || session.inflight.size >= this.#clientReceiveMaximum) {
+      session.enqueue(now, delivery);
+      return;
+    }
+    this.#startDelivery(now, delivery);
+  }
+
+  /**
+   * Ends the connection from the broker's side: an MQTT 5 client that was accepted gets a DISCONNECT with the
+   * reason code first [MQTT-3.14.0-1]. The will is kept to be published.
+   *
+   * @param now The current time.
+   * @param reasonCode The DISCONNECT reason code. @default 0x00
+   * @param properties DISCONNECT properties (MQTT 5), never a session expiry interval [MQTT-3.14.2-2].
+   */
+  disconnect(
+    now: Millis,
+    reasonCode: ReasonCode = ReasonCode.NormalDisconnection,
+    properties?: DisconnectProperties,
+  ): void {
+    if (this.#state === "closed") return;
+    if (this.#state === "connected" && this.#version === 5) {
+      const { sessionExpiryInterval: _, ...rest } = properties ?? {};
+      this.#outbox.push({ type: "disconnect", reasonCode, properties: rest }, 5);
+    }
+    this.#close(reasonCode === 0 ? undefined : new MqttError(reasonCode));
+    void now;
+  }
+
+  // ---------------------------------------------------------------------------------------------- internals
+
+  #handlePacket(now: Millis, packet: Packet): void {
+    if (this.#state === "waiting") {
+      // The decoder only lets a CONNECT through first [MQTT-3.1.0-1].
+      if (packet.type === "connect") this.#handleConnect(packet);
+      return;
+    }
+    if (this.#state === "connecting") {
+      if (packet.type === "auth") {
+        this.#handleAuth(now, packet);
+      } else if (packet.type === "connect") {
+        this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), false);
+      } else if (packet.type === "disconnect") {
+        this.#close(undefined);
+      } else {
+        this.#held.push(packet);
+      }
+      return;
+    }
+    switch (packet.type) {
+      case "publish":
+        this.#handlePublish(now, packet);
+        break;
+      case "puback": {
+        const entry = this.#session.inflight.get(packet.packetId);
+        if (entry !== undefined && entry.qos === 1) {
+          this.#session.inflight.delete(packet.packetId);
+          this.#pump(now);
+        }
+        break;
+      }
+      case "pubrec": {
+        const entry = this.#session.inflight.get(packet.packetId);
+        const version = this.#version as ProtocolVersion;
+        if (entry === undefined || entry.qos !== 2) {
+          this.#outbox.push(
+            { type: "pubrel", packetId: packet.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound },
+            version,
+          );
+        } else if (packet.reasonCode >= 0x80) {
+          // [MQTT-4.4.0-2] a refusal completes the delivery.
+          this.#session.inflight.delete(packet.packetId);
+          this.#pump(now);
+        } else {
+          // [MQTT-4.3.3-4] PUBREL with the same identifier; the PUBLISH is never sent again [MQTT-4.3.3-6].
+          entry.released = true;
+          this.#outbox.push({ type: "pubrel", packetId: packet.packetId, reasonCode: 0 }, version);
+        }
+        break;
+      }
+      case "pubcomp": {
+        const entry = this.#session.inflight.get(packet.packetId);
+        if (entry !== undefined && entry.released) {
+          this.#session.inflight.delete(packet.packetId);
+          this.#pump(now);
+        }
+        break;
+      }
+      case "pubrel": {
+        // [MQTT-4.3.3-11] PUBCOMP with the same identifier; afterwards the identifier is new [MQTT-4.3.3-12].
+        const known = this.#session.inboundQoS2.delete(packet.packetId);
+        this.#outbox.push(
+          {
+            type: "pubcomp",
+            packetId: packet.packetId,
+            reasonCode: known ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound,
+          },
+          this.#version as ProtocolVersion,
+        );
+        break;
+      }
+      case "subscribe":
+        if (packet.properties?.subscriptionIdentifier === 0) {
+          this.#fail(now, protocolError("subscription identifier 0"), true);
+          break;
+        }
+        this.#events.push({ type: "subscribe", packet });
+        break;
+      case "unsubscribe":
+        this.#events.push({ type: "unsubscribe", packet });
+        break;
+      case "pingreq":
+        // [MQTT-3.12.4-1]
+        this.#outbox.push({ type: "pingresp" }, this.#version as ProtocolVersion);
+        break;
+      case "disconnect":
+        this.#handleDisconnect(now, packet.reasonCode, packet.properties?.sessionExpiryInterval);
+        break;
+      case "auth":
+        this.#handleAuth(now, packet);
+        break;
+      case "connect":
+        // [MQTT-3.1.0-2] a second CONNECT is a protocol error.
+        this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), true);
+        break;
+      case "connack":
+      case "suback":
+      case "unsuback":
+      case "pingresp":
+        this.#fail(now, protocolError(`${packet.type.toUpperCase()} from a client`), true);
+        break;
+      default: {
+        const unreachable: never = packet;
+        throw new TypeError(`Cannot handle packet ${(unreachable as Packet).type}`);
+      }
+    }
+  }
+
+  #handleConnect(packet: ConnectPacket): void {
+    const version = packet.protocolVersion;
+    this.#version = version;
+    this.#connect = packet;
+    this.#clientId = packet.clientId;
+    this.#state = "connecting";
+    this.#keepAliveMs = packet.keepAlive * 1000;
+    const properties = packet.properties;
+    if (properties !== undefined) {
+      this.#sessionExpiryInterval = properties.sessionExpiryInterval ?? 0;
+      this.#clientReceiveMaximum = properties.receiveMaximum ?? 65_535;
+      this.#clientMaximumPacketSize = properties.maximumPacketSize ?? Infinity;
+      this.#clientTopicAliasMaximum = properties.topicAliasMaximum ?? 0;
+      this.#authenticationMethod = properties.authenticationMethod;
+      this.#requestProblemInformation = properties.requestProblemInformation ?? true;
+    }
+    if (packet.will !== undefined) {
+      // [MQTT-3.1.2-7] the will is kept with the session: keep our own copy of its payload.
+      const will: Will = { ...packet.will, payload: packet.will.payload.slice() };
+      if (will.properties?.correlationData !== undefined) {
+        will.properties = { ...will.properties, correlationData: will.properties.correlationData.slice() };
+      }
+      this.#will = will;
+    }
+    if (packet.password !== undefined) packet.password = packet.password.slice();
+    if (packet.properties?.authenticationData !== undefined) {
+      packet.properties.authenticationData = packet.properties.authenticationData.slice();
+    }
+    if (packet.clientId === "" && (version < 5 && !packet.cleanStart || version === 3)) {
+      // [MQTT-3.1.3-8] (3.1.1) a zero-byte client identifier needs Clean Session; 3.1 requires one.
+      this.reject(0, ReasonCode.ClientIdentifierNotValid);
+      return;
+    }
+    this.#events.push({ type: "connect", packet });
+  }
+
+  #handleAuth(now: Millis, packet: AuthPacket): void {
+    const method = packet.properties?.authenticationMethod;
+    if (this.#authenticationMethod === undefined || method !== this.#authenticationMethod) {
+      // [MQTT-4.12.0-7] no AUTH without a method in CONNECT; [MQTT-4.12.1-1] re-authentication keeps it.
+      this.#fail(
+        now,
+        protocolError("AUTH without the CONNECT's authentication method [MQTT-4.12.0-7]"),
+        true,
+      );
+      return;
+    }
+    const expected = this.#state === "connected"
+      ? ReasonCode.ReAuthenticate
+      : ReasonCode.ContinueAuthentication;
+    if (packet.reasonCode !== expected && packet.reasonCode !== ReasonCode.ContinueAuthentication) {
+      this.#fail(now, protocolError(`AUTH with reason code ${packet.reasonCode}`), true);
+      return;
+    }
+    if (packet.properties?.authenticationData !== undefined) {
+      packet.properties.authenticationData = packet.properties.authenticationData.slice();
+    }
+    this.#events.push({ type: "auth", packet });
+  }
+
+  #handlePublish(now: Millis, packet: PublishPacket): void {
+    const version = this.#version as ProtocolVersion;
+    const properties = packet.properties;
+    if (properties !== undefined) {
+      if (properties.subscriptionIdentifiers !== undefined) {
+        // [MQTT-3.3.4-6]
+        this.#fail(
+          now,
+          protocolError("a subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]"),
+          true,
+        );
+        return;
+      }
+      const alias = properties.topicAlias;
+      if (alias !== undefined) {
+        if (alias > this.#topicAliasMaximum) {
+          // [MQTT-3.3.2-12] only aliases up to the CONNACK's maximum are accepted.
+          this.#fail(
+            now,
+            new MqttError(
+              ReasonCode.TopicAliasInvalid,
+              `Cannot accept topic alias ${alias}: the maximum is ${this.#topicAliasMaximum}`,
+            ),
+            true,
+          );
+          return;
+        }
+        if (packet.topic === "") {
+          const topic = this.#inboundAliases.get(alias);
+          if (topic === undefined) {
+            this.#fail(now, protocolError(`topic alias ${alias} that was never set`), true);
+            return;
+          }
+          packet.topic = topic;
+        } else {
+          this.#inboundAliases.set(alias, packet.topic);
+        }
+        const { topicAlias: _, ...rest } = properties;
+        packet.properties = rest;
+      }
+    }
+    const packetId = packet.packetId;
+    if (packetId === undefined) {
+      this.#events.push({ type: "publish", packet });
+      return;
+    }
+    if (packet.qos === 2 && this.#session.inboundQoS2.has(packetId)) {
+      // [MQTT-4.3.3-10] a duplicate before PUBREL: PUBREC again, no new delivery.
+      this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
+      return;
+    }
+    if (this.#awaitingAck.has(packetId)) return; // a resend of one the driver is still deciding on
+    if (this.#awaitingAck.size + this.#session.inboundQoS2.size >= this.#receiveMaximum) {
+      // MQTT 5 §3.3.4: more unacknowledged QoS > 0 PUBLISH than the Receive Maximum we advertised.
+      this.#fail(
+        now,
+        new MqttError(
+          ReasonCode.ReceiveMaximumExceeded,
+          `Cannot accept PUBLISH ${packetId}: more than ${this.#receiveMaximum} unacknowledged`,
+        ),
+        true,
+      );
+      return;
+    }
+    this.#awaitingAck.set(packetId, packet.qos);
+    this.#events.push({ type: "publish", packet });
+  }
+
+  #handleDisconnect(now: Millis, reasonCode: ReasonCode, sessionExpiryInterval: number | undefined): void {
+    if (sessionExpiryInterval !== undefined) {
+      if (this.#sessionExpiryInterval === 0 && sessionExpiryInterval !== 0) {
+        // MQTT 5 §3.14.2.2.2: a session that was to end with the connection cannot be extended now.
+        this.#fail(now, protocolError("a session expiry interval in DISCONNECT after 0 in CONNECT"), true);
+        return;
+      }
+      this.#sessionExpiryInterval = sessionExpiryInterval;
+    }
+    // [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; 0x04 and the error codes keep it.
+    if (reasonCode === ReasonCode.NormalDisconnection) this.#will = undefined;
+    this.#close(
+      reasonCode >= 0x80 ? new MqttError(reasonCode, undefined, { source: "peer" }) : undefined,
+    );
+  }
+
+  /** Sends a QoS 1 or 2 delivery with a new packet identifier, or drops it. */
+  #startDelivery(now: Millis, delivery: Delivery): void {
+    const expiry = remainingSeconds(delivery.message, now);
+    if (expiry === 0) return; // [MQTT-3.3.2-5]
+    const entry = this.#session.startInflight(delivery);
+    if (entry === undefined) {
+      this.#session.enqueue(now, delivery);
+      return;
+    }
+    if (!this.#sendPublish(now, entry, entry.packetId, false)) {
+      // [MQTT-3.1.2-25] too large for the client: behave as if it had been sent and completed.
+      this.#session.inflight.delete(entry.packetId);
+    }
+  }
+
+  /** Sends queued deliveries while the client's Receive Maximum allows [MQTT-4.9.0-2]. */
+  #pump(now: Millis): void {
+    const session = this.#session;
+    while (session.queue.length > 0 && session.inflight.size < this.#clientReceiveMaximum) {
+      const delivery = session.dequeue(now);
+      if (delivery === undefined) break;
+      if (delivery.qos === 0) this.#sendPublish(now, delivery, 0, false);
+      else this.#startDelivery(now, delivery);
+    }
+  }
+
+  /**
+   * Encodes (or reuses the turn's shared encoding of) a PUBLISH, patches in the packet identifier and DUP, and
+   * queues it. Returns `false` when the packet is too large for the client, or the message expired.
+   */
+  #sendPublish(now: Millis, delivery: Delivery, packetId: number, dup: boolean): boolean {
+    const version = this.#version as ProtocolVersion;
+    const message = delivery.message;
+    let expiry: number | undefined;
+    let alias = 0;
+    let withTopic = true;
+    let newAlias = false;
+    if (version === 5) {
+      expiry = remainingSeconds(message, now);
+      if (expiry === 0) {
+        // [MQTT-3.3.2-5] expired before delivery started; a resend of one in flight goes out anyway.
+        if (!dup) return false;
+        expiry = 1;
+      }
+      if (this.#clientTopicAliasMaximum > 0) {
+        const known = this.#outboundAliases.get(message.topic);
+        if (known !== undefined) {
+          alias = known;
+          withTopic = false;
+        } else if (this.#nextAlias <= this.#clientTopicAliasMaximum) {
+          // [MQTT-3.3.2-11] within the client's Topic Alias Maximum.
+          alias = this.#nextAlias;
+          newAlias = true;
+        }
+      }
+    }
+    const subscriptionIdentifiers = version === 5 ? delivery.subscriptionIdentifiers : undefined;
+    let encoded: EncodedPublish | undefined;
+    const cache = message.encodings;
+    let key = "";
+    if (cache !== undefined) {
+      key = encodingKey(
+        version,
+        delivery.qos,
+        delivery.retain,
+        subscriptionIdentifiers,
+        alias,
+        withTopic,
+        expiry,
+      );
+      encoded = cache.get(key);
+    }
+    if (encoded === undefined) {
+      encoded = encodePublish(
+        message,
+        version,
+        delivery.qos,
+        delivery.retain,
+        subscriptionIdentifiers,
+        alias,
+        withTopic,
+        expiry,
+      );
+      if (cache !== undefined) cache.set(key, encoded);
+    }
+    const bytes = encoded.bytes;
+    // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
+    if (bytes.length > this.#clientMaximumPacketSize) return false;
+    if (newAlias) {
+      this.#outboundAliases.set(message.topic, alias);
+      this.#nextAlias++;
+    }
+    const offset = encoded.packetIdOffset;
+    if (offset < 0) {
+      this.#outbox.pushBytes(bytes);
+    } else {
+      // Share the encoding: only the packet identifier (and DUP [MQTT-3.3.1-1]) differ per delivery.
+      if (dup) {
+        this.#outbox.pushBytes(Uint8Array.of(bytes[0] | 0x08));
+        this.#outbox.pushBytes(bytes.subarray(1, offset));
+      } else {
+        this.#outbox.pushBytes(bytes.subarray(0, offset));
+      }
+      this.#outbox.pushBytes(Uint8Array.of(packetId >> 8, packetId & 0xff));
+      this.#outbox.pushBytes(bytes.subarray(offset + 2));
+    }
+    return true;
+  }
+
+  #sendConnAck(reasonCode: ReasonCode, properties?: ConnAckProperties): void {
+    this.#outbox.push(
+      { type: "connack", sessionPresent: false, reasonCode, properties },
+      this.#version as ProtocolVersion,
+    );
+  }
+
+  /** What the client sent cannot be decoded: answer as the specification says, then close. */
+  #protocolFailure(now: Millis, error: MqttError): void {
+    if (this.#state === "waiting") {
+      // The CONNECT itself: learn its level from the raw bytes to answer in a form the client reads.
+      const level = connectLevel(this.#head);
+      if (level !== undefined && level >= 5) {
+        // MQTT 5 §3.1.4: a CONNACK with the reason code (0x84 for an unknown version [MQTT-3.1.2-2]); a level
+        // above 5 is a newer client, likelier to read the MQTT 5 form.
+        this.#version = 5;
+        this.#sendConnAck(connAckCode(error.reasonCode));
+      } else if (error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+        // MQTT 3.1.1 [MQTT-3.1.2-2]: CONNACK 0x01 unacceptable protocol level.
+        this.#version = level === 3 ? 3 : 4;
+        this.#sendConnAck(error.reasonCode);
+      }
+      // Otherwise (3.1.1) close without CONNACK [MQTT-3.1.4-1].
+      this.#close(error);
+      return;
+    }
+    this.#fail(now, error, true);
+  }
+
+  /**
+   * Ends the connection because of a client's error: a refusal CONNACK while the CONNECT waits for an answer, a
+   * DISCONNECT with the reason code once connected (MQTT 5), then close [MQTT-4.13.1-1].
+   */
+  #fail(now: Millis, error: MqttError, answer: boolean): void {
+    void now;
+    if (answer && this.#version === 5) {
+      if (this.#state === "connecting") this.#sendConnAck(connAckCode(error.reasonCode));
+      else if (this.#state === "connected") {
+        this.#outbox.push({ type: "disconnect", reasonCode: disconnectCode(error.reasonCode) }, 5);
+      }
+    }
+    // Before MQTT 5 a failed CONNECT is closed without CONNACK [MQTT-3.1.4-1], anything else without a word.
+    this.#close(error);
+  }
+
+  #close(error: MqttError | undefined): void {
+    if (this.#state === "closed") return;
+    this.#state = "closed";
+    this.#deadline = undefined;
+    this.#held = [];
+    this.#awaitingAck.clear();
+    this.#events.push(error === undefined ? { type: "closed" } : { type: "closed", error });
+  }
+
+  #isClosed(): boolean {
+    return this.#state === "closed";
+  }
+
+  #updateDeadline(): void {
+    if (this.#state === "connected") {
+      // [MQTT-3.1.2-22] 1.5 times the keep-alive; 0 turns it off.
+      this.#deadline = this.#keepAliveMs > 0 ? this.#lastReceived + this.#keepAliveMs * 1.5 : undefined;
+    }
+  }
+
+  /** Whether the client asked not to get reason strings and user properties on acknowledgements. */
+  get requestProblemInformation(): boolean {
+    return this.#requestProblemInformation;
+  }
+}
+
+function protocolError(what: string): MqttError {
+  return new MqttError(ReasonCode.ProtocolError, `Cannot accept ${what}`);
+}
+
+const CONNACK_CODES: ReadonlySet<number> = new Set([
+  0x80,
+  0x81,
+  0x82,
+  0x83,
+  0x84,
+  0x85,
+  0x86,
+  0x87,
+  0x88,
+  0x89,
+  0x8a,
+  0x8c,
+  0x90,
+  0x95,
+  0x97,
+  0x99,
+  0x9a,
+  0x9b,
+  0x9c,
+  0x9d,
+  0x9f,
+]);
+
+const DISCONNECT_CODES: ReadonlySet<number> = new Set([
+  0x80,
+  0x81,
+  0x82,
+  0x83,
+  0x87,
+  0x89,
+  0x8b,
+  0x8d,
+  0x8e,
+  0x8f,
+  0x90,
+  0x93,
+  0x94,
+  0x95,
+  0x96,
+  0x97,
+  0x98,
+  0x99,
+  0x9a,
+  0x9b,
+  0x9c,
+  0x9d,
+  0x9e,
+  0x9f,
+  0xa0,
+  0xa1,
+  0xa2,
+]);
+
+function connAckCode(code: ReasonCode): ReasonCode {
+  return CONNACK_CODES.has(code) ? code : ReasonCode.UnspecifiedError;
+}
+
+function disconnectCode(code: ReasonCode): ReasonCode {
+  return DISCONNECT_CODES.has(code) ? code : ReasonCode.ProtocolError;
+}
+
+/** The protocol level byte of a CONNECT from its first bytes, or `undefined`. */
+function connectLevel(head: Uint8Array | undefined): number | undefined {
+  if (head === undefined || head[0] !== 0x10) return undefined;
+  let position = 1;
+  while (position < head.length && head[position] & 0x80) position++;
+  position++;
+  if (position + 2 > head.length) return undefined;
+  const nameLength = (head[position] << 8) | head[position + 1];
+  return head[position + 2 + nameLength];
+}
+
+/** The first 16 bytes received, joined across chunks. */
+function joinHead(head: Uint8Array | undefined, bytes: Uint8Array): Uint8Array {
+  if (head === undefined) return bytes.slice(0, 16);
+  const joined = new Uint8Array(Math.min(16, head.length + bytes.length));
+  joined.set(head);
+  joined.set(bytes.subarray(0, joined.length - head.length), head.length);
+  return joined;
+}

@@ -1,0 +1,184 @@
+/**
+ * The part of a broker-side MQTT session that outlives a connection: messages in flight to the client,
+ * messages queued for it, and the QoS 2 packet identifiers it is still releasing (MQTT 5 §4.1).
+ *
+ * @module
+ */
+
+import type { QoS } from "../codec/packet.ts";
+import { type Delivery, type InflightDelivery, keepMessage } from "./_delivery.ts";
+
+export type { BrokerMessage, Delivery, InflightDelivery } from "./_delivery.ts";
+
+/** Milliseconds on the caller's monotonic clock. */
+type Millis = number;
+
+/** Options of {@linkcode SessionState}. */
+export interface SessionStateOptions {
+  /** The most messages queued (not in flight) for the client; beyond it new messages are dropped. @default 1000 */
+  maxQueuedMessages?: number;
+  /** The most payload bytes queued for the client; beyond it new messages are dropped. @default 16777216 */
+  maxQueuedBytes?: number;
+}
+
+/**
+ * Delivery state of one session on the broker side: what a {@linkcode SessionMachine} sends from and what a
+ * {@linkcode BrokerMachine} keeps between connections. Entries in flight are kept in the order they were
+ * sent, so that they are resent in that order [MQTT-4.6.0-1].
+ *
+ * @example Queue a message for a client that is offline
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { SessionState } from "@x/mqtt/machine";
+ * const state = new SessionState("sensor-1");
+ * const message = {
+ *   topic: "a", payload: new Uint8Array([1]), qos: 1 as const, retain: false, properties: undefined,
+ *   expiresAt: undefined, publisher: undefined, owned: false, encodings: undefined,
+ * };
+ * assert.equal(state.enqueue(0, { message, qos: 1, retain: false, subscriptionIdentifiers: undefined }), true);
+ * assert.equal(state.queue.length, 1);
+ * ```
+ */
+export class SessionState {
+  /** The client identifier. */
+  readonly clientId: string;
+  /** Messages sent with a packet identifier and not yet completed, by packet identifier, in sending order. */
+  readonly inflight: Map<number, InflightDelivery> = new Map();
+  /** Messages waiting for the client's receive quota or for the client to reconnect, oldest first. */
+  queue: Delivery[] = [];
+  /** QoS 2 packet identifiers the client published, answered with PUBREC, awaiting PUBREL [MQTT-4.3.3-10]. */
+  readonly inboundQoS2: Set<number> = new Set();
+  /** The most messages {@linkcode SessionState.queue} holds. */
+  readonly maxQueuedMessages: number;
+  /** The most payload bytes {@linkcode SessionState.queue} holds. */
+  readonly maxQueuedBytes: number;
+  #queuedBytes = 0;
+  #nextPacketId = 1;
+  #dropped = 0;
+
+  /**
+   * Creates an empty session state.
+   *
+   * @param clientId The client identifier.
+   * @param options Queue bounds.
+   */
+  constructor(clientId: string, options: SessionStateOptions = {}) {
+    this.clientId = clientId;
+    this.maxQueuedMessages = options.maxQueuedMessages ?? 1000;
+    this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
+  }
+
+  /** Payload bytes in the queue. */
+  get queuedBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** How many messages were dropped because the queue was full or they expired while queued. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  /**
+   * Appends a delivery to the queue, making its payload the message's own copy. When the queue is full, expired
+   * messages are dropped first; if it is still full the new delivery is dropped.
+   *
+   * @param now The current time, to drop expired messages.
+   * @param delivery The delivery.
+   * @returns `false` when the delivery was dropped.
+   */
+  enqueue(now: Millis, delivery: Delivery): boolean {
+    const size = delivery.message.payload.length;
+    if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
+      this.dropExpired(now);
+      if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
+        this.#dropped++;
+        return false;
+      }
+    }
+    keepMessage(delivery.message);
+    this.queue.push(delivery);
+    this.#queuedBytes += size;
+    return true;
+  }
+
+  /**
+   * Takes the oldest queued delivery that has not expired, dropping expired ones on the way
+   * [MQTT-3.3.2-5].
+   *
+   * @param now The current time.
+   * @returns The delivery, or `undefined` when the queue is empty.
+   */
+  dequeue(now: Millis): Delivery | undefined {
+    for (;;) {
+      const delivery = this.queue.shift();
+      if (delivery === undefined) return undefined;
+      this.#queuedBytes -= delivery.message.payload.length;
+      const expiresAt = delivery.message.expiresAt;
+      if (expiresAt !== undefined && expiresAt <= now) {
+        this.#dropped++;
+        continue;
+      }
+      return delivery;
+    }
+  }
+
+  /**
+   * Removes expired messages from the queue [MQTT-3.3.2-5].
+   *
+   * @param now The current time.
+   */
+  dropExpired(now: Millis): void {
+    const kept: Delivery[] = [];
+    for (const delivery of this.queue) {
+      const expiresAt = delivery.message.expiresAt;
+      if (expiresAt !== undefined && expiresAt <= now) {
+        this.#queuedBytes -= delivery.message.payload.length;
+        this.#dropped++;
+      } else {
+        kept.push(delivery);
+      }
+    }
+    this.queue = kept;
+  }
+
+  /**
+   * Records a delivery as in flight under a new packet identifier that no other delivery in flight uses
+   * [MQTT-2.2.1-4].
+   *
+   * @param delivery The delivery, at QoS 1 or 2.
+   * @returns The in-flight entry, or `undefined` when all 65,535 identifiers are in use.
+   */
+  startInflight(delivery: Delivery): InflightDelivery | undefined {
+    if (this.inflight.size >= 65_535) return undefined;
+    let id = this.#nextPacketId;
+    while (this.inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
+    this.#nextPacketId = id === 65_535 ? 1 : id + 1;
+    keepMessage(delivery.message);
+    const entry: InflightDelivery = { ...delivery, packetId: id, released: false };
+    this.inflight.set(id, entry);
+    return entry;
+  }
+
+  /** Forgets every queued and in-flight message, as a new session would start (clean start). */
+  clear(): void {
+    this.inflight.clear();
+    this.queue = [];
+    this.#queuedBytes = 0;
+    this.inboundQoS2.clear();
+  }
+
+  /**
+   * Restores an in-flight entry with its original packet identifier, as when loading a saved session.
+   *
+   * @param entry The entry.
+   */
+  restoreInflight(entry: InflightDelivery): void {
+    keepMessage(entry.message);
+    this.inflight.set(entry.packetId, entry);
+  }
+}
+
+/** The lower of two QoS levels. */
+export function minQoS(a: QoS, b: QoS): QoS {
+  return a < b ? a : b;
+}

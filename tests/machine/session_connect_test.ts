@@ -1,0 +1,389 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { encode } from "../../src/codec/encode.ts";
+import type { ConnectPacket, ProtocolVersion } from "../../src/codec/packet.ts";
+import { MqttError, ReasonCode } from "../../src/errors.ts";
+import { SessionMachine } from "../../src/machine/session_machine.ts";
+import { Harness } from "./_broker_helpers.ts";
+
+const VERSIONS: ProtocolVersion[] = [3, 4, 5];
+
+function connectPacket(version: ProtocolVersion, fields: Partial<ConnectPacket> = {}): ConnectPacket {
+  return {
+    type: "connect",
+    protocolVersion: version,
+    clientId: "c",
+    cleanStart: true,
+    keepAlive: 0,
+    ...fields,
+  };
+}
+
+for (const version of VERSIONS) {
+  test(`SessionMachine.accept() answers CONNECT with CONNACK 0x00, v${version} [MQTT-3.1.4-5]`, () => {
+    const h = new Harness();
+    const client = h.connect("c", version, { manual: true });
+    const event = client.events.shift();
+    assert.equal(event?.type, "connect");
+    assert.equal(client.session.state, "connecting");
+    assert.deepStrictEqual(client.take(), []);
+    client.session.accept(h.now);
+    h.pump();
+    assert.deepStrictEqual(client.take(), [{
+      type: "connack",
+      sessionPresent: false,
+      reasonCode: 0,
+      ...(version === 5 ? { properties: { topicAliasMaximum: 16 } } : {}),
+    }]);
+    assert.equal(client.session.state, "connected");
+  });
+
+  test(`SessionMachine.reject() sends CONNACK with the refusal and closes, v${version} [MQTT-3.2.2-6] [MQTT-3.2.2-7]`, () => {
+    const h = new Harness();
+    const client = h.connect("c", version, { manual: true });
+    client.events.shift();
+    client.session.reject(h.now, ReasonCode.NotAuthorized);
+    h.pump();
+    const [connack] = client.take();
+    assert.equal(connack.type, "connack");
+    // 3.x gets the mapped return code 5 (not authorized), which decodes back to 0x87.
+    assert.deepStrictEqual(connack, {
+      type: "connack",
+      sessionPresent: false,
+      reasonCode: ReasonCode.NotAuthorized,
+    });
+    assert.equal(client.session.state, "closed");
+    assert.equal(client.closed?.type, "closed");
+  });
+
+  test(`SessionMachine answers PINGREQ with PINGRESP, v${version} [MQTT-3.12.4-1]`, () => {
+    const h = new Harness();
+    const client = h.connected("c", version);
+    client.send({ type: "pingreq" });
+    assert.deepStrictEqual(client.take(), [{ type: "pingresp" }]);
+  });
+
+  test(`SessionMachine closes after 1.5 × keep-alive of silence, v${version} [MQTT-3.1.2-22]`, () => {
+    const h = new Harness();
+    const client = h.connected("c", version, { keepAlive: 10 });
+    assert.equal(client.session.pollTimeout(), 15_000);
+    h.now = 9_000;
+    client.send({ type: "pingreq" });
+    client.take();
+    assert.equal(client.session.pollTimeout(), 24_000);
+    client.session.handleTimeout(23_999);
+    assert.equal(client.session.state, "connected");
+    assert.equal(h.advance(), 24_000);
+    assert.equal(client.session.state, "closed");
+    const closed = client.closed;
+    assert.ok(closed?.type === "closed" && closed.error?.reasonCode === ReasonCode.KeepAliveTimeout);
+    // MQTT 5 tells the client why; 3.x just closes.
+    assert.deepStrictEqual(
+      client.take(),
+      version === 5 ? [{ type: "disconnect", reasonCode: ReasonCode.KeepAliveTimeout }] : [],
+    );
+  });
+
+  test(`SessionMachine treats a second CONNECT as a protocol error, v${version} [MQTT-3.1.0-2]`, () => {
+    const h = new Harness();
+    const client = h.connected("c", version);
+    client.send(connectPacket(version));
+    assert.equal(client.session.state, "closed");
+    const closed = client.closed;
+    assert.ok(closed?.type === "closed" && closed.error?.reasonCode === ReasonCode.ProtocolError);
+    assert.deepStrictEqual(
+      client.take(),
+      version === 5 ? [{ type: "disconnect", reasonCode: ReasonCode.ProtocolError }] : [],
+    );
+  });
+
+  test(`SessionMachine discards the will on DISCONNECT, v${version} [MQTT-3.14.4-3]`, () => {
+    const h = new Harness();
+    const will = { topic: "w", payload: new Uint8Array([1]), qos: 0 as const, retain: false };
+    const client = h.connected("c", version, { will });
+    assert.deepStrictEqual(client.session.will, will);
+    client.send({ type: "disconnect", reasonCode: 0 });
+    assert.equal(client.session.will, undefined);
+    assert.deepStrictEqual(client.closed, { type: "closed" });
+  });
+
+  test(`SessionMachine keeps the will when the connection drops, v${version} [MQTT-3.1.2-8]`, () => {
+    const h = new Harness();
+    const will = { topic: "w", payload: new Uint8Array([1]), qos: 1 as const, retain: true };
+    const client = h.connected("c", version, { will });
+    client.drop();
+    assert.deepStrictEqual(client.session.will, will);
+    assert.ok(client.closed?.type === "closed" && client.closed.error?.source === "transport");
+  });
+
+  test(`SessionMachine handles packets sent before the CONNECT was accepted, after it, v${version}`, () => {
+    const h = new Harness();
+    const client = h.connect("c", version, { manual: true });
+    client.send({ type: "pingreq" });
+    assert.deepStrictEqual(client.take(), []);
+    client.events.shift();
+    h.broker.attach(h.now, client.session);
+    h.pump();
+    assert.deepStrictEqual(client.take().map((p) => p.type), ["connack", "pingresp"]);
+  });
+
+  test(`SessionMachine emits closed exactly once, as the last event, v${version}`, () => {
+    const session = new SessionMachine(0);
+    session.handleBytes(0, encode(connectPacket(version), version));
+    assert.equal(session.pollEvent()?.type, "connect");
+    session.accept(0);
+    session.handleBytes(1, encode({ type: "pingreq" }, version));
+    session.disconnect(2, ReasonCode.ServerShuttingDown);
+    session.handleClose(3);
+    session.handleBytes(4, encode({ type: "pingreq" }, version));
+    session.handleTimeout(1e9);
+    const events = [];
+    for (let e = session.pollEvent(); e; e = session.pollEvent()) events.push(e);
+    assert.equal(events.length, 1);
+    assert.equal(events[0].type, "closed");
+    assert.equal(session.pollTimeout(), undefined);
+  });
+}
+
+test("SessionMachine closes a connection that sends no CONNECT within the connect timeout", () => {
+  const session = new SessionMachine(100, { connectTimeoutMs: 5_000 });
+  assert.equal(session.pollTimeout(), 5_100);
+  session.handleTimeout(5_099);
+  assert.equal(session.state, "waiting");
+  session.handleTimeout(5_100);
+  assert.equal(session.state, "closed");
+  const event = session.pollEvent();
+  assert.ok(event?.type === "closed" && event.error instanceof MqttError);
+  assert.equal(session.pollTransmit(), undefined);
+});
+
+test("SessionMachine answers a CONNECT of an unknown MQTT level with CONNACK 0x01 (3.1.1) [MQTT-3.1.2-2]", () => {
+  const bytes = encode(connectPacket(4), 4);
+  bytes[8] = 7; // protocol level 7 with the name "MQTT"
+  const bytesV3 = encode(connectPacket(4), 4);
+  bytesV3[8] = 2;
+  for (const b of [bytes, bytesV3]) {
+    const session = new SessionMachine(0);
+    session.handleBytes(0, b.subarray(0, 3)); // in two chunks: the level arrives later
+    session.handleBytes(0, b.subarray(3));
+    const out = session.pollTransmit();
+    if (b[8] === 7) {
+      // A newer level: answered in MQTT 5 form with 0x84 [MQTT-3.1.2-2] (v5).
+      assert.deepStrictEqual(out, Uint8Array.of(0x20, 0x03, 0x00, 0x84, 0x00));
+    } else {
+      assert.deepStrictEqual(out, Uint8Array.of(0x20, 0x02, 0x00, 0x01));
+    }
+    const event = session.pollEvent();
+    assert.ok(event?.type === "closed" && event.error?.reasonCode === ReasonCode.UnsupportedProtocolVersion);
+  }
+});
+
+test("SessionMachine answers an MQTT 5 CONNECT with an invalid will topic with CONNACK 0x90 [MQTT-3.1.3-11]", () => {
+  const bytes = encode(
+    connectPacket(5, { will: { topic: "a/b", payload: new Uint8Array(0), qos: 0, retain: false } }),
+    5,
+  );
+  const at = bytes.findIndex((b, i) => b === 0x61 && bytes[i + 1] === 0x2f && bytes[i + 2] === 0x62);
+  bytes[at + 1] = 0x2b; // "a+b"
+  const session = new SessionMachine(0);
+  session.handleBytes(0, bytes);
+  assert.deepStrictEqual(session.pollTransmit(), Uint8Array.of(0x20, 0x03, 0x00, 0x90, 0x00));
+  const event = session.pollEvent();
+  assert.ok(event?.type === "closed" && event.error?.reasonCode === ReasonCode.TopicNameInvalid);
+});
+
+test("SessionMachine closes a 3.1.1 CONNECT that does not conform without CONNACK [MQTT-3.1.4-1]", () => {
+  const bytes = encode(
+    connectPacket(4, { will: { topic: "a/b", payload: new Uint8Array(0), qos: 0, retain: false } }),
+    4,
+  );
+  const at = bytes.findIndex((b, i) => b === 0x61 && bytes[i + 1] === 0x2f && bytes[i + 2] === 0x62);
+  bytes[at + 1] = 0x23; // "a#b"
+  const session = new SessionMachine(0);
+  session.handleBytes(0, bytes);
+  assert.equal(session.pollTransmit(), undefined);
+  assert.equal(session.pollEvent()?.type, "closed");
+});
+
+test("SessionMachine refuses a zero-byte client id without clean session, 3.1.1 [MQTT-3.1.3-8]", () => {
+  const h = new Harness();
+  const client = h.connect("", 4, { cleanStart: false });
+  assert.deepStrictEqual(client.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: ReasonCode.ClientIdentifierNotValid,
+  }]);
+  assert.equal(client.session.state, "closed");
+});
+
+test("BrokerMachine.attach() assigns a client id to an empty one and returns it in CONNACK [MQTT-3.1.3-6] [MQTT-3.2.2-16]", () => {
+  const h = new Harness();
+  const client = h.connect("", 5);
+  const [connack] = client.take();
+  assert.ok(connack.type === "connack" && connack.reasonCode === 0);
+  const assigned = connack.properties?.assignedClientIdentifier;
+  assert.ok(assigned !== undefined && assigned.length > 0);
+  assert.equal(client.session.clientId, assigned);
+  assert.ok(h.broker.hasSession(assigned));
+  // 3.1.1 with clean session: accepted, the id stays internal.
+  const old = h.connect("", 4);
+  assert.deepStrictEqual(old.take(), [{ type: "connack", sessionPresent: false, reasonCode: 0 }]);
+  assert.notEqual(old.session.clientId, assigned);
+});
+
+test("SessionMachine answers a malformed packet with DISCONNECT 0x81, v5 [MQTT-4.13.1-1] [MQTT-3.3.1-4]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.sendBytes(Uint8Array.of(0x36, 0x05, 0x00, 0x01, 0x61, 0x00, 0x01)); // PUBLISH with QoS 3
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.MalformedPacket }]);
+  assert.ok(
+    client.closed?.type === "closed" && client.closed.error?.reasonCode === ReasonCode.MalformedPacket,
+  );
+});
+
+test("SessionMachine closes a 3.1.1 connection on a malformed packet without a word [MQTT-4.8.0-1]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 4);
+  client.sendBytes(Uint8Array.of(0x36, 0x03, 0x00, 0x01, 0x61));
+  assert.deepStrictEqual(client.take(), []);
+  assert.equal(client.session.state, "closed");
+});
+
+test("SessionMachine answers a packet over its maximum packet size with DISCONNECT 0x95 [MQTT-3.2.2-15]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5, { session: { maximumPacketSize: 64 } });
+  client.publish("a", new Uint8Array(100));
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.PacketTooLarge }]);
+});
+
+test("SessionMachine advertises its maximum packet size and receive maximum in CONNACK, v5", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, {
+    session: { maximumPacketSize: 1024, receiveMaximum: 10, topicAliasMaximum: 0 },
+  });
+  assert.deepStrictEqual(client.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: 0,
+    properties: { receiveMaximum: 10, maximumPacketSize: 1024 },
+  }]);
+});
+
+test("SessionMachine keeps the will on DISCONNECT 0x04, v5", () => {
+  const h = new Harness();
+  const will = { topic: "w", payload: new Uint8Array([1]), qos: 0 as const, retain: false };
+  const client = h.connected("c", 5, { will });
+  client.send({ type: "disconnect", reasonCode: ReasonCode.DisconnectWithWillMessage });
+  assert.deepStrictEqual(client.session.will, will);
+  assert.deepStrictEqual(client.closed, { type: "closed" });
+});
+
+test("SessionMachine refuses a session expiry set in DISCONNECT after 0 in CONNECT, v5", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.send({ type: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 60 } });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.ProtocolError }]);
+});
+
+test("SessionMachine.disconnect() sends DISCONNECT with the reason to an MQTT 5 client and never a session expiry [MQTT-3.14.2-2]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.session.disconnect(h.now, ReasonCode.ServerShuttingDown, {
+    sessionExpiryInterval: 5,
+    reasonString: "bye",
+  });
+  h.pump();
+  assert.deepStrictEqual(client.take(), [{
+    type: "disconnect",
+    reasonCode: ReasonCode.ServerShuttingDown,
+    properties: { reasonString: "bye" },
+  }]);
+  assert.ok(
+    client.closed?.type === "closed" && client.closed.error?.reasonCode === ReasonCode.ServerShuttingDown,
+  );
+});
+
+test("SessionMachine runs an enhanced authentication exchange, v5 [MQTT-4.12.0-2] [MQTT-4.12.0-5]", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, {
+    manual: true,
+    properties: { authenticationMethod: "SCRAM", authenticationData: Uint8Array.of(1) },
+  });
+  const connect = client.events.shift();
+  assert.ok(connect?.type === "connect");
+  assert.deepStrictEqual(connect.packet.properties?.authenticationData, Uint8Array.of(1));
+  client.session.authenticate(h.now, ReasonCode.ContinueAuthentication, {
+    authenticationData: Uint8Array.of(2),
+  });
+  h.pump();
+  assert.deepStrictEqual(client.take(), [{
+    type: "auth",
+    reasonCode: ReasonCode.ContinueAuthentication,
+    properties: { authenticationData: Uint8Array.of(2), authenticationMethod: "SCRAM" },
+  }]);
+  client.send({
+    type: "auth",
+    reasonCode: ReasonCode.ContinueAuthentication,
+    properties: { authenticationMethod: "SCRAM", authenticationData: Uint8Array.of(3) },
+  });
+  const auth = client.events.shift();
+  assert.ok(auth?.type === "auth");
+  assert.deepStrictEqual(auth.packet.properties?.authenticationData, Uint8Array.of(3));
+  h.broker.attach(h.now, client.session, {
+    properties: { authenticationMethod: "SCRAM", authenticationData: Uint8Array.of(4) },
+  });
+  h.pump();
+  assert.deepStrictEqual(client.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: 0,
+    properties: {
+      authenticationMethod: "SCRAM",
+      authenticationData: Uint8Array.of(4),
+      topicAliasMaximum: 16,
+    },
+  }]);
+  // Re-authentication [MQTT-4.12.1-1].
+  client.send({
+    type: "auth",
+    reasonCode: ReasonCode.ReAuthenticate,
+    properties: { authenticationMethod: "SCRAM" },
+  });
+  assert.equal(client.events.shift()?.type, "auth");
+  client.session.authenticate(h.now, ReasonCode.Success);
+  h.pump();
+  assert.deepStrictEqual(client.take(), [{
+    type: "auth",
+    reasonCode: 0,
+    properties: { authenticationMethod: "SCRAM" },
+  }]);
+});
+
+test("SessionMachine refuses AUTH from a client that gave no authentication method, v5 [MQTT-4.12.0-7]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.send({
+    type: "auth",
+    reasonCode: ReasonCode.ReAuthenticate,
+    properties: { authenticationMethod: "X" },
+  });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.ProtocolError }]);
+  assert.throws(() => new SessionMachine(0).authenticate(0, ReasonCode.ContinueAuthentication), Error);
+});
+
+test("SessionMachine refuses packets only a server sends", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.send({ type: "pingresp" });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.ProtocolError }]);
+});
+
+test("SessionMachine commands throw on the caller's mistakes", () => {
+  const session = new SessionMachine(0);
+  assert.throws(() => session.accept(0), /no CONNECT/);
+  assert.throws(() => session.reject(0, ReasonCode.Success), RangeError);
+  assert.throws(() => new SessionMachine(0, { receiveMaximum: 0 }), RangeError);
+  session.handleBytes(0, encode(connectPacket(5), 5));
+  session.accept(0);
+  assert.throws(() => session.acknowledge(0, 9), /no PUBLISH/);
+});
