@@ -27,6 +27,10 @@ import { Message } from "./message.ts";
 import { Subscription, type SubscriptionOwner } from "./subscription.ts";
 
 const encoder = new TextEncoder();
+/** The longest the keep-alive timer sleeps, so that a resume from suspension is noticed soon. */
+const WAKE_INTERVAL_MS = 5000;
+/** A wall-clock jump this much larger than the monotonic clock's is taken as a suspension. */
+const SUSPENSION_THRESHOLD_MS = 1000;
 
 /** How to reconnect after a connection is lost. */
 export interface ReconnectOptions {
@@ -217,6 +221,9 @@ export class MqttClient implements SubscriptionOwner {
   readonly #byObject = new Map<Subscription, number>();
   #outbox: OutboxEntry[] = [];
   #requests = new Map<string, Waiter<Message>>();
+  #lastWall = Date.now();
+  #lastMonotonic = performance.now();
+  #suspended = 0;
   #responses: Promise<string> | undefined;
 
   /**
@@ -301,7 +308,7 @@ export class MqttClient implements SubscriptionOwner {
     const stop = onAbort(options.signal, waiter.reject);
     waiter.promise.then(stop, stop);
     if (this.#machine.state !== "connected") {
-      this.#queueOffline({ topic, payload: bytes, options, queuedAt: performance.now(), waiter });
+      this.#queueOffline({ topic, payload: bytes, options, queuedAt: this.#now(), waiter });
       return waiter.promise;
     }
     this.#publishNow(topic, bytes, options, waiter);
@@ -323,7 +330,7 @@ export class MqttClient implements SubscriptionOwner {
     const list = typeof filters === "string" ? [filters] : [...filters];
     await this.#whenConnected(options.signal);
     const { packetId, subscription: number } = this.#machine.subscribe(
-      performance.now(),
+      this.#now(),
       list.map((topicFilter) => ({
         topicFilter,
         qos: options.qos,
@@ -369,7 +376,7 @@ export class MqttClient implements SubscriptionOwner {
     if (number === undefined) return;
     this.#forget(subscription);
     subscription.end();
-    const packetId = this.#machine.unsubscribe(performance.now(), number);
+    const packetId = this.#machine.unsubscribe(this.#now(), number);
     this.#flush();
     if (packetId === undefined || this.#closing) return;
     const waiter = deferred<ReasonCode[]>();
@@ -387,7 +394,7 @@ export class MqttClient implements SubscriptionOwner {
   async close(options: { reasonCode?: ReasonCode } = {}): Promise<void> {
     if (this.#closing) return this.closed;
     if (this.#machine.state === "connected") {
-      this.#machine.disconnect(performance.now(), options.reasonCode ?? ReasonCode.NormalDisconnection);
+      this.#machine.disconnect(this.#now(), options.reasonCode ?? ReasonCode.NormalDisconnection);
       this.#flushNow();
       await this.#writing.catch(() => {});
     }
@@ -461,6 +468,21 @@ export class MqttClient implements SubscriptionOwner {
 
   // ------------------------------------------------------------------ connection
 
+  /**
+   * Milliseconds on a monotonic clock that also counts time the process spent suspended: the monotonic clock
+   * stops during a suspension on some systems, so a jump of the wall clock that the monotonic clock did not
+   * see is added on.
+   */
+  #now(): number {
+    const monotonic = performance.now();
+    const wall = Date.now();
+    const skipped = (wall - this.#lastWall) - (monotonic - this.#lastMonotonic);
+    if (skipped > SUSPENSION_THRESHOLD_MS) this.#suspended += skipped;
+    this.#lastWall = wall;
+    this.#lastMonotonic = monotonic;
+    return monotonic + this.#suspended;
+  }
+
   #open(): void {
     const attempt = this.#attempt;
     const abort = new AbortController();
@@ -518,7 +540,7 @@ export class MqttClient implements SubscriptionOwner {
       properties.receiveMaximum ??= 100;
       connect.properties = properties;
     }
-    this.#machine.connect(performance.now(), connect);
+    this.#machine.connect(this.#now(), connect);
     this.#flushNow();
     this.#readLoop(transport);
   }
@@ -531,7 +553,7 @@ export class MqttClient implements SubscriptionOwner {
         const { value, done } = await reader.read();
         if (done) break;
         if (this.#transport !== transport) return;
-        this.#machine.handleBytes(performance.now(), value);
+        this.#machine.handleBytes(this.#now(), value);
         this.#flushNow();
       }
     } catch (error) {
@@ -540,7 +562,7 @@ export class MqttClient implements SubscriptionOwner {
       reader.releaseLock();
     }
     if (this.#transport !== transport) return;
-    this.#machine.handleClose(performance.now(), cause);
+    this.#machine.handleClose(this.#now(), cause);
     this.#flushNow();
   }
 
@@ -560,7 +582,7 @@ export class MqttClient implements SubscriptionOwner {
       const writer = this.#writer;
       this.#writing = this.#writing.then(() => writer.write(bytes)).catch((error) => {
         if (this.#writer === writer) {
-          this.#machine.handleClose(performance.now(), error);
+          this.#machine.handleClose(this.#now(), error);
           this.#flushNow();
         }
       });
@@ -576,12 +598,14 @@ export class MqttClient implements SubscriptionOwner {
     this.#timer = undefined;
     const at = this.#machine.pollTimeout();
     if (at === undefined) return;
-    // A timer that fires late (a suspended laptop, a background tab) finds the deadline overdue at once.
+    // Wake at least every few seconds: after a suspension (a sleeping laptop) the clock jumps forward and the
+    // overdue keep-alive runs at once instead of waiting for a timer that does not count the time asleep.
+    const delay = Math.min(Math.max(0, at - this.#now()), WAKE_INTERVAL_MS);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#machine.handleTimeout(performance.now());
+      this.#machine.handleTimeout(this.#now());
       this.#flushNow();
-    }, Math.max(0, at - performance.now()));
+    }, delay);
   }
 
   #dispatch(event: ClientEvent): void {
@@ -615,7 +639,7 @@ export class MqttClient implements SubscriptionOwner {
       }
       case "auth":
         // Enhanced authentication needs a hook; without one the exchange cannot continue.
-        this.#machine.disconnect(performance.now(), ReasonCode.BadAuthenticationMethod);
+        this.#machine.disconnect(this.#now(), ReasonCode.BadAuthenticationMethod);
         return;
       case "closed":
         return this.#onClosed(event.error);
@@ -632,7 +656,7 @@ export class MqttClient implements SubscriptionOwner {
     let waiting = targets.length;
     const acknowledge = () => {
       if (packetId === undefined) return;
-      this.#machine.acknowledge(performance.now(), packetId);
+      this.#machine.acknowledge(this.#now(), packetId);
       this.#flush();
     };
     if (waiting === 0) {
@@ -747,7 +771,7 @@ export class MqttClient implements SubscriptionOwner {
   #publishNow(topic: string, payload: Uint8Array, options: PublishOptions, waiter: Waiter<void>): void {
     let packetId: number | undefined;
     try {
-      packetId = this.#machine.publish(performance.now(), {
+      packetId = this.#machine.publish(this.#now(), {
         topic,
         payload,
         qos: options.qos,
@@ -793,7 +817,7 @@ export class MqttClient implements SubscriptionOwner {
   #drainOutbox(): void {
     const waiting = this.#outbox;
     this.#outbox = [];
-    const now = performance.now();
+    const now = this.#now();
     for (const entry of waiting) {
       if (entry.options.signal?.aborted) continue;
       const expiry = entry.options.properties?.messageExpiryInterval;
