@@ -20,6 +20,7 @@ import { MqttError, ReasonCode } from "../errors.ts";
 import {
   type ClientEvent,
   ClientMachine,
+  type ClientSessionState,
   type ConnectOptions as MachineConnectOptions,
 } from "../machine/client_machine.ts";
 import type { Transport } from "../transport/transport.ts";
@@ -57,6 +58,44 @@ export interface WillOptions {
   qos?: QoS;
   retain?: boolean;
   properties?: Will["properties"];
+}
+
+/** Where a client keeps its session state between runs: a file, IndexedDB, a database. */
+export interface SessionStore {
+  get(clientId: string): Promise<ClientSessionState | undefined>;
+  set(clientId: string, state: ClientSessionState): Promise<void>;
+}
+
+/**
+ * A {@linkcode SessionStore} in memory: sessions survive a new client in the same process, not a restart.
+ *
+ * @example Keep sessions for clients of one process
+ * ```ts
+ * import { MemorySessionStore } from "@x/mqtt/client";
+ * const store = new MemorySessionStore();
+ * console.log(await store.get("sensor-1")); // undefined
+ * ```
+ */
+export class MemorySessionStore implements SessionStore {
+  readonly #sessions = new Map<string, ClientSessionState>();
+
+  /**
+   * @param clientId The client.
+   * @returns Its saved state, if any.
+   */
+  get(clientId: string): Promise<ClientSessionState | undefined> {
+    return Promise.resolve(this.#sessions.get(clientId));
+  }
+
+  /**
+   * @param clientId The client.
+   * @param state Its state.
+   * @returns Resolves once saved.
+   */
+  set(clientId: string, state: ClientSessionState): Promise<void> {
+    this.#sessions.set(clientId, state);
+    return Promise.resolve();
+  }
 }
 
 /** Connection state changes reported to {@linkcode ClientOptions.onStateChange}. */
@@ -100,6 +139,11 @@ export interface ClientOptions {
   subscriptionBufferLimit?: number;
   /** Aborts the first connection attempt. */
   signal?: AbortSignal;
+  /**
+   * Keeps the session (unfinished QoS 1 and 2 publishes, subscriptions) across restarts of the program. Used
+   * with `cleanStart: false`: the state saved under the client id is restored before the first connection.
+   */
+  sessionStore?: SessionStore;
   /** The first level of the response topic `request()` subscribes to. Default `mqttx`. */
   responseTopicPrefix?: string;
 }
@@ -221,6 +265,8 @@ export class MqttClient implements SubscriptionOwner {
   readonly #byObject = new Map<Subscription, number>();
   #outbox: OutboxEntry[] = [];
   #requests = new Map<string, Waiter<Message>>();
+  #saveQueued = false;
+  #saving: Promise<void> = Promise.resolve();
   #lastWall = Date.now();
   #lastMonotonic = performance.now();
   #suspended = 0;
@@ -269,6 +315,11 @@ export class MqttClient implements SubscriptionOwner {
    * @throws {MqttError} The broker's refusal, or a transport error.
    */
   async start(): Promise<void> {
+    const store = this.#options.sessionStore;
+    if (store !== undefined && this.#options.cleanStart === false) {
+      const state = await store.get(this.#machine.clientId);
+      if (state !== undefined) this.#machine.restoreSession(state);
+    }
     const connected = deferred<void>();
     this.#connected = connected;
     const stop = onAbort(this.#options.signal, (reason) => {
@@ -577,6 +628,7 @@ export class MqttClient implements SubscriptionOwner {
   }
 
   #flushNow(): void {
+    this.#saveSession();
     const bytes = this.#machine.pollTransmit();
     if (bytes !== undefined && this.#writer !== undefined) {
       const writer = this.#writer;
@@ -591,6 +643,18 @@ export class MqttClient implements SubscriptionOwner {
       this.#dispatch(event);
     }
     this.#schedule();
+  }
+
+  /** Saves the session state to the store after anything that may have changed it, once per turn. */
+  #saveSession(): void {
+    const store = this.#options.sessionStore;
+    if (store === undefined || this.#saveQueued) return;
+    this.#saveQueued = true;
+    queueMicrotask(() => {
+      this.#saveQueued = false;
+      this.#saving = this.#saving.then(() => store.set(this.#machine.clientId, this.#machine.exportSession()))
+        .catch(() => {});
+    });
   }
 
   #schedule(): void {

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeBroker } from "./_fake_broker.ts";
-import { type ConnectionEvent, MqttClient } from "../../src/client/mqtt_client.ts";
+import { type ConnectionEvent, MemorySessionStore, MqttClient } from "../../src/client/mqtt_client.ts";
 import type { Message } from "../../src/client/message.ts";
 import type { Subscription } from "../../src/client/subscription.ts";
 import { MqttError, ReasonCode } from "../../src/errors.ts";
@@ -196,4 +196,43 @@ test("request() publishes with a response topic and correlation data and resolve
     (e) => (e as Error).name === "TimeoutError",
   );
   await server.close();
+});
+
+test("a session store carries unfinished publishes and subscriptions into a new client", async () => {
+  const broker = new FakeBroker();
+  broker.silent = true;
+  const store = new MemorySessionStore();
+  const first = new MqttClient({
+    transport: broker.transport,
+    clientId: "durable",
+    cleanStart: false,
+    sessionStore: store,
+  });
+  await first.start();
+  await first.subscribe("d/#", { qos: 1 });
+  const lost = first.publish("d/1", "unacknowledged", { qos: 1 });
+  await withTimeout(broker.until((p) => p.type === "publish"));
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  await first.close();
+  await assert.rejects(lost, MqttError);
+  const saved = await store.get("durable");
+  assert.equal(saved?.outgoing.length, 1);
+  assert.deepEqual(saved?.subscriptions.map((s) => s.filters.map((f) => f.topicFilter)), [["d/#"]]);
+  broker.silent = false;
+  const second = new MqttClient({
+    transport: broker.transport,
+    clientId: "durable",
+    cleanStart: false,
+    sessionStore: store,
+  });
+  await second.start();
+  // The fake broker does not keep sessions: the restored subscription is made again, the publish is dropped.
+  await withTimeout(
+    broker.until((p) =>
+      p.type === "subscribe" && broker.received.filter((q) => q.type === "subscribe").length === 2
+    ),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.equal((await store.get("durable"))?.outgoing.length, 0);
+  await second.close();
 });
