@@ -124,6 +124,7 @@ export class TestClient {
   /** Publishes from the client. */
   publish(topic: string, payload: string | Uint8Array, options: Partial<PublishPacket> = {}): void {
     const qos = options.qos ?? 0;
+    const { packetId, ...rest } = options;
     this.send({
       type: "publish",
       topic,
@@ -131,8 +132,8 @@ export class TestClient {
       qos,
       retain: false,
       dup: false,
-      ...(qos > 0 ? { packetId: options.packetId ?? 1 } : {}),
-      ...options,
+      ...(qos > 0 ? { packetId: packetId ?? 1 } : {}),
+      ...rest,
     });
   }
 

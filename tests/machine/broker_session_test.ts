@@ -1,0 +1,365 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { ProtocolVersion, Will } from "../../src/codec/packet.ts";
+import { ReasonCode } from "../../src/errors.ts";
+import { BrokerMachine } from "../../src/machine/broker_machine.ts";
+import { type ConnectOptions, Harness, text } from "./_broker_helpers.ts";
+
+const VERSIONS: ProtocolVersion[] = [3, 4, 5];
+
+/** Connect options for a session that outlives its connection, in each version's terms. */
+function persistent(version: ProtocolVersion, seconds = 0xffffffff): ConnectOptions {
+  return version === 5
+    ? { cleanStart: false, properties: { sessionExpiryInterval: seconds } }
+    : { cleanStart: false };
+}
+
+function will(topic = "will", extra: Partial<Will> = {}): Will {
+  return { topic, payload: new TextEncoder().encode("gone"), qos: 1, retain: false, ...extra };
+}
+
+for (const version of VERSIONS) {
+  test(`BrokerMachine takes over a connected client id: the old connection closes, v${version} [MQTT-3.1.4-3] [MQTT-3.1.4-2]`, () => {
+    const h = new Harness();
+    const first = h.connected("same", version);
+    const second = h.connected("same", version);
+    assert.equal(first.session.state, "closed");
+    assert.ok(
+      first.closed?.type === "closed" && first.closed.error?.reasonCode === ReasonCode.SessionTakenOver,
+    );
+    assert.deepStrictEqual(
+      first.take(),
+      version === 5 ? [{ type: "disconnect", reasonCode: ReasonCode.SessionTakenOver }] : [],
+    );
+    assert.equal(second.session.state, "connected");
+    assert.equal(h.broker.sessionCount, 1);
+    // The new connection still receives.
+    second.subscribe("t");
+    h.connected("p", version).publish("t", "x");
+    assert.equal(second.takePublishes().length, 1);
+  });
+
+  test(`BrokerMachine resumes a session: Session Present 1 and its subscriptions kept, v${version} [MQTT-3.1.2-5] [MQTT-3.2.2-3]`, () => {
+    if (version === 3) return; // MQTT 3.1 has no Session Present flag
+    const h = new Harness();
+    const first = h.connected("c", version, persistent(version));
+    first.subscribe("t", 1);
+    first.drop();
+    const again = h.connect("c", version, persistent(version));
+    const [connack] = again.take();
+    assert.ok(connack.type === "connack" && connack.sessionPresent);
+    h.connected("p", version).publish("t", "x", { qos: 1, packetId: 1 });
+    assert.equal(again.takePublishes().length, 1);
+  });
+
+  test(`BrokerMachine discards the session on a clean start: Session Present 0 [MQTT-3.1.2-4] [MQTT-3.2.2-2]`, () => {
+    const h = new Harness();
+    const first = h.connected("c", version, persistent(version));
+    first.subscribe("t", 1);
+    first.drop();
+    const again = h.connect("c", version, { cleanStart: true });
+    assert.deepStrictEqual(again.take()[0], {
+      type: "connack",
+      sessionPresent: false,
+      reasonCode: 0,
+      ...(version === 5 ? { properties: { topicAliasMaximum: 16 } } : {}),
+    });
+    h.connected("p", version).publish("t", "x");
+    assert.equal(again.takePublishes().length, 0);
+  });
+
+  test(`BrokerMachine queues QoS 1 and 2 for an offline session and sends them on resumption, v${version} [MQTT-3.1.2-5] (3.1.1) [MQTT-4.5.0-1]`, () => {
+    const h = new Harness();
+    const sub = h.connected("c", version, persistent(version));
+    sub.subscribe("t", 2);
+    sub.drop();
+    const pub = h.connected("p", version);
+    pub.publish("t", "q0");
+    pub.publish("t", "q1", { qos: 1, packetId: 1 });
+    pub.publish("t", "q2", { qos: 2, packetId: 2 });
+    const again = h.connect("c", version, persistent(version));
+    const got = again.takePublishes();
+    assert.deepStrictEqual(got.map((p) => [text(p.payload), p.qos, p.dup]), [["q1", 1, false], [
+      "q2",
+      2,
+      false,
+    ]]);
+  });
+
+  test(`BrokerMachine resends unacknowledged PUBLISH with DUP and PUBREL on resumption, in order, v${version} [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-4.6.0-1]`, () => {
+    const h = new Harness();
+    const sub = h.connected("c", version, persistent(version));
+    sub.subscribe("t", 2);
+    const pub = h.connected("p", version);
+    pub.publish("t", "a", { qos: 1, packetId: 1 });
+    pub.publish("t", "b", { qos: 2, packetId: 2 });
+    pub.publish("t", "c", { qos: 2, packetId: 3 });
+    const sent = sub.takePublishes();
+    assert.deepStrictEqual(sent.map((p) => p.dup), [false, false, false]);
+    sub.send({ type: "pubrec", packetId: sent[1].packetId as number, reasonCode: 0 });
+    sub.take();
+    sub.drop();
+    const again = h.connect("c", version, persistent(version));
+    const packets = again.take();
+    assert.deepStrictEqual(packets.map((p) => p.type), ["connack", "publish", "pubrel", "publish"]);
+    const [, first, pubrel, third] = packets;
+    assert.ok(first.type === "publish" && third.type === "publish" && pubrel.type === "pubrel");
+    assert.deepStrictEqual([first.packetId, first.dup, text(first.payload)], [sent[0].packetId, true, "a"]);
+    assert.equal(pubrel.packetId, sent[1].packetId);
+    assert.deepStrictEqual([third.packetId, third.dup, text(third.payload)], [sent[2].packetId, true, "c"]);
+    // [MQTT-4.3.3-6] the released message is not sent again; completing clears everything.
+    again.send({ type: "puback", packetId: first.packetId as number, reasonCode: 0 });
+    again.send({ type: "pubcomp", packetId: pubrel.packetId, reasonCode: 0 });
+    again.send({ type: "pubrec", packetId: third.packetId as number, reasonCode: 0 });
+    again.send({ type: "pubcomp", packetId: third.packetId as number, reasonCode: 0 });
+    assert.equal(again.session.session.inflight.size, 0);
+  });
+
+  test(`BrokerMachine publishes the will when the connection drops, v${version} [MQTT-3.1.2-8] [MQTT-3.1.2-14]`, () => {
+    const h = new Harness();
+    const watcher = h.connected("w", version);
+    watcher.subscribe("will", 1);
+    const client = h.connected("c", version, { will: will() });
+    client.drop();
+    const [p] = watcher.takePublishes();
+    assert.deepStrictEqual([p.topic, text(p.payload), p.qos, p.retain], ["will", "gone", 1, false]);
+  });
+
+  test(`BrokerMachine does not publish the will after DISCONNECT, v${version} [MQTT-3.14.4-3] [MQTT-3.1.2-10]`, () => {
+    const h = new Harness();
+    const watcher = h.connected("w", version);
+    watcher.subscribe("will", 1);
+    const client = h.connected("c", version, { will: will() });
+    client.send({ type: "disconnect", reasonCode: 0 });
+    assert.deepStrictEqual(watcher.take(), []);
+  });
+
+  test(`BrokerMachine publishes a will with RETAIN as retained, v${version} [MQTT-3.1.2-15]`, () => {
+    const h = new Harness();
+    const client = h.connected("c", version, { will: will("status", { retain: true }) });
+    client.drop();
+    const late = h.connected("late", version);
+    late.subscribe("status", 1);
+    const [p] = late.takePublishes();
+    assert.deepStrictEqual([text(p.payload), p.retain], ["gone", true]);
+  });
+
+  test(`BrokerMachine publishes the old connection's will on takeover with a clean start, v${version}`, () => {
+    const h = new Harness();
+    const watcher = h.connected("w", version);
+    watcher.subscribe("will", 1);
+    h.connected("c", version, { will: will() });
+    h.connected("c", version);
+    assert.equal(watcher.takePublishes().length, 1);
+  });
+}
+
+test("BrokerMachine publishes the will after the will delay [MQTT-3.1.2-8]", () => {
+  const h = new Harness();
+  const watcher = h.connected("w", 5);
+  watcher.subscribe("will", 1);
+  const client = h.connected("c", 5, {
+    will: will("will", { properties: { willDelayInterval: 30, userProperties: [["b", "1"], ["a", "2"]] } }),
+    properties: { sessionExpiryInterval: 300 },
+  });
+  client.drop();
+  assert.deepStrictEqual(watcher.take(), []);
+  assert.equal(h.broker.pollTimeout(), 30_000);
+  h.advance();
+  const [p] = watcher.takePublishes();
+  // [MQTT-3.1.3-10] the will's user properties keep their order; the delay is not forwarded.
+  assert.deepStrictEqual(p.properties, { userProperties: [["b", "1"], ["a", "2"]] });
+  assert.equal(h.broker.pollTimeout(), 300_000);
+});
+
+test("BrokerMachine does not publish the will when the client reconnects within the will delay [MQTT-3.1.3-9]", () => {
+  const h = new Harness();
+  const watcher = h.connected("w", 5);
+  watcher.subscribe("will", 1);
+  const options = {
+    cleanStart: false,
+    will: will("will", { properties: { willDelayInterval: 30 } }),
+    properties: { sessionExpiryInterval: 300 },
+  };
+  h.connected("c", 5, options).drop();
+  h.now = 10_000;
+  h.connected("c", 5, options);
+  assert.equal(h.broker.pollTimeout(), undefined);
+  h.now = 100_000;
+  h.broker.handleTimeout(h.now);
+  h.pump();
+  assert.deepStrictEqual(watcher.take(), []);
+});
+
+test("BrokerMachine publishes the will when the session ends before the will delay [MQTT-3.1.2-8]", () => {
+  const h = new Harness();
+  const watcher = h.connected("w", 5);
+  watcher.subscribe("will", 1);
+  h.connected("c", 5, {
+    will: will("will", { properties: { willDelayInterval: 60 } }),
+    properties: { sessionExpiryInterval: 10 },
+  }).drop();
+  assert.equal(h.advance(), 10_000);
+  assert.equal(watcher.takePublishes().length, 1);
+  assert.equal(h.broker.hasSession("c"), false);
+});
+
+test("BrokerMachine ends a session when its expiry interval passes [MQTT-4.1.0-2] [MQTT-3.1.2-23]", () => {
+  const h = new Harness();
+  const sub = h.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+  sub.subscribe("t", 1);
+  sub.drop();
+  assert.equal(h.broker.hasSession("c"), true);
+  h.now = 59_999;
+  h.broker.handleTimeout(h.now);
+  assert.equal(h.broker.hasSession("c"), true);
+  assert.equal(h.advance(), 60_000);
+  assert.equal(h.broker.hasSession("c"), false);
+  const again = h.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+  const [connack] = again.take();
+  assert.ok(connack.type === "connack" && !connack.sessionPresent);
+});
+
+test("BrokerMachine ends a session with expiry 0 when the connection closes, v5 [MQTT-3.1.2-23]", () => {
+  const h = new Harness();
+  h.connected("c", 5, { cleanStart: false }).drop();
+  assert.equal(h.broker.hasSession("c"), false);
+});
+
+test("BrokerMachine honours a session expiry changed in DISCONNECT, v5", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+  client.send({ type: "disconnect", reasonCode: 0, properties: { sessionExpiryInterval: 0 } });
+  assert.equal(h.broker.hasSession("c"), false);
+});
+
+test("BrokerMachine keeps 3.1.1 persistent sessions forever by default, or for the configured interval", () => {
+  const h = new Harness();
+  h.connected("c", 4, { cleanStart: false }).drop();
+  assert.equal(h.broker.hasSession("c"), true);
+  assert.equal(h.broker.pollTimeout(), undefined);
+  const limited = new Harness({ persistentSessionExpiryInterval: 5 });
+  limited.connected("c", 4, { cleanStart: false }).drop();
+  assert.equal(limited.advance(), 5_000);
+  assert.equal(limited.broker.hasSession("c"), false);
+});
+
+test("BrokerMachine bounds offline queues in count and bytes", () => {
+  const h = new Harness({ maxQueuedMessages: 3, maxQueuedBytes: 1000 });
+  const sub = h.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  sub.subscribe("t", 1);
+  sub.drop();
+  const pub = h.connected("p", 5);
+  for (let i = 1; i <= 5; i++) pub.publish("t", `${i}`, { qos: 1, packetId: i });
+  const bytesLimited = h.connected("b", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  bytesLimited.subscribe("big", 1);
+  bytesLimited.drop();
+  for (let i = 1; i <= 3; i++) pub.publish("big", new Uint8Array(400), { qos: 1, packetId: 10 + i });
+  const again = h.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  assert.deepStrictEqual(again.takePublishes().map((p) => text(p.payload)), ["1", "2", "3"]);
+  const big = h.connect("b", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  assert.equal(big.takePublishes().length, 2);
+});
+
+test("BrokerMachine drops queued messages that expire while the session is offline [MQTT-3.3.2-5]", () => {
+  const h = new Harness();
+  const sub = h.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  sub.subscribe("t", 1);
+  sub.drop();
+  const pub = h.connected("p", 5);
+  pub.publish("t", "short", { qos: 1, packetId: 1, properties: { messageExpiryInterval: 5 } });
+  pub.publish("t", "long", { qos: 1, packetId: 2, properties: { messageExpiryInterval: 50 } });
+  h.now = 20_000;
+  const again = h.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  const got = again.takePublishes();
+  assert.deepStrictEqual(got.map((p) => [text(p.payload), p.properties?.messageExpiryInterval]), [[
+    "long",
+    30,
+  ]]);
+});
+
+test("BrokerMachine queues QoS 0 for offline sessions only when configured", () => {
+  const h = new Harness({ queueQoS0: true });
+  const sub = h.connected("c", 4, { cleanStart: false });
+  sub.subscribe("t", 0);
+  sub.drop();
+  h.connected("p", 4).publish("t", "x");
+  const again = h.connect("c", 4, { cleanStart: false });
+  assert.equal(again.takePublishes().length, 1);
+});
+
+test("BrokerMachine delivers a shared subscription to its connected members, queueing only when all are offline [MQTT-4.8.2-3]", () => {
+  const h = new Harness();
+  const a = h.connected("a", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  a.subscribe("$share/g/t", 1);
+  const b = h.connected("b", 5);
+  b.subscribe("$share/g/t", 1);
+  a.drop();
+  const pub = h.connected("p", 5);
+  for (let i = 0; i < 4; i++) pub.publish("t", `${i}`, { qos: 1, packetId: i + 1 });
+  assert.equal(b.takePublishes().length, 4);
+  b.send({ type: "disconnect", reasonCode: 0 });
+  pub.publish("t", "late", { qos: 1, packetId: 9 });
+  const back = h.connect("a", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  assert.deepStrictEqual(back.takePublishes().map((p) => text(p.payload)), ["late"]);
+});
+
+test("BrokerMachine.exportState() and restoreState() carry sessions, queues, in-flight and retained messages", () => {
+  const h = new Harness();
+  const sub = h.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  sub.subscribe("t/#", 2, 4);
+  const pub = h.connected("p", 5);
+  pub.publish("t/1", "inflight", { qos: 1, packetId: 1 });
+  sub.take();
+  sub.drop();
+  pub.publish("t/2", "queued", { qos: 2, packetId: 2, properties: { messageExpiryInterval: 100 } });
+  pub.publish("t/r", "retained", { retain: true });
+  h.now = 10_000;
+  const snapshot = h.broker.exportState(h.now);
+  const copy = structuredClone(snapshot);
+  assert.deepStrictEqual(copy, snapshot);
+  const session = snapshot.sessions.find((s) => s.clientId === "c");
+  assert.equal(session?.expiresInMs, 590_000);
+  assert.equal(session?.queue[0].message.expiresInMs, 90_000);
+
+  const h2 = new Harness();
+  h2.now = 1_000_000;
+  h2.broker.restoreState(h2.now, copy);
+  assert.equal(h2.broker.pollTimeout(), 1_590_000);
+  const again = h2.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  const packets = again.take();
+  assert.deepStrictEqual(packets.map((p) => p.type), ["connack", "publish", "publish"]);
+  const [connack, first, second] = packets;
+  assert.ok(connack.type === "connack" && connack.sessionPresent);
+  assert.ok(first.type === "publish" && second.type === "publish");
+  assert.deepStrictEqual([text(first.payload), first.dup, first.properties?.subscriptionIdentifiers], [
+    "inflight",
+    true,
+    [4],
+  ]);
+  assert.deepStrictEqual([text(second.payload), second.qos, second.properties?.messageExpiryInterval], [
+    "queued",
+    2,
+    90,
+  ]);
+  assert.notEqual(first.packetId, second.packetId);
+  // The subscription is live again.
+  h2.connected("p", 5).publish("t/x", "live");
+  assert.deepStrictEqual(again.takePublishes().map((p) => text(p.payload)), ["live"]);
+  // Retained messages came along too.
+  assert.equal(h2.broker.retainedCount, 1);
+  const late = h2.connected("late", 4);
+  late.subscribe("t/r");
+  assert.deepStrictEqual(late.takePublishes().map((p) => text(p.payload)), ["retained"]);
+});
+
+test("BrokerMachine.attach() throws for a session without a pending CONNECT, subscribe() for one not attached", () => {
+  const broker = new BrokerMachine();
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  assert.throws(() => broker.attach(0, client.session), /no CONNECT/);
+  assert.throws(
+    () => broker.subscribe(0, client.session, { type: "subscribe", packetId: 1, subscriptions: [] }),
+    /not attached/,
+  );
+});

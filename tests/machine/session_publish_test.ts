@@ -1,0 +1,282 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { ProtocolVersion, PublishPacket } from "../../src/codec/packet.ts";
+import { ReasonCode } from "../../src/errors.ts";
+import { bytes, Harness, text } from "./_broker_helpers.ts";
+
+const VERSIONS: ProtocolVersion[] = [3, 4, 5];
+
+for (const version of VERSIONS) {
+  test(`SessionMachine sends no acknowledgement for an inbound QoS 0 PUBLISH, v${version} [MQTT-3.3.4-1]`, () => {
+    const h = new Harness();
+    const client = h.connected("c", version);
+    client.publish("a", "x");
+    assert.deepStrictEqual(client.take(), []);
+  });
+
+  test(`SessionMachine acknowledges an inbound QoS 1 PUBLISH with PUBACK once routed, v${version} [MQTT-4.3.2-4] [MQTT-2.2.1-5]`, () => {
+    const h = new Harness();
+    h.hooks.holdAcks = true;
+    const client = h.connected("c", version);
+    client.publish("a", "x", { qos: 1, packetId: 42 });
+    assert.deepStrictEqual(client.take(), []);
+    assert.equal(client.pendingPublishes.length, 1);
+    client.session.acknowledge(h.now, 42);
+    h.pump();
+    assert.deepStrictEqual(client.take(), [{ type: "puback", packetId: 42, reasonCode: 0 }]);
+    // [MQTT-4.3.2-5] after PUBACK the same identifier is a new message.
+    client.publish("a", "y", { qos: 1, packetId: 42 });
+    assert.equal(client.pendingPublishes.length, 2);
+  });
+
+  test(`SessionMachine answers inbound QoS 2 with PUBREC, dedupes until PUBREL, then PUBCOMP, v${version} [MQTT-4.3.3-8] [MQTT-4.3.3-10] [MQTT-4.3.3-11]`, () => {
+    const h = new Harness();
+    const sub = h.connected("s", version);
+    sub.subscribe("a", 2);
+    const client = h.connected("c", version);
+    client.publish("a", "x", { qos: 2, packetId: 7 });
+    assert.deepStrictEqual(client.take(), [{ type: "pubrec", packetId: 7, reasonCode: 0 }]);
+    // A duplicate before PUBREL: PUBREC again, no second delivery.
+    client.publish("a", "x", { qos: 2, packetId: 7, dup: true });
+    assert.deepStrictEqual(client.take(), [{ type: "pubrec", packetId: 7, reasonCode: 0 }]);
+    assert.equal(sub.takePublishes().length, 1);
+    client.send({ type: "pubrel", packetId: 7, reasonCode: 0 });
+    assert.deepStrictEqual(client.take(), [{ type: "pubcomp", packetId: 7, reasonCode: 0 }]);
+    // [MQTT-4.3.3-12] after PUBCOMP the identifier is a new message.
+    client.publish("a", "z", { qos: 2, packetId: 7 });
+    assert.deepStrictEqual(client.take(), [{ type: "pubrec", packetId: 7, reasonCode: 0 }]);
+    assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["z"]);
+  });
+
+  test(`SessionMachine delivers QoS 1 to the client and completes on PUBACK, v${version} [MQTT-4.3.2-1] [MQTT-4.3.2-2] [MQTT-4.3.2-3]`, () => {
+    const h = new Harness();
+    const sub = h.connected("s", version);
+    sub.subscribe("a", 1);
+    const pub = h.connected("p", version);
+    pub.publish("a", "1", { qos: 1, packetId: 1 });
+    pub.publish("a", "2", { qos: 1, packetId: 2 });
+    const [first, second] = sub.takePublishes();
+    assert.equal(first.qos, 1);
+    assert.equal(first.dup, false);
+    assert.notEqual(first.packetId, second.packetId);
+    assert.equal(sub.session.session.inflight.size, 2);
+    sub.send({ type: "puback", packetId: first.packetId as number, reasonCode: 0 });
+    assert.equal(sub.session.session.inflight.size, 1);
+    sub.send({ type: "puback", packetId: second.packetId as number, reasonCode: 0 });
+    assert.equal(sub.session.session.inflight.size, 0);
+  });
+
+  test(`SessionMachine delivers QoS 2 to the client: PUBREL on PUBREC, done on PUBCOMP, v${version} [MQTT-4.3.3-1] [MQTT-4.3.3-3] [MQTT-4.3.3-4] [MQTT-4.3.3-5]`, () => {
+    const h = new Harness();
+    const sub = h.connected("s", version);
+    sub.subscribe("a", 2);
+    const pub = h.connected("p", version);
+    pub.publish("a", "1", { qos: 2, packetId: 1 });
+    const [publish] = sub.takePublishes();
+    assert.equal(publish.qos, 2);
+    assert.equal(publish.dup, false);
+    const packetId = publish.packetId as number;
+    sub.send({ type: "pubrec", packetId, reasonCode: 0 });
+    assert.deepStrictEqual(sub.take(), [{ type: "pubrel", packetId, reasonCode: 0 }]);
+    assert.equal(sub.session.session.inflight.get(packetId)?.released, true);
+    sub.send({ type: "pubcomp", packetId, reasonCode: 0 });
+    assert.equal(sub.session.session.inflight.size, 0);
+  });
+}
+
+test("SessionMachine acknowledges with the driver's refusal code, v5 [MQTT-3.4.2-1]", () => {
+  const h = new Harness();
+  h.hooks.publish = () => ReasonCode.NotAuthorized;
+  const client = h.connected("c", 5);
+  client.publish("a", "x", { qos: 1, packetId: 3 });
+  assert.deepStrictEqual(client.take(), [{
+    type: "puback",
+    packetId: 3,
+    reasonCode: ReasonCode.NotAuthorized,
+  }]);
+  client.publish("a", "x", { qos: 2, packetId: 4 });
+  assert.deepStrictEqual(client.take(), [{
+    type: "pubrec",
+    packetId: 4,
+    reasonCode: ReasonCode.NotAuthorized,
+  }]);
+  // [MQTT-4.3.3-9] after a refused PUBREC the identifier is new: no PUBREL is expected.
+  client.send({ type: "pubrel", packetId: 4, reasonCode: 0 });
+  assert.deepStrictEqual(client.take(), [{
+    type: "pubcomp",
+    packetId: 4,
+    reasonCode: ReasonCode.PacketIdentifierNotFound,
+  }]);
+});
+
+test("SessionMachine refuses more unacknowledged QoS > 0 PUBLISH than its Receive Maximum, v5", () => {
+  const h = new Harness();
+  h.hooks.holdAcks = true;
+  const client = h.connected("c", 5, { session: { receiveMaximum: 2 } });
+  client.publish("a", "1", { qos: 1, packetId: 1 });
+  client.publish("a", "2", { qos: 2, packetId: 2 });
+  assert.deepStrictEqual(client.take(), []);
+  client.publish("a", "3", { qos: 1, packetId: 3 });
+  assert.deepStrictEqual(client.take(), [{
+    type: "disconnect",
+    reasonCode: ReasonCode.ReceiveMaximumExceeded,
+  }]);
+});
+
+test("SessionMachine resolves inbound topic aliases [MQTT-3.3.2-12]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 4);
+  sub.subscribe("long/topic/name", 0);
+  const client = h.connected("c", 5, { session: { topicAliasMaximum: 4 } });
+  client.publish("long/topic/name", "1", { properties: { topicAlias: 3 } });
+  client.publish("", "2", { properties: { topicAlias: 3 } });
+  const got = sub.takePublishes();
+  assert.deepStrictEqual(got.map((p) => [p.topic, text(p.payload)]), [["long/topic/name", "1"], [
+    "long/topic/name",
+    "2",
+  ]]);
+});
+
+test("SessionMachine refuses a topic alias above its maximum with DISCONNECT 0x94 [MQTT-3.3.2-12]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5, { session: { topicAliasMaximum: 4 } });
+  client.publish("a", "1", { properties: { topicAlias: 5 } });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.TopicAliasInvalid }]);
+});
+
+test("SessionMachine refuses an alias that was never set with a protocol error", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.publish("", "1", { properties: { topicAlias: 2 } });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.ProtocolError }]);
+});
+
+test("SessionMachine refuses a subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.publish("a", "1", { properties: { subscriptionIdentifiers: [1] } });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.ProtocolError }]);
+});
+
+test("SessionMachine keeps at most the client's Receive Maximum in flight and queues the rest in order [MQTT-3.3.4-9] [MQTT-4.9.0-2]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5, { properties: { receiveMaximum: 2 } });
+  sub.subscribe("a", 1);
+  const pub = h.connected("p", 5);
+  for (let i = 1; i <= 5; i++) pub.publish("a", `${i}`, { qos: 1, packetId: i });
+  pub.publish("a", "q0", { qos: 0 });
+  const first = sub.takePublishes();
+  // QoS 0 does not use the quota; ordering is per QoS [MQTT-4.6.0-5], so it is not held behind QoS 1.
+  assert.deepStrictEqual(first.map((p) => text(p.payload)), ["1", "2", "q0"]);
+  sub.send({ type: "puback", packetId: first[0].packetId as number, reasonCode: 0 });
+  assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["3"]);
+  // [MQTT-4.9.0-3] other packets are still answered while the quota is used up.
+  sub.send({ type: "pingreq" });
+  assert.deepStrictEqual(sub.take(), [{ type: "pingresp" }]);
+  const acked = sub.ackAll();
+  assert.deepStrictEqual(acked, []);
+  sub.send({ type: "puback", packetId: first[1].packetId as number, reasonCode: 0 });
+  sub.send({ type: "puback", packetId: 3, reasonCode: 0 });
+  const rest = sub.takePublishes();
+  assert.deepStrictEqual(rest.map((p) => text(p.payload)), ["4", "5"]);
+  assert.ok(sub.session.session.inflight.size <= 2);
+});
+
+test("SessionMachine assigns topic aliases within the client's Topic Alias Maximum [MQTT-3.3.2-11] [MQTT-3.1.2-26]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5, { properties: { topicAliasMaximum: 1 } });
+  sub.subscribe("#", 0);
+  const pub = h.connected("p", 5);
+  pub.publish("t/1", "a");
+  pub.publish("t/1", "b");
+  pub.publish("t/2", "c");
+  const got = sub.takePublishes();
+  assert.deepStrictEqual(got.map((p) => [p.topic, p.properties?.topicAlias]), [
+    ["t/1", 1],
+    ["", 1],
+    ["t/2", undefined],
+  ]);
+});
+
+test("SessionMachine sends no topic alias to a client without a Topic Alias Maximum [MQTT-3.1.2-27]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5);
+  sub.subscribe("#", 0);
+  const pub = h.connected("p", 5);
+  pub.publish("t/1", "a");
+  pub.publish("t/1", "b");
+  assert.deepStrictEqual(sub.takePublishes().map((p) => p.properties?.topicAlias), [undefined, undefined]);
+});
+
+test("SessionMachine drops a PUBLISH larger than the client's Maximum Packet Size as if sent [MQTT-3.1.2-24] [MQTT-3.1.2-25]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5, { properties: { maximumPacketSize: 64 } });
+  sub.subscribe("a", 1);
+  const pub = h.connected("p", 5);
+  pub.publish("a", new Uint8Array(100), { qos: 1, packetId: 1 });
+  pub.publish("a", "small", { qos: 1, packetId: 2 });
+  const got = sub.takePublishes();
+  assert.deepStrictEqual(got.map((p) => text(p.payload)), ["small"]);
+  assert.equal(sub.session.session.inflight.size, 1);
+});
+
+test("SessionMachine forwards the remaining message expiry interval [MQTT-3.3.2-6] and drops expired messages [MQTT-3.3.2-5]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5, { properties: { receiveMaximum: 1 } });
+  sub.subscribe("a", 1);
+  const pub = h.connected("p", 5);
+  pub.publish("a", "1", { qos: 1, packetId: 1, properties: { messageExpiryInterval: 10 } });
+  pub.publish("a", "2", { qos: 1, packetId: 2, properties: { messageExpiryInterval: 5 } });
+  pub.publish("a", "3", { qos: 1, packetId: 3, properties: { messageExpiryInterval: 20 } });
+  const [first] = sub.takePublishes();
+  assert.equal(first.properties?.messageExpiryInterval, 10);
+  h.now = 6_000;
+  sub.send({ type: "puback", packetId: first.packetId as number, reasonCode: 0 });
+  // "2" expired while queued; "3" has 14 seconds left.
+  const [third] = sub.takePublishes();
+  assert.equal(text(third.payload), "3");
+  assert.equal(third.properties?.messageExpiryInterval, 14);
+  assert.equal(sub.session.session.dropped, 1);
+});
+
+test("SessionMachine forwards publish properties unaltered to MQTT 5 clients and none to 3.1.1 [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]", () => {
+  const h = new Harness();
+  const v5 = h.connected("v5", 5);
+  v5.subscribe("a", 0);
+  const v4 = h.connected("v4", 4);
+  v4.subscribe("a", 0);
+  const pub = h.connected("p", 5);
+  const properties = {
+    payloadFormatIndicator: true,
+    contentType: "text/plain",
+    responseTopic: "r/1",
+    correlationData: bytes("id"),
+    userProperties: [["b", "2"], ["a", "1"], ["b", "3"]] as [string, string][],
+  };
+  pub.publish("a", "x", { properties });
+  assert.deepStrictEqual(v5.takePublishes()[0].properties, properties);
+  assert.equal(v4.takePublishes()[0].properties, undefined);
+});
+
+test("SessionMachine answers PUBREL for an unknown id with PUBCOMP 0x92, v5", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.send({ type: "pubrel", packetId: 9, reasonCode: 0 });
+  assert.deepStrictEqual(client.take(), [{
+    type: "pubcomp",
+    packetId: 9,
+    reasonCode: ReasonCode.PacketIdentifierNotFound,
+  }]);
+});
+
+test("SessionMachine treats a refused PUBREC as the end of the delivery [MQTT-4.4.0-2]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5);
+  sub.subscribe("a", 2);
+  const pub = h.connected("p", 5);
+  pub.publish("a", "x", { qos: 2, packetId: 1 });
+  const [p] = sub.takePublishes() as PublishPacket[];
+  sub.send({ type: "pubrec", packetId: p.packetId as number, reasonCode: ReasonCode.QuotaExceeded });
+  assert.deepStrictEqual(sub.take(), []);
+  assert.equal(sub.session.session.inflight.size, 0);
+});
