@@ -7,6 +7,7 @@
 
 import { decodeChecked, malformed, protocolError, Reader } from "./_bytes.ts";
 import { readProperties, WILL_PROPERTIES } from "./properties.ts";
+import { reasonCodeAllowed, type ReasonCodePacket, SUBACK_RETURN_CODES_V3 } from "./reason_codes.ts";
 import type {
   AuthPacket,
   ConnAckPacket,
@@ -46,78 +47,9 @@ const NAMES = [
   "AUTH",
 ] as const;
 
-/** Reason codes each MQTT 5 packet may carry (§2.4 and the tables of §3). */
-const ALLOWED_REASONS: Readonly<Record<string, ReadonlySet<number>>> = {
-  CONNACK: new Set([
-    0x00,
-    0x80,
-    0x81,
-    0x82,
-    0x83,
-    0x84,
-    0x85,
-    0x86,
-    0x87,
-    0x88,
-    0x89,
-    0x8a,
-    0x8c,
-    0x90,
-    0x95,
-    0x97,
-    0x99,
-    0x9a,
-    0x9b,
-    0x9c,
-    0x9d,
-    0x9f,
-  ]),
-  PUBACK: new Set([0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]),
-  PUBREC: new Set([0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]),
-  PUBREL: new Set([0x00, 0x92]),
-  PUBCOMP: new Set([0x00, 0x92]),
-  SUBACK: new Set([0x00, 0x01, 0x02, 0x80, 0x83, 0x87, 0x8f, 0x91, 0x97, 0x9e, 0xa1, 0xa2]),
-  UNSUBACK: new Set([0x00, 0x11, 0x80, 0x83, 0x87, 0x8f, 0x91]),
-  DISCONNECT: new Set([
-    0x00,
-    0x04,
-    0x80,
-    0x81,
-    0x82,
-    0x83,
-    0x87,
-    0x89,
-    0x8b,
-    0x8d,
-    0x8e,
-    0x8f,
-    0x90,
-    0x93,
-    0x94,
-    0x95,
-    0x96,
-    0x97,
-    0x98,
-    0x99,
-    0x9a,
-    0x9b,
-    0x9c,
-    0x9d,
-    0x9e,
-    0x9f,
-    0xa0,
-    0xa1,
-    0xa2,
-  ]),
-  AUTH: new Set([0x00, 0x18, 0x19]),
-};
-
-/** SUBACK return codes of MQTT 3.1 and 3.1.1. */
-const V3_SUBACK_CODES: ReadonlySet<number> = new Set([0x00, 0x01, 0x02, 0x80]);
-
 function reasonCode(reader: Reader, name: string): ReasonCode {
   const code = reader.u8(`${name} reason code`);
-  if (!ALLOWED_REASONS[name].has(code)) {
+  if (!reasonCodeAllowed(name.toLowerCase() as ReasonCodePacket, code)) {
     malformed(`Cannot read ${name}: reason code 0x${code.toString(16).padStart(2, "0")} is not valid on it`);
   }
   return code as ReasonCode;
@@ -451,7 +383,7 @@ function decodeSubAck(reader: Reader, version: ProtocolVersion): SubAckPacket {
       reasonCodes.push(reasonCode(reader, "SUBACK"));
     } else {
       const code = reader.u8("SUBACK return code");
-      if (!V3_SUBACK_CODES.has(code)) {
+      if (!SUBACK_RETURN_CODES_V3.includes(code as ReasonCode)) {
         malformed(`Cannot read SUBACK: return code 0x${code.toString(16)} is not defined`);
       }
       reasonCodes.push(code as ReasonCode);

@@ -14,6 +14,12 @@
 
 export * from "./packet.ts";
 export { encode } from "./encode.ts";
+export {
+  REASON_CODES_BY_PACKET,
+  reasonCodeAllowed,
+  type ReasonCodePacket,
+  SUBACK_RETURN_CODES_V3,
+} from "./reason_codes.ts";
 export { MAX_PACKET_SIZE, PacketDecoder, type PacketDecoderOptions } from "./decoder.ts";
 export {
   parseSharedSubscription,

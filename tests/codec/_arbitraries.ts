@@ -10,6 +10,7 @@
  * @module
  */
 
+import { REASON_CODES_BY_PACKET, SUBACK_RETURN_CODES_V3 } from "../../src/codec/reason_codes.ts";
 import fc from "fast-check";
 import type {
   AckProperties,
@@ -241,90 +242,17 @@ export const userProperties: fc.Arbitrary<UserProperty[]> = fc.array(
 // ---------------------------------------------------------------------------------------------------------------
 // Reason codes that each packet type may carry (MQTT 5 §3.x.2.1).
 
-/** CONNACK reason codes of MQTT 5. */
-export const CONNACK_CODES_5: readonly ReasonCode[] = [
-  0x00,
-  0x80,
-  0x81,
-  0x82,
-  0x83,
-  0x84,
-  0x85,
-  0x86,
-  0x87,
-  0x88,
-  0x89,
-  0x8a,
-  0x8c,
-  0x90,
-  0x95,
-  0x97,
-  0x99,
-  0x9a,
-  0x9b,
-  0x9c,
-  0x9d,
-  0x9f,
-];
-/** CONNACK return codes of MQTT 3.1 and 3.1.1, as the reason codes they map to. */
+/** Reason codes per packet, from the codec's table (MQTT 5 §3); 3.x CONNACK codes are the mapped return codes. */
+export const CONNACK_CODES_5: readonly ReasonCode[] = REASON_CODES_BY_PACKET.connack;
+/** CONNACK codes of MQTT 3.1 and 3.1.1, mapped from their return codes 0 to 5. */
 export const CONNACK_CODES_3: readonly ReasonCode[] = [0x00, 0x84, 0x85, 0x88, 0x86, 0x87];
-/** PUBACK and PUBREC reason codes. */
-export const PUBACK_CODES: readonly ReasonCode[] = [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99];
-/** PUBREL and PUBCOMP reason codes. */
-export const PUBREL_CODES: readonly ReasonCode[] = [0x00, 0x92];
-/** SUBACK reason codes of MQTT 5. */
-export const SUBACK_CODES_5: readonly ReasonCode[] = [
-  0x00,
-  0x01,
-  0x02,
-  0x80,
-  0x83,
-  0x87,
-  0x8f,
-  0x91,
-  0x97,
-  0x9e,
-  0xa1,
-  0xa2,
-];
-/** SUBACK return codes of MQTT 3.1 and 3.1.1. */
-export const SUBACK_CODES_3: readonly ReasonCode[] = [0x00, 0x01, 0x02, 0x80];
-/** UNSUBACK reason codes of MQTT 5. */
-export const UNSUBACK_CODES: readonly ReasonCode[] = [0x00, 0x11, 0x80, 0x83, 0x87, 0x8f, 0x91];
-/** DISCONNECT reason codes of MQTT 5. */
-export const DISCONNECT_CODES: readonly ReasonCode[] = [
-  0x00,
-  0x04,
-  0x80,
-  0x81,
-  0x82,
-  0x83,
-  0x87,
-  0x89,
-  0x8b,
-  0x8d,
-  0x8e,
-  0x8f,
-  0x90,
-  0x93,
-  0x94,
-  0x95,
-  0x96,
-  0x97,
-  0x98,
-  0x99,
-  0x9a,
-  0x9b,
-  0x9c,
-  0x9d,
-  0x9e,
-  0x9f,
-  0xa0,
-  0xa1,
-  0xa2,
-];
-/** AUTH reason codes. */
-export const AUTH_CODES: readonly ReasonCode[] = [0x00, 0x18, 0x19];
+export const PUBACK_CODES: readonly ReasonCode[] = REASON_CODES_BY_PACKET.puback;
+export const PUBREL_CODES: readonly ReasonCode[] = REASON_CODES_BY_PACKET.pubrel;
+export const SUBACK_CODES_5: readonly ReasonCode[] = REASON_CODES_BY_PACKET.suback;
+export const SUBACK_CODES_3: readonly ReasonCode[] = SUBACK_RETURN_CODES_V3;
+export const UNSUBACK_CODES: readonly ReasonCode[] = REASON_CODES_BY_PACKET.unsuback;
+export const DISCONNECT_CODES: readonly ReasonCode[] = REASON_CODES_BY_PACKET.disconnect;
+export const AUTH_CODES: readonly ReasonCode[] = REASON_CODES_BY_PACKET.auth;
 
 function reasonCode(codes: readonly ReasonCode[]): fc.Arbitrary<ReasonCode> {
   // Success is the common case and has its own short encodings; pick it a third of the time.
