@@ -33,8 +33,8 @@ export interface BrokerMessage {
   readonly publisher: string | undefined;
   /** Whether `payload` is the message's own copy. */
   owned: boolean;
-  /** Encodings shared by the deliveries of the current turn, by {@linkcode encodingKey}. */
-  encodings: Map<string, EncodedPublish> | undefined;
+  /** Encodings shared by the deliveries of the current turn, by {@linkcode encodingKey} or, plain, a number. */
+  encodings: Map<string | number, EncodedPublish> | undefined;
 }
 
 /** One message queued or in flight to one session. */

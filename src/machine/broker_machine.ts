@@ -17,7 +17,7 @@ import type {
 } from "../codec/packet.ts";
 import { parseSharedSubscription, topicFilterProblem, topicMatches } from "../codec/topic.ts";
 import { ReasonCode } from "../errors.ts";
-import { type BrokerMessage, keepMessage, messageFromPublish } from "./_delivery.ts";
+import { type BrokerMessage, type Delivery, keepMessage, messageFromPublish } from "./_delivery.ts";
 import type { SessionMachine } from "./session_machine.ts";
 import { minQoS, SessionState } from "./session_state.ts";
 import { TopicTree } from "./topic_tree.ts";
@@ -399,7 +399,8 @@ export class BrokerMachine {
     session.grant(now, packet.packetId, codes);
     for (const [message, qos, id] of retained) {
       // [MQTT-3.3.1-8] (3.1.1) a retained message sent for a new subscription keeps RETAIN 1.
-      session.deliver(now, message, {
+      session.deliver(now, {
+        message,
         qos: minQoS(message.qos, qos),
         retain: true,
         subscriptionIdentifiers: id === undefined ? undefined : [id],
@@ -674,12 +675,13 @@ export class BrokerMachine {
     const qos = minQoS(message.qos, granted);
     const retain = retainAsPublished && message.retain;
     const connection = record.connection;
+    const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers };
     if (connection !== undefined) {
-      connection.deliver(now, message, { qos, retain, subscriptionIdentifiers });
+      connection.deliver(now, delivery);
       this.#dirty.add(connection);
     } else {
       if (qos === 0 && !this.#queueQoS0) return false;
-      if (!record.state.enqueue(now, { message, qos, retain, subscriptionIdentifiers })) return false;
+      if (!record.state.enqueue(now, delivery)) return false;
     }
     this.#stats.delivered++;
     return true;

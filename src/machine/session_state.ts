@@ -154,7 +154,14 @@ export class SessionState {
     while (this.inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
     this.#nextPacketId = id === 65_535 ? 1 : id + 1;
     keepMessage(delivery.message);
-    const entry: InflightDelivery = { ...delivery, packetId: id, released: false };
+    const entry: InflightDelivery = {
+      message: delivery.message,
+      qos: delivery.qos,
+      retain: delivery.retain,
+      subscriptionIdentifiers: delivery.subscriptionIdentifiers,
+      packetId: id,
+      released: false,
+    };
     this.inflight.set(id, entry);
     return entry;
   }
