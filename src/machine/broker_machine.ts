@@ -392,7 +392,12 @@ export class BrokerMachine {
       const handling = requested.retainHandling;
       if (!shared && (handling === 0 || (handling === 1 && !existed))) {
         for (const message of this.#retained.values()) {
-          if (topicMatches(filter, message.topic)) retained.push([message, qos, identifier]);
+          if (message.expiresAt !== undefined && message.expiresAt <= now) {
+            // [MQTT-3.3.2-5] an expired retained message is not sent, and is gone.
+            this.#retained.delete(message.topic);
+          } else if (topicMatches(filter, message.topic)) {
+            retained.push([message, qos, identifier]);
+          }
         }
       }
     }

@@ -54,6 +54,13 @@ export interface SessionMachineOptions {
   receiveMaximum?: number;
   /** The highest topic alias accepted from an MQTT 5 client; 0 accepts none. @default 16 */
   topicAliasMaximum?: number;
+  /**
+   * The highest QoS accepted in PUBLISH and wills (MQTT 5 Maximum QoS); an MQTT 5 CONNACK advertises it.
+   * Subscriptions are still granted up to 2 [MQTT-3.2.2-10]. @default 2
+   */
+  maximumQoS?: QoS;
+  /** Whether retained messages are accepted (MQTT 5 Retain Available). @default true */
+  retainAvailable?: boolean;
 }
 
 /** Options of {@linkcode SessionMachine.accept}. */
@@ -124,6 +131,8 @@ export class SessionMachine {
   readonly #maximumPacketSize: number | undefined;
   readonly #receiveMaximum: number;
   readonly #topicAliasMaximum: number;
+  readonly #maximumQoS: QoS;
+  readonly #retainAvailable: boolean;
 
   #state: SessionMachineState = "waiting";
   #version: ProtocolVersion | undefined;
@@ -144,6 +153,7 @@ export class SessionMachine {
   #session: SessionState = new SessionState("");
   /** Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier. */
   readonly #awaitingAck = new Map<number, QoS>();
+  #awaitingQoS2 = 0;
   /** Inbound topic aliases. */
   readonly #inboundAliases = new Map<number, string>();
 
@@ -167,6 +177,8 @@ export class SessionMachine {
     this.#maximumPacketSize = options.maximumPacketSize;
     this.#receiveMaximum = options.receiveMaximum ?? 65_535;
     this.#topicAliasMaximum = options.topicAliasMaximum ?? 16;
+    this.#maximumQoS = options.maximumQoS ?? 2;
+    this.#retainAvailable = options.retainAvailable ?? true;
     if (this.#receiveMaximum < 1 || this.#receiveMaximum > 65_535) {
       throw new RangeError(
         `Cannot create session: receive maximum ${this.#receiveMaximum} is not 1 to 65535`,
@@ -344,6 +356,9 @@ export class SessionMachine {
       if (this.#receiveMaximum !== 65_535) properties.receiveMaximum = this.#receiveMaximum;
       if (this.#topicAliasMaximum > 0) properties.topicAliasMaximum = this.#topicAliasMaximum;
       if (this.#maximumPacketSize !== undefined) properties.maximumPacketSize = this.#maximumPacketSize;
+      // [MQTT-3.2.2-9] a server without QoS 2 says so.
+      if (this.#maximumQoS < 2) properties.maximumQoS = this.#maximumQoS as 0 | 1;
+      if (!this.#retainAvailable) properties.retainAvailable = false;
       if (extra?.sessionExpiryInterval !== undefined) {
         this.#sessionExpiryInterval = extra.sessionExpiryInterval;
       }
@@ -437,7 +452,11 @@ export class SessionMachine {
     if (qos === undefined) throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
     this.#awaitingAck.delete(packetId);
     const version = this.#version as ProtocolVersion;
-    if (qos === 2 && reasonCode < 0x80) this.#session.inboundQoS2.add(packetId);
+    if (qos === 2) {
+      this.#awaitingQoS2--;
+      // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message.
+      if (reasonCode >= 0x80) this.#session.inboundQoS2.delete(packetId);
+    }
     this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
     void now;
   }
@@ -663,6 +682,17 @@ export class SessionMachine {
     if (packet.properties?.authenticationData !== undefined) {
       packet.properties.authenticationData = packet.properties.authenticationData.slice();
     }
+    if (packet.will !== undefined && version === 5) {
+      // [MQTT-3.2.2-12] [MQTT-3.2.2-13] a will the server cannot publish is refused.
+      if (packet.will.qos > this.#maximumQoS) {
+        this.reject(0, ReasonCode.QoSNotSupported);
+        return;
+      }
+      if (packet.will.retain && !this.#retainAvailable) {
+        this.reject(0, ReasonCode.RetainNotSupported);
+        return;
+      }
+    }
     if (packet.clientId === "" && (version < 5 && !packet.cleanStart || version === 3)) {
       // [MQTT-3.1.3-8] (3.1.1) a zero-byte client identifier needs Clean Session; 3.1 requires one.
       this.reject(0, ReasonCode.ClientIdentifierNotValid);
@@ -697,6 +727,20 @@ export class SessionMachine {
 
   #handlePublish(now: Millis, packet: PublishPacket): void {
     const version = this.#version as ProtocolVersion;
+    if (packet.qos > this.#maximumQoS) {
+      // [MQTT-3.2.2-11] the client must not exceed the Maximum QoS of the CONNACK.
+      this.#fail(
+        now,
+        new MqttError(ReasonCode.QoSNotSupported, `Cannot accept PUBLISH at QoS ${packet.qos}`),
+        true,
+      );
+      return;
+    }
+    if (packet.retain && !this.#retainAvailable) {
+      // [MQTT-3.2.2-14]
+      this.#fail(now, new MqttError(ReasonCode.RetainNotSupported, "Cannot accept a retained PUBLISH"), true);
+      return;
+    }
     const properties = packet.properties;
     if (properties !== undefined) {
       if (properties.subscriptionIdentifiers !== undefined) {
@@ -741,13 +785,14 @@ export class SessionMachine {
       this.#events.push({ type: "publish", packet });
       return;
     }
-    if (packet.qos === 2 && this.#session.inboundQoS2.has(packetId)) {
+    if (this.#awaitingAck.has(packetId)) return; // a resend of one the driver is still deciding on
+    const inboundQoS2 = this.#session.inboundQoS2;
+    if (packet.qos === 2 && inboundQoS2.has(packetId)) {
       // [MQTT-4.3.3-10] a duplicate before PUBREL: PUBREC again, no new delivery.
       this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
       return;
     }
-    if (this.#awaitingAck.has(packetId)) return; // a resend of one the driver is still deciding on
-    if (this.#awaitingAck.size + this.#session.inboundQoS2.size >= this.#receiveMaximum) {
+    if (this.#awaitingAck.size - this.#awaitingQoS2 + inboundQoS2.size >= this.#receiveMaximum) {
       // MQTT 5 §3.3.4: more unacknowledged QoS > 0 PUBLISH than the Receive Maximum we advertised.
       this.#fail(
         now,
@@ -760,6 +805,11 @@ export class SessionMachine {
       return;
     }
     this.#awaitingAck.set(packetId, packet.qos);
+    if (packet.qos === 2) {
+      // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate.
+      inboundQoS2.add(packetId);
+      this.#awaitingQoS2++;
+    }
     this.#events.push({ type: "publish", packet });
   }
 
@@ -939,6 +989,7 @@ export class SessionMachine {
     this.#deadline = undefined;
     this.#held = [];
     this.#awaitingAck.clear();
+    this.#awaitingQoS2 = 0;
     this.#events.push(error === undefined ? { type: "closed" } : { type: "closed", error });
   }
 

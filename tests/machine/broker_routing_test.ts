@@ -286,3 +286,16 @@ test("BrokerMachine copies payloads it keeps beyond the turn", () => {
   const exported = h.broker.exportState(h.now);
   assert.deepStrictEqual(text(exported.retained[0].payload), "abc");
 });
+
+test("BrokerMachine does not send a retained message that has expired [MQTT-3.3.2-5]", () => {
+  const h = new Harness();
+  const pub = h.connected("p", 5);
+  pub.publish("r", "short", { retain: true, properties: { messageExpiryInterval: 5 } });
+  pub.publish("q", "long", { retain: true, properties: { messageExpiryInterval: 50 } });
+  h.now = 10_000;
+  const sub = h.connected("s", 5);
+  sub.subscribe("#");
+  const got = sub.takePublishes();
+  assert.deepStrictEqual(got.map((p) => [p.topic, p.properties?.messageExpiryInterval]), [["q", 40]]);
+  assert.equal(h.broker.retainedCount, 1);
+});

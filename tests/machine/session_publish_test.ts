@@ -280,3 +280,83 @@ test("SessionMachine treats a refused PUBREC as the end of the delivery [MQTT-4.
   assert.deepStrictEqual(sub.take(), []);
   assert.equal(sub.session.session.inflight.size, 0);
 });
+
+test("SessionMachine advertises Maximum QoS and refuses PUBLISH above it, v5 [MQTT-3.2.2-9] [MQTT-3.2.2-11]", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, { session: { maximumQoS: 1, topicAliasMaximum: 0 } });
+  assert.deepStrictEqual(client.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: 0,
+    properties: { maximumQoS: 1 },
+  }]);
+  // [MQTT-3.2.2-10] subscriptions are still granted up to QoS 2.
+  assert.deepStrictEqual(client.subscribe("a", 2), [2]);
+  client.publish("a", "x", { qos: 2, packetId: 1 });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.QoSNotSupported }]);
+});
+
+test("SessionMachine refuses a will above its Maximum QoS with CONNACK 0x9B [MQTT-3.2.2-12]", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, {
+    session: { maximumQoS: 0 },
+    will: { topic: "w", payload: new Uint8Array(0), qos: 1, retain: false },
+  });
+  assert.deepStrictEqual(client.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: ReasonCode.QoSNotSupported,
+  }]);
+});
+
+test("SessionMachine without retain refuses a retained will (0x9A) and retained PUBLISH [MQTT-3.2.2-13] [MQTT-3.2.2-14]", () => {
+  const h = new Harness();
+  const willClient = h.connect("w", 5, {
+    session: { retainAvailable: false },
+    will: { topic: "w", payload: new Uint8Array(0), qos: 0, retain: true },
+  });
+  assert.deepStrictEqual(willClient.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: ReasonCode.RetainNotSupported,
+  }]);
+  const client = h.connect("c", 5, { session: { retainAvailable: false, topicAliasMaximum: 0 } });
+  assert.deepStrictEqual(client.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: 0,
+    properties: { retainAvailable: false },
+  }]);
+  client.publish("a", "x", { retain: true });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.RetainNotSupported }]);
+});
+
+test("SessionMachine uses the server keep-alive it sent in CONNACK [MQTT-3.2.2-22]", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, { manual: true, keepAlive: 100 });
+  client.events.shift();
+  h.broker.attach(h.now, client.session, { properties: { serverKeepAlive: 20 } });
+  h.pump();
+  const [connack] = client.take();
+  assert.ok(connack.type === "connack" && connack.properties?.serverKeepAlive === 20);
+  assert.equal(client.session.pollTimeout(), 30_000);
+});
+
+test("SessionMachine recognises a QoS 2 resend after a takeover as a duplicate [MQTT-4.3.3-10]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5);
+  sub.subscribe("a", 2);
+  h.hooks.holdAcks = true;
+  const options = { cleanStart: false, properties: { sessionExpiryInterval: 60 } };
+  const first = h.connected("c", 5, options);
+  first.publish("a", "once", { qos: 2, packetId: 9 });
+  assert.equal(sub.takePublishes().length, 1);
+  h.hooks.holdAcks = false;
+  const second = h.connected("c", 5, options);
+  assert.equal(first.session.state, "closed");
+  second.publish("a", "once", { qos: 2, packetId: 9, dup: true });
+  assert.deepStrictEqual(second.take(), [{ type: "pubrec", packetId: 9, reasonCode: 0 }]);
+  second.send({ type: "pubrel", packetId: 9, reasonCode: 0 });
+  assert.deepStrictEqual(second.take(), [{ type: "pubcomp", packetId: 9, reasonCode: 0 }]);
+  assert.equal(sub.takePublishes().length, 0);
+});
