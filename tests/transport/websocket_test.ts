@@ -1,0 +1,162 @@
+/**
+ * The WebSocket client transport against a server made with the `ws` package, in-process (it runs under
+ * Deno, Bun and Node here).
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { type WebSocket as WsSocket, WebSocketServer } from "ws";
+import { connectWebSocket } from "../../src/transport/websocket.ts";
+
+/** Rejects when `promise` has not settled after `ms` milliseconds. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface Server {
+  url: string;
+  sockets: WsSocket[];
+  close(): Promise<void>;
+}
+
+/** A `ws` server on a free loopback port; `onConnection` gets each socket. */
+async function serve(
+  handleProtocols: (protocols: Set<string>) => string | false,
+  onConnection: (socket: WsSocket) => void,
+): Promise<Server> {
+  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, handleProtocols });
+  await new Promise<void>((resolve, reject) => {
+    wss.once("listening", resolve);
+    wss.once("error", reject);
+  });
+  const sockets: WsSocket[] = [];
+  wss.on("connection", (socket) => {
+    sockets.push(socket);
+    onConnection(socket);
+  });
+  const { port } = wss.address() as { port: number };
+  return {
+    url: `ws://127.0.0.1:${port}/mqtt`,
+    sockets,
+    async close() {
+      for (const socket of sockets) socket.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}
+
+const selectMqtt = (protocols: Set<string>) => protocols.has("mqtt") ? "mqtt" : false;
+
+function echo(socket: WsSocket): void {
+  socket.on("message", (data, isBinary) => socket.send(data, { binary: isBinary }));
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+test("connectWebSocket() speaks subprotocol mqtt in binary frames, both ways", async () => {
+  const server = await serve(selectMqtt, echo);
+  try {
+    const transport = await within(connectWebSocket(server.url), 2000, "connect");
+    const sent: Uint8Array[] = [];
+    for (let i = 0; i < 50; i++) sent.push(new Uint8Array(1 + i * 37).fill(i));
+    sent.push(new Uint8Array(2 << 20).map((_, i) => i & 0xff));
+    const expected = concat(sent);
+    const writer = transport.writable.getWriter();
+    const writing = (async () => {
+      for (const chunk of sent) await writer.write(chunk);
+    })();
+    const reader = transport.readable.getReader();
+    const received: Uint8Array[] = [];
+    let total = 0;
+    while (total < expected.byteLength) {
+      const { value, done } = await within(reader.read(), 5000, "echo");
+      assert.equal(done, false);
+      assert.equal(Object.getPrototypeOf(value), Uint8Array.prototype);
+      received.push(value!);
+      total += value!.byteLength;
+    }
+    await writing;
+    assert.deepEqual(concat(received), expected);
+    assert.equal(server.sockets[0].protocol, "mqtt");
+    await within(Promise.resolve(transport.close()), 2000, "close");
+  } finally {
+    await server.close();
+  }
+});
+
+test("connectWebSocket() rejects a server that did not select mqtt [MQTT-6.0.0-3]", async () => {
+  const server = await serve(() => false, echo);
+  try {
+    // Deno's WebSocket opens anyway and the transport's own check rejects; Bun and Node fail the handshake.
+    await assert.rejects(
+      within(connectWebSocket(server.url), 2000, "connect"),
+      /subprotocol|connection failed/,
+    );
+  } finally {
+    await server.close();
+  }
+});
+
+test("connectWebSocket() ends the readable with an error on a text frame [MQTT-6.0.0-1]", async () => {
+  const server = await serve(selectMqtt, (socket) => socket.send("not mqtt"));
+  try {
+    const transport = await within(connectWebSocket(server.url), 2000, "connect");
+    await assert.rejects(within(transport.readable.getReader().read(), 2000, "read"), /text frame/);
+    await transport.close();
+  } finally {
+    await server.close();
+  }
+});
+
+test("connectWebSocket(): the server closing ends the readable; close() is idempotent; writes then reject", async () => {
+  const server = await serve(selectMqtt, (socket) => setTimeout(() => socket.close(1000), 5));
+  try {
+    const transport = await within(connectWebSocket(server.url), 2000, "connect");
+    const reader = transport.readable.getReader();
+    assert.equal((await within(reader.read(), 2000, "end")).done, true);
+    await within(Promise.all([transport.close(), transport.close()]), 2000, "close twice");
+    await assert.rejects(transport.writable.getWriter().write(new Uint8Array([1])));
+  } finally {
+    await server.close();
+  }
+});
+
+test("connectWebSocket() close() ends the local readable and settles", async () => {
+  const server = await serve(selectMqtt, echo);
+  try {
+    const transport = await within(connectWebSocket(server.url), 2000, "connect");
+    const read = transport.readable.getReader().read();
+    await within(Promise.resolve(transport.close()), 2000, "close");
+    assert.equal((await within(read, 2000, "read ends")).done, true);
+  } finally {
+    await server.close();
+  }
+});
+
+test("connectWebSocket() rejects on an aborted signal and on a refused port", async () => {
+  const reason = new Error("stop");
+  await assert.rejects(
+    connectWebSocket("ws://127.0.0.1:1/mqtt", { signal: AbortSignal.abort(reason) }),
+    (e) => e === reason,
+  );
+  const server = await serve(selectMqtt, echo);
+  const url = server.url;
+  await server.close();
+  await assert.rejects(within(connectWebSocket(url), 2000, "refused"), /connection failed/);
+});
