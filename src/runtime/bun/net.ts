@@ -1,0 +1,365 @@
+/**
+ * TCP and TLS transports on Bun: `Bun.connect` and `Bun.listen` callbacks turned into Web Streams.
+ *
+ * `data` callbacks feed the readable (pausing the socket while its queue is full); a write that the socket
+ * takes only in part waits for `drain` before writing the rest. Chunks leave as plain `Uint8Array` views of
+ * Bun's `Buffer`s, which Bun allocates per callback. Sockets are half-open capable: closing the writable sends
+ * FIN (`shutdown()`) and keeps reading.
+ *
+ * @module
+ */
+
+import type { Listener, Transport } from "../../transport/transport.ts";
+import { raceAbort } from "../_abort.ts";
+import { AcceptQueue } from "../_accept_queue.ts";
+import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
+
+/** The part of a Bun socket this module uses (Bun's types are not installed; Hono's approach). */
+interface BunSocket {
+  /** Per-socket state set by `open` on the server side. */
+  data: SocketState | undefined;
+  /** Writes what the socket takes now; returns the number of bytes taken, or -1 when closed. */
+  write(data: Uint8Array): number;
+  /** Sends FIN and closes once flushed. */
+  end(): void;
+  /** Sends FIN, keeps reading. */
+  shutdown(halfClose?: boolean): void;
+  /** Closes at once. */
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+  setNoDelay(noDelay?: boolean): boolean;
+}
+
+interface BunSocketHandler {
+  open?(socket: BunSocket): void;
+  data?(socket: BunSocket, data: Uint8Array): void;
+  drain?(socket: BunSocket): void;
+  end?(socket: BunSocket): void;
+  close?(socket: BunSocket, error?: Error): void;
+  error?(socket: BunSocket, error: Error): void;
+  connectError?(socket: BunSocket, error: Error): void;
+  handshake?(socket: BunSocket, success: boolean, authorizationError: Error | null): void;
+}
+
+interface BunTlsOptions {
+  ca?: string[];
+  cert?: string;
+  key?: string;
+  serverName?: string;
+  rejectUnauthorized?: boolean;
+  ALPNProtocols?: string[];
+}
+
+interface BunServer {
+  readonly port: number;
+  readonly hostname: string;
+  stop(closeActiveConnections?: boolean): void;
+}
+
+declare const Bun: {
+  connect(options: {
+    hostname: string;
+    port: number;
+    allowHalfOpen?: boolean;
+    tls?: BunTlsOptions | boolean;
+    socket: BunSocketHandler;
+  }): Promise<BunSocket>;
+  listen(options: {
+    hostname: string;
+    port: number;
+    allowHalfOpen?: boolean;
+    tls?: BunTlsOptions;
+    socket: BunSocketHandler;
+  }): BunServer;
+};
+
+/** Bun's bundled roots, so that `caCerts` adds to them as on Deno and Node (Bun's `ca` replaces them). */
+let rootCertificates: Promise<readonly string[]> | undefined;
+function roots(): Promise<readonly string[]> {
+  rootCertificates ??= import("node:tls").then((tls) => tls.rootCertificates, () => []);
+  return rootCertificates;
+}
+
+/** One socket's streams, fed by the handler callbacks. */
+class SocketState {
+  readonly transport: Transport;
+  readonly closed: Promise<void>;
+  #socket: BunSocket;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #readDone = false;
+  #writeDone = false;
+  #isClosed = false;
+  #error: Error | undefined;
+  #drain: { resolve(): void; reject(error: Error): void } | undefined;
+  #resolveClosed!: () => void;
+
+  constructor(socket: BunSocket) {
+    this.#socket = socket;
+    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    const readable = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        this.#controller = controller;
+      },
+      pull: () => {
+        if (!this.#isClosed) this.#socket.resume();
+      },
+      cancel: () => {
+        this.#readDone = true;
+        this.close();
+      },
+    });
+    const writable = new WritableStream<Uint8Array>({
+      write: (chunk) => this.#write(chunk),
+      close: () => {
+        if (this.#isClosed || this.#writeDone) return;
+        this.#writeDone = true;
+        if (this.#readDone) this.close();
+        else this.#socket.shutdown();
+      },
+      abort: () => {
+        this.#isClosed || this.#socket.terminate();
+      },
+    });
+    this.transport = { readable, writable, close: () => this.close() };
+  }
+
+  async #write(chunk: Uint8Array): Promise<void> {
+    for (let offset = 0;;) {
+      if (this.#isClosed || this.#writeDone) throw this.#closedError();
+      const written = this.#socket.write(offset === 0 ? chunk : chunk.subarray(offset));
+      if (written < 0) throw this.#closedError();
+      offset += written;
+      if (offset >= chunk.byteLength) return;
+      await new Promise<void>((resolve, reject) => this.#drain = { resolve, reject });
+    }
+  }
+
+  #closedError(): Error {
+    return this.#error ?? new Error("Cannot write: the connection is closed");
+  }
+
+  close(): Promise<void> {
+    if (!this.#isClosed) this.#socket.end();
+    return this.closed;
+  }
+
+  onData(data: Uint8Array): void {
+    if (this.#readDone) return;
+    this.#controller.enqueue(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    if ((this.#controller.desiredSize ?? 0) <= 0) this.#socket.pause();
+  }
+
+  onDrain(): void {
+    const drain = this.#drain;
+    this.#drain = undefined;
+    drain?.resolve();
+  }
+
+  onEnd(): void {
+    this.#endReadable();
+    if (this.#writeDone) this.close();
+  }
+
+  onError(error: Error): void {
+    this.#error ??= error;
+  }
+
+  onClose(error?: Error): void {
+    if (error !== undefined) this.#error ??= error;
+    this.#isClosed = true;
+    this.#endReadable();
+    const drain = this.#drain;
+    this.#drain = undefined;
+    drain?.reject(this.#closedError());
+    this.#resolveClosed();
+  }
+
+  #endReadable(): void {
+    if (this.#readDone) return;
+    this.#readDone = true;
+    if (this.#error !== undefined) this.#controller.error(this.#error);
+    else this.#controller.close();
+  }
+}
+
+/** Handlers shared by every socket: the state lives in `socket.data`. */
+const handlers: BunSocketHandler = {
+  data: (socket, data) => socket.data?.onData(data),
+  drain: (socket) => socket.data?.onDrain(),
+  end: (socket) => socket.data?.onEnd(),
+  error: (socket, error) => socket.data?.onError(error),
+  close: (socket, error) => socket.data?.onClose(error),
+};
+
+/** Opens a client socket and wraps it once open; TLS handshake failures reject. */
+async function connect(
+  options: TcpConnectOptions,
+  tls: BunTlsOptions | undefined,
+): Promise<Transport> {
+  const { hostname, port, signal } = options;
+  signal?.throwIfAborted();
+  let handshake: Promise<void> = Promise.resolve();
+  let settleHandshake: ((error: Error | null) => void) | undefined;
+  if (tls !== undefined) {
+    handshake = new Promise((resolve, reject) => {
+      settleHandshake = (error) => error === null ? resolve() : reject(error);
+    });
+  }
+  const attempt = Bun.connect({
+    hostname,
+    port,
+    allowHalfOpen: true,
+    tls,
+    socket: {
+      ...handlers,
+      open(socket) {
+        socket.data = new SocketState(socket);
+        socket.setNoDelay(true);
+      },
+      handshake(_socket, success, authorizationError) {
+        // Bun reports a verification failure here and leaves the decision to us, as Node's TLSSocket does.
+        const verify = tls !== undefined && tls.rejectUnauthorized !== false;
+        if (!success) {
+          settleHandshake?.(authorizationError ?? new Error("Cannot connect: the TLS handshake failed"));
+        } else settleHandshake?.(verify ? authorizationError : null);
+      },
+      close(socket, error) {
+        settleHandshake?.(
+          error ?? new Error("Cannot connect: the connection closed during the TLS handshake"),
+        );
+        socket.data?.onClose(error);
+      },
+    },
+  }).then(async (socket) => {
+    try {
+      await handshake;
+    } catch (error) {
+      socket.terminate();
+      throw error;
+    }
+    return socket;
+  });
+  const socket = await raceAbort(attempt, signal, (s) => s.terminate());
+  return (socket.data as SocketState).transport;
+}
+
+/**
+ * Opens a TCP connection with `Bun.connect`.
+ *
+ * @param options Peer address and an optional abort signal.
+ * @returns A transport over the connection.
+ * @throws {Error} The connect error (`ECONNREFUSED`, …), or `signal.reason` when aborted first.
+ *
+ * @example Connect to a listener
+ * ```ts
+ * import { connectTcp, listenTcp } from "./net.ts";
+ * const listener = await listenTcp({ hostname: "127.0.0.1", port: 0 });
+ * const transport = await connectTcp({ hostname: "127.0.0.1", port: listener.port });
+ * await transport.close();
+ * await listener.close();
+ * ```
+ */
+export function connectTcp(options: TcpConnectOptions): Promise<Transport> {
+  return connect(options, undefined);
+}
+
+/**
+ * Opens a TLS connection with `Bun.connect` and waits for the handshake.
+ *
+ * @param options Peer address, trust roots (added to Bun's bundled roots), client certificate, server name,
+ * `insecure`, ALPN protocols and an optional abort signal.
+ * @returns A transport over the TLS connection.
+ * @throws {Error} A verification failure, a connect error, or `signal.reason` when aborted first.
+ *
+ * @example Connect with a private CA
+ * ```ts ignore
+ * import { connectTls } from "./net.ts";
+ * const ca = await Bun.file("ca.pem").text();
+ * const transport = await connectTls({ hostname: "broker.example", port: 8883, caCerts: [ca] });
+ * await transport.close();
+ * ```
+ */
+export async function connectTls(options: TlsConnectOptions): Promise<Transport> {
+  const { caCerts, cert, key, insecure, alpnProtocols } = options;
+  return await connect(options, {
+    ca: caCerts === undefined ? undefined : [...await roots(), ...caCerts],
+    cert,
+    key,
+    serverName: options.serverName ?? options.hostname,
+    rejectUnauthorized: insecure !== true,
+    ALPNProtocols: alpnProtocols,
+  });
+}
+
+/** Starts a Bun server whose accepted sockets become transports in a queue. */
+function listen(options: TcpListenOptions, tls: BunTlsOptions | undefined): Promise<Listener> {
+  const queue = new AcceptQueue();
+  try {
+    const server = Bun.listen({
+      hostname: options.hostname ?? "0.0.0.0",
+      port: options.port,
+      allowHalfOpen: true,
+      tls,
+      socket: {
+        ...handlers,
+        open(socket) {
+          const state = new SocketState(socket);
+          socket.data = state;
+          socket.setNoDelay(true);
+          queue.push(state.transport);
+        },
+      },
+    });
+    return Promise.resolve(queue.listener(server.port, server.hostname, () => {
+      server.stop(false);
+      return Promise.resolve();
+    }));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/**
+ * Listens for TCP connections with `Bun.listen`.
+ *
+ * @param options Address and port (`0` picks a free port).
+ * @returns A listener of transports.
+ * @throws {Error} `EADDRINUSE` and other bind errors.
+ *
+ * @example Accept one connection
+ * ```ts
+ * import { connectTcp, listenTcp } from "./net.ts";
+ * const listener = await listenTcp({ hostname: "127.0.0.1", port: 0 });
+ * const client = await connectTcp({ hostname: "127.0.0.1", port: listener.port });
+ * for await (const server of listener) {
+ *   await server.close();
+ *   break;
+ * }
+ * await client.close();
+ * await listener.close();
+ * ```
+ */
+export function listenTcp(options: TcpListenOptions): Promise<Listener> {
+  return listen(options, undefined);
+}
+
+/**
+ * Listens for TLS connections with `Bun.listen`.
+ *
+ * @param options Address, port, certificate chain and key (PEM), ALPN protocols.
+ * @returns A listener of transports.
+ * @throws {Error} `EADDRINUSE` and other bind errors; a bad certificate or key.
+ *
+ * @example Serve TLS
+ * ```ts ignore
+ * import { listenTls } from "./net.ts";
+ * const cert = await Bun.file("server.pem").text();
+ * const key = await Bun.file("server.key").text();
+ * const listener = await listenTls({ port: 8883, cert, key });
+ * await listener.close();
+ * ```
+ */
+export function listenTls(options: TlsListenOptions): Promise<Listener> {
+  return listen(options, { cert: options.cert, key: options.key, ALPNProtocols: options.alpnProtocols });
+}

@@ -1,0 +1,376 @@
+/**
+ * The picked runtime's TCP and TLS shim over real sockets on 127.0.0.1 (ports picked with port 0): the same
+ * file runs under Deno, Bun and Node and tests whichever `runtimeNet()` loads.
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { runtimeNet } from "../../src/runtime/mod.ts";
+import type { Listener, Transport } from "../../src/transport/transport.ts";
+
+const net = await runtimeNet();
+const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
+const host = "127.0.0.1";
+
+function pem(name: string): string {
+  return readFileSync(new URL(`../_certs/${name}`, import.meta.url), "utf8");
+}
+const ca = pem("ca.pem");
+const otherCa = pem("other_ca.pem");
+const cert = pem("server.pem");
+const key = pem("server.key");
+
+/** Rejects when `promise` has not settled after `ms` milliseconds. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Deterministic bytes: `length` bytes starting at `seed`. */
+function pattern(length: number, seed = 0): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed) & 0xff;
+  return bytes;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/** Reads until done; `pauseEvery` chunks, sleeps `pauseMs` (a slow reader). */
+async function readAll(
+  readable: ReadableStream<Uint8Array>,
+  slow?: { pauseEvery: number; pauseMs: number },
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const reader = readable.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    // Chunks are plain Uint8Array, never Buffer.
+    assert.equal(Object.getPrototypeOf(r.value), Uint8Array.prototype);
+    chunks.push(r.value);
+    if (slow !== undefined && chunks.length % slow.pauseEvery === 0) await sleep(slow.pauseMs);
+  }
+  return concat(chunks);
+}
+
+/** Accepts every connection of `listener`, keeps them for cleanup, and hands each to `serve`. */
+function serveAll(listener: Listener, serve: (transport: Transport) => Promise<void>): () => Promise<void> {
+  const accepted: Transport[] = [];
+  const served: Promise<void>[] = [];
+  const loop = (async () => {
+    for await (const transport of listener) {
+      accepted.push(transport);
+      served.push(serve(transport).catch(() => {}));
+    }
+  })();
+  return async () => {
+    await listener.close();
+    await within(loop, 2000, "listener iteration ends after close()");
+    await within(Promise.all(accepted.map((t) => t.close())), 2000, "accepted transports close");
+    await Promise.all(served);
+  };
+}
+
+/** Echoes until the peer half-closes, then half-closes back. */
+async function echo(transport: Transport): Promise<void> {
+  await transport.readable.pipeTo(transport.writable);
+}
+
+/** Writes `chunks`, closes the writable, and returns everything read back. */
+async function roundTrip(
+  transport: Transport,
+  chunks: Uint8Array[],
+  slow?: { pauseEvery: number; pauseMs: number },
+): Promise<Uint8Array> {
+  const writing = (async () => {
+    const writer = transport.writable.getWriter();
+    for (const chunk of chunks) await writer.write(chunk);
+    await writer.close();
+  })();
+  const [read] = await Promise.all([readAll(transport.readable, slow), writing]);
+  return read;
+}
+
+/** A port nobody listens on: bound, then released. */
+async function freePort(): Promise<number> {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  await listener.close();
+  return listener.port;
+}
+
+test(`${runtime}: listenTcp() on port 0 reports the port it picked`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  try {
+    assert.ok(listener.port > 0);
+    assert.equal(listener.hostname, host);
+  } finally {
+    await listener.close();
+  }
+});
+
+test(`${runtime}: connectTcp() round-trips many chunks of many sizes through an echo server`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const stop = serveAll(listener, echo);
+  try {
+    const client = await net.connectTcp({ hostname: host, port: listener.port });
+    const chunks = Array.from({ length: 500 }, (_, i) => pattern(1 + ((i * 997) % 3000), i));
+    const back = await within(roundTrip(client, chunks), 5000, "echo of 500 chunks");
+    assert.deepEqual(back, concat(chunks));
+    await client.close();
+  } finally {
+    await stop();
+  }
+});
+
+test(`${runtime}: 5 MB echo with a slow reader arrives intact`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const stop = serveAll(listener, echo);
+  try {
+    const client = await net.connectTcp({ hostname: host, port: listener.port });
+    const data = pattern(5 << 20, 7);
+    const chunks: Uint8Array[] = [];
+    for (let i = 0; i < data.byteLength; i += 65536) chunks.push(data.subarray(i, i + 65536));
+    const back = await within(
+      roundTrip(client, chunks, { pauseEvery: 16, pauseMs: 5 }),
+      10_000,
+      "5 MB echo",
+    );
+    assert.equal(back.byteLength, data.byteLength);
+    assert.deepEqual(back, data);
+    await client.close();
+  } finally {
+    await stop();
+  }
+});
+
+test(`${runtime}: writes wait while the peer does not read (backpressure)`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  let server: Transport | undefined;
+  const accepted = (async () => {
+    for await (const transport of listener) {
+      server = transport;
+      return;
+    }
+  })();
+  const client = await net.connectTcp({ hostname: host, port: listener.port });
+  try {
+    await within(accepted, 2000, "accept");
+    const writer = client.writable.getWriter();
+    const chunk = pattern(65536);
+    const limit = 256 << 20;
+    let written = 0;
+    let blocked = false;
+    while (written < limit) {
+      const write = writer.write(chunk);
+      const settled = await Promise.race([write.then(() => true), sleep(200).then(() => false)]);
+      written += chunk.byteLength;
+      if (!settled) {
+        blocked = true;
+        break;
+      }
+    }
+    assert.ok(blocked, `writes never waited: ${written} bytes accepted without a reader`);
+    // Now read: everything written arrives and the blocked write completes.
+    const reading = readAll(server!.readable);
+    await within(writer.close(), 10_000, "pending writes drain once the peer reads");
+    const received = await within(reading, 10_000, "reader sees everything");
+    assert.equal(received.byteLength, written);
+  } finally {
+    await client.close();
+    await server?.close();
+    await listener.close();
+  }
+});
+
+test(`${runtime}: a listener accepts several connections at once`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const seen: number[] = [];
+  const stop = serveAll(listener, async (transport) => {
+    const bytes = await readAll(transport.readable);
+    seen.push(bytes[0]);
+    const writer = transport.writable.getWriter();
+    await writer.write(new Uint8Array([bytes[0] + 100]));
+    await writer.close();
+  });
+  try {
+    const replies = await within(
+      Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map(async (id) => {
+        const client = await net.connectTcp({ hostname: host, port: listener.port });
+        const back = await roundTrip(client, [new Uint8Array([id])]);
+        await client.close();
+        return back[0];
+      })),
+      5000,
+      "8 concurrent connections",
+    );
+    assert.deepEqual(replies, [100, 101, 102, 103, 104, 105, 106, 107]);
+    assert.deepEqual(seen.sort(), [0, 1, 2, 3, 4, 5, 6, 7]);
+  } finally {
+    await stop();
+  }
+});
+
+test(`${runtime}: close() on one side ends the other side's readable, both ways`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const servers: Transport[] = [];
+  const accepting = (async () => {
+    for await (const transport of listener) servers.push(transport);
+  })();
+  try {
+    for (const closer of ["client", "server"] as const) {
+      const client = await net.connectTcp({ hostname: host, port: listener.port });
+      while (servers.length === 0) await sleep(1);
+      const server = servers.pop()!;
+      const [closing, other] = closer === "client" ? [client, server] : [server, client];
+      const reader = other.readable.getReader();
+      const read = reader.read();
+      await closing.close();
+      // A peer's close ends the readable: done, or an error (a reset); never a hang.
+      const result = await within(read.catch((error) => ({ error })), 2000, `${closer} close seen by peer`);
+      assert.ok("error" in result || result.done, `unexpected ${JSON.stringify(result)}`);
+      await other.close();
+    }
+  } finally {
+    await listener.close();
+    await within(accepting, 2000, "accept loop ends");
+  }
+});
+
+test(`${runtime}: close() is idempotent, always settles, and writes after it reject`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const stop = serveAll(listener, echo);
+  try {
+    const client = await net.connectTcp({ hostname: host, port: listener.port });
+    const writer = client.writable.getWriter();
+    await writer.write(new Uint8Array([1]));
+    await within(Promise.all([client.close(), client.close()]), 2000, "two close() calls");
+    await within(Promise.resolve(client.close()), 2000, "a third close()");
+    await assert.rejects(within(writer.write(new Uint8Array([2])), 2000, "write after close"));
+    // The local readable ends too.
+    const reader = client.readable.getReader();
+    const ends = async () => {
+      for (let r = await reader.read(); !r.done; r = await reader.read());
+    };
+    await within(ends().catch(() => {}), 2000, "local readable ends after close()");
+  } finally {
+    await stop();
+  }
+});
+
+test(`${runtime}: connectTcp() rejects promptly on a refused port and at once on an aborted signal`, async () => {
+  const port = await freePort();
+  const started = performance.now();
+  await assert.rejects(
+    within(net.connectTcp({ hostname: host, port, signal: AbortSignal.timeout(1000) }), 3000, "refused"),
+  );
+  assert.ok(performance.now() - started < 1500, "a refused connection rejects promptly");
+  const abort = new AbortController();
+  const reason = new Error("stop");
+  abort.abort(reason);
+  await assert.rejects(net.connectTcp({ hostname: host, port, signal: abort.signal }), (e) => e === reason);
+  // Aborting while connecting rejects with the reason.
+  const later = new AbortController();
+  const attempt = net.connectTcp({ hostname: host, port, signal: later.signal });
+  later.abort(reason);
+  await assert.rejects(
+    within(attempt, 2000, "abort while connecting"),
+    (e) => e === reason || e instanceof Error,
+  );
+});
+
+test(`${runtime}: listener.close() ends a pending iteration`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const iterating = (async () => {
+    let count = 0;
+    for await (const _ of listener) count++;
+    return count;
+  })();
+  await sleep(10);
+  await listener.close();
+  assert.equal(await within(iterating, 2000, "iteration ends"), 0);
+});
+
+test(`${runtime}: connectTls() verifies the server against caCerts and round-trips data`, async () => {
+  const listener = await net.listenTls({ hostname: host, port: 0, cert, key });
+  const stop = serveAll(listener, echo);
+  try {
+    for (const serverName of [undefined, "localhost"]) {
+      const client = await within(
+        net.connectTls({ hostname: host, port: listener.port, caCerts: [ca], serverName }),
+        5000,
+        `TLS connect (serverName ${serverName})`,
+      );
+      const data = pattern(200_000, 3);
+      const back = await within(
+        roundTrip(client, [data.subarray(0, 1000), data.subarray(1000)]),
+        5000,
+        "echo",
+      );
+      assert.deepEqual(back, data);
+      await client.close();
+    }
+  } finally {
+    await stop();
+  }
+});
+
+test(`${runtime}: connectTls() rejects a server signed by another CA or named otherwise`, async () => {
+  const listener = await net.listenTls({ hostname: host, port: 0, cert, key });
+  const stop = serveAll(listener, echo);
+  try {
+    await assert.rejects(
+      within(net.connectTls({ hostname: host, port: listener.port, caCerts: [otherCa] }), 5000, "wrong CA"),
+      (e) => e instanceof Error && !e.message.startsWith("Timed out"),
+    );
+    await assert.rejects(
+      within(net.connectTls({ hostname: host, port: listener.port }), 5000, "no CA"),
+      (e) => e instanceof Error && !e.message.startsWith("Timed out"),
+    );
+    await assert.rejects(
+      within(
+        net.connectTls({ hostname: host, port: listener.port, caCerts: [ca], serverName: "example.com" }),
+        5000,
+        "wrong name",
+      ),
+      (e) => e instanceof Error && !e.message.startsWith("Timed out"),
+    );
+  } finally {
+    await stop();
+  }
+});
+
+test(`${runtime}: connectTls({ insecure: true }) skips verification, or says it cannot on Deno`, async () => {
+  const listener = await net.listenTls({ hostname: host, port: 0, cert, key });
+  const stop = serveAll(listener, echo);
+  try {
+    const connecting = net.connectTls({ hostname: host, port: listener.port, insecure: true });
+    if (runtime === "deno") {
+      await assert.rejects(connecting, /Cannot skip TLS certificate verification on Deno/);
+      return;
+    }
+    const client = await within(connecting, 5000, "insecure TLS connect");
+    const back = await within(roundTrip(client, [pattern(10)]), 5000, "echo");
+    assert.deepEqual(back, pattern(10));
+    await client.close();
+  } finally {
+    await stop();
+  }
+});
