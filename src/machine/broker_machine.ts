@@ -190,6 +190,9 @@ export class BrokerMachine {
   readonly #retained = new Map<string, BrokerMessage>();
   /** Sessions with a will or expiry deadline. */
   readonly #timed = new Set<SessionRecord>();
+  /** The earliest deadline of `#timed`, when `#earliestKnown`; recomputed lazily. */
+  #earliest: Millis | undefined;
+  #earliestKnown = true;
   readonly #dirty = new Set<SessionMachine>();
   readonly #persistentExpiry: number;
   readonly #maximumExpiry: number;
@@ -309,13 +312,13 @@ export class BrokerMachine {
       };
       this.#sessions.set(clientId, record);
     }
+    this.#unschedule(record);
     record.connection = session;
     record.expiryInterval = expiry;
     record.expiresAt = undefined;
     // [MQTT-3.1.3-9] a new connection before the will delay passed: the old will is not sent.
     record.will = undefined;
     record.willAt = undefined;
-    this.#timed.delete(record);
     this.#byConnection.set(session, record);
     session.accept(now, {
       sessionPresent,
@@ -470,14 +473,14 @@ export class BrokerMachine {
       } else {
         record.will = will;
         record.willAt = now + delay * 1000;
-        this.#timed.add(record);
+        this.#schedule(record);
       }
     }
     if (record.expiryInterval === 0) {
       this.#endSession(now, record);
     } else if (record.expiryInterval !== NEVER) {
       record.expiresAt = now + record.expiryInterval * 1000;
-      this.#timed.add(record);
+      this.#schedule(record);
     }
   }
 
@@ -488,6 +491,9 @@ export class BrokerMachine {
    * @param now The current time.
    */
   handleTimeout(now: Millis): void {
+    const earliest = this.pollTimeout();
+    if (earliest === undefined || now < earliest) return;
+    this.#earliestKnown = false;
     for (const record of [...this.#timed]) {
       if (record.willAt !== undefined && record.willAt <= now) {
         const will = record.will as Will;
@@ -506,13 +512,13 @@ export class BrokerMachine {
    * @returns When to call {@linkcode BrokerMachine.handleTimeout}, or `undefined` when nothing waits.
    */
   pollTimeout(): Millis | undefined {
-    let earliest: Millis | undefined;
-    for (const record of this.#timed) {
-      for (const at of [record.willAt, record.expiresAt]) {
-        if (at !== undefined && (earliest === undefined || at < earliest)) earliest = at;
-      }
+    if (!this.#earliestKnown) {
+      let earliest: Millis | undefined;
+      for (const record of this.#timed) earliest = earlier(earliest, deadline(record));
+      this.#earliest = earliest;
+      this.#earliestKnown = true;
     }
-    return earliest;
+    return this.#earliest;
   }
 
   /**
@@ -601,11 +607,21 @@ export class BrokerMachine {
         record.subscriptions.set(subscription.topicFilter, { ...subscription });
         this.#addToTree(record, subscription.topicFilter, subscription);
       }
-      if (record.expiresAt !== undefined || record.willAt !== undefined) this.#timed.add(record);
+      if (record.expiresAt !== undefined || record.willAt !== undefined) this.#schedule(record);
     }
   }
 
   // ---------------------------------------------------------------------------------------------- internals
+
+  #schedule(record: SessionRecord): void {
+    this.#timed.add(record);
+    if (this.#earliestKnown) this.#earliest = earlier(this.#earliest, deadline(record));
+  }
+
+  #unschedule(record: SessionRecord): void {
+    if (!this.#timed.delete(record)) return;
+    if (this.#earliestKnown && deadline(record) === this.#earliest) this.#earliestKnown = false;
+  }
 
   #recordOf(session: SessionMachine, what: string): SessionRecord {
     const record = this.#byConnection.get(session);
@@ -714,6 +730,7 @@ export class BrokerMachine {
   }
 
   #endSession(now: Millis, record: SessionRecord): void {
+    this.#unschedule(record);
     if (record.will !== undefined) {
       const will = record.will;
       record.will = undefined;
@@ -724,7 +741,6 @@ export class BrokerMachine {
     record.subscriptions.clear();
     record.state.clear();
     record.expiresAt = undefined;
-    this.#timed.delete(record);
     if (this.#sessions.get(record.clientId) === record) this.#sessions.delete(record.clientId);
   }
 
@@ -760,6 +776,18 @@ export class BrokerMachine {
     if (group.members.length === 0) this.#tree.remove(shared.filter, key);
     else if (group.cursor >= group.members.length) group.cursor = 0;
   }
+}
+
+/** The earlier of two optional times. */
+function earlier(a: Millis | undefined, b: Millis | undefined): Millis | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return a < b ? a : b;
+}
+
+/** A session's next deadline: its will or its expiry. */
+function deadline(record: SessionRecord): Millis | undefined {
+  return earlier(record.willAt, record.expiresAt);
 }
 
 /** The will delay in seconds (MQTT 5), 0 when absent. */

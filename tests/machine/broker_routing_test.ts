@@ -299,3 +299,60 @@ test("BrokerMachine does not send a retained message that has expired [MQTT-3.3.
   assert.deepStrictEqual(got.map((p) => [p.topic, p.properties?.messageExpiryInterval]), [["q", 40]]);
   assert.equal(h.broker.retainedCount, 1);
 });
+
+test("BrokerMachine sends a shared and a non-shared match as separate copies, each with its own identifier [MQTT-3.3.4-5]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5);
+  sub.subscribe("$share/g/a", 1, 1);
+  sub.subscribe("a", 1, 2);
+  h.connected("p", 5).publish("a", "x", { qos: 1, packetId: 1 });
+  const got = sub.takePublishes().map((p) => p.properties?.subscriptionIdentifiers);
+  assert.deepStrictEqual(got.sort(), [[1], [2]]);
+});
+
+test("SessionMachine refuses No Local on a shared subscription with a protocol error [MQTT-3.8.3-4]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5);
+  client.send({
+    type: "subscribe",
+    packetId: 1,
+    subscriptions: [{
+      topicFilter: "$share/g/a",
+      qos: 0,
+      noLocal: true,
+      retainAsPublished: false,
+      retainHandling: 0,
+    }],
+  });
+  assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.ProtocolError }]);
+});
+
+test("BrokerMachine matches filters character by character, without normalizing [MQTT-4.7.3-4] [MQTT-3.10.4-1]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5);
+  sub.subscribe("caf\u00e9");
+  sub.subscribe("A/b");
+  const pub = h.connected("p", 5);
+  pub.publish("cafe\u0301", "decomposed");
+  pub.publish("a/b", "lower");
+  pub.publish("caf\u00e9", "composed");
+  assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["composed"]);
+  sub.send({ type: "unsubscribe", packetId: 2, topicFilters: ["a/b"] });
+  assert.deepStrictEqual(sub.take(), [{
+    type: "unsuback",
+    packetId: 2,
+    reasonCodes: [ReasonCode.NoSubscriptionExisted],
+  }]);
+});
+
+test("BrokerMachine forwards messages in the order received, per publisher [MQTT-4.6.0-5] [MQTT-4.6.0-6]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 4);
+  sub.subscribe("t", 1);
+  const pub = h.connected("p", 4);
+  for (let i = 1; i <= 20; i++) pub.publish("t", `${i}`, { qos: 1, packetId: i });
+  assert.deepStrictEqual(
+    sub.takePublishes().map((p) => Number(text(p.payload))),
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
+});

@@ -363,3 +363,26 @@ test("BrokerMachine.attach() throws for a session without a pending CONNECT, sub
     /not attached/,
   );
 });
+
+test("BrokerMachine publishes the will when the broker closes the connection for keep-alive [MQTT-3.1.2-8]", () => {
+  const h = new Harness();
+  const watcher = h.connected("w", 4);
+  watcher.subscribe("will", 1);
+  h.connected("c", 4, { will: will(), keepAlive: 2 });
+  assert.equal(h.advance(), 3_000);
+  assert.equal(watcher.takePublishes().length, 1);
+});
+
+test("BrokerMachine resends a QoS 2 message in flight on resumption even after its expiry [MQTT-4.3.3-7]", () => {
+  const h = new Harness();
+  const options = { cleanStart: false, properties: { sessionExpiryInterval: 600 } };
+  const sub = h.connected("s", 5, options);
+  sub.subscribe("t", 2);
+  h.connected("p", 5).publish("t", "x", { qos: 2, packetId: 1, properties: { messageExpiryInterval: 2 } });
+  assert.equal(sub.takePublishes().length, 1);
+  sub.drop();
+  h.now = 10_000;
+  const again = h.connect("s", 5, options);
+  const [p] = again.takePublishes();
+  assert.deepStrictEqual([text(p.payload), p.dup], ["x", true]);
+});
