@@ -200,6 +200,69 @@ test(`${runtime}: writes wait while the peer does not read (backpressure)`, asyn
   }
 });
 
+test(`${runtime}: close() settles and a waiting write rejects while the peer does not read`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  let server: Transport | undefined;
+  const accepted = (async () => {
+    for await (const transport of listener) {
+      server = transport;
+      return;
+    }
+  })();
+  const client = await net.connectTcp({ hostname: host, port: listener.port });
+  try {
+    await within(accepted, 2000, "accept");
+    const writer = client.writable.getWriter();
+    const chunk = pattern(1 << 20);
+    let pending: Promise<void> | undefined;
+    for (let i = 0; i < 256 && pending === undefined; i++) {
+      const write = writer.write(chunk);
+      if (!await Promise.race([write.then(() => true), sleep(200).then(() => false)])) pending = write;
+    }
+    assert.ok(pending !== undefined, "writes never waited");
+    await within(Promise.resolve(client.close()), 2000, "close() with a full send buffer");
+    await assert.rejects(within(pending, 2000, "the waiting write settles"));
+  } finally {
+    await client.close();
+    await server?.close();
+    await listener.close();
+  }
+});
+
+test(`${runtime}: a peer that resets the connection ends the readable and fails writes`, async () => {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const stop = serveAll(listener, async (transport) => {
+    // Closing with unread bytes makes the kernel send RST instead of FIN.
+    await sleep(20);
+    await transport.close();
+  });
+  try {
+    const client = await net.connectTcp({ hostname: host, port: listener.port });
+    const writer = client.writable.getWriter();
+    await writer.write(pattern(100_000));
+    const reader = client.readable.getReader();
+    const result = await within(
+      reader.read().catch((error) => ({ error })),
+      2000,
+      "readable ends after a reset",
+    );
+    assert.ok("error" in result || result.done);
+    const failing = async () => {
+      for (let i = 0; i < 100; i++) {
+        await writer.write(pattern(65536));
+        await sleep(1);
+      }
+    };
+    await assert.rejects(
+      within(failing(), 3000, "writes fail after a reset"),
+      (e) => !String(e).includes("Timed out"),
+    );
+    await client.close();
+  } finally {
+    await stop();
+  }
+});
+
 test(`${runtime}: a listener accepts several connections at once`, async () => {
   const listener = await net.listenTcp({ hostname: host, port: 0 });
   const seen: number[] = [];

@@ -5,6 +5,8 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { connectWebSocket } from "../../src/transport/websocket.ts";
 
@@ -159,4 +161,79 @@ test("connectWebSocket() rejects on an aborted signal and on a refused port", as
   const url = server.url;
   await server.close();
   await assert.rejects(within(connectWebSocket(url), 2000, "refused"), /connection failed/);
+});
+
+/**
+ * A `ws` server in a Node child process (Bun replaces `ws` with its own server, whose sockets cannot pause):
+ * it stops reading on connection until told "go" on stdin, then reports the bytes it received when the
+ * client closes.
+ */
+const PAUSING_SERVER = `
+import { WebSocketServer } from ${
+  JSON.stringify(fileURLToPath(new URL("../../node_modules/ws/wrapper.mjs", import.meta.url)))
+};
+const wss = new WebSocketServer({ host: "127.0.0.1", port: 0, handleProtocols: () => "mqtt" });
+wss.on("listening", () => console.log("port " + wss.address().port));
+wss.on("connection", (socket) => {
+  let received = 0;
+  socket._socket.pause();
+  process.stdin.once("data", () => socket._socket.resume());
+  socket.on("message", (data) => { received += data.length; });
+  socket.on("close", () => { console.log("received " + received); process.exit(0); });
+});
+setTimeout(() => process.exit(1), 10000);
+`;
+
+test("connectWebSocket() writes wait while bufferedAmount is above highWaterMark", async () => {
+  const node = "Deno" in globalThis || "Bun" in globalThis ? "node" : process.execPath;
+  const child = spawn(node, ["--input-type=module", "-e", PAUSING_SERVER], {
+    stdio: ["pipe", "pipe", "inherit"],
+  });
+  try {
+    const lines: string[] = [];
+    let wake = () => {};
+    child.stdout!.on("data", (data) => {
+      lines.push(...String(data).split("\n").filter((line) => line !== ""));
+      wake();
+    });
+    const line = async (prefix: string) => {
+      for (;;) {
+        const found = lines.find((l) => l.startsWith(prefix));
+        if (found !== undefined) return Number(found.slice(prefix.length));
+        await new Promise<void>((resolve) => wake = resolve);
+      }
+    };
+    const port = await within(line("port "), 5000, "server start");
+    const transport = await within(
+      connectWebSocket(`ws://127.0.0.1:${port}/mqtt`, { highWaterMark: 65536 }),
+      2000,
+      "connect",
+    );
+    const writer = transport.writable.getWriter();
+    const chunk = new Uint8Array(1 << 20);
+    let written = 0;
+    let pending: Promise<void> | undefined;
+    while (written < 256 << 20) {
+      const write = writer.write(chunk);
+      written += chunk.byteLength;
+      const settled = await Promise.race([
+        write.then(() => true),
+        new Promise((r) => setTimeout(r, 300, false)),
+      ]);
+      if (!settled) {
+        pending = write;
+        break;
+      }
+    }
+    assert.ok(
+      pending !== undefined,
+      `writes never waited: ${written} bytes taken by a server that reads nothing`,
+    );
+    child.stdin!.write("go\n");
+    await within(pending, 5000, "the waiting write completes once the server reads");
+    await within(Promise.resolve(transport.close()), 2000, "close");
+    assert.equal(await within(line("received "), 5000, "server total"), written);
+  } finally {
+    child.kill();
+  }
 });
