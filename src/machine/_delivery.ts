@@ -8,8 +8,7 @@
 import { encode } from "../codec/encode.ts";
 import type { ProtocolVersion, PublishPacket, PublishProperties, QoS } from "../codec/packet.ts";
 
-/** Milliseconds on the caller's monotonic clock. */
-type Millis = number;
+import type { Millis } from "./client_machine.ts";
 
 /**
  * An application message as the broker holds it: routed once and shared by every delivery. Its payload is a

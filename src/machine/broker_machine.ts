@@ -22,8 +22,7 @@ import type { SessionMachine } from "./session_machine.ts";
 import { minQoS, SessionState } from "./session_state.ts";
 import { TopicTree } from "./topic_tree.ts";
 
-/** Milliseconds on the caller's monotonic clock. */
-type Millis = number;
+import type { Millis } from "./client_machine.ts";
 
 /** A session expiry interval that never ends, in seconds. */
 const NEVER = 0xffff_ffff;
@@ -59,21 +58,31 @@ export interface SessionSubscription extends Subscription {
 
 /** A message in a {@linkcode BrokerSnapshot}: plain data, times relative to the snapshot. */
 export interface MessageSnapshot {
+  /** The topic name. */
   topic: string;
+  /** The payload (a copy). */
   payload: Uint8Array;
+  /** The QoS it was published with. */
   qos: QoS;
+  /** The RETAIN flag it was published with. */
   retain: boolean;
+  /** The properties forwarded with it (MQTT 5), without topic alias, subscription identifiers or expiry. */
   properties?: PublishProperties;
   /** Milliseconds left before the message expires, when it does. */
   expiresInMs?: number;
+  /** The client identifier of the publisher, for No Local. */
   publisher?: string;
 }
 
 /** A delivery in a {@linkcode SessionSnapshot}. */
 export interface DeliverySnapshot {
+  /** The message. */
   message: MessageSnapshot;
+  /** The QoS of this delivery. */
   qos: QoS;
+  /** The RETAIN flag to send. */
   retain: boolean;
+  /** The identifiers of the matching subscriptions (MQTT 5). */
   subscriptionIdentifiers?: number[];
   /** The packet identifier, for a delivery in flight. */
   packetId?: number;
@@ -83,23 +92,31 @@ export interface DeliverySnapshot {
 
 /** One session in a {@linkcode BrokerSnapshot}. */
 export interface SessionSnapshot {
+  /** The client identifier. */
   clientId: string;
   /** Seconds the session outlives its connection. */
   expiryInterval: number;
   /** Milliseconds left before an offline session expires. */
   expiresInMs?: number;
+  /** The session's subscriptions. */
   subscriptions: SessionSubscription[];
+  /** Deliveries sent and not completed, in sending order. */
   inflight: DeliverySnapshot[];
+  /** Deliveries waiting to be sent, oldest first. */
   queue: DeliverySnapshot[];
+  /** QoS 2 packet identifiers the client published that await PUBREL. */
   inboundQoS2: number[];
   /** A will waiting for its delay. */
   will?: Will;
+  /** Milliseconds left before that will is published. */
   willInMs?: number;
 }
 
 /** The state of a {@linkcode BrokerMachine} as plain data (structured-clone safe), for persistence. */
 export interface BrokerSnapshot {
+  /** Every session. */
   sessions: SessionSnapshot[];
+  /** Every retained message. */
   retained: MessageSnapshot[];
 }
 

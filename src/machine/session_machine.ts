@@ -30,8 +30,7 @@ import {
 } from "./_delivery.ts";
 import { SessionState } from "./session_state.ts";
 
-/** Milliseconds on any monotonic clock the caller picks: `performance.now()` in drivers, 0, 1, 2… in tests. */
-type Millis = number;
+import type { Millis } from "./client_machine.ts";
 
 /** Where a {@linkcode SessionMachine} is in the life of its connection. */
 export type SessionMachineState =

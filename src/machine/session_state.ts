@@ -10,8 +10,7 @@ import { type Delivery, type InflightDelivery, keepMessage } from "./_delivery.t
 
 export type { BrokerMessage, Delivery, InflightDelivery } from "./_delivery.ts";
 
-/** Milliseconds on the caller's monotonic clock. */
-type Millis = number;
+import type { Millis } from "./client_machine.ts";
 
 /** Options of {@linkcode SessionState}. */
 export interface SessionStateOptions {
@@ -185,7 +184,21 @@ export class SessionState {
   }
 }
 
-/** The lower of two QoS levels. */
+/**
+ * The lower of two QoS levels, as a delivery's QoS is the lower of the published and the granted one
+ * [MQTT-3.8.4-8].
+ *
+ * @param a A QoS.
+ * @param b Another QoS.
+ * @returns The lower one.
+ *
+ * @example Downgrade a delivery
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { minQoS } from "@x/mqtt/machine";
+ * assert.equal(minQoS(2, 1), 1);
+ * ```
+ */
 export function minQoS(a: QoS, b: QoS): QoS {
   return a < b ? a : b;
 }
