@@ -58,6 +58,7 @@ export interface InflightDelivery extends Delivery {
 
 /** The bytes of a PUBLISH with a placeholder packet identifier, and where that identifier sits. */
 export interface EncodedPublish {
+  /** The whole packet, shared: copy it before patching. */
   readonly bytes: Uint8Array;
   /** The offset of the 2-byte packet identifier, or -1 at QoS 0. */
   readonly packetIdOffset: number;

@@ -8,7 +8,7 @@
 import type { QoS } from "../codec/packet.ts";
 import { type Delivery, type InflightDelivery, keepMessage } from "./_delivery.ts";
 
-export type { BrokerMessage, Delivery, InflightDelivery } from "./_delivery.ts";
+export type { BrokerMessage, Delivery, EncodedPublish, InflightDelivery } from "./_delivery.ts";
 
 import type { Millis } from "./client_machine.ts";
 
