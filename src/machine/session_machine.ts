@@ -95,6 +95,8 @@ export type SessionEvent =
   | { type: "closed"; error?: MqttError };
 
 const EMPTY_CODES: ReasonCode[] = [];
+/** The most packets kept between a CONNECT and its answer. */
+const MAX_HELD = 1000;
 
 /**
  * The broker side of one network connection: decodes what the client sends (any protocol version, learnt from
@@ -560,8 +562,15 @@ export class SessionMachine {
         this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), false);
       } else if (packet.type === "disconnect") {
         this.#close(undefined);
-      } else {
+      } else if (this.#held.length < MAX_HELD) {
         this.#held.push(packet);
+      } else {
+        // A client that floods before it is accepted is refused rather than buffered without bound.
+        this.#fail(
+          now,
+          new MqttError(ReasonCode.QuotaExceeded, `Cannot hold more than ${MAX_HELD} packets before CONNACK`),
+          true,
+        );
       }
       return;
     }

@@ -387,3 +387,15 @@ test("SessionMachine commands throw on the caller's mistakes", () => {
   session.accept(0);
   assert.throws(() => session.acknowledge(0, 9), /no PUBLISH/);
 });
+
+test("SessionMachine refuses a client that floods before its CONNECT is answered", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, { manual: true });
+  for (let i = 0; i < 1001; i++) client.send({ type: "pingreq" });
+  assert.deepStrictEqual(client.take(), [{
+    type: "connack",
+    sessionPresent: false,
+    reasonCode: ReasonCode.QuotaExceeded,
+  }]);
+  assert.equal(client.session.state, "closed");
+});
