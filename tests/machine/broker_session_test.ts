@@ -19,7 +19,7 @@ function will(topic = "will", extra: Partial<Will> = {}): Will {
 }
 
 for (const version of VERSIONS) {
-  test(`BrokerMachine takes over a connected client id: the old connection closes, v${version} [MQTT-3.1.4-3] [MQTT-3.1.4-2]`, () => {
+  test(`BrokerMachine takes over a connected client id: the old connection closes, v${version} ${version === 5 ? "[MQTT-3.1.4-3]" : "[MQTT-3.1.4-2]"}`, () => {
     const h = new Harness();
     const first = h.connected("same", version);
     const second = h.connected("same", version);
@@ -39,7 +39,7 @@ for (const version of VERSIONS) {
     assert.equal(second.takePublishes().length, 1);
   });
 
-  test(`BrokerMachine resumes a session: Session Present 1 and its subscriptions kept, v${version} [MQTT-3.1.2-5] [MQTT-3.2.2-3]`, () => {
+  test(`BrokerMachine resumes a session: Session Present 1 and its subscriptions kept, v${version} ${version === 5 ? "[MQTT-3.1.2-5] [MQTT-3.2.2-3]" : "[MQTT-3.1.2-4] [MQTT-3.2.2-2]"}`, () => {
     if (version === 3) return; // MQTT 3.1 has no Session Present flag
     const h = new Harness();
     const first = h.connected("c", version, persistent(version));
@@ -52,7 +52,7 @@ for (const version of VERSIONS) {
     assert.equal(again.takePublishes().length, 1);
   });
 
-  test(`BrokerMachine discards the session on a clean start: Session Present 0 [MQTT-3.1.2-4] [MQTT-3.2.2-2]`, () => {
+  test(`BrokerMachine discards the session on a clean start: Session Present 0, v${version} ${version === 5 ? "[MQTT-3.1.2-4] [MQTT-3.2.2-2]" : "[MQTT-3.1.2-6] [MQTT-3.2.2-1]"}`, () => {
     const h = new Harness();
     const first = h.connected("c", version, persistent(version));
     first.subscribe("t", 1);
@@ -68,7 +68,7 @@ for (const version of VERSIONS) {
     assert.equal(again.takePublishes().length, 0);
   });
 
-  test(`BrokerMachine queues QoS 1 and 2 for an offline session and sends them on resumption, v${version} [MQTT-3.1.2-5] (3.1.1) [MQTT-4.5.0-1]`, () => {
+  test(`BrokerMachine queues QoS 1 and 2 for an offline session and sends them on resumption, v${version} ${version === 5 ? "[MQTT-4.5.0-1]" : "[MQTT-3.1.2-5] [MQTT-4.5.0-1]"}`, () => {
     const h = new Harness();
     const sub = h.connected("c", version, persistent(version));
     sub.subscribe("t", 2);
@@ -86,7 +86,7 @@ for (const version of VERSIONS) {
     ]]);
   });
 
-  test(`BrokerMachine resends unacknowledged PUBLISH with DUP and PUBREL on resumption, in order, v${version} [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-4.6.0-1]`, () => {
+  test(`BrokerMachine resends unacknowledged PUBLISH with DUP and PUBREL on resumption, in order, v${version} [MQTT-4.4.0-1] [MQTT-3.3.1-1] [MQTT-3.3.1-3] [MQTT-4.6.0-1]`, () => {
     const h = new Harness();
     const sub = h.connected("c", version, persistent(version));
     sub.subscribe("t", 2);
@@ -115,7 +115,7 @@ for (const version of VERSIONS) {
     assert.equal(again.session.session.inflight.size, 0);
   });
 
-  test(`BrokerMachine publishes the will when the connection drops, v${version} [MQTT-3.1.2-8] [MQTT-3.1.2-14]`, () => {
+  test(`BrokerMachine publishes the will when the connection drops, v${version} ${version === 5 ? "[MQTT-3.1.2-8] [MQTT-3.1.2-14]" : "[MQTT-3.1.2-8] [MQTT-3.1.2-16]"}`, () => {
     const h = new Harness();
     const watcher = h.connected("w", version);
     watcher.subscribe("will", 1);
@@ -134,7 +134,7 @@ for (const version of VERSIONS) {
     assert.deepStrictEqual(watcher.take(), []);
   });
 
-  test(`BrokerMachine publishes a will with RETAIN as retained, v${version} [MQTT-3.1.2-15]`, () => {
+  test(`BrokerMachine publishes a will with RETAIN as retained, v${version} ${version === 5 ? "[MQTT-3.1.2-15]" : "[MQTT-3.1.2-17]"}`, () => {
     const h = new Harness();
     const client = h.connected("c", version, { will: will("status", { retain: true }) });
     client.drop();
@@ -385,4 +385,18 @@ test("BrokerMachine resends a QoS 2 message in flight on resumption even after i
   const again = h.connect("s", 5, options);
   const [p] = again.takePublishes();
   assert.deepStrictEqual([text(p.payload), p.dup], ["x", true]);
+});
+
+test("BrokerMachine does not offer a shared message refused by its member to the others [MQTT-4.8.2-6]", () => {
+  const h = new Harness();
+  const a = h.connected("a", 5);
+  a.subscribe("$share/g/t", 1);
+  const b = h.connected("b", 5);
+  b.subscribe("$share/g/t", 1);
+  h.connected("p", 5).publish("t", "x", { qos: 1, packetId: 1 });
+  const [holder, other] = a.inbox.length > 0 ? [a, b] : [b, a];
+  const [p] = holder.takePublishes();
+  holder.send({ type: "puback", packetId: p.packetId as number, reasonCode: ReasonCode.UnspecifiedError });
+  assert.equal(holder.session.session.inflight.size, 0);
+  assert.deepStrictEqual(other.take(), []);
 });

@@ -20,7 +20,7 @@ function connectPacket(version: ProtocolVersion, fields: Partial<ConnectPacket> 
 }
 
 for (const version of VERSIONS) {
-  test(`SessionMachine.accept() answers CONNECT with CONNACK 0x00, v${version} [MQTT-3.1.4-5]`, () => {
+  test(`SessionMachine.accept() answers CONNECT with CONNACK 0x00, v${version} ${version === 5 ? "[MQTT-3.1.4-5]" : "[MQTT-3.1.4-4]"}`, () => {
     const h = new Harness();
     const client = h.connect("c", version, { manual: true });
     const event = client.events.shift();
@@ -38,7 +38,7 @@ for (const version of VERSIONS) {
     assert.equal(client.session.state, "connected");
   });
 
-  test(`SessionMachine.reject() sends CONNACK with the refusal and closes, v${version} [MQTT-3.2.2-6] [MQTT-3.2.2-7]`, () => {
+  test(`SessionMachine.reject() sends CONNACK with the refusal and closes, v${version} ${version === 5 ? "[MQTT-3.2.2-6] [MQTT-3.2.2-7]" : "[MQTT-3.2.2-4] [MQTT-3.2.2-5]"}`, () => {
     const h = new Harness();
     const client = h.connect("c", version, { manual: true });
     client.events.shift();
@@ -63,7 +63,7 @@ for (const version of VERSIONS) {
     assert.deepStrictEqual(client.take(), [{ type: "pingresp" }]);
   });
 
-  test(`SessionMachine closes after 1.5 × keep-alive of silence, v${version} [MQTT-3.1.2-22]`, () => {
+  test(`SessionMachine closes after 1.5 × keep-alive of silence, v${version} ${version === 5 ? "[MQTT-3.1.2-22]" : "[MQTT-3.1.2-24]"}`, () => {
     const h = new Harness();
     const client = h.connected("c", version, { keepAlive: 10 });
     assert.equal(client.session.pollTimeout(), 15_000);
@@ -399,3 +399,44 @@ test("SessionMachine refuses a client that floods before its CONNECT is answered
   }]);
   assert.equal(client.session.state, "closed");
 });
+
+for (const version of VERSIONS) {
+  test(
+    `SessionMachine processes nothing the client sent after a refused CONNECT, v${version} ${
+      version === 5 ? "[MQTT-3.1.4-6]" : "[MQTT-3.1.4-5]"
+    }`,
+    () => {
+      const h = new Harness();
+      const watcher = h.connected("w", version);
+      watcher.subscribe("t");
+      const client = h.connect("c", version, { manual: true });
+      client.publish("t", "before the answer");
+      client.events.shift();
+      client.session.reject(h.now, ReasonCode.NotAuthorized);
+      h.pump();
+      client.publish("t", "after the answer");
+      assert.deepStrictEqual(client.take().map((p) => p.type), ["connack"]);
+      assert.deepStrictEqual(client.events, []);
+      assert.deepStrictEqual(watcher.take(), []);
+    },
+  );
+
+  test(
+    `SessionMachine sends CONNACK before anything else and only once, v${version} ${
+      version === 5 ? "[MQTT-3.2.0-1] [MQTT-3.2.0-2]" : "[MQTT-3.2.0-1]"
+    }`,
+    () => {
+      const h = new Harness();
+      const options = version === 5 ? { cleanStart: false, properties: { sessionExpiryInterval: 60 } } : {
+        cleanStart: false,
+      };
+      const sub = h.connected("s", version, options);
+      sub.subscribe("t", 1);
+      sub.drop();
+      h.connected("p", version).publish("t", "queued", { qos: 1, packetId: 1 });
+      const again = h.connect("s", version, options);
+      assert.deepStrictEqual(again.take().map((p) => p.type), ["connack", "publish"]);
+      assert.throws(() => again.session.accept(h.now), /no CONNECT/);
+    },
+  );
+}
