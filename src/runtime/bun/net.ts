@@ -90,6 +90,7 @@ class SocketState {
   #readDone = false;
   #writeDone = false;
   #isClosed = false;
+  #closing = false;
   #error: Error | undefined;
   #drain: { resolve(): void; reject(error: Error): void } | undefined;
   #resolveClosed!: () => void;
@@ -139,8 +140,12 @@ class SocketState {
     return this.#error ?? new Error("Cannot write: the connection is closed");
   }
 
+  /** Ends the socket once (FIN after what was written); settles when Bun reports it closed. */
   close(): Promise<void> {
-    if (!this.#isClosed) this.#socket.end();
+    if (!this.#isClosed && !this.#closing) {
+      this.#closing = true;
+      this.#socket.end();
+    }
     return this.closed;
   }
 
