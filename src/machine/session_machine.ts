@@ -60,6 +60,11 @@ export interface SessionMachineOptions {
   maximumQoS?: QoS;
   /** Whether retained messages are accepted (MQTT 5 Retain Available). @default true */
   retainAvailable?: boolean;
+  /**
+   * The most QoS 1 and 2 messages in flight to the client, for clients of any version; an MQTT 5 client's
+   * Receive Maximum lowers it further. @default 65535
+   */
+  maxInflightMessages?: number;
 }
 
 /** Options of {@linkcode SessionMachine.accept}. */
@@ -135,6 +140,7 @@ export class SessionMachine {
   readonly #topicAliasMaximum: number;
   readonly #maximumQoS: QoS;
   readonly #retainAvailable: boolean;
+  readonly #maxInflight: number;
 
   #state: SessionMachineState = "waiting";
   #version: ProtocolVersion | undefined;
@@ -181,6 +187,11 @@ export class SessionMachine {
     this.#topicAliasMaximum = options.topicAliasMaximum ?? 16;
     this.#maximumQoS = options.maximumQoS ?? 2;
     this.#retainAvailable = options.retainAvailable ?? true;
+    this.#maxInflight = options.maxInflightMessages ?? 65_535;
+    if (!(this.#maxInflight >= 1)) {
+      throw new RangeError(`Cannot create session: at most ${this.#maxInflight} messages in flight`);
+    }
+    this.#clientReceiveMaximum = Math.min(65_535, this.#maxInflight);
     if (this.#receiveMaximum < 1 || this.#receiveMaximum > 65_535) {
       throw new RangeError(
         `Cannot create session: receive maximum ${this.#receiveMaximum} is not 1 to 65535`,
@@ -673,7 +684,7 @@ export class SessionMachine {
     const properties = packet.properties;
     if (properties !== undefined) {
       this.#sessionExpiryInterval = properties.sessionExpiryInterval ?? 0;
-      this.#clientReceiveMaximum = properties.receiveMaximum ?? 65_535;
+      this.#clientReceiveMaximum = Math.min(properties.receiveMaximum ?? 65_535, this.#maxInflight);
       this.#clientMaximumPacketSize = properties.maximumPacketSize ?? Infinity;
       this.#clientTopicAliasMaximum = properties.topicAliasMaximum ?? 0;
       this.#authenticationMethod = properties.authenticationMethod;

@@ -360,3 +360,30 @@ test("SessionMachine recognises a QoS 2 resend after a takeover as a duplicate [
   assert.deepStrictEqual(second.take(), [{ type: "pubcomp", packetId: 9, reasonCode: 0 }]);
   assert.equal(sub.takePublishes().length, 0);
 });
+
+test("SessionMachine limits messages in flight to its own maximum for clients of any version", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 4, { session: { maxInflightMessages: 2 } });
+  sub.subscribe("a", 1);
+  const pub = h.connected("p", 4);
+  for (let i = 1; i <= 4; i++) pub.publish("a", `${i}`, { qos: 1, packetId: i });
+  assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["1", "2"]);
+  sub.send({ type: "puback", packetId: 1, reasonCode: 0 });
+  assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["3"]);
+});
+
+test("SessionMachine starts topic aliases afresh on every connection [MQTT-3.3.2-7]", () => {
+  const h = new Harness();
+  const options = { cleanStart: false, properties: { sessionExpiryInterval: 60, topicAliasMaximum: 5 } };
+  const sub = h.connected("s", 5, options);
+  sub.subscribe("t/#", 0);
+  const pub = h.connected("p", 5);
+  pub.publish("t/1", "a");
+  pub.publish("t/1", "b");
+  assert.deepStrictEqual(sub.takePublishes().map((p) => p.topic), ["t/1", ""]);
+  sub.drop();
+  const again = h.connected("s", 5, options);
+  pub.publish("t/1", "c");
+  const [p] = again.takePublishes();
+  assert.deepStrictEqual([p.topic, p.properties?.topicAlias], ["t/1", 1]);
+});
