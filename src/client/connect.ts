@@ -1,0 +1,103 @@
+/**
+ * `connect()`: the front door of the client. Opens the transport a URL names (TCP, TLS, WebSocket) on
+ * whichever runtime this is, and resolves with a connected {@linkcode MqttClient}.
+ *
+ * @module
+ */
+
+import { runtimeNet } from "../runtime/mod.ts";
+import type { Transport } from "../transport/transport.ts";
+import { connectWebSocket } from "../transport/websocket.ts";
+import { type ClientOptions, MqttClient } from "./mqtt_client.ts";
+import { type BrokerAddress, parseBrokerUrl } from "./url.ts";
+
+/** TLS settings for `mqtts://` and `wss://`. */
+export interface TlsOptions {
+  /** PEM certificates of the CAs to trust instead of the system's. */
+  caCerts?: string[];
+  /** PEM client certificate and key, for brokers that require one. */
+  cert?: string;
+  key?: string;
+  /** The name to verify the certificate against; default the URL's host. */
+  serverName?: string;
+  /** Skip certificate verification. Unsafe; for tests against self-signed brokers only. */
+  insecure?: boolean;
+}
+
+/** Options of {@linkcode connect}: the client's options, with a URL instead of a transport factory. */
+export interface ConnectOptions extends Omit<ClientOptions, "transport"> {
+  /** `mqtt://`, `mqtts://`, `ws://` or `wss://`, with optional `user:password@`, port and WebSocket path. */
+  url?: string;
+  /** A transport to use instead of a URL (an in-memory pair, a custom socket…). */
+  transport?: ClientOptions["transport"];
+  tls?: TlsOptions;
+}
+
+/**
+ * Opens the transport for a broker address.
+ *
+ * @param address The parsed URL.
+ * @param tls TLS settings.
+ * @param signal Aborts the attempt.
+ * @returns The open transport.
+ */
+export async function openTransport(
+  address: BrokerAddress,
+  tls: TlsOptions,
+  signal: AbortSignal,
+): Promise<Transport> {
+  const { protocol, hostname, port } = address;
+  if (protocol === "ws" || protocol === "wss") {
+    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+    return await connectWebSocket(`${protocol}://${host}:${port}${address.path}`, { signal });
+  }
+  const net = await runtimeNet();
+  if (protocol === "mqtt") return await net.connectTcp({ hostname, port, signal });
+  return await net.connectTls({
+    hostname,
+    port,
+    signal,
+    caCerts: tls.caCerts,
+    cert: tls.cert,
+    key: tls.key,
+    serverName: tls.serverName,
+    insecure: tls.insecure,
+  });
+}
+
+/**
+ * Connects to a broker.
+ *
+ * @param target A URL (`mqtt://user:pass@host:1883`, `mqtts://`, `ws://host/mqtt`, `wss://`), or options.
+ * @param options More options when the first argument is a URL.
+ * @returns A connected client, once the broker accepted the CONNECT.
+ * @throws {MqttError} The broker's refusal (`source: "peer"`) or a transport failure (`source: "transport"`).
+ * @throws {TypeError} When the URL is not an MQTT URL.
+ *
+ * @example Connect, publish, close
+ * ```ts ignore
+ * import { connect } from "@x/mqtt";
+ * const client = await connect("mqtt://localhost:1883", { clientId: "sensor-1" });
+ * await client.publish("sensors/1/temperature", "21.5", { qos: 1 });
+ * await client.close();
+ * ```
+ */
+export async function connect(
+  target: string | ConnectOptions,
+  options: ConnectOptions = {},
+): Promise<MqttClient> {
+  const merged: ConnectOptions = typeof target === "string" ? { ...options, url: target } : target;
+  let transport = merged.transport;
+  let { username, password } = merged;
+  if (transport === undefined) {
+    if (merged.url === undefined) throw new TypeError("Cannot connect: give a URL or a transport");
+    const address = parseBrokerUrl(merged.url);
+    username ??= address.username;
+    password ??= address.password;
+    const tls = merged.tls ?? {};
+    transport = (signal) => openTransport(address, tls, signal);
+  }
+  const client = new MqttClient({ ...merged, transport, username, password });
+  await client.start();
+  return client;
+}
