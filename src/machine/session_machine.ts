@@ -359,7 +359,8 @@ export class SessionMachine {
     if (this.#state !== "connecting") throw new Error("Cannot accept: no CONNECT is waiting for an answer");
     const version = this.#version as ProtocolVersion;
     const connect = this.#connect as ConnectPacket;
-    const sessionPresent = options.sessionPresent === true && !(connect.cleanStart && version < 5);
+    // [MQTT-3.2.2-2] never present after a clean start.
+    const sessionPresent = options.sessionPresent === true && !connect.cleanStart;
     const extra = options.properties;
     if (extra?.assignedClientIdentifier !== undefined) this.#clientId = extra.assignedClientIdentifier;
     this.#session = options.state ?? new SessionState(this.#clientId);
@@ -388,8 +389,9 @@ export class SessionMachine {
       for (const entry of this.#session.inflight.values()) {
         if (entry.released) {
           this.#outbox.push({ type: "pubrel", packetId: entry.packetId, reasonCode: 0 }, version);
-        } else {
-          this.#sendPublish(now, entry, entry.packetId, true);
+        } else if (!this.#sendPublish(now, entry, entry.packetId, true)) {
+          // Too large for this connection's Maximum Packet Size: dropped as if sent [MQTT-3.1.2-25].
+          this.#session.inflight.delete(entry.packetId);
         }
       }
     } else {
@@ -697,6 +699,7 @@ export class SessionMachine {
         will.properties = { ...will.properties, correlationData: will.properties.correlationData.slice() };
       }
       this.#will = will;
+      packet.will = will; // the kept CONNECT must not pin the received chunk either
     }
     if (packet.password !== undefined) packet.password = packet.password.slice();
     if (packet.properties?.authenticationData !== undefined) {

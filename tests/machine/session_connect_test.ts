@@ -440,3 +440,11 @@ for (const version of VERSIONS) {
     },
   );
 }
+
+test("SessionMachine.accept() never reports a session present after a clean start [MQTT-3.2.2-2]", () => {
+  const session = new SessionMachine(0, { topicAliasMaximum: 0 });
+  session.handleBytes(0, encode(connectPacket(5, { cleanStart: true }), 5));
+  session.pollEvent();
+  session.accept(0, { sessionPresent: true });
+  assert.deepStrictEqual(session.pollTransmit(), Uint8Array.of(0x20, 0x03, 0x00, 0x00, 0x00));
+});
