@@ -38,38 +38,65 @@ function sleep(ms: number): Promise<void> {
 }
 
 /**
- * Opens a WebSocket to an MQTT broker and wraps it as a {@linkcode Transport}.
+ * The part of a WebSocket that {@linkcode fromWebSocket} uses: the web standard's `WebSocket` (including
+ * `Deno.upgradeWebSocket`'s) and the `ws` package's both have it.
+ */
+export interface WebSocketLike {
+  /** Set to `"arraybuffer"` by {@linkcode fromWebSocket}. */
+  binaryType: string;
+  /** `1` while open. */
+  readonly readyState: number;
+  /** Bytes queued by `send()` and not yet sent. */
+  readonly bufferedAmount: number;
+  /** Sends one binary frame. */
+  send(data: Uint8Array): void;
+  /** Starts the closing handshake. */
+  close(): void;
+  /** Receives frames. */
+  addEventListener(type: "message", listener: (event: { data: unknown }) => void): void;
+  /** Learns of the end of the connection. */
+  addEventListener(type: "close", listener: (event: { wasClean: boolean; code: number }) => void): void;
+}
+
+/** `WebSocket.OPEN`, spelled out so that a `ws` socket works where no global `WebSocket` exists. */
+const OPEN = 1;
+
+/**
+ * Wraps an open WebSocket as a {@linkcode Transport}: the client side of {@linkcode connectWebSocket}, and the
+ * server side of a broker's WebSocket listener.
  *
  * Every write is one binary frame [MQTT-6.0.0-1]; every received binary frame is one chunk (packets may span
  * or share frames [MQTT-6.0.0-2]); a text frame ends the readable with an error and closes the socket. A write
  * resolves once the frame is queued, but waits first while more than `highWaterMark` bytes are still buffered,
- * checking every `pollIntervalMs`. Reading has no backpressure: WebSocket cannot pause its sender. Closing the
- * writable closes the whole socket (WebSocket has no half-close).
+ * checking every `pollIntervalMs`, since WebSocket has no event for a drained send buffer. Reading has no
+ * backpressure: WebSocket cannot pause its sender. Closing the writable closes the whole socket (WebSocket has
+ * no half-close); `close()` ends the local readable at once and settles when the closing handshake is done, or
+ * after a second.
  *
- * @param url A `ws:` or `wss:` URL, path included (often `/mqtt`).
- * @param options Subprotocols, abort signal and send-buffer limits.
- * @returns A transport over the open socket.
- * @throws {Error} When the connection fails or closes during the handshake, or when the server did not
- * select one of `protocols` (Deno's `WebSocket` opens anyway, so this is checked here).
- * @throws {SyntaxError} When `url` is not a valid WebSocket URL.
- * @throws {unknown} `signal.reason` when aborted first.
+ * @param ws An open WebSocket, whose subprotocol the caller has checked.
+ * @param options Send-buffer limits (`protocols` and `signal` are ignored here).
+ * @returns The transport.
  *
- * @example Publish over WebSocket
+ * @example Serve MQTT over a WebSocket upgraded by Deno
  * ```ts ignore
- * import { connectWebSocket } from "@x/mqtt/transport/websocket";
- * const transport = await connectWebSocket("ws://broker.example:8080/mqtt");
- * const writer = transport.writable.getWriter();
- * await writer.write(new Uint8Array([0xe0, 0x00])); // DISCONNECT
- * await transport.close();
+ * import { fromWebSocket } from "@x/mqtt/transport/websocket";
+ * Deno.serve((request) => {
+ *   const { socket, response } = Deno.upgradeWebSocket(request, { protocol: "mqtt" });
+ *   socket.addEventListener("open", () => handle(fromWebSocket(socket)));
+ *   return response;
+ * });
  * ```
  */
-export async function connectWebSocket(url: string, options: WebSocketOptions = {}): Promise<Transport> {
-  const { signal, highWaterMark = 1 << 20, pollIntervalMs = 2 } = options;
-  const protocols = options.protocols ?? ["mqtt"];
-  signal?.throwIfAborted();
-  const ws = new WebSocket(url, protocols);
-  ws.binaryType = "arraybuffer";
+export function fromWebSocket(ws: WebSocketLike, options: WebSocketOptions = {}): Transport {
+  const transport = wrap(ws, options);
+  if (ws.readyState !== OPEN) void transport.close();
+  return transport;
+}
 
+/** {@linkcode fromWebSocket} without the open check: listens from the start, so no early frame is missed. */
+function wrap(ws: WebSocketLike, options: WebSocketOptions): Transport {
+  const { highWaterMark = 1 << 20, pollIntervalMs = 2 } = options;
+  ws.binaryType = "arraybuffer";
   let controller!: ReadableStreamDefaultController<Uint8Array>;
   let readDone = false;
   function endReadable(error?: Error): void {
@@ -90,24 +117,90 @@ export async function connectWebSocket(url: string, options: WebSocketOptions = 
   const closed = new Promise<void>((resolve) => {
     ws.addEventListener("close", (event) => {
       endReadable(
-        event.wasClean
-          ? undefined
-          : new Error(`The WebSocket to ${url} closed abnormally (code ${event.code})`),
+        event.wasClean ? undefined : new Error(`The WebSocket closed abnormally (code ${event.code})`),
       );
       resolve();
     });
   });
   ws.addEventListener("message", (event) => {
     if (readDone) return;
-    if (typeof event.data === "string") {
+    const data = event.data;
+    if (data instanceof ArrayBuffer) {
+      controller.enqueue(new Uint8Array(data));
+    } else if (ArrayBuffer.isView(data)) {
+      controller.enqueue(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    } else {
       // [MQTT-6.0.0-1] anything but a binary frame closes the connection.
       endReadable(new Error("Cannot read MQTT from a WebSocket text frame [MQTT-6.0.0-1]"));
       ws.close();
-      return;
     }
-    controller.enqueue(new Uint8Array(event.data as ArrayBuffer));
   });
 
+  function closedError(): Error {
+    return new Error("Cannot write: the WebSocket is closed");
+  }
+  const writable = new WritableStream<Uint8Array>({
+    async write(chunk) {
+      if (ws.readyState !== OPEN) throw closedError();
+      ws.send(chunk);
+      while (ws.bufferedAmount > highWaterMark) {
+        await sleep(pollIntervalMs);
+        if (ws.readyState !== OPEN) throw closedError();
+      }
+    },
+    close() {
+      ws.close();
+    },
+    abort() {
+      ws.close();
+    },
+  });
+
+  let closing: Promise<void> | undefined;
+  return {
+    readable,
+    writable,
+    close(): Promise<void> {
+      if (closing === undefined) {
+        endReadable();
+        ws.close();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const waited = new Promise<void>((resolve) => timer = setTimeout(resolve, CLOSE_WAIT_MS));
+        closing = Promise.race([closed, waited]).finally(() => clearTimeout(timer));
+      }
+      return closing;
+    },
+  };
+}
+
+/**
+ * Opens a WebSocket to an MQTT broker, checks that the server selected one of `protocols`, and wraps the
+ * socket with {@linkcode fromWebSocket}.
+ *
+ * @param url A `ws:` or `wss:` URL, path included (often `/mqtt`).
+ * @param options Subprotocols, abort signal and send-buffer limits.
+ * @returns A transport over the open socket.
+ * @throws {Error} When the connection fails or closes during the handshake, or when the server did not
+ * select one of `protocols` (Deno's `WebSocket` opens anyway, so this is checked here).
+ * @throws {SyntaxError} When `url` is not a valid WebSocket URL.
+ * @throws {unknown} `signal.reason` when aborted first.
+ *
+ * @example Publish over WebSocket
+ * ```ts ignore
+ * import { connectWebSocket } from "@x/mqtt/transport/websocket";
+ * const transport = await connectWebSocket("ws://broker.example:8080/mqtt");
+ * const writer = transport.writable.getWriter();
+ * await writer.write(new Uint8Array([0xe0, 0x00])); // DISCONNECT
+ * await transport.close();
+ * ```
+ */
+export async function connectWebSocket(url: string, options: WebSocketOptions = {}): Promise<Transport> {
+  const { signal } = options;
+  const protocols = options.protocols ?? ["mqtt"];
+  signal?.throwIfAborted();
+  const ws = new WebSocket(url, protocols);
+  // Listen before the open event: a frame sent with the handshake's response may be dispatched in its turn.
+  const transport = wrap(ws, options);
   await new Promise<void>((resolve, reject) => {
     const cleanup = () => {
       ws.removeEventListener("open", onOpen);
@@ -134,7 +227,6 @@ export async function connectWebSocket(url: string, options: WebSocketOptions = 
     ws.addEventListener("close", onFail);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
-
   if (protocols.length > 0 && !protocols.includes(ws.protocol)) {
     ws.close();
     throw new Error(
@@ -142,43 +234,5 @@ export async function connectWebSocket(url: string, options: WebSocketOptions = 
         `${protocols.map((p) => `"${p}"`).join(", ")} [MQTT-6.0.0-3]`,
     );
   }
-
-  function closedError(): Error {
-    return new Error("Cannot write: the WebSocket is closed");
-  }
-  const writable = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      if (ws.readyState !== WebSocket.OPEN) throw closedError();
-      ws.send(chunk);
-      while (ws.bufferedAmount > highWaterMark) {
-        await sleep(pollIntervalMs);
-        if (ws.readyState !== WebSocket.OPEN) throw closedError();
-      }
-    },
-    close() {
-      ws.close();
-    },
-    abort() {
-      ws.close();
-    },
-  });
-
-  let closing: Promise<void> | undefined;
-  return {
-    readable,
-    writable,
-    close(): Promise<void> {
-      if (closing === undefined) {
-        endReadable();
-        ws.close();
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        closing = Promise.race([
-          closed,
-          new Promise<void>((resolve) => timer = setTimeout(resolve, CLOSE_WAIT_MS)),
-        ])
-          .finally(() => clearTimeout(timer));
-      }
-      return closing;
-    },
-  };
+  return transport;
 }

@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
-import { connectWebSocket } from "../../src/transport/websocket.ts";
+import { connectWebSocket, fromWebSocket } from "../../src/transport/websocket.ts";
+import type { Transport } from "../../src/transport/transport.ts";
 
 /** Rejects when `promise` has not settled after `ms` milliseconds. */
 async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -235,5 +236,36 @@ test("connectWebSocket() writes wait while bufferedAmount is above highWaterMark
     assert.equal(await within(line("received "), 5000, "server total"), written);
   } finally {
     child.kill();
+  }
+});
+
+test("fromWebSocket() wraps a server-side ws socket: echo through pipeTo, then either side closes", async () => {
+  const servers: Transport[] = [];
+  const server = await serve(selectMqtt, (socket) => {
+    const transport = fromWebSocket(socket);
+    servers.push(transport);
+    transport.readable.pipeTo(transport.writable).catch(() => {});
+  });
+  try {
+    const client = await within(connectWebSocket(server.url), 2000, "connect");
+    const writer = client.writable.getWriter();
+    const reader = client.readable.getReader();
+    const chunks = [new Uint8Array([0x10, 1, 2]), new Uint8Array(100_000).fill(7)];
+    for (const chunk of chunks) await writer.write(chunk);
+    const received: Uint8Array[] = [];
+    let total = 0;
+    while (total < 100_003) {
+      const { value } = await within(reader.read(), 2000, "echo");
+      assert.equal(Object.getPrototypeOf(value), Uint8Array.prototype);
+      received.push(value!);
+      total += value!.byteLength;
+    }
+    assert.deepEqual(concat(received), concat(chunks));
+    // The server side closing ends the client's readable.
+    await within(Promise.resolve(servers[0].close()), 2000, "server close");
+    assert.equal((await within(reader.read(), 2000, "client sees the close")).done, true);
+    await client.close();
+  } finally {
+    await server.close();
   }
 });
