@@ -6,6 +6,8 @@
  */
 
 import type {
+  AuthPacket,
+  AuthProperties,
   ConnAckPacket,
   ConnectProperties,
   ProtocolVersion,
@@ -131,6 +133,11 @@ export interface ClientOptions {
   beforeConnect?: (attempt: number) => Promise<ConnectOverrides | void> | ConnectOverrides | void;
   /** Connection state changes. */
   onStateChange?: (event: ConnectionEvent) => void;
+  /**
+   * MQTT 5 enhanced authentication: answers each AUTH challenge (reason 0x18) from the server with the
+   * properties of the next AUTH. Set `properties.authenticationMethod` (and initial data) to start it.
+   */
+  authenticate?: (challenge: AuthPacket) => Promise<AuthProperties> | AuthProperties;
   /** How many publishes may wait while disconnected. Default 1,000. */
   outboxLimit?: number;
   /** When the outbox is full: refuse the new publish (default) or drop the oldest one. */
@@ -702,9 +709,7 @@ export class MqttClient implements SubscriptionOwner {
         return;
       }
       case "auth":
-        // Enhanced authentication needs a hook; without one the exchange cannot continue.
-        this.#machine.disconnect(this.#now(), ReasonCode.BadAuthenticationMethod);
-        return;
+        return this.#onAuth(event.packet);
       case "closed":
         return this.#onClosed(event.error);
       default: {
@@ -712,6 +717,37 @@ export class MqttClient implements SubscriptionOwner {
         throw new Error(`Unhandled event ${(unreachable as ClientEvent).type}`);
       }
     }
+  }
+
+  /** A step of MQTT 5 enhanced authentication from the server: the hook answers it. */
+  #onAuth(packet: AuthPacket): void {
+    const hook = this.#options.authenticate;
+    if (packet.reasonCode !== ReasonCode.ContinueAuthentication) return; // 0x00: re-authentication succeeded
+    if (hook === undefined) {
+      this.#machine.disconnect(this.#now(), ReasonCode.BadAuthenticationMethod);
+      this.#flushNow();
+      return;
+    }
+    Promise.resolve(hook(packet)).then((properties) => {
+      if (this.#machine.state !== "connecting" && this.#machine.state !== "connected") return;
+      this.#machine.auth(this.#now(), ReasonCode.ContinueAuthentication, properties);
+      this.#flushNow();
+    }, () => {
+      this.#machine.disconnect(this.#now(), ReasonCode.NotAuthorized);
+      this.#flushNow();
+    });
+  }
+
+  /**
+   * MQTT 5 re-authentication: sends AUTH with reason 0x19 and the method's data; the server's challenges go to
+   * the `authenticate` hook.
+   *
+   * @param properties The authentication method (the one used on CONNECT) and its data.
+   * @throws {MqttError} When not connected or below MQTT 5.
+   */
+  reauthenticate(properties: AuthProperties): void {
+    this.#machine.auth(this.#now(), ReasonCode.ReAuthenticate, properties);
+    this.#flush();
   }
 
   #deliver(packet: PublishPacket, numbers: number[]): void {

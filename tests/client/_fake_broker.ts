@@ -141,8 +141,30 @@ export class FakeBroker {
           return;
         }
         this.#current = connection;
+        if (packet.properties?.authenticationMethod !== undefined) {
+          // A toy challenge-response: the client must answer "challenge" with "response".
+          await this.#write(connection, {
+            type: "auth",
+            reasonCode: 0x18,
+            properties: {
+              authenticationMethod: packet.properties.authenticationMethod,
+              authenticationData: new TextEncoder().encode("challenge"),
+            },
+          });
+          return;
+        }
         await this.#write(connection, { type: "connack", sessionPresent: false, reasonCode: 0 });
         return;
+      case "auth": {
+        const answer = new TextDecoder().decode(packet.properties?.authenticationData ?? new Uint8Array());
+        await this.#write(
+          connection,
+          answer === "response"
+            ? { type: "connack", sessionPresent: false, reasonCode: 0 }
+            : { type: "connack", sessionPresent: false, reasonCode: 0x87 },
+        );
+        return;
+      }
       case "subscribe":
         for (const s of packet.subscriptions) connection.filters.set(s.topicFilter, s.qos);
         await this.#write(connection, {

@@ -236,3 +236,32 @@ test("a session store carries unfinished publishes and subscriptions into a new 
   assert.equal((await store.get("durable"))?.outgoing.length, 0);
   await second.close();
 });
+
+test("MQTT 5 enhanced authentication: the authenticate hook answers the server's challenge", async () => {
+  const broker = new FakeBroker();
+  const challenges: string[] = [];
+  const client = new MqttClient({
+    transport: broker.transport,
+    properties: { authenticationMethod: "TOY" },
+    authenticate: (challenge) => {
+      challenges.push(new TextDecoder().decode(challenge.properties?.authenticationData));
+      return { authenticationMethod: "TOY", authenticationData: new TextEncoder().encode("response") };
+    },
+  });
+  await withTimeout(client.start());
+  assert.deepEqual(challenges, ["challenge"]);
+  await client.close();
+  const wrong = new MqttClient({
+    transport: broker.transport,
+    reconnect: false,
+    properties: { authenticationMethod: "TOY" },
+    authenticate: () => ({
+      authenticationMethod: "TOY",
+      authenticationData: new TextEncoder().encode("guess"),
+    }),
+  });
+  await assert.rejects(
+    withTimeout(wrong.start()),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.NotAuthorized,
+  );
+});
