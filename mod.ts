@@ -1,17 +1,18 @@
 /**
  * @x/mqtt: an MQTT 3.1 / 3.1.1 / 5.0 client and broker written against web standards.
  *
- * This entry point exports the error type, the reason codes and the codec. The client and the broker are
- * exported from `@x/mqtt/client` and `@x/mqtt/broker` as they land.
+ * This entry point exports the client (`connect`), the error type and the reason codes. The codec is
+ * `@x/mqtt/codec`; the broker lands as `@x/mqtt/broker`.
  *
- * @example Encode a packet
- * ```ts
- * import { encode } from "@x/mqtt";
- * console.log(encode({ type: "pingreq" }, 5)); // Uint8Array(2) [192, 0]
+ * @example Connect and publish
+ * ```ts ignore
+ * import { connect } from "@x/mqtt";
+ * await using client = await connect("mqtt://localhost:1883");
+ * await client.publish("sensors/1", "21.5", { qos: 1 });
  * ```
  *
  * @module
  */
 
 export * from "./src/errors.ts";
-export * from "./src/codec/mod.ts";
+export * from "./src/client/mod.ts";
