@@ -356,3 +356,42 @@ test("BrokerMachine forwards messages in the order received, per publisher [MQTT
     Array.from({ length: 20 }, (_, i) => i + 1),
   );
 });
+
+test("BrokerMachine.pollSession() returns each session with new output once", () => {
+  const h = new Harness();
+  const a = h.connected("a", 5);
+  a.subscribe("x");
+  const b = h.connected("b", 4);
+  b.subscribe("x");
+  const c = h.connected("c", 5);
+  c.subscribe("y");
+  while (h.broker.pollSession() !== undefined);
+  const publisher = h.connected("p", 5);
+  while (h.broker.pollSession() !== undefined);
+  const packet = {
+    type: "publish" as const,
+    topic: "x",
+    payload: new Uint8Array([1]),
+    qos: 0 as const,
+    retain: false,
+    dup: false,
+  };
+  assert.equal(h.broker.route(h.now, publisher.session, packet), 2);
+  assert.equal(h.broker.route(h.now, publisher.session, packet), 2);
+  const dirty = [];
+  for (let s = h.broker.pollSession(); s !== undefined; s = h.broker.pollSession()) dirty.push(s);
+  assert.deepStrictEqual(dirty, [a.session, b.session]);
+  assert.equal(h.broker.stats.routed, 2);
+  assert.equal(h.broker.stats.delivered, 4);
+  // Takeover makes the old connection dirty: it has a DISCONNECT and a closed event to flush.
+  const takeover = new Harness();
+  const old = takeover.connected("same", 5);
+  while (takeover.broker.pollSession() !== undefined);
+  const fresh = takeover.connect("same", 5, { manual: true });
+  fresh.events.shift();
+  takeover.broker.attach(takeover.now, fresh.session);
+  assert.deepStrictEqual([takeover.broker.pollSession(), takeover.broker.pollSession()], [
+    old.session,
+    fresh.session,
+  ]);
+});
