@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concat } from "../bytes.ts";
 import type { ConnectOptions } from "../client/connect.ts";
 import type { MqttClient } from "../client/mqtt_client.ts";
 import { MqttError } from "../errors.ts";
@@ -68,18 +69,8 @@ async function* lines(stream: ReadableStream<Uint8Array>): AsyncGenerator<string
 
 async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  let length = 0;
-  for await (const chunk of stream) {
-    parts.push(chunk);
-    length += chunk.length;
-  }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.length;
-  }
-  return out;
+  for await (const chunk of stream) parts.push(chunk);
+  return concat(parts);
 }
 
 async function publish(client: MqttClient, args: ClientArgs, io: CliIo): Promise<void> {

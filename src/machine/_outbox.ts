@@ -5,6 +5,7 @@
  * @module
  */
 
+import { concat } from "../bytes.ts";
 import { encode } from "../codec/encode.ts";
 import type { Packet, ProtocolVersion } from "../codec/packet.ts";
 
@@ -40,16 +41,8 @@ export class Outbox {
     const parts = this.#parts;
     if (parts.length === 0) return undefined;
     this.#parts = [];
-    const length = this.#length;
     this.#length = 0;
-    if (parts.length === 1) return parts[0];
-    const out = new Uint8Array(length);
-    let offset = 0;
-    for (const part of parts) {
-      out.set(part, offset);
-      offset += part.length;
-    }
-    return out;
+    return parts.length === 1 ? parts[0] : concat(parts);
   }
 
   /** Drops everything queued, as when the connection is gone. */
