@@ -556,7 +556,8 @@ export class BrokerMachine {
    * The state as plain data, with times relative to `now`, for persistence.
    *
    * @param now The current time.
-   * @returns Every session (connected ones as they are now) and every retained message.
+   * @returns Every session and every retained message. A connected session is saved as if its connection had
+   *   just closed without DISCONNECT: its expiry and its will's delay start when the snapshot is restored.
    */
   exportState(now: Millis): BrokerSnapshot {
     const sessions: SessionSnapshot[] = [];
@@ -574,10 +575,24 @@ export class BrokerMachine {
         queue: state.queue.map((d) => deliverySnapshot(now, d)),
         inboundQoS2: [...state.inboundQoS2],
       };
-      if (record.expiresAt !== undefined) snapshot.expiresInMs = record.expiresAt - now;
-      if (record.will !== undefined && record.willAt !== undefined) {
-        snapshot.will = record.will;
-        snapshot.willInMs = record.willAt - now;
+      const connection = record.connection;
+      if (connection !== undefined) {
+        // Restored, the connection is gone: the session expires and the will waits from then on, as if it
+        // had just closed (the snapshot is for a broker that stopped without a word to its clients).
+        const expiry = connection.version === 5 ? connection.sessionExpiryInterval : record.expiryInterval;
+        snapshot.expiryInterval = expiry;
+        if (expiry !== NEVER) snapshot.expiresInMs = expiry * 1000;
+        const will = connection.will;
+        if (will !== undefined) {
+          snapshot.will = will;
+          snapshot.willInMs = Math.min(willDelay(will), expiry) * 1000;
+        }
+      } else {
+        if (record.expiresAt !== undefined) snapshot.expiresInMs = record.expiresAt - now;
+        if (record.will !== undefined && record.willAt !== undefined) {
+          snapshot.will = record.will;
+          snapshot.willInMs = record.willAt - now;
+        }
       }
       sessions.push(snapshot);
     }

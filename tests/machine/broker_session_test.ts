@@ -325,6 +325,10 @@ test("BrokerMachine.exportState() and restoreState() carry sessions, queues, in-
   const h2 = new Harness();
   h2.now = 1_000_000;
   h2.broker.restoreState(h2.now, copy);
+  // The publisher was connected with no session expiry: restored, its session ends at once.
+  assert.equal(h2.broker.pollTimeout(), 1_000_000);
+  h2.advance();
+  assert.equal(h2.broker.hasSession("p"), false);
   assert.equal(h2.broker.pollTimeout(), 1_590_000);
   const again = h2.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
   const packets = again.take();
@@ -399,4 +403,35 @@ test("BrokerMachine does not offer a shared message refused by its member to the
   holder.send({ type: "puback", packetId: p.packetId as number, reasonCode: ReasonCode.UnspecifiedError });
   assert.equal(holder.session.session.inflight.size, 0);
   assert.deepStrictEqual(other.take(), []);
+});
+
+test("BrokerMachine.exportState() saves a connected session as if its connection closed when restored", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5, {
+    cleanStart: false,
+    properties: { sessionExpiryInterval: 100 },
+    will: will("will", { properties: { willDelayInterval: 10 } }),
+  });
+  client.subscribe("t", 1);
+  const ephemeral = h.connected("e", 4, { will: will("will") });
+  void ephemeral;
+  const snapshot = structuredClone(h.broker.exportState(h.now));
+  const c = snapshot.sessions.find((s) => s.clientId === "c");
+  assert.deepStrictEqual([c?.expiresInMs, c?.willInMs, c?.will?.topic], [100_000, 10_000, "will"]);
+  const e = snapshot.sessions.find((s) => s.clientId === "e");
+  assert.deepStrictEqual([e?.expiresInMs, e?.willInMs], [0, 0]);
+
+  const restored = new Harness();
+  restored.now = 5_000;
+  const watcher = restored.connected("w", 5);
+  watcher.subscribe("will", 1);
+  restored.broker.restoreState(restored.now, snapshot);
+  assert.equal(restored.advance(), 5_000); // the 3.1.1 session ends at once and its will goes out
+  assert.equal(watcher.takePublishes().length, 1);
+  assert.equal(restored.broker.hasSession("e"), false);
+  assert.equal(restored.advance(), 15_000); // the MQTT 5 will after its delay
+  assert.equal(watcher.takePublishes().length, 1);
+  assert.equal(restored.broker.hasSession("c"), true);
+  assert.equal(restored.advance(), 105_000);
+  assert.equal(restored.broker.hasSession("c"), false);
 });
