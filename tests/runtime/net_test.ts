@@ -6,6 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import * as tls from "node:tls";
 import { runtimeNet } from "../../src/runtime/mod.ts";
 import type { Listener, Transport } from "../../src/transport/transport.ts";
 
@@ -435,5 +436,37 @@ test(`${runtime}: connectTls({ insecure: true }) skips verification, or says it 
     await client.close();
   } finally {
     await stop();
+  }
+});
+
+test(`${runtime}: connectTls() presents a client certificate (mutual TLS)`, async () => {
+  // Our listeners do not ask for client certificates, so the server here is node:tls, which all three run.
+  const server = tls.createServer(
+    { cert, key, ca: [ca], requestCert: true, rejectUnauthorized: true },
+    (socket) => socket.end(new Uint8Array([socket.authorized ? 1 : 0])),
+  );
+  server.on("tlsClientError", () => {});
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
+  const { port } = server.address() as { port: number };
+  try {
+    const client = await within(
+      net.connectTls({ hostname: host, port, caCerts: [ca], cert, key }),
+      5000,
+      "mutual TLS connect",
+    );
+    assert.deepEqual(await within(readAll(client.readable), 5000, "reply"), new Uint8Array([1]));
+    await client.close();
+    // Without a certificate the server refuses: at the handshake, or (TLS 1.3) on the first read.
+    const refused = async () => {
+      const anonymous = await net.connectTls({ hostname: host, port, caCerts: [ca] });
+      try {
+        assert.equal((await readAll(anonymous.readable)).byteLength, 0);
+      } finally {
+        await anonymous.close();
+      }
+    };
+    await within(refused().catch(() => {}), 5000, "refused without a client certificate");
+  } finally {
+    server.close();
   }
 });

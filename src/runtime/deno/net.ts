@@ -143,7 +143,8 @@ export async function connectTcp(options: TcpConnectOptions): Promise<Transport>
  * @param options Peer address, trust roots, client certificate, server name and an optional abort signal.
  * @returns A transport over the verified TLS connection.
  * @throws {Error} When `insecure` is set: Deno always verifies the certificate chain.
- * @throws {TypeError} When `serverName` differs from `hostname` and a client certificate is given.
+ * @throws {TypeError} When only one of `cert` and `key` is given, or when `serverName` differs from
+ * `hostname` and a client certificate is given.
  * @throws {Deno.errors.InvalidData} When the certificate does not verify; connect errors likewise.
  *
  * @example Connect with a private CA
@@ -162,6 +163,9 @@ export async function connectTls(options: TlsConnectOptions): Promise<Transport>
       "Cannot skip TLS certificate verification on Deno: Deno.connectTls always verifies; pass the server's CA " +
         "in caCerts, or run Deno with --unsafely-ignore-certificate-errors",
     );
+  }
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new TypeError("Cannot use a client certificate without its key, or a key without its certificate");
   }
   const serverName = options.serverName ?? hostname;
   let attempt: Promise<Deno.TlsConn>;
