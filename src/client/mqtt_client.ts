@@ -10,6 +10,7 @@ import type {
   AuthProperties,
   ConnAckPacket,
   ConnectProperties,
+  Packet,
   ProtocolVersion,
   PublishPacket,
   PublishProperties,
@@ -133,6 +134,8 @@ export interface ClientOptions {
   beforeConnect?: (attempt: number) => Promise<ConnectOverrides | void> | ConnectOverrides | void;
   /** Connection state changes. */
   onStateChange?: (event: ConnectionEvent) => void;
+  /** Every packet sent (`"out"`) and received (`"in"`), for debugging. */
+  onPacket?: (direction: "in" | "out", packet: Packet) => void;
   /**
    * MQTT 5 enhanced authentication: answers each AUTH challenge (reason 0x18) from the server with the
    * properties of the next AUTH. Set `properties.authenticationMethod` (and initial data) to start it.
@@ -295,6 +298,7 @@ export class MqttClient implements SubscriptionOwner {
       keepAlive: options.keepAlive,
       connectTimeoutMs: options.connectTimeoutMs,
       manualAck: true,
+      onPacket: options.onPacket,
     });
     // `closed` never rejects.
     this.#closedDeferred.promise.catch(() => {});

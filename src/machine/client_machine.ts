@@ -60,6 +60,8 @@ export interface ClientMachineOptions {
    * Acknowledgements still leave in the order the messages arrived [MQTT-4.6.0-2] [MQTT-4.6.0-3]. Default false.
    */
   manualAck?: boolean;
+  /** Called with every packet sent and received, for debug output. */
+  onPacket?: (direction: "in" | "out", packet: Packet) => void;
 }
 
 /** What each CONNECT carries; given to {@linkcode ClientMachine.connect}, so credentials can change. */
@@ -196,6 +198,7 @@ export class ClientMachine {
   readonly #connectTimeoutMs: number;
   readonly #pingTimeoutMs: number | undefined;
   readonly #manualAck: boolean;
+  readonly #onPacket: ((direction: "in" | "out", packet: Packet) => void) | undefined;
 
   #state: ClientState = "idle";
   #clientId: string;
@@ -259,6 +262,7 @@ export class ClientMachine {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     this.#pingTimeoutMs = options.pingTimeoutMs;
     this.#manualAck = options.manualAck ?? false;
+    this.#onPacket = options.onPacket;
   }
 
   /** The connection state. */
@@ -636,6 +640,7 @@ export class ClientMachine {
     try {
       this.#decoder.push(bytes);
       for (let packet = this.#decoder.next(); packet !== undefined; packet = this.#decoder.next()) {
+        this.#onPacket?.("in", packet);
         this.#handlePacket(now, packet);
         if ((this.#state as ClientState) === "closed") return;
       }
@@ -736,6 +741,7 @@ export class ClientMachine {
   #send(now: Millis, packet: Packet): void {
     this.#outbox.push(packet, this.#version);
     this.#lastSent = now;
+    this.#onPacket?.("out", packet);
   }
 
   #checkSize(packet: PublishPacket): void {
@@ -1192,8 +1198,7 @@ export class ClientMachine {
   /** The peer broke the protocol: tell it why (MQTT 5) and close [MQTT-4.13.1-1]. */
   #protocolFailure(now: Millis, reasonCode: ReasonCode, message: string): void {
     if (this.#version === 5 && this.#state === "connected") {
-      this.#outbox.push({ type: "disconnect", reasonCode }, this.#version);
-      this.#lastSent = now;
+      this.#send(now, { type: "disconnect", reasonCode });
     }
     this.#close(new MqttError(reasonCode, message));
   }

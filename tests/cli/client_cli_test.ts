@@ -125,3 +125,19 @@ test("errors: bad arguments print the usage, refusals say why, both exit with 1"
   assert.equal(await runClientCommand("sub", ["--help"], help, via(new FakeBroker())), 0);
   assert.match(help.out, /Usage:/);
 });
+
+test("-d prints every packet sent and received, without payloads or passwords", async () => {
+  const io = fakeIo();
+  const code = await runClientCommand(
+    "pub",
+    ["-t", "d/1", "-m", "secret-payload", "-q", "1", "-d", "-u", "ada", "-P", "hunter2"],
+    io,
+    via(new FakeBroker()),
+  );
+  assert.equal(code, 0, io.err);
+  assert.match(io.err, /Client sending CONNECT \(p5, c1, k60, id '[^']+', u 'ada'\)/);
+  assert.match(io.err, /Client received CONNACK \(sp0, rc0x0\)/);
+  assert.match(io.err, /Client sending PUBLISH \(d0, q1, r0, m1, 'd\/1', \.\.\. \(14 bytes\)\)/);
+  assert.match(io.err, /Client received PUBACK \(m1, rc0x0\)/);
+  assert.doesNotMatch(io.err, /secret-payload|hunter2/);
+});
