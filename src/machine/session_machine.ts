@@ -310,7 +310,10 @@ export class SessionMachine {
     if (this.#state === "closed") return;
     this.#outbox.clear();
     this.#close(
-      new MqttError(ReasonCode.UnspecifiedError, "Connection lost", { source: "transport", cause }),
+      new MqttError(ReasonCode.UnspecifiedError, "Connection lost: the transport closed", {
+        source: "transport",
+        cause,
+      }),
     );
   }
 
