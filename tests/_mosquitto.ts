@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 
 /** Why mosquitto cannot be used here, or undefined when it can. */
 export function mosquittoMissing(): string | undefined {
@@ -66,6 +67,8 @@ export async function startMosquitto(config: string[] = []): Promise<Mosquitto> 
       "allow_anonymous true",
       "persistence false",
       "max_inflight_messages 0",
+      // Started as root, mosquitto switches to its own user and then cannot read test files such as keys.
+      ...(process.getuid?.() === 0 ? ["user root"] : []),
       ...config,
     ]
       .join("\n") + "\n",
