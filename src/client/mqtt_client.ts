@@ -428,22 +428,49 @@ export class MqttClient implements SubscriptionOwner {
   }
 
   /**
-   * Ends a subscription (what {@linkcode Subscription.unsubscribe} calls).
+   * Ends a subscription, or unsubscribes filters. Given a {@linkcode Subscription} (what its own
+   * `unsubscribe()` calls), only filters no other subscription uses leave the wire. Given filters, they leave
+   * the wire whatever subscription uses them; a subscription left with no filter ends.
    *
-   * @param subscription The subscription.
-   * @returns Resolves on UNSUBACK, or at once when no filter had to leave the wire.
+   * @param target A subscription, or one or more topic filters.
+   * @param options An abort signal for the wait on UNSUBACK.
+   * @returns Resolves on UNSUBACK, or at once when nothing had to be sent.
+   * @throws {MqttError} When the client closes first.
    */
-  async unsubscribe(subscription: Subscription): Promise<void> {
-    const number = this.#byObject.get(subscription);
-    if (number === undefined) return;
-    this.#forget(subscription);
-    subscription.end();
-    const packetId = this.#machine.unsubscribe(this.#now(), number);
+  async unsubscribe(
+    target: Subscription | string | readonly string[],
+    options: { signal?: AbortSignal } = {},
+  ): Promise<void> {
+    let packetId: number | undefined;
+    if (target instanceof Subscription) {
+      const number = this.#byObject.get(target);
+      if (number === undefined) return;
+      this.#forget(target);
+      target.end();
+      packetId = this.#machine.unsubscribe(this.#now(), number);
+    } else {
+      const result = this.#machine.unsubscribeFilters(
+        this.#now(),
+        typeof target === "string" ? [target] : target,
+      );
+      for (const number of result.emptied) {
+        const subscription = this.#subscriptions.get(number);
+        if (subscription === undefined) continue;
+        this.#forget(subscription);
+        subscription.end();
+      }
+      packetId = result.packetId;
+    }
     this.#flush();
     if (packetId === undefined || this.#closing) return;
     const waiter = deferred<ReasonCode[]>();
     this.#control.set(packetId, waiter);
-    await waiter.promise;
+    const stop = onAbort(options.signal, waiter.reject);
+    try {
+      await waiter.promise;
+    } finally {
+      stop();
+    }
   }
 
   /**

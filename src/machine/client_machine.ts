@@ -568,10 +568,47 @@ export class ClientMachine {
         leaving.push(filter);
       }
     }
-    if (leaving.length === 0) return undefined;
-    // Sent now, or when the next connection starts (the server may still hold the session).
+    return this.#sendUnsubscribe(now, leaving);
+  }
+
+  /**
+   * Unsubscribes filters on the wire, whichever local subscriptions use them; the local subscriptions keep
+   * their other filters.
+   *
+   * @param now The time.
+   * @param filters The topic filters.
+   * @returns The UNSUBSCRIBE's packet identifier, or `undefined` when none of the filters was subscribed, and
+   *   the local subscriptions left with no filter (they receive nothing more).
+   */
+  unsubscribeFilters(
+    now: Millis,
+    filters: readonly string[],
+  ): { packetId: number | undefined; emptied: number[] } {
+    const leaving: string[] = [];
+    const emptied: number[] = [];
+    for (const filter of new Set(filters)) {
+      const wire = this.#wire.get(filter);
+      if (wire === undefined) continue;
+      this.#wire.delete(filter);
+      this.#forgetIdentifier(filter, wire.identifier);
+      leaving.push(filter);
+      for (const subscription of wire.subscriptions) {
+        const own = this.#local.get(subscription);
+        own?.delete(filter);
+        if (own?.size === 0) {
+          this.#local.delete(subscription);
+          emptied.push(subscription);
+        }
+      }
+    }
+    return { packetId: this.#sendUnsubscribe(now, leaving), emptied };
+  }
+
+  /** Queues an UNSUBSCRIBE: sent now, or when the next connection starts (the server may hold the session). */
+  #sendUnsubscribe(now: Millis, filters: string[]): number | undefined {
+    if (filters.length === 0) return undefined;
     const packetId = this.#allocateControlId();
-    const packet: UnsubscribePacket = { type: "unsubscribe", packetId, topicFilters: leaving };
+    const packet: UnsubscribePacket = { type: "unsubscribe", packetId, topicFilters: filters };
     this.#control.set(packetId, packet);
     if (this.#state === "connected") this.#send(now, packet);
     return packetId;

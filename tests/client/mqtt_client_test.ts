@@ -265,3 +265,19 @@ test("MQTT 5 enhanced authentication: the authenticate hook answers the server's
     (e) => e instanceof MqttError && e.reasonCode === ReasonCode.NotAuthorized,
   );
 });
+
+test("client.unsubscribe(filters) takes filters off the wire for every subscription", async () => {
+  const broker = new FakeBroker();
+  const client = new MqttClient({ transport: broker.transport });
+  await client.start();
+  const both = await client.subscribe(["f/a", "f/b"]);
+  const onlyA = await client.subscribe("f/a");
+  await client.unsubscribe("f/a");
+  const unsubscribe = await withTimeout(broker.until((p) => p.type === "unsubscribe"));
+  assert.deepEqual(unsubscribe.type === "unsubscribe" && unsubscribe.topicFilters, ["f/a"]);
+  assert.equal(onlyA.ended, true);
+  assert.equal(both.ended, false);
+  await client.publish("f/b", "still here");
+  assert.equal((await withTimeout(take(both, 1)))[0].text(), "still here");
+  await client.close();
+});
