@@ -5,13 +5,17 @@
  */
 
 import { PacketDecoder } from "../codec/decoder.ts";
+import { encode } from "../codec/encode.ts";
 import type {
   AuthPacket,
   AuthProperties,
+  ConnAckPacket,
   ConnAckProperties,
   ConnectPacket,
+  DisconnectPacket,
   DisconnectProperties,
   Packet,
+  Properties,
   ProtocolVersion,
   PublishPacket,
   QoS,
@@ -381,10 +385,7 @@ export class SessionMachine {
       }
       if (extra?.serverKeepAlive !== undefined) this.#keepAliveMs = extra.serverKeepAlive * 1000;
     }
-    this.#outbox.push(
-      { type: "connack", sessionPresent, reasonCode: ReasonCode.Success, properties },
-      version,
-    );
+    this.#pushTrimmed({ type: "connack", sessionPresent, reasonCode: ReasonCode.Success, properties });
     this.#state = "connected";
     this.#lastReceived = Math.max(this.#lastReceived, now);
     this.#updateDeadline();
@@ -442,14 +443,13 @@ export class SessionMachine {
     if (this.#authenticationMethod === undefined) {
       throw new Error("Cannot send AUTH: the client did not ask for enhanced authentication [MQTT-4.12.0-6]");
     }
-    this.#outbox.push(
-      {
-        type: "auth",
-        reasonCode,
-        properties: { ...properties, authenticationMethod: this.#authenticationMethod },
-      },
-      5,
-    );
+    const auth: AuthProperties = { ...properties, authenticationMethod: this.#authenticationMethod };
+    if (!this.#requestProblemInformation) {
+      // [MQTT-3.1.2-29] no reason string or user properties on AUTH when the client asked for none.
+      delete auth.reasonString;
+      delete auth.userProperties;
+    }
+    this.#pushTrimmed({ type: "auth", reasonCode, properties: auth });
     void now;
   }
 
@@ -557,7 +557,7 @@ export class SessionMachine {
     if (this.#state === "closed") return;
     if (this.#state === "connected" && this.#version === 5) {
       const { sessionExpiryInterval: _, ...rest } = properties ?? {};
-      this.#outbox.push({ type: "disconnect", reasonCode, properties: rest }, 5);
+      this.#pushTrimmed({ type: "disconnect", reasonCode, properties: rest });
     }
     this.#close(reasonCode === 0 ? undefined : new MqttError(reasonCode));
     void now;
@@ -965,10 +965,23 @@ export class SessionMachine {
   }
 
   #sendConnAck(reasonCode: ReasonCode, properties?: ConnAckProperties): void {
-    this.#outbox.push(
-      { type: "connack", sessionPresent: false, reasonCode, properties },
-      this.#version as ProtocolVersion,
-    );
+    this.#pushTrimmed({ type: "connack", sessionPresent: false, reasonCode, properties });
+  }
+
+  /**
+   * Queues a CONNACK, DISCONNECT or AUTH; if it is larger than the client's Maximum Packet Size, its reason
+   * string and user properties are left out [MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.14.2-3] [MQTT-3.14.2-4]
+   * [MQTT-3.15.2-2] [MQTT-3.15.2-3].
+   */
+  #pushTrimmed(packet: ConnAckPacket | DisconnectPacket | AuthPacket): void {
+    const version = this.#version as ProtocolVersion;
+    let bytes = encode(packet, version);
+    const properties = packet.properties;
+    if (bytes.length > this.#clientMaximumPacketSize && properties !== undefined) {
+      const { reasonString: _r, userProperties: _u, ...rest } = properties as Properties;
+      bytes = encode({ ...packet, properties: rest } as Packet, version);
+    }
+    this.#outbox.pushBytes(bytes);
   }
 
   /** What the client sent cannot be decoded: answer as the specification says, then close. */

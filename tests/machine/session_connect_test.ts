@@ -448,3 +448,41 @@ test("SessionMachine.accept() never reports a session present after a clean star
   session.accept(0, { sessionPresent: true });
   assert.deepStrictEqual(session.pollTransmit(), Uint8Array.of(0x20, 0x03, 0x00, 0x00, 0x00));
 });
+
+test("SessionMachine leaves out reason strings and user properties that would exceed the client's Maximum Packet Size [MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.14.2-3] [MQTT-3.14.2-4]", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, { manual: true, properties: { maximumPacketSize: 40 } });
+  client.events.shift();
+  const long = "x".repeat(50);
+  h.broker.attach(h.now, client.session, { properties: { reasonString: long, serverKeepAlive: 5 } });
+  client.session.disconnect(h.now, ReasonCode.AdministrativeAction, {
+    reasonString: long,
+    userProperties: [["k", "v"]],
+  });
+  h.pump();
+  assert.deepStrictEqual(client.take(), [
+    {
+      type: "connack",
+      sessionPresent: false,
+      reasonCode: 0,
+      properties: { serverKeepAlive: 5, topicAliasMaximum: 16 },
+    },
+    { type: "disconnect", reasonCode: ReasonCode.AdministrativeAction },
+  ]);
+});
+
+test("SessionMachine sends no reason string on AUTH to a client that asked for no problem information [MQTT-3.1.2-29]", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, {
+    manual: true,
+    properties: { authenticationMethod: "M", requestProblemInformation: false },
+  });
+  client.events.shift();
+  client.session.authenticate(h.now, ReasonCode.ContinueAuthentication, { reasonString: "more" });
+  h.pump();
+  assert.deepStrictEqual(client.take(), [{
+    type: "auth",
+    reasonCode: ReasonCode.ContinueAuthentication,
+    properties: { authenticationMethod: "M" },
+  }]);
+});
