@@ -7,6 +7,7 @@
 import { PacketDecoder } from "../codec/decoder.ts";
 import { encode } from "../codec/encode.ts";
 import type {
+  AckProperties,
   AuthPacket,
   AuthProperties,
   ConnAckPacket,
@@ -17,9 +18,13 @@ import type {
   Packet,
   Properties,
   ProtocolVersion,
+  PubAckPacket,
   PublishPacket,
+  PubRecPacket,
   QoS,
+  SubAckPacket,
   SubscribePacket,
+  UnsubAckPacket,
   UnsubscribePacket,
   Will,
 } from "../codec/packet.ts";
@@ -443,13 +448,11 @@ export class SessionMachine {
     if (this.#authenticationMethod === undefined) {
       throw new Error("Cannot send AUTH: the client did not ask for enhanced authentication [MQTT-4.12.0-6]");
     }
-    const auth: AuthProperties = { ...properties, authenticationMethod: this.#authenticationMethod };
-    if (!this.#requestProblemInformation) {
-      // [MQTT-3.1.2-29] no reason string or user properties on AUTH when the client asked for none.
-      delete auth.reasonString;
-      delete auth.userProperties;
-    }
-    this.#pushTrimmed({ type: "auth", reasonCode, properties: auth });
+    this.#pushTrimmed({
+      type: "auth",
+      reasonCode,
+      properties: { ...properties, authenticationMethod: this.#authenticationMethod },
+    });
     void now;
   }
 
@@ -462,9 +465,16 @@ export class SessionMachine {
    * @param now The current time.
    * @param packetId The PUBLISH's packet identifier.
    * @param reasonCode The PUBACK or PUBREC reason code. @default 0x00
+   * @param properties A reason string or user properties (MQTT 5), left out when the client asked for no
+   *   problem information [MQTT-3.1.2-29] or when they would exceed its maximum packet size [MQTT-3.4.2-2].
    * @throws {Error} When no PUBLISH with this identifier waits for an acknowledgement.
    */
-  acknowledge(now: Millis, packetId: number, reasonCode: ReasonCode = ReasonCode.Success): void {
+  acknowledge(
+    now: Millis,
+    packetId: number,
+    reasonCode: ReasonCode = ReasonCode.Success,
+    properties?: AckProperties,
+  ): void {
     if (this.#state === "closed") return;
     const qos = this.#awaitingAck.get(packetId);
     if (qos === undefined) throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
@@ -475,7 +485,11 @@ export class SessionMachine {
       // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message.
       if (reasonCode >= 0x80) this.#session.inboundQoS2.delete(packetId);
     }
-    this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
+    if (properties === undefined) {
+      this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
+    } else {
+      this.#pushTrimmed({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode, properties });
+    }
     void now;
   }
 
@@ -486,13 +500,11 @@ export class SessionMachine {
    * @param now The current time.
    * @param packetId The SUBSCRIBE's packet identifier [MQTT-3.8.4-2].
    * @param reasonCodes One code per filter.
+   * @param properties A reason string or user properties (MQTT 5), left out as for `acknowledge`.
    */
-  grant(now: Millis, packetId: number, reasonCodes: readonly ReasonCode[]): void {
+  grant(now: Millis, packetId: number, reasonCodes: readonly ReasonCode[], properties?: AckProperties): void {
     if (this.#state === "closed") return;
-    this.#outbox.push(
-      { type: "suback", packetId, reasonCodes: [...reasonCodes] },
-      this.#version as ProtocolVersion,
-    );
+    this.#pushTrimmed({ type: "suback", packetId, reasonCodes: [...reasonCodes], properties });
     void now;
   }
 
@@ -503,14 +515,22 @@ export class SessionMachine {
    * @param now The current time.
    * @param packetId The UNSUBSCRIBE's packet identifier.
    * @param reasonCodes One code per filter: 0x00, or 0x11 when no subscription existed.
+   * @param properties A reason string or user properties (MQTT 5), left out as for `acknowledge`.
    */
-  acknowledgeUnsubscribe(now: Millis, packetId: number, reasonCodes: readonly ReasonCode[]): void {
+  acknowledgeUnsubscribe(
+    now: Millis,
+    packetId: number,
+    reasonCodes: readonly ReasonCode[],
+    properties?: AckProperties,
+  ): void {
     if (this.#state === "closed") return;
     const version = this.#version as ProtocolVersion;
-    this.#outbox.push(
-      { type: "unsuback", packetId, reasonCodes: version === 5 ? [...reasonCodes] : EMPTY_CODES },
-      version,
-    );
+    this.#pushTrimmed({
+      type: "unsuback",
+      packetId,
+      reasonCodes: version === 5 ? [...reasonCodes] : EMPTY_CODES,
+      properties,
+    });
     void now;
   }
 
@@ -969,14 +989,31 @@ export class SessionMachine {
   }
 
   /**
-   * Queues a CONNACK, DISCONNECT or AUTH; if it is larger than the client's Maximum Packet Size, its reason
-   * string and user properties are left out [MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.14.2-3] [MQTT-3.14.2-4]
+   * Queues a packet that may carry a reason string and user properties: they are left out of an
+   * acknowledgement when the client asked for no problem information [MQTT-3.1.2-29], and out of any of them
+   * that would exceed the client's Maximum Packet Size [MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.4.2-2]
+   * [MQTT-3.4.2-3] [MQTT-3.9.2-1] [MQTT-3.9.2-2] [MQTT-3.11.2-1] [MQTT-3.11.2-2] [MQTT-3.14.2-3] [MQTT-3.14.2-4]
    * [MQTT-3.15.2-2] [MQTT-3.15.2-3].
    */
-  #pushTrimmed(packet: ConnAckPacket | DisconnectPacket | AuthPacket): void {
+  #pushTrimmed(
+    packet:
+      | ConnAckPacket
+      | DisconnectPacket
+      | AuthPacket
+      | PubAckPacket
+      | PubRecPacket
+      | SubAckPacket
+      | UnsubAckPacket,
+  ): void {
     const version = this.#version as ProtocolVersion;
+    let properties = packet.properties as Properties | undefined;
+    const ack = packet.type !== "connack" && packet.type !== "disconnect";
+    if (properties !== undefined && ack && !this.#requestProblemInformation) {
+      const { reasonString: _r, userProperties: _u, ...rest } = properties;
+      properties = rest;
+      packet = { ...packet, properties } as typeof packet;
+    }
     let bytes = encode(packet, version);
-    const properties = packet.properties;
     if (bytes.length > this.#clientMaximumPacketSize && properties !== undefined) {
       const { reasonString: _r, userProperties: _u, ...rest } = properties as Properties;
       bytes = encode({ ...packet, properties: rest } as Packet, version);

@@ -387,3 +387,34 @@ test("SessionMachine starts topic aliases afresh on every connection [MQTT-3.3.2
   const [p] = again.takePublishes();
   assert.deepStrictEqual([p.topic, p.properties?.topicAlias], ["t/1", 1]);
 });
+
+test("SessionMachine sends a reason string on acknowledgements unless the client asked for no problem information [MQTT-3.1.2-29]", () => {
+  for (const requestProblemInformation of [true, false]) {
+    const h = new Harness();
+    h.hooks.holdAcks = true;
+    const client = h.connected("c", 5, { properties: { requestProblemInformation } });
+    client.publish("a", "x", { qos: 1, packetId: 1 });
+    client.session.acknowledge(h.now, 1, ReasonCode.NotAuthorized, { reasonString: "no" });
+    client.send({
+      type: "subscribe",
+      packetId: 2,
+      subscriptions: [{
+        topicFilter: "a",
+        qos: 0,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      }],
+    });
+    h.pump();
+    const [puback, suback] = client.take();
+    const expected = requestProblemInformation ? { reasonString: "no" } : undefined;
+    assert.deepStrictEqual(puback, {
+      type: "puback",
+      packetId: 1,
+      reasonCode: ReasonCode.NotAuthorized,
+      ...(expected ? { properties: expected } : {}),
+    });
+    assert.equal(suback.type, "suback");
+  }
+});
