@@ -35,7 +35,7 @@ count() { # log file, pass pattern, fail pattern -> adds to the totals
 
 step fmt deno fmt --check
 step lint deno lint
-step check deno check mod.ts client.ts src/ tests/ scripts/
+step check deno check mod.ts client.ts broker.ts src/ tests/ scripts/
 
 step deno deno test -A --no-check tests/
 count "$logs/deno.log" 's/.*| \([0-9]*\) passed.*/\1/p' 's/.*passed | \([0-9]*\) failed.*/\1/p'

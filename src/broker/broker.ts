@@ -1,0 +1,425 @@
+/**
+ * The async broker: SessionMachines and one BrokerMachine driven over transports, with timers, listeners and
+ * typed async hooks for authentication and authorization.
+ *
+ * @module
+ */
+
+import type { ConnectPacket, PublishPacket, QoS, Subscription } from "../codec/packet.ts";
+import { validateTopicName } from "../codec/topic.ts";
+import { MqttError, ReasonCode } from "../errors.ts";
+import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
+import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
+import { runtimeNet } from "../runtime/mod.ts";
+import type { Listener, Transport } from "../transport/transport.ts";
+
+/** Who is connecting, for the hooks. */
+export interface ClientInfo {
+  clientId: string;
+  username?: string;
+  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
+  protocolVersion: number;
+  /** Where the connection comes from, when the listener knows. */
+  remote?: string;
+}
+
+/** A decision of a hook: `true` allows, `false` refuses with "not authorized", a reason code refuses with it. */
+export type Decision = boolean | ReasonCode;
+
+/** Log levels, lowest first. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+/** Options of a {@linkcode Broker}. */
+export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptions {
+  /** Accept clients without a user name. Default true. */
+  allowAnonymous?: boolean;
+  /** Decides whether a client may connect; runs after the anonymous check. Default: allow. */
+  authenticate?: (client: ClientInfo, password: Uint8Array | undefined) => Decision | Promise<Decision>;
+  /** Decides whether a client may publish a message. Default: allow. */
+  authorizePublish?: (client: ClientInfo, packet: PublishPacket) => Decision | Promise<Decision>;
+  /**
+   * Decides whether a client may subscribe: `true`, `false`, a reason code, or the QoS to grant (lower than
+   * asked). Default: allow as asked.
+   */
+  authorizeSubscribe?: (
+    client: ClientInfo,
+    subscription: Subscription,
+  ) => Decision | QoS | Promise<Decision | QoS>;
+  /** Where log lines go. Default: nowhere. Lines never contain passwords or payloads. */
+  log?: (level: LogLevel, message: string) => void;
+}
+
+/** Options of {@linkcode Broker.listen}. */
+export interface ListenOptions {
+  /** Default 127.0.0.1. */
+  hostname?: string;
+  /** Default 1883; 0 picks a free port. */
+  port?: number;
+  /** PEM certificate and key for a TLS listener. */
+  cert?: string;
+  key?: string;
+}
+
+function decisionCode(decision: Decision, fallback: ReasonCode): ReasonCode {
+  if (decision === true) return ReasonCode.Success;
+  if (decision === false) return fallback;
+  return decision;
+}
+
+/** One network connection. */
+class Connection {
+  readonly session: SessionMachine;
+  readonly transport: Transport;
+  readonly remote: string | undefined;
+  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  writing: Promise<void> = Promise.resolve();
+  timer: ReturnType<typeof setTimeout> | undefined;
+  info: ClientInfo | undefined;
+  closed = false;
+
+  constructor(session: SessionMachine, transport: Transport, remote: string | undefined) {
+    this.session = session;
+    this.transport = transport;
+    this.remote = remote;
+    this.writer = transport.writable.getWriter();
+  }
+}
+
+/**
+ * An MQTT broker. Embed it in a program, or run `broker.ts`.
+ *
+ * @example A broker on a free port that refuses publishes to `admin/#`
+ * ```ts ignore
+ * import { Broker } from "@x/mqtt/broker";
+ * const broker = new Broker({
+ *   authorizePublish: (_client, packet) => !packet.topic.startsWith("admin/"),
+ * });
+ * const { port } = await broker.listen({ port: 0 });
+ * console.log(`listening on ${port}`);
+ * await broker.close();
+ * ```
+ */
+export class Broker {
+  readonly #options: BrokerOptions;
+  readonly #machine: BrokerMachine;
+  readonly #connections = new Map<SessionMachine, Connection>();
+  readonly #listeners = new Set<Listener>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closing = false;
+
+  /**
+   * Creates a broker; nothing listens until {@linkcode Broker.listen}.
+   *
+   * @param options Hooks, limits and logging.
+   */
+  constructor(options: BrokerOptions = {}) {
+    this.#options = options;
+    this.#machine = new BrokerMachine(options);
+  }
+
+  /** The routing machine, for statistics. */
+  get machine(): BrokerMachine {
+    return this.#machine;
+  }
+
+  /** How many network connections are open. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /**
+   * Accepts TCP (or, with `cert` and `key`, TLS) connections until {@linkcode Broker.close}.
+   *
+   * @param options Address, port and TLS files.
+   * @returns The listener's address.
+   */
+  async listen(options: ListenOptions = {}): Promise<{ hostname: string; port: number }> {
+    const net = await runtimeNet();
+    const hostname = options.hostname ?? "127.0.0.1";
+    const port = options.port ?? 1883;
+    const listener = options.cert !== undefined && options.key !== undefined
+      ? await net.listenTls({ hostname, port, cert: options.cert, key: options.key })
+      : await net.listenTcp({ hostname, port });
+    this.#listeners.add(listener);
+    (async () => {
+      for await (const transport of listener) void this.handle(transport);
+    })().catch((error) =>
+      this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
+    );
+    this.#log("info", `Listening on ${listener.hostname}:${listener.port}`);
+    return { hostname: listener.hostname, port: listener.port };
+  }
+
+  /**
+   * Serves one connection from any transport until it ends.
+   *
+   * @param transport The connection.
+   * @param remote A description of the peer, for logs and hooks.
+   * @returns Resolves when the connection is over.
+   */
+  async handle(transport: Transport, remote?: string): Promise<void> {
+    if (this.#closing) {
+      await transport.close();
+      return;
+    }
+    const session = new SessionMachine(performance.now(), this.#options);
+    const connection = new Connection(session, transport, remote);
+    this.#connections.set(session, connection);
+    this.#flush(connection);
+    const reader = transport.readable.getReader();
+    let cause: unknown;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        session.handleBytes(performance.now(), value);
+        this.#flushAll(connection);
+      }
+    } catch (error) {
+      cause = error;
+    } finally {
+      reader.releaseLock();
+    }
+    if (!connection.closed) {
+      session.handleClose(performance.now(), cause);
+      this.#flushAll(connection);
+    }
+  }
+
+  /**
+   * Publishes a message from the host program to the matching subscribers.
+   *
+   * @param topic The topic name.
+   * @param payload Bytes or text.
+   * @param options QoS and retain.
+   * @returns How many sessions the message was delivered or queued to.
+   */
+  publish(
+    topic: string,
+    payload: string | Uint8Array,
+    options: { qos?: QoS; retain?: boolean } = {},
+  ): number {
+    validateTopicName(topic);
+    const packet: PublishPacket = {
+      type: "publish",
+      topic,
+      payload: typeof payload === "string" ? new TextEncoder().encode(payload) : payload,
+      qos: options.qos ?? 0,
+      retain: options.retain ?? false,
+      dup: false,
+    };
+    const count = this.#machine.route(performance.now(), undefined, packet);
+    this.#flushAll(undefined);
+    return count;
+  }
+
+  /**
+   * Stops listening and closes every connection (MQTT 5 clients get DISCONNECT 0x8B, server shutting down).
+   *
+   * @returns Resolves once everything is closed.
+   */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    await Promise.all([...this.#listeners].map((listener) => listener.close().catch(() => {})));
+    this.#listeners.clear();
+    for (const connection of [...this.#connections.values()]) {
+      if (connection.session.state === "connected") {
+        connection.session.disconnect(performance.now(), ReasonCode.ServerShuttingDown);
+      } else {
+        connection.session.handleClose(performance.now());
+      }
+      this.#flush(connection);
+    }
+    await Promise.all([...this.#connections.values()].map((c) => this.#shut(c)));
+    clearTimeout(this.#timer);
+  }
+
+  #log(level: LogLevel, message: string): void {
+    this.#options.log?.(level, message);
+  }
+
+  /** Flushes one connection, then every session the broker machine gave output to. */
+  #flushAll(first: Connection | undefined): void {
+    if (first !== undefined) this.#flush(first);
+    for (let s = this.#machine.pollSession(); s !== undefined; s = this.#machine.pollSession()) {
+      const connection = this.#connections.get(s);
+      if (connection !== undefined) this.#flush(connection);
+    }
+    this.#scheduleBroker();
+  }
+
+  #flush(connection: Connection): void {
+    const session = connection.session;
+    for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
+      const writer = connection.writer;
+      connection.writing = connection.writing.then(() => writer.write(bytes)).catch(() => {
+        if (!connection.closed) {
+          session.handleClose(performance.now(), new Error("write failed"));
+          this.#flushAll(connection);
+        }
+      });
+    }
+    for (let event = session.pollEvent(); event !== undefined; event = session.pollEvent()) {
+      this.#dispatch(connection, event);
+    }
+    clearTimeout(connection.timer);
+    connection.timer = undefined;
+    const at = session.pollTimeout();
+    if (at !== undefined && !connection.closed) {
+      connection.timer = setTimeout(() => {
+        session.handleTimeout(performance.now());
+        this.#flushAll(connection);
+      }, Math.max(0, at - performance.now()));
+    }
+  }
+
+  #scheduleBroker(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const at = this.#machine.pollTimeout();
+    if (at === undefined || this.#closing) return;
+    this.#timer = setTimeout(() => {
+      this.#machine.handleTimeout(performance.now());
+      this.#flushAll(undefined);
+    }, Math.max(0, at - performance.now()));
+  }
+
+  #dispatch(connection: Connection, event: SessionEvent): void {
+    const session = connection.session;
+    switch (event.type) {
+      case "connect":
+        void this.#onConnect(connection, event.packet);
+        return;
+      case "publish":
+        void this.#onPublish(connection, event.packet);
+        return;
+      case "subscribe":
+        void this.#onSubscribe(connection, event.packet.packetId, event.packet.subscriptions, event);
+        return;
+      case "unsubscribe":
+        this.#machine.unsubscribe(performance.now(), session, event.packet);
+        return;
+      case "auth":
+        // Enhanced authentication needs a hook this driver does not have yet.
+        session.reject(performance.now(), ReasonCode.BadAuthenticationMethod);
+        return;
+      case "closed":
+        this.#onClosed(connection, event.error);
+        return;
+      default: {
+        const unreachable: never = event;
+        throw new Error(`Unhandled session event ${(unreachable as SessionEvent).type}`);
+      }
+    }
+  }
+
+  async #onConnect(connection: Connection, packet: ConnectPacket): Promise<void> {
+    const session = connection.session;
+    const info: ClientInfo = { clientId: packet.clientId, protocolVersion: packet.protocolVersion };
+    if (packet.username !== undefined) info.username = packet.username;
+    if (connection.remote !== undefined) info.remote = connection.remote;
+    let code: ReasonCode = ReasonCode.Success;
+    if (packet.username === undefined && this.#options.allowAnonymous === false) {
+      code = ReasonCode.NotAuthorized;
+    } else if (this.#options.authenticate !== undefined) {
+      try {
+        code = decisionCode(
+          await this.#options.authenticate(info, packet.password),
+          ReasonCode.BadUserNameOrPassword,
+        );
+      } catch (error) {
+        this.#log("error", `authenticate hook failed for "${packet.clientId}": ${(error as Error).message}`);
+        code = ReasonCode.UnspecifiedError;
+      }
+    }
+    if (connection.closed) return;
+    const now = performance.now();
+    if (code !== ReasonCode.Success) {
+      this.#log(
+        "warn",
+        `Refused "${packet.clientId}"${info.username ? ` (user "${info.username}")` : ""}: 0x${
+          code.toString(16)
+        }`,
+      );
+      session.reject(now, code);
+    } else {
+      this.#machine.attach(now, session);
+      connection.info = { ...info, clientId: session.clientId };
+      this.#log(
+        "info",
+        `Client "${session.clientId}" connected (MQTT level ${packet.protocolVersion})${
+          connection.remote ? ` from ${connection.remote}` : ""
+        }`,
+      );
+    }
+    this.#flushAll(connection);
+  }
+
+  async #onPublish(connection: Connection, packet: PublishPacket): Promise<void> {
+    const session = connection.session;
+    let code: ReasonCode = ReasonCode.Success;
+    const hook = this.#options.authorizePublish;
+    if (hook !== undefined && connection.info !== undefined) {
+      try {
+        code = decisionCode(await hook(connection.info, packet), ReasonCode.NotAuthorized);
+      } catch {
+        code = ReasonCode.UnspecifiedError;
+      }
+    }
+    if (connection.closed) return;
+    const now = performance.now();
+    if (code < 0x80) this.#machine.route(now, session, packet);
+    if (packet.qos > 0) session.acknowledge(now, packet.packetId as number, code);
+    this.#flushAll(connection);
+  }
+
+  async #onSubscribe(
+    connection: Connection,
+    _packetId: number,
+    subscriptions: Subscription[],
+    event: Extract<SessionEvent, { type: "subscribe" }>,
+  ): Promise<void> {
+    const hook = this.#options.authorizeSubscribe;
+    let codes: ReasonCode[] | undefined;
+    if (hook !== undefined && connection.info !== undefined) {
+      codes = [];
+      for (const subscription of subscriptions) {
+        let decision: Decision | QoS;
+        try {
+          decision = await hook(connection.info, subscription);
+        } catch {
+          decision = ReasonCode.UnspecifiedError;
+        }
+        if (decision === true) codes.push(subscription.qos);
+        else if (decision === false) codes.push(ReasonCode.NotAuthorized);
+        else if (decision === 0 || decision === 1 || decision === 2) {
+          codes.push(Math.min(decision, subscription.qos) as ReasonCode);
+        } else codes.push(decision);
+      }
+    }
+    if (connection.closed) return;
+    this.#machine.subscribe(performance.now(), connection.session, event.packet, codes);
+    this.#flushAll(connection);
+  }
+
+  #onClosed(connection: Connection, error: MqttError | undefined): void {
+    if (connection.closed) return;
+    connection.closed = true;
+    clearTimeout(connection.timer);
+    this.#machine.detach(performance.now(), connection.session);
+    const who = connection.info?.clientId ?? "(not connected)";
+    if (error === undefined) this.#log("info", `Client "${who}" disconnected`);
+    else this.#log("info", `Client "${who}" closed: ${error.message}`);
+    void this.#shut(connection);
+  }
+
+  async #shut(connection: Connection): Promise<void> {
+    this.#connections.delete(connection.session);
+    await connection.writing.catch(() => {});
+    await connection.writer.close().catch(() => {});
+    await connection.transport.close();
+  }
+}
+
+export { MqttError };

@@ -1,0 +1,14 @@
+/**
+ * The MQTT broker.
+ *
+ * @module
+ */
+
+export {
+  Broker,
+  type BrokerOptions,
+  type ClientInfo,
+  type Decision,
+  type ListenOptions,
+  type LogLevel,
+} from "./broker.ts";

@@ -1,0 +1,176 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import mqtt from "mqtt";
+import { Broker } from "../../src/broker/broker.ts";
+import { connect } from "../../src/client/connect.ts";
+import type { Message } from "../../src/client/message.ts";
+import type { Subscription } from "../../src/client/subscription.ts";
+import { memoryPair } from "../../src/transport/memory.ts";
+import { MqttError, ReasonCode } from "../../src/errors.ts";
+import { mosquittoMissing } from "../_mosquitto.ts";
+
+async function take(subscription: Subscription, count: number): Promise<Message[]> {
+  const messages: Message[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    (async () => {
+      for await (const message of subscription) {
+        messages.push(message);
+        if (messages.length === count) break;
+      }
+    })(),
+    new Promise<never>((_, reject) => timer = setTimeout(() => reject(new Error("Timed out")), 5000)),
+  ]).finally(() => clearTimeout(timer));
+  return messages;
+}
+
+test("our client and our broker over an in-memory transport: QoS 0, 1, 2 and retained", async () => {
+  const broker = new Broker();
+  const open = () => {
+    const [client, server] = memoryPair();
+    void broker.handle(server, "memory");
+    return Promise.resolve(client);
+  };
+  const a = await connect({ transport: open, clientId: "a" });
+  const b = await connect({ transport: open, clientId: "b", protocolVersion: 4 });
+  await a.publish("mem/retained", "kept", { qos: 1, retain: true });
+  const subscription = await b.subscribe("mem/#", { qos: 2 });
+  for (const qos of [0, 1, 2] as const) await a.publish(`mem/${qos}`, `q${qos}`, { qos });
+  const messages = await take(subscription, 4);
+  assert.equal(messages[0].topic, "mem/retained");
+  assert.equal(messages[0].retain, true);
+  assert.deepEqual(messages.slice(1).map((m) => m.text()).sort(), ["q0", "q1", "q2"]);
+  await a.close();
+  await b.close();
+  await broker.close();
+});
+
+test("hooks: authentication, publish and subscribe authorization", async () => {
+  const broker = new Broker({
+    allowAnonymous: false,
+    authenticate: (_client, password) => new TextDecoder().decode(password) === "right",
+    authorizePublish: (_client, packet) => !packet.topic.startsWith("admin/"),
+    authorizeSubscribe: (_client, subscription) => subscription.topicFilter.startsWith("secret/") ? false : 1,
+  });
+  const { port } = await broker.listen({ port: 0 });
+  await assert.rejects(
+    connect(`mqtt://127.0.0.1:${port}`, { reconnect: false }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.NotAuthorized,
+  );
+  await assert.rejects(
+    connect(`mqtt://u:wrong@127.0.0.1:${port}`, { reconnect: false }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.BadUserNameOrPassword,
+  );
+  const client = await connect(`mqtt://u:right@127.0.0.1:${port}`, { reconnect: false });
+  await assert.rejects(
+    client.publish("admin/x", "no", { qos: 1 }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.NotAuthorized && e.source === "peer",
+  );
+  await assert.rejects(
+    client.subscribe("secret/#"),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.NotAuthorized,
+  );
+  const granted = await client.subscribe("open/#", { qos: 2 });
+  assert.deepEqual(granted.reasonCodes, [1]);
+  await client.close();
+  await broker.close();
+});
+
+test("MQTT.js (3.1.1 and 5) publishes and subscribes through our broker over TCP", async () => {
+  const broker = new Broker();
+  const { port } = await broker.listen({ port: 0 });
+  for (const protocolVersion of [4, 5] as const) {
+    const js = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion, reconnectPeriod: 0 });
+    const received: string[] = [];
+    const done = new Promise<void>((resolve) => {
+      js.on("message", (topic, payload) => {
+        received.push(`${topic}=${payload}`);
+        if (received.length === 3) resolve();
+      });
+    });
+    await js.subscribeAsync("js/#", { qos: 2 });
+    const ours = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
+    for (const qos of [0, 1, 2] as const) await ours.publish(`js/${qos}`, `v${protocolVersion}`, { qos });
+    await done;
+    assert.deepEqual(received.sort(), [
+      `js/0=v${protocolVersion}`,
+      `js/1=v${protocolVersion}`,
+      `js/2=v${protocolVersion}`,
+    ]);
+    await js.endAsync();
+    await ours.close();
+  }
+  await broker.close();
+});
+
+test("mosquitto_pub and mosquitto_sub work against our broker", { skip: mosquittoMissing() }, async () => {
+  const broker = new Broker();
+  const { port } = await broker.listen({ port: 0 });
+  const run = (command: string, args: string[]) =>
+    new Promise<{ code: number; out: string }>((resolve) => {
+      const child = spawn(command, args);
+      let out = "";
+      child.stdout.on("data", (d) => out += d);
+      child.on("close", (code) => resolve({ code: code ?? -1, out }));
+    });
+  const sub = run("mosquitto_sub", [
+    "-h",
+    "127.0.0.1",
+    "-p",
+    String(port),
+    "-t",
+    "m/#",
+    "-v",
+    "-C",
+    "2",
+    "-W",
+    "10",
+    "-q",
+    "2",
+  ]);
+  await new Promise((resolve) => setTimeout(resolve, 400));
+  assert.equal(
+    (await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", String(port), "-t", "m/1", "-m", "a", "-q", "1"]))
+      .code,
+    0,
+  );
+  assert.equal(
+    (await run("mosquitto_pub", [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      String(port),
+      "-t",
+      "m/2",
+      "-m",
+      "b",
+      "-q",
+      "2",
+      "-V",
+      "mqttv5",
+    ])).code,
+    0,
+  );
+  const result = await sub;
+  assert.equal(result.code, 0);
+  assert.equal(result.out, "m/1 a\nm/2 b\n");
+  await broker.close();
+});
+
+test("close() sends MQTT 5 clients DISCONNECT 0x8B, server shutting down", async () => {
+  const broker = new Broker();
+  const { port } = await broker.listen({ port: 0 });
+  const errors: (MqttError | undefined)[] = [];
+  const client = await connect(`mqtt://127.0.0.1:${port}`, {
+    reconnect: false,
+    onStateChange: (event) => {
+      if (event.type === "disconnected") errors.push(event.error);
+    },
+  });
+  await broker.close();
+  await client.closed;
+  assert.equal(client.connected, false);
+  assert.equal(errors[0]?.reasonCode, ReasonCode.ServerShuttingDown);
+  assert.equal(errors[0]?.source, "peer");
+});
