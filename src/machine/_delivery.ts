@@ -126,7 +126,7 @@ export function encodingKey(
   withTopic: boolean,
   expiry: number | undefined,
 ): string {
-  if (version < 5) return `${version}${qos}${retain ? 1 : 0}`;
+  if (version < 5) return `3${qos}${retain ? 1 : 0}`; // 3.1 and 3.1.1 PUBLISH are byte for byte alike
   return `5${qos}${retain ? 1 : 0}|${subscriptionIdentifiers ?? ""}|${topicAlias}${withTopic ? "t" : ""}|${
     expiry ?? ""
   }`;

@@ -937,7 +937,7 @@ export class SessionMachine {
     let key: string | number = 0;
     if (cache !== undefined) {
       key = subscriptionIdentifiers === undefined && alias === 0 && expiry === undefined
-        ? version * 8 + delivery.qos * 2 + (delivery.retain ? 1 : 0)
+        ? (version === 5 ? 8 : 0) + delivery.qos * 2 + (delivery.retain ? 1 : 0) // 3.1 and 3.1.1 PUBLISH are alike
         : encodingKey(
           version,
           delivery.qos,
