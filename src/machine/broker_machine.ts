@@ -210,7 +210,10 @@ export class BrokerMachine {
   /** The earliest deadline of `#timed`, when `#earliestKnown`; recomputed lazily. */
   #earliest: Millis | undefined;
   #earliestKnown = true;
-  readonly #dirty = new Set<SessionMachine>();
+  /** Sessions with new output, in the order they got it, without repeats (`#dirtySet` says who is in). */
+  readonly #dirty: SessionMachine[] = [];
+  readonly #dirtySet = new Set<SessionMachine>();
+  #dirtyIndex = 0;
   readonly #persistentExpiry: number;
   readonly #maximumExpiry: number;
   readonly #maxQueuedMessages: number;
@@ -302,7 +305,7 @@ export class BrokerMachine {
         record.connection = undefined;
         const will = old.will;
         old.disconnect(now, ReasonCode.SessionTakenOver);
-        this.#dirty.add(old);
+        this.#markDirty(old);
         if (will !== undefined && (connect.cleanStart || willDelay(will) === 0)) {
           this.#publishWill(now, record, will);
         }
@@ -342,7 +345,7 @@ export class BrokerMachine {
       state: record.state,
       properties: connect.protocolVersion === 5 ? properties : { assignedClientIdentifier: clientId },
     });
-    this.#dirty.add(session);
+    this.#markDirty(session);
     return sessionPresent;
   }
 
@@ -431,7 +434,7 @@ export class BrokerMachine {
         subscriptionIdentifiers: id === undefined ? undefined : [id],
       });
     }
-    this.#dirty.add(session);
+    this.#markDirty(session);
     return codes;
   }
 
@@ -459,7 +462,7 @@ export class BrokerMachine {
       }
     }
     session.acknowledgeUnsubscribe(now, packet.packetId, codes);
-    this.#dirty.add(session);
+    this.#markDirty(session);
     return codes;
   }
 
@@ -475,7 +478,7 @@ export class BrokerMachine {
   detach(now: Millis, session: SessionMachine): void {
     const record = this.#byConnection.get(session);
     this.#byConnection.delete(session);
-    this.#dirty.delete(session);
+    this.#dirtySet.delete(session);
     if (record === undefined || record.connection !== session) return;
     record.connection = undefined;
     // MQTT 5: the client may have changed the interval in its DISCONNECT.
@@ -545,10 +548,13 @@ export class BrokerMachine {
    * @returns The session, or `undefined` when there are no more.
    */
   pollSession(): SessionMachine | undefined {
-    for (const session of this.#dirty) {
-      this.#dirty.delete(session);
-      return session;
+    const dirty = this.#dirty;
+    while (this.#dirtyIndex < dirty.length) {
+      const session = dirty[this.#dirtyIndex++];
+      if (this.#dirtySet.delete(session)) return session;
     }
+    dirty.length = 0;
+    this.#dirtyIndex = 0;
     return undefined;
   }
 
@@ -645,6 +651,12 @@ export class BrokerMachine {
 
   // ---------------------------------------------------------------------------------------------- internals
 
+  #markDirty(session: SessionMachine): void {
+    if (this.#dirtySet.has(session)) return;
+    this.#dirtySet.add(session);
+    this.#dirty.push(session);
+  }
+
   #schedule(record: SessionRecord): void {
     this.#timed.add(record);
     if (this.#earliestKnown) this.#earliest = earlier(this.#earliest, deadline(record));
@@ -731,7 +743,7 @@ export class BrokerMachine {
     const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers };
     if (connection !== undefined) {
       connection.deliver(now, delivery);
-      this.#dirty.add(connection);
+      this.#markDirty(connection);
     } else {
       if (qos === 0 && !this.#queueQoS0) return false;
       if (!record.state.enqueue(now, delivery)) return false;
