@@ -11,6 +11,7 @@ import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
 import { runtimeNet } from "../runtime/mod.ts";
+import { type PasswordEntry, verifyPassword } from "./password_file.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 
 /** Who is connecting, for the hooks. */
@@ -33,7 +34,12 @@ export type LogLevel = "debug" | "info" | "warn" | "error";
 export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptions {
   /** Accept clients without a user name. Default true. */
   allowAnonymous?: boolean;
-  /** Decides whether a client may connect; runs after the anonymous check. Default: allow. */
+  /**
+   * Users and password hashes (a mosquitto password file, see `parsePasswordFile`): a client with a user name
+   * must be listed and give the right password. Checked before `authenticate`.
+   */
+  passwords?: ReadonlyMap<string, PasswordEntry>;
+  /** Decides whether a client may connect; runs after the anonymous and password checks. Default: allow. */
   authenticate?: (client: ClientInfo, password: Uint8Array | undefined) => Decision | Promise<Decision>;
   /** Decides whether a client may publish a message. Default: allow. */
   authorizePublish?: (client: ClientInfo, packet: PublishPacket) => Decision | Promise<Decision>;
@@ -320,9 +326,16 @@ export class Broker {
     if (packet.username !== undefined) info.username = packet.username;
     if (connection.remote !== undefined) info.remote = connection.remote;
     let code: ReasonCode = ReasonCode.Success;
+    const passwords = this.#options.passwords;
     if (packet.username === undefined && this.#options.allowAnonymous === false) {
       code = ReasonCode.NotAuthorized;
-    } else if (this.#options.authenticate !== undefined) {
+    } else if (packet.username !== undefined && passwords !== undefined) {
+      const entry = passwords.get(packet.username);
+      const ok = entry !== undefined && packet.password !== undefined &&
+        await verifyPassword(entry, packet.password);
+      if (!ok) code = ReasonCode.BadUserNameOrPassword;
+    }
+    if (code === ReasonCode.Success && this.#options.authenticate !== undefined) {
       try {
         code = decisionCode(
           await this.#options.authenticate(info, packet.password),

@@ -12,3 +12,4 @@ export {
   type ListenOptions,
   type LogLevel,
 } from "./broker.ts";
+export { hashPassword, parsePasswordFile, type PasswordEntry, verifyPassword } from "./password_file.ts";

@@ -5,6 +5,7 @@
  */
 
 import { Broker, type LogLevel } from "../broker/broker.ts";
+import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/password_file.ts";
 import type { RuntimeProcess } from "../runtime/process_types.ts";
 
 /** Help text of the broker command. */
@@ -13,7 +14,11 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --host ADDRESS          listen address (default 127.0.0.1)
   --port PORT             TCP port (default 1883; 0 picks a free one)
   --allow-anonymous true|false   accept clients without a user name (default true)
+  --password-file FILE    users and passwords, in mosquitto_passwd's format
   -v, --verbose           log every connection in detail
+
+  broker.ts passwd [-c] FILE USER PASSWORD    add or update a user (-c: create the file anew)
+  broker.ts passwd -D FILE USER               delete a user
   --help                  this text`;
 
 /** Parsed broker arguments. */
@@ -22,6 +27,7 @@ export interface BrokerArgs {
   port: number;
   allowAnonymous: boolean;
   verbose: boolean;
+  passwordFile?: string;
 }
 
 /**
@@ -64,6 +70,9 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
       case "--verbose":
         args.verbose = true;
         break;
+      case "--password-file":
+        args.passwordFile = value();
+        break;
       default:
         throw new Error(`Unknown option "${flag}"`);
     }
@@ -79,6 +88,7 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
  */
 export async function runBroker(proc: RuntimeProcess): Promise<number> {
   const argv = proc.args();
+  if (argv[0] === "passwd") return await runPasswd(proc, argv.slice(1));
   if (argv.includes("--help")) {
     proc.stdout(BROKER_USAGE + "\n");
     return 0;
@@ -90,9 +100,19 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     proc.stderr(`Error: ${(error as Error).message}\n\n${BROKER_USAGE}\n`);
     return 1;
   }
+  let passwords: Map<string, PasswordEntry> | undefined;
+  if (args.passwordFile !== undefined) {
+    try {
+      passwords = parsePasswordFile(new TextDecoder().decode(await proc.readFile(args.passwordFile)));
+    } catch (error) {
+      proc.stderr(`Error: cannot use password file "${args.passwordFile}": ${(error as Error).message}\n`);
+      return 1;
+    }
+  }
   const levels: LogLevel[] = args.verbose ? ["debug", "info", "warn", "error"] : ["info", "warn", "error"];
   const broker = new Broker({
     allowAnonymous: args.allowAnonymous,
+    passwords,
     log: (level, message) => {
       if (levels.includes(level)) proc.stderr(`${new Date().toISOString()} ${level} ${message}\n`);
     },
@@ -116,5 +136,45 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
   });
   proc.stderr("Shutting down\n");
   await broker.close();
+  return 0;
+}
+
+/**
+ * `broker.ts passwd`: adds, updates or deletes a user in a password file, writing lines mosquitto accepts.
+ *
+ * @param proc Files and output.
+ * @param argv `[-c] FILE USER PASSWORD` or `-D FILE USER`.
+ * @returns The exit code.
+ */
+export async function runPasswd(proc: RuntimeProcess, argv: readonly string[]): Promise<number> {
+  const create = argv.includes("-c");
+  const remove = argv.includes("-D");
+  const rest = argv.filter((a) => a !== "-c" && a !== "-D");
+  const [file, user, password] = rest;
+  if (file === undefined || user === undefined || (!remove && password === undefined) || rest.length > 3) {
+    proc.stderr("Usage: broker.ts passwd [-c] FILE USER PASSWORD | broker.ts passwd -D FILE USER\n");
+    return 1;
+  }
+  if (user.includes(":")) {
+    proc.stderr(`Error: a user name cannot contain ":"\n`);
+    return 1;
+  }
+  let lines: string[] = [];
+  if (!create) {
+    try {
+      lines = new TextDecoder().decode(await proc.readFile(file)).split(/\r?\n/).filter((line) =>
+        line !== ""
+      );
+    } catch (error) {
+      proc.stderr(`Error: cannot read "${file}": ${(error as Error).message} (use -c to create it)\n`);
+      return 1;
+    }
+  }
+  const kept = lines.filter((line) => !line.startsWith(`${user}:`));
+  if (remove && kept.length === lines.length) {
+    proc.stderr(`Warning: user "${user}" is not in "${file}"\n`);
+  }
+  if (!remove) kept.push(`${user}:${await hashPassword(password as string)}`);
+  await proc.writeFile(file, new TextEncoder().encode(kept.map((line) => line + "\n").join("")));
   return 0;
 }

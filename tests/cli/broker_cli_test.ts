@@ -1,6 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import process from "node:process";
 import { parseBrokerArgs } from "../../src/cli/broker_cli.ts";
 import { connect } from "../../src/client/connect.ts";
@@ -61,4 +64,51 @@ test("broker.ts starts, says where it listens, serves a client and exits 0 on SI
   if (!("Deno" in globalThis)) assert.equal(code, 0, log);
   assert.match(log, /Shutting down/);
   assert.match(log, /Client "probe" connected/);
+});
+
+test("broker.ts passwd writes a file the broker's --password-file accepts", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "passwd-"));
+  const file = join(dir, "passwords");
+  const script = new URL("../../broker.ts", import.meta.url).pathname;
+  const prefix = "Deno" in globalThis ? ["run", "-A", script] : [script];
+  const runSync = (args: string[]) => spawnSync(process.execPath, [...prefix, ...args], { encoding: "utf8" });
+  assert.equal(runSync(["passwd", "-c", file, "ada", "pw1"]).status, 0);
+  assert.equal(runSync(["passwd", file, "bob", "pw2"]).status, 0);
+  assert.equal(runSync(["passwd", file, "ada", "pw3"]).status, 0);
+  assert.equal(runSync(["passwd", "-D", file, "bob"]).status, 0);
+  const lines = readFileSync(file, "utf8").trim().split("\n");
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /^ada:\$7\$101\$/);
+  const port = await freePort();
+  const child = spawn(process.execPath, [
+    ...prefix,
+    "--port",
+    String(port),
+    "--password-file",
+    file,
+    "--allow-anonymous",
+    "false",
+  ], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stderr.on("data", (d) => log += d);
+  const exited = new Promise((resolve) => child.on("close", resolve));
+  try {
+    for (let i = 0; i < 100 && !log.includes("listening on"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const ok = await connect(`mqtt://ada:pw3@127.0.0.1:${port}`, { reconnect: false });
+    await ok.close();
+    await assert.rejects(
+      connect(`mqtt://ada:pw1@127.0.0.1:${port}`, { reconnect: false }),
+      /Bad user name or password/,
+    );
+    await assert.rejects(connect(`mqtt://127.0.0.1:${port}`, { reconnect: false }), /Not authorized/);
+    assert.doesNotMatch(log, /pw3|pw1/);
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
