@@ -11,6 +11,7 @@ import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
 import { runtimeNet } from "../runtime/mod.ts";
+import { type AclFile, canPublish, canSubscribe } from "./acl_file.ts";
 import { type PasswordEntry, verifyPassword } from "./password_file.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 
@@ -39,6 +40,12 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    * must be listed and give the right password. Checked before `authenticate`.
    */
   passwords?: ReadonlyMap<string, PasswordEntry>;
+  /**
+   * Access rules (a mosquitto ACL file, see `parseAclFile`): publishes and subscriptions they do not allow are
+   * refused (MQTT 5: reason 0x87; 3.x: the publish is dropped, the subscription gets 0x80). Checked before the
+   * authorization hooks.
+   */
+  acl?: AclFile;
   /** Decides whether a client may connect; runs after the anonymous and password checks. Default: allow. */
   authenticate?: (client: ClientInfo, password: Uint8Array | undefined) => Decision | Promise<Decision>;
   /** Decides whether a client may publish a message. Default: allow. */
@@ -373,7 +380,13 @@ export class Broker {
     const session = connection.session;
     let code: ReasonCode = ReasonCode.Success;
     const hook = this.#options.authorizePublish;
-    if (hook !== undefined && connection.info !== undefined) {
+    const acl = this.#options.acl;
+    if (
+      acl !== undefined && connection.info !== undefined && !canPublish(acl, connection.info, packet.topic)
+    ) {
+      code = ReasonCode.NotAuthorized;
+      this.#log("info", `Denied publish from "${connection.info.clientId}" to "${packet.topic}" (ACL)`);
+    } else if (hook !== undefined && connection.info !== undefined) {
       try {
         code = decisionCode(await hook(connection.info, packet), ReasonCode.NotAuthorized);
       } catch {
@@ -394,15 +407,24 @@ export class Broker {
     event: Extract<SessionEvent, { type: "subscribe" }>,
   ): Promise<void> {
     const hook = this.#options.authorizeSubscribe;
+    const acl = this.#options.acl;
     let codes: ReasonCode[] | undefined;
-    if (hook !== undefined && connection.info !== undefined) {
+    if ((hook !== undefined || acl !== undefined) && connection.info !== undefined) {
       codes = [];
       for (const subscription of subscriptions) {
-        let decision: Decision | QoS;
-        try {
-          decision = await hook(connection.info, subscription);
-        } catch {
-          decision = ReasonCode.UnspecifiedError;
+        let decision: Decision | QoS = true;
+        if (acl !== undefined && !canSubscribe(acl, connection.info, subscription.topicFilter)) {
+          decision = false;
+          this.#log(
+            "info",
+            `Denied subscription of "${connection.info.clientId}" to "${subscription.topicFilter}" (ACL)`,
+          );
+        } else if (hook !== undefined) {
+          try {
+            decision = await hook(connection.info, subscription);
+          } catch {
+            decision = ReasonCode.UnspecifiedError;
+          }
         }
         if (decision === true) codes.push(subscription.qos);
         else if (decision === false) codes.push(ReasonCode.NotAuthorized);

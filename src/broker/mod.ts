@@ -13,3 +13,4 @@ export {
   type LogLevel,
 } from "./broker.ts";
 export { hashPassword, parsePasswordFile, type PasswordEntry, verifyPassword } from "./password_file.ts";
+export { type Access, type AclFile, canPublish, canSubscribe, parseAclFile } from "./acl_file.ts";

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type AclFile, parseAclFile } from "../broker/acl_file.ts";
 import { Broker, type LogLevel } from "../broker/broker.ts";
 import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/password_file.ts";
 import type { RuntimeProcess } from "../runtime/process_types.ts";
@@ -15,6 +16,7 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --port PORT             TCP port (default 1883; 0 picks a free one)
   --allow-anonymous true|false   accept clients without a user name (default true)
   --password-file FILE    users and passwords, in mosquitto_passwd's format
+  --acl-file FILE         access rules, in mosquitto's acl_file format
   -v, --verbose           log every connection in detail
 
   broker.ts passwd [-c] FILE USER PASSWORD    add or update a user (-c: create the file anew)
@@ -28,6 +30,7 @@ export interface BrokerArgs {
   allowAnonymous: boolean;
   verbose: boolean;
   passwordFile?: string;
+  aclFile?: string;
 }
 
 /**
@@ -73,6 +76,9 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
       case "--password-file":
         args.passwordFile = value();
         break;
+      case "--acl-file":
+        args.aclFile = value();
+        break;
       default:
         throw new Error(`Unknown option "${flag}"`);
     }
@@ -109,10 +115,20 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
       return 1;
     }
   }
+  let acl: AclFile | undefined;
+  if (args.aclFile !== undefined) {
+    try {
+      acl = parseAclFile(new TextDecoder().decode(await proc.readFile(args.aclFile)));
+    } catch (error) {
+      proc.stderr(`Error: cannot use ACL file "${args.aclFile}": ${(error as Error).message}\n`);
+      return 1;
+    }
+  }
   const levels: LogLevel[] = args.verbose ? ["debug", "info", "warn", "error"] : ["info", "warn", "error"];
   const broker = new Broker({
     allowAnonymous: args.allowAnonymous,
     passwords,
+    acl,
     log: (level, message) => {
       if (levels.includes(level)) proc.stderr(`${new Date().toISOString()} ${level} ${message}\n`);
     },
