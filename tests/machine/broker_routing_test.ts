@@ -395,3 +395,13 @@ test("BrokerMachine.pollSession() returns each session with new output once", ()
     fresh.session,
   ]);
 });
+
+test("BrokerMachine sends the topic name as published, matching the subscription's filter [MQTT-3.3.2-3]", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 4);
+  sub.subscribe("sport/+/player1/#");
+  const pub = h.connected("p", 4);
+  pub.publish("sport/tennis/player1/ranking", "1");
+  pub.publish("sport/tennis/player2", "2");
+  assert.deepStrictEqual(sub.takePublishes().map((p) => p.topic), ["sport/tennis/player1/ranking"]);
+});

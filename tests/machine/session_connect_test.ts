@@ -486,3 +486,23 @@ test("SessionMachine sends no reason string on AUTH to a client that asked for n
     properties: { authenticationMethod: "M" },
   }]);
 });
+
+test("SessionMachine.disconnect() sends no DISCONNECT before CONNACK [MQTT-3.14.0-1]", () => {
+  const h = new Harness();
+  const client = h.connect("c", 5, { manual: true });
+  client.session.disconnect(h.now, ReasonCode.ServerShuttingDown);
+  h.pump();
+  assert.deepStrictEqual(client.take(), []);
+  assert.equal(client.session.state, "closed");
+});
+
+test("BrokerMachine accepts 1 to 23 character client ids of digits and letters [MQTT-3.1.3-5]", () => {
+  const h = new Harness();
+  for (const version of VERSIONS) {
+    const id = `${version}abcdefghijXYZ0123456789`.slice(0, 23);
+    const client = h.connect(id, version);
+    const [connack] = client.take();
+    assert.ok(connack.type === "connack" && connack.reasonCode === 0);
+    assert.equal(client.session.clientId, id);
+  }
+});

@@ -418,3 +418,14 @@ test("SessionMachine sends a reason string on acknowledgements unless the client
     assert.equal(suback.type, "suback");
   }
 });
+
+test("SessionMachine acknowledges a refused PUBLISH normally before MQTT 5 [MQTT-3.3.5-2]", () => {
+  const h = new Harness();
+  h.hooks.publish = () => ReasonCode.NotAuthorized;
+  const sub = h.connected("s", 4);
+  sub.subscribe("a", 1);
+  const client = h.connected("c", 4);
+  client.publish("a", "x", { qos: 1, packetId: 3 });
+  assert.deepStrictEqual(client.take(), [{ type: "puback", packetId: 3, reasonCode: 0 }]);
+  assert.deepStrictEqual(sub.take(), []);
+});
