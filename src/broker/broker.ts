@@ -11,6 +11,7 @@ import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
 import { runtimeNet } from "../runtime/mod.ts";
+import { listenWebSocket } from "../runtime/ws_server.ts";
 import { type AclFile, canPublish, canSubscribe } from "./acl_file.ts";
 import { type PasswordEntry, verifyPassword } from "./password_file.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
@@ -68,9 +69,13 @@ export interface ListenOptions {
   hostname?: string;
   /** Default 1883; 0 picks a free port. */
   port?: number;
-  /** PEM certificate and key for a TLS listener. */
+  /** PEM certificate and key for a TLS listener (or `wss://` with `websocket`). */
   cert?: string;
   key?: string;
+  /** Accept MQTT over WebSocket instead of raw TCP. */
+  websocket?: boolean;
+  /** The WebSocket path. Default `/mqtt`. */
+  path?: string;
 }
 
 function decisionCode(decision: Decision, fallback: ReasonCode): ReasonCode {
@@ -147,19 +152,36 @@ export class Broker {
    * @returns The listener's address.
    */
   async listen(options: ListenOptions = {}): Promise<{ hostname: string; port: number }> {
-    const net = await runtimeNet();
     const hostname = options.hostname ?? "127.0.0.1";
     const port = options.port ?? 1883;
-    const listener = options.cert !== undefined && options.key !== undefined
-      ? await net.listenTls({ hostname, port, cert: options.cert, key: options.key })
-      : await net.listenTcp({ hostname, port });
+    let listener: Listener;
+    if (options.websocket) {
+      listener = await listenWebSocket({
+        hostname,
+        port,
+        path: options.path,
+        cert: options.cert,
+        key: options.key,
+      });
+    } else {
+      const net = await runtimeNet();
+      listener = options.cert !== undefined && options.key !== undefined
+        ? await net.listenTls({ hostname, port, cert: options.cert, key: options.key })
+        : await net.listenTcp({ hostname, port });
+    }
     this.#listeners.add(listener);
     (async () => {
       for await (const transport of listener) void this.handle(transport);
     })().catch((error) =>
       this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
     );
-    this.#log("info", `Listening on ${listener.hostname}:${listener.port}`);
+    const scheme = (options.websocket ? "ws" : "mqtt") + (options.cert !== undefined ? "s" : "");
+    this.#log(
+      "info",
+      `Listening on ${scheme}://${listener.hostname}:${listener.port}${
+        options.websocket ? options.path ?? "/mqtt" : ""
+      }`,
+    );
     return { hostname: listener.hostname, port: listener.port };
   }
 

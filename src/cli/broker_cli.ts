@@ -14,6 +14,7 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
 
   --host ADDRESS          listen address (default 127.0.0.1)
   --port PORT             TCP port (default 1883; 0 picks a free one)
+  --ws-port PORT          also accept MQTT over WebSocket on this port (path /mqtt)
   --allow-anonymous true|false   accept clients without a user name (default true)
   --password-file FILE    users and passwords, in mosquitto_passwd's format
   --acl-file FILE         access rules, in mosquitto's acl_file format
@@ -31,6 +32,7 @@ export interface BrokerArgs {
   verbose: boolean;
   passwordFile?: string;
   aclFile?: string;
+  wsPort?: number;
 }
 
 /**
@@ -59,6 +61,15 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
         const port = Number(text);
         if (!/^\d+$/.test(text) || port > 65_535) throw new Error(`--port takes 0 to 65535, not "${text}"`);
         args.port = port;
+        break;
+      }
+      case "--ws-port": {
+        const text = value();
+        const port = Number(text);
+        if (!/^\d+$/.test(text) || port > 65_535) {
+          throw new Error(`--ws-port takes 0 to 65535, not "${text}"`);
+        }
+        args.wsPort = port;
         break;
       }
       case "--allow-anonymous": {
@@ -135,8 +146,13 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
   });
   try {
     const { hostname, port } = await broker.listen({ hostname: args.host, port: args.port });
+    let also = "";
+    if (args.wsPort !== undefined) {
+      const ws = await broker.listen({ hostname: args.host, port: args.wsPort, websocket: true });
+      also = ` and ws://${ws.hostname}:${ws.port}/mqtt`;
+    }
     proc.stderr(
-      `@x/mqtt broker listening on mqtt://${hostname}:${port} (state in memory, ${
+      `@x/mqtt broker listening on mqtt://${hostname}:${port}${also} (state in memory, ${
         args.allowAnonymous ? "anonymous clients allowed" : "user name required"
       })\n`,
     );
