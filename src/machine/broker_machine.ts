@@ -270,10 +270,12 @@ export class BrokerMachine {
    * @param now The current time.
    * @param session A session whose `connect` event is waiting for an answer.
    * @param options Extra CONNACK properties.
-   * @returns Whether the session was present.
+   * @returns Whether the session was present; `false` also when the session has closed meanwhile (nothing done).
    * @throws {Error} When the session has no CONNECT waiting for an answer.
    */
   attach(now: Millis, session: SessionMachine, options: AttachOptions = {}): boolean {
+    // Events are drained after the fact: the connection may have closed since its `connect` event.
+    if (session.state === "closed") return false;
     const connect = session.connectPacket;
     if (connect === undefined || session.state !== "connecting") {
       throw new Error("Cannot attach the session: no CONNECT is waiting for an answer");
@@ -379,8 +381,8 @@ export class BrokerMachine {
    * @param session The attached session that sent it.
    * @param packet The SUBSCRIBE, from the `subscribe` event.
    * @param reasonCodes The driver's decision per filter: a maximum QoS, or a failure code. Default: as requested.
-   * @returns The SUBACK's reason codes.
-   * @throws {Error} When the session is not attached.
+   * @returns The SUBACK's reason codes; none when the session has closed meanwhile.
+   * @throws {Error} When the session is open but not attached.
    */
   subscribe(
     now: Millis,
@@ -389,6 +391,7 @@ export class BrokerMachine {
     reasonCodes?: readonly ReasonCode[],
   ): ReasonCode[] {
     const record = this.#recordOf(session, "subscribe");
+    if (record === undefined) return [];
     const identifier = packet.properties?.subscriptionIdentifier;
     const codes: ReasonCode[] = [];
     const retained: [BrokerMessage, QoS, number | undefined][] = [];
@@ -446,11 +449,12 @@ export class BrokerMachine {
    * @param now The current time.
    * @param session The attached session that sent it.
    * @param packet The UNSUBSCRIBE, from the `unsubscribe` event.
-   * @returns The UNSUBACK's reason codes.
-   * @throws {Error} When the session is not attached.
+   * @returns The UNSUBACK's reason codes; none when the session has closed meanwhile.
+   * @throws {Error} When the session is open but not attached.
    */
   unsubscribe(now: Millis, session: SessionMachine, packet: UnsubscribePacket): ReasonCode[] {
     const record = this.#recordOf(session, "unsubscribe");
+    if (record === undefined) return [];
     const codes: ReasonCode[] = [];
     for (const filter of packet.topicFilters) {
       // [MQTT-3.10.4-1] filters compare character by character.
@@ -667,7 +671,9 @@ export class BrokerMachine {
     if (this.#earliestKnown && deadline(record) === this.#earliest) this.#earliestKnown = false;
   }
 
-  #recordOf(session: SessionMachine, what: string): SessionRecord {
+  #recordOf(session: SessionMachine, what: string): SessionRecord | undefined {
+    // A session that closed since its event (taken over, say) has nothing left to answer.
+    if (session.state === "closed") return undefined;
     const record = this.#byConnection.get(session);
     if (record === undefined || record.connection !== session) {
       throw new Error(`Cannot ${what}: the session is not attached`);

@@ -56,6 +56,8 @@ export class TestClient {
   events: SessionEvent[] = [];
   /** PUBLISH events held because of `hooks.holdAcks`. */
   pendingPublishes: PublishPacket[] = [];
+  /** Set when the client side could not decode what the session sent. */
+  decodeError: unknown;
   /** Set once the `closed` event arrived. */
   closed: SessionEvent | undefined;
   manual: boolean;
@@ -230,8 +232,14 @@ export class Harness {
     const session = client.session;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       busy = true;
-      client.decoder.push(bytes);
-      for (let p = client.decoder.next(); p !== undefined; p = client.decoder.next()) client.inbox.push(p);
+      if (client.decodeError !== undefined) continue;
+      try {
+        client.decoder.push(bytes);
+        for (let p = client.decoder.next(); p !== undefined; p = client.decoder.next()) client.inbox.push(p);
+      } catch (error) {
+        // The client could not read what the broker sent (a fuzzed CONNECT answered in another version's form).
+        client.decodeError = error;
+      }
     }
     for (let event = session.pollEvent(); event !== undefined; event = session.pollEvent()) {
       busy = true;
