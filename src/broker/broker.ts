@@ -59,6 +59,8 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
     client: ClientInfo,
     subscription: Subscription,
   ) => Decision | QoS | Promise<Decision | QoS>;
+  /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
+  sysInterval?: number;
   /** Where log lines go. Default: nowhere. Lines never contain passwords or payloads. */
   log?: (level: LogLevel, message: string) => void;
 }
@@ -77,6 +79,9 @@ export interface ListenOptions {
   /** The WebSocket path. Default `/mqtt`. */
   path?: string;
 }
+
+/** The version in `$SYS/broker/version`. */
+const VERSION = "0.1.0";
 
 function decisionCode(decision: Decision, fallback: ReasonCode): ReasonCode {
   if (decision === true) return ReasonCode.Success;
@@ -124,6 +129,10 @@ export class Broker {
   readonly #listeners = new Set<Listener>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
+  readonly #startedAt = performance.now();
+  #sysTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #sysLast = new Map<string, string>();
+  readonly #counters = { messagesReceived: 0, bytesReceived: 0, bytesSent: 0, connected: 0, maximum: 0 };
 
   /**
    * Creates a broker; nothing listens until {@linkcode Broker.listen}.
@@ -176,6 +185,7 @@ export class Broker {
       this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
     );
     const scheme = (options.websocket ? "ws" : "mqtt") + (options.cert !== undefined ? "s" : "");
+    this.#startSys();
     this.#log(
       "info",
       `Listening on ${scheme}://${listener.hostname}:${listener.port}${
@@ -207,6 +217,7 @@ export class Broker {
       for (;;) {
         const { value, done } = await reader.read();
         if (done) break;
+        this.#counters.bytesReceived += value.length;
         session.handleBytes(performance.now(), value);
         this.#flushAll(connection);
       }
@@ -256,6 +267,7 @@ export class Broker {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
+    clearInterval(this.#sysTimer);
     await Promise.all([...this.#listeners].map((listener) => listener.close().catch(() => {})));
     this.#listeners.clear();
     for (const connection of [...this.#connections.values()]) {
@@ -268,6 +280,45 @@ export class Broker {
     }
     await Promise.all([...this.#connections.values()].map((c) => this.#shut(c)));
     clearTimeout(this.#timer);
+  }
+
+  /**
+   * The `$SYS/broker/…` values mosquitto publishes, as text.
+   *
+   * @returns Topic to value.
+   */
+  sysValues(): Map<string, string> {
+    const c = this.#counters;
+    const stats = this.#machine.stats;
+    return new Map([
+      ["$SYS/broker/version", `@x/mqtt ${VERSION}`],
+      ["$SYS/broker/uptime", `${Math.floor((performance.now() - this.#startedAt) / 1000)} seconds`],
+      ["$SYS/broker/clients/connected", String(c.connected)],
+      ["$SYS/broker/clients/total", String(this.#machine.sessionCount)],
+      ["$SYS/broker/clients/disconnected", String(Math.max(0, this.#machine.sessionCount - c.connected))],
+      ["$SYS/broker/clients/maximum", String(c.maximum)],
+      ["$SYS/broker/messages/received", String(c.messagesReceived)],
+      ["$SYS/broker/messages/sent", String(stats.delivered)],
+      ["$SYS/broker/bytes/received", String(c.bytesReceived)],
+      ["$SYS/broker/bytes/sent", String(c.bytesSent)],
+      ["$SYS/broker/retained messages/count", String(this.#machine.retainedCount)],
+    ]);
+  }
+
+  /** Publishes the `$SYS` values that changed, retained. */
+  #publishSys(): void {
+    for (const [topic, value] of this.sysValues()) {
+      if (this.#sysLast.get(topic) === value) continue;
+      this.#sysLast.set(topic, value);
+      this.publish(topic, value, { retain: true });
+    }
+  }
+
+  #startSys(): void {
+    const interval = this.#options.sysInterval ?? 10;
+    if (interval <= 0 || this.#sysTimer !== undefined) return;
+    this.#publishSys();
+    this.#sysTimer = setInterval(() => this.#publishSys(), interval * 1000);
   }
 
   #log(level: LogLevel, message: string): void {
@@ -288,6 +339,7 @@ export class Broker {
     const session = connection.session;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       const writer = connection.writer;
+      this.#counters.bytesSent += bytes.length;
       connection.writing = connection.writing.then(() => writer.write(bytes)).catch(() => {
         if (!connection.closed) {
           session.handleClose(performance.now(), new Error("write failed"));
@@ -387,6 +439,8 @@ export class Broker {
       session.reject(now, code);
     } else {
       this.#machine.attach(now, session);
+      this.#counters.connected++;
+      this.#counters.maximum = Math.max(this.#counters.maximum, this.#counters.connected);
       connection.info = { ...info, clientId: session.clientId };
       this.#log(
         "info",
@@ -417,6 +471,7 @@ export class Broker {
     }
     if (connection.closed) return;
     const now = performance.now();
+    this.#counters.messagesReceived++;
     if (code < 0x80) this.#machine.route(now, session, packet);
     if (packet.qos > 0) session.acknowledge(now, packet.packetId as number, code);
     this.#flushAll(connection);
@@ -463,6 +518,7 @@ export class Broker {
   #onClosed(connection: Connection, error: MqttError | undefined): void {
     if (connection.closed) return;
     connection.closed = true;
+    if (connection.info !== undefined) this.#counters.connected--;
     clearTimeout(connection.timer);
     this.#machine.detach(performance.now(), connection.session);
     const who = connection.info?.clientId ?? "(not connected)";

@@ -174,3 +174,30 @@ test("close() sends MQTT 5 clients DISCONNECT 0x8B, server shutting down", async
   assert.equal(errors[0]?.reasonCode, ReasonCode.ServerShuttingDown);
   assert.equal(errors[0]?.source, "peer");
 });
+
+test("$SYS/broker topics: version, uptime, clients, messages and bytes, retained, every sysInterval", async () => {
+  const broker = new Broker({ sysInterval: 1 });
+  const { port } = await broker.listen({ port: 0 });
+  const client = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
+  await client.publish("some/topic", "x", { qos: 1 });
+  const sys = await client.subscribe("$SYS/broker/#");
+  const seen = new Map<string, string>();
+  for await (const message of sys) {
+    seen.set(message.topic, message.text());
+    const received = seen.get("$SYS/broker/messages/received") === "1";
+    if (received && seen.size >= 11 && Number(seen.get("$SYS/broker/bytes/received")) > 0) break;
+  }
+  assert.match(seen.get("$SYS/broker/version") ?? "", /^@x\/mqtt \d+\.\d+\.\d+$/);
+  assert.match(seen.get("$SYS/broker/uptime") ?? "", /^\d+ seconds$/);
+  assert.equal(seen.get("$SYS/broker/clients/connected"), "1");
+  assert.ok(Number(seen.get("$SYS/broker/bytes/received")) > 0);
+  // A wildcard subscription does not see $SYS [MQTT-4.7.2-1].
+  const all = await client.subscribe("#");
+  await client.publish("plain", "p");
+  for await (const message of all) {
+    assert.equal(message.topic, "plain");
+    break;
+  }
+  await client.close();
+  await broker.close();
+});
