@@ -59,6 +59,8 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
     client: ClientInfo,
     subscription: Subscription,
   ) => Decision | QoS | Promise<Decision | QoS>;
+  /** The most network connections at once; more are closed as they arrive. Default 10,000. */
+  maxConnections?: number;
   /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
   sysInterval?: number;
   /** Where log lines go. Default: nowhere. Lines never contain passwords or payloads. */
@@ -204,6 +206,14 @@ export class Broker {
    */
   async handle(transport: Transport, remote?: string): Promise<void> {
     if (this.#closing) {
+      await transport.close();
+      return;
+    }
+    if (this.#connections.size >= (this.#options.maxConnections ?? 10_000)) {
+      this.#log(
+        "warn",
+        `Refused a connection${remote ? ` from ${remote}` : ""}: ${this.#connections.size} are open`,
+      );
       await transport.close();
       return;
     }

@@ -1,0 +1,120 @@
+/**
+ * Bad input on every listener type: garbage, malformed and oversized packets, a flood of CONNECTs, sockets
+ * that connect and say nothing, clients that stop talking. The broker logs each, closes those connections and
+ * keeps serving a well-behaved client throughout.
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Socket } from "node:net";
+import { Broker, type LogLevel } from "../../src/broker/broker.ts";
+import { connect } from "../../src/client/connect.ts";
+import type { MqttClient } from "../../src/client/mqtt_client.ts";
+import type { Subscription } from "../../src/client/subscription.ts";
+import { encode } from "../../src/codec/encode.ts";
+import { connectWebSocket } from "../../src/transport/websocket.ts";
+
+/** Opens a raw TCP socket, writes `bytes`, and resolves when the broker closes it (or after `ms`). */
+function raw(
+  port: number,
+  bytes: Uint8Array[],
+  ms = 3000,
+): Promise<{ closedByBroker: boolean; received: number }> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    let received = 0;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ closedByBroker: false, received });
+    }, ms);
+    socket.on("data", (d) => received += d.length);
+    socket.on("error", () => {});
+    socket.on("close", () => {
+      clearTimeout(timer);
+      resolve({ closedByBroker: true, received });
+    });
+    socket.connect(port, "127.0.0.1", () => {
+      for (const chunk of bytes) socket.write(chunk);
+    });
+  });
+}
+
+async function roundTrip(client: MqttClient, subscription: Subscription, text: string): Promise<void> {
+  await client.publish("health/check", text, { qos: 1 });
+  for await (const message of subscription) {
+    if (message.text() === text) return;
+  }
+  throw new Error("The subscription ended");
+}
+
+test("the broker survives bad input on TCP and WebSocket and keeps serving a good client", async () => {
+  const log: [LogLevel, string][] = [];
+  const broker = new Broker({
+    connectTimeoutMs: 300,
+    maximumPacketSize: 4096,
+    maxConnections: 60,
+    log: (level, message) => log.push([level, message]),
+  });
+  const tcp = await broker.listen({ port: 0 });
+  const ws = await broker.listen({ port: 0, websocket: true });
+  const good = await connect(`mqtt://127.0.0.1:${tcp.port}`, { reconnect: false, clientId: "good" });
+  const subscription = await good.subscribe("health/#", { qos: 1 });
+  await roundTrip(good, subscription, "before");
+
+  const connectBytes = (id: string, keepAlive = 0) =>
+    encode({ type: "connect", protocolVersion: 4, clientId: id, cleanStart: true, keepAlive }, 4);
+
+  // Garbage, a packet that is not CONNECT first, a malformed CONNECT, an oversized PUBLISH.
+  const cases: [string, Uint8Array[]][] = [
+    ["garbage", [new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n")]],
+    ["not CONNECT first", [encode({ type: "pingreq" }, 4)]],
+    ["reserved CONNECT flag", [Uint8Array.of(0x10, 12, 0, 4, 0x4d, 0x51, 0x54, 0x54, 4, 0x03, 0, 0, 0, 0)]],
+    ["oversized", [connectBytes("big"), Uint8Array.of(0x30, 0xff, 0xff, 0x03)]],
+    ["remaining length over 4 bytes", [
+      connectBytes("long"),
+      Uint8Array.of(0x30, 0xff, 0xff, 0xff, 0xff, 0x01),
+    ]],
+    ["QoS 3", [connectBytes("q3"), Uint8Array.of(0x36, 3, 0, 1, 0x61)]],
+  ];
+  for (const [name, bytes] of cases) {
+    const result = await raw(tcp.port, bytes);
+    assert.equal(result.closedByBroker, true, `the broker should close the "${name}" connection`);
+    await roundTrip(good, subscription, `after ${name}`);
+  }
+
+  // Half-open sockets that never send CONNECT are closed after the connect timeout.
+  const silent = await Promise.all(Array.from({ length: 10 }, () => raw(tcp.port, [], 3000)));
+  assert.ok(silent.every((r) => r.closedByBroker), "silent sockets are closed");
+  // A client that stops talking is closed after 1.5 × its keep-alive.
+  const quiet = await raw(tcp.port, [connectBytes("quiet", 1)], 4000);
+  assert.equal(quiet.closedByBroker, true);
+  assert.ok(quiet.received >= 4, "it got its CONNACK first");
+  await roundTrip(good, subscription, "after half-open");
+
+  // A flood of CONNECTs: 100 connections at once against a limit of 60; those over it are closed at once, the
+  // others are dropped by their side after a second; the good client stays.
+  const flood = await Promise.all(
+    Array.from({ length: 100 }, (_, i) => raw(tcp.port, [connectBytes(`flood-${i}`)], 1000)),
+  );
+  const refused = flood.filter((r) => r.closedByBroker && r.received === 0).length;
+  assert.ok(refused >= 40, `${refused} of 100 were refused at the limit`);
+  assert.ok(log.some(([, message]) => /Refused a connection/.test(message)), "the limit was hit and logged");
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  await roundTrip(good, subscription, "after the flood");
+
+  // Garbage over WebSocket: a malformed packet in a binary frame.
+  const socket = await connectWebSocket(`ws://127.0.0.1:${ws.port}/mqtt`);
+  const writer = socket.writable.getWriter();
+  await writer.write(Uint8Array.of(0x10, 0xff, 0xff, 0xff, 0xff, 0x7f));
+  const reader = socket.readable.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) { /* until the broker closes it */ }
+  await roundTrip(good, subscription, "after WebSocket garbage");
+
+  assert.ok(
+    log.some(([, message]) => /closed: .*MQTT-|closed: /.test(message)),
+    "protocol errors are logged",
+  );
+  assert.equal(good.connected, true);
+  await good.close();
+  await broker.close();
+});
