@@ -7,6 +7,7 @@
 import { type AclFile, parseAclFile } from "../broker/acl_file.ts";
 import { Broker, type LogLevel } from "../broker/broker.ts";
 import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/password_file.ts";
+import { type BrokerConfig, type ListenerConfig, parseBrokerConfig } from "./broker_config.ts";
 import type { RuntimeProcess } from "../runtime/process_types.ts";
 
 /** Help text of the broker command. */
@@ -18,6 +19,7 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --allow-anonymous true|false   accept clients without a user name (default true)
   --password-file FILE    users and passwords, in mosquitto_passwd's format
   --acl-file FILE         access rules, in mosquitto's acl_file format
+  -c, --config FILE       a JSON configuration: listeners (tcp, tls, ws, wss), users, ACL, limits, logLevel
   -v, --verbose           log every connection in detail
 
   broker.ts passwd [-c] FILE USER PASSWORD    add or update a user (-c: create the file anew)
@@ -33,6 +35,7 @@ export interface BrokerArgs {
   passwordFile?: string;
   aclFile?: string;
   wsPort?: number;
+  configFile?: string;
 }
 
 /**
@@ -90,6 +93,10 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
       case "--acl-file":
         args.aclFile = value();
         break;
+      case "-c":
+      case "--config":
+        args.configFile = value();
+        break;
       default:
         throw new Error(`Unknown option "${flag}"`);
     }
@@ -110,56 +117,73 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     proc.stdout(BROKER_USAGE + "\n");
     return 0;
   }
-  let args: BrokerArgs;
+  let config: BrokerConfig;
   try {
-    args = parseBrokerArgs(argv);
+    const args = parseBrokerArgs(argv);
+    config = await configFrom(args, argv, proc);
   } catch (error) {
-    proc.stderr(`Error: ${(error as Error).message}\n\n${BROKER_USAGE}\n`);
+    proc.stderr(`Error: ${(error as Error).message}\n`);
     return 1;
   }
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
   let passwords: Map<string, PasswordEntry> | undefined;
-  if (args.passwordFile !== undefined) {
-    try {
-      passwords = parsePasswordFile(new TextDecoder().decode(await proc.readFile(args.passwordFile)));
-    } catch (error) {
-      proc.stderr(`Error: cannot use password file "${args.passwordFile}": ${(error as Error).message}\n`);
-      return 1;
-    }
-  }
   let acl: AclFile | undefined;
-  if (args.aclFile !== undefined) {
-    try {
-      acl = parseAclFile(new TextDecoder().decode(await proc.readFile(args.aclFile)));
-    } catch (error) {
-      proc.stderr(`Error: cannot use ACL file "${args.aclFile}": ${(error as Error).message}\n`);
-      return 1;
+  const tls = new Map<ListenerConfig, { cert: string; key: string }>();
+  try {
+    if (config.passwordFile !== undefined) {
+      passwords = parsePasswordFile(decode(await proc.readFile(config.passwordFile)));
     }
+    if (config.aclFile !== undefined) acl = parseAclFile(decode(await proc.readFile(config.aclFile)));
+    for (const listener of config.listeners) {
+      if (listener.cert !== undefined && listener.key !== undefined) {
+        tls.set(listener, {
+          cert: decode(await proc.readFile(listener.cert)),
+          key: decode(await proc.readFile(listener.key)),
+        });
+      }
+    }
+  } catch (error) {
+    proc.stderr(`Error: ${(error as Error).message}\n`);
+    return 1;
   }
-  const levels: LogLevel[] = args.verbose ? ["debug", "info", "warn", "error"] : ["info", "warn", "error"];
+  const order: LogLevel[] = ["debug", "info", "warn", "error"];
+  const threshold = order.indexOf(config.logLevel);
   const broker = new Broker({
-    allowAnonymous: args.allowAnonymous,
+    ...config.limits,
+    allowAnonymous: config.allowAnonymous,
     passwords,
     acl,
+    sysInterval: config.sysInterval,
     log: (level, message) => {
-      if (levels.includes(level)) proc.stderr(`${new Date().toISOString()} ${level} ${message}\n`);
+      if (order.indexOf(level) >= threshold) proc.stderr(`${new Date().toISOString()} ${level} ${message}\n`);
     },
   });
-  try {
-    const { hostname, port } = await broker.listen({ hostname: args.host, port: args.port });
-    let also = "";
-    if (args.wsPort !== undefined) {
-      const ws = await broker.listen({ hostname: args.host, port: args.wsPort, websocket: true });
-      also = ` and ws://${ws.hostname}:${ws.port}/mqtt`;
+  const urls: string[] = [];
+  for (const listener of config.listeners) {
+    const files = tls.get(listener);
+    const websocket = listener.type === "ws" || listener.type === "wss";
+    try {
+      const bound = await broker.listen({
+        hostname: listener.host,
+        port: listener.port,
+        websocket,
+        path: listener.path,
+        cert: files?.cert,
+        key: files?.key,
+      });
+      const scheme = { tcp: "mqtt", tls: "mqtts", ws: "ws", wss: "wss" }[listener.type];
+      urls.push(`${scheme}://${bound.hostname}:${bound.port}${websocket ? listener.path : ""}`);
+    } catch (error) {
+      proc.stderr(`Error: cannot listen on ${listener.host}:${listener.port}: ${(error as Error).message}\n`);
+      await broker.close();
+      return 1;
     }
-    proc.stderr(
-      `@x/mqtt broker listening on mqtt://${hostname}:${port}${also} (state in memory, ${
-        args.allowAnonymous ? "anonymous clients allowed" : "user name required"
-      })\n`,
-    );
-  } catch (error) {
-    proc.stderr(`Error: cannot listen on ${args.host}:${args.port}: ${(error as Error).message}\n`);
-    return 1;
   }
+  proc.stderr(
+    `@x/mqtt broker listening on ${urls.join(" and ")} (state in memory, ${
+      config.allowAnonymous ? "anonymous clients allowed" : "user name required"
+    }${passwords ? `, ${passwords.size} users` : ""}${acl ? ", ACL on" : ""})\n`,
+  );
   await new Promise<void>((resolve) => {
     const stop = proc.onInterrupt(() => {
       stop();
@@ -169,6 +193,45 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
   proc.stderr("Shutting down\n");
   await broker.close();
   return 0;
+}
+
+/** The configuration: the file's when `--config` is given, the flags' otherwise; flags override the file. */
+async function configFrom(
+  args: BrokerArgs,
+  argv: readonly string[],
+  proc: RuntimeProcess,
+): Promise<BrokerConfig> {
+  const given = (flag: string) => argv.includes(flag);
+  let config: BrokerConfig;
+  if (args.configFile !== undefined) {
+    if (given("--host") || given("--port") || given("-p") || given("--ws-port")) {
+      throw new Error(
+        "--host, --port and --ws-port cannot be combined with --config: set the file's listeners",
+      );
+    }
+    let text: string;
+    try {
+      text = new TextDecoder().decode(await proc.readFile(args.configFile));
+    } catch (error) {
+      throw new Error(`cannot read configuration file "${args.configFile}": ${(error as Error).message}`);
+    }
+    config = parseBrokerConfig(text);
+  } else {
+    config = {
+      listeners: [{ type: "tcp", host: args.host, port: args.port }],
+      allowAnonymous: true,
+      limits: {},
+      logLevel: "info",
+    };
+    if (args.wsPort !== undefined) {
+      config.listeners.push({ type: "ws", host: args.host, port: args.wsPort, path: "/mqtt" });
+    }
+  }
+  if (given("--allow-anonymous")) config.allowAnonymous = args.allowAnonymous;
+  if (args.passwordFile !== undefined) config.passwordFile = args.passwordFile;
+  if (args.aclFile !== undefined) config.aclFile = args.aclFile;
+  if (args.verbose) config.logLevel = "debug";
+  return config;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -106,6 +106,97 @@ test("broker.ts passwd writes a file the broker's --password-file accepts", asyn
     );
     await assert.rejects(connect(`mqtt://127.0.0.1:${port}`, { reconnect: false }), /Not authorized/);
     assert.doesNotMatch(log, /pw3|pw1/);
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("configuration files: defaults, every listener type, and errors that name the key", async () => {
+  const { parseBrokerConfig } = await import("../../src/cli/broker_config.ts");
+  const config = parseBrokerConfig(JSON.stringify({
+    listeners: [{ type: "tcp", port: 1883 }, { type: "ws", port: 9001 }, {
+      type: "wss",
+      port: 9002,
+      cert: "c",
+      key: "k",
+    }],
+    allowAnonymous: false,
+    limits: { maxConnections: 10, maximumPacketSize: 1024 },
+    logLevel: "warn",
+  }));
+  assert.deepEqual(config.listeners, [
+    { type: "tcp", host: "127.0.0.1", port: 1883 },
+    { type: "ws", host: "127.0.0.1", port: 9001, path: "/mqtt" },
+    { type: "wss", host: "127.0.0.1", port: 9002, path: "/mqtt", cert: "c", key: "k" },
+  ]);
+  assert.deepEqual(config.limits, { maxConnections: 10, maximumPacketSize: 1024 });
+  assert.deepEqual(parseBrokerConfig("{}").listeners, [{ type: "tcp", host: "127.0.0.1", port: 1883 }]);
+  const bad: [unknown, RegExp][] = [
+    [{ listeners: [{ type: "udp", port: 1 }] }, /"listeners\[0\]\.type"/],
+    [{ listeners: [{ port: 70000 }] }, /"listeners\[0\]\.port"/],
+    [{ listeners: [{ type: "tls", port: 1 }] }, /"listeners\[0\]\.cert"/],
+    [{ limits: { maxConections: 1 } }, /"limits\.maxConections": unknown key/],
+    [{ logLevel: "loud" }, /"logLevel"/],
+    [{ extra: true }, /"extra": unknown key/],
+  ];
+  for (const [value, pattern] of bad) assert.throws(() => parseBrokerConfig(JSON.stringify(value)), pattern);
+  assert.throws(() => parseBrokerConfig("{ nope"), /not JSON/);
+});
+
+test("broker.ts --config with a bad file says why, exits 1 and starts nothing", () => {
+  const dir = mkdtempSync(join(tmpdir(), "config-"));
+  const file = join(dir, "broker.json");
+  writeFileSync(file, JSON.stringify({ listeners: [{ port: "x" }] }));
+  const script = new URL("../../broker.ts", import.meta.url).pathname;
+  const prefix = "Deno" in globalThis ? ["run", "-A", script] : [script];
+  const result = spawnSync(process.execPath, [...prefix, "--config", file], {
+    encoding: "utf8",
+    timeout: 20_000,
+  });
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(result.status, 1);
+  assert.match(result.stderr, /Invalid configuration at "listeners\[0\]\.port"/);
+  assert.doesNotMatch(result.stderr, /listening/);
+});
+
+test("broker.ts --config starts every listener of the file", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "config-"));
+  const file = join(dir, "broker.json");
+  const tcpPort = await freePort();
+  const wsPort = await freePort();
+  writeFileSync(
+    file,
+    JSON.stringify({
+      listeners: [{ type: "tcp", port: tcpPort }, { type: "ws", port: wsPort }],
+      sysInterval: 0,
+    }),
+  );
+  const script = new URL("../../broker.ts", import.meta.url).pathname;
+  const prefix = "Deno" in globalThis ? ["run", "-A", script] : [script];
+  const child = spawn(process.execPath, [...prefix, "--config", file], { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  child.stderr.on("data", (d) => log += d);
+  const exited = new Promise((resolve) => child.on("close", resolve));
+  try {
+    for (let i = 0; i < 100 && !log.includes("listening on"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(
+      log,
+      new RegExp(`mqtt://127\\.0\\.0\\.1:${tcpPort} and ws://127\\.0\\.0\\.1:${wsPort}/mqtt`),
+    );
+    const a = await connect(`ws://127.0.0.1:${wsPort}/mqtt`, { reconnect: false });
+    const b = await connect(`mqtt://127.0.0.1:${tcpPort}`, { reconnect: false });
+    const subscription = await a.subscribe("cfg");
+    await b.publish("cfg", "across listeners");
+    for await (const message of subscription) {
+      assert.equal(message.text(), "across listeners");
+      break;
+    }
+    await a.close();
+    await b.close();
   } finally {
     child.kill("SIGTERM");
     await exited;

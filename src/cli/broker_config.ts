@@ -1,0 +1,180 @@
+/**
+ * The broker's JSON configuration file:
+ *
+ * ```json
+ * {
+ *   "listeners": [
+ *     { "type": "tcp", "host": "0.0.0.0", "port": 1883 },
+ *     { "type": "tls", "port": 8883, "cert": "server.pem", "key": "server.key" },
+ *     { "type": "ws", "port": 9001, "path": "/mqtt" }
+ *   ],
+ *   "allowAnonymous": false,
+ *   "passwordFile": "passwords",
+ *   "aclFile": "acl",
+ *   "limits": { "maxConnections": 1000, "maximumPacketSize": 1048576, "maxQueuedMessages": 1000 },
+ *   "sysInterval": 10,
+ *   "logLevel": "info"
+ * }
+ * ```
+ *
+ * @module
+ */
+
+/** One listener of the configuration. */
+export interface ListenerConfig {
+  type: "tcp" | "tls" | "ws" | "wss";
+  host: string;
+  port: number;
+  /** WebSocket path. */
+  path?: string;
+  /** PEM files, for tls and wss. */
+  cert?: string;
+  key?: string;
+}
+
+/** Limits of the configuration, passed to the broker as they are. */
+export interface LimitsConfig {
+  maxConnections?: number;
+  maximumPacketSize?: number;
+  connectTimeoutMs?: number;
+  receiveMaximum?: number;
+  topicAliasMaximum?: number;
+  maxInflightMessages?: number;
+  maxQueuedMessages?: number;
+  maxQueuedBytes?: number;
+}
+
+/** A checked configuration. */
+export interface BrokerConfig {
+  listeners: ListenerConfig[];
+  allowAnonymous: boolean;
+  passwordFile?: string;
+  aclFile?: string;
+  limits: LimitsConfig;
+  sysInterval?: number;
+  logLevel: "debug" | "info" | "warn" | "error";
+}
+
+const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
+  "maxConnections",
+  "maximumPacketSize",
+  "connectTimeoutMs",
+  "receiveMaximum",
+  "topicAliasMaximum",
+  "maxInflightMessages",
+  "maxQueuedMessages",
+  "maxQueuedBytes",
+];
+
+function fail(key: string, message: string): never {
+  throw new Error(`Invalid configuration at "${key}": ${message}`);
+}
+
+function integer(value: unknown, key: string, minimum: number, maximum: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < minimum || value > maximum) {
+    fail(key, `expected a whole number from ${minimum} to ${maximum}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function text(value: unknown, key: string): string {
+  if (typeof value !== "string" || value === "") {
+    fail(key, `expected a non-empty string, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function unknownKeys(object: Record<string, unknown>, allowed: readonly string[], where: string): void {
+  for (const key of Object.keys(object)) {
+    if (!allowed.includes(key)) fail(where === "" ? key : `${where}.${key}`, "unknown key");
+  }
+}
+
+/**
+ * Parses and checks a configuration file.
+ *
+ * @param json The file's contents.
+ * @returns The configuration, with defaults filled in (one TCP listener on 127.0.0.1:1883 when none).
+ * @throws {Error} Naming the key that is wrong, as `Invalid configuration at "listeners[1].port": …`.
+ *
+ * @example Read a configuration
+ * ```ts ignore
+ * import { parseBrokerConfig } from "./broker_config.ts";
+ * const config = parseBrokerConfig('{ "listeners": [{ "type": "ws", "port": 9001 }] }');
+ * console.log(config.listeners[0]); // { type: "ws", host: "127.0.0.1", port: 9001, path: "/mqtt" }
+ * ```
+ */
+export function parseBrokerConfig(json: string): BrokerConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (error) {
+    throw new Error(`Invalid configuration: not JSON (${(error as Error).message})`);
+  }
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) fail("(top)", "expected an object");
+  const object = raw as Record<string, unknown>;
+  unknownKeys(object, [
+    "listeners",
+    "allowAnonymous",
+    "passwordFile",
+    "aclFile",
+    "limits",
+    "sysInterval",
+    "logLevel",
+  ], "");
+  const config: BrokerConfig = { listeners: [], allowAnonymous: true, limits: {}, logLevel: "info" };
+  const listeners = object.listeners ?? [{ type: "tcp", port: 1883 }];
+  if (!Array.isArray(listeners) || listeners.length === 0) fail("listeners", "expected a non-empty array");
+  listeners.forEach((item: unknown, i) => {
+    const where = `listeners[${i}]`;
+    if (typeof item !== "object" || item === null) fail(where, "expected an object");
+    const l = item as Record<string, unknown>;
+    unknownKeys(l, ["type", "host", "port", "path", "cert", "key"], where);
+    const type = l.type ?? "tcp";
+    if (type !== "tcp" && type !== "tls" && type !== "ws" && type !== "wss") {
+      fail(`${where}.type`, `expected "tcp", "tls", "ws" or "wss", got ${JSON.stringify(type)}`);
+    }
+    const listener: ListenerConfig = {
+      type,
+      host: l.host === undefined ? "127.0.0.1" : text(l.host, `${where}.host`),
+      port: integer(l.port, `${where}.port`, 0, 65_535),
+    };
+    if (type === "ws" || type === "wss") {
+      listener.path = l.path === undefined ? "/mqtt" : text(l.path, `${where}.path`);
+    } else if (l.path !== undefined) fail(`${where}.path`, "only WebSocket listeners have a path");
+    if (type === "tls" || type === "wss") {
+      listener.cert = text(l.cert, `${where}.cert`);
+      listener.key = text(l.key, `${where}.key`);
+    } else if (l.cert !== undefined || l.key !== undefined) {
+      fail(`${where}.cert`, "only tls and wss listeners take a certificate");
+    }
+    config.listeners.push(listener);
+  });
+  if (object.allowAnonymous !== undefined) {
+    if (typeof object.allowAnonymous !== "boolean") fail("allowAnonymous", "expected true or false");
+    config.allowAnonymous = object.allowAnonymous;
+  }
+  if (object.passwordFile !== undefined) config.passwordFile = text(object.passwordFile, "passwordFile");
+  if (object.aclFile !== undefined) config.aclFile = text(object.aclFile, "aclFile");
+  if (object.limits !== undefined) {
+    if (typeof object.limits !== "object" || object.limits === null) fail("limits", "expected an object");
+    const limits = object.limits as Record<string, unknown>;
+    unknownKeys(limits, LIMIT_KEYS, "limits");
+    for (const key of LIMIT_KEYS) {
+      if (limits[key] !== undefined) {
+        config.limits[key] = integer(limits[key], `limits.${key}`, 0, 268_435_460);
+      }
+    }
+  }
+  if (object.sysInterval !== undefined) {
+    config.sysInterval = integer(object.sysInterval, "sysInterval", 0, 86_400);
+  }
+  if (object.logLevel !== undefined) {
+    const level = object.logLevel;
+    if (level !== "debug" && level !== "info" && level !== "warn" && level !== "error") {
+      fail("logLevel", `expected "debug", "info", "warn" or "error", got ${JSON.stringify(level)}`);
+    }
+    config.logLevel = level;
+  }
+  return config;
+}
