@@ -5,8 +5,14 @@
  * @module
  */
 
-import type { QoS } from "../codec/packet.ts";
-import { type Delivery, type InflightDelivery, keepMessage } from "./_delivery.ts";
+import type { PublishPacket, QoS } from "../codec/packet.ts";
+import {
+  type BrokerMessage,
+  type Delivery,
+  type InflightDelivery,
+  keepMessage,
+  messageFromPublish,
+} from "./_delivery.ts";
 
 export type { BrokerMessage, Delivery, EncodedPublish, InflightDelivery } from "./_delivery.ts";
 
@@ -28,12 +34,11 @@ export interface SessionStateOptions {
  * @example Queue a message for a client that is offline
  * ```ts
  * import assert from "node:assert/strict";
- * import { SessionState } from "@x/mqtt/machine";
+ * import { createMessage, SessionState } from "@x/mqtt/machine";
  * const state = new SessionState("sensor-1");
- * const message = {
- *   topic: "a", payload: new Uint8Array([1]), qos: 1 as const, retain: false, properties: undefined,
- *   expiresAt: undefined, publisher: undefined, owned: false, encodings: undefined,
- * };
+ * const message = createMessage(0, {
+ *   type: "publish", topic: "a", payload: new Uint8Array([1]), qos: 1, retain: false, dup: false, packetId: 1,
+ * });
  * assert.equal(state.enqueue(0, { message, qos: 1, retain: false, subscriptionIdentifiers: undefined }), true);
  * assert.equal(state.queue.length, 1);
  * ```
@@ -182,6 +187,32 @@ export class SessionState {
     keepMessage(entry.message);
     this.inflight.set(entry.packetId, entry);
   }
+}
+
+/**
+ * Makes the message a PUBLISH carries into a {@linkcode BrokerMessage} to hand to
+ * {@linkcode SessionMachine.deliver} or {@linkcode SessionState.enqueue}: the properties the broker forwards
+ * (MQTT 5 §3.3.2.3, without topic alias and subscription identifiers), and the time it expires at. The payload
+ * stays a view until something keeps the message, which then copies it once.
+ *
+ * @param now The current time, from which the Message Expiry Interval runs.
+ * @param packet The PUBLISH (its topic alias resolved).
+ * @param publisher The client identifier of the publisher, for No Local.
+ * @returns The message.
+ *
+ * @example Deliver a message without a BrokerMachine
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createMessage } from "@x/mqtt/machine";
+ * const message = createMessage(1_000, {
+ *   type: "publish", topic: "t", payload: new Uint8Array([1]), qos: 0, retain: false, dup: false,
+ *   properties: { messageExpiryInterval: 60 },
+ * });
+ * assert.equal(message.expiresAt, 61_000);
+ * ```
+ */
+export function createMessage(now: Millis, packet: PublishPacket, publisher?: string): BrokerMessage {
+  return messageFromPublish(now, packet, publisher);
 }
 
 /**

@@ -2,6 +2,10 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { ProtocolVersion, PublishPacket } from "../../src/codec/packet.ts";
 import { ReasonCode } from "../../src/errors.ts";
+import { encode } from "../../src/codec/encode.ts";
+import { PacketDecoder } from "../../src/codec/decoder.ts";
+import { SessionMachine } from "../../src/machine/session_machine.ts";
+import { createMessage } from "../../src/machine/session_state.ts";
 import { bytes, Harness, text } from "./_broker_helpers.ts";
 
 const VERSIONS: ProtocolVersion[] = [3, 4, 5];
@@ -428,4 +432,38 @@ test("SessionMachine acknowledges a refused PUBLISH normally before MQTT 5 [MQTT
   client.publish("a", "x", { qos: 1, packetId: 3 });
   assert.deepStrictEqual(client.take(), [{ type: "puback", packetId: 3, reasonCode: 0 }]);
   assert.deepStrictEqual(sub.take(), []);
+});
+
+test("SessionMachine.deliver() sends a createMessage() message without a BrokerMachine", () => {
+  const session = new SessionMachine(0, { topicAliasMaximum: 0 });
+  session.handleBytes(
+    0,
+    encode({ type: "connect", protocolVersion: 5, clientId: "c", cleanStart: true, keepAlive: 0 }, 5),
+  );
+  session.pollEvent();
+  session.accept(0);
+  session.pollTransmit();
+  const message = createMessage(0, {
+    type: "publish",
+    topic: "t",
+    payload: bytes("hi"),
+    qos: 1,
+    retain: false,
+    dup: false,
+    packetId: 9,
+    properties: { messageExpiryInterval: 10 },
+  });
+  session.deliver(4_000, { message, qos: 1, retain: false, subscriptionIdentifiers: [3] });
+  const decoder = new PacketDecoder({ version: 5 });
+  decoder.push(session.pollTransmit() as Uint8Array);
+  assert.deepStrictEqual(decoder.next(), {
+    type: "publish",
+    topic: "t",
+    payload: bytes("hi"),
+    qos: 1,
+    retain: false,
+    dup: false,
+    packetId: 1,
+    properties: { messageExpiryInterval: 6, subscriptionIdentifiers: [3] },
+  });
 });
