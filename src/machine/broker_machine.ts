@@ -610,8 +610,9 @@ export class BrokerMachine {
   }
 
   /**
-   * Loads a state exported by {@linkcode BrokerMachine.exportState}; every session is offline. Sessions and
-   * retained messages with the same names are replaced.
+   * Loads a state exported by {@linkcode BrokerMachine.exportState}, typically into a new broker before it
+   * accepts connections; every restored session is offline. Sessions and retained messages with the same names
+   * are replaced (a connected session of the same client identifier is taken over, without its will).
    *
    * @param now The current time.
    * @param snapshot The state.
@@ -620,7 +621,17 @@ export class BrokerMachine {
     for (const m of snapshot.retained) this.#retained.set(m.topic, messageFromSnapshot(now, m));
     for (const s of snapshot.sessions) {
       const existing = this.#sessions.get(s.clientId);
-      if (existing !== undefined) this.#endSession(now, existing);
+      if (existing !== undefined) {
+        const connection = existing.connection;
+        if (connection !== undefined) {
+          // Replaced under a live connection: it is taken over, as by a new CONNECT.
+          this.#byConnection.delete(connection);
+          existing.connection = undefined;
+          connection.disconnect(now, ReasonCode.SessionTakenOver);
+          this.#markDirty(connection);
+        }
+        this.#endSession(now, existing);
+      }
       const state = new SessionState(s.clientId, {
         maxQueuedMessages: this.#maxQueuedMessages,
         maxQueuedBytes: this.#maxQueuedBytes,

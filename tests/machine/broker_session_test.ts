@@ -435,3 +435,20 @@ test("BrokerMachine.exportState() saves a connected session as if its connection
   assert.equal(restored.advance(), 105_000);
   assert.equal(restored.broker.hasSession("c"), false);
 });
+
+test("BrokerMachine.restoreState() takes over a connected session it replaces", () => {
+  const h = new Harness();
+  const snapshot = h.broker.exportState(h.now);
+  const other = new Harness();
+  const source = other.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+  source.subscribe("t", 1);
+  const saved = other.broker.exportState(other.now);
+  const live = h.connected("c", 5);
+  h.broker.restoreState(h.now, { ...snapshot, sessions: saved.sessions });
+  h.pump();
+  assert.equal(live.session.state, "closed");
+  assert.deepStrictEqual(live.take(), [{ type: "disconnect", reasonCode: ReasonCode.SessionTakenOver }]);
+  const again = h.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+  const [connack] = again.take();
+  assert.ok(connack.type === "connack" && connack.sessionPresent);
+});
