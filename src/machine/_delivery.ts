@@ -25,7 +25,7 @@ export interface BrokerMessage {
   /** The RETAIN flag it was published with. */
   readonly retain: boolean;
   /** The properties to forward, without the topic alias, subscription identifiers and message expiry. */
-  readonly properties: PublishProperties | undefined;
+  properties: PublishProperties | undefined;
   /** When the message expires, from its Message Expiry Interval; `undefined` when it never does. */
   readonly expiresAt: Millis | undefined;
   /** The client identifier of the publisher, for No Local; `undefined` for the broker's own messages. */
@@ -68,12 +68,17 @@ export interface EncodedPublish {
 export const publishEncodeCounter: { count: number } = { count: 0 };
 
 /**
- * Makes the payload the message's own copy, once, so that keeping the message does not pin the chunk it came
- * in.
+ * Makes the payload (and correlation data) the message's own copy, once, so that keeping the message does not
+ * pin the chunk it came in.
  */
 export function keepMessage(message: BrokerMessage): void {
   if (!message.owned) {
     message.payload = message.payload.slice();
+    const correlationData = message.properties?.correlationData;
+    // The correlation data is a view of the received chunk too.
+    if (correlationData !== undefined) {
+      message.properties = { ...message.properties, correlationData: correlationData.slice() };
+    }
     message.owned = true;
   }
 }

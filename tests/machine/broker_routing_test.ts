@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { ProtocolVersion, QoS } from "../../src/codec/packet.ts";
+import { encode } from "../../src/codec/encode.ts";
 import { ReasonCode } from "../../src/errors.ts";
 import { publishEncodeCounter } from "../../src/machine/_delivery.ts";
 import { Harness, text } from "./_broker_helpers.ts";
@@ -404,4 +405,24 @@ test("BrokerMachine sends the topic name as published, matching the subscription
   pub.publish("sport/tennis/player1/ranking", "1");
   pub.publish("sport/tennis/player2", "2");
   assert.deepStrictEqual(sub.takePublishes().map((p) => p.topic), ["sport/tennis/player1/ranking"]);
+});
+
+test("BrokerMachine keeps its own copy of the correlation data of a message it keeps", () => {
+  const h = new Harness();
+  const pub = h.connected("p", 5);
+  const chunk = encode({
+    type: "publish",
+    topic: "r",
+    payload: new Uint8Array([1]),
+    qos: 0,
+    retain: true,
+    dup: false,
+    properties: { correlationData: Uint8Array.of(7, 7) },
+  }, 5);
+  pub.sendBytes(chunk);
+  chunk.fill(0); // a driver never reuses chunks, but nothing kept may depend on that
+  const sub = h.connected("s", 5);
+  sub.subscribe("r");
+  const [p] = sub.takePublishes();
+  assert.deepStrictEqual([p.payload, p.properties?.correlationData], [Uint8Array.of(1), Uint8Array.of(7, 7)]);
 });
