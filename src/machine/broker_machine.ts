@@ -15,7 +15,7 @@ import type {
   UnsubscribePacket,
   Will,
 } from "../codec/packet.ts";
-import { parseSharedSubscription, topicFilterProblem, topicMatches } from "../codec/topic.ts";
+import { parseSharedSubscription, topicFilterProblem } from "../codec/topic.ts";
 import { ReasonCode } from "../errors.ts";
 import { type BrokerMessage, type Delivery, keepMessage, messageFromPublish } from "./_delivery.ts";
 import type { SessionMachine } from "./session_machine.ts";
@@ -205,6 +205,8 @@ export class BrokerMachine {
   readonly #byConnection = new Map<SessionMachine, SessionRecord>();
   readonly #tree = new TopicTree<TreeEntry>();
   readonly #retained = new Map<string, BrokerMessage>();
+  /** The same retained messages by topic level, so a new subscription finds its matches without a scan. */
+  readonly #retainedTree = new TopicTree<BrokerMessage>();
   /** Sessions with a will or expiry deadline. */
   readonly #timed = new Set<SessionRecord>();
   /** The earliest deadline of `#timed`, when `#earliestKnown`; recomputed lazily. */
@@ -417,14 +419,13 @@ export class BrokerMachine {
       const shared = filter.startsWith("$share/");
       const handling = requested.retainHandling;
       if (!shared && (handling === 0 || (handling === 1 && !existed))) {
-        for (const message of this.#retained.values()) {
-          if (message.expiresAt !== undefined && message.expiresAt <= now) {
-            // [MQTT-3.3.2-5] an expired retained message is not sent, and is gone.
-            this.#retained.delete(message.topic);
-          } else if (topicMatches(filter, message.topic)) {
-            retained.push([message, qos, identifier]);
-          }
-        }
+        const expired: string[] = [];
+        this.#retainedTree.matchFilter(filter, (message) => {
+          // [MQTT-3.3.2-5] an expired retained message is not sent, and is gone.
+          if (message.expiresAt !== undefined && message.expiresAt <= now) expired.push(message.topic);
+          else retained.push([message, qos, identifier]);
+        });
+        for (const topic of expired) this.#setRetained(topic, undefined);
       }
     }
     session.grant(now, packet.packetId, codes);
@@ -618,7 +619,7 @@ export class BrokerMachine {
    * @param snapshot The state.
    */
   restoreState(now: Millis, snapshot: BrokerSnapshot): void {
-    for (const m of snapshot.retained) this.#retained.set(m.topic, messageFromSnapshot(now, m));
+    for (const m of snapshot.retained) this.#setRetained(m.topic, messageFromSnapshot(now, m));
     for (const s of snapshot.sessions) {
       const existing = this.#sessions.get(s.clientId);
       if (existing !== undefined) {
@@ -666,6 +667,15 @@ export class BrokerMachine {
 
   // ---------------------------------------------------------------------------------------------- internals
 
+  #setRetained(topic: string, message: BrokerMessage | undefined): void {
+    if (message === undefined) {
+      if (this.#retained.delete(topic)) this.#retainedTree.remove(topic, "");
+    } else {
+      this.#retained.set(topic, message);
+      this.#retainedTree.add(topic, "", message);
+    }
+  }
+
   #markDirty(session: SessionMachine): void {
     if (this.#dirtySet.has(session)) return;
     this.#dirtySet.add(session);
@@ -697,11 +707,11 @@ export class BrokerMachine {
     if (message.retain) {
       if (message.payload.length === 0) {
         // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message clears the topic and is not stored.
-        this.#retained.delete(message.topic);
+        this.#setRetained(message.topic, undefined);
       } else {
         // [MQTT-3.3.1-5] replaces the topic's retained message.
         keepMessage(message);
-        this.#retained.set(message.topic, message);
+        this.#setRetained(message.topic, message);
       }
     }
     const matches = new Map<SessionRecord, Match>();

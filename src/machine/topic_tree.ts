@@ -161,6 +161,32 @@ export class TopicTree<T> {
   }
 
   /**
+   * The reverse lookup, for a tree whose entries are stored under topic names (no wildcards), such as retained
+   * messages: calls `visit` with every value stored under a topic that `filter` matches, following the same
+   * rules as {@linkcode TopicTree.match} [MQTT-4.7.2-1].
+   *
+   * @param filter A valid, non-shared topic filter.
+   * @param visit Called with each matching value and its key.
+   *
+   * @example Find retained messages for a new subscription
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { TopicTree } from "@x/mqtt/machine";
+   * const retained = new TopicTree<string>();
+   * retained.add("sport/tennis/player1", "", "a");
+   * retained.add("sport/golf", "", "b");
+   * retained.add("$SYS/uptime", "", "c");
+   * const found: string[] = [];
+   * retained.matchFilter("sport/+/player1", (value) => found.push(value));
+   * retained.matchFilter("#", (value) => found.push(value));
+   * assert.deepStrictEqual(found.sort(), ["a", "a", "b"]);
+   * ```
+   */
+  matchFilter(filter: string, visit: (value: T, key: string) => void): void {
+    matchTopics(this.#root, filter.split("/"), 0, visit, true);
+  }
+
+  /**
    * Calls `visit` with every filter, key and value, in no particular order.
    *
    * @param visit Called with each filter, key and value.
@@ -206,6 +232,45 @@ function matchNode<T>(
   const next = node.children?.get(level);
   if (next !== undefined) matchNode(next, levels, index + 1, visit, false);
   if (node.plus !== undefined && !dollar) matchNode(node.plus, levels, index + 1, visit, false);
+}
+
+function matchTopics<T>(
+  node: Node<T>,
+  levels: string[],
+  index: number,
+  visit: (value: T, key: string) => void,
+  root: boolean,
+): void {
+  if (index === levels.length) {
+    visitAll(node.entries, visit);
+    return;
+  }
+  const level = levels[index];
+  if (level === "#") {
+    // The parent level and everything below it; at the root, no topic starting with "$".
+    if (!root) visitAll(node.entries, visit);
+    visitBelow(node, visit, root);
+    return;
+  }
+  if (level === "+") {
+    if (node.children !== undefined) {
+      for (const [name, next] of node.children) {
+        if (!(root && name.charCodeAt(0) === 0x24)) matchTopics(next, levels, index + 1, visit, false);
+      }
+    }
+    return;
+  }
+  const next = node.children?.get(level);
+  if (next !== undefined) matchTopics(next, levels, index + 1, visit, false);
+}
+
+function visitBelow<T>(node: Node<T>, visit: (value: T, key: string) => void, root: boolean): void {
+  if (node.children === undefined) return;
+  for (const [name, next] of node.children) {
+    if (root && name.charCodeAt(0) === 0x24) continue;
+    visitAll(next.entries, visit);
+    visitBelow(next, visit, false);
+  }
 }
 
 function walk<T>(

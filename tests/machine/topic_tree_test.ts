@@ -106,3 +106,13 @@ test("TopicTree.match() visits a key once per matching filter", () => {
   tree.match("a/b", (_v, key) => keys.push(key));
   assert.deepStrictEqual(keys, ["c1", "c1"]);
 });
+
+test("TopicTree.matchFilter() finds the stored topics a filter matches, as topicMatches() does [MQTT-4.7.2-1]", () => {
+  const tree = new TopicTree<string>();
+  for (const topic of TOPICS) tree.add(topic, "", topic);
+  for (const filter of FILTERS) {
+    const found: string[] = [];
+    tree.matchFilter(filter, (value) => found.push(value));
+    assert.deepStrictEqual(found.sort(), TOPICS.filter((t) => topicMatches(filter, t)).sort(), filter);
+  }
+});
