@@ -59,6 +59,11 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
     client: ClientInfo,
     subscription: Subscription,
   ) => Decision | QoS | Promise<Decision | QoS>;
+  /**
+   * The most bytes waiting to be written to one client; a client that does not read is disconnected beyond it.
+   * Default 16 MiB.
+   */
+  maxOutgoingBytes?: number;
   /** The most network connections at once; more are closed as they arrive. Default 10,000. */
   maxConnections?: number;
   /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
@@ -98,6 +103,8 @@ class Connection {
   readonly remote: string | undefined;
   readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   writing: Promise<void> = Promise.resolve();
+  /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
+  pendingBytes = 0;
   timer: ReturnType<typeof setTimeout> | undefined;
   info: ClientInfo | undefined;
   closed = false;
@@ -350,7 +357,24 @@ export class Broker {
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       const writer = connection.writer;
       this.#counters.bytesSent += bytes.length;
-      connection.writing = connection.writing.then(() => writer.write(bytes)).catch(() => {
+      connection.pendingBytes += bytes.length;
+      if (
+        connection.pendingBytes > (this.#options.maxOutgoingBytes ?? 16 * 1024 * 1024) && !connection.closed
+      ) {
+        // A consumer that does not read must not grow the broker's memory or hold up anyone else.
+        this.#log(
+          "warn",
+          `Disconnecting slow consumer "${
+            connection.info?.clientId ?? "?"
+          }": ${connection.pendingBytes} bytes unsent`,
+        );
+        session.handleClose(performance.now(), new Error("slow consumer"));
+        void connection.transport.close();
+        continue;
+      }
+      connection.writing = connection.writing.then(() => writer.write(bytes)).then(() => {
+        connection.pendingBytes -= bytes.length;
+      }).catch(() => {
         if (!connection.closed) {
           session.handleClose(performance.now(), new Error("write failed"));
           this.#flushAll(connection);

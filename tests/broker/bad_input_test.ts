@@ -118,3 +118,59 @@ test("the broker survives bad input on TCP and WebSocket and keeps serving a goo
   await good.close();
   await broker.close();
 });
+
+test("a subscriber that stops reading is disconnected; the others keep receiving", async () => {
+  const log: string[] = [];
+  const broker = new Broker({
+    maxOutgoingBytes: 4 * 1024 * 1024,
+    sysInterval: 0,
+    log: (_l, m) => log.push(m),
+  });
+  const { port } = await broker.listen({ port: 0 });
+  const good = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false, clientId: "good" });
+  const goodSubscription = await good.subscribe("flood", { qos: 0 });
+  // The slow one subscribes with raw bytes and then never reads its socket.
+  const slow = new Socket();
+  slow.on("error", () => {});
+  await new Promise<void>((resolve) => slow.connect(port, "127.0.0.1", () => resolve()));
+  slow.write(
+    encode({ type: "connect", protocolVersion: 4, clientId: "slow", cleanStart: true, keepAlive: 0 }, 4),
+  );
+  slow.write(
+    encode({
+      type: "subscribe",
+      packetId: 1,
+      subscriptions: [{
+        topicFilter: "flood",
+        qos: 0,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      }],
+    }, 4),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  slow.pause();
+  const payload = new Uint8Array(16 * 1024);
+  let received = 0;
+  const reading = (async () => {
+    for await (const _message of goodSubscription) if (++received === 2000) return;
+  })();
+  for (let i = 0; i < 2000; i++) {
+    broker.publish("flood", payload);
+    // Give the readers a turn now and then, as a real publisher's pace would.
+    if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  await reading;
+  // A paused socket does not see its FIN, so the broker's log tells.
+  for (let i = 0; i < 100 && !log.some((m) => /slow consumer "slow"/.test(m)); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  assert.ok(log.some((m) => /slow consumer "slow"/.test(m)), "the slow consumer was disconnected");
+  assert.ok(log.some((m) => /Client "slow" closed/.test(m)));
+  assert.equal(received, 2000);
+  assert.ok(!log.some((m) => /slow consumer "good"/.test(m)));
+  slow.destroy();
+  await good.close();
+  await broker.close();
+});
