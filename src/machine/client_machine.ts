@@ -1175,7 +1175,10 @@ export class ClientMachine {
     this.#packetIds.release(packetId);
     this.#inFlightCount--;
     const event: ClientEvent = { type: "published", packetId, reasonCode };
-    if (reasonCode >= 0x80) {
+    // PUBCOMP 0x92 answers a PUBREL resent after its PUBCOMP was lost: "not an error during recovery" (MQTT 5
+    // §3.7.2.1), so the message counts as delivered.
+    const recovered = type === "pubcomp" && reasonCode === ReasonCode.PacketIdentifierNotFound;
+    if (reasonCode >= 0x80 && !recovered) {
       // [MQTT-4.4.0-2]: a negative acknowledgement ends the flow; it is not retried.
       event.error = new MqttError(
         reasonCode,

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { reasonCodeAllowed } from "../codec/reason_codes.ts";
 import { PacketDecoder } from "../codec/decoder.ts";
 import { encode } from "../codec/encode.ts";
 import type {
@@ -1090,66 +1091,12 @@ function protocolError(what: string): MqttError {
   return new MqttError(ReasonCode.ProtocolError, `Cannot accept ${what}`);
 }
 
-const CONNACK_CODES: ReadonlySet<number> = new Set([
-  0x80,
-  0x81,
-  0x82,
-  0x83,
-  0x84,
-  0x85,
-  0x86,
-  0x87,
-  0x88,
-  0x89,
-  0x8a,
-  0x8c,
-  0x90,
-  0x95,
-  0x97,
-  0x99,
-  0x9a,
-  0x9b,
-  0x9c,
-  0x9d,
-  0x9f,
-]);
-
-const DISCONNECT_CODES: ReadonlySet<number> = new Set([
-  0x80,
-  0x81,
-  0x82,
-  0x83,
-  0x87,
-  0x89,
-  0x8b,
-  0x8d,
-  0x8e,
-  0x8f,
-  0x90,
-  0x93,
-  0x94,
-  0x95,
-  0x96,
-  0x97,
-  0x98,
-  0x99,
-  0x9a,
-  0x9b,
-  0x9c,
-  0x9d,
-  0x9e,
-  0x9f,
-  0xa0,
-  0xa1,
-  0xa2,
-]);
-
 function connAckCode(code: ReasonCode): ReasonCode {
-  return CONNACK_CODES.has(code) ? code : ReasonCode.UnspecifiedError;
+  return reasonCodeAllowed("connack", code) ? code : ReasonCode.UnspecifiedError;
 }
 
 function disconnectCode(code: ReasonCode): ReasonCode {
-  return DISCONNECT_CODES.has(code) ? code : ReasonCode.ProtocolError;
+  return reasonCodeAllowed("disconnect", code) ? code : ReasonCode.ProtocolError;
 }
 
 /** The protocol level byte of a CONNECT from its first bytes, or `undefined`. */

@@ -11,18 +11,7 @@ import type { ProtocolVersion, QoS } from "../../src/codec/packet.ts";
 import { ClientMachine } from "../../src/machine/client_machine.ts";
 import { BrokerMachine } from "../../src/machine/broker_machine.ts";
 import { SessionMachine } from "../../src/machine/session_machine.ts";
-
-/** A small seeded PRNG (mulberry32). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../_random.ts";
 
 interface Peer {
   name: string;
@@ -39,7 +28,7 @@ interface Peer {
 }
 
 function simulate(seed: number, dropRate: number): { drops: number; duplicates: number[] } {
-  const rnd = random(seed);
+  const rnd = seededRandom(seed);
   const broker = new BrokerMachine();
   const MESSAGES = 40;
   const peers: Peer[] = [];

@@ -482,3 +482,21 @@ test("an exported session restores into a new machine and resumes its flows and 
   const c = t.client.publish(t.now, { topic: "c", payload: bytes("3"), qos: 1 });
   assert.ok(c !== a && c !== b);
 });
+
+test("PUBCOMP 0x92 after a PUBREL resent on recovery completes the publish without an error", () => {
+  const s = new FakeServer();
+  s.connect({ cleanStart: false });
+  s.events();
+  const packetId = s.client.publish(s.now, { topic: "t", payload: bytes("x"), qos: 2 }) as number;
+  s.received();
+  s.send({ type: "pubrec", packetId, reasonCode: 0 });
+  s.received();
+  s.client.handleClose(s.now);
+  s.events();
+  s.connect({ cleanStart: false }, { sessionPresent: true });
+  assert.equal(only(s.received(), "pubrel").packetId, packetId);
+  s.events();
+  s.send({ type: "pubcomp", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
+  const [published] = s.events();
+  assert.ok(published.type === "published" && published.error === undefined);
+});

@@ -9,17 +9,7 @@ import { encode } from "../../src/codec/encode.ts";
 import type { Packet, ProtocolVersion } from "../../src/codec/packet.ts";
 import { ReasonCode } from "../../src/errors.ts";
 import { Harness, TestClient } from "./_broker_helpers.ts";
-
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from "../_random.ts";
 
 function script(version: ProtocolVersion, n: number): Packet[] {
   const v5 = version === 5;
@@ -75,7 +65,7 @@ function script(version: ProtocolVersion, n: number): Packet[] {
 
 for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
   test(`SessionMachine never throws on corrupted input and closes once (seed ${seed}) [MQTT-4.13.1-1] [MQTT-4.8.0-1]`, () => {
-    const rnd = random(seed);
+    const rnd = seededRandom(seed);
     const h = new Harness();
     const watcher = h.connected("watcher", 5);
     watcher.subscribe("#", 2);

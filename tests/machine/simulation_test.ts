@@ -11,18 +11,7 @@ import { ClientMachine } from "../../src/machine/client_machine.ts";
 import { BrokerMachine } from "../../src/machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine } from "../../src/machine/session_machine.ts";
 import type { ProtocolVersion, QoS } from "../../src/codec/packet.ts";
-
-/** A small seeded PRNG (mulberry32), so a failing seed can be replayed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+import { seededRandom } from "../_random.ts";
 
 interface Link {
   session: SessionMachine;
@@ -48,7 +37,7 @@ class Simulation {
   drops = 0;
 
   constructor(seed: number, version: ProtocolVersion) {
-    this.rand = random(seed);
+    this.rand = seededRandom(seed);
     this.version = version;
   }
 

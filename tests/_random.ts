@@ -1,0 +1,16 @@
+/**
+ * A small seeded PRNG (mulberry32) for simulations and fuzzing, so a failing seed can be replayed.
+ *
+ * @param seed Any 32-bit number.
+ * @returns A function returning numbers in [0, 1).
+ */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
