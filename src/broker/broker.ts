@@ -6,6 +6,8 @@
  */
 
 import type { ConnectPacket, PublishPacket, QoS, Subscription } from "../codec/packet.ts";
+import { PacketDecoder } from "../codec/decoder.ts";
+import { describePacket } from "../codec/describe.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
@@ -64,6 +66,11 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    * Default 16 MiB.
    */
   maxOutgoingBytes?: number;
+  /**
+   * Log every packet in and out at the `debug` level (a second decoder reads a copy of the traffic, so it
+   * costs: for debugging). Payloads and passwords are never logged. Default false.
+   */
+  logPackets?: boolean;
   /** The most network connections at once; more are closed as they arrive. Default 10,000. */
   maxConnections?: number;
   /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
@@ -103,6 +110,9 @@ class Connection {
   readonly remote: string | undefined;
   readonly writer: WritableStreamDefaultWriter<Uint8Array>;
   writing: Promise<void> = Promise.resolve();
+  /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
+  traceIn: PacketDecoder | undefined;
+  traceOut: PacketDecoder | undefined;
   /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
   pendingBytes = 0;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -235,6 +245,7 @@ export class Broker {
         const { value, done } = await reader.read();
         if (done) break;
         this.#counters.bytesReceived += value.length;
+        if (this.#options.logPackets) this.#trace(connection, "in", value);
         session.handleBytes(performance.now(), value);
         this.#flushAll(connection);
       }
@@ -357,6 +368,7 @@ export class Broker {
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       const writer = connection.writer;
       this.#counters.bytesSent += bytes.length;
+      if (this.#options.logPackets) this.#trace(connection, "out", bytes);
       connection.pendingBytes += bytes.length;
       if (
         connection.pendingBytes > (this.#options.maxOutgoingBytes ?? 16 * 1024 * 1024) && !connection.closed
@@ -392,6 +404,30 @@ export class Broker {
         session.handleTimeout(performance.now());
         this.#flushAll(connection);
       }, Math.max(0, at - performance.now()));
+    }
+  }
+
+  /** Decodes a copy of the traffic and logs each packet; a trace that fails to decode stops quietly. */
+  #trace(connection: Connection, direction: "in" | "out", bytes: Uint8Array): void {
+    const version = connection.session.version;
+    if (direction === "in") connection.traceIn ??= new PacketDecoder();
+    else if (version !== undefined) connection.traceOut ??= new PacketDecoder({ version });
+    const decoder = direction === "in" ? connection.traceIn : connection.traceOut;
+    if (decoder === undefined) return;
+    const who = connection.info?.clientId ?? connection.session.clientId ?? "?";
+    try {
+      decoder.push(bytes.slice());
+      for (let packet = decoder.next(); packet !== undefined; packet = decoder.next()) {
+        this.#log(
+          "debug",
+          `${direction === "in" ? "Received" : "Sending"} ${describePacket(packet)} ${
+            direction === "in" ? "from" : "to"
+          } "${who}"`,
+        );
+      }
+    } catch {
+      if (direction === "in") connection.traceIn = undefined;
+      else connection.traceOut = undefined;
     }
   }
 

@@ -154,6 +154,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     passwords,
     acl,
     sysInterval: config.sysInterval,
+    logPackets: config.logLevel === "debug",
     log: (level, message) => {
       if (order.indexOf(level) >= threshold) proc.stderr(`${new Date().toISOString()} ${level} ${message}\n`);
     },

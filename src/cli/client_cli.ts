@@ -7,7 +7,7 @@
 
 import { concat } from "../bytes.ts";
 import type { ConnectOptions } from "../client/connect.ts";
-import type { Packet } from "../codec/packet.ts";
+import { describePacket } from "../codec/describe.ts";
 import type { MqttClient } from "../client/mqtt_client.ts";
 import { MqttError } from "../errors.ts";
 import { CLIENT_USAGE, type ClientArgs, parseClientArgs, UsageError } from "./client_args.ts";
@@ -27,47 +27,6 @@ export interface CliIo {
 export const EXIT_TIMEOUT = 27;
 
 const decoder = new TextDecoder();
-
-/** One line per packet, in the manner of mosquitto's debug output; payloads are not shown, only their size. */
-export function describePacket(packet: Packet): string {
-  switch (packet.type) {
-    case "connect":
-      return `CONNECT (p${packet.protocolVersion}, c${+packet
-        .cleanStart}, k${packet.keepAlive}, id '${packet.clientId}'${
-        packet.username === undefined ? "" : ", u '" + packet.username + "'"
-      }${packet.will === undefined ? "" : ", will '" + packet.will.topic + "'"})`;
-    case "connack":
-      return `CONNACK (sp${+packet.sessionPresent}, rc0x${packet.reasonCode.toString(16)})`;
-    case "publish":
-      return `PUBLISH (d${+packet.dup}, q${packet.qos}, r${+packet.retain}, m${
-        packet.packetId ?? 0
-      }, '${packet.topic}', ... (${packet.payload.length} bytes))`;
-    case "puback":
-    case "pubrec":
-    case "pubrel":
-    case "pubcomp":
-      return `${packet.type.toUpperCase()} (m${packet.packetId}, rc0x${packet.reasonCode.toString(16)})`;
-    case "subscribe":
-      return `SUBSCRIBE (m${packet.packetId}, ${
-        packet.subscriptions.map((s) => `'${s.topicFilter}' q${s.qos}`).join(", ")
-      })`;
-    case "suback":
-    case "unsuback":
-      return `${packet.type.toUpperCase()} (m${packet.packetId}, ${packet.reasonCodes.join(", ")})`;
-    case "unsubscribe":
-      return `UNSUBSCRIBE (m${packet.packetId}, ${packet.topicFilters.map((f) => `'${f}'`).join(", ")})`;
-    case "pingreq":
-    case "pingresp":
-      return packet.type.toUpperCase();
-    case "disconnect":
-    case "auth":
-      return `${packet.type.toUpperCase()} (rc0x${packet.reasonCode.toString(16)})`;
-    default: {
-      const unreachable: never = packet;
-      return String((unreachable as Packet).type);
-    }
-  }
-}
 
 async function connectOptions(args: ClientArgs, io: CliIo): Promise<ConnectOptions> {
   const options: ConnectOptions = {

@@ -13,6 +13,7 @@
  */
 
 export * from "./packet.ts";
+export { describePacket } from "./describe.ts";
 export { encode } from "./encode.ts";
 export {
   REASON_CODES_BY_PACKET,

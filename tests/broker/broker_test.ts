@@ -201,3 +201,32 @@ test("$SYS/broker topics: version, uptime, clients, messages and bytes, retained
   await client.close();
   await broker.close();
 });
+
+test("logPackets traces every packet in and out at debug level, without payloads or passwords", async () => {
+  const lines: string[] = [];
+  const broker = new Broker({
+    logPackets: true,
+    sysInterval: 0,
+    log: (level, m) => lines.push(`${level} ${m}`),
+  });
+  const [clientSide, serverSide] = memoryPair();
+  void broker.handle(serverSide);
+  const client = await connect({
+    transport: () => Promise.resolve(clientSide),
+    clientId: "tracer",
+    username: "u",
+    password: "hunter2",
+  });
+  await client.publish("traced/topic", "secret payload", { qos: 1 });
+  await client.close();
+  await broker.close();
+  const text = lines.join("\n");
+  assert.match(text, /debug Received CONNECT \(p5, c1, k60, id 'tracer', u 'u'\)/);
+  assert.match(text, /debug Sending CONNACK \(sp0, rc0x0\) to "tracer"/);
+  assert.match(
+    text,
+    /debug Received PUBLISH \(d0, q1, r0, m1, 'traced\/topic', \.\.\. \(14 bytes\)\) from "tracer"/,
+  );
+  assert.match(text, /debug Sending PUBACK \(m1, rc0x0\) to "tracer"/);
+  assert.doesNotMatch(text, /hunter2|secret payload/);
+});
