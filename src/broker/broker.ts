@@ -71,6 +71,17 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    * costs: for debugging). Payloads and passwords are never logged. Default false.
    */
   logPackets?: boolean;
+  /** The longest client identifier accepted, in UTF-8 bytes; longer ones get 0x85. Default 256. */
+  maxClientIdLength?: number;
+  /** The longest topic name accepted in a PUBLISH, in characters. Default 65,535. */
+  maxTopicLength?: number;
+  /** The most levels a published topic may have. Default 128. */
+  maxTopicLevels?: number;
+  /**
+   * PUBLISH packets accepted per second and connection (bursts of up to one second's worth); beyond it they
+   * are refused with 0x97 quota exceeded (MQTT 5) or dropped (3.x). 0, the default, sets no limit.
+   */
+  maxMessagesPerSecond?: number;
   /** The most network connections at once; more are closed as they arrive. Default 10,000. */
   maxConnections?: number;
   /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
@@ -113,6 +124,9 @@ class Connection {
   /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
   traceIn: PacketDecoder | undefined;
   traceOut: PacketDecoder | undefined;
+  /** The rate limit's token bucket. */
+  tokens = Number.MAX_SAFE_INTEGER;
+  rateAt = performance.now();
   /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
   pendingBytes = 0;
   timer: ReturnType<typeof setTimeout> | undefined;
@@ -478,7 +492,10 @@ export class Broker {
     if (connection.remote !== undefined) info.remote = connection.remote;
     let code: ReasonCode = ReasonCode.Success;
     const passwords = this.#options.passwords;
-    if (packet.username === undefined && this.#options.allowAnonymous === false) {
+    const maxIdLength = this.#options.maxClientIdLength ?? 256;
+    if (new TextEncoder().encode(packet.clientId).length > maxIdLength) {
+      code = ReasonCode.ClientIdentifierNotValid;
+    } else if (packet.username === undefined && this.#options.allowAnonymous === false) {
       code = ReasonCode.NotAuthorized;
     } else if (packet.username !== undefined && passwords !== undefined) {
       const entry = passwords.get(packet.username);
@@ -527,7 +544,10 @@ export class Broker {
     let code: ReasonCode = ReasonCode.Success;
     const hook = this.#options.authorizePublish;
     const acl = this.#options.acl;
-    if (
+    const limited = this.#limitPublish(connection, packet);
+    if (limited !== undefined) {
+      code = limited;
+    } else if (
       acl !== undefined && connection.info !== undefined && !canPublish(acl, connection.info, packet.topic)
     ) {
       code = ReasonCode.NotAuthorized;
@@ -583,6 +603,36 @@ export class Broker {
     if (connection.closed) return;
     this.#machine.subscribe(performance.now(), connection.session, event.packet, codes);
     this.#flushAll(connection);
+  }
+
+  /** The topic and rate limits of a PUBLISH: a refusal code, or `undefined` when it may pass. */
+  #limitPublish(connection: Connection, packet: PublishPacket): ReasonCode | undefined {
+    const who = connection.info?.clientId ?? "?";
+    const topic = packet.topic;
+    const maxLength = this.#options.maxTopicLength ?? 65_535;
+    const maxLevels = this.#options.maxTopicLevels ?? 128;
+    if (topic.length > maxLength || topic.split("/").length > maxLevels) {
+      this.#log(
+        "warn",
+        `Refused publish from "${who}": topic longer than ${maxLength} or deeper than ${maxLevels} levels`,
+      );
+      return ReasonCode.TopicNameInvalid;
+    }
+    const rate = this.#options.maxMessagesPerSecond ?? 0;
+    if (rate > 0) {
+      // A token bucket per connection: up to one second's worth of burst.
+      const now = performance.now();
+      const elapsed = (now - connection.rateAt) / 1000;
+      connection.rateAt = now;
+      connection.tokens = Math.min(rate, connection.tokens + elapsed * rate);
+      if (connection.tokens < 1) {
+        this.#log("warn", `Refused publish from "${who}": more than ${rate} messages per second`);
+        // 0x96 exists only on DISCONNECT; a PUBACK says quota exceeded.
+        return ReasonCode.QuotaExceeded;
+      }
+      connection.tokens -= 1;
+    }
+    return undefined;
   }
 
   #onClosed(connection: Connection, error: MqttError | undefined): void {

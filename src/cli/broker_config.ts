@@ -42,6 +42,11 @@ export interface LimitsConfig {
   maxInflightMessages?: number;
   maxQueuedMessages?: number;
   maxQueuedBytes?: number;
+  maxClientIdLength?: number;
+  maxTopicLength?: number;
+  maxTopicLevels?: number;
+  maxMessagesPerSecond?: number;
+  maxOutgoingBytes?: number;
 }
 
 /** A checked configuration. */
@@ -64,6 +69,11 @@ const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
   "maxInflightMessages",
   "maxQueuedMessages",
   "maxQueuedBytes",
+  "maxClientIdLength",
+  "maxTopicLength",
+  "maxTopicLevels",
+  "maxMessagesPerSecond",
+  "maxOutgoingBytes",
 ];
 
 function fail(key: string, message: string): never {

@@ -230,3 +230,40 @@ test("logPackets traces every packet in and out at debug level, without payloads
   assert.match(text, /debug Sending PUBACK \(m1, rc0x0\) to "tracer"/);
   assert.doesNotMatch(text, /hunter2|secret payload/);
 });
+
+test("limits: client id length, topic length and levels, messages per second", async () => {
+  const broker = new Broker({
+    maxClientIdLength: 8,
+    maxTopicLevels: 3,
+    maxTopicLength: 20,
+    maxMessagesPerSecond: 5,
+    sysInterval: 0,
+  });
+  const open = () => {
+    const [client, server] = memoryPair();
+    void broker.handle(server);
+    return Promise.resolve(client);
+  };
+  await assert.rejects(
+    connect({ transport: open, clientId: "much-too-long", reconnect: false }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.ClientIdentifierNotValid,
+  );
+  const client = await connect({ transport: open, clientId: "short" });
+  await assert.rejects(
+    client.publish("a/b/c/d", "x", { qos: 1 }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.TopicNameInvalid,
+  );
+  await assert.rejects(
+    client.publish("a".repeat(21), "x", { qos: 1 }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.TopicNameInvalid,
+  );
+  const results = await Promise.allSettled(
+    Array.from({ length: 20 }, () => client.publish("ok", "x", { qos: 1 })),
+  );
+  const refused = results.filter((r) =>
+    r.status === "rejected" && (r.reason as MqttError).reasonCode === ReasonCode.QuotaExceeded
+  );
+  assert.ok(refused.length >= 10, `${refused.length} of 20 refused at 5 per second`);
+  await client.close();
+  await broker.close();
+});
