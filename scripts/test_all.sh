@@ -38,7 +38,7 @@ step lint deno lint
 step check deno check mod.ts client.ts broker.ts src/ tests/ scripts/
 
 step deno deno test -A --no-check tests/
-count "$logs/deno.log" 's/.*| \([0-9]*\) passed.*/\1/p' 's/.*passed | \([0-9]*\) failed.*/\1/p'
+count "$logs/deno.log" 's/.*| \([0-9]*\) passed.*/\1/p' 's/.* | \([0-9]*\) failed.*/\1/p'
 
 step bun bun test --timeout 60000 tests/
 count "$logs/bun.log" 's/^ *\([0-9]*\) pass$/\1/p' 's/^ *\([0-9]*\) fail$/\1/p'

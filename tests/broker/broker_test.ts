@@ -4,26 +4,10 @@ import { spawn } from "node:child_process";
 import mqtt from "mqtt";
 import { Broker } from "../../src/broker/broker.ts";
 import { connect } from "../../src/client/connect.ts";
-import type { Message } from "../../src/client/message.ts";
-import type { Subscription } from "../../src/client/subscription.ts";
 import { memoryPair } from "../../src/transport/memory.ts";
 import { MqttError, ReasonCode } from "../../src/errors.ts";
 import { mosquittoMissing } from "../_mosquitto.ts";
-
-async function take(subscription: Subscription, count: number): Promise<Message[]> {
-  const messages: Message[] = [];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    (async () => {
-      for await (const message of subscription) {
-        messages.push(message);
-        if (messages.length === count) break;
-      }
-    })(),
-    new Promise<never>((_, reject) => timer = setTimeout(() => reject(new Error("Timed out")), 5000)),
-  ]).finally(() => clearTimeout(timer));
-  return messages;
-}
+import { take } from "../_helpers.ts";
 
 test("our client and our broker over an in-memory transport: QoS 0, 1, 2 and retained", async () => {
   const broker = new Broker();

@@ -2,35 +2,14 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeBroker } from "./_fake_broker.ts";
 import { type ConnectionEvent, MemorySessionStore, MqttClient } from "../../src/client/mqtt_client.ts";
-import type { Message } from "../../src/client/message.ts";
-import type { Subscription } from "../../src/client/subscription.ts";
 import { MqttError, ReasonCode } from "../../src/errors.ts";
-
-async function take(subscription: Subscription, count: number): Promise<Message[]> {
-  const messages: Message[] = [];
-  if (count === 0) return messages;
-  for await (const message of subscription) {
-    messages.push(message);
-    if (messages.length === count) break;
-  }
-  return messages;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms = 5000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) =>
-      timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms`)), ms)
-    ),
-  ]).finally(() => clearTimeout(timer));
-}
+import { take, within } from "../_helpers.ts";
 
 for (const protocolVersion of [4, 5] as const) {
   test(`v${protocolVersion}: publish settles per QoS and a subscription receives matching messages as they come`, async () => {
     const broker = new FakeBroker();
     const client = new MqttClient({ transport: broker.transport, protocolVersion, clientId: "t1" });
-    await withTimeout(client.start());
+    await within(client.start());
     assert.equal(client.connected, true);
     const subscription = await client.subscribe(["a/+", "json"], { qos: 2 });
     assert.deepEqual(subscription.reasonCodes, [2, 2]);
@@ -38,7 +17,7 @@ for (const protocolVersion of [4, 5] as const) {
     await client.publish("a/2", new TextEncoder().encode("one"), { qos: 1 });
     await client.publish("json", JSON.stringify({ n: 2 }), { qos: 2 });
     await client.publish("elsewhere", "not for us");
-    const messages = await withTimeout(take(subscription, 3));
+    const messages = await within(take(subscription, 3));
     assert.deepEqual(messages.map((m) => [m.topic, m.qos]), [["a/1", 0], ["a/2", 1], ["json", 2]]);
     assert.equal(messages[1].text(), "one");
     assert.deepEqual(messages[2].json(), { n: 2 });
@@ -59,7 +38,7 @@ test("a QoS 1 message is acknowledged only when the subscriber takes it", async 
   assert.equal(broker.received.some((p) => p.type === "puback"), false);
   const [message] = await take(subscription, 1);
   assert.equal(message.text(), "x");
-  await withTimeout(broker.until((p) => p.type === "puback"));
+  await within(broker.until((p) => p.type === "puback"));
   await client.close();
 });
 
@@ -68,11 +47,11 @@ test("a refused connection rejects with the broker's reason code and is not retr
   broker.refuse = ReasonCode.NotAuthorized;
   const client = new MqttClient({ transport: broker.transport });
   await assert.rejects(
-    withTimeout(client.start()),
+    within(client.start()),
     (error) =>
       error instanceof MqttError && error.reasonCode === ReasonCode.NotAuthorized && error.source === "peer",
   );
-  await withTimeout(client.closed);
+  await within(client.closed);
   assert.equal(broker.connections, 1);
 });
 
@@ -92,14 +71,14 @@ test("after a dropped connection the client reconnects, subscribes again and kee
   await client.start();
   const subscription = await client.subscribe("r/#", { qos: 1 });
   await broker.drop();
-  await withTimeout(broker.until((p) => p.type === "connect" && p.username === "token-1"));
-  await withTimeout(
+  await within(broker.until((p) => p.type === "connect" && p.username === "token-1"));
+  await within(
     broker.until((p) =>
       p.type === "subscribe" && broker.received.filter((q) => q.type === "subscribe").length === 2
     ),
   );
   await client.publish("r/1", "after", { qos: 1 });
-  const [message] = await withTimeout(take(subscription, 1));
+  const [message] = await within(take(subscription, 1));
   assert.equal(message.text(), "after");
   assert.deepEqual(attempts, [1]);
   assert.deepEqual(events.slice(0, 4), ["connected", "disconnected", "reconnecting", "connected"]);
@@ -120,7 +99,7 @@ test("publishes made while disconnected wait in the outbox and go out after reco
   const aborted = client.publish("o/2", "aborted", { qos: 1, signal: controller.signal });
   controller.abort(new Error("changed my mind"));
   await assert.rejects(aborted, /changed my mind/);
-  await withTimeout(kept);
+  await within(kept);
   const published = broker.received.filter((p) => p.type === "publish").map((p) =>
     p.type === "publish" && p.topic
   );
@@ -135,10 +114,10 @@ test("close() settles every pending promise and ends subscriptions; closed never
   await client.start();
   const subscription = await client.subscribe("y");
   const pending = client.publish("z", "never acknowledged", { qos: 1 });
-  await withTimeout(broker.until((p) => p.type === "publish"));
+  await within(broker.until((p) => p.type === "publish"));
   await client.close();
   await assert.rejects(pending, MqttError);
-  assert.deepEqual(await withTimeout(take(subscription, 5)), []);
+  assert.deepEqual(await within(take(subscription, 5)), []);
   await client.closed;
   await assert.rejects(client.publish("z", "late"), MqttError);
 });
@@ -161,14 +140,14 @@ test("two subscriptions to one filter both receive; leaving with one keeps the o
   const first = await client.subscribe("shared/+");
   const second = await client.subscribe("shared/+");
   await client.publish("shared/1", "both");
-  assert.equal((await withTimeout(take(first, 1)))[0].text(), "both");
-  assert.equal((await withTimeout(take(second, 1)))[0].text(), "both");
+  assert.equal((await within(take(first, 1)))[0].text(), "both");
+  assert.equal((await within(take(second, 1)))[0].text(), "both");
   await first.unsubscribe();
   assert.equal(broker.received.some((p) => p.type === "unsubscribe"), false);
   await client.publish("shared/2", "second only");
-  assert.equal((await withTimeout(take(second, 1)))[0].text(), "second only");
+  assert.equal((await within(take(second, 1)))[0].text(), "second only");
   await second.unsubscribe();
-  await withTimeout(broker.until((p) => p.type === "unsubscribe"));
+  await within(broker.until((p) => p.type === "unsubscribe"));
   await client.close();
 });
 
@@ -185,7 +164,7 @@ test("request() publishes with a response topic and correlation data and resolve
       });
     }
   })();
-  const [first, second] = await withTimeout(Promise.all([
+  const [first, second] = await within(Promise.all([
     server.request("rpc/add", JSON.stringify({ a: 1, b: 2 })),
     server.request("rpc/add", JSON.stringify({ a: 10, b: 20 })),
   ]));
@@ -211,7 +190,7 @@ test("a session store carries unfinished publishes and subscriptions into a new 
   await first.start();
   await first.subscribe("d/#", { qos: 1 });
   const lost = first.publish("d/1", "unacknowledged", { qos: 1 });
-  await withTimeout(broker.until((p) => p.type === "publish"));
+  await within(broker.until((p) => p.type === "publish"));
   await new Promise((resolve) => setTimeout(resolve, 10));
   await first.close();
   await assert.rejects(lost, MqttError);
@@ -227,7 +206,7 @@ test("a session store carries unfinished publishes and subscriptions into a new 
   });
   await second.start();
   // The fake broker does not keep sessions: the restored subscription is made again, the publish is dropped.
-  await withTimeout(
+  await within(
     broker.until((p) =>
       p.type === "subscribe" && broker.received.filter((q) => q.type === "subscribe").length === 2
     ),
@@ -248,7 +227,7 @@ test("MQTT 5 enhanced authentication: the authenticate hook answers the server's
       return { authenticationMethod: "TOY", authenticationData: new TextEncoder().encode("response") };
     },
   });
-  await withTimeout(client.start());
+  await within(client.start());
   assert.deepEqual(challenges, ["challenge"]);
   await client.close();
   const wrong = new MqttClient({
@@ -261,7 +240,7 @@ test("MQTT 5 enhanced authentication: the authenticate hook answers the server's
     }),
   });
   await assert.rejects(
-    withTimeout(wrong.start()),
+    within(wrong.start()),
     (e) => e instanceof MqttError && e.reasonCode === ReasonCode.NotAuthorized,
   );
 });
@@ -273,11 +252,11 @@ test("client.unsubscribe(filters) takes filters off the wire for every subscript
   const both = await client.subscribe(["f/a", "f/b"]);
   const onlyA = await client.subscribe("f/a");
   await client.unsubscribe("f/a");
-  const unsubscribe = await withTimeout(broker.until((p) => p.type === "unsubscribe"));
+  const unsubscribe = await within(broker.until((p) => p.type === "unsubscribe"));
   assert.deepEqual(unsubscribe.type === "unsubscribe" && unsubscribe.topicFilters, ["f/a"]);
   assert.equal(onlyA.ended, true);
   assert.equal(both.ended, false);
   await client.publish("f/b", "still here");
-  assert.equal((await withTimeout(take(both, 1)))[0].text(), "still here");
+  assert.equal((await within(take(both, 1)))[0].text(), "still here");
   await client.close();
 });

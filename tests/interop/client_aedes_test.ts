@@ -10,23 +10,7 @@ import { createServer as createHttpServer, type Server as HttpServer } from "nod
 import { Aedes } from "aedes";
 import { createWebSocketStream, WebSocketServer } from "ws";
 import { connect } from "../../src/client/connect.ts";
-import type { Message } from "../../src/client/message.ts";
-import type { Subscription } from "../../src/client/subscription.ts";
-
-async function take(subscription: Subscription, count: number): Promise<Message[]> {
-  const messages: Message[] = [];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  await Promise.race([
-    (async () => {
-      for await (const message of subscription) {
-        messages.push(message);
-        if (messages.length === count) break;
-      }
-    })(),
-    new Promise<never>((_, reject) => timer = setTimeout(() => reject(new Error("Timed out")), 5000)),
-  ]).finally(() => clearTimeout(timer));
-  return messages;
-}
+import { take } from "../_helpers.ts";
 
 describe("the client against aedes", () => {
   let broker: Aedes;

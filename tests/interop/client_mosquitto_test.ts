@@ -2,28 +2,9 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { type Mosquitto, mosquittoMissing, nodeTcpTransport, startMosquitto } from "../_mosquitto.ts";
 import { MqttClient } from "../../src/client/mqtt_client.ts";
-import type { Message } from "../../src/client/message.ts";
-import type { Subscription } from "../../src/client/subscription.ts";
+import { take } from "../_helpers.ts";
 
 const missing = mosquittoMissing();
-
-async function take(subscription: Subscription, count: number): Promise<Message[]> {
-  const messages: Message[] = [];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) =>
-    timer = setTimeout(() => reject(new Error("Timed out waiting for messages")), 5000)
-  );
-  await Promise.race([
-    (async () => {
-      for await (const message of subscription) {
-        messages.push(message);
-        if (messages.length === count) break;
-      }
-    })(),
-    timeout,
-  ]).finally(() => clearTimeout(timer));
-  return messages;
-}
 
 describe("the async client against mosquitto", { skip: missing }, () => {
   let broker: Mosquitto;

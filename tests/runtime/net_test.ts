@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import * as tls from "node:tls";
 import { runtimeNet } from "../../src/runtime/mod.ts";
 import type { Listener, Transport } from "../../src/transport/transport.ts";
+import { within } from "../_helpers.ts";
 
 const net = await runtimeNet();
 const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
@@ -21,19 +22,6 @@ const ca = pem("ca.pem");
 const otherCa = pem("other_ca.pem");
 const cert = pem("server.pem");
 const key = pem("server.key");
-
-/** Rejects when `promise` has not settled after `ms` milliseconds. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

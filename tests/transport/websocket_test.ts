@@ -10,19 +10,7 @@ import { fileURLToPath } from "node:url";
 import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { connectWebSocket, fromWebSocket } from "../../src/transport/websocket.ts";
 import type { Transport } from "../../src/transport/transport.ts";
-
-/** Rejects when `promise` has not settled after `ms` milliseconds. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms: ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+import { within } from "../_helpers.ts";
 
 interface Server {
   url: string;
