@@ -204,6 +204,12 @@ function toBytes(payload: string | Uint8Array): Uint8Array {
   return typeof payload === "string" ? encoder.encode(payload) : payload;
 }
 
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a.length !== b.length) return false;
+  return a.every((byte, i) => byte === b[i]);
+}
+
 function hex(bytes: Uint8Array): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -275,6 +281,8 @@ export class MqttClient implements SubscriptionOwner {
   readonly #byObject = new Map<Subscription, number>();
   #outbox: OutboxEntry[] = [];
   #requests = new Map<string, Waiter<Message>>();
+  /** The refusal that ended the last attempt, when it was about credentials. */
+  #refusal: MqttError | undefined;
   #saveQueued = false;
   #saving: Promise<void> = Promise.resolve();
   #lastWall = Date.now();
@@ -578,11 +586,22 @@ export class MqttClient implements SubscriptionOwner {
     this.#attemptAbort = abort;
     (async () => {
       if (attempt > 0 && this.#options.beforeConnect !== undefined) {
+        const before = [this.#username, this.#password, this.#transportFactory] as const;
         const overrides = await this.#options.beforeConnect(attempt);
         if (overrides) {
           if (overrides.username !== undefined) this.#username = overrides.username;
           if (overrides.password !== undefined) this.#password = toBytes(overrides.password);
           if (overrides.transport !== undefined) this.#transportFactory = overrides.transport;
+        }
+        const refusal = this.#refusal;
+        this.#refusal = undefined;
+        const unchanged = before[0] === this.#username && sameBytes(before[1], this.#password) &&
+          before[2] === this.#transportFactory;
+        if (refusal !== undefined && unchanged) {
+          // Refused for credentials, and the hook gave the same ones again: retrying would be refused again.
+          this.#options.onStateChange?.({ type: "disconnected", error: refusal });
+          this.#shutdown(refusal);
+          return;
         }
       }
       const transport = await this.#transportFactory(abort.signal);
@@ -824,8 +843,10 @@ export class MqttClient implements SubscriptionOwner {
     const reconnect = this.#options.reconnect ?? true;
     const settings: ReconnectOptions = typeof reconnect === "object" ? reconnect : {};
     const first = this.#connected !== undefined && this.#attempt === 0;
-    const fatal = FATAL_REFUSALS.has(error.reasonCode) && error.source === "peer" &&
-      this.#options.beforeConnect === undefined;
+    const refused = FATAL_REFUSALS.has(error.reasonCode) && error.source === "peer";
+    // With a beforeConnect hook the next attempt may bring new credentials; #open() gives up if it does not.
+    const fatal = refused && this.#options.beforeConnect === undefined;
+    this.#refusal = refused ? error : undefined;
     this.#options.onStateChange?.({ type: "disconnected", error });
     if (
       first || reconnect === false || fatal ||

@@ -260,3 +260,25 @@ test("client.unsubscribe(filters) takes filters off the wire for every subscript
   assert.equal((await within(take(both, 1)))[0].text(), "still here");
   await client.close();
 });
+
+test("after a credentials refusal, reconnecting continues only if beforeConnect changes the credentials", async () => {
+  const broker = new FakeBroker();
+  const client = new MqttClient({
+    transport: broker.transport,
+    reconnect: { initialDelayMs: 5, maxDelayMs: 5 },
+    username: "u",
+    password: "old",
+    beforeConnect: (attempt) => attempt === 1 ? { password: "new" } : { password: "new" },
+  });
+  await client.start();
+  broker.refuse = ReasonCode.BadUserNameOrPassword;
+  await broker.drop();
+  // Attempt 1 brings a new password (refused too); attempt 2 brings the same one again: the client gives up.
+  await within(client.closed);
+  const connects = broker.received.filter((p) => p.type === "connect");
+  assert.equal(connects.length, 2);
+  assert.deepEqual(connects.map((p) => p.type === "connect" && new TextDecoder().decode(p.password)), [
+    "old",
+    "new",
+  ]);
+});
