@@ -8,6 +8,7 @@
 import type { ConnectPacket, PublishPacket, QoS, Subscription } from "../codec/packet.ts";
 import { PacketDecoder } from "../codec/decoder.ts";
 import { describePacket } from "../codec/describe.ts";
+import { reasonCodeAllowed } from "../codec/reason_codes.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
@@ -563,7 +564,13 @@ export class Broker {
     const now = performance.now();
     this.#counters.messagesReceived++;
     if (code < 0x80) this.#machine.route(now, session, packet);
-    if (packet.qos > 0) session.acknowledge(now, packet.packetId as number, code);
+    if (packet.qos > 0) {
+      // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
+      if (!reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
+        code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
+      }
+      session.acknowledge(now, packet.packetId as number, code);
+    }
     this.#flushAll(connection);
   }
 

@@ -479,6 +479,13 @@ export class SessionMachine {
     if (this.#state === "closed") return;
     const qos = this.#awaitingAck.get(packetId);
     if (qos === undefined) throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
+    if (!reasonCodeAllowed(qos === 1 ? "puback" : "pubrec", reasonCode)) {
+      throw new RangeError(
+        `Cannot acknowledge packet ${packetId} with reason code 0x${reasonCode.toString(16)}: not a ${
+          qos === 1 ? "PUBACK" : "PUBREC"
+        } code`,
+      );
+    }
     this.#awaitingAck.delete(packetId);
     const version = this.#version as ProtocolVersion;
     if (qos === 2) {

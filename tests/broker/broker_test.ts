@@ -251,3 +251,16 @@ test("limits: client id length, topic length and levels, messages per second", a
   await client.close();
   await broker.close();
 });
+
+test("a publish hook answering with a code PUBACK cannot carry is sent as 0x80, not a crash", async () => {
+  const broker = new Broker({ sysInterval: 0, authorizePublish: () => ReasonCode.TopicFilterInvalid });
+  const [clientSide, serverSide] = memoryPair();
+  void broker.handle(serverSide);
+  const client = await connect({ transport: () => Promise.resolve(clientSide), reconnect: false });
+  await assert.rejects(
+    client.publish("t", "x", { qos: 1 }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.UnspecifiedError,
+  );
+  await client.close();
+  await broker.close();
+});
