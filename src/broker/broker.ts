@@ -604,7 +604,7 @@ export class Broker {
         else if (decision === false) codes.push(ReasonCode.NotAuthorized);
         else if (decision === 0 || decision === 1 || decision === 2) {
           codes.push(Math.min(decision, subscription.qos) as ReasonCode);
-        } else codes.push(decision);
+        } else codes.push(reasonCodeAllowed("suback", decision) ? decision : ReasonCode.UnspecifiedError);
       }
     }
     if (connection.closed) return;
