@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { ConnectPacket, PublishPacket, QoS, Subscription } from "../codec/packet.ts";
+import type { ConnAckProperties, ConnectPacket, PublishPacket, QoS, Subscription } from "../codec/packet.ts";
 import { PacketDecoder } from "../codec/decoder.ts";
 import { describePacket } from "../codec/describe.ts";
 import { reasonCodeAllowed } from "../codec/reason_codes.ts";
@@ -32,6 +32,22 @@ export interface ClientInfo {
 /** A decision of a hook: `true` allows, `false` refuses with "not authorized", a reason code refuses with it. */
 export type Decision = boolean | ReasonCode;
 
+/**
+ * The answer to one step of MQTT 5 enhanced authentication: send a challenge and wait for the client's next
+ * AUTH, accept (with optional final data for the client), or refuse.
+ */
+export type EnhancedAuthResult = { challenge: Uint8Array } | { accept: true; data?: Uint8Array } | Decision;
+
+/** One step of MQTT 5 enhanced authentication, for {@linkcode BrokerOptions.enhancedAuthenticate}. */
+export interface EnhancedAuthStep {
+  /** The authentication method the client named in CONNECT. */
+  method: string;
+  /** The client's authentication data of this step. */
+  data: Uint8Array | undefined;
+  /** Whether this is a re-authentication of a connected client (AUTH 0x19) rather than a new connection. */
+  reauthenticating: boolean;
+}
+
 /** Log levels, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
@@ -50,6 +66,14 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    * authorization hooks.
    */
   acl?: AclFile;
+  /**
+   * MQTT 5 enhanced authentication (SASL-like challenge and response): called with each step for clients whose
+   * CONNECT names an authentication method. Without it such clients are refused with 0x8C.
+   */
+  enhancedAuthenticate?: (
+    client: ClientInfo,
+    step: EnhancedAuthStep,
+  ) => EnhancedAuthResult | Promise<EnhancedAuthResult>;
   /** Decides whether a client may connect; runs after the anonymous and password checks. Default: allow. */
   authenticate?: (client: ClientInfo, password: Uint8Array | undefined) => Decision | Promise<Decision>;
   /** Decides whether a client may publish a message. Default: allow. */
@@ -132,6 +156,8 @@ class Connection {
   pendingBytes = 0;
   timer: ReturnType<typeof setTimeout> | undefined;
   info: ClientInfo | undefined;
+  /** A CONNECT whose enhanced authentication is still exchanging AUTH packets. */
+  authenticating: ClientInfo | undefined;
   closed = false;
 
   constructor(session: SessionMachine, transport: Transport, remote: string | undefined) {
@@ -473,8 +499,7 @@ export class Broker {
         this.#machine.unsubscribe(performance.now(), session, event.packet);
         return;
       case "auth":
-        // Enhanced authentication needs a hook this driver does not have yet.
-        session.reject(performance.now(), ReasonCode.BadAuthenticationMethod);
+        void this.#onAuth(connection, event.packet.properties?.authenticationData);
         return;
       case "closed":
         this.#onClosed(connection, event.error);
@@ -487,7 +512,6 @@ export class Broker {
   }
 
   async #onConnect(connection: Connection, packet: ConnectPacket): Promise<void> {
-    const session = connection.session;
     const info: ClientInfo = { clientId: packet.clientId, protocolVersion: packet.protocolVersion };
     if (packet.username !== undefined) info.username = packet.username;
     if (connection.remote !== undefined) info.remote = connection.remote;
@@ -515,7 +539,90 @@ export class Broker {
         code = ReasonCode.UnspecifiedError;
       }
     }
+    const method = packet.properties?.authenticationMethod;
+    if (code === ReasonCode.Success && method !== undefined) {
+      if (this.#options.enhancedAuthenticate === undefined) {
+        code = ReasonCode.BadAuthenticationMethod;
+      } else {
+        connection.authenticating = info;
+        return this.#onAuth(
+          connection,
+          packet.properties?.authenticationData,
+          ReasonCode.ContinueAuthentication,
+        );
+      }
+    }
     if (connection.closed) return;
+    this.#finishConnect(connection, info, packet.protocolVersion, code);
+  }
+
+  /** One step of enhanced authentication: a new connection's, or a re-authentication's. */
+  async #onAuth(connection: Connection, data: Uint8Array | undefined): Promise<void> {
+    const session = connection.session;
+    const hook = this.#options.enhancedAuthenticate;
+    const client = connection.authenticating ?? connection.info;
+    const method = session.connectPacket?.properties?.authenticationMethod;
+    if (hook === undefined || client === undefined || method === undefined) {
+      if (connection.info === undefined) {
+        session.reject(performance.now(), ReasonCode.BadAuthenticationMethod);
+      } else session.disconnect(performance.now(), ReasonCode.ProtocolError);
+      this.#flushAll(connection);
+      return;
+    }
+    const reauthenticating = connection.authenticating === undefined;
+    let result: EnhancedAuthResult;
+    try {
+      result = await hook(client, { method, data: data?.slice(), reauthenticating });
+    } catch (error) {
+      this.#log(
+        "error",
+        `enhancedAuthenticate hook failed for "${client.clientId}": ${(error as Error).message}`,
+      );
+      result = ReasonCode.UnspecifiedError;
+    }
+    if (connection.closed) return;
+    const now = performance.now();
+
+    if (typeof result === "object" && "challenge" in result) {
+      session.authenticate(now, ReasonCode.ContinueAuthentication, { authenticationData: result.challenge });
+    } else if (typeof result === "object" || result === true) {
+      const final = typeof result === "object" ? result.data : undefined;
+      if (reauthenticating) {
+        session.authenticate(
+          now,
+          ReasonCode.Success,
+          final === undefined ? {} : { authenticationData: final },
+        );
+      } else {
+        connection.authenticating = undefined;
+        const properties = final === undefined
+          ? { authenticationMethod: method }
+          : { authenticationMethod: method, authenticationData: final };
+        this.#finishConnect(connection, client, client.protocolVersion, ReasonCode.Success, properties);
+        return;
+      }
+    } else {
+      const code = decisionCode(result, ReasonCode.NotAuthorized);
+      if (reauthenticating) {
+        session.disconnect(now, code);
+      } else {
+        connection.authenticating = undefined;
+        this.#finishConnect(connection, client, client.protocolVersion, code);
+        return;
+      }
+    }
+    this.#flushAll(connection);
+  }
+
+  #finishConnect(
+    connection: Connection,
+    info: ClientInfo,
+    protocolVersion: number,
+    code: ReasonCode,
+    properties?: ConnAckProperties,
+  ): void {
+    const session = connection.session;
+    const packet = { clientId: info.clientId, protocolVersion };
     const now = performance.now();
     if (code !== ReasonCode.Success) {
       this.#log(
@@ -526,7 +633,7 @@ export class Broker {
       );
       session.reject(now, code);
     } else {
-      this.#machine.attach(now, session);
+      this.#machine.attach(now, session, properties === undefined ? {} : { properties });
       this.#counters.connected++;
       this.#counters.maximum = Math.max(this.#counters.maximum, this.#counters.connected);
       connection.info = { ...info, clientId: session.clientId };

@@ -9,6 +9,8 @@ export {
   type BrokerOptions,
   type ClientInfo,
   type Decision,
+  type EnhancedAuthResult,
+  type EnhancedAuthStep,
   type ListenOptions,
   type LogLevel,
 } from "./broker.ts";

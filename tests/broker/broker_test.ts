@@ -264,3 +264,54 @@ test("a publish hook answering with a code PUBACK cannot carry is sent as 0x80, 
   await client.close();
   await broker.close();
 });
+
+test("MQTT 5 enhanced authentication: challenge and response with our client, refusal, and no hook", async () => {
+  const steps: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    enhancedAuthenticate: (_client, step) => {
+      const data = new TextDecoder().decode(step.data ?? new Uint8Array());
+      steps.push(`${step.method}:${data}`);
+      if (data === "hello") return { challenge: new TextEncoder().encode("prove it") };
+      if (data === "proof") return { accept: true };
+      return ReasonCode.NotAuthorized;
+    },
+  });
+  const open = () => {
+    const [client, server] = memoryPair();
+    void broker.handle(server);
+    return Promise.resolve(client);
+  };
+  const client = await connect({
+    transport: open,
+    reconnect: false,
+    properties: { authenticationMethod: "TOY", authenticationData: new TextEncoder().encode("hello") },
+    authenticate: (challenge) => {
+      assert.equal(new TextDecoder().decode(challenge.properties?.authenticationData), "prove it");
+      return { authenticationMethod: "TOY", authenticationData: new TextEncoder().encode("proof") };
+    },
+  });
+  assert.deepEqual(steps, ["TOY:hello", "TOY:proof"]);
+  await client.close();
+  await assert.rejects(
+    connect({
+      transport: open,
+      reconnect: false,
+      properties: { authenticationMethod: "TOY", authenticationData: new TextEncoder().encode("wrong") },
+    }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.NotAuthorized,
+  );
+  await broker.close();
+  const plain = new Broker({ sysInterval: 0 });
+  const [c, s] = memoryPair();
+  void plain.handle(s);
+  await assert.rejects(
+    connect({
+      transport: () => Promise.resolve(c),
+      reconnect: false,
+      properties: { authenticationMethod: "TOY" },
+    }),
+    (e) => e instanceof MqttError && e.reasonCode === ReasonCode.BadAuthenticationMethod,
+  );
+  await plain.close();
+});
