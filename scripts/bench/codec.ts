@@ -59,6 +59,7 @@ import type {
   SubscribePacket,
 } from "../../src/codec/packet.ts";
 import { formatRate, formatTable, measureEach, runtimeName, sinkValue } from "./_bench.ts";
+import { concat } from "../../src/bytes.ts";
 
 const QUICK = process.argv.slice(2).includes("--quick");
 const DURATION_MS = QUICK ? 200 : 1000;
@@ -112,16 +113,6 @@ function bufferOf(bytes: Uint8Array): Buffer {
 /** A plain `Uint8Array` copy of mqtt-packet's output, in memory of its own (not Buffer's shared pool). */
 function copyOf(buffer: Buffer): Uint8Array {
   return new Uint8Array(buffer);
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let position = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, position);
-    position += chunk.length;
-  }
-  return out;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

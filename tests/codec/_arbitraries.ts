@@ -41,6 +41,7 @@ import type {
   WillProperties,
 } from "../../src/codec/packet.ts";
 import type { ReasonCode } from "../../src/errors.ts";
+export { concat } from "../../src/bytes.ts";
 
 /** The three protocol levels. */
 export const VERSIONS: readonly ProtocolVersion[] = [3, 4, 5];
@@ -743,19 +744,6 @@ export function split(bytes: Uint8Array, plan: ChunkPlan): Uint8Array[] {
     at += size;
   }
   return chunks;
-}
-
-/** Concatenates byte arrays into a fresh one. */
-export function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const part of parts) length += part.length;
-  const out = new Uint8Array(length);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }
 
 /** Hex of at most `max` bytes, for failure messages. */

@@ -17,6 +17,7 @@ import { encode } from "../../src/codec/encode.ts";
 import { PacketDecoder } from "../../src/codec/decoder.ts";
 import { type Packet, PacketType, type ProtocolVersion } from "../../src/codec/packet.ts";
 import { type Fixture, fixtures, mqttPacketFixtures, toHex } from "./_fixtures.ts";
+import { concat } from "../../src/bytes.ts";
 
 const LEVEL_NAMES: Record<ProtocolVersion, string> = { 3: "MQTT 3.1", 4: "MQTT 3.1.1", 5: "MQTT 5.0" };
 
@@ -80,16 +81,6 @@ function byteChunks(bytes: Uint8Array): Uint8Array[] {
     bytes.subarray(16, bytes.length - 16),
     ...single(bytes.length - 16, bytes.length),
   ];
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((sum, chunk) => sum + chunk.length, 0));
-  let at = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, at);
-    at += chunk.length;
-  }
-  return out;
 }
 
 function title(fixture: Fixture): string {

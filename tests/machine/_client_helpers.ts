@@ -11,6 +11,7 @@ import {
   ClientMachine,
   type ClientMachineOptions,
 } from "../../src/machine/client_machine.ts";
+import { concat } from "../../src/bytes.ts";
 
 export class FakeServer {
   readonly client: ClientMachine;
@@ -43,14 +44,7 @@ export class FakeServer {
 
   /** Sends packets from the server, in one chunk. */
   send(...packets: Packet[]): void {
-    const parts = packets.map((p) => encode(p, this.version));
-    const chunk = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-    let offset = 0;
-    for (const part of parts) {
-      chunk.set(part, offset);
-      offset += part.length;
-    }
-    this.client.handleBytes(this.now, chunk);
+    this.client.handleBytes(this.now, concat(packets.map((p) => encode(p, this.version))));
   }
 
   /** Starts a new connection: a fresh server-side decoder, CONNECT sent, CONNACK answered. */
