@@ -133,6 +133,13 @@ export interface ListenOptions {
 /** The version in `$SYS/broker/version`. */
 const VERSION = "0.1.0";
 
+/** The number of levels of a topic, counting no further than one past `limit` (no array per publish). */
+function levelCount(topic: string, limit: number): number {
+  let levels = 1;
+  for (let i = topic.indexOf("/"); i !== -1 && levels <= limit; i = topic.indexOf("/", i + 1)) levels++;
+  return levels;
+}
+
 function decisionCode(decision: Decision, fallback: ReasonCode): ReasonCode {
   if (decision === true) return ReasonCode.Success;
   if (decision === false) return fallback;
@@ -725,7 +732,7 @@ export class Broker {
     const topic = packet.topic;
     const maxLength = this.#options.maxTopicLength ?? 65_535;
     const maxLevels = this.#options.maxTopicLevels ?? 128;
-    if (topic.length > maxLength || topic.split("/").length > maxLevels) {
+    if (topic.length > maxLength || levelCount(topic, maxLevels) > maxLevels) {
       this.#log(
         "warn",
         `Refused publish from "${who}": topic longer than ${maxLength} or deeper than ${maxLevels} levels`,

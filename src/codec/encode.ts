@@ -5,7 +5,7 @@
  */
 
 import { MAX_VARINT, utf8Length, varintSize, Writer, writeU16, writeUtf8, writeVarint } from "./_bytes.ts";
-import { propertiesSize, WILL_PROPERTIES, writeProperties } from "./properties.ts";
+import { hasProperties, propertiesSize, WILL_PROPERTIES, writeProperties } from "./properties.ts";
 import {
   type AuthPacket,
   type ConnAckPacket,
@@ -214,14 +214,6 @@ function encodePublishAck(
   writer.u8(packet.reasonCode);
   if (size > 0) writeProperties(writer, packet.properties, size);
   return finish(writer, packet.type);
-}
-
-function hasProperties(properties: object | undefined): boolean {
-  if (properties === undefined) return false;
-  for (const key in properties) {
-    if ((properties as Record<string, unknown>)[key] !== undefined) return true;
-  }
-  return false;
 }
 
 /** A writer for a packet whose body is about `estimate` bytes; the fixed header is written by `finish`. */

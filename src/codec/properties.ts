@@ -126,6 +126,15 @@ const PACKET_NAMES = [
   "AUTH",
 ];
 
+/** Whether a properties object has at least one property set (keys holding `undefined` do not count). */
+export function hasProperties(properties: object | undefined): boolean {
+  if (properties === undefined) return false;
+  for (const key in properties) {
+    if ((properties as Record<string, unknown>)[key] !== undefined) return true;
+  }
+  return false;
+}
+
 /** A Response Topic is a topic name: not empty, no wildcards. */
 function isTopicName(text: string): boolean {
   return text.length > 0 && !text.includes("+") && !text.includes("#");

@@ -9,6 +9,7 @@ import { encode } from "../codec/encode.ts";
 import type { ProtocolVersion, PublishPacket, PublishProperties, QoS } from "../codec/packet.ts";
 
 import type { Millis } from "./client_machine.ts";
+import { hasProperties } from "../codec/properties.ts";
 
 /**
  * An application message as the broker holds it: routed once and shared by every delivery. Its payload is a
@@ -101,7 +102,7 @@ export function messageFromPublish(
   if (properties !== undefined) {
     const { topicAlias: _a, subscriptionIdentifiers: _s, messageExpiryInterval, ...rest } = properties;
     if (messageExpiryInterval !== undefined) expiresAt = now + messageExpiryInterval * 1000;
-    properties = hasKeys(rest) ? rest : undefined;
+    properties = hasProperties(rest) ? rest : undefined;
   }
   return {
     topic: packet.topic,
@@ -114,11 +115,6 @@ export function messageFromPublish(
     owned: false,
     encodings: undefined,
   };
-}
-
-function hasKeys(object: object): boolean {
-  for (const key in object) if ((object as Record<string, unknown>)[key] !== undefined) return true;
-  return false;
 }
 
 /** Everything that makes two encodings of one message differ, as a cache key. */
