@@ -36,7 +36,7 @@ import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
 import { Outbox } from "./_outbox.ts";
 import { PacketIdPool } from "./packet_ids.ts";
 
-/** Milliseconds on any monotonic clock the caller picks: `performance.now()` in drivers, 0, 1, 2… in tests. */
+/** Milliseconds on any monotonic clock the caller picks: the driver's clock in production, 0, 1, 2… in tests. */
 export type Millis = number;
 
 /** The connection state of a {@linkcode ClientMachine}. */
