@@ -35,6 +35,7 @@ import {
 import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
 import { Outbox } from "./_outbox.ts";
 import { PacketIdPool } from "./packet_ids.ts";
+import { TopicTree } from "./topic_tree.ts";
 
 /** Milliseconds on any monotonic clock the caller picks: the driver's clock in production, 0, 1, 2… in tests. */
 export type Millis = number;
@@ -235,6 +236,8 @@ export class ClientMachine {
   #pendingQoS1 = 0;
   #control = new Map<number, SubscribePacket | UnsubscribePacket>();
   #wire = new Map<string, WireSubscription>();
+  /** The wire filters as a topic tree, so that matching a message does not scan every filter. */
+  readonly #tree = new TopicTree<WireSubscription>();
   #local = new Map<number, Set<string>>();
   #identifiers = new Map<number, Set<string>>();
   #nextSubscription = 1;
@@ -342,7 +345,7 @@ export class ClientMachine {
         names.add(request.topicFilter);
         const wire = this.#wire.get(request.topicFilter);
         if (wire === undefined) {
-          this.#wire.set(request.topicFilter, {
+          this.#addWire(request.topicFilter, {
             request,
             identifier: undefined,
             subscriptions: new Set([subscription]),
@@ -528,7 +531,7 @@ export class ClientMachine {
       filters.add(request.topicFilter);
       const wire = this.#wire.get(request.topicFilter);
       if (wire === undefined) {
-        this.#wire.set(request.topicFilter, { request, identifier, subscriptions: new Set([subscription]) });
+        this.#addWire(request.topicFilter, { request, identifier, subscriptions: new Set([subscription]) });
       } else {
         wire.request = request;
         wire.subscriptions.add(subscription);
@@ -563,7 +566,7 @@ export class ClientMachine {
       if (wire === undefined) continue;
       wire.subscriptions.delete(subscription);
       if (wire.subscriptions.size === 0) {
-        this.#wire.delete(filter);
+        this.#deleteWire(filter);
         this.#forgetIdentifier(filter, wire.identifier);
         leaving.push(filter);
       }
@@ -589,7 +592,7 @@ export class ClientMachine {
     for (const filter of new Set(filters)) {
       const wire = this.#wire.get(filter);
       if (wire === undefined) continue;
-      this.#wire.delete(filter);
+      this.#deleteWire(filter);
       this.#forgetIdentifier(filter, wire.identifier);
       leaving.push(filter);
       for (const subscription of wire.subscriptions) {
@@ -1137,11 +1140,22 @@ export class ClientMachine {
         }
       }
     } else {
-      for (const [filter, wire] of this.#wire) {
-        if (topicMatches(filter, packet.topic)) { for (const s of wire.subscriptions) found.add(s); }
-      }
+      this.#tree.match(packet.topic, (wire) => {
+        for (const s of wire.subscriptions) found.add(s);
+      });
     }
     return [...found];
+  }
+
+  /** Puts a filter on the wire, indexed for matching (a shared subscription by its inner filter). */
+  #addWire(filter: string, wire: WireSubscription): void {
+    this.#wire.set(filter, wire);
+    this.#tree.add(parseSharedSubscription(filter)?.filter ?? filter, filter, wire);
+  }
+
+  #deleteWire(filter: string): void {
+    this.#wire.delete(filter);
+    this.#tree.remove(parseSharedSubscription(filter)?.filter ?? filter, filter);
   }
 
   #handlePublishAck(
