@@ -18,7 +18,8 @@ step() { # name, command...
     echo "   ok"
   else
     echo "   FAILED ($*)"
-    tail -n 60 "$logs/$name.log"
+    # Progress lines ("Check file", "Download …") hide the errors: show the rest first.
+    grep -v -E '^(Check|Download) ' "$logs/$name.log" | tail -n 60
     status=1
   fi
 }

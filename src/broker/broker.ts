@@ -552,11 +552,7 @@ export class Broker {
         code = ReasonCode.BadAuthenticationMethod;
       } else {
         connection.authenticating = info;
-        return this.#onAuth(
-          connection,
-          packet.properties?.authenticationData,
-          ReasonCode.ContinueAuthentication,
-        );
+        return this.#onAuth(connection, packet.properties?.authenticationData);
       }
     }
     if (connection.closed) return;
