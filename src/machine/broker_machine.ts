@@ -17,9 +17,15 @@ import type {
 } from "../codec/packet.ts";
 import { parseSharedSubscription, topicFilterProblem } from "../codec/topic.ts";
 import { ReasonCode } from "../errors.ts";
-import { type BrokerMessage, type Delivery, keepMessage, messageFromPublish } from "./_delivery.ts";
+import {
+  type BrokerMessage,
+  type Delivery,
+  type InflightDelivery,
+  keepMessage,
+  messageFromPublish,
+} from "./_delivery.ts";
 import type { SessionMachine } from "./session_machine.ts";
-import { minQoS, SessionState } from "./session_state.ts";
+import { minQoS, type SessionJournal, SessionState } from "./session_state.ts";
 import { TopicTree } from "./topic_tree.ts";
 
 import type { Millis } from "./client_machine.ts";
@@ -42,6 +48,10 @@ export interface BrokerMachineOptions {
   maxQueuedBytes?: number;
   /** Whether QoS 0 messages are queued for sessions that are offline. @default false */
   queueQoS0?: boolean;
+  /**
+   * Record every change to what a store would keep, for {@linkcode BrokerMachine.pollChanges}. @default false
+   */
+  journal?: boolean;
 }
 
 /** Options of {@linkcode BrokerMachine.attach}. */
@@ -90,8 +100,8 @@ export interface DeliverySnapshot {
   released?: boolean;
 }
 
-/** One session in a {@linkcode BrokerSnapshot}. */
-export interface SessionSnapshot {
+/** A session without its deliveries: what {@linkcode BrokerMachine.pollChanges} reports of it. */
+export interface SessionMeta {
   /** The client identifier. */
   clientId: string;
   /** Seconds the session outlives its connection. */
@@ -100,17 +110,43 @@ export interface SessionSnapshot {
   expiresInMs?: number;
   /** The session's subscriptions. */
   subscriptions: SessionSubscription[];
-  /** Deliveries sent and not completed, in sending order. */
-  inflight: DeliverySnapshot[];
-  /** Deliveries waiting to be sent, oldest first. */
-  queue: DeliverySnapshot[];
   /** QoS 2 packet identifiers the client published that await PUBREL. */
   inboundQoS2: number[];
   /** A will waiting for its delay. */
   will?: Will;
   /** Milliseconds left before that will is published. */
   willInMs?: number;
+  /**
+   * `true` when the session had a connection: `expiresInMs` and `willInMs` then count from the moment the
+   * state is restored (the connection is over by then), not from when it was saved.
+   */
+  connected?: boolean;
 }
+
+/** One session in a {@linkcode BrokerSnapshot}. */
+export interface SessionSnapshot extends SessionMeta {
+  /** Deliveries sent and not completed, in sending order. */
+  inflight: DeliverySnapshot[];
+  /** Deliveries waiting to be sent, oldest first. */
+  queue: DeliverySnapshot[];
+}
+
+/**
+ * One change to the persistent state, from {@linkcode BrokerMachine.pollChanges}; applied in order, the
+ * changes keep a store equal to {@linkcode BrokerMachine.exportState}. Times are relative to the poll.
+ */
+export type BrokerChange =
+  /** A session was created or changed (not its deliveries): replace the stored one. */
+  | { type: "session"; session: SessionMeta }
+  /** A session ended: forget it and all its deliveries. */
+  | { type: "sessionEnded"; clientId: string }
+  /**
+   * A delivery of a session was added or changed (`delivery` set) or is gone (`undefined`). `key` names it
+   * until it is gone; keys are unique within one machine. In-flight deliveries have a packet identifier.
+   */
+  | { type: "delivery"; clientId: string; key: number; delivery: DeliverySnapshot | undefined }
+  /** The retained message of a topic was set (`message`) or cleared (`undefined`). */
+  | { type: "retained"; topic: string; message: MessageSnapshot | undefined };
 
 /** The state of a {@linkcode BrokerMachine} as plain data (structured-clone safe), for persistence. */
 export interface BrokerSnapshot {
@@ -137,7 +173,15 @@ interface SessionRecord {
   expiresAt: Millis | undefined;
   will: Will | undefined;
   willAt: Millis | undefined;
+  /** Journal: whether the store holds this session. */
+  stored: boolean;
 }
+
+/** One entry of the journal before {@linkcode BrokerMachine.pollChanges} turns it into a change. */
+type JournalEntry =
+  | { kind: "put" | "delete"; record: SessionRecord; delivery: Delivery; key: number }
+  | { kind: "ended"; clientId: string }
+  | { kind: "retained"; topic: string };
 
 interface ClientEntry {
   readonly kind: "client";
@@ -222,6 +266,14 @@ export class BrokerMachine {
   readonly #queueQoS0: boolean;
   readonly #stats: BrokerStats = { routed: 0, delivered: 0 };
   #assigned = 0;
+  /** The journal, when on: changes in order, and the sessions whose meta changed. */
+  readonly #journal: JournalEntry[] | undefined;
+  readonly #changedSessions = new Set<SessionRecord>();
+  readonly #keys = new WeakMap<Delivery, number>();
+  #nextKey = 1;
+  readonly #stateJournal: SessionJournal;
+  /** Records by their session state, for the journal's callbacks. */
+  readonly #byState = new WeakMap<SessionState, SessionRecord>();
 
   /**
    * Creates an empty broker state.
@@ -234,6 +286,16 @@ export class BrokerMachine {
     this.#maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
     this.#queueQoS0 = options.queueQoS0 ?? false;
+    this.#journal = options.journal ? [] : undefined;
+    const records = this.#byState;
+    this.#stateJournal = {
+      put: (state, delivery) => this.#journalDelivery("put", records.get(state), delivery),
+      delete: (state, delivery) => this.#journalDelivery("delete", records.get(state), delivery),
+      inboundChanged: (state) => {
+        const record = records.get(state);
+        if (record !== undefined) this.#changed(record);
+      },
+    };
   }
 
   /** Counters of routed and delivered messages. */
@@ -332,8 +394,10 @@ export class BrokerMachine {
         expiresAt: undefined,
         will: undefined,
         willAt: undefined,
+        stored: false,
       };
       this.#sessions.set(clientId, record);
+      this.#byState.set(record.state, record);
     }
     this.#unschedule(record);
     record.connection = session;
@@ -343,6 +407,7 @@ export class BrokerMachine {
     record.will = undefined;
     record.willAt = undefined;
     this.#byConnection.set(session, record);
+    this.#track(record);
     session.accept(now, {
       sessionPresent,
       state: record.state,
@@ -428,6 +493,7 @@ export class BrokerMachine {
       }
     }
     session.grant(now, packet.packetId, codes);
+    this.#changed(record);
     for (const [message, qos, id] of retained) {
       // [MQTT-3.3.1-8] (3.1.1) a retained message sent for a new subscription keeps RETAIN 1.
       session.deliver(now, {
@@ -466,6 +532,7 @@ export class BrokerMachine {
       }
     }
     session.acknowledgeUnsubscribe(now, packet.packetId, codes);
+    this.#changed(record);
     this.#markDirty(session);
     return codes;
   }
@@ -502,9 +569,12 @@ export class BrokerMachine {
     }
     if (record.expiryInterval === 0) {
       this.#endSession(now, record);
-    } else if (record.expiryInterval !== NEVER) {
-      record.expiresAt = now + record.expiryInterval * 1000;
-      this.#schedule(record);
+    } else {
+      if (record.expiryInterval !== NEVER) {
+        record.expiresAt = now + record.expiryInterval * 1000;
+        this.#schedule(record);
+      }
+      this.#changed(record);
     }
   }
 
@@ -523,6 +593,7 @@ export class BrokerMachine {
         const will = record.will as Will;
         record.will = undefined;
         record.willAt = undefined;
+        this.#changed(record);
         this.#publishWill(now, record, will);
       }
       if (record.expiresAt !== undefined && record.expiresAt <= now) this.#endSession(now, record);
@@ -573,40 +644,93 @@ export class BrokerMachine {
     const sessions: SessionSnapshot[] = [];
     for (const record of this.#sessions.values()) {
       const state = record.state;
-      const snapshot: SessionSnapshot = {
-        clientId: record.clientId,
-        expiryInterval: record.expiryInterval,
-        subscriptions: [...record.subscriptions.values()].map((s) => ({ ...s })),
-        inflight: [...state.inflight.values()].map((d) => ({
-          ...deliverySnapshot(now, d),
-          packetId: d.packetId,
-          released: d.released,
-        })),
-        queue: state.queue.map((d) => deliverySnapshot(now, d)),
-        inboundQoS2: [...state.inboundQoS2],
-      };
-      const connection = record.connection;
-      if (connection !== undefined) {
-        // Restored, the connection is gone: the session expires and the will waits from then on, as if it
-        // had just closed (the snapshot is for a broker that stopped without a word to its clients).
-        const expiry = connection.version === 5 ? connection.sessionExpiryInterval : record.expiryInterval;
-        snapshot.expiryInterval = expiry;
-        if (expiry !== NEVER) snapshot.expiresInMs = expiry * 1000;
-        const will = connection.will;
-        if (will !== undefined) {
-          snapshot.will = will;
-          snapshot.willInMs = Math.min(willDelay(will), expiry) * 1000;
+      sessions.push({
+        ...this.#meta(now, record),
+        inflight: [...state.inflight.values()].map((d) => deliverySnapshot(now, d, true)),
+        queue: state.queue.map((d) => deliverySnapshot(now, d, true)),
+      });
+    }
+    return { sessions, retained: [...this.#retained.values()].map((m) => messageSnapshot(now, m, true)) };
+  }
+
+  /**
+   * The changes to the persistent state since the last call, in order, for a store that writes them before
+   * the sessions' output (their acknowledgements) goes out. Needs the `journal` option. Only what outlives a
+   * connection is reported: sessions with an expiry interval or a will, the deliveries of sessions with an
+   * expiry interval, and retained messages. Payloads are views: write them before the next call into the
+   * machine.
+   *
+   * After {@linkcode BrokerMachine.restoreState}, the changes describe everything restored: a store that
+   * replaces its content with them (rather than adding) holds exactly the restored state, under new keys.
+   *
+   * @param now The current time; the times in the changes are relative to it.
+   * @returns The changes; empty when nothing changed.
+   * @throws {Error} When the machine was created without `journal`.
+   */
+  pollChanges(now: Millis): BrokerChange[] {
+    const journal = this.#journal;
+    if (journal === undefined) throw new Error("Cannot poll changes: the machine keeps no journal");
+    const changes: BrokerChange[] = [];
+    if (journal.length === 0 && this.#changedSessions.size === 0) return changes;
+    const skipped = new Set<number>();
+    const retained = new Set<string>();
+    for (const entry of journal) {
+      switch (entry.kind) {
+        case "put": {
+          const key = this.#keys.get(entry.delivery);
+          if (key === undefined) continue;
+          if (key !== entry.key) {
+            // Gone again before this poll: neither written nor deleted.
+            skipped.add(entry.key);
+            continue;
+          }
+          changes.push({
+            type: "delivery",
+            clientId: entry.record.clientId,
+            key,
+            delivery: deliverySnapshot(now, entry.delivery, false),
+          });
+          break;
         }
-      } else {
-        if (record.expiresAt !== undefined) snapshot.expiresInMs = record.expiresAt - now;
-        if (record.will !== undefined && record.willAt !== undefined) {
-          snapshot.will = record.will;
-          snapshot.willInMs = record.willAt - now;
+        case "delete":
+          if (!skipped.has(entry.key)) {
+            changes.push({
+              type: "delivery",
+              clientId: entry.record.clientId,
+              key: entry.key,
+              delivery: undefined,
+            });
+          }
+          break;
+        case "ended":
+          changes.push({ type: "sessionEnded", clientId: entry.clientId });
+          break;
+        case "retained": {
+          if (retained.has(entry.topic)) continue;
+          retained.add(entry.topic);
+          const message = this.#retained.get(entry.topic);
+          changes.push({
+            type: "retained",
+            topic: entry.topic,
+            message: message === undefined ? undefined : messageSnapshot(now, message, false),
+          });
+          break;
         }
       }
-      sessions.push(snapshot);
     }
-    return { sessions, retained: [...this.#retained.values()].map((m) => messageSnapshot(now, m)) };
+    journal.length = 0;
+    for (const record of this.#changedSessions) {
+      if (this.#sessions.get(record.clientId) !== record) continue;
+      if (record.expiryInterval > 0 || record.will !== undefined || record.connection?.will !== undefined) {
+        record.stored = true;
+        changes.push({ type: "session", session: this.#meta(now, record) });
+      } else if (record.stored) {
+        record.stored = false;
+        changes.push({ type: "sessionEnded", clientId: record.clientId });
+      }
+    }
+    this.#changedSessions.clear();
+    return changes;
   }
 
   /**
@@ -644,7 +768,7 @@ export class BrokerMachine {
         });
       }
       for (const d of s.queue) state.enqueue(now, deliveryFromSnapshot(now, d));
-      for (const id of s.inboundQoS2) state.inboundQoS2.add(id);
+      for (const id of s.inboundQoS2) state.addInboundQoS2(id);
       const record: SessionRecord = {
         clientId: s.clientId,
         state,
@@ -654,13 +778,16 @@ export class BrokerMachine {
         expiresAt: s.expiresInMs === undefined ? undefined : now + s.expiresInMs,
         will: s.will,
         willAt: s.willInMs === undefined ? undefined : now + s.willInMs,
+        stored: false,
       };
       this.#sessions.set(s.clientId, record);
+      this.#byState.set(state, record);
       for (const subscription of s.subscriptions) {
         record.subscriptions.set(subscription.topicFilter, { ...subscription });
         this.#addToTree(record, subscription.topicFilter, subscription);
       }
       if (record.expiresAt !== undefined || record.willAt !== undefined) this.#schedule(record);
+      this.#track(record);
     }
   }
 
@@ -668,11 +795,86 @@ export class BrokerMachine {
 
   #setRetained(topic: string, message: BrokerMessage | undefined): void {
     if (message === undefined) {
-      if (this.#retained.delete(topic)) this.#retainedTree.remove(topic, "");
+      if (!this.#retained.delete(topic)) return;
+      this.#retainedTree.remove(topic, "");
     } else {
       this.#retained.set(topic, message);
       this.#retainedTree.add(topic, "", message);
     }
+    this.#journal?.push({ kind: "retained", topic });
+  }
+
+  /** What a store keeps of a session, besides its deliveries. */
+  #meta(now: Millis, record: SessionRecord): SessionMeta {
+    const meta: SessionMeta = {
+      clientId: record.clientId,
+      expiryInterval: record.expiryInterval,
+      subscriptions: [...record.subscriptions.values()].map((s) => ({ ...s })),
+      // A session that ends with its connection keeps no QoS 2 state (nor deliveries) beyond it.
+      inboundQoS2: record.expiryInterval > 0 ? [...record.state.inboundQoS2] : [],
+    };
+    const connection = record.connection;
+    if (connection !== undefined) {
+      // Restored, the connection is gone: the session expires and the will waits from then on, as if it
+      // had just closed (the state is for a broker that stopped without a word to its clients).
+      const expiry = connection.version === 5
+        ? Math.min(connection.sessionExpiryInterval, this.#maximumExpiry)
+        : record.expiryInterval;
+      meta.expiryInterval = expiry;
+      meta.connected = true;
+      if (expiry !== NEVER) meta.expiresInMs = expiry * 1000;
+      const will = connection.will;
+      if (will !== undefined) {
+        meta.will = will;
+        meta.willInMs = Math.min(willDelay(will), expiry) * 1000;
+      }
+    } else {
+      if (record.expiresAt !== undefined) meta.expiresInMs = record.expiresAt - now;
+      if (record.will !== undefined && record.willAt !== undefined) {
+        meta.will = record.will;
+        meta.willInMs = record.willAt - now;
+      }
+    }
+    return meta;
+  }
+
+  /** Journal: the session's meta changed. */
+  #changed(record: SessionRecord): void {
+    if (this.#journal !== undefined) this.#changedSessions.add(record);
+  }
+
+  /** Journal: a delivery of a session was put or deleted. */
+  #journalDelivery(kind: "put" | "delete", record: SessionRecord | undefined, delivery: Delivery): void {
+    const journal = this.#journal;
+    if (journal === undefined || record === undefined) return;
+    let key = this.#keys.get(delivery);
+    if (kind === "put") {
+      if (key === undefined) this.#keys.set(delivery, key = this.#nextKey++);
+    } else {
+      if (key === undefined) return;
+      this.#keys.delete(delivery);
+    }
+    journal.push({ kind, record, delivery, key });
+  }
+
+  /**
+   * Journal: the deliveries of a session with an expiry interval are journaled; others end with their
+   * connection and are not.
+   */
+  #track(record: SessionRecord): void {
+    if (this.#journal === undefined) return;
+    const state = record.state;
+    const wanted = record.expiryInterval > 0;
+    if (wanted && state.journal === undefined) {
+      state.journal = this.#stateJournal;
+      for (const entry of state.inflight.values()) this.#journalDelivery("put", record, entry);
+      for (const delivery of state.queue) this.#journalDelivery("put", record, delivery);
+    } else if (!wanted && state.journal !== undefined) {
+      for (const entry of state.inflight.values()) this.#journalDelivery("delete", record, entry);
+      for (const delivery of state.queue) this.#journalDelivery("delete", record, delivery);
+      state.journal = undefined;
+    }
+    this.#changed(record);
   }
 
   #markDirty(session: SessionMachine): void {
@@ -810,8 +1012,14 @@ export class BrokerMachine {
     for (const filter of record.subscriptions.keys()) this.#removeFromTree(record, filter);
     record.subscriptions.clear();
     record.state.clear();
+    record.state.journal = undefined;
     record.expiresAt = undefined;
     if (this.#sessions.get(record.clientId) === record) this.#sessions.delete(record.clientId);
+    if (record.stored) {
+      record.stored = false;
+      this.#journal?.push({ kind: "ended", clientId: record.clientId });
+    }
+    this.#changedSessions.delete(record);
   }
 
   #addToTree(record: SessionRecord, filter: string, subscription: SessionSubscription): void {
@@ -882,10 +1090,11 @@ function pickMember(group: SharedGroup): ClientEntry | undefined {
   return member;
 }
 
-function messageSnapshot(now: Millis, message: BrokerMessage): MessageSnapshot {
+/** A message as plain data; `copy` copies the payload, else it stays a view. */
+function messageSnapshot(now: Millis, message: BrokerMessage, copy: boolean): MessageSnapshot {
   const snapshot: MessageSnapshot = {
     topic: message.topic,
-    payload: message.payload.slice(),
+    payload: copy ? message.payload.slice() : message.payload,
     qos: message.qos,
     retain: message.retain,
   };
@@ -909,22 +1118,23 @@ function messageFromSnapshot(now: Millis, snapshot: MessageSnapshot): BrokerMess
   };
 }
 
+/** A delivery as plain data, with its packet identifier and release when in flight. */
 function deliverySnapshot(
   now: Millis,
-  delivery: {
-    message: BrokerMessage;
-    qos: QoS;
-    retain: boolean;
-    subscriptionIdentifiers: number[] | undefined;
-  },
+  delivery: Delivery | InflightDelivery,
+  copy: boolean,
 ): DeliverySnapshot {
   const snapshot: DeliverySnapshot = {
-    message: messageSnapshot(now, delivery.message),
+    message: messageSnapshot(now, delivery.message, copy),
     qos: delivery.qos,
     retain: delivery.retain,
   };
   if (delivery.subscriptionIdentifiers !== undefined) {
     snapshot.subscriptionIdentifiers = [...delivery.subscriptionIdentifiers];
+  }
+  if ("packetId" in delivery) {
+    snapshot.packetId = delivery.packetId;
+    snapshot.released = delivery.released;
   }
   return snapshot;
 }

@@ -400,7 +400,7 @@ export class SessionMachine {
           this.#outbox.push({ type: "pubrel", packetId: entry.packetId, reasonCode: 0 }, version);
         } else if (!this.#sendPublish(now, entry, entry.packetId, true)) {
           // Too large for this connection's Maximum Packet Size: dropped as if sent [MQTT-3.1.2-25].
-          this.#session.inflight.delete(entry.packetId);
+          this.#session.complete(entry.packetId);
         }
       }
     } else {
@@ -490,7 +490,7 @@ export class SessionMachine {
     if (qos === 2) {
       this.#awaitingQoS2--;
       // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message.
-      if (reasonCode >= 0x80) this.#session.inboundQoS2.delete(packetId);
+      if (reasonCode >= 0x80) this.#session.removeInboundQoS2(packetId);
     }
     if (properties === undefined) {
       this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
@@ -624,7 +624,7 @@ export class SessionMachine {
       case "puback": {
         const entry = this.#session.inflight.get(packet.packetId);
         if (entry !== undefined && entry.qos === 1) {
-          this.#session.inflight.delete(packet.packetId);
+          this.#session.complete(packet.packetId);
           this.#pump(now);
         }
         break;
@@ -639,11 +639,11 @@ export class SessionMachine {
           );
         } else if (packet.reasonCode >= 0x80) {
           // [MQTT-4.4.0-2] a refusal completes the delivery.
-          this.#session.inflight.delete(packet.packetId);
+          this.#session.complete(packet.packetId);
           this.#pump(now);
         } else {
           // [MQTT-4.3.3-4] PUBREL with the same identifier; the PUBLISH is never sent again [MQTT-4.3.3-6].
-          entry.released = true;
+          this.#session.release(entry);
           this.#outbox.push({ type: "pubrel", packetId: packet.packetId, reasonCode: 0 }, version);
         }
         break;
@@ -651,14 +651,14 @@ export class SessionMachine {
       case "pubcomp": {
         const entry = this.#session.inflight.get(packet.packetId);
         if (entry !== undefined && entry.released) {
-          this.#session.inflight.delete(packet.packetId);
+          this.#session.complete(packet.packetId);
           this.#pump(now);
         }
         break;
       }
       case "pubrel": {
         // [MQTT-4.3.3-11] PUBCOMP with the same identifier; afterwards the identifier is new [MQTT-4.3.3-12].
-        const known = this.#session.inboundQoS2.delete(packet.packetId);
+        const known = this.#session.removeInboundQoS2(packet.packetId);
         this.#outbox.push(
           {
             type: "pubcomp",
@@ -860,7 +860,7 @@ export class SessionMachine {
     this.#awaitingAck.set(packetId, packet.qos);
     if (packet.qos === 2) {
       // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate.
-      inboundQoS2.add(packetId);
+      this.#session.addInboundQoS2(packetId);
       this.#awaitingQoS2++;
     }
     this.#events.push({ type: "publish", packet });
@@ -893,7 +893,7 @@ export class SessionMachine {
     }
     if (!this.#sendPublish(now, entry, entry.packetId, false)) {
       // [MQTT-3.1.2-25] too large for the client: behave as if it had been sent and completed.
-      this.#session.inflight.delete(entry.packetId);
+      this.#session.complete(entry.packetId);
     }
   }
 

@@ -18,6 +18,20 @@ export type { BrokerMessage, Delivery, EncodedPublish, InflightDelivery } from "
 
 import type { Millis } from "./client_machine.ts";
 
+/**
+ * Receives every change to a {@linkcode SessionState}'s deliveries and QoS 2 identifiers as it happens, so that
+ * a store can write them (a journal, not a snapshot). A delivery is known by its object: `put` adds or
+ * replaces it (a QoS 2 delivery that was released is put again), `delete` removes it.
+ */
+export interface SessionJournal {
+  /** A delivery was queued, started, or changed. */
+  put(state: SessionState, delivery: Delivery | InflightDelivery): void;
+  /** A delivery completed, expired, or was dropped. */
+  delete(state: SessionState, delivery: Delivery): void;
+  /** The set of inbound QoS 2 identifiers changed. */
+  inboundChanged(state: SessionState): void;
+}
+
 /** Options of {@linkcode SessionState}. */
 export interface SessionStateOptions {
   /** The most messages queued (not in flight) for the client; beyond it new messages are dropped. @default 1000 */
@@ -46,15 +60,22 @@ export class SessionState {
   /** The client identifier. */
   readonly clientId: string;
   /** Messages sent with a packet identifier and not yet completed, by packet identifier, in sending order. */
-  readonly inflight: Map<number, InflightDelivery> = new Map();
+  readonly inflight: ReadonlyMap<number, InflightDelivery>;
   /** Messages waiting for the client's receive quota or for the client to reconnect, oldest first. */
-  queue: Delivery[] = [];
+  get queue(): readonly Delivery[] {
+    return this.#queue;
+  }
   /** QoS 2 packet identifiers the client published, answered with PUBREC, awaiting PUBREL [MQTT-4.3.3-10]. */
-  readonly inboundQoS2: Set<number> = new Set();
+  readonly inboundQoS2: ReadonlySet<number>;
+  /** Where changes are reported, when the session's state is persisted. */
+  journal: SessionJournal | undefined;
   /** The most messages {@linkcode SessionState.queue} holds. */
   readonly maxQueuedMessages: number;
   /** The most payload bytes {@linkcode SessionState.queue} holds. */
   readonly maxQueuedBytes: number;
+  readonly #inflight = new Map<number, InflightDelivery>();
+  readonly #inboundQoS2 = new Set<number>();
+  #queue: Delivery[] = [];
   #queuedBytes = 0;
   #nextPacketId = 1;
   #dropped = 0;
@@ -67,6 +88,8 @@ export class SessionState {
    */
   constructor(clientId: string, options: SessionStateOptions = {}) {
     this.clientId = clientId;
+    this.inflight = this.#inflight;
+    this.inboundQoS2 = this.#inboundQoS2;
     this.maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
   }
@@ -91,16 +114,17 @@ export class SessionState {
    */
   enqueue(now: Millis, delivery: Delivery): boolean {
     const size = delivery.message.payload.length;
-    if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
+    if (this.#queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
       this.dropExpired(now);
-      if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
+      if (this.#queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
         this.#dropped++;
         return false;
       }
     }
     keepMessage(delivery.message);
-    this.queue.push(delivery);
+    this.#queue.push(delivery);
     this.#queuedBytes += size;
+    this.journal?.put(this, delivery);
     return true;
   }
 
@@ -113,9 +137,10 @@ export class SessionState {
    */
   dequeue(now: Millis): Delivery | undefined {
     for (;;) {
-      const delivery = this.queue.shift();
+      const delivery = this.#queue.shift();
       if (delivery === undefined) return undefined;
       this.#queuedBytes -= delivery.message.payload.length;
+      this.journal?.delete(this, delivery);
       const expiresAt = delivery.message.expiresAt;
       if (expiresAt !== undefined && expiresAt <= now) {
         this.#dropped++;
@@ -132,16 +157,17 @@ export class SessionState {
    */
   dropExpired(now: Millis): void {
     const kept: Delivery[] = [];
-    for (const delivery of this.queue) {
+    for (const delivery of this.#queue) {
       const expiresAt = delivery.message.expiresAt;
       if (expiresAt !== undefined && expiresAt <= now) {
         this.#queuedBytes -= delivery.message.payload.length;
         this.#dropped++;
+        this.journal?.delete(this, delivery);
       } else {
         kept.push(delivery);
       }
     }
-    this.queue = kept;
+    this.#queue = kept;
   }
 
   /**
@@ -152,9 +178,9 @@ export class SessionState {
    * @returns The in-flight entry, or `undefined` when all 65,535 identifiers are in use.
    */
   startInflight(delivery: Delivery): InflightDelivery | undefined {
-    if (this.inflight.size >= 65_535) return undefined;
+    if (this.#inflight.size >= 65_535) return undefined;
     let id = this.#nextPacketId;
-    while (this.inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
+    while (this.#inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
     this.#nextPacketId = id === 65_535 ? 1 : id + 1;
     keepMessage(delivery.message);
     const entry: InflightDelivery = {
@@ -165,16 +191,70 @@ export class SessionState {
       packetId: id,
       released: false,
     };
-    this.inflight.set(id, entry);
+    this.#inflight.set(id, entry);
+    this.journal?.put(this, entry);
     return entry;
+  }
+
+  /**
+   * Ends a delivery in flight: acknowledged, refused, or dropped.
+   *
+   * @param packetId Its packet identifier.
+   * @returns The delivery, or `undefined` when none is in flight under that identifier.
+   */
+  complete(packetId: number): InflightDelivery | undefined {
+    const entry = this.#inflight.get(packetId);
+    if (entry === undefined) return undefined;
+    this.#inflight.delete(packetId);
+    this.journal?.delete(this, entry);
+    return entry;
+  }
+
+  /**
+   * Marks a QoS 2 delivery in flight as released: PUBREC arrived and PUBREL is sent; the PUBLISH is never sent
+   * again [MQTT-4.3.3-6].
+   *
+   * @param entry The delivery.
+   */
+  release(entry: InflightDelivery): void {
+    entry.released = true;
+    this.journal?.put(this, entry);
+  }
+
+  /**
+   * Records an inbound QoS 2 packet identifier answered with PUBREC, until its PUBREL.
+   *
+   * @param packetId The packet identifier.
+   */
+  addInboundQoS2(packetId: number): void {
+    this.#inboundQoS2.add(packetId);
+    this.journal?.inboundChanged(this);
+  }
+
+  /**
+   * Forgets an inbound QoS 2 packet identifier (PUBREL arrived, or the message was refused).
+   *
+   * @param packetId The packet identifier.
+   * @returns Whether it was recorded.
+   */
+  removeInboundQoS2(packetId: number): boolean {
+    if (!this.#inboundQoS2.delete(packetId)) return false;
+    this.journal?.inboundChanged(this);
+    return true;
   }
 
   /** Forgets every queued and in-flight message, as a new session would start (clean start). */
   clear(): void {
-    this.inflight.clear();
-    this.queue = [];
+    const journal = this.journal;
+    if (journal !== undefined) {
+      for (const entry of this.#inflight.values()) journal.delete(this, entry);
+      for (const delivery of this.#queue) journal.delete(this, delivery);
+      if (this.#inboundQoS2.size > 0) journal.inboundChanged(this);
+    }
+    this.#inflight.clear();
+    this.#queue = [];
     this.#queuedBytes = 0;
-    this.inboundQoS2.clear();
+    this.#inboundQoS2.clear();
   }
 
   /**
@@ -184,7 +264,8 @@ export class SessionState {
    */
   restoreInflight(entry: InflightDelivery): void {
     keepMessage(entry.message);
-    this.inflight.set(entry.packetId, entry);
+    this.#inflight.set(entry.packetId, entry);
+    this.journal?.put(this, entry);
   }
 }
 
