@@ -18,6 +18,7 @@ import { listenWebSocket } from "../runtime/ws_server.ts";
 import { type AclFile, canPublish, canSubscribe } from "./acl_file.ts";
 import { type PasswordEntry, verifyPassword } from "./password_file.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
+import type { BrokerStore } from "./store.ts";
 
 /** Who is connecting, for the hooks. */
 export interface ClientInfo {
@@ -113,6 +114,13 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
   sysInterval?: number;
   /** Where log lines go. Default: nowhere. Lines never contain passwords or payloads. */
   log?: (level: LogLevel, message: string) => void;
+  /**
+   * Where sessions, their subscriptions and messages, wills and retained messages outlive the process (see
+   * `openSqliteStore`). The broker restores it when created (publishing wills that came due meanwhile), writes
+   * every change before the acknowledgements that depend on it go out, and closes it on
+   * {@linkcode Broker.close}. Default: memory only.
+   */
+  store?: BrokerStore;
 }
 
 /** Options of {@linkcode Broker.listen}. */
@@ -128,6 +136,8 @@ export interface ListenOptions {
   websocket?: boolean;
   /** The WebSocket path. Default `/mqtt`. */
   path?: string;
+  /** The most connections at once through this listener (besides the broker's `maxConnections`). */
+  maxConnections?: number;
 }
 
 /** The version in `$SYS/broker/version`. */
@@ -196,6 +206,7 @@ export class Broker {
   readonly #listeners = new Set<Listener>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
+  #store: BrokerStore | undefined;
   readonly #startedAt = performance.now();
   #sysTimer: ReturnType<typeof setInterval> | undefined;
   readonly #sysLast = new Map<string, string>();
@@ -208,7 +219,23 @@ export class Broker {
    */
   constructor(options: BrokerOptions = {}) {
     this.#options = options;
-    this.#machine = new BrokerMachine(options);
+    const store = options.store;
+    this.#machine = new BrokerMachine({ ...options, journal: store !== undefined });
+    if (store !== undefined) {
+      this.#store = store;
+      const now = performance.now();
+      const saved = store.load();
+      this.#machine.restoreState(now, saved);
+      // Written back whole under the new machine's keys, then what came due while the broker was down.
+      store.write(this.#machine.pollChanges(now), true);
+      this.#machine.handleTimeout(now);
+      this.#persist();
+      this.#scheduleBroker();
+      this.#log(
+        "info",
+        `Restored ${this.#machine.sessionCount} sessions and ${this.#machine.retainedCount} retained messages`,
+      );
+    }
   }
 
   /** The routing machine, for statistics. */
@@ -246,8 +273,21 @@ export class Broker {
         : await net.listenTcp({ hostname, port });
     }
     this.#listeners.add(listener);
+    const limit = options.maxConnections ?? Infinity;
+    let open = 0;
     (async () => {
-      for await (const transport of listener) void this.handle(transport);
+      for await (const transport of listener) {
+        if (open >= limit) {
+          this.#log(
+            "warn",
+            `Refused a connection on port ${listener.port}: its ${limit} connections are open`,
+          );
+          void Promise.resolve(transport.close()).catch(() => {});
+          continue;
+        }
+        open++;
+        void this.handle(transport).finally(() => open--);
+      }
     })().catch((error) =>
       this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
     );
@@ -356,6 +396,9 @@ export class Broker {
     }
     await Promise.all([...this.#connections.values()].map((c) => this.#shut(c)));
     clearTimeout(this.#timer);
+    this.#persist();
+    this.#store?.close();
+    this.#store = undefined;
   }
 
   /**
@@ -401,6 +444,20 @@ export class Broker {
     this.#options.log?.(level, message);
   }
 
+  /** Writes the machine's changes to the store, before any packet that acknowledges them goes out. */
+  #persist(): void {
+    const store = this.#store;
+    if (store === undefined) return;
+    const changes = this.#machine.pollChanges(performance.now());
+    if (changes.length === 0) return;
+    try {
+      // `$SYS` values are the broker's own and published again on start.
+      store.write(changes.filter((c) => c.type !== "retained" || !c.topic.startsWith("$SYS/")));
+    } catch (error) {
+      this.#log("error", `Could not write to the store: ${(error as Error).message}`);
+    }
+  }
+
   /** Flushes one connection, then every session the broker machine gave output to. */
   #flushAll(first: Connection | undefined): void {
     if (first !== undefined) this.#flush(first);
@@ -412,6 +469,7 @@ export class Broker {
   }
 
   #flush(connection: Connection): void {
+    this.#persist();
     const session = connection.session;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       const writer = connection.writer;

@@ -7,7 +7,13 @@
 import { type AclFile, parseAclFile } from "../broker/acl_file.ts";
 import { Broker, type LogLevel } from "../broker/broker.ts";
 import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/password_file.ts";
-import { type BrokerConfig, type ListenerConfig, parseBrokerConfig } from "./broker_config.ts";
+import {
+  type BrokerConfig,
+  type ListenerConfig,
+  parseBrokerConfig,
+  parsePersistence,
+} from "./broker_config.ts";
+import { type BrokerStore, openSqliteStore } from "../broker/store.ts";
 import type { RuntimeProcess } from "../runtime/process_types.ts";
 
 /** Help text of the broker command. */
@@ -16,6 +22,9 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --host ADDRESS          listen address (default 127.0.0.1)
   --port PORT             TCP port (default 1883; 0 picks a free one)
   --ws-port PORT          also accept MQTT over WebSocket on this port (path /mqtt)
+  --tls-port PORT         also accept MQTT over TLS on this port (needs --cert and --key)
+  --cert FILE, --key FILE the TLS listener's PEM certificate (chain) and private key
+  --persistence memory|sqlite:PATH   where sessions, queued and retained messages live (default memory)
   --allow-anonymous true|false   accept clients without a user name (default true)
   --password-file FILE    users and passwords, in mosquitto_passwd's format
   --acl-file FILE         access rules, in mosquitto's acl_file format
@@ -35,7 +44,13 @@ export interface BrokerArgs {
   passwordFile?: string;
   aclFile?: string;
   wsPort?: number;
+  tlsPort?: number;
+  cert?: string;
+  key?: string;
   configFile?: string;
+  persistence?: { sqlite: string };
+  /** Whether `--persistence` was given (`memory` leaves `persistence` unset). */
+  persistenceGiven?: boolean;
 }
 
 /**
@@ -66,13 +81,28 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
         args.port = port;
         break;
       }
-      case "--ws-port": {
+      case "--ws-port":
+      case "--tls-port": {
         const text = value();
         const port = Number(text);
         if (!/^\d+$/.test(text) || port > 65_535) {
-          throw new Error(`--ws-port takes 0 to 65535, not "${text}"`);
+          throw new Error(`${flag} takes 0 to 65535, not "${text}"`);
         }
-        args.wsPort = port;
+        if (flag === "--ws-port") args.wsPort = port;
+        else args.tlsPort = port;
+        break;
+      }
+      case "--cert":
+        args.cert = value();
+        break;
+      case "--key":
+        args.key = value();
+        break;
+      case "--persistence": {
+        const persistence = parsePersistence(value(), "--persistence");
+        args.persistenceGiven = true;
+        if (persistence !== undefined) args.persistence = persistence;
+        else delete args.persistence;
         break;
       }
       case "--allow-anonymous": {
@@ -100,6 +130,12 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
       default:
         throw new Error(`Unknown option "${flag}"`);
     }
+  }
+  if (args.tlsPort !== undefined && (args.cert === undefined || args.key === undefined)) {
+    throw new Error("--tls-port needs --cert and --key");
+  }
+  if ((args.cert !== undefined || args.key !== undefined) && args.tlsPort === undefined) {
+    throw new Error("--cert and --key need --tls-port");
   }
   return args;
 }
@@ -146,9 +182,19 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     proc.stderr(`Error: ${(error as Error).message}\n`);
     return 1;
   }
+  let store: BrokerStore | undefined;
+  if (config.persistence !== undefined) {
+    try {
+      store = await openSqliteStore(config.persistence.sqlite);
+    } catch (error) {
+      proc.stderr(`Error: cannot open "${config.persistence.sqlite}": ${(error as Error).message}\n`);
+      return 1;
+    }
+  }
   const order: LogLevel[] = ["debug", "info", "warn", "error"];
   const threshold = order.indexOf(config.logLevel);
   const broker = new Broker({
+    store,
     ...config.limits,
     allowAnonymous: config.allowAnonymous,
     passwords,
@@ -171,6 +217,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
         path: listener.path,
         cert: files?.cert,
         key: files?.key,
+        maxConnections: listener.maxConnections,
       });
       const scheme = { tcp: "mqtt", tls: "mqtts", ws: "ws", wss: "wss" }[listener.type];
       urls.push(`${scheme}://${bound.hostname}:${bound.port}${websocket ? listener.path : ""}`);
@@ -181,9 +228,11 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     }
   }
   proc.stderr(
-    `@x/mqtt broker listening on ${urls.join(" and ")} (state in memory, ${
-      config.allowAnonymous ? "anonymous clients allowed" : "user name required"
-    }${passwords ? `, ${passwords.size} users` : ""}${acl ? ", ACL on" : ""})\n`,
+    `@x/mqtt broker listening on ${urls.join(" and ")} (state ${
+      config.persistence === undefined ? "in memory" : `in sqlite:${config.persistence.sqlite}`
+    }, ${config.allowAnonymous ? "anonymous clients allowed" : "user name required"}${
+      passwords ? `, ${passwords.size} users` : ""
+    }${acl ? ", ACL on" : ""})\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = proc.onInterrupt(() => {
@@ -205,9 +254,9 @@ async function configFrom(
   const given = (flag: string) => argv.includes(flag);
   let config: BrokerConfig;
   if (args.configFile !== undefined) {
-    if (given("--host") || given("--port") || given("-p") || given("--ws-port")) {
+    if (["--host", "--port", "-p", "--ws-port", "--tls-port"].some(given)) {
       throw new Error(
-        "--host, --port and --ws-port cannot be combined with --config: set the file's listeners",
+        "--host, --port, --ws-port and --tls-port cannot be combined with --config: set the file's listeners",
       );
     }
     let text: string;
@@ -227,6 +276,19 @@ async function configFrom(
     if (args.wsPort !== undefined) {
       config.listeners.push({ type: "ws", host: args.host, port: args.wsPort, path: "/mqtt" });
     }
+    if (args.tlsPort !== undefined) {
+      config.listeners.push({
+        type: "tls",
+        host: args.host,
+        port: args.tlsPort,
+        cert: args.cert,
+        key: args.key,
+      });
+    }
+  }
+  if (args.persistenceGiven) {
+    if (args.persistence === undefined) delete config.persistence;
+    else config.persistence = args.persistence;
   }
   if (given("--allow-anonymous")) config.allowAnonymous = args.allowAnonymous;
   if (args.passwordFile !== undefined) config.passwordFile = args.passwordFile;

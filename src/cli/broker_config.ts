@@ -6,12 +6,13 @@
  *   "listeners": [
  *     { "type": "tcp", "host": "0.0.0.0", "port": 1883 },
  *     { "type": "tls", "port": 8883, "cert": "server.pem", "key": "server.key" },
- *     { "type": "ws", "port": 9001, "path": "/mqtt" }
+ *     { "type": "ws", "port": 9001, "path": "/mqtt", "maxConnections": 500 }
  *   ],
  *   "allowAnonymous": false,
  *   "passwordFile": "passwords",
  *   "aclFile": "acl",
  *   "limits": { "maxConnections": 1000, "maximumPacketSize": 1048576, "maxQueuedMessages": 1000 },
+ *   "persistence": "sqlite:broker.db",
  *   "sysInterval": 10,
  *   "logLevel": "info"
  * }
@@ -30,6 +31,8 @@ export interface ListenerConfig {
   /** PEM files, for tls and wss. */
   cert?: string;
   key?: string;
+  /** The most connections at once through this listener. */
+  maxConnections?: number;
 }
 
 /** Limits of the configuration, passed to the broker as they are. */
@@ -58,6 +61,22 @@ export interface BrokerConfig {
   limits: LimitsConfig;
   sysInterval?: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** Where the state is kept: in memory (`undefined`) or in a SQLite file. */
+  persistence?: { sqlite: string };
+}
+
+/**
+ * Parses a persistence setting: `memory`, or `sqlite:PATH`.
+ *
+ * @param value The setting.
+ * @param where The flag or key it came from, for the error.
+ * @returns The SQLite file, or `undefined` for memory.
+ * @throws {Error} Naming `where` when the value is neither.
+ */
+export function parsePersistence(value: string, where: string): { sqlite: string } | undefined {
+  if (value === "memory") return undefined;
+  if (value.startsWith("sqlite:") && value.length > "sqlite:".length) return { sqlite: value.slice(7) };
+  throw new Error(`${where} takes "memory" or "sqlite:PATH", not ${JSON.stringify(value)}`);
 }
 
 const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
@@ -131,6 +150,7 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     "limits",
     "sysInterval",
     "logLevel",
+    "persistence",
   ], "");
   const config: BrokerConfig = { listeners: [], allowAnonymous: true, limits: {}, logLevel: "info" };
   const listeners = object.listeners ?? [{ type: "tcp", port: 1883 }];
@@ -139,7 +159,7 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     const where = `listeners[${i}]`;
     if (typeof item !== "object" || item === null) fail(where, "expected an object");
     const l = item as Record<string, unknown>;
-    unknownKeys(l, ["type", "host", "port", "path", "cert", "key"], where);
+    unknownKeys(l, ["type", "host", "port", "path", "cert", "key", "maxConnections"], where);
     const type = l.type ?? "tcp";
     if (type !== "tcp" && type !== "tls" && type !== "ws" && type !== "wss") {
       fail(`${where}.type`, `expected "tcp", "tls", "ws" or "wss", got ${JSON.stringify(type)}`);
@@ -158,6 +178,9 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     } else if (l.cert !== undefined || l.key !== undefined) {
       fail(`${where}.cert`, "only tls and wss listeners take a certificate");
     }
+    if (l.maxConnections !== undefined) {
+      listener.maxConnections = integer(l.maxConnections, `${where}.maxConnections`, 0, 10_000_000);
+    }
     config.listeners.push(listener);
   });
   if (object.allowAnonymous !== undefined) {
@@ -175,6 +198,16 @@ export function parseBrokerConfig(json: string): BrokerConfig {
         config.limits[key] = integer(limits[key], `limits.${key}`, 0, 268_435_460);
       }
     }
+  }
+  if (object.persistence !== undefined) {
+    const value = text(object.persistence, "persistence");
+    let persistence: { sqlite: string } | undefined;
+    try {
+      persistence = parsePersistence(value, "it");
+    } catch (error) {
+      fail("persistence", (error as Error).message);
+    }
+    if (persistence !== undefined) config.persistence = persistence;
   }
   if (object.sysInterval !== undefined) {
     config.sysInterval = integer(object.sysInterval, "sysInterval", 0, 86_400);

@@ -25,6 +25,36 @@ test("broker arguments", () => {
   assert.throws(() => parseBrokerArgs(["--port", "99999"]), /--port/);
   assert.throws(() => parseBrokerArgs(["--allow-anonymous", "maybe"]), /true or false/);
   assert.throws(() => parseBrokerArgs(["--nope"]), /Unknown option "--nope"/);
+  assert.deepEqual(
+    parseBrokerArgs([
+      "--tls-port",
+      "8883",
+      "--cert",
+      "c.pem",
+      "--key",
+      "k.pem",
+      "--persistence",
+      "sqlite:b.db",
+    ]),
+    {
+      host: "127.0.0.1",
+      port: 1883,
+      allowAnonymous: true,
+      verbose: false,
+      tlsPort: 8883,
+      cert: "c.pem",
+      key: "k.pem",
+      persistence: { sqlite: "b.db" },
+      persistenceGiven: true,
+    },
+  );
+  assert.equal(parseBrokerArgs(["--persistence", "memory"]).persistence, undefined);
+  assert.throws(
+    () => parseBrokerArgs(["--persistence", "disk"]),
+    /--persistence takes "memory" or "sqlite:PATH"/,
+  );
+  assert.throws(() => parseBrokerArgs(["--tls-port", "8883"]), /--tls-port needs --cert and --key/);
+  assert.throws(() => parseBrokerArgs(["--cert", "c.pem"]), /need --tls-port/);
 });
 
 test("broker.ts starts, says where it listens, serves a client and exits 0 on SIGTERM", async () => {
@@ -133,6 +163,15 @@ test("configuration files: defaults, every listener type, and errors that name t
   ]);
   assert.deepEqual(config.limits, { maxConnections: 10, maximumPacketSize: 1024 });
   assert.deepEqual(parseBrokerConfig("{}").listeners, [{ type: "tcp", host: "127.0.0.1", port: 1883 }]);
+  assert.equal(parseBrokerConfig("{}").persistence, undefined);
+  assert.equal(parseBrokerConfig(`{"persistence": "memory"}`).persistence, undefined);
+  assert.deepEqual(parseBrokerConfig(`{"persistence": "sqlite:/var/lib/b.db"}`).persistence, {
+    sqlite: "/var/lib/b.db",
+  });
+  assert.equal(
+    parseBrokerConfig(`{"listeners": [{"port": 1, "maxConnections": 5}]}`).listeners[0].maxConnections,
+    5,
+  );
   const bad: [unknown, RegExp][] = [
     [{ listeners: [{ type: "udp", port: 1 }] }, /"listeners\[0\]\.type"/],
     [{ listeners: [{ port: 70000 }] }, /"listeners\[0\]\.port"/],
@@ -140,6 +179,9 @@ test("configuration files: defaults, every listener type, and errors that name t
     [{ limits: { maxConections: 1 } }, /"limits\.maxConections": unknown key/],
     [{ logLevel: "loud" }, /"logLevel"/],
     [{ extra: true }, /"extra": unknown key/],
+    [{ persistence: "redis:x" }, /"persistence": it takes "memory" or "sqlite:PATH"/],
+    [{ persistence: "sqlite:" }, /"persistence"/],
+    [{ listeners: [{ port: 1, maxConnections: -1 }] }, /"listeners\[0\]\.maxConnections"/],
   ];
   for (const [value, pattern] of bad) assert.throws(() => parseBrokerConfig(JSON.stringify(value)), pattern);
   assert.throws(() => parseBrokerConfig("{ nope"), /not JSON/);
