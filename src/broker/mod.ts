@@ -16,3 +16,4 @@ export {
 } from "./broker.ts";
 export { hashPassword, parsePasswordFile, type PasswordEntry, verifyPassword } from "./password_file.ts";
 export { type Access, type AclFile, canPublish, canSubscribe, parseAclFile } from "./acl_file.ts";
+export { type BrokerStore, openSqliteStore, type SqliteStoreOptions } from "./store.ts";
