@@ -7,7 +7,7 @@ import { connect } from "../../src/client/connect.ts";
 import { memoryPair } from "../../src/transport/memory.ts";
 import { MqttError, ReasonCode } from "../../src/errors.ts";
 import { mosquittoMissing } from "../_mosquitto.ts";
-import { take } from "../_helpers.ts";
+import { take, within } from "../_helpers.ts";
 
 test("our client and our broker over an in-memory transport: QoS 0, 1, 2 and retained", async () => {
   const broker = new Broker();
@@ -314,4 +314,59 @@ test("MQTT 5 enhanced authentication: challenge and response with our client, re
     (e) => e instanceof MqttError && e.reasonCode === ReasonCode.BadAuthenticationMethod,
   );
   await plain.close();
+});
+
+test("MQTT 5 re-authentication (AUTH 0x19): a challenge answered keeps the connection, a refusal ends it with its code", async () => {
+  const steps: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    enhancedAuthenticate: (_client, step) => {
+      const data = new TextDecoder().decode(step.data ?? new Uint8Array());
+      steps.push(`${step.reauthenticating ? "re" : "new"}:${data}`);
+      if (data === "hello" || data === "again") return { challenge: new TextEncoder().encode("prove it") };
+      if (data === "proof") return { accept: true, data: new TextEncoder().encode("welcome") };
+      return ReasonCode.NotAuthorized;
+    },
+  });
+  const [c, s] = memoryPair();
+  void broker.handle(s);
+  const events: string[] = [];
+  const client = await connect({
+    transport: () => Promise.resolve(c),
+    reconnect: false,
+    properties: { authenticationMethod: "TOY", authenticationData: new TextEncoder().encode("hello") },
+    authenticate: () => ({
+      authenticationMethod: "TOY",
+      authenticationData: new TextEncoder().encode("proof"),
+    }),
+    onPacket: (direction, packet) => {
+      if (packet.type === "auth") events.push(`${direction}:0x${packet.reasonCode.toString(16)}`);
+    },
+  });
+  const subscription = await client.subscribe("t");
+  events.length = 0;
+  client.reauthenticate({
+    authenticationMethod: "TOY",
+    authenticationData: new TextEncoder().encode("again"),
+  });
+  await within(
+    (async () => {
+      while (!events.includes("in:0x0")) await new Promise((r) => setTimeout(r, 5));
+    })(),
+    3000,
+    "the AUTH 0x00 that ends the re-authentication",
+  );
+  // out 0x19, in 0x18 (challenge), out 0x18 (proof), in 0x00 (done)
+  assert.deepEqual(events, ["out:0x19", "in:0x18", "out:0x18", "in:0x0"]);
+  await client.publish("t", "still connected", { qos: 1 });
+  assert.equal((await take(subscription, 1))[0].text(), "still connected");
+  // A re-authentication the hook refuses: DISCONNECT 0x87 and the connection is over.
+  client.reauthenticate({
+    authenticationMethod: "TOY",
+    authenticationData: new TextEncoder().encode("forged"),
+  });
+  await within(client.closed, 3000, "the connection to close");
+  assert.equal(client.connected, false);
+  assert.deepEqual(steps, ["new:hello", "new:proof", "re:again", "re:proof", "re:forged"]);
+  await broker.close();
 });
