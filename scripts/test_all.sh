@@ -1,5 +1,6 @@
 #!/bin/sh
-# Runs the whole suite: format, lint and type checks, then every test under Deno, Bun and Node 24.
+# Runs the whole suite: format, lint and type checks, then every test under Deno, Bun and Node 24, and the
+# public-API and socket tests under Node 24 against the built npm package.
 # Ends with one line "N passed, N failed" summed over the three runtimes; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
@@ -46,6 +47,13 @@ count "$logs/bun.log" 's/^ *\([0-9]*\) pass$/\1/p' 's/^ *\([0-9]*\) fail$/\1/p'
 
 step node node --test --test-timeout=60000 'tests/**/*_test.ts'
 count "$logs/node.log" 's/^ℹ pass \([0-9]*\)$/\1/p' 's/^ℹ fail \([0-9]*\)$/\1/p'
+
+# The public-API and socket tests again, against the built npm package (npm/esm) instead of the sources.
+step npm-build node scripts/build_npm.ts
+step node-npm node --import ./scripts/npm_hooks.ts --test --test-timeout=60000 \
+  'tests/client/**/*_test.ts' 'tests/broker/**/*_test.ts' 'tests/transport/**/*_test.ts' \
+  'tests/interop/**/*_test.ts' 'tests/cli/**/*_test.ts'
+count "$logs/node-npm.log" 's/^ℹ pass \([0-9]*\)$/\1/p' 's/^ℹ fail \([0-9]*\)$/\1/p'
 
 if [ "$total_pass" -eq 0 ]; then status=1; fi
 if [ "$total_fail" -ne 0 ]; then status=1; fi
