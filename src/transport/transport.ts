@@ -22,6 +22,8 @@ export interface Transport {
   readonly writable: WritableStream<Uint8Array>;
   /** Closes both directions; idempotent, always settles. */
   close(): void | Promise<void>;
+  /** The peer's address as `host:port` (IPv6 as `[::1]:port`), when the transport knows it. */
+  readonly remoteAddress?: string;
 }
 
 /** Accepted connections, as transports, until closed. */

@@ -11,6 +11,7 @@
 
 import type { Listener, Transport } from "../../transport/transport.ts";
 import { raceAbort } from "../_abort.ts";
+import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
@@ -18,6 +19,10 @@ import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenO
 interface BunSocket {
   /** Per-socket state set by `open` on the server side. */
   data: SocketState | undefined;
+  /** The peer's IP address. */
+  readonly remoteAddress?: string;
+  /** The peer's port. */
+  readonly remotePort?: number;
   /** Writes what the socket takes now; returns the number of bytes taken, or -1 when closed. */
   write(data: Uint8Array): number;
   /** Sends FIN and closes once flushed. */
@@ -122,7 +127,10 @@ class SocketState {
         this.#isClosed || this.#socket.terminate();
       },
     });
-    this.transport = { readable, writable, close: () => this.close() };
+    this.transport = withRemoteAddress(
+      { readable, writable, close: () => this.close() },
+      hostPort(socket.remoteAddress, socket.remotePort),
+    );
   }
 
   async #write(chunk: Uint8Array): Promise<void> {

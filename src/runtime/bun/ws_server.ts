@@ -7,6 +7,7 @@
  */
 
 import type { Listener, Transport } from "../../transport/transport.ts";
+import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import { offersMqtt, type WebSocketListenOptions } from "../ws_types.ts";
 
@@ -22,6 +23,8 @@ interface BunWebServer {
   readonly port: number;
   readonly hostname: string;
   upgrade(request: Request, options: { headers?: Record<string, string>; data?: unknown }): boolean;
+  /** The client's address, or `null` when unknown (a closed request, a Unix socket). */
+  requestIP(request: Request): { address: string; family: string; port: number } | null;
   stop(closeActiveConnections?: boolean): void;
 }
 
@@ -40,11 +43,16 @@ declare const Bun: {
   }): BunWebServer;
 };
 
-/** Per-socket state: the readable's controller and a waiter for `drain`. */
+/** Per-socket state: the peer's address, the readable's controller and a waiter for `drain`. */
 class Connection {
+  readonly remoteAddress: string | undefined;
   controller: ReadableStreamDefaultController<Uint8Array> | undefined;
   drained: (() => void) | undefined;
   closed = false;
+
+  constructor(remoteAddress: string | undefined) {
+    this.remoteAddress = remoteAddress;
+  }
 }
 
 function transportOf(ws: BunServerWebSocket): Transport {
@@ -72,7 +80,7 @@ function transportOf(ws: BunServerWebSocket): Transport {
     close,
     abort: close,
   });
-  return { readable, writable, close };
+  return withRemoteAddress({ readable, writable, close }, connection.remoteAddress);
 }
 
 /**
@@ -95,9 +103,9 @@ export function listenWebSocket(options: WebSocketListenOptions): Promise<Listen
       if (!offersMqtt(request.headers.get("sec-websocket-protocol"))) {
         return new Response("The WebSocket subprotocol must be mqtt", { status: 400 });
       }
-      if (
-        server.upgrade(request, { headers: { "Sec-WebSocket-Protocol": "mqtt" }, data: new Connection() })
-      ) {
+      const peer = server.requestIP(request);
+      const data = new Connection(hostPort(peer?.address, peer?.port));
+      if (server.upgrade(request, { headers: { "Sec-WebSocket-Protocol": "mqtt" }, data })) {
         return undefined;
       }
       return new Response("This endpoint speaks MQTT over WebSocket", { status: 426 });

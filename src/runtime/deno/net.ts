@@ -12,6 +12,7 @@
 
 import type { Listener, Transport } from "../../transport/transport.ts";
 import { raceAbort } from "../_abort.ts";
+import { hostPort, withRemoteAddress } from "../_address.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
 /** Size of the buffer each read fills. */
@@ -22,7 +23,7 @@ const COPY_BELOW = 16384;
 /**
  * Wraps a connection: its own readable (`Deno.Conn.readable` closes the whole connection when the peer
  * half-closes, so a reply could no longer be written), half-close on `writable.close()`, idempotent close,
- * writes that reject after close.
+ * writes that reject after close, and the peer's address.
  */
 function fromConn(conn: Deno.Conn): Transport {
   let closed = false;
@@ -75,7 +76,9 @@ function fromConn(conn: Deno.Conn): Transport {
     },
     abort: close,
   });
-  return { readable, writable, close };
+  const peer = conn.remoteAddr;
+  const remoteAddress = peer.transport === "tcp" ? hostPort(peer.hostname, peer.port) : undefined;
+  return withRemoteAddress({ readable, writable, close }, remoteAddress);
 }
 
 /** Turns a `Deno.Listener` into a {@linkcode Listener} of transports. */

@@ -7,6 +7,7 @@
 
 import type { Listener } from "../../transport/transport.ts";
 import { fromWebSocket } from "../../transport/websocket.ts";
+import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import { offersMqtt, type WebSocketListenOptions } from "../ws_types.ts";
 
@@ -36,7 +37,7 @@ export function listenWebSocket(options: WebSocketListenOptions): Promise<Listen
             return Promise.resolve();
           }));
         },
-        handler: (request) => {
+        handler: (request, info) => {
           if (new URL(request.url).pathname !== path) return new Response("Not found", { status: 404 });
           if ((request.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
             return new Response("This endpoint speaks MQTT over WebSocket", { status: 426 });
@@ -44,9 +45,15 @@ export function listenWebSocket(options: WebSocketListenOptions): Promise<Listen
           if (!offersMqtt(request.headers.get("sec-websocket-protocol"))) {
             return new Response("The WebSocket subprotocol must be mqtt", { status: 400 });
           }
+          // Read before the upgrade: afterwards the request is closed and `remoteAddr` throws.
+          const remoteAddress = hostPort(info.remoteAddr.hostname, info.remoteAddr.port);
           const { socket, response } = Deno.upgradeWebSocket(request, { protocol: "mqtt" });
           socket.binaryType = "arraybuffer";
-          socket.addEventListener("open", () => queue.push(fromWebSocket(socket)), { once: true });
+          socket.addEventListener(
+            "open",
+            () => queue.push(withRemoteAddress(fromWebSocket(socket), remoteAddress)),
+            { once: true },
+          );
           return response;
         },
       });

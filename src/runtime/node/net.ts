@@ -13,11 +13,12 @@
 import * as net from "node:net";
 import * as tls from "node:tls";
 import type { Listener, Transport } from "../../transport/transport.ts";
+import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
 /**
- * Wraps a connected socket as a transport.
+ * Wraps a connected socket as a transport, with the peer's address.
  *
  * @param socket A connected (and, for TLS, handshaken) socket created with `allowHalfOpen: true`.
  * @returns The transport.
@@ -101,14 +102,14 @@ function fromSocket(socket: net.Socket): Transport {
       socket.destroy();
     },
   });
-  return {
+  return withRemoteAddress({
     readable,
     writable,
     close(): Promise<void> {
       socket.destroy();
       return closed;
     },
-  };
+  }, hostPort(socket.remoteAddress, socket.remotePort));
 }
 
 /** Waits for `event` on a connecting socket, or its error, or the signal; destroys the socket on failure. */

@@ -9,6 +9,7 @@ import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Listener } from "../../transport/transport.ts";
 import { fromWebSocket, type WebSocketLike } from "../../transport/websocket.ts";
+import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import { offersMqtt, type WebSocketListenOptions } from "../ws_types.ts";
 
@@ -43,9 +44,10 @@ export async function listenWebSocket(options: WebSocketListenOptions): Promise<
     verifyClient: (info: { req: { headers: Record<string, string | string[] | undefined> } }) =>
       offersMqtt(String(info.req.headers["sec-websocket-protocol"] ?? "")),
   });
-  wss.on("connection", (socket) => {
+  wss.on("connection", (socket, request) => {
     socket.binaryType = "arraybuffer";
-    queue.push(fromWebSocket(socket as unknown as WebSocketLike));
+    const remoteAddress = hostPort(request.socket.remoteAddress, request.socket.remotePort);
+    queue.push(withRemoteAddress(fromWebSocket(socket as unknown as WebSocketLike), remoteAddress));
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
