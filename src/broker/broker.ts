@@ -286,7 +286,7 @@ export class Broker {
           continue;
         }
         open++;
-        void this.handle(transport).finally(() => open--);
+        void this.handle(transport, transport.remoteAddress).finally(() => open--);
       }
     })().catch((error) =>
       this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
@@ -688,9 +688,9 @@ export class Broker {
     if (code !== ReasonCode.Success) {
       this.#log(
         "warn",
-        `Refused "${packet.clientId}"${info.username ? ` (user "${info.username}")` : ""}: 0x${
-          code.toString(16)
-        }`,
+        `Refused "${packet.clientId}"${info.username ? ` (user "${info.username}")` : ""}${
+          connection.remote ? ` from ${connection.remote}` : ""
+        }: 0x${code.toString(16)}`,
       );
       session.reject(now, code);
     } else {
@@ -816,9 +816,11 @@ export class Broker {
     if (connection.info !== undefined) this.#counters.connected--;
     clearTimeout(connection.timer);
     this.#machine.detach(performance.now(), connection.session);
-    const who = connection.info?.clientId ?? "(not connected)";
-    if (error === undefined) this.#log("info", `Client "${who}" disconnected`);
-    else this.#log("info", `Client "${who}" closed: ${error.message}`);
+    const who = `"${connection.info?.clientId ?? "(not connected)"}"${
+      connection.remote ? ` (${connection.remote})` : ""
+    }`;
+    if (error === undefined) this.#log("info", `Client ${who} disconnected`);
+    else this.#log("info", `Client ${who} closed: ${error.message}`);
     void this.#shut(connection);
   }
 

@@ -370,3 +370,29 @@ test("MQTT 5 re-authentication (AUTH 0x19): a challenge answered keeps the conne
   assert.deepEqual(steps, ["new:hello", "new:proof", "re:again", "re:proof", "re:forged"]);
   await broker.close();
 });
+
+test("the log names each client's address on connect, refusal and disconnect", async () => {
+  const lines: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    allowAnonymous: false,
+    log: (_level, line) => lines.push(line),
+  });
+  const { port } = await broker.listen({ port: 0 });
+  await assert.rejects(connect(`mqtt://127.0.0.1:${port}`, { reconnect: false, clientId: "anon" }));
+  const ok = await connect(`mqtt://127.0.0.1:${port}`, {
+    reconnect: false,
+    clientId: "named",
+    username: "ada",
+    password: "pw",
+  });
+  await ok.close();
+  await broker.close();
+  assert.ok(lines.some((l) => /Client "named" connected .* from 127\.0\.0\.1:\d+/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => /Refused "anon".*127\.0\.0\.1:\d+/.test(l)), lines.join("\n"));
+  assert.ok(
+    lines.some((l) => /Client "named" \(127\.0\.0\.1:\d+\) (disconnected|closed)/.test(l)),
+    lines.join("\n"),
+  );
+  assert.ok(!lines.some((l) => l.includes("pw")), "no password in the log");
+});
