@@ -203,6 +203,9 @@ export class Broker {
   readonly #options: BrokerOptions;
   readonly #machine: BrokerMachine;
   readonly #connections = new Map<SessionMachine, Connection>();
+  /** Connections waiting to be flushed by the drain that `#flushAll` is running. */
+  readonly #dirty = new Set<Connection>();
+  #draining = false;
   readonly #listeners = new Set<Listener>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
@@ -325,7 +328,7 @@ export class Broker {
     const session = new SessionMachine(performance.now(), this.#options);
     const connection = new Connection(session, transport, remote);
     this.#connections.set(session, connection);
-    this.#flush(connection);
+    this.#flushAll(connection);
     const reader = transport.readable.getReader();
     let cause: unknown;
     try {
@@ -458,12 +461,31 @@ export class Broker {
     }
   }
 
-  /** Flushes one connection, then every session the broker machine gave output to. */
+  /**
+   * Flushes one connection, then every session the broker machine gave output to, until none has any left.
+   *
+   * Handlers of the events a flush dispatches (a PUBLISH routed and acknowledged, a SUBSCRIBE granted) call
+   * this again: while a drain runs, that only marks the connection, so a chunk of a thousand PUBLISH packets
+   * neither recurses a thousand deep nor writes a thousand times; its acknowledgements and deliveries leave
+   * as one write per connection.
+   */
   #flushAll(first: Connection | undefined): void {
-    if (first !== undefined) this.#flush(first);
-    for (let s = this.#machine.pollSession(); s !== undefined; s = this.#machine.pollSession()) {
-      const connection = this.#connections.get(s);
-      if (connection !== undefined) this.#flush(connection);
+    if (first !== undefined) this.#dirty.add(first);
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      for (;;) {
+        for (let s = this.#machine.pollSession(); s !== undefined; s = this.#machine.pollSession()) {
+          const connection = this.#connections.get(s);
+          if (connection !== undefined) this.#dirty.add(connection);
+        }
+        const next = this.#dirty.values().next();
+        if (next.done) break;
+        this.#dirty.delete(next.value);
+        this.#flush(next.value);
+      }
+    } finally {
+      this.#draining = false;
     }
     this.#scheduleBroker();
   }
@@ -490,9 +512,11 @@ export class Broker {
         void connection.transport.close();
         continue;
       }
-      connection.writing = connection.writing.then(() => writer.write(bytes)).then(() => {
-        connection.pendingBytes -= bytes.length;
-      }).catch(() => {
+      // The stream keeps writes in order: hand each over at once instead of after the previous one settled.
+      const size = bytes.length;
+      connection.writing = writer.write(bytes).then(() => {
+        connection.pendingBytes -= size;
+      }, () => {
         if (!connection.closed) {
           session.handleClose(performance.now(), new Error("write failed"));
           this.#flushAll(connection);

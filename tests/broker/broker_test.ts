@@ -8,6 +8,10 @@ import { memoryPair } from "../../src/transport/memory.ts";
 import { MqttError, ReasonCode } from "../../src/errors.ts";
 import { mosquittoMissing } from "../_mosquitto.ts";
 import { take, within } from "../_helpers.ts";
+import { encode } from "../../src/codec/encode.ts";
+import { PacketDecoder } from "../../src/codec/decoder.ts";
+import type { Packet } from "../../src/codec/packet.ts";
+import { concat } from "../../src/bytes.ts";
 
 test("our client and our broker over an in-memory transport: QoS 0, 1, 2 and retained", async () => {
   const broker = new Broker();
@@ -395,4 +399,76 @@ test("the log names each client's address on connect, refusal and disconnect", a
     lines.join("\n"),
   );
   assert.ok(!lines.some((l) => l.includes("pw")), "no password in the log");
+});
+
+test("a chunk of 20,000 PUBLISH packets is routed without recursion and acknowledged in a few writes", async () => {
+  const broker = new Broker();
+  const count = 20_000;
+  async function rawClient(clientId: string) {
+    const [client, server] = memoryPair();
+    void broker.handle(server, "memory");
+    const writer = client.writable.getWriter();
+    const reader = client.readable.getReader();
+    const decoder = new PacketDecoder({ version: 4 });
+    let chunks = 0;
+    async function next(): Promise<Packet> {
+      for (;;) {
+        const packet = decoder.next();
+        if (packet !== undefined) return packet;
+        const { value, done } = await within(reader.read(), 5000, `a packet for ${clientId}`);
+        if (done) throw new Error(`${clientId}: the broker closed the connection`);
+        chunks++;
+        decoder.push(value);
+      }
+    }
+    await writer.write(
+      encode({ type: "connect", protocolVersion: 4, clientId, cleanStart: true, keepAlive: 0 }, 4),
+    );
+    assert.equal((await next()).type, "connack");
+    return { writer, next, chunks: () => chunks, close: () => client.close() };
+  }
+  const subscriber = await rawClient("sub");
+  await subscriber.writer.write(
+    encode({
+      type: "subscribe",
+      packetId: 1,
+      subscriptions: [{
+        topicFilter: "flood",
+        qos: 1,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      }],
+    }, 4),
+  );
+  assert.equal((await subscriber.next()).type, "suback");
+  const publisher = await rawClient("pub");
+  const parts: Uint8Array[] = [];
+  for (let i = 1; i <= count; i++) {
+    const payload = new TextEncoder().encode(`${i}`);
+    parts.push(
+      encode({ type: "publish", topic: "flood", payload, qos: 1, packetId: i, retain: false, dup: false }, 4),
+    );
+  }
+  const before = publisher.chunks();
+  await publisher.writer.write(concat(parts));
+  for (let i = 1; i <= count; i++) {
+    const ack = await publisher.next();
+    assert.deepEqual([ack.type, ack.type === "puback" && ack.packetId], ["puback", i]);
+  }
+  assert.ok(publisher.chunks() - before <= 10, `${publisher.chunks() - before} writes of PUBACKs`);
+  let received = 0;
+  while (received < count) {
+    const message = await subscriber.next();
+    assert.equal(message.type, "publish");
+    if (message.type !== "publish") break;
+    received++;
+    assert.equal(new TextDecoder().decode(message.payload), `${received}`);
+    await subscriber.writer.write(
+      encode({ type: "puback", packetId: message.packetId as number, reasonCode: 0 }, 4),
+    );
+  }
+  await publisher.close();
+  await subscriber.close();
+  await broker.close();
 });
