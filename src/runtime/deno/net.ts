@@ -15,10 +15,23 @@ import { raceAbort } from "../_abort.ts";
 import { hostPort, withRemoteAddress } from "../_address.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
-/** Size of the buffer each read fills. */
+/** The largest buffer a read fills: what a busy connection reads into. */
 const READ_SIZE = 65536;
+/** The smallest: what an idle connection's pending read holds (a CONNECT, a PINGREQ, a few PUBLISH fit). */
+const MIN_READ_SIZE = 1024;
 /** Reads up to this size are copied out, so the read buffer can be used again; larger ones are handed out. */
 const COPY_BELOW = 16384;
+
+/**
+ * The size of the next read's buffer after a read of `n` bytes into `size`: the largest when the read filled
+ * its buffer (more is waiting), a fourth of it or less when reads stay small, so that ten thousand idle
+ * connections each hold a kilobyte, not 64 KiB, while a busy one reads 64 KiB at a time.
+ */
+function nextReadSize(n: number, size: number): number {
+  if (n >= size) return READ_SIZE;
+  if (n * 4 < size) return Math.max(MIN_READ_SIZE, Math.min(READ_SIZE, 2 ** Math.ceil(Math.log2(n * 2 + 1))));
+  return size;
+}
 
 /**
  * Wraps a connection: its own readable (`Deno.Conn.readable` closes the whole connection when the peer
@@ -36,7 +49,7 @@ function fromConn(conn: Deno.Conn): Transport {
       // Already closed by the runtime (a reset): nothing left to release.
     }
   }
-  let buffer = new Uint8Array(READ_SIZE);
+  let buffer = new Uint8Array(MIN_READ_SIZE);
   const readable = new ReadableStream<Uint8Array>({
     async pull(controller) {
       let n: number | null;
@@ -50,11 +63,15 @@ function fromConn(conn: Deno.Conn): Transport {
       }
       if (n === null) {
         controller.close();
-      } else if (n <= COPY_BELOW) {
+        return;
+      }
+      const size = nextReadSize(n, buffer.length);
+      if (n <= COPY_BELOW) {
         controller.enqueue(buffer.slice(0, n));
+        if (size !== buffer.length) buffer = new Uint8Array(size);
       } else {
         controller.enqueue(buffer.subarray(0, n));
-        buffer = new Uint8Array(READ_SIZE);
+        buffer = new Uint8Array(size);
       }
     },
     cancel: close,
