@@ -686,10 +686,15 @@ export class MqttClient implements SubscriptionOwner {
 
   #flushNow(): void {
     this.#saveSession();
-    const bytes = this.#machine.pollTransmit();
-    if (bytes !== undefined && this.#writer !== undefined) {
+    for (
+      let bytes = this.#machine.pollTransmit();
+      bytes !== undefined;
+      bytes = this.#machine.pollTransmit()
+    ) {
       const writer = this.#writer;
-      this.#writing = this.#writing.then(() => writer.write(bytes)).catch((error) => {
+      if (writer === undefined) continue;
+      // The stream keeps writes in order: hand each over at once instead of after the previous one settled.
+      this.#writing = writer.write(bytes).catch((error) => {
         if (this.#writer === writer) {
           this.#machine.handleClose(this.#now(), error);
           this.#flushNow();

@@ -1,6 +1,8 @@
 /**
- * What a machine has to send, coalesced: packets are appended as they are decided and handed out as one
- * `Uint8Array` by `take()`, so a driver makes one write per input however many packets it produced.
+ * What a machine has to send, coalesced: packets are appended as they are decided and handed out by `take()`
+ * as few chunks as possible, so a driver makes one write per input however many small packets it produced.
+ * A large packet leaves as its own chunk instead of being copied into a bigger one: Web Streams cost per
+ * chunk, which copying a few small packets together saves, but copying 16 KiB costs more than a chunk does.
  *
  * @module
  */
@@ -9,7 +11,10 @@ import { concat } from "../bytes.ts";
 import { encode } from "../codec/encode.ts";
 import type { Packet, ProtocolVersion } from "../codec/packet.ts";
 
-/** A queue of encoded packets that leaves as one chunk. */
+/** Packets of at least this many bytes leave as chunks of their own, uncopied. */
+export const OWN_CHUNK_SIZE = 16_384;
+
+/** A queue of encoded packets that leaves in as few chunks as copying them cheaply allows. */
 export class Outbox {
   #parts: Uint8Array[] = [];
   #length = 0;
@@ -36,13 +41,27 @@ export class Outbox {
     this.#length += bytes.length;
   }
 
-  /** Everything queued as one chunk, or `undefined` when nothing is. The chunk is the caller's to keep. */
+  /**
+   * The next chunk to write, or `undefined` when nothing is queued; call it until `undefined`. Small packets
+   * queued one after another come out together in one chunk; a packet of {@linkcode OWN_CHUNK_SIZE} bytes
+   * or more comes out alone. The chunk is the caller's to keep.
+   */
   take(): Uint8Array | undefined {
     const parts = this.#parts;
     if (parts.length === 0) return undefined;
-    this.#parts = [];
-    this.#length = 0;
-    return parts.length === 1 ? parts[0] : concat(parts);
+    let end = 0;
+    if (parts[0].length >= OWN_CHUNK_SIZE) end = 1;
+    else while (end < parts.length && parts[end].length < OWN_CHUNK_SIZE) end++;
+    let chunk: Uint8Array;
+    if (end === parts.length) {
+      this.#parts = [];
+      chunk = end === 1 ? parts[0] : concat(parts);
+    } else {
+      chunk = end === 1 ? parts[0] : concat(parts.slice(0, end));
+      this.#parts = parts.slice(end);
+    }
+    this.#length -= chunk.length;
+    return chunk;
   }
 
   /** Drops everything queued, as when the connection is gone. */

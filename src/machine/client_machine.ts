@@ -737,7 +737,10 @@ export class ClientMachine {
 
   // ---------------------------------------------------------------- outputs
 
-  /** The bytes to write, coalesced into one chunk, or `undefined` when there are none. */
+  /**
+   * The next chunk to write, or `undefined` when there are none: small packets coalesced, a packet of 16 KiB
+   * or more alone. Call it until it returns `undefined`.
+   */
   pollTransmit(): Uint8Array | undefined {
     return this.#outbox.take();
   }

@@ -329,7 +329,8 @@ export class SessionMachine {
   // ---------------------------------------------------------------------------------------------- outputs
 
   /**
-   * Everything there is to send, as one chunk.
+   * The next chunk to send: small packets coalesced, a packet of 16 KiB or more alone. Call it until it
+   * returns `undefined`.
    *
    * @returns The bytes to write, or `undefined` when there are none.
    */
