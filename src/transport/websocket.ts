@@ -30,6 +30,9 @@ export interface WebSocketOptions {
   pollIntervalMs?: number;
 }
 
+/** How long writes that the socket takes at once may follow each other before one waits for a timer. */
+const YIELD_EVERY_MS = 5;
+
 /** How long `close()` waits for the closing handshake before it settles anyway. */
 const CLOSE_WAIT_MS = 1000;
 
@@ -139,10 +142,17 @@ function wrap(ws: WebSocketLike, options: WebSocketOptions): Transport {
   function closedError(): Error {
     return new Error("Cannot write: the WebSocket is closed");
   }
+  let lastYield = performance.now();
   const writable = new WritableStream<Uint8Array>({
     async write(chunk) {
       if (ws.readyState !== OPEN) throw closedError();
       ws.send(chunk);
+      if (ws.bufferedAmount <= highWaterMark && performance.now() - lastYield >= YIELD_EVERY_MS) {
+        // send() never waits, so a loop that awaits each write (`for (;;) await client.publish(…)` at QoS 0)
+        // would run on microtasks alone and starve timers, reads and the page: give way now and then.
+        await sleep(0);
+        lastYield = performance.now();
+      }
       while (ws.bufferedAmount > highWaterMark) {
         await sleep(pollIntervalMs);
         if (ws.readyState !== OPEN) throw closedError();

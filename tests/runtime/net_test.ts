@@ -10,6 +10,8 @@ import * as tls from "node:tls";
 import { runtimeNet } from "../../src/runtime/mod.ts";
 import type { Listener, Transport } from "../../src/transport/transport.ts";
 import { within } from "../_helpers.ts";
+import { Broker } from "../../src/broker/broker.ts";
+import { connect } from "../../src/client/connect.ts";
 
 const net = await runtimeNet();
 const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
@@ -456,5 +458,24 @@ test(`${runtime}: connectTls() presents a client certificate (mutual TLS)`, asyn
     await within(refused().catch(() => {}), 5000, "refused without a client certificate");
   } finally {
     server.close();
+  }
+});
+
+test("a loop that awaits each QoS 0 publish over TCP lets timers and reads run", async () => {
+  const broker = new Broker();
+  const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+  const client = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
+  try {
+    let fired = false;
+    setTimeout(() => fired = true, 0);
+    let published = 0;
+    while (!fired && published < 50_000) {
+      await client.publish("spin", "x");
+      published++;
+    }
+    assert.ok(fired, `a timer did not run during ${published} awaited publishes`);
+  } finally {
+    await client.close();
+    await broker.close();
   }
 });

@@ -257,3 +257,20 @@ test("fromWebSocket() wraps a server-side ws socket: echo through pipeTo, then e
     await server.close();
   }
 });
+
+test("fromWebSocket(): a loop that awaits each write lets timers run although send() never waits", async () => {
+  let sent = 0;
+  const socket = {
+    binaryType: "blob",
+    readyState: 1,
+    bufferedAmount: 0,
+    send: () => void sent++,
+    close() {},
+    addEventListener() {},
+  };
+  const writer = fromWebSocket(socket).writable.getWriter();
+  let fired = false;
+  setTimeout(() => fired = true, 0);
+  while (!fired && sent < 200_000) await writer.write(new Uint8Array([0xc0, 0x00]));
+  assert.ok(fired, `a timer did not run during ${sent} awaited writes`);
+});

@@ -139,9 +139,13 @@ class SocketState {
       const written = this.#socket.write(offset === 0 ? chunk : chunk.subarray(offset));
       if (written < 0) throw this.#closedError();
       offset += written;
-      if (offset >= chunk.byteLength) return;
+      if (offset >= chunk.byteLength) break;
       await new Promise<void>((resolve, reject) => this.#drain = { resolve, reject });
     }
+    // Bun takes a write at once when the socket has room, so without this a loop that awaits each write
+    // (`for (;;) await client.publish(…)` at QoS 0) would run on microtasks alone and starve timers and reads:
+    // settle on the next turn of the event loop, as the other runtimes' writes do.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   #closedError(): Error {
