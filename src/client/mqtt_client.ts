@@ -263,6 +263,8 @@ export class MqttClient implements SubscriptionOwner {
   #transport: Transport | undefined;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #writing: Promise<void> = Promise.resolve();
+  /** QoS 0 publishes of this turn, settled once the write that carries them is done. */
+  #awaitingWrite: Waiter<void>[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #flushQueued = false;
   #closing = false;
@@ -686,6 +688,7 @@ export class MqttClient implements SubscriptionOwner {
 
   #flushNow(): void {
     this.#saveSession();
+    let last: Promise<void> | undefined;
     for (
       let bytes = this.#machine.pollTransmit();
       bytes !== undefined;
@@ -694,12 +697,32 @@ export class MqttClient implements SubscriptionOwner {
       const writer = this.#writer;
       if (writer === undefined) continue;
       // The stream keeps writes in order: hand each over at once instead of after the previous one settled.
-      this.#writing = writer.write(bytes).catch((error) => {
+      last = writer.write(bytes);
+      this.#writing = last.catch((error) => {
         if (this.#writer === writer) {
           this.#machine.handleClose(this.#now(), error);
           this.#flushNow();
         }
       });
+    }
+    const waiters = this.#awaitingWrite;
+    if (waiters.length > 0) {
+      this.#awaitingWrite = [];
+      const lost = (cause?: unknown) =>
+        new MqttError(ReasonCode.UnspecifiedError, "Cannot publish: the connection was lost", {
+          source: "transport",
+          cause,
+        });
+      // No write means the connection went down before the turn ended and its bytes were dropped.
+      if (last === undefined) { for (const waiter of waiters) waiter.reject(lost()); }
+      else {
+        last.then(() => {
+          for (const waiter of waiters) waiter.resolve();
+        }, (error) => {
+          const failure = lost(error);
+          for (const waiter of waiters) waiter.reject(failure);
+        });
+      }
     }
     for (let event = this.#machine.pollEvent(); event !== undefined; event = this.#machine.pollEvent()) {
       this.#dispatch(event);
@@ -940,8 +963,10 @@ export class MqttClient implements SubscriptionOwner {
       return;
     }
     if (packetId === undefined) {
-      this.#flushNow();
-      this.#writing.then(() => waiter.resolve(), waiter.reject);
+      // Settled by the flush of this turn, once the write that carries it (with every other packet of the
+      // turn) is done.
+      this.#awaitingWrite.push(waiter);
+      this.#flush();
     } else {
       this.#publishes.set(packetId, waiter);
       this.#flush();

@@ -472,3 +472,33 @@ test("a chunk of 20,000 PUBLISH packets is routed without recursion and acknowle
   await subscriber.close();
   await broker.close();
 });
+
+test("our client writes the QoS 0 publishes of one turn in one write, and each settles once it is written", async () => {
+  const broker = new Broker();
+  let writes = 0;
+  const open = () => {
+    const [client, server] = memoryPair();
+    void broker.handle(server, "memory");
+    const writer = client.writable.getWriter();
+    const counting = new WritableStream<Uint8Array>({
+      write(chunk) {
+        writes++;
+        return writer.write(chunk);
+      },
+      close: () => writer.close(),
+      abort: (reason) => writer.abort(reason),
+    });
+    return Promise.resolve({ readable: client.readable, writable: counting, close: () => client.close() });
+  };
+  const client = await connect({ transport: open, clientId: "batch", reconnect: false });
+  const subscriber = await connect({ transport: open, clientId: "batch-sub", reconnect: false });
+  const subscription = await subscriber.subscribe("batch");
+  const before = writes;
+  await within(Promise.all(Array.from({ length: 100 }, (_, i) => client.publish("batch", `${i}`))));
+  assert.equal(writes - before, 1);
+  const messages = await take(subscription, 100);
+  assert.deepEqual(messages.map((m) => m.text()), Array.from({ length: 100 }, (_, i) => `${i}`));
+  await client.close();
+  await subscriber.close();
+  await broker.close();
+});
