@@ -266,6 +266,8 @@ export class MqttClient implements SubscriptionOwner {
   /** QoS 0 publishes of this turn, settled once the write that carries them is done. */
   #awaitingWrite: Waiter<void>[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When `#timer` fires, on the clock of `#now()`. */
+  #timerAt = 0;
   #flushQueued = false;
   #closing = false;
   #closedDeferred = deferred<void>();
@@ -743,18 +745,27 @@ export class MqttClient implements SubscriptionOwner {
   }
 
   #schedule(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
     const at = this.#machine.pollTimeout();
-    if (at === undefined) return;
+    if (at === undefined) {
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
     // Wake at least every few seconds: after a suspension (a sleeping laptop) the clock jumps forward and the
     // overdue keep-alive runs at once instead of waiting for a timer that does not count the time asleep.
-    const delay = Math.min(Math.max(0, at - this.#now()), WAKE_INTERVAL_MS);
+    const now = this.#now();
+    const wakeAt = now + Math.min(Math.max(0, at - now), WAKE_INTERVAL_MS);
+    // A timer due no later than needed stays: waking early is harmless (the machine ignores an early
+    // timeout and the timer is set again), and traffic moves the keep-alive deadline on every packet, so
+    // replacing the timer each time would cost a clearTimeout and a setTimeout per message.
+    if (this.#timer !== undefined && this.#timerAt <= wakeAt) return;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timerAt = wakeAt;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#machine.handleTimeout(this.#now());
       this.#flushNow();
-    }, delay);
+    }, wakeAt - now);
   }
 
   #dispatch(event: ClientEvent): void {

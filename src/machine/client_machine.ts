@@ -232,6 +232,8 @@ export class ClientMachine {
   #incomingQoS2 = new Set<number>();
   /** Inbound QoS 1 and 2 acknowledgements in arrival order, and by packet id. */
   #pendingAcks: PendingAck[] = [];
+  /** Where the unsent part of `#pendingAcks` starts: sent ones are dropped in bulk, not one by one. */
+  #pendingAcksHead = 0;
   #pendingById = new Map<number, PendingAck>();
   #pendingQoS1 = 0;
   #control = new Map<number, SubscribePacket | UnsubscribePacket>();
@@ -1101,10 +1103,11 @@ export class ClientMachine {
 
   /** Sends the acknowledgements that are ready, in arrival order. */
   #flushAcks(now: Millis): void {
-    let done = 0;
-    for (const pending of this.#pendingAcks) {
+    const queue = this.#pendingAcks;
+    let head = this.#pendingAcksHead;
+    for (; head < queue.length; head++) {
+      const pending = queue[head];
       if (!pending.acknowledged) break;
-      done++;
       this.#pendingById.delete(pending.packetId);
       const reasonCode = this.#version === 5 ? pending.reasonCode : 0;
       if (pending.qos === 1) {
@@ -1116,13 +1119,23 @@ export class ClientMachine {
         if (reasonCode >= 0x80) this.#incomingQoS2.delete(pending.packetId);
       }
     }
-    if (done > 0) this.#pendingAcks.splice(0, done);
+    // Dropping the sent entries from the front costs the length of the queue, so do it only once they are
+    // most of it: a backlog of thousands acknowledged one by one would otherwise cost quadratic time.
+    if (head === queue.length) {
+      queue.length = 0;
+      head = 0;
+    } else if (head > 1024 && head * 2 > queue.length) {
+      queue.splice(0, head);
+      head = 0;
+    }
+    this.#pendingAcksHead = head;
   }
 
   /** Forgets inbound QoS state, as a session that is not resumed must [MQTT-3.2.2-5]. */
   #dropInbound(): void {
     this.#incomingQoS2.clear();
     this.#pendingAcks = [];
+    this.#pendingAcksHead = 0;
     this.#pendingById.clear();
     this.#pendingQoS1 = 0;
   }

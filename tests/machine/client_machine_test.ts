@@ -275,6 +275,29 @@ test("[MQTT-4.6.0-2] with manual acknowledgement, PUBACKs leave in the order the
   assert.equal(s.events().length, 1);
 });
 
+test("[MQTT-4.6.0-2] a backlog of 5,000 messages acknowledged one by one, while more arrive, keeps PUBACK order", () => {
+  const s = new FakeServer({ manualAck: true });
+  s.connect();
+  s.events();
+  const acked: number[] = [];
+  let next = 1;
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 1000; i++, next++) s.send(incoming({ qos: 1, packetId: next }));
+    s.events();
+    // Take three quarters of what is waiting, oldest first, then let more arrive.
+    const waiting = next - 1 - acked.length;
+    for (let i = 0; i < Math.floor(waiting * 0.75); i++) {
+      s.client.acknowledge(s.now, acked.length + i + 1);
+      for (const p of s.received()) acked.push(p.type === "puback" ? p.packetId : -1);
+    }
+  }
+  for (let id = acked.length + 1; id < next; id++) {
+    s.client.acknowledge(s.now, id);
+    for (const p of s.received()) acked.push(p.type === "puback" ? p.packetId : -1);
+  }
+  assert.deepEqual(acked, Array.from({ length: 5000 }, (_, i) => i + 1));
+});
+
 test("[MQTT-3.3.4-7] [MQTT-4.9.0-2] publishes beyond the server's Receive Maximum wait, in order, for the quota", () => {
   const s = new FakeServer();
   s.connect({}, { properties: { receiveMaximum: 2 } });
