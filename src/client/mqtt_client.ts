@@ -35,6 +35,10 @@ const encoder = new TextEncoder();
 const WAKE_INTERVAL_MS = 5000;
 /** A wall-clock jump this much larger than the monotonic clock's is taken as a suspension. */
 const SUSPENSION_THRESHOLD_MS = 1000;
+/** How many acknowledgements of taken messages wait for a flush at most (see `#flushAcknowledgements`). */
+const ACK_BATCH = 64;
+/** The longest the read loop waits for a full subscription to make room before reading (and dropping) on. */
+const MAX_READ_PAUSE_MS = 1000;
 
 /** How to reconnect after a connection is lost. */
 export interface ReconnectOptions {
@@ -145,7 +149,10 @@ export interface ClientOptions {
   outboxLimit?: number;
   /** When the outbox is full: refuse the new publish (default) or drop the oldest one. */
   outboxOverflow?: "reject" | "drop-oldest";
-  /** Messages a subscription buffers before dropping QoS 0 ones. Default 1,000. */
+  /**
+   * Messages a subscription buffers before the client stops reading from the broker until the consumer takes
+   * some; after a second without room, the oldest QoS 0 messages beyond it are dropped. Default 1,000.
+   */
   subscriptionBufferLimit?: number;
   /** Aborts the first connection attempt. */
   signal?: AbortSignal;
@@ -263,6 +270,9 @@ export class MqttClient implements SubscriptionOwner {
   #transport: Transport | undefined;
   #writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #writing: Promise<void> = Promise.resolve();
+  /** Acknowledgements queued in the machine since the last flush, and the timer that sends them. */
+  #acksWaiting = 0;
+  #ackTimer: ReturnType<typeof setTimeout> | undefined;
   /** QoS 0 publishes of this turn, settled once the write that carries them is done. */
   #awaitingWrite: Waiter<void>[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -667,6 +677,9 @@ export class MqttClient implements SubscriptionOwner {
         if (this.#transport !== transport) return;
         this.#machine.handleBytes(this.#now(), value);
         this.#flushNow();
+        // A consumer that falls behind slows the reading down (and the broker with it) instead of losing
+        // QoS 0 messages; the pause is bounded so that a stuck consumer cannot stall keep-alive.
+        await this.#roomInSubscriptions();
       }
     } catch (error) {
       cause = error;
@@ -689,6 +702,7 @@ export class MqttClient implements SubscriptionOwner {
   }
 
   #flushNow(): void {
+    this.#acksWaiting = 0;
     this.#saveSession();
     let last: Promise<void> | undefined;
     for (
@@ -846,7 +860,7 @@ export class MqttClient implements SubscriptionOwner {
     const acknowledge = () => {
       if (packetId === undefined) return;
       this.#machine.acknowledge(this.#now(), packetId);
-      this.#flush();
+      this.#flushAcknowledgements();
     };
     if (waiting === 0) {
       acknowledge();
@@ -857,6 +871,38 @@ export class MqttClient implements SubscriptionOwner {
       subscription.push(message, () => {
         if (--waiting === 0) acknowledge();
       });
+    }
+  }
+
+  /**
+   * Sends the acknowledgements of taken messages in batches: a consumer takes one message per microtask, so a
+   * flush per acknowledgement would make one write per PUBACK. They leave with the next flush, after
+   * {@linkcode ACK_BATCH} of them, or on the next turn of the event loop, whichever comes first.
+   */
+  #flushAcknowledgements(): void {
+    if (++this.#acksWaiting >= ACK_BATCH) {
+      this.#flush();
+      return;
+    }
+    this.#ackTimer ??= setTimeout(() => {
+      this.#ackTimer = undefined;
+      if (this.#acksWaiting > 0) this.#flushNow();
+    }, 0);
+  }
+
+  /** Resumes a read loop paused for a full subscription once it has room, or after `MAX_READ_PAUSE_MS`. */
+  async #roomInSubscriptions(): Promise<void> {
+    for (const subscription of this.#subscriptions.values()) {
+      if (!subscription.full) continue;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const roomy = await Promise.race([
+        subscription.room().then(() => true),
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), MAX_READ_PAUSE_MS)),
+      ]);
+      clearTimeout(timer);
+      // A consumer that made no room for that long loses its oldest QoS 0 messages rather than stall reading.
+      if (!roomy) { for (const s of this.#subscriptions.values()) s.shed(); }
+      return;
     }
   }
 

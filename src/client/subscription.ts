@@ -50,6 +50,7 @@ export class Subscription implements AsyncIterable<Message> {
   #ended = false;
   #error: unknown;
   #dropped = 0;
+  #room: { promise: Promise<void>; resolve: () => void } | undefined;
 
   /**
    * Created by the client's `subscribe()`.
@@ -57,7 +58,8 @@ export class Subscription implements AsyncIterable<Message> {
    * @param owner The client.
    * @param filters The filters.
    * @param reasonCodes The granted reason codes.
-   * @param limit How many messages the buffer holds before QoS 0 messages are dropped.
+   * @param limit How many messages the buffer holds before the client pauses reading (and, after a while,
+   *   drops its oldest QoS 0 messages).
    */
   constructor(
     owner: SubscriptionOwner,
@@ -99,19 +101,6 @@ export class Subscription implements AsyncIterable<Message> {
       waiter({ value: message, done: false });
       return;
     }
-    if (this.#queue.length - this.#head >= this.#limit && message.qos === 0) {
-      // Drop the oldest QoS 0 message to make room; QoS 1 and 2 are bounded by the receive maximum instead.
-      const index = this.#queue.findIndex((q, i) => i >= this.#head && q.message.qos === 0);
-      if (index !== -1) {
-        const [old] = this.#queue.splice(index, 1);
-        old.taken();
-        this.#dropped++;
-      } else {
-        taken();
-        this.#dropped++;
-        return;
-      }
-    }
     this.#queue.push({ message, taken });
   }
 
@@ -124,6 +113,7 @@ export class Subscription implements AsyncIterable<Message> {
     if (this.#ended) return;
     this.#ended = true;
     this.#error = error;
+    this.#signalRoom();
     if (error !== undefined) this.#drain();
     const waiter = this.#waiter;
     if (waiter !== undefined) {
@@ -138,9 +128,57 @@ export class Subscription implements AsyncIterable<Message> {
     this.#head = 0;
   }
 
+  /**
+   * Drops the oldest QoS 0 messages until the buffer holds no more than its limit (called by the client when
+   * the consumer made no room for a while). QoS 1 and 2 messages stay: the receive maximum bounds them.
+   */
+  shed(): void {
+    let excess = this.#queue.length - this.#head - this.#limit;
+    if (excess <= 0) return;
+    const kept: Queued[] = [];
+    for (let i = this.#head; i < this.#queue.length; i++) {
+      const queued = this.#queue[i];
+      if (excess > 0 && queued.message.qos === 0) {
+        excess--;
+        this.#dropped++;
+        queued.taken();
+      } else kept.push(queued);
+    }
+    this.#queue = kept;
+    this.#head = 0;
+  }
+
+  /** Whether the buffer holds as many messages as it may (the client then pauses reading for a while). */
+  get full(): boolean {
+    return !this.#ended && this.#queue.length - this.#head >= this.#limit;
+  }
+
+  /**
+   * Resolves once the buffer is no longer full (called by the client).
+   *
+   * @returns Resolves when a message was taken or the subscription ended.
+   */
+  room(): Promise<void> {
+    if (!this.full) return Promise.resolve();
+    if (this.#room === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => resolve = r);
+      this.#room = { promise, resolve };
+    }
+    return this.#room.promise;
+  }
+
+  #signalRoom(): void {
+    const room = this.#room;
+    if (room === undefined || this.full) return;
+    this.#room = undefined;
+    room.resolve();
+  }
+
   #next(): Promise<IteratorResult<Message>> {
     if (this.#head < this.#queue.length) {
       const queued = this.#queue[this.#head++];
+      if (this.#room !== undefined) this.#signalRoom();
       if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
         this.#queue = this.#queue.slice(this.#head);
         this.#head = 0;

@@ -502,3 +502,41 @@ test("our client writes the QoS 0 publishes of one turn in one write, and each s
   await subscriber.close();
   await broker.close();
 });
+
+test("a consumer slower than the flood loses no QoS 0 message: the client pauses reading while its buffer is full", async () => {
+  const broker = new Broker();
+  const open = () => {
+    const [client, server] = memoryPair();
+    void broker.handle(server, "memory");
+    return Promise.resolve(client);
+  };
+  const publisher = await connect({ transport: open, clientId: "flood-pub", reconnect: false });
+  const subscriber = await connect({
+    transport: open,
+    clientId: "flood-sub",
+    reconnect: false,
+    subscriptionBufferLimit: 10,
+  });
+  const subscription = await subscriber.subscribe("flood/#");
+  const count = 500;
+  await Promise.all(Array.from({ length: count }, (_, i) => publisher.publish("flood/x", `${i}`)));
+  const received: string[] = [];
+  await within(
+    (async () => {
+      for await (const message of subscription) {
+        received.push(message.text());
+        if (received.length % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+        if (received.length === count) break;
+      }
+    })(),
+    10_000,
+    "500 messages",
+  ).catch((e) => {
+    throw new Error(`${e.message}: ${received.length} received, ${subscription.dropped} dropped`);
+  });
+  assert.equal(subscription.dropped, 0);
+  assert.deepEqual(received, Array.from({ length: count }, (_, i) => `${i}`));
+  await publisher.close();
+  await subscriber.close();
+  await broker.close();
+});
