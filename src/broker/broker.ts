@@ -88,10 +88,16 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
     subscription: Subscription,
   ) => Decision | QoS | Promise<Decision | QoS>;
   /**
-   * The most bytes waiting to be written to one client; a client that does not read is disconnected beyond it.
-   * Default 16 MiB.
+   * The most bytes waiting to be written to one client before it counts as behind: from then on its QoS 0
+   * messages are dropped and its QoS 1 and 2 messages wait in its session queue (bounded by
+   * `maxQueuedMessages` and `maxQueuedBytes`) until half of the backlog is written. Default 16 MiB.
    */
   maxOutgoingBytes?: number;
+  /**
+   * Milliseconds a client may stay behind (see `maxOutgoingBytes`) before it is disconnected as a slow
+   * consumer. A client twice over `maxOutgoingBytes` is disconnected at once. Default 30 000.
+   */
+  slowConsumerTimeout?: number;
   /**
    * Log every packet in and out at the `debug` level (a second decoder reads a copy of the traffic, so it
    * costs: for debugging). Payloads and passwords are never logged. Default false.
@@ -172,6 +178,8 @@ class Connection {
   /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
   pendingBytes = 0;
   timer: ReturnType<typeof setTimeout> | undefined;
+  /** Fires when the client stayed congested for `slowConsumerTimeout`. */
+  slowTimer: ReturnType<typeof setTimeout> | undefined;
   info: ClientInfo | undefined;
   /** A CONNECT whose enhanced authentication is still exchanging AUTH packets. */
   authenticating: ClientInfo | undefined;
@@ -213,7 +221,14 @@ export class Broker {
   readonly #startedAt = performance.now();
   #sysTimer: ReturnType<typeof setInterval> | undefined;
   readonly #sysLast = new Map<string, string>();
-  readonly #counters = { messagesReceived: 0, bytesReceived: 0, bytesSent: 0, connected: 0, maximum: 0 };
+  readonly #counters = {
+    messagesReceived: 0,
+    bytesReceived: 0,
+    bytesSent: 0,
+    connected: 0,
+    maximum: 0,
+    dropped: 0,
+  };
 
   /**
    * Creates a broker; nothing listens until {@linkcode Broker.listen}.
@@ -412,6 +427,8 @@ export class Broker {
   sysValues(): Map<string, string> {
     const c = this.#counters;
     const stats = this.#machine.stats;
+    let dropped = c.dropped;
+    for (const connection of this.#connections.values()) dropped += connection.session.droppedWhileCongested;
     return new Map([
       ["$SYS/broker/version", `@x/mqtt ${VERSION}`],
       ["$SYS/broker/uptime", `${Math.floor((performance.now() - this.#startedAt) / 1000)} seconds`],
@@ -421,6 +438,7 @@ export class Broker {
       ["$SYS/broker/clients/maximum", String(c.maximum)],
       ["$SYS/broker/messages/received", String(c.messagesReceived)],
       ["$SYS/broker/messages/sent", String(stats.delivered)],
+      ["$SYS/broker/publish/messages/dropped", String(dropped)],
       ["$SYS/broker/bytes/received", String(c.bytesReceived)],
       ["$SYS/broker/bytes/sent", String(c.bytesSent)],
       ["$SYS/broker/retained messages/count", String(this.#machine.retainedCount)],
@@ -493,29 +511,35 @@ export class Broker {
   #flush(connection: Connection): void {
     this.#persist();
     const session = connection.session;
+    const highWater = this.#options.maxOutgoingBytes ?? 16 * 1024 * 1024;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       const writer = connection.writer;
       this.#counters.bytesSent += bytes.length;
       if (this.#options.logPackets) this.#trace(connection, "out", bytes);
       connection.pendingBytes += bytes.length;
-      if (
-        connection.pendingBytes > (this.#options.maxOutgoingBytes ?? 16 * 1024 * 1024) && !connection.closed
-      ) {
-        // A consumer that does not read must not grow the broker's memory or hold up anyone else.
-        this.#log(
-          "warn",
-          `Disconnecting slow consumer "${
-            connection.info?.clientId ?? "?"
-          }": ${connection.pendingBytes} bytes unsent`,
-        );
-        session.handleClose(performance.now(), new Error("slow consumer"));
-        void connection.transport.close();
+      if (connection.pendingBytes > 2 * highWater && !connection.closed) {
+        // Even acknowledgements and queued messages pile up: the client must not grow the broker's memory.
+        this.#disconnectSlow(connection);
         continue;
+      }
+      if (connection.pendingBytes > highWater && !session.congested && !connection.closed) {
+        this.#behind(connection);
       }
       // The stream keeps writes in order: hand each over at once instead of after the previous one settled.
       const size = bytes.length;
       connection.writing = writer.write(bytes).then(() => {
         connection.pendingBytes -= size;
+        if (session.congested && connection.pendingBytes <= highWater / 2 && !connection.closed) {
+          clearTimeout(connection.slowTimer);
+          connection.slowTimer = undefined;
+          const dropped = session.droppedWhileCongested;
+          this.#log(
+            "info",
+            `Client "${this.#who(connection)}" caught up (${dropped} QoS 0 messages dropped in all)`,
+          );
+          session.setCongested(performance.now(), false);
+          this.#flushAll(connection);
+        }
       }, () => {
         if (!connection.closed) {
           session.handleClose(performance.now(), new Error("write failed"));
@@ -535,6 +559,40 @@ export class Broker {
         this.#flushAll(connection);
       }, Math.max(0, at - performance.now()));
     }
+  }
+
+  /** The client identifier for logs. */
+  #who(connection: Connection): string {
+    return connection.info?.clientId ?? connection.session.clientId ?? "?";
+  }
+
+  /** A client is behind: drop what may be dropped, queue the rest, and give it `slowConsumerTimeout` to catch up. */
+  #behind(connection: Connection): void {
+    const session = connection.session;
+    this.#log(
+      "warn",
+      `Client "${
+        this.#who(connection)
+      }" is behind by ${connection.pendingBytes} bytes: dropping its QoS 0 messages`,
+    );
+    session.setCongested(performance.now(), true);
+    connection.slowTimer = setTimeout(() => {
+      connection.slowTimer = undefined;
+      if (!connection.closed && session.congested) this.#disconnectSlow(connection);
+    }, this.#options.slowConsumerTimeout ?? 30_000);
+  }
+
+  /** Closes the connection of a client that does not read, so that it holds up no one and no memory. */
+  #disconnectSlow(connection: Connection): void {
+    this.#log(
+      "warn",
+      `Disconnecting slow consumer "${this.#who(connection)}": ${connection.pendingBytes} bytes unsent`,
+    );
+    clearTimeout(connection.slowTimer);
+    connection.slowTimer = undefined;
+    connection.session.handleClose(performance.now(), new Error("slow consumer"));
+    void connection.transport.close();
+    this.#flushAll(connection);
   }
 
   /** Decodes a copy of the traffic and logs each packet; a trace that fails to decode stops quietly. */
@@ -838,7 +896,9 @@ export class Broker {
     if (connection.closed) return;
     connection.closed = true;
     if (connection.info !== undefined) this.#counters.connected--;
+    this.#counters.dropped += connection.session.droppedWhileCongested;
     clearTimeout(connection.timer);
+    clearTimeout(connection.slowTimer);
     this.#machine.detach(performance.now(), connection.session);
     const who = `"${connection.info?.clientId ?? "(not connected)"}"${
       connection.remote ? ` (${connection.remote})` : ""

@@ -50,6 +50,7 @@ export interface LimitsConfig {
   maxTopicLevels?: number;
   maxMessagesPerSecond?: number;
   maxOutgoingBytes?: number;
+  slowConsumerTimeout?: number;
 }
 
 /** A checked configuration. */
@@ -93,6 +94,7 @@ const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
   "maxTopicLevels",
   "maxMessagesPerSecond",
   "maxOutgoingBytes",
+  "slowConsumerTimeout",
 ];
 
 function fail(key: string, message: string): never {

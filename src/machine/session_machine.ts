@@ -152,6 +152,8 @@ export class SessionMachine {
   readonly #maxInflight: number;
 
   #state: SessionMachineState = "waiting";
+  #congested = false;
+  #droppedWhileCongested = 0;
   #version: ProtocolVersion | undefined;
   #connect: ConnectPacket | undefined;
   #clientId = "";
@@ -252,6 +254,41 @@ export class SessionMachine {
   /** The delivery state this connection sends from. */
   get session(): SessionState {
     return this.#session;
+  }
+
+  /** Whether the driver said the connection's writes are backed up; see {@linkcode SessionMachine.setCongested}. */
+  get congested(): boolean {
+    return this.#congested;
+  }
+
+  /** How many QoS 0 messages were dropped because the connection was congested. */
+  get droppedWhileCongested(): number {
+    return this.#droppedWhileCongested;
+  }
+
+  /**
+   * Tells the machine whether the transport is behind: bytes written and not yet taken by the peer beyond
+   * what the driver allows. While congested, QoS 0 messages for the client are dropped (at most once allows it)
+   * and QoS 1 and 2 messages wait in the session's queue, bounded as offline messages are; acknowledgements and
+   * other answers still go out. When the congestion clears, queued messages are sent while the client's
+   * Receive Maximum allows.
+   *
+   * @example
+   * ```ts
+   * import { SessionMachine } from "@x/mqtt/machine";
+   * const session = new SessionMachine(0);
+   * session.setCongested(0, true);
+   * console.log(session.congested); // true
+   * ```
+   *
+   * @param now The current time.
+   * @param congested `true` when the transport's backlog passed the driver's high-water mark, `false` when it
+   *   drained below its low-water mark.
+   */
+  setCongested(now: Millis, congested: boolean): void {
+    if (this.#congested === congested) return;
+    this.#congested = congested;
+    if (!congested && this.#state === "connected") this.#pump(now);
   }
 
   // ---------------------------------------------------------------------------------------------- inputs
@@ -558,11 +595,14 @@ export class SessionMachine {
       return;
     }
     if (delivery.qos === 0) {
-      this.#sendPublish(now, delivery, 0, false);
+      if (this.#congested) this.#droppedWhileCongested++;
+      else this.#sendPublish(now, delivery, 0, false);
       return;
     }
     const session = this.#session;
-    if (session.queue.length > 0 || session.inflight.size >= this.#clientReceiveMaximum) {
+    if (
+      this.#congested || session.queue.length > 0 || session.inflight.size >= this.#clientReceiveMaximum
+    ) {
       session.enqueue(now, delivery);
       return;
     }
@@ -901,7 +941,9 @@ export class SessionMachine {
   /** Sends queued deliveries while the client's Receive Maximum allows [MQTT-4.9.0-2]. */
   #pump(now: Millis): void {
     const session = this.#session;
-    while (session.queue.length > 0 && session.inflight.size < this.#clientReceiveMaximum) {
+    while (
+      !this.#congested && session.queue.length > 0 && session.inflight.size < this.#clientReceiveMaximum
+    ) {
       const delivery = session.dequeue(now);
       if (delivery === undefined) break;
       if (delivery.qos === 0) this.#sendPublish(now, delivery, 0, false);

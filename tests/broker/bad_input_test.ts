@@ -12,6 +12,7 @@ import { connect } from "../../src/client/connect.ts";
 import type { MqttClient } from "../../src/client/mqtt_client.ts";
 import type { Subscription } from "../../src/client/subscription.ts";
 import { encode } from "../../src/codec/encode.ts";
+import { PacketDecoder } from "../../src/codec/decoder.ts";
 import { connectWebSocket } from "../../src/transport/websocket.ts";
 
 /** Opens a raw TCP socket, writes `bytes`, and resolves when the broker closes it (or after `ms`). */
@@ -119,58 +120,138 @@ test("the broker survives bad input on TCP and WebSocket and keeps serving a goo
   await broker.close();
 });
 
-test("a subscriber that stops reading is disconnected; the others keep receiving", async () => {
+/** A raw 3.1.1 client that subscribes to `filters` (topic, QoS) and then reads only when told. */
+async function rawSubscriber(port: number, clientId: string, filters: [string, 0 | 1][]): Promise<Socket> {
+  const socket = new Socket();
+  socket.on("error", () => {});
+  await new Promise<void>((resolve) => socket.connect(port, "127.0.0.1", () => resolve()));
+  socket.write(encode({ type: "connect", protocolVersion: 4, clientId, cleanStart: true, keepAlive: 0 }, 4));
+  socket.write(
+    encode({
+      type: "subscribe",
+      packetId: 1,
+      subscriptions: filters.map(([topicFilter, qos]) => ({
+        topicFilter,
+        qos,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0 as const,
+      })),
+    }, 4),
+  );
+  // CONNACK (4 bytes) and SUBACK (4 + one byte per filter).
+  let seen = 0;
+  await new Promise<void>((resolve) => {
+    const onData = (data: Uint8Array) => {
+      seen += data.length;
+      if (seen >= 8 + filters.length) {
+        socket.off("data", onData);
+        resolve();
+      }
+    };
+    socket.on("data", onData);
+  });
+  return socket;
+}
+
+async function waitFor(what: () => boolean, ms: number): Promise<void> {
+  for (const end = performance.now() + ms; !what() && performance.now() < end;) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("a subscriber that stops reading loses its QoS 0 messages and is disconnected; the others keep receiving", async () => {
   const log: string[] = [];
   const broker = new Broker({
-    maxOutgoingBytes: 4 * 1024 * 1024,
+    maxOutgoingBytes: 1024 * 1024,
+    slowConsumerTimeout: 500,
     sysInterval: 0,
     log: (_l, m) => log.push(m),
   });
   const { port } = await broker.listen({ port: 0 });
   const good = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false, clientId: "good" });
-  const goodSubscription = await good.subscribe("flood", { qos: 0 });
-  // The slow one subscribes with raw bytes and then never reads its socket.
-  const slow = new Socket();
-  slow.on("error", () => {});
-  await new Promise<void>((resolve) => slow.connect(port, "127.0.0.1", () => resolve()));
-  slow.write(
-    encode({ type: "connect", protocolVersion: 4, clientId: "slow", cleanStart: true, keepAlive: 0 }, 4),
-  );
-  slow.write(
-    encode({
-      type: "subscribe",
-      packetId: 1,
-      subscriptions: [{
-        topicFilter: "flood",
-        qos: 0,
-        noLocal: false,
-        retainAsPublished: false,
-        retainHandling: 0,
-      }],
-    }, 4),
-  );
-  await new Promise((resolve) => setTimeout(resolve, 200));
-  slow.pause();
-  const payload = new Uint8Array(16 * 1024);
-  let received = 0;
-  const reading = (async () => {
-    for await (const _message of goodSubscription) if (++received === 2000) return;
-  })();
-  for (let i = 0; i < 2000; i++) {
-    broker.publish("flood", payload);
-    // Give the readers a turn now and then, as a real publisher's pace would.
-    if (i % 10 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+  const slow = await rawSubscriber(port, "slow", [["flood", 0]]);
+  try {
+    const goodSubscription = await good.subscribe("flood", { qos: 0 });
+    slow.pause();
+    const payload = new Uint8Array(16 * 1024);
+    let received = 0;
+    const reading = (async () => {
+      for await (const _message of goodSubscription) if (++received === 2000) return;
+    })();
+    for (let i = 0; i < 2000; i++) {
+      broker.publish("flood", payload);
+      // A publisher at the pace of the good subscriber (never more than 512 KiB ahead of it): what the slow one
+      // does must not slow it down or cost it a message.
+      while (i - received >= 32 && good.connected) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await reading;
+    assert.equal(received, 2000);
+    assert.ok(log.some((m) => /Client "slow" is behind by \d+ bytes/.test(m)), "the slow one was behind");
+    // A paused socket does not see its FIN, so the broker's log tells.
+    await waitFor(() => log.some((m) => /slow consumer "slow"/.test(m)), 3000);
+    assert.ok(log.some((m) => /slow consumer "slow"/.test(m)), "the slow consumer was disconnected");
+    assert.ok(log.some((m) => /Client "slow" \(127\.0\.0\.1:\d+\) closed/.test(m)));
+    assert.ok(!log.some((m) => /slow consumer "good"|Client "good" is behind/.test(m)), log.join("\n"));
+    assert.equal(good.connected, true);
+    // Most of the 2000 QoS 0 messages for the slow one were dropped, and counted.
+    const dropped = Number(broker.sysValues().get("$SYS/broker/publish/messages/dropped"));
+    assert.ok(dropped > 1000 && dropped < 2000, `${dropped} dropped`);
+  } finally {
+    slow.destroy();
+    await good.close();
+    await broker.close();
   }
-  await reading;
-  // A paused socket does not see its FIN, so the broker's log tells.
-  for (let i = 0; i < 100 && !log.some((m) => /slow consumer "slow"/.test(m)); i++) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
+});
+
+test("a subscriber that falls behind and catches up keeps its connection and every QoS 1 message", async () => {
+  const log: string[] = [];
+  const broker = new Broker({
+    maxOutgoingBytes: 1024 * 1024,
+    slowConsumerTimeout: 10_000,
+    sysInterval: 0,
+    log: (_l, m) => log.push(m),
+  });
+  const { port } = await broker.listen({ port: 0 });
+  const lagging = await rawSubscriber(port, "lagging", [["bulk", 0], ["important", 1]]);
+  try {
+    lagging.pause();
+    const payload = new Uint8Array(16 * 1024);
+    // Far more than the kernel's socket buffers take, in turns, as a publisher's socket would deliver it.
+    for (let i = 0; i < 1000; i++) {
+      broker.publish("bulk", payload);
+      if (i % 50 === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await waitFor(() => log.some((m) => /Client "lagging" is behind/.test(m)), 3000);
+    assert.ok(log.some((m) => /Client "lagging" is behind/.test(m)), log.join("\n"));
+    for (let i = 0; i < 5; i++) broker.publish("important", `message ${i}`, { qos: 1 });
+    // Read everything the broker sends, and decode it.
+    const decoder = new PacketDecoder({ version: 4 });
+    const topics: string[] = [];
+    const texts: string[] = [];
+    lagging.on("data", (data: Uint8Array) => {
+      decoder.push(data);
+      for (let packet = decoder.next(); packet !== undefined; packet = decoder.next()) {
+        if (packet.type !== "publish") continue;
+        topics.push(packet.topic);
+        if (packet.topic === "important") {
+          texts.push(new TextDecoder().decode(packet.payload));
+          lagging.write(encode({ type: "puback", packetId: packet.packetId!, reasonCode: 0 }, 4));
+        }
+      }
+    });
+    lagging.resume();
+    await waitFor(() => texts.length === 5, 5000);
+    assert.deepEqual(texts, ["message 0", "message 1", "message 2", "message 3", "message 4"]);
+    const bulk = topics.filter((t) => t === "bulk").length;
+    assert.ok(bulk > 0 && bulk < 1000, `${bulk} of 1000 QoS 0 messages arrived`);
+    // The QoS 1 messages waited for the backlog and came after what was already written.
+    assert.equal(topics.indexOf("important"), bulk);
+    assert.ok(log.some((m) => /Client "lagging" caught up/.test(m)), log.join("\n"));
+    assert.ok(!log.some((m) => /slow consumer "lagging"/.test(m)));
+    assert.ok(!lagging.destroyed);
+  } finally {
+    lagging.destroy();
+    await broker.close();
   }
-  assert.ok(log.some((m) => /slow consumer "slow"/.test(m)), "the slow consumer was disconnected");
-  assert.ok(log.some((m) => /Client "slow" \(127\.0\.0\.1:\d+\) closed/.test(m)));
-  assert.equal(received, 2000);
-  assert.ok(!log.some((m) => /slow consumer "good"/.test(m)));
-  slow.destroy();
-  await good.close();
-  await broker.close();
 });

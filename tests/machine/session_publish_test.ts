@@ -467,3 +467,29 @@ test("SessionMachine.deliver() sends a createMessage() message without a BrokerM
     properties: { messageExpiryInterval: 6, subscriptionIdentifiers: [3] },
   });
 });
+
+test("SessionMachine drops QoS 0 and queues QoS 1 while congested, and sends the queue when it clears", () => {
+  const h = new Harness();
+  const sub = h.connected("s", 5);
+  sub.subscribe("a", 1);
+  const pub = h.connected("p", 5);
+  pub.publish("a", "before", { qos: 0 });
+  assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["before"]);
+  sub.session.setCongested(h.now, true);
+  assert.equal(sub.session.congested, true);
+  pub.publish("a", "dropped", { qos: 0 });
+  pub.publish("a", "q1", { qos: 1, packetId: 1 });
+  pub.publish("a", "q2", { qos: 1, packetId: 2 });
+  // Nothing goes out but answers: a PINGREQ still gets its PINGRESP.
+  assert.deepStrictEqual(sub.takePublishes(), []);
+  sub.send({ type: "pingreq" });
+  assert.deepStrictEqual(sub.take(), [{ type: "pingresp" }]);
+  assert.equal(sub.session.session.queue.length, 2);
+  assert.equal(sub.session.droppedWhileCongested, 1);
+  sub.session.setCongested(h.now, false);
+  h.pump();
+  assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["q1", "q2"]);
+  pub.publish("a", "after", { qos: 0 });
+  assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["after"]);
+  assert.equal(sub.session.droppedWhileCongested, 1);
+});
