@@ -228,6 +228,9 @@ export class ClientMachine {
   #hasSession = false;
   readonly #packetIds = new PacketIdPool();
   #outgoing = new Map<number, Outgoing>();
+  /** Outgoing publishes not sent yet, oldest first from `#unsentHead`: the line waiting for send quota. */
+  #unsent: Outgoing[] = [];
+  #unsentHead = 0;
   /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL [MQTT-4.3.3-10]. */
   #incomingQoS2 = new Set<number>();
   /** Inbound QoS 1 and 2 acknowledgements in arrival order, and by packet id. */
@@ -338,6 +341,7 @@ export class ClientMachine {
       this.#packetIds.reserve(packetId);
       this.#outgoing.set(packetId, { packet: { ...entry.packet }, stage: entry.stage, sent: entry.sent });
     }
+    this.#queueUnsent();
     for (const packetId of state.incomingQoS2) this.#incomingQoS2.add(packetId);
     const numbers: number[] = [];
     for (const { filters } of state.subscriptions) {
@@ -473,7 +477,9 @@ export class ClientMachine {
       );
     }
     packet.packetId = packetId;
-    this.#outgoing.set(packetId, { packet, stage: "publish", sent: false });
+    const entry: Outgoing = { packet, stage: "publish", sent: false };
+    this.#outgoing.set(packetId, entry);
+    this.#unsent.push(entry);
     this.#hasSession = true;
     this.#fillQuota(now);
     return packetId;
@@ -822,15 +828,31 @@ export class ClientMachine {
   }
 
   /** Sends waiting QoS 1 and 2 publishes while the send quota allows [MQTT-4.9.0-2]. */
+  /** Sends waiting publishes, oldest first, while the server's Receive Maximum allows [MQTT-4.9.0-2]. */
   #fillQuota(now: Millis): void {
     if (this.#state !== "connected") return;
-    for (const entry of this.#outgoing.values()) {
-      if (this.#inFlightCount >= this.#serverReceiveMaximum) return;
-      if (entry.sent) continue;
+    const unsent = this.#unsent;
+    while (this.#unsentHead < unsent.length && this.#inFlightCount < this.#serverReceiveMaximum) {
+      const entry = unsent[this.#unsentHead++];
+      if (entry.sent || this.#outgoing.get(entry.packet.packetId as number) !== entry) continue;
       entry.sent = true;
       this.#inFlightCount++;
       this.#sendPublish(now, entry.packet);
     }
+    if (this.#unsentHead === unsent.length) {
+      this.#unsent = [];
+      this.#unsentHead = 0;
+    } else if (this.#unsentHead >= 1024 && this.#unsentHead * 2 >= unsent.length) {
+      this.#unsent = unsent.slice(this.#unsentHead);
+      this.#unsentHead = 0;
+    }
+  }
+
+  /** Rebuilds the waiting line from the outgoing table, in its order: after a restore or a reconnect. */
+  #queueUnsent(): void {
+    this.#unsent = [];
+    this.#unsentHead = 0;
+    for (const entry of this.#outgoing.values()) if (!entry.sent) this.#unsent.push(entry);
   }
 
   #newIdentifier(): number | undefined {
@@ -887,6 +909,8 @@ export class ClientMachine {
       this.#emit({ type: "published", packetId, reasonCode: ReasonCode.UnspecifiedError, error });
     }
     this.#outgoing.clear();
+    this.#unsent = [];
+    this.#unsentHead = 0;
     this.#dropInbound();
     this.#hasSession = this.#wire.size > 0;
   }
@@ -1042,6 +1066,7 @@ export class ClientMachine {
         entry.sent = false;
       }
     }
+    this.#queueUnsent();
     this.#fillQuota(now);
     this.#flushAcks(now);
   }
