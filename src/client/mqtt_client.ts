@@ -39,6 +39,8 @@ const SUSPENSION_THRESHOLD_MS = 1000;
 const ACK_BATCH = 64;
 /** The longest the read loop waits for a full subscription to make room before reading (and dropping) on. */
 const MAX_READ_PAUSE_MS = 1000;
+/** How long QoS 0 publishes may settle at once before they settle on a timer, to let the event loop turn. */
+const YIELD_EVERY_MS = 5;
 
 /** How to reconnect after a connection is lost. */
 export interface ReconnectOptions {
@@ -275,6 +277,8 @@ export class MqttClient implements SubscriptionOwner {
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   /** QoS 0 publishes of this turn, settled once the write that carries them is done. */
   #awaitingWrite: Waiter<void>[] = [];
+  /** When QoS 0 publishes last settled on a timer rather than at once. */
+  #lastYield = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When `#timer` fires, on the clock of `#now()`. */
   #timerAt = 0;
@@ -733,7 +737,18 @@ export class MqttClient implements SubscriptionOwner {
       if (last === undefined) { for (const waiter of waiters) waiter.reject(lost()); }
       else {
         last.then(() => {
-          for (const waiter of waiters) waiter.resolve();
+          // A socket takes a write at once while it has room, so a loop that awaits each QoS 0 publish
+          // (`for (;;) await client.publish(…)`) would run on microtasks alone and starve timers and reads:
+          // every few milliseconds, settle on a timer instead.
+          const now = this.#now();
+          if (now - this.#lastYield < YIELD_EVERY_MS) {
+            for (const waiter of waiters) waiter.resolve();
+            return;
+          }
+          this.#lastYield = now;
+          setTimeout(() => {
+            for (const waiter of waiters) waiter.resolve();
+          }, 0);
         }, (error) => {
           const failure = lost(error);
           for (const waiter of waiters) waiter.reject(failure);

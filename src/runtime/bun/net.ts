@@ -142,10 +142,8 @@ class SocketState {
       if (offset >= chunk.byteLength) break;
       await new Promise<void>((resolve, reject) => this.#drain = { resolve, reject });
     }
-    // Bun takes a write at once when the socket has room, so without this a loop that awaits each write
-    // (`for (;;) await client.publish(…)` at QoS 0) would run on microtasks alone and starve timers and reads:
-    // settle on the next turn of the event loop, as the other runtimes' writes do.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    // Taken at once: settled at once, so that the chunks queued behind it follow in this turn. (Settling on the
+    // next turn starved the stream under load: a broker's writes fell behind its reads.)
   }
 
   #closedError(): Error {

@@ -12,7 +12,6 @@
 
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { setImmediate } from "node:timers";
 import type { Listener, Transport } from "../../transport/transport.ts";
 import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
@@ -71,9 +70,9 @@ function fromSocket(socket: net.Socket): Transport {
   const writable = new WritableStream<Uint8Array>({
     write(chunk) {
       if (socket.destroyed || writeDone) return Promise.reject(closedError());
-      // Settled on the next turn of the event loop even when the socket took the chunk at once, so a loop
-      // that awaits each write (`for (;;) await client.publish(…)` at QoS 0) lets timers and reads run.
-      if (socket.write(chunk)) return new Promise<void>((resolve) => setImmediate(resolve));
+      // Taken at once: settled at once, so that the chunks queued behind it follow in this turn. (Settling on
+      // the next turn starved the stream under load: a broker's writes fell behind its reads.)
+      if (socket.write(chunk)) return;
       return new Promise<void>((resolve, reject) => {
         const onDrain = () => {
           socket.off("close", onClose);
