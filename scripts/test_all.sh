@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the whole suite: format, lint and type checks, then every test under Deno, Bun and Node 24, and the
+# Runs the whole suite: format, lint, type and documentation checks (scripts/doc_check.sh), then every test under Deno, Bun and Node 24, and the
 # public-API and socket tests under Node 24 against the built npm package.
 # Ends with one line "N passed, N failed" summed over the three runtimes; exits non-zero if anything failed.
 set -u
@@ -39,6 +39,7 @@ count() { # log file, pass pattern, fail pattern -> adds to the totals
 step fmt deno fmt --check
 step lint deno lint
 step check deno check mod.ts client.ts broker.ts src/ tests/ scripts/
+step doc sh scripts/doc_check.sh
 
 step deno deno test -A --no-check tests/
 count "$logs/deno.log" 's/.*| \([0-9]*\) passed.*/\1/p' 's/.* | \([0-9]*\) failed.*/\1/p'

@@ -21,8 +21,11 @@ import { topicMatches } from "../codec/topic.ts";
 /** What a rule allows. */
 export type Access = "read" | "write" | "readwrite" | "deny";
 
-interface Rule {
+/** One `topic` or `pattern` line of an ACL file. */
+export interface Rule {
+  /** What the line allows, or `deny`. */
   access: Access;
+  /** The topic filter the line applies to, with `+` and `#` wildcards. */
   topic: string;
   /** `pattern` lines substitute %c and %u. */
   pattern: boolean;

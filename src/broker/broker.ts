@@ -22,7 +22,9 @@ import type { BrokerStore } from "./store.ts";
 
 /** Who is connecting, for the hooks. */
 export interface ClientInfo {
+  /** The CONNECT's client identifier (empty when the client asks for one); once connected, the one in use. */
   clientId: string;
+  /** The user name of the CONNECT, if it had one. */
   username?: string;
   /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
   protocolVersion: number;
@@ -137,6 +139,7 @@ export interface ListenOptions {
   port?: number;
   /** PEM certificate and key for a TLS listener (or `wss://` with `websocket`). */
   cert?: string;
+  /** The PEM private key of {@linkcode ListenOptions.cert}. */
   key?: string;
   /** Accept MQTT over WebSocket instead of raw TCP. */
   websocket?: boolean;
@@ -197,13 +200,21 @@ class Connection {
  * An MQTT broker. Embed it in a program, or run `broker.ts`.
  *
  * @example A broker on a free port that refuses publishes to `admin/#`
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect, MqttError, ReasonCode } from "@x/mqtt";
  * import { Broker } from "@x/mqtt/broker";
  * const broker = new Broker({
  *   authorizePublish: (_client, packet) => !packet.topic.startsWith("admin/"),
  * });
  * const { port } = await broker.listen({ port: 0 });
- * console.log(`listening on ${port}`);
+ * const client = await connect(`mqtt://127.0.0.1:${port}`);
+ * await client.publish("sensors/1", "21.5", { qos: 1 });
+ * await assert.rejects(
+ *   client.publish("admin/reboot", "now", { qos: 1 }),
+ *   (error) => error instanceof MqttError && error.reasonCode === ReasonCode.NotAuthorized,
+ * );
+ * await client.close();
  * await broker.close();
  * ```
  */

@@ -124,7 +124,7 @@ function versionOf(value: string): ProtocolVersion {
  *
  * @example Parse a publish
  * ```ts
- * import { parseClientArgs } from "@x/mqtt/cli";
+ * import { parseClientArgs } from "./client_args.ts";
  * const args = parseClientArgs("pub", ["-t", "sensors/1", "-m", "21.5", "-q", "1"]);
  * console.log(args.topics, args.qos, args.url); // ["sensors/1"] 1 "mqtt://localhost:1883"
  * ```

@@ -17,6 +17,7 @@ export interface TlsOptions {
   caCerts?: string[];
   /** PEM client certificate and key, for brokers that require one. */
   cert?: string;
+  /** The PEM private key of {@linkcode TlsOptions.cert}. */
   key?: string;
   /** The name to verify the certificate against; default the URL's host. */
   serverName?: string;
@@ -30,6 +31,7 @@ export interface ConnectOptions extends Omit<ClientOptions, "transport"> {
   url?: string;
   /** A transport to use instead of a URL (an in-memory pair, a custom socket…). */
   transport?: ClientOptions["transport"];
+  /** TLS settings for `mqtts://` and `wss://` URLs. */
   tls?: TlsOptions;
 }
 
@@ -40,6 +42,20 @@ export interface ConnectOptions extends Omit<ClientOptions, "transport"> {
  * @param tls TLS settings.
  * @param signal Aborts the attempt.
  * @returns The open transport.
+ *
+ * @example Open a TCP transport to a local broker
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Broker } from "@x/mqtt/broker";
+ * import { openTransport, parseBrokerUrl } from "@x/mqtt/client";
+ * const broker = new Broker();
+ * const { port } = await broker.listen({ port: 0 });
+ * const address = parseBrokerUrl(`mqtt://127.0.0.1:${port}`);
+ * const transport = await openTransport(address, {}, AbortSignal.timeout(5_000));
+ * assert.ok(transport.writable instanceof WritableStream);
+ * await transport.close();
+ * await broker.close();
+ * ```
  */
 export async function openTransport(
   address: BrokerAddress,

@@ -18,5 +18,5 @@ export {
   type WillOptions,
 } from "./mqtt_client.ts";
 export { Message } from "./message.ts";
-export { Subscription } from "./subscription.ts";
+export { Subscription, type SubscriptionOwner } from "./subscription.ts";
 export { type BrokerAddress, parseBrokerUrl } from "./url.ts";

@@ -54,7 +54,9 @@ export interface ReconnectOptions {
 
 /** Credentials or an address that {@linkcode ClientOptions.beforeConnect} may change before an attempt. */
 export interface ConnectOverrides {
+  /** A new user name for this and later attempts. */
   username?: string;
+  /** A new password (text is sent as UTF-8) for this and later attempts. */
   password?: string | Uint8Array;
   /** A new transport factory, for a new address. */
   transport?: (signal: AbortSignal) => Promise<Transport>;
@@ -62,16 +64,42 @@ export interface ConnectOverrides {
 
 /** A will message for the client options; the payload may be text. */
 export interface WillOptions {
+  /** The topic the will is published to. */
   topic: string;
+  /** The will message; text is sent as UTF-8. */
   payload: string | Uint8Array;
+  /**
+   * The QoS the will is published with (MQTT 5 §3.1.2.6).
+   *
+   * @default {0}
+   */
   qos?: QoS;
+  /**
+   * Whether the will is published as a retained message (MQTT 5 §3.1.2.7).
+   *
+   * @default {false}
+   */
   retain?: boolean;
+  /** MQTT 5 will properties: will delay, message expiry, content type, response topic… (MQTT 5 §3.1.3.2). */
   properties?: Will["properties"];
 }
 
 /** Where a client keeps its session state between runs: a file, IndexedDB, a database. */
 export interface SessionStore {
+  /**
+   * Loads the state saved for a client; called before the first connection when `cleanStart` is false.
+   *
+   * @param clientId The client identifier.
+   * @returns The saved state, or `undefined` when there is none.
+   */
   get(clientId: string): Promise<ClientSessionState | undefined>;
+  /**
+   * Saves the state of a client, replacing what was saved; called after changes, at most once per turn.
+   *
+   * @param clientId The client identifier.
+   * @param state The state to keep.
+   * @returns Resolves once saved.
+   */
   set(clientId: string, state: ClientSessionState): Promise<void>;
 }
 
@@ -89,6 +117,8 @@ export class MemorySessionStore implements SessionStore {
   readonly #sessions = new Map<string, ClientSessionState>();
 
   /**
+   * Returns the state saved for a client.
+   *
    * @param clientId The client.
    * @returns Its saved state, if any.
    */
@@ -97,6 +127,8 @@ export class MemorySessionStore implements SessionStore {
   }
 
   /**
+   * Saves the state of a client, replacing what was saved before.
+   *
    * @param clientId The client.
    * @param state Its state.
    * @returns Resolves once saved.
@@ -127,8 +159,11 @@ export interface ClientOptions {
   cleanStart?: boolean;
   /** MQTT 5: seconds the server keeps the session after a disconnect. */
   sessionExpiryInterval?: number;
+  /** The user name; a `user@` in the URL of `connect()` fills it in. */
   username?: string;
+  /** The password, text sent as UTF-8; a `user:password@` in the URL of `connect()` fills it in. */
   password?: string | Uint8Array;
+  /** The will message the broker publishes when the connection ends without a normal DISCONNECT. */
   will?: WillOptions;
   /** MQTT 5 CONNECT properties (receive maximum, maximum packet size, topic alias maximum…). */
   properties?: ConnectProperties;
@@ -169,19 +204,53 @@ export interface ClientOptions {
 
 /** Options of {@linkcode MqttClient.publish}. */
 export interface PublishOptions {
+  /**
+   * At most once (0), at least once (1) or exactly once (2); {@linkcode MqttClient.request} defaults to 1.
+   *
+   * @default {0}
+   */
   qos?: QoS;
+  /**
+   * Whether the broker keeps the message as the retained message of the topic (MQTT 5 §3.3.1.3).
+   *
+   * @default {false}
+   */
   retain?: boolean;
+  /** MQTT 5 PUBLISH properties; the client picks topic aliases, the broker adds subscription identifiers. */
   properties?: Omit<PublishProperties, "topicAlias" | "subscriptionIdentifiers">;
+  /** Stops waiting for the acknowledgement, or drops the publish while it waits in the offline outbox. */
   signal?: AbortSignal;
 }
 
 /** Options of {@linkcode MqttClient.subscribe}. */
 export interface SubscribeOptions {
+  /**
+   * The highest QoS the broker may deliver matching messages with (MQTT 5 §3.8.3.1).
+   *
+   * @default {0}
+   */
   qos?: QoS;
+  /**
+   * MQTT 5: do not deliver messages this client published itself; not allowed on shared subscriptions.
+   *
+   * @default {false}
+   */
   noLocal?: boolean;
+  /**
+   * MQTT 5: keep the retain flag of forwarded messages as it was published.
+   *
+   * @default {false}
+   */
   retainAsPublished?: boolean;
+  /**
+   * MQTT 5: 0 sends retained messages on subscribing, 1 only when the subscription is new, 2 never.
+   *
+   * @default {0}
+   */
   retainHandling?: RetainHandling;
+  /** MQTT 5 user properties of the SUBSCRIBE. */
   userProperties?: UserProperty[];
+  /** Stops waiting for the connection or the SUBACK. */
   signal?: AbortSignal;
 }
 
@@ -255,15 +324,22 @@ const FATAL_REFUSALS: ReadonlySet<number> = new Set([
  * on the acknowledgement, on an {@linkcode MqttError}, on abort (with the signal's reason) or on close.
  *
  * @example Publish and subscribe
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connect } from "@x/mqtt";
- * await using client = await connect("mqtt://localhost:1883");
+ * import { Broker } from "@x/mqtt/broker";
+ * const broker = new Broker();
+ * const { port } = await broker.listen({ port: 0 });
+ * const client = await connect(`mqtt://127.0.0.1:${port}`);
  * const subscription = await client.subscribe("greetings/#", { qos: 1 });
  * await client.publish("greetings/world", "hello", { qos: 1 });
  * for await (const message of subscription) {
- *   console.log(message.topic, message.text());
+ *   assert.equal(message.topic, "greetings/world");
+ *   assert.equal(message.text(), "hello");
  *   break;
  * }
+ * await client.close();
+ * await broker.close();
  * ```
  */
 export class MqttClient implements SubscriptionOwner {

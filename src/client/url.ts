@@ -8,11 +8,15 @@
 export interface BrokerAddress {
   /** `mqtt` (TCP), `mqtts` (TLS), `ws` (WebSocket) or `wss` (WebSocket over TLS). */
   protocol: "mqtt" | "mqtts" | "ws" | "wss";
+  /** The host name or IP address, without the brackets of an IPv6 literal. */
   hostname: string;
+  /** The port; when the URL has none, 1883, 8883, 80 or 443 by protocol. */
   port: number;
   /** The WebSocket path; `/mqtt` when the URL has none. */
   path: string;
+  /** The user name of the URL, percent-decoded. */
   username?: string;
+  /** The password of the URL, percent-decoded. */
   password?: string;
 }
 

@@ -183,9 +183,13 @@ export type AuthProperties = Pick<
 
 /** The will message of a CONNECT. */
 export interface Will {
+  /** The topic the will is published to (MQTT 5 §3.1.3.3). */
   topic: string;
+  /** The application message the will carries (MQTT 5 §3.1.3.4). */
   payload: Uint8Array;
+  /** The QoS the will is published with (MQTT 5 §3.1.2.6). */
   qos: QoS;
+  /** Whether the will is published as a retained message (MQTT 5 §3.1.2.7). */
   retain: boolean;
   /** MQTT 5 only. */
   properties?: WillProperties;
@@ -193,17 +197,21 @@ export interface Will {
 
 /** CONNECT (§3.1): the first packet a client sends. */
 export interface ConnectPacket {
+  /** The packet type. */
   type: "connect";
   /** The protocol level; the protocol name follows from it (`MQIsdp` for 3, `MQTT` otherwise). */
   protocolVersion: ProtocolVersion;
+  /** The client identifier; empty asks the server to assign one (MQTT 5 §3.1.3.1). */
   clientId: string;
   /** Clean Start in MQTT 5, Clean Session in 3.1 and 3.1.1. */
   cleanStart: boolean;
   /** Seconds; 0 turns keep-alive off. */
   keepAlive: number;
+  /** The user name, if any (MQTT 5 §3.1.3.5). */
   username?: string;
   /** Binary data; a UTF-8 string in 3.1, bytes in 3.1.1 and 5.0. */
   password?: Uint8Array;
+  /** The will message, published when the connection ends without a normal DISCONNECT (MQTT 5 §3.1.2.5). */
   will?: Will;
   /** MQTT 5 only. */
   properties?: ConnectProperties;
@@ -211,32 +219,45 @@ export interface ConnectPacket {
 
 /** CONNACK (§3.2). In 3.1 and 3.1.1 the return code is mapped to its MQTT 5 reason code. */
 export interface ConnAckPacket {
+  /** The packet type. */
   type: "connack";
+  /** Whether the server resumed a session it kept for this client (MQTT 5 §3.2.2.1.1). */
   sessionPresent: boolean;
+  /** The result of the connection attempt; 0 means success (MQTT 5 §3.2.2.2). */
   reasonCode: ReasonCode;
+  /** MQTT 5 only. */
   properties?: ConnAckProperties;
 }
 
 /** PUBLISH (§3.3). */
 export interface PublishPacket {
+  /** The packet type. */
   type: "publish";
   /** The topic name; empty only in MQTT 5 when a topic alias stands for it. */
   topic: string;
+  /** The application message (MQTT 5 §3.3.3). */
   payload: Uint8Array;
+  /** The delivery guarantee of this transmission (MQTT 5 §3.3.1.2). */
   qos: QoS;
+  /** To a server: keep it as the topic's retained message; from a server: it is one (MQTT 5 §3.3.1.3). */
   retain: boolean;
+  /** Whether this re-sends an earlier attempt; always `false` when `qos` is 0 (MQTT 5 §3.3.1.1). */
   dup: boolean;
   /** Present exactly when `qos > 0`. */
   packetId?: number;
+  /** MQTT 5 only. */
   properties?: PublishProperties;
 }
 
 /** PUBACK, PUBREC, PUBREL or PUBCOMP: the acknowledgements of the QoS 1 and 2 flows (§3.4-§3.7). */
 export interface PublishAckPacket<T extends "puback" | "pubrec" | "pubrel" | "pubcomp"> {
+  /** The packet type. */
   type: T;
+  /** The packet identifier of the PUBLISH this acknowledges. */
   packetId: number;
   /** Always 0 in 3.1 and 3.1.1. */
   reasonCode: ReasonCode;
+  /** MQTT 5 only. */
   properties?: AckProperties;
 }
 
@@ -254,6 +275,7 @@ export type RetainHandling = 0 | 1 | 2;
 
 /** One topic filter of a SUBSCRIBE with its options. */
 export interface Subscription {
+  /** The topic filter, possibly with `+` and `#` wildcards or a `$share/` prefix (MQTT 5 §4.7, §4.8.2). */
   topicFilter: string;
   /** The maximum QoS requested. */
   qos: QoS;
@@ -267,57 +289,81 @@ export interface Subscription {
 
 /** SUBSCRIBE (§3.8). In 3.1 and 3.1.1 the MQTT 5 options are `false`, `false` and `0`. */
 export interface SubscribePacket {
+  /** The packet type. */
   type: "subscribe";
+  /** The packet identifier, echoed by the SUBACK. */
   packetId: number;
+  /** The requested topic filters with their options, at least one (MQTT 5 §3.8.3). */
   subscriptions: Subscription[];
+  /** MQTT 5 only. */
   properties?: SubscribeProperties;
 }
 
 /** SUBACK (§3.9): one reason code per requested filter (granted QoS 0-2, or a failure code). */
 export interface SubAckPacket {
+  /** The packet type. */
   type: "suback";
+  /** The packet identifier of the SUBSCRIBE this answers. */
   packetId: number;
+  /** One code per topic filter of the SUBSCRIBE, in the same order (MQTT 5 §3.9.3). */
   reasonCodes: ReasonCode[];
+  /** MQTT 5 only. */
   properties?: AckProperties;
 }
 
 /** UNSUBSCRIBE (§3.10). */
 export interface UnsubscribePacket {
+  /** The packet type. */
   type: "unsubscribe";
+  /** The packet identifier, echoed by the UNSUBACK. */
   packetId: number;
+  /** The topic filters to remove, at least one (MQTT 5 §3.10.3). */
   topicFilters: string[];
+  /** MQTT 5 only. */
   properties?: UnsubscribeProperties;
 }
 
 /** UNSUBACK (§3.11): one reason code per filter in MQTT 5, none in 3.1 and 3.1.1. */
 export interface UnsubAckPacket {
+  /** The packet type. */
   type: "unsuback";
+  /** The packet identifier of the UNSUBSCRIBE this answers. */
   packetId: number;
+  /** One code per filter of the UNSUBSCRIBE, in order; empty in 3.1 and 3.1.1 (MQTT 5 §3.11.3). */
   reasonCodes: ReasonCode[];
+  /** MQTT 5 only. */
   properties?: AckProperties;
 }
 
 /** PINGREQ (§3.12). */
 export interface PingReqPacket {
+  /** The packet type. */
   type: "pingreq";
 }
 
 /** PINGRESP (§3.13). */
 export interface PingRespPacket {
+  /** The packet type. */
   type: "pingresp";
 }
 
 /** DISCONNECT (§3.14). The reason code is always 0 in 3.1 and 3.1.1. */
 export interface DisconnectPacket {
+  /** The packet type. */
   type: "disconnect";
+  /** Why the connection is closing; 0 is a normal disconnection (MQTT 5 §3.14.2.1). */
   reasonCode: ReasonCode;
+  /** MQTT 5 only. */
   properties?: DisconnectProperties;
 }
 
 /** AUTH (§3.15), MQTT 5 only. */
 export interface AuthPacket {
+  /** The packet type. */
   type: "auth";
+  /** 0x00 success, 0x18 continue authentication, or 0x19 re-authenticate (MQTT 5 §3.15.2.1). */
   reasonCode: ReasonCode;
+  /** The authentication method and data of this step. */
   properties?: AuthProperties;
 }
 

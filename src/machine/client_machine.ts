@@ -69,8 +69,11 @@ export interface ClientMachineOptions {
 export interface ConnectOptions {
   /** Clean Start (5.0) or Clean Session (3.x). Default true. */
   cleanStart?: boolean;
+  /** The user name sent in the CONNECT, if any (MQTT 5 §3.1.3.5). */
   username?: string;
+  /** The password sent in the CONNECT, if any (MQTT 5 §3.1.3.6). */
   password?: Uint8Array;
+  /** The will message the server publishes if the connection ends without a normal DISCONNECT. */
   will?: Will;
   /** MQTT 5 CONNECT properties (session expiry, receive maximum, maximum packet size, topic alias maximum…). */
   properties?: ConnectProperties;
@@ -78,9 +81,21 @@ export interface ConnectOptions {
 
 /** A message to publish. */
 export interface PublishOptions {
+  /** The topic name, without wildcards (MQTT 5 §3.3.2.1). */
   topic: string;
+  /** The application message; kept, not copied, until the flow completes. */
   payload: Uint8Array;
+  /**
+   * The delivery guarantee: at most once (0), at least once (1) or exactly once (2).
+   *
+   * @default {0}
+   */
   qos?: QoS;
+  /**
+   * Whether the server keeps the message as the retained message of the topic (MQTT 5 §3.3.1.3).
+   *
+   * @default {false}
+   */
   retain?: boolean;
   /** MQTT 5 properties; a topic alias is chosen by the machine, not here. */
   properties?: Omit<PublishProperties, "topicAlias" | "subscriptionIdentifiers">;
@@ -88,10 +103,31 @@ export interface PublishOptions {
 
 /** One filter to subscribe to. */
 export interface SubscriptionRequest {
+  /** The topic filter, with `+` and `#` wildcards or a `$share/{group}/` prefix (MQTT 5 §4.7, §4.8.2). */
   topicFilter: string;
+  /**
+   * The highest QoS the server may deliver matching messages with (MQTT 5 §3.8.3.1).
+   *
+   * @default {0}
+   */
   qos?: QoS;
+  /**
+   * MQTT 5: do not deliver messages this client published itself; not allowed on shared subscriptions.
+   *
+   * @default {false}
+   */
   noLocal?: boolean;
+  /**
+   * MQTT 5: keep the retain flag of forwarded messages as it was published.
+   *
+   * @default {false}
+   */
   retainAsPublished?: boolean;
+  /**
+   * MQTT 5: 0 sends retained messages on subscribing, 1 only when the subscription is new, 2 never.
+   *
+   * @default {0}
+   */
   retainHandling?: RetainHandling;
 }
 
@@ -138,9 +174,16 @@ export type ClientEvent =
  * QoS 2 packet ids awaiting PUBREL, and the subscriptions to make again.
  */
 export interface ClientSessionState {
+  /** The client identifier the session belongs to (the server's choice when it assigned one). */
   clientId: string;
+  /**
+   * Unfinished QoS 1 and 2 publishes: `stage` `publish` awaits PUBACK or PUBREC, `pubrel` awaits PUBCOMP;
+   * `sent` tells whether the PUBLISH went out on some connection.
+   */
   outgoing: { packet: PublishPacket; stage: "publish" | "pubrel"; sent: boolean }[];
+  /** Packet identifiers of received QoS 2 messages whose PUBREL has not arrived yet (MQTT 5 §4.3.3). */
   incomingQoS2: number[];
+  /** The local subscriptions, each with the filters and options it subscribed with. */
   subscriptions: { filters: Required<SubscriptionRequest>[] }[];
 }
 

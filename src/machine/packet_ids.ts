@@ -9,10 +9,13 @@
  *
  * @example Allocate and release
  * ```ts
+ * import assert from "node:assert/strict";
  * import { PacketIdPool } from "@x/mqtt/machine";
  * const pool = new PacketIdPool();
- * const id = pool.allocate(); // 1
+ * const id = pool.allocate();
+ * assert.equal(id, 1);
  * pool.release(id);
+ * assert.equal(pool.size, 0);
  * ```
  */
 export class PacketIdPool {

@@ -203,6 +203,27 @@ function wrap(ws: WebSocketLike, options: WebSocketOptions): Transport {
  * await writer.write(new Uint8Array([0xe0, 0x00])); // DISCONNECT
  * await transport.close();
  * ```
+ *
+ * @example Connect to a local broker's WebSocket listener
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Broker } from "@x/mqtt/broker";
+ * import { encode, PacketDecoder } from "@x/mqtt/codec";
+ * import { connectWebSocket } from "@x/mqtt/transport/websocket";
+ * const broker = new Broker();
+ * const { port } = await broker.listen({ port: 0, websocket: true });
+ * const transport = await connectWebSocket(`ws://127.0.0.1:${port}/mqtt`);
+ * const writer = transport.writable.getWriter();
+ * await writer.write(
+ *   encode({ type: "connect", protocolVersion: 5, clientId: "ws-1", cleanStart: true, keepAlive: 0 }, 5),
+ * );
+ * const reader = transport.readable.getReader();
+ * const decoder = new PacketDecoder({ version: 5 });
+ * decoder.push((await reader.read()).value!);
+ * assert.equal(decoder.next()?.type, "connack");
+ * await transport.close();
+ * await broker.close();
+ * ```
  */
 export async function connectWebSocket(url: string, options: WebSocketOptions = {}): Promise<Transport> {
   const { signal } = options;
