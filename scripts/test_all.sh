@@ -1,6 +1,6 @@
 #!/bin/sh
-# Runs the whole suite: format, lint, type and documentation checks (scripts/doc_check.sh), then every test under Deno, Bun and Node 24, and the
-# public-API and socket tests under Node 24 against the built npm package.
+# Runs the whole suite: format, lint, type and documentation checks (scripts/doc_check.sh), then every test
+# under Deno, Bun and Node 24, and the public-API and socket tests under Node 24 against the built npm package.
 # Ends with one line "N passed, N failed" summed over the three runtimes; exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."

@@ -39,8 +39,18 @@ const SUSPENSION_THRESHOLD_MS = 1000;
 const ACK_BATCH = 64;
 /** The longest the read loop waits for a full subscription to make room before reading (and dropping) on. */
 const MAX_READ_PAUSE_MS = 1000;
-/** How long QoS 0 publishes may settle at once before they settle on a timer, to let the event loop turn. */
+/** How often settling QoS 0 publishes checks that the event loop still turns (see `#settleWritten`). */
 const YIELD_EVERY_MS = 5;
+/**
+ * Runs `callback` on a later turn of the event loop: with `setImmediate` where the runtime has it (Deno, Bun,
+ * Node), since a chained `setTimeout(…, 0)` is clamped to 1–4 ms there; else (browsers) with a timer.
+ */
+const nextTurn: (callback: () => void) => void = (() => {
+  const immediate = (globalThis as { setImmediate?: (callback: () => void) => unknown }).setImmediate;
+  return typeof immediate === "function"
+    ? (callback: () => void) => void immediate(callback)
+    : (callback: () => void) => void setTimeout(callback, 0);
+})();
 
 /** How to reconnect after a connection is lost. */
 export interface ReconnectOptions {
@@ -353,8 +363,10 @@ export class MqttClient implements SubscriptionOwner {
   #ackTimer: ReturnType<typeof setTimeout> | undefined;
   /** QoS 0 publishes of this turn, settled once the write that carries them is done. */
   #awaitingWrite: Waiter<void>[] = [];
-  /** When QoS 0 publishes last settled on a timer rather than at once. */
-  #lastYield = 0;
+  /** When settling QoS 0 publishes last checked that the event loop turns. */
+  #lastYieldCheck = 0;
+  /** Whether a timer ran since that check (set by the probe it scheduled), i.e. the event loop turns. */
+  #loopTurned = true;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** When `#timer` fires, on the clock of `#now()`. */
   #timerAt = 0;
@@ -812,20 +824,7 @@ export class MqttClient implements SubscriptionOwner {
       // No write means the connection went down before the turn ended and its bytes were dropped.
       if (last === undefined) { for (const waiter of waiters) waiter.reject(lost()); }
       else {
-        last.then(() => {
-          // A socket takes a write at once while it has room, so a loop that awaits each QoS 0 publish
-          // (`for (;;) await client.publish(…)`) would run on microtasks alone and starve timers and reads:
-          // every few milliseconds, settle on a timer instead.
-          const now = this.#now();
-          if (now - this.#lastYield < YIELD_EVERY_MS) {
-            for (const waiter of waiters) waiter.resolve();
-            return;
-          }
-          this.#lastYield = now;
-          setTimeout(() => {
-            for (const waiter of waiters) waiter.resolve();
-          }, 0);
-        }, (error) => {
+        last.then(() => this.#settleWritten(waiters), (error) => {
           const failure = lost(error);
           for (const waiter of waiters) waiter.reject(failure);
         });
@@ -835,6 +834,30 @@ export class MqttClient implements SubscriptionOwner {
       this.#dispatch(event);
     }
     this.#schedule();
+  }
+
+  /**
+   * Settles QoS 0 publishes whose write is done. A socket takes a write at once while it has room, so a loop
+   * that awaits each QoS 0 publish (`for (;;) await client.publish(…)`) could run on microtasks alone and
+   * starve timers and reads. Every few milliseconds this checks whether a timer ran since the last check (a
+   * probe timer it scheduled then); when none did, the publishes settle on the next turn of the event loop
+   * instead of at once, which lets the loop turn. When the loop turns anyway (writes that settle later, as on
+   * Deno), nothing is deferred.
+   */
+  #settleWritten(waiters: readonly Waiter<void>[]): void {
+    const now = this.#now();
+    if (now - this.#lastYieldCheck >= YIELD_EVERY_MS) {
+      this.#lastYieldCheck = now;
+      if (!this.#loopTurned) {
+        nextTurn(() => {
+          for (const waiter of waiters) waiter.resolve();
+        });
+        return;
+      }
+      this.#loopTurned = false;
+      setTimeout(() => this.#loopTurned = true, 0);
+    }
+    for (const waiter of waiters) waiter.resolve();
   }
 
   /** Saves the session state to the store after anything that may have changed it, once per turn. */
