@@ -43,6 +43,17 @@ export class RawSubscriber {
     return new RawSubscriber(client);
   }
 
+  /**
+   * Takes the subscriber's role on a connection that is already set up (the stand-in broker's side of a
+   * client's connection, whose PUBLISH packets it then receives).
+   *
+   * @param client The connection.
+   * @returns The subscriber.
+   */
+  static over(client: BenchClient): RawSubscriber {
+    return new RawSubscriber(client);
+  }
+
   private constructor(client: BenchClient) {
     this.client = client;
     const acks = new AckQueue(client);
@@ -103,6 +114,25 @@ export class RawPublisher {
     options: { ahead: number; inflight: number },
   ): Promise<RawPublisher> {
     const client = await BenchClient.connect(port, `bench-pub-${process.pid}-${Date.now().toString(36)}`);
+    return new RawPublisher(client, publishTemplate(topic, 64, qos, 0), qos, options);
+  }
+
+  /**
+   * Takes the publisher's role on a connection that is already set up (the stand-in broker's side of a
+   * client's connection, which it then floods).
+   *
+   * @param client The connection.
+   * @param topic The topic name.
+   * @param qos The QoS of every message.
+   * @param options How far ahead of the client and how many unacknowledged messages it may be.
+   * @returns The publisher, idle.
+   */
+  static over(
+    client: BenchClient,
+    topic: string,
+    qos: QoS,
+    options: { ahead: number; inflight: number },
+  ): RawPublisher {
     return new RawPublisher(client, publishTemplate(topic, 64, qos, 0), qos, options);
   }
 

@@ -6,7 +6,7 @@
  * Run from the repository root (node_modules installed, `PATH=node_modules/.bin:$PATH`; mosquitto on the
  * PATH; Linux, since CPU is read from `/proc`):
  *
- *     node scripts/bench/client.ts [--quick] [--broker mosquitto,ours-deno,ours-bun]
+ *     node scripts/bench/client.ts [--quick] [--broker mosquitto,ours-deno,ours-bun,stub]
  *       [--clients ours-deno,ours-bun,ours-node,mqttjs] [--cases pub0,pub1,pub2,recv0,recv1] [--inflight N]
  *     deno run -A scripts/bench/client.ts [...]
  *
@@ -15,7 +15,10 @@
  *   `max_queued_messages 100000`, `persistence false`; ours with `deno run -A broker.ts` or `bun broker.ts`,
  *   `--persistence memory`). Default `mosquitto,ours-bun`. While mosquitto is the faster broker it caps
  *   every client below 2× MQTT.js (it reaches about 135 k, 60 k and 30 k msg/s at QoS 0, 1 and 2 here, MQTT.js
- *   about 80 k, 36 k and 17 k), which the broker CPU column shows.
+ *   about 80 k, 36 k and 17 k), which the broker CPU column shows. `stub` is no broker but a stand-in in this
+ *   process (`_client_stub.ts`) that answers the client itself: the raw peer's role runs on the client's own
+ *   connection, so no broker's ceiling caps the figure and the rows show what each client can do (its CPU
+ *   is then the limit); the broker CPU column stays empty, the stub's CPU being the raw peer's.
  * - `--quick`: one pass per row, 300 ms of warm-up and a 500 ms window (about a minute with the defaults).
  *   The full run takes 3 passes per row, 500 ms and 1 s (about 4 minutes with the defaults).
  * - `--clients`, `--cases`: run only these; ratios need `mqttjs`.
@@ -66,7 +69,6 @@ import type { QoS } from "../../src/codec/packet.ts";
 import { formatTable } from "./_bench.ts";
 import {
   BROKER_NAMES,
-  type BrokerName,
   type BrokerProcess,
   type CpuTimes,
   cpuTimes,
@@ -76,6 +78,7 @@ import {
   startBroker,
 } from "./_broker_procs.ts";
 import { RawPublisher, RawSubscriber } from "./_client_raw.ts";
+import { StubBroker } from "./_client_stub.ts";
 
 const WORKER = "scripts/bench/_client_worker.ts";
 const CLIENTS = {
@@ -86,6 +89,11 @@ const CLIENTS = {
 } as const;
 type ClientName = keyof typeof CLIENTS;
 const CLIENT_NAMES = Object.keys(CLIENTS) as ClientName[];
+/** The brokers `--broker` takes: real ones, and the stand-in of `_client_stub.ts`. */
+const TARGETS = [...BROKER_NAMES, "stub"] as const;
+type Target = typeof TARGETS[number];
+/** A running broker, or the stand-in. */
+type Server = BrokerProcess | StubBroker;
 const CASES = ["pub0", "pub1", "pub2", "recv0", "recv1"] as const;
 type CaseName = typeof CASES[number];
 const CASE_TITLES: Record<CaseName, string> = {
@@ -113,7 +121,7 @@ function listArg<T extends string>(name: string, all: readonly T[], fallback: re
 }
 
 const quick = process.argv.includes("--quick");
-const brokers = listArg<BrokerName>("broker", BROKER_NAMES, ["mosquitto", "ours-bun"]);
+const brokers = listArg<Target>("broker", TARGETS, ["mosquitto", "ours-bun"]);
 const clients = listArg<ClientName>("clients", CLIENT_NAMES, CLIENT_NAMES);
 const cases = listArg<CaseName>("cases", CASES, CASES);
 const inflightIndex = process.argv.indexOf("--inflight");
@@ -185,20 +193,25 @@ async function settle(count: () => number, target: number, quietMs: number): Pro
 }
 
 /** Runs one pass of one row for one client. */
-async function runOne(broker: BrokerProcess, client: ClientName, kind: CaseName): Promise<Run> {
+async function runOne(broker: Server, client: ClientName, kind: CaseName): Promise<Run> {
   const run: Run = { rate: NaN, settled: NaN, notes: [] };
   const qos = Number(kind.slice(-1)) as QoS;
   const publishing = kind.startsWith("pub");
   const topic = `bench/${kind}/${client}/${Date.now().toString(36)}`;
-  let subscriber: RawSubscriber | undefined;
-  let publisher: RawPublisher | undefined;
+  // The raw peers; with the stand-in broker, its side of the client's connection once that connected.
+  const peers: { sub?: RawSubscriber; pub?: RawPublisher } = {};
+  const stub = broker instanceof StubBroker ? broker : undefined;
   let child: ChildProcess | undefined;
   try {
-    if (publishing) {
-      subscriber = await RawSubscriber.open(broker.port, topic, qos);
+    const limits = { ahead: AHEAD, inflight: PUBLISHER_INFLIGHT };
+    if (stub !== undefined) {
+      stub.onSession = publishing
+        ? (connection) => peers.sub = RawSubscriber.over(connection)
+        : (connection) => peers.pub = RawPublisher.over(connection, topic, qos, limits);
+    } else if (publishing) {
+      peers.sub = await RawSubscriber.open(broker.port, topic, qos);
     } else {
-      const limits = { ahead: AHEAD, inflight: PUBLISHER_INFLIGHT };
-      publisher = await RawPublisher.open(broker.port, topic, qos, limits);
+      peers.pub = await RawPublisher.open(broker.port, topic, qos, limits);
     }
     const [command, ...args] = CLIENTS[client];
     const spawned = spawn(command, [
@@ -225,9 +238,8 @@ async function runOne(broker: BrokerProcess, client: ClientName, kind: CaseName)
     let deliveredAtStart = 0;
     let done: string[] | undefined;
     let failure: string | undefined;
-    const sub = subscriber;
-    const pub = publisher;
     readLines(spawned, (line) => {
+      const { sub, pub } = peers;
       const [word, ...rest] = line.split(" ");
       const numbers = rest.map(Number);
       switch (word) {
@@ -252,6 +264,8 @@ async function runOne(broker: BrokerProcess, client: ClientName, kind: CaseName)
           if (meter === undefined) break;
           const seconds = (performance.now() - startedAt) / 1000;
           Object.assign(run, meter());
+          // The stand-in broker is this process: its CPU is the raw peer's column.
+          if (stub !== undefined) run.broker = undefined;
           const [count, clientSeconds] = numbers;
           if (sub !== undefined) {
             run.rate = (sub.tracker.received - deliveredAtStart) / seconds;
@@ -289,6 +303,8 @@ async function runOne(broker: BrokerProcess, client: ClientName, kind: CaseName)
       );
     }
     if (broker.exited() !== undefined) throw new Error(`the broker exited (${broker.exited()})`);
+    const { sub, pub } = peers;
+    if (sub === undefined && pub === undefined) throw new Error("the client never connected to the stub");
     const peerCheck = () => {
       for (const peer of [sub?.client, pub?.client]) {
         if (peer?.lostReason !== undefined) {
@@ -345,21 +361,24 @@ async function runOne(broker: BrokerProcess, client: ClientName, kind: CaseName)
     run.error = (error as Error).message;
     run.rate = NaN;
   } finally {
-    if (publisher !== undefined) publisher.running = false;
+    if (peers.pub !== undefined) peers.pub.running = false;
+    if (stub !== undefined) stub.onSession = undefined;
     if (child !== undefined && child.exitCode === null) child.kill("SIGKILL");
-    await Promise.all([subscriber?.client.close(), publisher?.client.close()]);
+    // The stub's side of the connection just closes (MQTT 3.1.1 has no DISCONNECT from the server).
+    if (stub !== undefined) { for (const peer of [peers.sub, peers.pub]) peer?.client.destroy(); }
+    else await Promise.all([peers.sub?.client.close(), peers.pub?.client.close()]);
   }
   return run;
 }
 
 /** The running broker, restarted when it died. */
-async function ensure(name: BrokerName, current: BrokerProcess | undefined): Promise<BrokerProcess> {
+async function ensure(name: Target, current: Server | undefined): Promise<Server> {
   if (current !== undefined && current.exited() === undefined) return current;
   if (current !== undefined) {
     progress(`  ${name} exited (${current.exited()}): ${current.tail().slice(-3).join(" | ")}; restarting`);
     await current.stop();
   }
-  return await startBroker(name);
+  return name === "stub" ? await StubBroker.start() : await startBroker(name);
 }
 
 function median(runs: readonly Run[]): Run | undefined {
@@ -378,11 +397,12 @@ function percent(use: CpuUse | undefined): string {
 
 function limitOf(run: Run): string {
   const { client, broker, peer } = run;
-  if (client === undefined || broker === undefined || peer === undefined) return "";
-  const busy = [["client", client], ["broker", broker], ["raw peer", peer]] as const;
+  if (client === undefined || peer === undefined) return "";
+  const busy: [string, CpuUse][] = [["client", client], ["raw peer", peer]];
+  if (broker !== undefined) busy.splice(1, 0, ["broker", broker]);
   const saturated = busy.filter(([, use]) => use.busiest >= 80).map(([name]) => name);
   if (saturated.length > 0) return saturated.join(" + ");
-  if (client.total + broker.total + peer.total >= 0.9 * 100 * cpus) return "CPUs";
+  if (busy.reduce((sum, [, use]) => sum + use.total, 0) >= 0.9 * 100 * cpus) return "CPUs";
   return "round trips";
 }
 
@@ -399,7 +419,7 @@ const out: string[] = [
 const summary: string[] = [];
 let failed = false;
 for (const brokerName of brokers) {
-  let broker: BrokerProcess | undefined;
+  let broker: Server | undefined;
   try {
     broker = await ensure(brokerName, undefined);
   } catch (error) {
