@@ -967,7 +967,7 @@ export class MqttClient implements SubscriptionOwner {
     this.#flush();
   }
 
-  #deliver(packet: PublishPacket, numbers: number[]): void {
+  #deliver(packet: PublishPacket, numbers: readonly number[]): void {
     const packetId = packet.packetId;
     const targets = numbers.map((n) => this.#subscriptions.get(n)).filter((s) => s !== undefined);
     let waiting = targets.length;

@@ -145,8 +145,11 @@ export type ClientEvent =
   | {
     type: "message";
     packet: PublishPacket;
-    /** The local subscriptions the message is for (may be empty after an unsubscribe). */
-    subscriptions: number[];
+    /**
+     * The local subscriptions the message is for (may be empty after an unsubscribe). Read-only: messages
+     * to the same topic may share the array.
+     */
+    subscriptions: readonly number[];
   }
   | {
     type: "published";
@@ -215,6 +218,8 @@ interface WireSubscription {
 const DEFAULT_KEEP_ALIVE = 60;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 const MAX_SUBSCRIPTION_IDENTIFIER = 268_435_455;
+/** How many topics `#route` remembers its answer for before it starts over. */
+const ROUTE_CACHE_SIZE = 1024;
 
 /**
  * An MQTT client connection and session, sans-IO: commands and inputs take `now`; outputs are drained with
@@ -286,6 +291,12 @@ export class ClientMachine {
   #wire = new Map<string, WireSubscription>();
   /** The wire filters as a topic tree, so that matching a message does not scan every filter. */
   readonly #tree = new TopicTree<WireSubscription>();
+  /**
+   * `#route`'s answers by topic, for messages without subscription identifiers: a stream of messages to a
+   * few topics is routed without splitting and matching each one. Emptied whenever a wire subscription or
+   * its local subscriptions change, and when it reaches `ROUTE_CACHE_SIZE` topics.
+   */
+  readonly #routes = new Map<string, readonly number[]>();
   #local = new Map<number, Set<string>>();
   #identifiers = new Map<number, Set<string>>();
   #nextSubscription = 1;
@@ -401,6 +412,7 @@ export class ClientMachine {
           });
         } else {
           wire.subscriptions.add(subscription);
+          this.#routes.clear();
         }
       }
       this.#local.set(subscription, names);
@@ -586,6 +598,7 @@ export class ClientMachine {
       } else {
         wire.request = request;
         wire.subscriptions.add(subscription);
+        this.#routes.clear();
         this.#moveIdentifier(request.topicFilter, wire, identifier);
       }
       if (identifier !== undefined) {
@@ -616,6 +629,7 @@ export class ClientMachine {
       const wire = this.#wire.get(filter);
       if (wire === undefined) continue;
       wire.subscriptions.delete(subscription);
+      this.#routes.clear();
       if (wire.subscriptions.size === 0) {
         this.#deleteWire(filter);
         this.#forgetIdentifier(filter, wire.identifier);
@@ -1213,31 +1227,40 @@ export class ClientMachine {
   }
 
   /** Which local subscriptions a message is for: by subscription identifier when present, else by matching. */
-  #route(packet: PublishPacket): number[] {
-    const found = new Set<number>();
+  #route(packet: PublishPacket): readonly number[] {
     const identifiers = packet.properties?.subscriptionIdentifiers;
     if (identifiers !== undefined) {
+      const found = new Set<number>();
       for (const identifier of identifiers) {
         for (const filter of this.#identifiers.get(identifier) ?? []) {
           if (!topicMatches(filter, packet.topic)) continue;
           for (const s of this.#wire.get(filter)?.subscriptions ?? []) found.add(s);
         }
       }
-    } else {
-      this.#tree.match(packet.topic, (wire) => {
-        for (const s of wire.subscriptions) found.add(s);
-      });
+      return [...found];
     }
-    return [...found];
+    const topic = packet.topic;
+    const known = this.#routes.get(topic);
+    if (known !== undefined) return known;
+    const found = new Set<number>();
+    this.#tree.match(topic, (wire) => {
+      for (const s of wire.subscriptions) found.add(s);
+    });
+    const route = Object.freeze([...found]);
+    if (this.#routes.size >= ROUTE_CACHE_SIZE) this.#routes.clear();
+    this.#routes.set(topic, route);
+    return route;
   }
 
   /** Puts a filter on the wire, indexed for matching (a shared subscription by its inner filter). */
   #addWire(filter: string, wire: WireSubscription): void {
+    this.#routes.clear();
     this.#wire.set(filter, wire);
     this.#tree.add(parseSharedSubscription(filter)?.filter ?? filter, filter, wire);
   }
 
   #deleteWire(filter: string): void {
+    this.#routes.clear();
     this.#wire.delete(filter);
     this.#tree.remove(parseSharedSubscription(filter)?.filter ?? filter, filter);
   }

@@ -210,6 +210,33 @@ for (const version of [3, 4, 5] as const) {
     assert.deepEqual(message.subscriptions, [two.subscription]);
   });
 
+  test(`v${version}: messages to one topic follow every change of the subscriptions that match it`, () => {
+    const s = new FakeServer({ protocolVersion: version });
+    s.connect();
+    s.events();
+    const routeOf = () => {
+      s.send(incoming({ topic: "a/x" }));
+      const [event] = s.events();
+      assert.ok(event.type === "message");
+      return [...event.subscriptions].sort((x, y) => x - y);
+    };
+    const one = s.client.subscribe(s.now, [{ topicFilter: "a/x" }]);
+    assert.deepEqual(routeOf(), [one.subscription]);
+    assert.deepEqual(routeOf(), [one.subscription]);
+    // A second local subscription to the same filter (no new wire subscription), then a new wildcard filter.
+    const two = s.client.subscribe(s.now, [{ topicFilter: "a/x" }]);
+    assert.deepEqual(routeOf(), [one.subscription, two.subscription]);
+    const three = s.client.subscribe(s.now, [{ topicFilter: "a/#" }]);
+    assert.deepEqual(routeOf(), [one.subscription, two.subscription, three.subscription]);
+    // Leaving: one local subscription of a filter still wanted, then a whole wire subscription.
+    s.client.unsubscribe(s.now, one.subscription);
+    assert.deepEqual(routeOf(), [two.subscription, three.subscription]);
+    s.client.unsubscribe(s.now, three.subscription);
+    assert.deepEqual(routeOf(), [two.subscription]);
+    s.client.unsubscribe(s.now, two.subscription);
+    assert.deepEqual(routeOf(), []);
+  });
+
   test(`v${version}: a server DISCONNECT closes with its reason code`, () => {
     const s = new FakeServer({ protocolVersion: version });
     s.connect();
