@@ -6,10 +6,17 @@
  * ```
  *
  * @example Embed a broker
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect } from "@x/mqtt";
  * import { Broker } from "@x/mqtt/broker";
  * const broker = new Broker();
- * await broker.listen({ port: 1883 });
+ * const { hostname, port } = await broker.listen({ port: 0 }); // 127.0.0.1 and a free port
+ * assert.equal(hostname, "127.0.0.1");
+ * const client = await connect(`mqtt://${hostname}:${port}`);
+ * assert.equal(broker.connectionCount, 1);
+ * await client.close();
+ * await broker.close();
  * ```
  *
  * @module

@@ -6,11 +6,23 @@
  * deno run -A client.ts pub -t sensors/1 -m 21.5 -q 1
  * ```
  *
- * @example Connect and publish
- * ```ts ignore
+ * @example Publish a retained message, then read it back
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Broker } from "@x/mqtt/broker";
  * import { connect } from "@x/mqtt/client";
- * await using client = await connect("mqtt://localhost:1883");
- * await client.publish("sensors/1", "21.5", { qos: 1 });
+ * const broker = new Broker();
+ * const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await connect(`mqtt://127.0.0.1:${port}`);
+ * await client.publish("sensors/1", "21.5", { qos: 1, retain: true });
+ * const subscription = await client.subscribe("sensors/1");
+ * for await (const message of subscription) {
+ *   assert.equal(message.retain, true);
+ *   assert.equal(message.text(), "21.5");
+ *   break;
+ * }
+ * await client.close();
+ * await broker.close();
  * ```
  *
  * @module

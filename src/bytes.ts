@@ -11,9 +11,10 @@
  * @returns A new array holding all of them.
  *
  * @example Join two chunks
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { concat } from "./bytes.ts";
- * console.log(concat([Uint8Array.of(1), Uint8Array.of(2, 3)])); // Uint8Array(3) [1, 2, 3]
+ * assert.deepEqual(concat([Uint8Array.of(1), Uint8Array.of(2, 3)]), Uint8Array.of(1, 2, 3));
  * ```
  */
 export function concat(parts: readonly Uint8Array[]): Uint8Array {

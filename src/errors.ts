@@ -140,7 +140,20 @@ export function isReasonCode(value: number): value is ReasonCode {
   return Object.hasOwn(REASON_TEXT, value);
 }
 
-/** The return codes of an MQTT 3.1 / 3.1.1 CONNACK (§3.2.2.3), mapped to reason codes by the codec. */
+/**
+ * The return codes of an MQTT 3.1 / 3.1.1 CONNACK (§3.2.2.3), mapped to reason codes by the codec.
+ *
+ * @example The last byte of a 3.1.1 CONNACK
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ConnAckReturnCode, ReasonCode, reasonCodeFromReturnCode } from "@x/mqtt";
+ * import { encode } from "@x/mqtt/codec";
+ * const reasonCode = ReasonCode.BadUserNameOrPassword;
+ * const bytes = encode({ type: "connack", sessionPresent: false, reasonCode }, 4);
+ * assert.equal(bytes[3], ConnAckReturnCode.BadUserNameOrPassword); // 4 (MQTT 3.1.1 §3.2.2.3)
+ * assert.equal(reasonCodeFromReturnCode(ConnAckReturnCode.NotAuthorized), ReasonCode.NotAuthorized);
+ * ```
+ */
 export const ConnAckReturnCode = {
   Accepted: 0,
   UnacceptableProtocolVersion: 1,
@@ -214,7 +227,25 @@ export function returnCodeFromReasonCode(reasonCode: ReasonCode): ConnAckReturnC
   }
 }
 
-/** Where an {@linkcode MqttError} came from. */
+/**
+ * Where an {@linkcode MqttError} came from.
+ *
+ * @example A broker's refusal comes from the peer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect, MqttError, ReasonCode } from "@x/mqtt";
+ * import { Broker } from "@x/mqtt/broker";
+ * const broker = new Broker({ authenticate: () => ReasonCode.Banned });
+ * const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+ * await assert.rejects(
+ *   connect(`mqtt://127.0.0.1:${port}`),
+ *   (error) =>
+ *     error instanceof MqttError && error.source === "peer" && error.reasonCode === ReasonCode.Banned,
+ * );
+ * assert.equal(new MqttError(ReasonCode.ProtocolError).source, "local"); // the default
+ * await broker.close();
+ * ```
+ */
 export type MqttErrorSource = "peer" | "local" | "transport";
 
 /** Options of {@linkcode MqttError}. */

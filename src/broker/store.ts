@@ -97,11 +97,30 @@ export interface SqliteStoreOptions {
  * @param options Durability.
  * @returns The store.
  *
- * @example A broker that keeps its sessions and retained messages across restarts
- * ```ts ignore
+ * @example A retained message survives a restart of the broker
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect } from "@x/mqtt";
  * import { Broker, openSqliteStore } from "@x/mqtt/broker";
- * const broker = new Broker({ store: await openSqliteStore("broker.db") });
- * await broker.listen({ port: 1883 });
+ * const path = await Deno.makeTempFile({ suffix: ".db" });
+ * {
+ *   const broker = new Broker({ store: await openSqliteStore(path) });
+ *   const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+ *   const client = await connect(`mqtt://127.0.0.1:${port}`);
+ *   await client.publish("status", "up", { qos: 1, retain: true });
+ *   await client.close();
+ *   await broker.close();
+ * }
+ * const broker = new Broker({ store: await openSqliteStore(path) }); // the same file, after a restart
+ * const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await connect(`mqtt://127.0.0.1:${port}`);
+ * for await (const message of await client.subscribe("status")) {
+ *   assert.equal(message.text(), "up");
+ *   break;
+ * }
+ * await client.close();
+ * await broker.close();
+ * await Deno.remove(path);
  * ```
  */
 export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<BrokerStore> {

@@ -129,10 +129,11 @@ function unknownKeys(object: Record<string, unknown>, allowed: readonly string[]
  * @throws {Error} Naming the key that is wrong, as `Invalid configuration at "listeners[1].port": …`.
  *
  * @example Read a configuration
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { parseBrokerConfig } from "./broker_config.ts";
  * const config = parseBrokerConfig('{ "listeners": [{ "type": "ws", "port": 9001 }] }');
- * console.log(config.listeners[0]); // { type: "ws", host: "127.0.0.1", port: 9001, path: "/mqtt" }
+ * assert.deepEqual(config.listeners[0], { type: "ws", host: "127.0.0.1", port: 9001, path: "/mqtt" });
  * ```
  */
 export function parseBrokerConfig(json: string): BrokerConfig {

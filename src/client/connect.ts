@@ -91,11 +91,37 @@ export async function openTransport(
  * @throws {TypeError} When the URL is not an MQTT URL.
  *
  * @example Connect, publish, close
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connect } from "@x/mqtt";
- * const client = await connect("mqtt://localhost:1883", { clientId: "sensor-1" });
+ * import { Broker } from "@x/mqtt/broker";
+ * const broker = new Broker();
+ * const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await connect(`mqtt://127.0.0.1:${port}`, { clientId: "sensor-1" });
+ * assert.ok(broker.machine.hasSession("sensor-1"));
  * await client.publish("sensors/1/temperature", "21.5", { qos: 1 });
  * await client.close();
+ * await broker.close();
+ * ```
+ *
+ * @example Connect over an in-memory transport, without sockets
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect } from "@x/mqtt";
+ * import { Broker } from "@x/mqtt/broker";
+ * import { memoryPair } from "@x/mqtt/transport/memory";
+ * const broker = new Broker();
+ * const client = await connect({
+ *   clientId: "in-memory",
+ *   transport: () => {
+ *     const [clientSide, brokerSide] = memoryPair();
+ *     void broker.handle(brokerSide);
+ *     return Promise.resolve(clientSide);
+ *   },
+ * });
+ * assert.equal(broker.connectionCount, 1);
+ * await client.close();
+ * await broker.close();
  * ```
  */
 export async function connect(

@@ -149,7 +149,25 @@ export class MemorySessionStore implements SessionStore {
   }
 }
 
-/** Connection state changes reported to {@linkcode ClientOptions.onStateChange}. */
+/**
+ * Connection state changes reported to {@linkcode ClientOptions.onStateChange}.
+ *
+ * @example Watch a connection open and close
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect, type ConnectionEvent } from "@x/mqtt";
+ * import { Broker } from "@x/mqtt/broker";
+ * const broker = new Broker();
+ * const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+ * const events: ConnectionEvent["type"][] = [];
+ * const client = await connect(`mqtt://127.0.0.1:${port}`, {
+ *   onStateChange: (event) => events.push(event.type),
+ * });
+ * await client.close();
+ * assert.deepEqual(events, ["connected", "disconnected"]);
+ * await broker.close();
+ * ```
+ */
 export type ConnectionEvent =
   | { type: "connected"; sessionPresent: boolean; connack: ConnAckPacket }
   | { type: "reconnecting"; attempt: number; delayMs: number; error: MqttError }

@@ -26,15 +26,25 @@ export interface SubscriptionOwner {
  * dropped, oldest first, and counted in {@linkcode Subscription.dropped}.
  *
  * @example Read three messages, then leave
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { connect } from "@x/mqtt";
- * const client = await connect("mqtt://localhost");
- * await using subscription = await client.subscribe("sensors/#");
- * let n = 0;
- * for await (const message of subscription) {
- *   console.log(message.topic, message.text());
- *   if (++n === 3) break;
+ * import { Broker } from "@x/mqtt/broker";
+ * const broker = new Broker();
+ * const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+ * const client = await connect(`mqtt://127.0.0.1:${port}`);
+ * {
+ *   await using subscription = await client.subscribe("sensors/#"); // unsubscribes at the end of the block
+ *   for (const n of [1, 2, 3]) await client.publish(`sensors/${n}`, `${20 + n}`);
+ *   const seen: string[] = [];
+ *   for await (const message of subscription) {
+ *     seen.push(`${message.topic} ${message.text()}`);
+ *     if (seen.length === 3) break;
+ *   }
+ *   assert.deepEqual(seen, ["sensors/1 21", "sensors/2 22", "sensors/3 23"]);
  * }
+ * await client.close();
+ * await broker.close();
  * ```
  */
 export class Subscription implements AsyncIterable<Message> {

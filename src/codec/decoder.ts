@@ -9,7 +9,25 @@ import { decodePacket } from "./decode.ts";
 import type { Packet, ProtocolVersion } from "./packet.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 
-/** The largest packet MQTT can express: a 4-byte remaining length plus a 5-byte fixed header. */
+/**
+ * The largest packet MQTT can express: a 4-byte remaining length plus a 5-byte fixed header.
+ *
+ * @example The limit of a decoder left at its default
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { MAX_PACKET_SIZE, PacketDecoder } from "@x/mqtt/codec";
+ * assert.equal(MAX_PACKET_SIZE, 268_435_455 + 5);
+ * // A PUBLISH header announcing the longest remaining length: the decoder waits for the body.
+ * const header = new Uint8Array([0x30, 0xff, 0xff, 0xff, 0x7f]);
+ * const decoder = new PacketDecoder({ version: 5 });
+ * decoder.push(header);
+ * assert.equal(decoder.next(), undefined);
+ * // With a lower limit the same header is refused at once (0x95 Packet Too Large).
+ * const strict = new PacketDecoder({ version: 5, maximumPacketSize: 1024 });
+ * strict.push(header);
+ * assert.throws(() => strict.next(), { reasonCode: 0x95 });
+ * ```
+ */
 export const MAX_PACKET_SIZE: number = MAX_VARINT + 5;
 
 const EMPTY = new Uint8Array(0);

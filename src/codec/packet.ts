@@ -6,15 +6,53 @@
 
 import type { ReasonCode } from "../errors.ts";
 
-/** Quality of service: at most once (0), at least once (1), exactly once (2). */
+/**
+ * Quality of service: at most once (0), at least once (1), exactly once (2).
+ *
+ * @example Read the QoS bits of a PUBLISH fixed header
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode, type QoS } from "@x/mqtt/codec";
+ * const qos: QoS = 2;
+ * const bytes = encode({
+ *   type: "publish", topic: "a", payload: new Uint8Array(), qos, packetId: 1, retain: false, dup: false,
+ * }, 5);
+ * assert.equal((bytes[0] >> 1) & 0b11, qos); // bits 2-1 of the first byte (MQTT 5 §3.3.1.2)
+ * ```
+ */
 export type QoS = 0 | 1 | 2;
 
-/** The protocol levels on the wire: 3 is MQTT 3.1 (`MQIsdp`), 4 is MQTT 3.1.1, 5 is MQTT 5.0. */
+/**
+ * The protocol levels on the wire: 3 is MQTT 3.1 (`MQIsdp`), 4 is MQTT 3.1.1, 5 is MQTT 5.0.
+ *
+ * @example Find the protocol level in a CONNECT
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode, ProtocolVersion } from "@x/mqtt/codec";
+ * const version = ProtocolVersion.Mqtt311;
+ * const bytes = encode(
+ *   { type: "connect", protocolVersion: version, clientId: "a", cleanStart: true, keepAlive: 60 },
+ *   version,
+ * );
+ * // The fixed header (2 bytes) and the protocol name "MQTT" (2 + 4 bytes) come first (MQTT 5 §3.1.2.2).
+ * assert.equal(bytes[8], 4);
+ * ```
+ */
 export const ProtocolVersion = { Mqtt31: 3, Mqtt311: 4, Mqtt5: 5 } as const;
 /** A protocol level: 3 (MQTT 3.1), 4 (MQTT 3.1.1) or 5 (MQTT 5.0). */
 export type ProtocolVersion = (typeof ProtocolVersion)[keyof typeof ProtocolVersion];
 
-/** The control packet type numbers of the fixed header (MQTT 5 §2.1.2). */
+/**
+ * The control packet type numbers of the fixed header (MQTT 5 §2.1.2).
+ *
+ * @example Read the type of an encoded packet
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode, PacketType } from "@x/mqtt/codec";
+ * const bytes = encode({ type: "pingreq" }, 5);
+ * assert.equal(bytes[0] >> 4, PacketType.pingreq); // the high nibble of the first byte: 12
+ * ```
+ */
 export const PacketType = {
   connect: 1,
   connack: 2,
@@ -33,7 +71,24 @@ export const PacketType = {
   auth: 15,
 } as const;
 
-/** A user property: a name and a value, both UTF-8 strings. Names may repeat; order is kept. */
+/**
+ * A user property: a name and a value, both UTF-8 strings. Names may repeat; order is kept.
+ *
+ * @example Repeated names survive a round trip, in order
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode, PacketDecoder, type UserProperty } from "@x/mqtt/codec";
+ * const userProperties: UserProperty[] = [["unit", "celsius"], ["unit", "kelvin"]];
+ * const decoder = new PacketDecoder({ version: 5 });
+ * decoder.push(encode({
+ *   type: "publish", topic: "t", payload: new Uint8Array(), qos: 0, retain: false, dup: false,
+ *   properties: { userProperties },
+ * }, 5));
+ * const packet = decoder.next();
+ * assert(packet?.type === "publish");
+ * assert.deepEqual(packet.properties?.userProperties, userProperties);
+ * ```
+ */
 export type UserProperty = [name: string, value: string];
 
 /**
@@ -270,7 +325,27 @@ export type PubRelPacket = PublishAckPacket<"pubrel">;
 /** PUBCOMP (§3.7). */
 export type PubCompPacket = PublishAckPacket<"pubcomp">;
 
-/** Retain handling of an MQTT 5 subscription: 0 send retained messages, 1 only for a new subscription, 2 never. */
+/**
+ * Retain handling of an MQTT 5 subscription: 0 send retained messages, 1 only for a new subscription,
+ * 2 never.
+ *
+ * @example Find it in the subscription options byte of a SUBSCRIBE
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode, type RetainHandling } from "@x/mqtt/codec";
+ * const retainHandling: RetainHandling = 2;
+ * const bytes = encode({
+ *   type: "subscribe",
+ *   packetId: 1,
+ *   subscriptions: [
+ *     { topicFilter: "a/#", qos: 1, noLocal: false, retainAsPublished: false, retainHandling },
+ *   ],
+ * }, 5);
+ * // The options byte follows the fixed header (2), packet id (2), properties (1) and filter (2 + 3);
+ * // retain handling is its bits 5-4 (MQTT 5 §3.8.3.1).
+ * assert.equal(bytes[10] >> 4, retainHandling);
+ * ```
+ */
 export type RetainHandling = 0 | 1 | 2;
 
 /** One topic filter of a SUBSCRIBE with its options. */
@@ -385,5 +460,16 @@ export type Packet =
   | DisconnectPacket
   | AuthPacket;
 
-/** The `type` of any packet. */
+/**
+ * The `type` of any packet.
+ *
+ * @example From a packet's name to its number
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Packet, PacketType, type PacketTypeName } from "@x/mqtt/codec";
+ * const packet: Packet = { type: "pingresp" };
+ * const name: PacketTypeName = packet.type;
+ * assert.equal(PacketType[name], 13);
+ * ```
+ */
 export type PacketTypeName = Packet["type"];

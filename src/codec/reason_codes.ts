@@ -6,7 +6,17 @@
 
 import type { ReasonCode } from "../errors.ts";
 
-/** The packets that carry reason codes. */
+/**
+ * The packets that carry reason codes.
+ *
+ * @example Look up what a packet may carry
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { REASON_CODES_BY_PACKET, type ReasonCodePacket } from "@x/mqtt/codec";
+ * const packet: ReasonCodePacket = "pubrel";
+ * assert.deepEqual(REASON_CODES_BY_PACKET[packet], [0x00, 0x92]); // Success, Packet Identifier not found
+ * ```
+ */
 export type ReasonCodePacket =
   | "connack"
   | "puback"
@@ -95,7 +105,21 @@ export const REASON_CODES_BY_PACKET: Readonly<Record<ReasonCodePacket, readonly 
   auth: [0x00, 0x18, 0x19],
 };
 
-/** The SUBACK return codes of MQTT 3.1 and 3.1.1. */
+/**
+ * The SUBACK return codes of MQTT 3.1 and 3.1.1: granted QoS 0, 1 or 2, and 0x80 failure
+ * (MQTT 3.1.1 §3.9.3).
+ *
+ * @example A 3.1.1 SUBACK with an MQTT 5 code is malformed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ReasonCode } from "@x/mqtt";
+ * import { PacketDecoder, SUBACK_RETURN_CODES_V3 } from "@x/mqtt/codec";
+ * assert.deepEqual(SUBACK_RETURN_CODES_V3, [0x00, 0x01, 0x02, 0x80]);
+ * const decoder = new PacketDecoder({ version: 4 });
+ * decoder.push(new Uint8Array([0x90, 0x03, 0x00, 0x01, 0x87])); // packet id 1, return code 0x87
+ * assert.throws(() => decoder.next(), { reasonCode: ReasonCode.MalformedPacket });
+ * ```
+ */
 export const SUBACK_RETURN_CODES_V3: readonly ReasonCode[] = [0x00, 0x01, 0x02, 0x80];
 
 const SETS = new Map<ReasonCodePacket, ReadonlySet<number>>(

@@ -134,6 +134,23 @@ export interface SessionSnapshot extends SessionMeta {
 /**
  * One change to the persistent state, from {@linkcode BrokerMachine.pollChanges}; applied in order, the
  * changes keep a store equal to {@linkcode BrokerMachine.exportState}. Times are relative to the poll.
+ *
+ * @example A retained message set, then cleared
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { BrokerMachine } from "@x/mqtt/machine";
+ * const broker = new BrokerMachine({ journal: true });
+ * const publish = (now: number, payload: Uint8Array) =>
+ *   broker.route(now, undefined, {
+ *     type: "publish", topic: "status", payload, qos: 0, retain: true, dup: false,
+ *   });
+ * publish(0, new TextEncoder().encode("up"));
+ * const [set] = broker.pollChanges(0);
+ * assert(set.type === "retained" && set.message !== undefined);
+ * assert.equal(new TextDecoder().decode(set.message.payload), "up");
+ * publish(1, new Uint8Array()); // an empty retained payload clears the topic
+ * assert.deepEqual(broker.pollChanges(1), [{ type: "retained", topic: "status", message: undefined }]);
+ * ```
  */
 export type BrokerChange =
   /** A session was created or changed (not its deliveries): replace the stored one. */

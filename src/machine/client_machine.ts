@@ -37,10 +37,42 @@ import { Outbox } from "./_outbox.ts";
 import { PacketIdPool } from "./packet_ids.ts";
 import { TopicTree } from "./topic_tree.ts";
 
-/** Milliseconds on any monotonic clock the caller picks: the driver's clock in production, 0, 1, 2… in tests. */
+/**
+ * Milliseconds on any monotonic clock the caller picks: the driver's clock in production, 0, 1, 2… in
+ * tests.
+ *
+ * @example Deadlines come back on the caller's clock
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientMachine, type Millis } from "@x/mqtt/machine";
+ * const client = new ClientMachine({ clientId: "a", keepAlive: 10 });
+ * let now: Millis = 0;
+ * client.connect(now);
+ * client.pollTransmit(); // CONNECT
+ * now = 1;
+ * client.handleBytes(now, new Uint8Array([0x20, 0x03, 0x00, 0x00, 0x00])); // CONNACK: accepted
+ * assert.equal(client.pollTimeout(), 10_000); // PINGREQ due one keep-alive after the CONNECT was sent
+ * ```
+ */
 export type Millis = number;
 
-/** The connection state of a {@linkcode ClientMachine}. */
+/**
+ * The connection state of a {@linkcode ClientMachine}.
+ *
+ * @example From idle to closed
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { ClientMachine } from "@x/mqtt/machine";
+ * const client = new ClientMachine({ clientId: "a" });
+ * assert.equal(client.state, "idle");
+ * client.connect(0);
+ * assert.equal(client.state, "connecting");
+ * client.handleBytes(1, new Uint8Array([0x20, 0x03, 0x00, 0x00, 0x00])); // CONNACK: accepted
+ * assert.equal(client.state, "connected");
+ * client.disconnect(2);
+ * assert.equal(client.state, "closed");
+ * ```
+ */
 export type ClientState = "idle" | "connecting" | "connected" | "closed";
 
 /** Options of a {@linkcode ClientMachine}, fixed for its lifetime. */
@@ -139,7 +171,32 @@ export interface SubscribeResult {
   subscription: number;
 }
 
-/** What the machine reports; drain with {@linkcode ClientMachine.pollEvent} after every call. */
+/**
+ * What the machine reports; drain with {@linkcode ClientMachine.pollEvent} after every call.
+ *
+ * @example Subscribe, then receive a message
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { encode } from "@x/mqtt/codec";
+ * import { ClientMachine } from "@x/mqtt/machine";
+ * const client = new ClientMachine({ clientId: "a" });
+ * client.connect(0);
+ * client.handleBytes(1, encode({ type: "connack", sessionPresent: false, reasonCode: 0 }, 5));
+ * assert.equal(client.pollEvent()?.type, "connected");
+ * const { packetId, subscription } = client.subscribe(2, [{ topicFilter: "a/+" }]);
+ * client.handleBytes(3, encode({ type: "suback", packetId, reasonCodes: [0] }, 5));
+ * assert.deepEqual(client.pollEvent(), { type: "subscribed", packetId, reasonCodes: [0] });
+ * const payload = new Uint8Array([42]);
+ * client.handleBytes(4, encode({
+ *   type: "publish", topic: "a/b", payload, qos: 0, retain: false, dup: false,
+ * }, 5));
+ * const event = client.pollEvent();
+ * assert(event?.type === "message");
+ * assert.equal(event.packet.topic, "a/b");
+ * assert.deepEqual(event.subscriptions, [subscription]);
+ * assert.equal(client.pollEvent(), undefined); // drained
+ * ```
+ */
 export type ClientEvent =
   | { type: "connected"; sessionPresent: boolean; connack: ConnAckPacket }
   | {
@@ -237,7 +294,7 @@ const ROUTE_CACHE_SIZE = 1024;
  * client.connect(0);
  * const connect = client.pollTransmit(); // write these bytes to the socket
  * // …feed what the server answers: client.handleBytes(now, chunk), then drain pollEvent()
- * console.log(connect?.length, client.state); // 20 "connecting"
+ * console.log(connect?.length, client.state); // 23 "connecting"
  * ```
  */
 export class ClientMachine {

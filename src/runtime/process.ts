@@ -14,10 +14,12 @@ export type { RuntimeProcess } from "./process_types.ts";
  * @returns Arguments, standard streams, files, signals and exit.
  *
  * @example Print the arguments
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { runtimeProcess } from "./process.ts";
  * const proc = await runtimeProcess();
- * proc.stdout(proc.args().join(" ") + "\n");
+ * assert.ok(proc.args().every((arg) => typeof arg === "string"));
+ * proc.stdout(`arguments: ${proc.args().join(" ")}\n`);
  * ```
  */
 export async function runtimeProcess(): Promise<RuntimeProcess> {

@@ -16,12 +16,13 @@ export type { SqliteDatabase, SqliteValue } from "./sqlite_types.ts";
  * @returns The database.
  *
  * @example A table in memory
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
  * import { openSqlite } from "./sqlite.ts";
  * const db = await openSqlite(":memory:");
  * db.exec("CREATE TABLE t (k TEXT PRIMARY KEY, v BLOB)");
  * db.run("INSERT INTO t VALUES (?, ?)", "a", new Uint8Array([1, 2]));
- * console.log(db.all("SELECT * FROM t")); // [{ k: "a", v: Uint8Array(2) [1, 2] }]
+ * assert.deepEqual(db.all("SELECT * FROM t"), [{ k: "a", v: new Uint8Array([1, 2]) }]);
  * db.close();
  * ```
  */

@@ -15,11 +15,21 @@ export type { WebSocketListenOptions } from "./ws_types.ts";
  * @param options Address, port, path (default `/mqtt`) and TLS files for `wss://`.
  * @returns A listener of transports.
  *
- * @example Listen on a free port
- * ```ts ignore
+ * @example Listen on a free port and accept one client
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connectWebSocket } from "../transport/websocket.ts";
  * import { listenWebSocket } from "./ws_server.ts";
- * const listener = await listenWebSocket({ port: 0 });
- * console.log(`ws://127.0.0.1:${listener.port}/mqtt`);
+ * const listener = await listenWebSocket({ hostname: "127.0.0.1", port: 0 });
+ * const client = await connectWebSocket(`ws://127.0.0.1:${listener.port}/mqtt`);
+ * for await (const server of listener) {
+ *   await client.writable.getWriter().write(new Uint8Array([0xc0, 0x00])); // PINGREQ
+ *   const { value } = await server.readable.getReader().read();
+ *   assert.deepEqual(value, new Uint8Array([0xc0, 0x00]));
+ *   await server.close();
+ *   break;
+ * }
+ * await client.close();
  * await listener.close();
  * ```
  */

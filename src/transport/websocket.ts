@@ -81,13 +81,27 @@ const OPEN = 1;
  * @returns The transport.
  *
  * @example Serve MQTT over a WebSocket upgraded by Deno
- * ```ts ignore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect } from "@x/mqtt";
+ * import { Broker } from "@x/mqtt/broker";
  * import { fromWebSocket } from "@x/mqtt/transport/websocket";
- * Deno.serve((request) => {
+ * const broker = new Broker();
+ * const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
  *   const { socket, response } = Deno.upgradeWebSocket(request, { protocol: "mqtt" });
- *   socket.addEventListener("open", () => handle(fromWebSocket(socket)));
+ *   socket.addEventListener("open", () => void broker.handle(fromWebSocket(socket)), { once: true });
  *   return response;
  * });
+ * const client = await connect(`ws://127.0.0.1:${server.addr.port}/mqtt`);
+ * const subscription = await client.subscribe("chat/#");
+ * await client.publish("chat/1", "hi");
+ * for await (const message of subscription) {
+ *   assert.equal(message.text(), "hi");
+ *   break;
+ * }
+ * await client.close();
+ * await broker.close();
+ * await server.shutdown();
  * ```
  */
 export function fromWebSocket(ws: WebSocketLike, options: WebSocketOptions = {}): Transport {
