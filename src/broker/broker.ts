@@ -17,7 +17,7 @@ import { runtimeNet } from "../runtime/mod.ts";
 import { listenWebSocket } from "../runtime/ws_server.ts";
 import { type AclFile, canPublish, canSubscribe } from "./acl_file.ts";
 import { type PasswordEntry, verifyPassword } from "./password_file.ts";
-import type { Listener, Transport } from "../transport/transport.ts";
+import type { DirectTransport, Listener, Transport } from "../transport/transport.ts";
 import type { BrokerStore } from "./store.ts";
 
 /** Who is connecting, for the hooks. */
@@ -170,7 +170,10 @@ class Connection {
   readonly session: SessionMachine;
   readonly transport: Transport;
   readonly remote: string | undefined;
-  readonly writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** The transport's callbacks, when it has them; else its streams are used (`writer`, and `handle`'s reader). */
+  readonly direct: DirectTransport | undefined;
+  readonly writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** Settles once the last write that did not go out at once did. */
   writing: Promise<void> = Promise.resolve();
   /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
   traceIn: PacketDecoder | undefined;
@@ -192,7 +195,29 @@ class Connection {
     this.session = session;
     this.transport = transport;
     this.remote = remote;
-    this.writer = transport.writable.getWriter();
+    this.direct = transport.direct;
+    this.writer = this.direct === undefined ? transport.writable.getWriter() : undefined;
+  }
+
+  /**
+   * Writes in order.
+   *
+   * @returns `undefined` when the transport took the bytes at once, else when it did.
+   */
+  write(bytes: Uint8Array): Promise<void> | undefined {
+    if (this.writer !== undefined) return this.writer.write(bytes);
+    try {
+      return this.direct?.write(bytes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Half-closes once everything written went out. */
+  async end(): Promise<void> {
+    await this.writing.catch(() => {});
+    if (this.writer !== undefined) await this.writer.close().catch(() => {});
+    else this.direct?.end();
   }
 }
 
@@ -355,21 +380,40 @@ export class Broker {
     const connection = new Connection(session, transport, remote);
     this.#connections.set(session, connection);
     this.#flushAll(connection);
-    const reader = transport.readable.getReader();
+    const received = (bytes: Uint8Array) => {
+      this.#counters.bytesReceived += bytes.length;
+      if (this.#options.logPackets) this.#trace(connection, "in", bytes);
+      session.handleBytes(performance.now(), bytes);
+      this.#flushAll(connection);
+    };
     let cause: unknown;
-    try {
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        this.#counters.bytesReceived += value.length;
-        if (this.#options.logPackets) this.#trace(connection, "in", value);
-        session.handleBytes(performance.now(), value);
-        this.#flushAll(connection);
+    const direct = connection.direct;
+    if (direct !== undefined) {
+      cause = await new Promise<unknown>((resolve) => {
+        direct.start({
+          data: (chunk) => {
+            try {
+              received(chunk);
+            } catch (error) {
+              resolve(error);
+            }
+          },
+          end: resolve,
+        });
+      });
+    } else {
+      const reader = transport.readable.getReader();
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          received(value);
+        }
+      } catch (error) {
+        cause = error;
+      } finally {
+        reader.releaseLock();
       }
-    } catch (error) {
-      cause = error;
-    } finally {
-      reader.releaseLock();
     }
     if (!connection.closed) {
       session.handleClose(performance.now(), cause);
@@ -524,7 +568,6 @@ export class Broker {
     const session = connection.session;
     const highWater = this.#options.maxOutgoingBytes ?? 16 * 1024 * 1024;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
-      const writer = connection.writer;
       this.#counters.bytesSent += bytes.length;
       if (this.#options.logPackets) this.#trace(connection, "out", bytes);
       connection.pendingBytes += bytes.length;
@@ -536,9 +579,14 @@ export class Broker {
       if (connection.pendingBytes > highWater && !session.congested && !connection.closed) {
         this.#behind(connection);
       }
-      // The stream keeps writes in order: hand each over at once instead of after the previous one settled.
+      // The transport keeps writes in order: hand each over at once instead of after the previous one settled.
       const size = bytes.length;
-      connection.writing = writer.write(bytes).then(() => {
+      const written = connection.write(bytes);
+      if (written === undefined) {
+        connection.pendingBytes -= size;
+        continue;
+      }
+      connection.writing = written.then(() => {
         connection.pendingBytes -= size;
         if (session.congested && connection.pendingBytes <= highWater / 2 && !connection.closed) {
           clearTimeout(connection.slowTimer);
@@ -921,8 +969,7 @@ export class Broker {
 
   async #shut(connection: Connection): Promise<void> {
     this.#connections.delete(connection.session);
-    await connection.writing.catch(() => {});
-    await connection.writer.close().catch(() => {});
+    await connection.end();
     await connection.transport.close();
   }
 }

@@ -9,9 +9,9 @@
  * @module
  */
 
-import type { Listener, Transport } from "../../transport/transport.ts";
+import type { Listener, Transport, TransportSink } from "../../transport/transport.ts";
 import { raceAbort } from "../_abort.ts";
-import { hostPort, withRemoteAddress } from "../_address.ts";
+import { hostPort } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
@@ -86,13 +86,25 @@ function roots(): Promise<readonly string[]> {
   return rootCertificates;
 }
 
-/** One socket's streams, fed by the handler callbacks. */
+/**
+ * One socket, fed by the handler callbacks: as a pair of streams, created when first used, or through the
+ * transport's `direct` callbacks (the broker's way, which spares an idle connection its streams).
+ */
 class SocketState {
   readonly transport: Transport;
   readonly closed: Promise<void>;
   #socket: BunSocket;
-  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+  #controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  #sink: TransportSink | undefined;
+  /** What arrived before the readable or the sink existed. */
+  #early: Uint8Array[] | undefined;
+  /** A direct write waiting for `drain` and the ones queued behind it; undefined when none waits. */
+  #tail: Promise<void> | undefined;
   #readDone = false;
+  /** Whether the end of the reads reached the readable or the sink. */
+  #endDelivered = false;
   #writeDone = false;
   #isClosed = false;
   #closing = false;
@@ -103,9 +115,40 @@ class SocketState {
   constructor(socket: BunSocket) {
     this.#socket = socket;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    const readable = new ReadableStream<Uint8Array>({
+    // A plain object with getters (not spread: that would create the streams).
+    const readable = () => this.#readable ??= this.#makeReadable();
+    const writable = () => this.#writable ??= this.#makeWritable();
+    const transport: Transport & { remoteAddress?: string } = {
+      get readable() {
+        return readable();
+      },
+      get writable() {
+        return writable();
+      },
+      close: () => this.close(),
+      direct: {
+        start: (sink) => this.#start(sink),
+        write: (chunk) => this.#writeDirect(chunk),
+        end: () => {
+          if (this.#tail === undefined) this.#endWrites();
+          else this.#tail.then(() => this.#endWrites(), () => {});
+        },
+      },
+    };
+    const remoteAddress = hostPort(socket.remoteAddress, socket.remotePort);
+    if (remoteAddress !== undefined) transport.remoteAddress = remoteAddress;
+    this.transport = transport;
+  }
+
+  #makeReadable(): ReadableStream<Uint8Array> {
+    if (this.#sink !== undefined) throw new Error("Cannot read: the transport is used through `direct`");
+    return new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#controller = controller;
+        for (const chunk of this.#early ?? []) controller.enqueue(chunk);
+        this.#early = undefined;
+        if (this.#readDone) this.#deliverEnd();
+        else if ((controller.desiredSize ?? 0) <= 0) this.#socket.pause();
       },
       pull: () => {
         if (!this.#isClosed) this.#socket.resume();
@@ -115,26 +158,33 @@ class SocketState {
         this.close();
       },
     });
-    const writable = new WritableStream<Uint8Array>({
-      write: (chunk) => this.#write(chunk),
-      close: () => {
-        if (this.#isClosed || this.#writeDone) return;
-        this.#writeDone = true;
-        if (this.#readDone) this.close();
-        else this.#socket.shutdown();
-      },
+  }
+
+  #makeWritable(): WritableStream<Uint8Array> {
+    return new WritableStream<Uint8Array>({
+      write: (chunk) => this.#write(chunk, 0),
+      close: () => this.#endWrites(),
       abort: () => {
         this.#isClosed || this.#socket.terminate();
       },
     });
-    this.transport = withRemoteAddress(
-      { readable, writable, close: () => this.close() },
-      hostPort(socket.remoteAddress, socket.remotePort),
-    );
   }
 
-  async #write(chunk: Uint8Array): Promise<void> {
-    for (let offset = 0;;) {
+  #start(sink: TransportSink): void {
+    if (this.#sink !== undefined || this.#readable !== undefined) {
+      throw new Error("Cannot start: the transport's reads already have a consumer");
+    }
+    this.#sink = sink;
+    const early = this.#early;
+    this.#early = undefined;
+    for (const chunk of early ?? []) sink.data(chunk);
+    if (this.#readDone) this.#deliverEnd();
+    else if (early !== undefined && !this.#isClosed) this.#socket.resume();
+  }
+
+  /** Writes what the socket takes, then waits for `drain` for the rest, from `offset` on. */
+  async #write(chunk: Uint8Array, offset: number): Promise<void> {
+    for (;;) {
       if (this.#isClosed || this.#writeDone) throw this.#closedError();
       const written = this.#socket.write(offset === 0 ? chunk : chunk.subarray(offset));
       if (written < 0) throw this.#closedError();
@@ -144,6 +194,32 @@ class SocketState {
     }
     // Taken at once: settled at once, so that the chunks queued behind it follow in this turn. (Settling on the
     // next turn starved the stream under load: a broker's writes fell behind its reads.)
+  }
+
+  #writeDirect(chunk: Uint8Array): Promise<void> | undefined {
+    if (this.#tail !== undefined) {
+      // Behind a write waiting for `drain`: in order, after it.
+      const next: Promise<void> = this.#tail.then(() => this.#write(chunk, 0));
+      this.#tail = next;
+      next.then(() => this.#tail === next && (this.#tail = undefined), () => {});
+      return next;
+    }
+    if (this.#isClosed || this.#writeDone) throw this.#closedError();
+    const written = this.#socket.write(chunk);
+    if (written < 0) throw this.#closedError();
+    if (written >= chunk.byteLength) return undefined;
+    const rest: Promise<void> = this.#write(chunk, written);
+    this.#tail = rest;
+    rest.then(() => this.#tail === rest && (this.#tail = undefined), () => {});
+    return rest;
+  }
+
+  /** FIN after what was written (the reads go on), or the whole close when the reads are done too. */
+  #endWrites(): void {
+    if (this.#isClosed || this.#writeDone) return;
+    this.#writeDone = true;
+    if (this.#readDone) this.close();
+    else this.#socket.shutdown();
   }
 
   #closedError(): Error {
@@ -161,8 +237,20 @@ class SocketState {
 
   onData(data: Uint8Array): void {
     if (this.#readDone) return;
-    this.#controller.enqueue(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    if ((this.#controller.desiredSize ?? 0) <= 0) this.#socket.pause();
+    const chunk = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (this.#sink !== undefined) {
+      this.#sink.data(chunk);
+      return;
+    }
+    const controller = this.#controller;
+    if (controller === undefined) {
+      // Nobody reads yet: keep it, and read no more until somebody does.
+      (this.#early ??= []).push(chunk);
+      this.#socket.pause();
+      return;
+    }
+    controller.enqueue(chunk);
+    if ((controller.desiredSize ?? 0) <= 0) this.#socket.pause();
   }
 
   onDrain(): void {
@@ -193,8 +281,20 @@ class SocketState {
   #endReadable(): void {
     if (this.#readDone) return;
     this.#readDone = true;
-    if (this.#error !== undefined) this.#controller.error(this.#error);
-    else this.#controller.close();
+    this.#deliverEnd();
+  }
+
+  /** Passes the end of the reads to whoever consumes them, once there is one. */
+  #deliverEnd(): void {
+    if (this.#endDelivered) return;
+    if (this.#sink !== undefined) {
+      this.#endDelivered = true;
+      this.#sink.end(this.#error);
+    } else if (this.#controller !== undefined) {
+      this.#endDelivered = true;
+      if (this.#error !== undefined) this.#controller.error(this.#error);
+      else this.#controller.close();
+    }
   }
 }
 

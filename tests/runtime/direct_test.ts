@@ -1,0 +1,140 @@
+/**
+ * `Transport.direct`, the callback path the broker uses instead of a pair of streams per connection, over
+ * real sockets on 127.0.0.1: Bun's accepted transports have it; the other runtimes' have only streams (and
+ * the broker's tests cover that path there).
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { runtimeNet } from "../../src/runtime/mod.ts";
+import type { DirectTransport, Transport } from "../../src/transport/transport.ts";
+import { within } from "../_helpers.ts";
+
+const net = await runtimeNet();
+const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
+const host = "127.0.0.1";
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function pattern(length: number, seed = 0): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed) & 0xff;
+  return bytes;
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+async function readAll(readable: ReadableStream<Uint8Array>, pauseMs = 0): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const reader = readable.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    chunks.push(r.value);
+    if (pauseMs > 0 && chunks.length % 8 === 0) await sleep(pauseMs);
+  }
+  return concat(chunks);
+}
+
+/** A connected pair: the client's transport and the listener's side of it. */
+async function pair(): Promise<{ client: Transport; server: Transport; close(): Promise<void> }> {
+  const listener = await net.listenTcp({ hostname: host, port: 0 });
+  const accepted = (async () => {
+    for await (const transport of listener) return transport;
+    throw new Error("the listener closed");
+  })();
+  const client = await net.connectTcp({ hostname: host, port: listener.port });
+  const server = await within(accepted, 5000, "accepting");
+  return {
+    client,
+    server,
+    async close() {
+      await Promise.all([client.close(), server.close()]);
+      await listener.close();
+    },
+  };
+}
+
+/** The server side's direct interface, asserting which runtimes offer one. */
+function directOf(server: Transport): DirectTransport | undefined {
+  if (runtime === "bun") assert.ok(server.direct !== undefined, "Bun's accepted transports have `direct`");
+  else assert.equal(server.direct, undefined, `${runtime}'s transports have only streams`);
+  return server.direct;
+}
+
+test("direct: bytes that arrived before start() come first and in order, then the end; replies go out", async () => {
+  const { client, server, close } = await pair();
+  try {
+    const direct = directOf(server);
+    if (direct === undefined) return;
+    const sent = pattern(300_000, 7);
+    const writer = client.writable.getWriter();
+    await writer.write(sent);
+    await writer.close(); // FIN: the client keeps reading
+    await sleep(100); // everything arrives before anybody reads
+    const chunks: Uint8Array[] = [];
+    const ended = new Promise<unknown>((resolve) => {
+      direct.start({ data: (chunk) => chunks.push(chunk), end: resolve });
+    });
+    assert.equal(await within(ended, 5000, "the end"), undefined);
+    assert.deepEqual(concat(chunks), sent);
+    assert.throws(() => direct.start({ data: () => {}, end: () => {} }), /already have a consumer/);
+    // Half-closed by the peer, the server still answers, then ends its side.
+    const reply = pattern(50_000, 3);
+    await direct.write(reply);
+    direct.end();
+    assert.deepEqual(await within(readAll(client.readable), 5000, "the reply"), reply);
+  } finally {
+    await close();
+  }
+});
+
+test("direct: writes the socket cannot take at once wait for drain and stay in order", async () => {
+  const { client, server, close } = await pair();
+  try {
+    const direct = directOf(server);
+    if (direct === undefined) return;
+    let end: unknown = "not yet";
+    direct.start({ data: () => {}, end: (error) => end = error });
+    const parts = Array.from({ length: 8 }, (_, i) => pattern(1 << 20, i));
+    // All handed over at once, as the broker does; a slow reader makes the socket push back.
+    const results = parts.map((part) => direct.write(part));
+    assert.ok(results.some((r) => r !== undefined), "some write had to wait for drain");
+    direct.end();
+    const received = await within(readAll(client.readable, 2), 20_000, "reading 8 MiB");
+    assert.deepEqual(received, concat(parts));
+    await Promise.all(results);
+    await client.close();
+    await within(Promise.resolve(server.close()), 5000, "closing");
+    assert.equal(end, undefined);
+    // After the close, a write fails instead of vanishing.
+    assert.throws(() => direct.write(new Uint8Array([1])), /closed/);
+  } finally {
+    await close();
+  }
+});
+
+test("direct: a transport read through direct refuses its readable, and one read as a stream refuses direct", async () => {
+  const { server, close } = await pair();
+  const second = await pair();
+  try {
+    const direct = directOf(server);
+    if (direct === undefined) return;
+    direct.start({ data: () => {}, end: () => {} });
+    assert.throws(() => server.readable, /direct/);
+    const reader = second.server.readable.getReader();
+    assert.throws(() => second.server.direct?.start({ data: () => {}, end: () => {} }), /consumer/);
+    reader.releaseLock();
+  } finally {
+    await close();
+    await second.close();
+  }
+});
