@@ -17,7 +17,7 @@ import { runtimeNet } from "../runtime/mod.ts";
 import { listenWebSocket } from "../runtime/ws_server.ts";
 import { type AclFile, canPublish, canSubscribe } from "./acl_file.ts";
 import { type PasswordEntry, verifyPassword } from "./password_file.ts";
-import type { DirectTransport, Listener, Transport } from "../transport/transport.ts";
+import type { DirectTransport, Listener, Transport, TransportSink } from "../transport/transport.ts";
 import type { BrokerStore } from "./store.ts";
 
 /** Who is connecting, for the hooks. */
@@ -165,16 +165,36 @@ function decisionCode(decision: Decision, fallback: ReasonCode): ReasonCode {
   return decision;
 }
 
-/** One network connection. */
-class Connection {
+/** What a connection's transport reads goes to, shared by all connections of a broker. */
+interface ConnectionHost {
+  received(connection: Connection, bytes: Uint8Array): void;
+  ended(connection: Connection, cause: unknown): void;
+}
+
+/** Open connections of one listener, for its `maxConnections`. */
+interface ListenerCount {
+  open: number;
+}
+
+/**
+ * One network connection. It is its transport's sink on the callback path, with methods rather than
+ * closures, so that an idle connection holds little more than its fields.
+ */
+class Connection implements TransportSink {
   readonly session: SessionMachine;
   readonly transport: Transport;
   readonly remote: string | undefined;
   /** The transport's callbacks, when it has them; else its streams are used (`writer`, and `handle`'s reader). */
   readonly direct: DirectTransport | undefined;
   readonly writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
-  /** Settles once the last write that did not go out at once did. */
-  writing: Promise<void> = Promise.resolve();
+  /** Settles once the last write that did not go out at once did; undefined while none did. */
+  writing: Promise<void> | undefined;
+  /** The listener whose count of open connections this one is in. */
+  listener: ListenerCount | undefined;
+  readonly #host: ConnectionHost;
+  #readsEnded = false;
+  /** Made when somebody waits for the end of the reads (`Broker.handle`). */
+  #done: { promise: Promise<void>; resolve(): void } | undefined;
   /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
   traceIn: PacketDecoder | undefined;
   traceOut: PacketDecoder | undefined;
@@ -191,7 +211,13 @@ class Connection {
   authenticating: ClientInfo | undefined;
   closed = false;
 
-  constructor(session: SessionMachine, transport: Transport, remote: string | undefined) {
+  constructor(
+    host: ConnectionHost,
+    session: SessionMachine,
+    transport: Transport,
+    remote: string | undefined,
+  ) {
+    this.#host = host;
     this.session = session;
     this.transport = transport;
     this.remote = remote;
@@ -214,10 +240,47 @@ class Connection {
   }
 
   /** Half-closes once everything written went out. */
-  async end(): Promise<void> {
-    await this.writing.catch(() => {});
+  async finish(): Promise<void> {
+    await this.writing?.catch(() => {});
     if (this.writer !== undefined) await this.writer.close().catch(() => {});
     else this.direct?.end();
+  }
+
+  /**
+   * Bytes from the transport's callbacks.
+   *
+   * @param chunk What was read.
+   */
+  data(chunk: Uint8Array): void {
+    if (this.#readsEnded) return;
+    try {
+      this.#host.received(this, chunk);
+    } catch (error) {
+      this.end(error);
+    }
+  }
+
+  /**
+   * The end of the reads, from the callbacks or the stream loop; once.
+   *
+   * @param error Why, when it failed.
+   */
+  end(error?: unknown): void {
+    if (this.#readsEnded) return;
+    this.#readsEnded = true;
+    this.#host.ended(this, error);
+    this.#done?.resolve();
+  }
+
+  /** Resolves once the reads ended. */
+  done(): Promise<void> {
+    if (this.#readsEnded) return Promise.resolve();
+    if (this.#done === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => resolve = r);
+      this.#done = { promise, resolve };
+    }
+    return this.#done.promise;
   }
 }
 
@@ -328,10 +391,10 @@ export class Broker {
     }
     this.#listeners.add(listener);
     const limit = options.maxConnections ?? Infinity;
-    let open = 0;
+    const count: ListenerCount = { open: 0 };
     (async () => {
       for await (const transport of listener) {
-        if (open >= limit) {
+        if (count.open >= limit) {
           this.#log(
             "warn",
             `Refused a connection on port ${listener.port}: its ${limit} connections are open`,
@@ -339,8 +402,9 @@ export class Broker {
           void Promise.resolve(transport.close()).catch(() => {});
           continue;
         }
-        open++;
-        void this.handle(transport, transport.remoteAddress).finally(() => open--);
+        if (this.#accept(transport, transport.remoteAddress, count) === undefined) {
+          void Promise.resolve(transport.close()).catch(() => {});
+        }
       }
     })().catch((error) =>
       this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
@@ -364,61 +428,72 @@ export class Broker {
    * @returns Resolves when the connection is over.
    */
   async handle(transport: Transport, remote?: string): Promise<void> {
-    if (this.#closing) {
-      await transport.close();
-      return;
-    }
+    const connection = this.#accept(transport, remote, undefined);
+    if (connection === undefined) await transport.close();
+    else await connection.done();
+  }
+
+  /** Starts serving a connection; undefined when it is refused (closing, or too many open). */
+  #accept(transport: Transport, remote: string | undefined, listener: ListenerCount | undefined) {
+    if (this.#closing) return undefined;
     if (this.#connections.size >= (this.#options.maxConnections ?? 10_000)) {
       this.#log(
         "warn",
         `Refused a connection${remote ? ` from ${remote}` : ""}: ${this.#connections.size} are open`,
       );
-      await transport.close();
-      return;
+      return undefined;
     }
     const session = new SessionMachine(performance.now(), this.#options);
-    const connection = new Connection(session, transport, remote);
+    const connection = new Connection(this.#host, session, transport, remote);
+    if (listener !== undefined) {
+      connection.listener = listener;
+      listener.open++;
+    }
     this.#connections.set(session, connection);
     this.#flushAll(connection);
-    const received = (bytes: Uint8Array) => {
-      this.#counters.bytesReceived += bytes.length;
-      if (this.#options.logPackets) this.#trace(connection, "in", bytes);
-      session.handleBytes(performance.now(), bytes);
-      this.#flushAll(connection);
-    };
+    // The callbacks when the transport has them (no stream, no promise per idle connection), else the stream.
+    if (connection.direct !== undefined) connection.direct.start(connection);
+    else void this.#readStream(connection);
+    return connection;
+  }
+
+  async #readStream(connection: Connection): Promise<void> {
+    const reader = connection.transport.readable.getReader();
     let cause: unknown;
-    const direct = connection.direct;
-    if (direct !== undefined) {
-      cause = await new Promise<unknown>((resolve) => {
-        direct.start({
-          data: (chunk) => {
-            try {
-              received(chunk);
-            } catch (error) {
-              resolve(error);
-            }
-          },
-          end: resolve,
-        });
-      });
-    } else {
-      const reader = transport.readable.getReader();
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          received(value);
-        }
-      } catch (error) {
-        cause = error;
-      } finally {
-        reader.releaseLock();
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        this.#received(connection, value);
       }
+    } catch (error) {
+      cause = error;
+    } finally {
+      reader.releaseLock();
     }
-    if (!connection.closed) {
-      session.handleClose(performance.now(), cause);
-      this.#flushAll(connection);
-    }
+    connection.end(cause);
+  }
+
+  /** Shared by every connection (see {@linkcode Connection}). */
+  readonly #host: ConnectionHost = {
+    received: (connection, bytes) => this.#received(connection, bytes),
+    ended: (connection, cause) => {
+      if (connection.listener !== undefined) {
+        connection.listener.open--;
+        connection.listener = undefined;
+      }
+      if (!connection.closed) {
+        connection.session.handleClose(performance.now(), cause);
+        this.#flushAll(connection);
+      }
+    },
+  };
+
+  #received(connection: Connection, bytes: Uint8Array): void {
+    this.#counters.bytesReceived += bytes.length;
+    if (this.#options.logPackets) this.#trace(connection, "in", bytes);
+    connection.session.handleBytes(performance.now(), bytes);
+    this.#flushAll(connection);
   }
 
   /**
@@ -969,7 +1044,7 @@ export class Broker {
 
   async #shut(connection: Connection): Promise<void> {
     this.#connections.delete(connection.session);
-    await connection.end();
+    await connection.finish();
     await connection.transport.close();
   }
 }

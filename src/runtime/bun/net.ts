@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Listener, Transport, TransportSink } from "../../transport/transport.ts";
+import type { DirectTransport, Listener, Transport, TransportSink } from "../../transport/transport.ts";
 import { raceAbort } from "../_abort.ts";
 import { hostPort } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
@@ -90,9 +90,8 @@ function roots(): Promise<readonly string[]> {
  * One socket, fed by the handler callbacks: as a pair of streams, created when first used, or through the
  * transport's `direct` callbacks (the broker's way, which spares an idle connection its streams).
  */
-class SocketState {
-  readonly transport: Transport;
-  readonly closed: Promise<void>;
+class SocketState implements Transport, DirectTransport {
+  readonly remoteAddress?: string;
   #socket: BunSocket;
   #readable: ReadableStream<Uint8Array> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
@@ -110,34 +109,60 @@ class SocketState {
   #closing = false;
   #error: Error | undefined;
   #drain: { resolve(): void; reject(error: Error): void } | undefined;
-  #resolveClosed!: () => void;
+  /** What `close()` returns, made when first asked for (an idle connection holds no promise). */
+  #closed: Promise<void> | undefined;
+  #resolveClosed: (() => void) | undefined;
 
+  // Methods and getters only, no closures: ten thousand idle connections each hold just their fields.
   constructor(socket: BunSocket) {
     this.#socket = socket;
-    this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    // A plain object with getters (not spread: that would create the streams).
-    const readable = () => this.#readable ??= this.#makeReadable();
-    const writable = () => this.#writable ??= this.#makeWritable();
-    const transport: Transport & { remoteAddress?: string } = {
-      get readable() {
-        return readable();
-      },
-      get writable() {
-        return writable();
-      },
-      close: () => this.close(),
-      direct: {
-        start: (sink) => this.#start(sink),
-        write: (chunk) => this.#writeDirect(chunk),
-        end: () => {
-          if (this.#tail === undefined) this.#endWrites();
-          else this.#tail.then(() => this.#endWrites(), () => {});
-        },
-      },
-    };
     const remoteAddress = hostPort(socket.remoteAddress, socket.remotePort);
-    if (remoteAddress !== undefined) transport.remoteAddress = remoteAddress;
-    this.transport = transport;
+    if (remoteAddress !== undefined) this.remoteAddress = remoteAddress;
+  }
+
+  /** The transport of this socket: the state itself. */
+  get transport(): Transport {
+    return this;
+  }
+
+  /** Bytes from the peer, as a stream made on first use. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= this.#makeReadable();
+  }
+
+  /** Bytes to the peer, as a stream made on first use. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= this.#makeWritable();
+  }
+
+  /** The callbacks interface: the state itself. */
+  get direct(): DirectTransport {
+    return this;
+  }
+
+  /**
+   * Delivers what is read to `sink`.
+   *
+   * @param sink Receives the chunks, then the end.
+   */
+  start(sink: TransportSink): void {
+    this.#start(sink);
+  }
+
+  /**
+   * Writes a chunk after the ones before it.
+   *
+   * @param chunk The bytes.
+   * @returns `undefined` when the socket took it at once, else when it did.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined {
+    return this.#writeDirect(chunk);
+  }
+
+  /** Half-closes once everything written went out. */
+  end(): void {
+    if (this.#tail === undefined) this.#endWrites();
+    else this.#tail.then(() => this.#endWrites(), () => {});
   }
 
   #makeReadable(): ReadableStream<Uint8Array> {
@@ -232,7 +257,9 @@ class SocketState {
       this.#closing = true;
       this.#socket.end();
     }
-    return this.closed;
+    return this.#closed ??= this.#isClosed
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => this.#resolveClosed = resolve);
   }
 
   onData(data: Uint8Array): void {
@@ -275,7 +302,7 @@ class SocketState {
     const drain = this.#drain;
     this.#drain = undefined;
     drain?.reject(this.#closedError());
-    this.#resolveClosed();
+    this.#resolveClosed?.();
   }
 
   #endReadable(): void {
