@@ -194,7 +194,12 @@ export class PacketDecoder {
     const chunk = this.#chunk;
     const start = this.#position;
     const available = chunk.length - start;
-    if (available === 0) return this.#needMore();
+    if (available === 0) {
+      // All read: let go of the chunk, so that an idle connection does not keep its last read alive.
+      this.#chunk = EMPTY;
+      this.#position = 0;
+      return this.#needMore();
+    }
     const first = chunk[start];
     const type = first >> 4;
     if (type === 0) malformed("Cannot read packet type 0: it is reserved");

@@ -210,7 +210,8 @@ export class SessionMachine {
   /** The first bytes received, to learn the protocol level of a CONNECT that fails to decode. */
   #head: Uint8Array | undefined;
   /** Packets that arrived after CONNECT, before `accept`. */
-  #held: Packet[] = [];
+  /** Packets that came before the CONNECT was accepted, made when the first one does. */
+  #held: Packet[] | undefined;
 
   #session: SessionState = new SessionState("");
   /** Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier. */
@@ -489,7 +490,8 @@ export class SessionMachine {
     }
     this.#pump(now);
     const held = this.#held;
-    this.#held = [];
+    this.#held = undefined;
+    if (held === undefined) return;
     for (const packet of held) {
       if (this.#isClosed()) return;
       this.#handlePacket(now, packet);
@@ -689,8 +691,8 @@ export class SessionMachine {
         this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), false);
       } else if (packet.type === "disconnect") {
         this.#close(undefined);
-      } else if (this.#held.length < MAX_HELD) {
-        this.#held.push(packet);
+      } else if ((this.#held?.length ?? 0) < MAX_HELD) {
+        (this.#held ??= []).push(packet);
       } else {
         // A client that floods before it is accepted is refused rather than buffered without bound.
         this.#fail(
@@ -1156,7 +1158,7 @@ export class SessionMachine {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#deadline = undefined;
-    this.#held = [];
+    this.#held = undefined;
     this.#awaitingAck.clear();
     this.#awaitingQoS2 = 0;
     this.#events.push(error === undefined ? { type: "closed" } : { type: "closed", error });
