@@ -121,9 +121,18 @@ try {
     ]);
     assert.match(String(result.agent), /Chrome/);
   } finally {
-    browser?.kill("SIGKILL");
+    if (browser !== undefined && browser.exitCode === null && browser.signalCode === null) {
+      const exited = new Promise((resolve) => browser?.once("exit", resolve));
+      browser.kill("SIGKILL");
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    }
     server.close();
     await broker.close();
-    rmSync(dir, { recursive: true, force: true });
+    // Chromium's helper processes may still be writing to the profile for a moment after the main one died.
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 20, retryDelay: 100 });
+    } catch (error) {
+      console.warn(`could not remove ${dir}: ${(error as Error).message}`);
+    }
   }
 });
