@@ -2,6 +2,8 @@
  * Small helpers shared by the tests.
  */
 
+import assert from "node:assert/strict";
+import { concat } from "../src/bytes.ts";
 import type { Message } from "../src/client/message.ts";
 import type { Subscription } from "../src/client/subscription.ts";
 
@@ -33,4 +35,32 @@ export function take(subscription: Subscription, count: number, ms = 5000): Prom
     ms,
     `waiting for ${count} messages`,
   );
+}
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Deterministic bytes: `length` bytes starting at `seed`. */
+export function pattern(length: number, seed = 0): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed) & 0xff;
+  return bytes;
+}
+
+/** Reads until done; `pauseEvery` chunks, sleeps `pauseMs` (a slow reader). */
+export async function readAll(
+  readable: ReadableStream<Uint8Array>,
+  slow?: { pauseEvery: number; pauseMs: number },
+): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const reader = readable.getReader();
+  for (let r = await reader.read(); !r.done; r = await reader.read()) {
+    // Chunks are plain Uint8Array, never Buffer.
+    assert.equal(Object.getPrototypeOf(r.value), Uint8Array.prototype);
+    chunks.push(r.value);
+    if (slow !== undefined && chunks.length % slow.pauseEvery === 0) await sleep(slow.pauseMs);
+  }
+  return concat(chunks);
 }

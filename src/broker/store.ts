@@ -101,8 +101,12 @@ export interface SqliteStoreOptions {
  * ```ts
  * import assert from "node:assert/strict";
  * import { connect } from "@x/mqtt";
+ * import { mkdtemp, rm } from "node:fs/promises";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
  * import { Broker, openSqliteStore } from "@x/mqtt/broker";
- * const path = await Deno.makeTempFile({ suffix: ".db" });
+ * const dir = await mkdtemp(join(tmpdir(), "x-mqtt-"));
+ * const path = join(dir, "broker.db");
  * {
  *   const broker = new Broker({ store: await openSqliteStore(path) });
  *   const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
@@ -120,7 +124,7 @@ export interface SqliteStoreOptions {
  * }
  * await client.close();
  * await broker.close();
- * await Deno.remove(path);
+ * await rm(dir, { recursive: true });
  * ```
  */
 export async function openSqliteStore(path: string, options: SqliteStoreOptions = {}): Promise<BrokerStore> {

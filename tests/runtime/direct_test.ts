@@ -8,41 +8,12 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { runtimeNet } from "../../src/runtime/mod.ts";
 import type { DirectTransport, Transport } from "../../src/transport/transport.ts";
-import { within } from "../_helpers.ts";
+import { concat } from "../../src/bytes.ts";
+import { pattern, readAll, sleep, within } from "../_helpers.ts";
 
 const net = await runtimeNet();
 const runtime = "Deno" in globalThis ? "deno" : "Bun" in globalThis ? "bun" : "node";
 const host = "127.0.0.1";
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function pattern(length: number, seed = 0): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed) & 0xff;
-  return bytes;
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
-
-async function readAll(readable: ReadableStream<Uint8Array>, pauseMs = 0): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const reader = readable.getReader();
-  for (let r = await reader.read(); !r.done; r = await reader.read()) {
-    chunks.push(r.value);
-    if (pauseMs > 0 && chunks.length % 8 === 0) await sleep(pauseMs);
-  }
-  return concat(chunks);
-}
 
 /** A connected pair: the client's transport and the listener's side of it. */
 async function pair(): Promise<{ client: Transport; server: Transport; close(): Promise<void> }> {
@@ -109,7 +80,11 @@ test("direct: writes the socket cannot take at once wait for drain and stay in o
     const results = parts.map((part) => direct.write(part));
     assert.ok(results.some((r) => r !== undefined), "some write had to wait for drain");
     direct.end();
-    const received = await within(readAll(client.readable, 2), 20_000, "reading 8 MiB");
+    const received = await within(
+      readAll(client.readable, { pauseEvery: 8, pauseMs: 2 }),
+      20_000,
+      "reading 8 MiB",
+    );
     assert.deepEqual(received, concat(parts));
     await Promise.all(results);
     await client.close();

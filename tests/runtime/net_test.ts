@@ -9,7 +9,8 @@ import { readFileSync } from "node:fs";
 import * as tls from "node:tls";
 import { runtimeNet } from "../../src/runtime/mod.ts";
 import type { Listener, Transport } from "../../src/transport/transport.ts";
-import { within } from "../_helpers.ts";
+import { pattern, readAll, sleep, within } from "../_helpers.ts";
+import { concat } from "../../src/bytes.ts";
 import { Broker } from "../../src/broker/broker.ts";
 import { connect } from "../../src/client/connect.ts";
 
@@ -24,43 +25,6 @@ const ca = pem("ca.pem");
 const otherCa = pem("other_ca.pem");
 const cert = pem("server.pem");
 const key = pem("server.key");
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/** Deterministic bytes: `length` bytes starting at `seed`. */
-function pattern(length: number, seed = 0): Uint8Array {
-  const bytes = new Uint8Array(length);
-  for (let i = 0; i < length; i++) bytes[i] = (i * 31 + seed) & 0xff;
-  return bytes;
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
-
-/** Reads until done; `pauseEvery` chunks, sleeps `pauseMs` (a slow reader). */
-async function readAll(
-  readable: ReadableStream<Uint8Array>,
-  slow?: { pauseEvery: number; pauseMs: number },
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  const reader = readable.getReader();
-  for (let r = await reader.read(); !r.done; r = await reader.read()) {
-    // Chunks are plain Uint8Array, never Buffer.
-    assert.equal(Object.getPrototypeOf(r.value), Uint8Array.prototype);
-    chunks.push(r.value);
-    if (slow !== undefined && chunks.length % slow.pauseEvery === 0) await sleep(slow.pauseMs);
-  }
-  return concat(chunks);
-}
 
 /** Accepts every connection of `listener`, keeps them for cleanup, and hands each to `serve`. */
 function serveAll(listener: Listener, serve: (transport: Transport) => Promise<void>): () => Promise<void> {

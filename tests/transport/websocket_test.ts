@@ -11,6 +11,7 @@ import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import { connectWebSocket, fromWebSocket } from "../../src/transport/websocket.ts";
 import type { Transport } from "../../src/transport/transport.ts";
 import { within } from "../_helpers.ts";
+import { concat } from "../../src/bytes.ts";
 
 interface Server {
   url: string;
@@ -48,16 +49,6 @@ const selectMqtt = (protocols: Set<string>) => protocols.has("mqtt") ? "mqtt" : 
 
 function echo(socket: WsSocket): void {
   socket.on("message", (data, isBinary) => socket.send(data, { binary: isBinary }));
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
 }
 
 test("connectWebSocket() speaks subprotocol mqtt in binary frames, both ways", async () => {

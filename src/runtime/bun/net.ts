@@ -140,25 +140,6 @@ class SocketState implements Transport, DirectTransport {
     return this;
   }
 
-  /**
-   * Delivers what is read to `sink`.
-   *
-   * @param sink Receives the chunks, then the end.
-   */
-  start(sink: TransportSink): void {
-    this.#start(sink);
-  }
-
-  /**
-   * Writes a chunk after the ones before it.
-   *
-   * @param chunk The bytes.
-   * @returns `undefined` when the socket took it at once, else when it did.
-   */
-  write(chunk: Uint8Array): Promise<void> | undefined {
-    return this.#writeDirect(chunk);
-  }
-
   /** Half-closes once everything written went out. */
   end(): void {
     if (this.#tail === undefined) this.#endWrites();
@@ -195,7 +176,12 @@ class SocketState implements Transport, DirectTransport {
     });
   }
 
-  #start(sink: TransportSink): void {
+  /**
+   * Delivers what is read to `sink`.
+   *
+   * @param sink Receives the chunks, then the end.
+   */
+  start(sink: TransportSink): void {
     if (this.#sink !== undefined || this.#readable !== undefined) {
       throw new Error("Cannot start: the transport's reads already have a consumer");
     }
@@ -221,7 +207,13 @@ class SocketState implements Transport, DirectTransport {
     // next turn starved the stream under load: a broker's writes fell behind its reads.)
   }
 
-  #writeDirect(chunk: Uint8Array): Promise<void> | undefined {
+  /**
+   * Writes a chunk after the ones before it.
+   *
+   * @param chunk The bytes.
+   * @returns `undefined` when the socket took it at once, else when it did.
+   */
+  write(chunk: Uint8Array): Promise<void> | undefined {
     if (this.#tail !== undefined) {
       // Behind a write waiting for `drain`: in order, after it.
       const next: Promise<void> = this.#tail.then(() => this.#write(chunk, 0));
