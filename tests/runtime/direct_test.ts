@@ -1,7 +1,7 @@
 /**
  * `Transport.direct`, the callback path the broker uses instead of a pair of streams per connection, over
- * real sockets on 127.0.0.1: Bun's accepted transports have it; the other runtimes' have only streams (and
- * the broker's tests cover that path there).
+ * real sockets on 127.0.0.1: Bun's and Deno's accepted transports have it; Node's have only streams (and the
+ * broker's tests cover that path there).
  */
 
 import { test } from "node:test";
@@ -36,8 +36,9 @@ async function pair(): Promise<{ client: Transport; server: Transport; close(): 
 
 /** The server side's direct interface, asserting which runtimes offer one. */
 function directOf(server: Transport): DirectTransport | undefined {
-  if (runtime === "bun") assert.ok(server.direct !== undefined, "Bun's accepted transports have `direct`");
-  else assert.equal(server.direct, undefined, `${runtime}'s transports have only streams`);
+  if (runtime !== "node") {
+    assert.ok(server.direct !== undefined, `${runtime}'s accepted transports have \`direct\``);
+  } else assert.equal(server.direct, undefined, `${runtime}'s transports have only streams`);
   return server.direct;
 }
 
@@ -92,6 +93,32 @@ test("direct: writes the socket cannot take at once wait for drain and stay in o
     assert.equal(end, undefined);
     // After the close, a write fails instead of vanishing.
     assert.throws(() => direct.write(new Uint8Array([1])), /closed/);
+  } finally {
+    await close();
+  }
+});
+
+test("direct: thousands of small writes handed over at once arrive whole and in order", async () => {
+  const { client, server, close } = await pair();
+  try {
+    const direct = directOf(server);
+    if (direct === undefined) return;
+    direct.start({ data: () => {}, end: () => {} });
+    // Sizes from 1 byte to 70 KiB, so that writes queued behind one in flight are joined and split.
+    const parts = Array.from(
+      { length: 3000 },
+      (_, i) => pattern(i % 7 === 0 ? 1 + (i * 997) % 71_000 : 1 + i % 300, i),
+    );
+    const results = parts.map((part) => direct.write(part));
+    direct.end();
+    const received = await within(
+      readAll(client.readable, { pauseEvery: 16, pauseMs: 1 }),
+      20_000,
+      "reading",
+    );
+    assert.equal(received.byteLength, concat(parts).byteLength);
+    assert.deepEqual(received, concat(parts));
+    await within(Promise.all(results), 5000, "every write settled");
   } finally {
     await close();
   }

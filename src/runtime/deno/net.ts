@@ -10,22 +10,22 @@
  * @module
  */
 
-import type { Listener, Transport } from "../../transport/transport.ts";
+import type { DirectTransport, Listener, Transport, TransportSink } from "../../transport/transport.ts";
 import { raceAbort } from "../_abort.ts";
-import { hostPort, withRemoteAddress } from "../_address.ts";
+import { hostPort } from "../_address.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
 /** The largest buffer a read fills: what a busy connection reads into. */
 const READ_SIZE = 65536;
-/** The smallest: what an idle connection's pending read holds (a CONNECT, a PINGREQ, a few PUBLISH fit). */
-const MIN_READ_SIZE = 1024;
+/** The smallest: what an idle connection's pending read holds (a CONNECT, a PINGREQ, a few small PUBLISH fit). */
+const MIN_READ_SIZE = 256;
 /** Reads up to this size are copied out, so the read buffer can be used again; larger ones are handed out. */
 const COPY_BELOW = 16384;
 
 /**
  * The size of the next read's buffer after a read of `n` bytes into `size`: the largest when the read filled
  * its buffer (more is waiting), a fourth of it or less when reads stay small, so that ten thousand idle
- * connections each hold a kilobyte, not 64 KiB, while a busy one reads 64 KiB at a time.
+ * connections each hold a quarter of a kilobyte, not 64 KiB, while a busy one reads 64 KiB at a time.
  */
 function nextReadSize(n: number, size: number): number {
   if (n >= size) return READ_SIZE;
@@ -33,69 +33,279 @@ function nextReadSize(n: number, size: number): number {
   return size;
 }
 
+/** Writes are gathered into one buffer up to this size while a write is in flight; larger chunks go alone. */
+const GATHER_LIMIT = 65536;
+
+/** Resolves or rejects a batch of writes. */
+interface Batch {
+  readonly promise: Promise<void>;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+function batch(): Batch {
+  let resolve!: () => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Nobody may wait for a batch (the broker keeps only the last one): its failure is reported to the writer.
+  promise.catch(() => {});
+  return { promise, resolve, reject };
+}
+
 /**
- * Wraps a connection: its own readable (`Deno.Conn.readable` closes the whole connection when the peer
- * half-closes, so a reply could no longer be written), half-close on `writable.close()`, idempotent close,
- * writes that reject after close, and the peer's address.
+ * One connection, as a pair of streams made on first use or through the transport's `direct` callbacks (the
+ * broker's way: an idle connection then holds one pending read and its fields, no streams). Its own readable,
+ * because `Deno.Conn.readable` closes the whole connection when the peer half-closes, so a reply could no
+ * longer be written; half-close on `writable.close()` / `end()`; idempotent close; writes that reject after
+ * close; the peer's address. Chunks written while a write is in flight leave together in one `conn.write`.
  */
-function fromConn(conn: Deno.Conn): Transport {
-  let closed = false;
-  function close(): void {
-    if (closed) return;
-    closed = true;
+class ConnState implements Transport, DirectTransport {
+  readonly remoteAddress?: string;
+  readonly #conn: Deno.Conn;
+  #buffer = new Uint8Array(MIN_READ_SIZE);
+  #closed = false;
+  #readable: ReadableStream<Uint8Array> | undefined;
+  #writable: WritableStream<Uint8Array> | undefined;
+  #sink: TransportSink | undefined;
+  /** Whether a write is in flight. */
+  #writing = false;
+  /** Chunks waiting for the write in flight, and the promise they settle together. */
+  #queue: Uint8Array[] | undefined;
+  #queued: Batch | undefined;
+  /** Why writing failed: later writes fail with it. */
+  #writeError: unknown;
+  #endAsked = false;
+  #ended = false;
+  #sinkEnded = false;
+
+  // Methods and getters only, no closures: ten thousand idle connections each hold just their fields.
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+    const peer = conn.remoteAddr;
+    const remoteAddress = peer.transport === "tcp" ? hostPort(peer.hostname, peer.port) : undefined;
+    if (remoteAddress !== undefined) this.remoteAddress = remoteAddress;
+  }
+
+  /** Bytes from the peer, as a stream made on first use. */
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#readable ??= this.#makeReadable();
+  }
+
+  /** Bytes to the peer, as a stream made on first use. */
+  get writable(): WritableStream<Uint8Array> {
+    return this.#writable ??= new WritableStream<Uint8Array>({
+      write: (chunk) => this.write(chunk),
+      close: () => this.#finish(),
+      abort: () => this.close(),
+    });
+  }
+
+  /** The callbacks interface: the state itself. */
+  get direct(): DirectTransport {
+    return this;
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     try {
-      conn.close();
+      this.#conn.close();
     } catch {
       // Already closed by the runtime (a reset): nothing left to release.
     }
+    this.#fail(new Error("Cannot write: the connection is closed"));
+    // The pending read ends later; the reads are over now.
+    this.#endSink();
   }
-  let buffer = new Uint8Array(MIN_READ_SIZE);
-  const readable = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      let n: number | null;
+
+  /** Reads once: a chunk, or null at the end; a read cut short by our own close() is an end too. */
+  async #read(): Promise<Uint8Array | null> {
+    let n: number | null;
+    try {
+      n = await this.#conn.read(this.#buffer);
+    } catch (error) {
+      if (this.#closed) return null;
+      throw error;
+    }
+    return this.#take(n);
+  }
+
+  /** The chunk a read of `n` bytes filled (null at the end), and the buffer for the next read. */
+  #take(n: number | null): Uint8Array | null {
+    if (n === null) return null;
+    const buffer = this.#buffer;
+    const size = nextReadSize(n, buffer.length);
+    if (n <= COPY_BELOW) {
+      if (size !== buffer.length) this.#buffer = new Uint8Array(size);
+      return buffer.slice(0, n);
+    }
+    this.#buffer = new Uint8Array(size);
+    return buffer.subarray(0, n);
+  }
+
+  #makeReadable(): ReadableStream<Uint8Array> {
+    if (this.#sink !== undefined) throw new Error("Cannot read: the transport is used through `direct`");
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const chunk = await this.#read();
+        if (chunk === null) controller.close();
+        else controller.enqueue(chunk);
+      },
+      cancel: () => this.close(),
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Delivers what is read to `sink`, one read at a time.
+   *
+   * @param sink Receives the chunks, then the end.
+   */
+  start(sink: TransportSink): void {
+    if (this.#sink !== undefined || this.#readable !== undefined) {
+      throw new Error("Cannot start: the transport's reads already have a consumer");
+    }
+    this.#sink = sink;
+    this.#next();
+  }
+
+  #next(): void {
+    this.#conn.read(this.#buffer).then(
+      (n) => this.#got(n),
+      (error) => this.#endSink(this.#closed ? undefined : error),
+    );
+  }
+
+  #got(n: number | null): void {
+    if (this.#sinkEnded) return;
+    const chunk = this.#take(n);
+    if (chunk === null) {
+      this.#endSink();
+      return;
+    }
+    this.#sink!.data(chunk);
+    this.#next();
+  }
+
+  /** Passes the end of the reads to the sink, once. */
+  #endSink(error?: unknown): void {
+    if (this.#sink === undefined || this.#sinkEnded) return;
+    this.#sinkEnded = true;
+    this.#sink.end(error);
+  }
+
+  /**
+   * Writes a chunk after the ones before it; chunks that come while a write is in flight follow together.
+   *
+   * @param chunk The bytes.
+   * @returns When the connection took them (never at once: every write is an operation of the runtime).
+   */
+  write(chunk: Uint8Array): Promise<void> {
+    if (this.#closed || this.#endAsked) throw new Error("Cannot write: the connection is closed");
+    if (this.#writeError !== undefined) throw this.#writeError;
+    if (this.#writing) {
+      (this.#queue ??= []).push(chunk);
+      return (this.#queued ??= batch()).promise;
+    }
+    this.#writing = true;
+    const first = batch();
+    void this.#pump(chunk, first);
+    return first.promise;
+  }
+
+  /** Writes `chunk`, then what was queued meanwhile, until nothing is; then the half-close if asked. */
+  async #pump(chunk: Uint8Array, settles: Batch | undefined): Promise<void> {
+    for (;;) {
       try {
-        n = await conn.read(buffer);
+        for (let written = 0; written < chunk.byteLength;) {
+          written += await this.#conn.write(written === 0 ? chunk : chunk.subarray(written));
+        }
       } catch (error) {
-        // A read cut short by our own close() is an end, not a failure.
-        if (closed) controller.close();
-        else controller.error(error);
+        const failure = this.#closed ? new Error("Cannot write: the connection is closed") : error;
+        this.#writing = false;
+        settles?.reject(failure);
+        this.#fail(failure);
         return;
       }
-      if (n === null) {
-        controller.close();
-        return;
-      }
-      const size = nextReadSize(n, buffer.length);
-      if (n <= COPY_BELOW) {
-        controller.enqueue(buffer.slice(0, n));
-        if (size !== buffer.length) buffer = new Uint8Array(size);
+      settles?.resolve();
+      const queue = this.#queue;
+      if (queue === undefined) break;
+      const take = gather(queue);
+      chunk = take.chunk;
+      if (take.rest === undefined) {
+        // The last of the queue: its promise settles with this write.
+        settles = this.#queued;
+        this.#queue = undefined;
+        this.#queued = undefined;
       } else {
-        controller.enqueue(buffer.subarray(0, n));
-        buffer = new Uint8Array(size);
+        settles = undefined;
+        this.#queue = take.rest;
       }
-    },
-    cancel: close,
-  }, { highWaterMark: 0 });
-  const writable = new WritableStream<Uint8Array>({
-    async write(chunk) {
-      if (closed) throw new Error("Cannot write: the connection is closed");
-      for (let written = 0; written < chunk.byteLength;) {
-        written += await conn.write(written === 0 ? chunk : chunk.subarray(written));
-      }
-    },
-    async close() {
-      if (closed) return;
-      try {
-        await conn.closeWrite();
-      } catch {
-        // The peer is gone already; the readable reports it.
-      }
-    },
-    abort: close,
-  });
-  const peer = conn.remoteAddr;
-  const remoteAddress = peer.transport === "tcp" ? hostPort(peer.hostname, peer.port) : undefined;
-  return withRemoteAddress({ readable, writable, close }, remoteAddress);
+    }
+    this.#writing = false;
+    if (this.#endAsked) this.#closeWrite();
+  }
+
+  /** Fails the queued writes (and every later one) with `error`. */
+  #fail(error: unknown): void {
+    this.#writeError ??= error;
+    const queued = this.#queued;
+    this.#queue = undefined;
+    this.#queued = undefined;
+    queued?.reject(error);
+  }
+
+  /** Half-closes once everything written went out, and keeps reading. */
+  end(): void {
+    if (this.#endAsked) return;
+    this.#endAsked = true;
+    if (!this.#writing) this.#closeWrite();
+  }
+
+  /** The writable's close: the half-close, settled once sent. */
+  #finish(): Promise<void> | undefined {
+    if (this.#closed) return undefined;
+    this.#endAsked = true;
+    return this.#closeWrite();
+  }
+
+  #closeWrite(): Promise<void> | undefined {
+    if (this.#ended || this.#closed) return undefined;
+    this.#ended = true;
+    return this.#conn.closeWrite().catch(() => {
+      // The peer is gone already; the reads report it.
+    });
+  }
+}
+
+/**
+ * Takes the chunks of `queue` that leave in the next write: all of them joined, up to `GATHER_LIMIT` bytes,
+ * or a large chunk alone.
+ */
+function gather(queue: Uint8Array[]): { chunk: Uint8Array; rest: Uint8Array[] | undefined } {
+  if (queue.length === 1) return { chunk: queue[0]!, rest: undefined };
+  let count = 0;
+  let size = 0;
+  for (; count < queue.length; count++) {
+    const next = size + queue[count]!.byteLength;
+    if (count > 0 && next > GATHER_LIMIT) break;
+    size = next;
+  }
+  const rest = count < queue.length ? queue.slice(count) : undefined;
+  if (count === 1) return { chunk: queue[0]!, rest };
+  const chunk = new Uint8Array(size);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    chunk.set(queue[i]!, at);
+    at += queue[i]!.byteLength;
+  }
+  return { chunk, rest };
+}
+
+function fromConn(conn: Deno.Conn): Transport {
+  return new ConnState(conn);
 }
 
 /** Turns a `Deno.Listener` into a {@linkcode Listener} of transports. */
