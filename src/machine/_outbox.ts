@@ -16,7 +16,8 @@ export const OWN_CHUNK_SIZE = 16_384;
 
 /** A queue of encoded packets that leaves in as few chunks as copying them cheaply allows. */
 export class Outbox {
-  #parts: Uint8Array[] = [];
+  /** Made when something is queued, let go when all of it is taken. */
+  #parts: Uint8Array[] | undefined;
   #length = 0;
 
   /** Bytes waiting to be taken. */
@@ -37,7 +38,7 @@ export class Outbox {
 
   /** Queues bytes that are already encoded; the outbox keeps them until `take()`, so they must not change. */
   pushBytes(bytes: Uint8Array): void {
-    this.#parts.push(bytes);
+    (this.#parts ??= []).push(bytes);
     this.#length += bytes.length;
   }
 
@@ -48,13 +49,13 @@ export class Outbox {
    */
   take(): Uint8Array | undefined {
     const parts = this.#parts;
-    if (parts.length === 0) return undefined;
+    if (parts === undefined) return undefined;
     let end = 0;
     if (parts[0].length >= OWN_CHUNK_SIZE) end = 1;
     else while (end < parts.length && parts[end].length < OWN_CHUNK_SIZE) end++;
     let chunk: Uint8Array;
     if (end === parts.length) {
-      this.#parts = [];
+      this.#parts = undefined;
       chunk = end === 1 ? parts[0] : concat(parts);
     } else {
       chunk = end === 1 ? parts[0] : concat(parts.slice(0, end));
@@ -66,7 +67,7 @@ export class Outbox {
 
   /** Drops everything queued, as when the connection is gone. */
   clear(): void {
-    this.#parts = [];
+    this.#parts = undefined;
     this.#length = 0;
   }
 }

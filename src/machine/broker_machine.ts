@@ -184,7 +184,8 @@ export interface BrokerStats {
 interface SessionRecord {
   readonly clientId: string;
   readonly state: SessionState;
-  readonly subscriptions: Map<string, SessionSubscription>;
+  /** By topic filter; made with the first subscription. */
+  subscriptions: Map<string, SessionSubscription> | undefined;
   connection: SessionMachine | undefined;
   expiryInterval: number;
   expiresAt: Millis | undefined;
@@ -405,7 +406,7 @@ export class BrokerMachine {
           maxQueuedMessages: this.#maxQueuedMessages,
           maxQueuedBytes: this.#maxQueuedBytes,
         }),
-        subscriptions: new Map(),
+        subscriptions: undefined,
         connection: undefined,
         expiryInterval: expiry,
         expiresAt: undefined,
@@ -493,8 +494,9 @@ export class BrokerMachine {
       const qos = minQoS(requested.qos, decided as QoS);
       const subscription: SessionSubscription = { ...requested, qos };
       if (identifier !== undefined) subscription.identifier = identifier;
-      const existed = record.subscriptions.has(filter);
-      record.subscriptions.set(filter, subscription);
+      const subscriptions = record.subscriptions ??= new Map();
+      const existed = subscriptions.has(filter);
+      subscriptions.set(filter, subscription);
       this.#addToTree(record, filter, subscription);
       codes.push(qos as ReasonCode);
       const shared = filter.startsWith("$share/");
@@ -541,7 +543,7 @@ export class BrokerMachine {
     const codes: ReasonCode[] = [];
     for (const filter of packet.topicFilters) {
       // [MQTT-3.10.4-1] filters compare character by character.
-      if (record.subscriptions.delete(filter)) {
+      if (record.subscriptions?.delete(filter)) {
         this.#removeFromTree(record, filter);
         codes.push(ReasonCode.Success);
       } else {
@@ -789,7 +791,7 @@ export class BrokerMachine {
       const record: SessionRecord = {
         clientId: s.clientId,
         state,
-        subscriptions: new Map(),
+        subscriptions: undefined,
         connection: undefined,
         expiryInterval: s.expiryInterval,
         expiresAt: s.expiresInMs === undefined ? undefined : now + s.expiresInMs,
@@ -800,7 +802,7 @@ export class BrokerMachine {
       this.#sessions.set(s.clientId, record);
       this.#byState.set(state, record);
       for (const subscription of s.subscriptions) {
-        record.subscriptions.set(subscription.topicFilter, { ...subscription });
+        (record.subscriptions ??= new Map()).set(subscription.topicFilter, { ...subscription });
         this.#addToTree(record, subscription.topicFilter, subscription);
       }
       if (record.expiresAt !== undefined || record.willAt !== undefined) this.#schedule(record);
@@ -826,7 +828,7 @@ export class BrokerMachine {
     const meta: SessionMeta = {
       clientId: record.clientId,
       expiryInterval: record.expiryInterval,
-      subscriptions: [...record.subscriptions.values()].map((s) => ({ ...s })),
+      subscriptions: [...record.subscriptions?.values() ?? []].map((s) => ({ ...s })),
       // A session that ends with its connection keeps no QoS 2 state (nor deliveries) beyond it.
       inboundQoS2: record.expiryInterval > 0 ? [...record.state.inboundQoS2] : [],
     };
@@ -1026,8 +1028,8 @@ export class BrokerMachine {
       record.willAt = undefined;
       this.#publishWill(now, record, will);
     }
-    for (const filter of record.subscriptions.keys()) this.#removeFromTree(record, filter);
-    record.subscriptions.clear();
+    for (const filter of record.subscriptions?.keys() ?? []) this.#removeFromTree(record, filter);
+    record.subscriptions = undefined;
     record.state.clear();
     record.state.journal = undefined;
     record.expiresAt = undefined;

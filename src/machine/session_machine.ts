@@ -185,7 +185,9 @@ const MAX_HELD = 1000;
 export class SessionMachine {
   readonly #decoder: PacketDecoder;
   readonly #outbox = new Outbox();
-  readonly #events: SessionEvent[] = [];
+  /** The oldest event not yet polled, and the ones after it (made when two wait at once). */
+  #event: SessionEvent | undefined;
+  #moreEvents: SessionEvent[] | undefined;
   readonly #connectTimeoutMs: number;
   readonly #maximumPacketSize: number | undefined;
   readonly #receiveMaximum: number;
@@ -214,18 +216,19 @@ export class SessionMachine {
   #held: Packet[] | undefined;
 
   #session: SessionState = new SessionState("");
+  // The maps below are made when first needed: an idle connection holds none.
   /** Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier. */
-  readonly #awaitingAck = new Map<number, QoS>();
+  #awaitingAck: Map<number, QoS> | undefined;
   #awaitingQoS2 = 0;
   /** Inbound topic aliases. */
-  readonly #inboundAliases = new Map<number, string>();
+  #inboundAliases: Map<number, string> | undefined;
 
   /** The client's limits (MQTT 5 CONNECT properties). */
   #clientReceiveMaximum = 65_535;
   #clientMaximumPacketSize = Infinity;
   #clientTopicAliasMaximum = 0;
   /** Outbound topic aliases: topic → alias, and the next alias to hand out. */
-  readonly #outboundAliases = new Map<string, number>();
+  #outboundAliases: Map<string, number> | undefined;
   #nextAlias = 1;
 
   /**
@@ -425,7 +428,9 @@ export class SessionMachine {
    * @returns The event, or `undefined` when there are none.
    */
   pollEvent(): SessionEvent | undefined {
-    return this.#events.shift();
+    const event = this.#event;
+    this.#event = this.#moreEvents?.shift();
+    return event;
   }
 
   /**
@@ -559,7 +564,7 @@ export class SessionMachine {
     properties?: AckProperties,
   ): void {
     if (this.#state === "closed") return;
-    const qos = this.#awaitingAck.get(packetId);
+    const qos = this.#awaitingAck?.get(packetId);
     if (qos === undefined) throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
     if (!reasonCodeAllowed(qos === 1 ? "puback" : "pubrec", reasonCode)) {
       throw new RangeError(
@@ -568,7 +573,7 @@ export class SessionMachine {
         } code`,
       );
     }
-    this.#awaitingAck.delete(packetId);
+    this.#awaitingAck!.delete(packetId);
     const version = this.#version as ProtocolVersion;
     if (qos === 2) {
       this.#awaitingQoS2--;
@@ -760,10 +765,10 @@ export class SessionMachine {
           this.#fail(now, protocolError("subscription identifier 0"), true);
           break;
         }
-        this.#events.push({ type: "subscribe", packet });
+        this.#emit({ type: "subscribe", packet });
         break;
       case "unsubscribe":
-        this.#events.push({ type: "unsubscribe", packet });
+        this.#emit({ type: "unsubscribe", packet });
         break;
       case "pingreq":
         // [MQTT-3.12.4-1]
@@ -798,6 +803,7 @@ export class SessionMachine {
     this.#connect = packet;
     this.#clientId = packet.clientId;
     this.#state = "connecting";
+    this.#head = undefined; // the CONNECT decoded: its protocol level is known
     this.#keepAliveMs = packet.keepAlive * 1000;
     const properties = packet.properties;
     if (properties !== undefined) {
@@ -837,7 +843,7 @@ export class SessionMachine {
       this.reject(0, ReasonCode.ClientIdentifierNotValid);
       return;
     }
-    this.#events.push({ type: "connect", packet });
+    this.#emit({ type: "connect", packet });
   }
 
   #handleAuth(now: Millis, packet: AuthPacket): void {
@@ -861,7 +867,7 @@ export class SessionMachine {
     if (packet.properties?.authenticationData !== undefined) {
       packet.properties.authenticationData = packet.properties.authenticationData.slice();
     }
-    this.#events.push({ type: "auth", packet });
+    this.#emit({ type: "auth", packet });
   }
 
   #handlePublish(now: Millis, packet: PublishPacket): void {
@@ -906,14 +912,14 @@ export class SessionMachine {
           return;
         }
         if (packet.topic === "") {
-          const topic = this.#inboundAliases.get(alias);
+          const topic = this.#inboundAliases?.get(alias);
           if (topic === undefined) {
             this.#fail(now, protocolError(`topic alias ${alias} that was never set`), true);
             return;
           }
           packet.topic = topic;
         } else {
-          this.#inboundAliases.set(alias, packet.topic);
+          (this.#inboundAliases ??= new Map()).set(alias, packet.topic);
         }
         const { topicAlias: _, ...rest } = properties;
         packet.properties = rest;
@@ -921,17 +927,18 @@ export class SessionMachine {
     }
     const packetId = packet.packetId;
     if (packetId === undefined) {
-      this.#events.push({ type: "publish", packet });
+      this.#emit({ type: "publish", packet });
       return;
     }
-    if (this.#awaitingAck.has(packetId)) return; // a resend of one the driver is still deciding on
+    const awaiting = this.#awaitingAck ??= new Map();
+    if (awaiting.has(packetId)) return; // a resend of one the driver is still deciding on
     const inboundQoS2 = this.#session.inboundQoS2;
     if (packet.qos === 2 && inboundQoS2.has(packetId)) {
       // [MQTT-4.3.3-10] a duplicate before PUBREL: PUBREC again, no new delivery.
       this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
       return;
     }
-    if (this.#awaitingAck.size - this.#awaitingQoS2 + inboundQoS2.size >= this.#receiveMaximum) {
+    if (awaiting.size - this.#awaitingQoS2 + inboundQoS2.size >= this.#receiveMaximum) {
       // MQTT 5 §3.3.4: more unacknowledged QoS > 0 PUBLISH than the Receive Maximum we advertised.
       this.#fail(
         now,
@@ -943,13 +950,13 @@ export class SessionMachine {
       );
       return;
     }
-    this.#awaitingAck.set(packetId, packet.qos);
+    awaiting.set(packetId, packet.qos);
     if (packet.qos === 2) {
       // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate.
       this.#session.addInboundQoS2(packetId);
       this.#awaitingQoS2++;
     }
-    this.#events.push({ type: "publish", packet });
+    this.#emit({ type: "publish", packet });
   }
 
   #handleDisconnect(now: Millis, reasonCode: ReasonCode, sessionExpiryInterval: number | undefined): void {
@@ -1015,7 +1022,7 @@ export class SessionMachine {
         expiry = 1;
       }
       if (this.#clientTopicAliasMaximum > 0) {
-        const known = this.#outboundAliases.get(message.topic);
+        const known = this.#outboundAliases?.get(message.topic);
         if (known !== undefined) {
           alias = known;
           withTopic = false;
@@ -1061,7 +1068,7 @@ export class SessionMachine {
     // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
     if (bytes.length > this.#clientMaximumPacketSize) return false;
     if (newAlias) {
-      this.#outboundAliases.set(message.topic, alias);
+      (this.#outboundAliases ??= new Map()).set(message.topic, alias);
       this.#nextAlias++;
     }
     const offset = encoded.packetIdOffset;
@@ -1154,14 +1161,20 @@ export class SessionMachine {
     this.#close(error);
   }
 
+  /** Queues an event for {@linkcode SessionMachine.pollEvent}. */
+  #emit(event: SessionEvent): void {
+    if (this.#event === undefined) this.#event = event;
+    else (this.#moreEvents ??= []).push(event);
+  }
+
   #close(error: MqttError | undefined): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#deadline = undefined;
     this.#held = undefined;
-    this.#awaitingAck.clear();
+    this.#awaitingAck = undefined;
     this.#awaitingQoS2 = 0;
-    this.#events.push(error === undefined ? { type: "closed" } : { type: "closed", error });
+    this.#emit(error === undefined ? { type: "closed" } : { type: "closed", error });
   }
 
   #isClosed(): boolean {

@@ -40,6 +40,11 @@ export interface SessionStateOptions {
   maxQueuedBytes?: number;
 }
 
+/** What an empty session's getters return (read-only views; nothing adds to them). */
+const NONE_IN_FLIGHT: ReadonlyMap<number, InflightDelivery> = new Map();
+const NONE_QUEUED: readonly Delivery[] = Object.freeze([]);
+const NO_IDENTIFIERS: ReadonlySet<number> = new Set();
+
 /**
  * Delivery state of one session on the broker side: what a {@linkcode SessionMachine} sends from and what a
  * {@linkcode BrokerMachine} keeps between connections. Entries in flight are kept in the order they were
@@ -60,22 +65,27 @@ export class SessionState {
   /** The client identifier. */
   readonly clientId: string;
   /** Messages sent with a packet identifier and not yet completed, by packet identifier, in sending order. */
-  readonly inflight: ReadonlyMap<number, InflightDelivery>;
+  get inflight(): ReadonlyMap<number, InflightDelivery> {
+    return this.#inflight ?? NONE_IN_FLIGHT;
+  }
   /** Messages waiting for the client's receive quota or for the client to reconnect, oldest first. */
   get queue(): readonly Delivery[] {
-    return this.#queue;
+    return this.#queue ?? NONE_QUEUED;
   }
   /** QoS 2 packet identifiers the client published, answered with PUBREC, awaiting PUBREL [MQTT-4.3.3-10]. */
-  readonly inboundQoS2: ReadonlySet<number>;
+  get inboundQoS2(): ReadonlySet<number> {
+    return this.#inboundQoS2 ?? NO_IDENTIFIERS;
+  }
   /** Where changes are reported, when the session's state is persisted. */
   journal: SessionJournal | undefined;
   /** The most messages {@linkcode SessionState.queue} holds. */
   readonly maxQueuedMessages: number;
   /** The most payload bytes {@linkcode SessionState.queue} holds. */
   readonly maxQueuedBytes: number;
-  readonly #inflight = new Map<number, InflightDelivery>();
-  readonly #inboundQoS2 = new Set<number>();
-  #queue: Delivery[] = [];
+  // Made when first needed: most sessions of an idle broker never hold anything.
+  #inflight: Map<number, InflightDelivery> | undefined;
+  #inboundQoS2: Set<number> | undefined;
+  #queue: Delivery[] | undefined;
   #queuedBytes = 0;
   #nextPacketId = 1;
   #dropped = 0;
@@ -88,8 +98,6 @@ export class SessionState {
    */
   constructor(clientId: string, options: SessionStateOptions = {}) {
     this.clientId = clientId;
-    this.inflight = this.#inflight;
-    this.inboundQoS2 = this.#inboundQoS2;
     this.maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
   }
@@ -114,15 +122,15 @@ export class SessionState {
    */
   enqueue(now: Millis, delivery: Delivery): boolean {
     const size = delivery.message.payload.length;
-    if (this.#queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
+    if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
       this.dropExpired(now);
-      if (this.#queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
+      if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
         this.#dropped++;
         return false;
       }
     }
     keepMessage(delivery.message);
-    this.#queue.push(delivery);
+    (this.#queue ??= []).push(delivery);
     this.#queuedBytes += size;
     this.journal?.put(this, delivery);
     return true;
@@ -137,8 +145,10 @@ export class SessionState {
    */
   dequeue(now: Millis): Delivery | undefined {
     for (;;) {
-      const delivery = this.#queue.shift();
+      const queue = this.#queue;
+      const delivery = queue?.shift();
       if (delivery === undefined) return undefined;
+      if (queue!.length === 0) this.#queue = undefined;
       this.#queuedBytes -= delivery.message.payload.length;
       this.journal?.delete(this, delivery);
       const expiresAt = delivery.message.expiresAt;
@@ -156,6 +166,7 @@ export class SessionState {
    * @param now The current time.
    */
   dropExpired(now: Millis): void {
+    if (this.#queue === undefined) return;
     const kept: Delivery[] = [];
     for (const delivery of this.#queue) {
       const expiresAt = delivery.message.expiresAt;
@@ -167,7 +178,7 @@ export class SessionState {
         kept.push(delivery);
       }
     }
-    this.#queue = kept;
+    this.#queue = kept.length > 0 ? kept : undefined;
   }
 
   /**
@@ -178,9 +189,10 @@ export class SessionState {
    * @returns The in-flight entry, or `undefined` when all 65,535 identifiers are in use.
    */
   startInflight(delivery: Delivery): InflightDelivery | undefined {
-    if (this.#inflight.size >= 65_535) return undefined;
+    const inflight = this.#inflight ??= new Map();
+    if (inflight.size >= 65_535) return undefined;
     let id = this.#nextPacketId;
-    while (this.#inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
+    while (inflight.has(id)) id = id === 65_535 ? 1 : id + 1;
     this.#nextPacketId = id === 65_535 ? 1 : id + 1;
     keepMessage(delivery.message);
     const entry: InflightDelivery = {
@@ -191,7 +203,7 @@ export class SessionState {
       packetId: id,
       released: false,
     };
-    this.#inflight.set(id, entry);
+    inflight.set(id, entry);
     this.journal?.put(this, entry);
     return entry;
   }
@@ -203,9 +215,11 @@ export class SessionState {
    * @returns The delivery, or `undefined` when none is in flight under that identifier.
    */
   complete(packetId: number): InflightDelivery | undefined {
-    const entry = this.#inflight.get(packetId);
+    const inflight = this.#inflight;
+    const entry = inflight?.get(packetId);
     if (entry === undefined) return undefined;
-    this.#inflight.delete(packetId);
+    inflight!.delete(packetId);
+    if (inflight!.size === 0) this.#inflight = undefined;
     this.journal?.delete(this, entry);
     return entry;
   }
@@ -227,7 +241,7 @@ export class SessionState {
    * @param packetId The packet identifier.
    */
   addInboundQoS2(packetId: number): void {
-    this.#inboundQoS2.add(packetId);
+    (this.#inboundQoS2 ??= new Set()).add(packetId);
     this.journal?.inboundChanged(this);
   }
 
@@ -238,7 +252,9 @@ export class SessionState {
    * @returns Whether it was recorded.
    */
   removeInboundQoS2(packetId: number): boolean {
-    if (!this.#inboundQoS2.delete(packetId)) return false;
+    const identifiers = this.#inboundQoS2;
+    if (identifiers === undefined || !identifiers.delete(packetId)) return false;
+    if (identifiers.size === 0) this.#inboundQoS2 = undefined;
     this.journal?.inboundChanged(this);
     return true;
   }
@@ -247,14 +263,14 @@ export class SessionState {
   clear(): void {
     const journal = this.journal;
     if (journal !== undefined) {
-      for (const entry of this.#inflight.values()) journal.delete(this, entry);
-      for (const delivery of this.#queue) journal.delete(this, delivery);
-      if (this.#inboundQoS2.size > 0) journal.inboundChanged(this);
+      for (const entry of this.inflight.values()) journal.delete(this, entry);
+      for (const delivery of this.queue) journal.delete(this, delivery);
+      if (this.inboundQoS2.size > 0) journal.inboundChanged(this);
     }
-    this.#inflight.clear();
-    this.#queue = [];
+    this.#inflight = undefined;
+    this.#queue = undefined;
     this.#queuedBytes = 0;
-    this.#inboundQoS2.clear();
+    this.#inboundQoS2 = undefined;
   }
 
   /**
@@ -264,7 +280,7 @@ export class SessionState {
    */
   restoreInflight(entry: InflightDelivery): void {
     keepMessage(entry.message);
-    this.#inflight.set(entry.packetId, entry);
+    (this.#inflight ??= new Map()).set(entry.packetId, entry);
     this.journal?.put(this, entry);
   }
 }
