@@ -203,7 +203,9 @@ class Connection implements TransportSink {
   rateAt = performance.now();
   /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
   pendingBytes = 0;
+  /** The session's next deadline, and when it is set for (at or before the deadline). */
   timer: ReturnType<typeof setTimeout> | undefined;
+  timerAt = 0;
   /** Fires when the client stayed congested for `slowConsumerTimeout`. */
   slowTimer: ReturnType<typeof setTimeout> | undefined;
   info: ClientInfo | undefined;
@@ -684,15 +686,22 @@ export class Broker {
     for (let event = session.pollEvent(); event !== undefined; event = session.pollEvent()) {
       this.#dispatch(connection, event);
     }
-    clearTimeout(connection.timer);
-    connection.timer = undefined;
     const at = session.pollTimeout();
-    if (at !== undefined && !connection.closed) {
-      connection.timer = setTimeout(() => {
-        session.handleTimeout(performance.now());
-        this.#flushAll(connection);
-      }, Math.max(0, at - performance.now()));
+    if (at === undefined || connection.closed) {
+      clearTimeout(connection.timer);
+      connection.timer = undefined;
+      return;
     }
+    // A timer due no later than needed stays: traffic moves the keep-alive deadline on every packet, and waking
+    // early is harmless (the machine ignores an early timeout, and the timer is set again for the new deadline).
+    if (connection.timer !== undefined && connection.timerAt <= at) return;
+    clearTimeout(connection.timer);
+    connection.timerAt = at;
+    connection.timer = setTimeout(() => {
+      connection.timer = undefined;
+      session.handleTimeout(performance.now());
+      this.#flushAll(connection);
+    }, Math.max(0, at - performance.now()));
   }
 
   /** The client identifier for logs. */
