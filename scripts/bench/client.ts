@@ -46,7 +46,7 @@
  *   is a note).
  * - receive QoS 0, 1 (`recv0 recv1`): a raw publisher of this process floods the topic the client subscribed
  *   to at that QoS (QoS 1: up to 1,000 unacknowledged), never more than 20,000 messages ahead of what the
- *   client reported taking or dropping (every 20 ms), so that no broker has to drop or disconnect anyone. The
+ *   client reported taking or dropping (every 5 ms), so that no broker has to drop or disconnect anyone. The
  *   figure is the messages the client took per second (ours: `for await` over the subscription, which
  *   acknowledges QoS 1 when a message is taken; MQTT.js: `message` events, acknowledged by MQTT.js). After
  *   the window the publisher stops and the client must receive every message: a loss at QoS 1 fails the row.

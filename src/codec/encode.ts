@@ -128,6 +128,30 @@ function topicNameLength(topic: string): number {
 }
 
 function encodePublish(packet: PublishPacket, version: ProtocolVersion): Uint8Array {
+  const buffer = new Uint8Array(publishSize(packet, version));
+  writePublish(packet, version, buffer, 0);
+  return buffer;
+}
+
+/**
+ * What {@linkcode publishSize} worked out for the PUBLISH that {@linkcode writePublish} writes next: one packet
+ * at a time, the two calls right after each other (nothing runs between them).
+ */
+let plannedRemaining = 0;
+let plannedTopicLength = 0;
+let plannedPropsSize = 0;
+let plannedFlags = 0;
+
+/**
+ * Checks a PUBLISH for the given protocol level and returns its encoded size, so that the caller can choose
+ * where it goes; {@linkcode writePublish} must follow at once, for the same packet and level.
+ *
+ * @param packet The PUBLISH.
+ * @param version The protocol level.
+ * @returns The bytes it takes, fixed header included.
+ * @throws {MqttError} What {@linkcode encode} throws for a PUBLISH; {RangeError}, {TypeError} likewise.
+ */
+export function publishSize(packet: PublishPacket, version: ProtocolVersion): number {
   const { topic, payload, qos } = packet;
   checkQoS(qos, "PUBLISH");
   const topicLength = topicNameLength(topic);
@@ -160,6 +184,7 @@ function encodePublish(packet: PublishPacket, version: ProtocolVersion): Uint8Ar
   }
   let remaining = 2 + topicLength + payload.length;
   if (qos > 0) {
+    checkPacketId(packet.packetId, "PUBLISH");
     remaining += 2;
   } else if (packet.packetId !== undefined) {
     throw new MqttError(
@@ -169,9 +194,32 @@ function encodePublish(packet: PublishPacket, version: ProtocolVersion): Uint8Ar
   }
   if (version === 5) remaining += varintSize(propsSize) + propsSize;
   checkRemaining(remaining, "PUBLISH");
-  const buffer = new Uint8Array(1 + varintSize(remaining) + remaining);
-  buffer[0] = 0x30 | flags;
-  let position = writeVarint(buffer, 1, remaining);
+  plannedRemaining = remaining;
+  plannedTopicLength = topicLength;
+  plannedPropsSize = propsSize;
+  plannedFlags = flags;
+  return 1 + varintSize(remaining) + remaining;
+}
+
+/**
+ * Writes the PUBLISH that {@linkcode publishSize} just measured into `buffer` at `offset`.
+ *
+ * @param packet The same PUBLISH.
+ * @param version The same protocol level.
+ * @param buffer Where it goes; `publishSize`'s answer of bytes from `offset` on must fit.
+ * @param offset Where it starts.
+ */
+export function writePublish(
+  packet: PublishPacket,
+  version: ProtocolVersion,
+  buffer: Uint8Array,
+  offset: number,
+): void {
+  const { topic, payload, qos } = packet;
+  const topicLength = plannedTopicLength;
+  const propsSize = plannedPropsSize;
+  buffer[offset] = 0x30 | plannedFlags;
+  let position = writeVarint(buffer, offset + 1, plannedRemaining);
   writeU16(buffer, position, topicLength);
   position += 2;
   if (topicLength === topic.length) {
@@ -181,7 +229,7 @@ function encodePublish(packet: PublishPacket, version: ProtocolVersion): Uint8Ar
     position = writeUtf8(buffer, position, topic);
   }
   if (qos > 0) {
-    writeU16(buffer, position, checkPacketId(packet.packetId, "PUBLISH"));
+    writeU16(buffer, position, packet.packetId!);
     position += 2;
   }
   if (version === 5) {
@@ -194,7 +242,6 @@ function encodePublish(packet: PublishPacket, version: ProtocolVersion): Uint8Ar
     }
   }
   buffer.set(payload, position);
-  return buffer;
 }
 
 const ACK_HEADERS = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 } as const;

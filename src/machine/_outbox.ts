@@ -1,24 +1,44 @@
 /**
  * What a machine has to send, coalesced: packets are appended as they are decided and handed out by `take()`
  * as few chunks as possible, so a driver makes one write per input however many small packets it produced.
- * A large packet leaves as its own chunk instead of being copied into a bigger one: Web Streams cost per
- * chunk, which copying a few small packets together saves, but copying 16 KiB costs more than a chunk does.
+ * Packets a machine encodes here are written into one buffer per batch (sized from the batch before), not into
+ * a buffer each: a PUBLISH of more than 64 bytes is a separate allocation outside the JavaScript heap (malloc),
+ * which cost a client publishing small messages on Deno a fifth of its time. Bytes encoded elsewhere (a
+ * broker's PUBLISH shared by its subscribers) are kept as they are, and a large packet leaves as its own
+ * chunk instead of being copied into a bigger one: copying 16 KiB costs more than a chunk does.
  *
  * @module
  */
 
 import { concat } from "../bytes.ts";
-import { encode } from "../codec/encode.ts";
+import { encode, publishSize, writePublish } from "../codec/encode.ts";
 import type { Packet, ProtocolVersion } from "../codec/packet.ts";
 
 /** Packets of at least this many bytes leave as chunks of their own, uncopied. */
 export const OWN_CHUNK_SIZE = 16_384;
+/** The smallest and largest buffer small packets are written into (V8 keeps typed arrays of up to 64 bytes on its heap). */
+const MIN_BATCH = 64;
+const MAX_BATCH = 65_536;
+
+/** The power of two at or above `n`, within [MIN_BATCH, MAX_BATCH]. */
+function batchSize(n: number): number {
+  if (n <= MIN_BATCH) return MIN_BATCH;
+  return Math.min(MAX_BATCH, 2 ** Math.ceil(Math.log2(n)));
+}
 
 /** A queue of encoded packets that leaves in as few chunks as copying them cheaply allows. */
 export class Outbox {
-  /** Made when something is queued, let go when all of it is taken. */
+  /** Chunks queued in order before the open part of the batch buffer; made when needed. */
   #parts: Uint8Array[] | undefined;
   #length = 0;
+  /** The buffer of this batch: bytes from `#start` to `#used` are queued and not yet in `#parts`. */
+  #batch: Uint8Array | undefined;
+  #start = 0;
+  #used = 0;
+  /** The size of the next batch buffer: what the last batch held. */
+  #next = MIN_BATCH;
+  /** Bytes written into batch buffers since the last `take()` emptied the queue. */
+  #batched = 0;
 
   /** Bytes waiting to be taken. */
   get length(): number {
@@ -31,15 +51,60 @@ export class Outbox {
    * @returns The number of bytes the packet takes.
    */
   push(packet: Packet, version: ProtocolVersion): number {
+    if (packet.type === "publish") {
+      const size = publishSize(packet, version);
+      if (size >= OWN_CHUNK_SIZE) {
+        const bytes = new Uint8Array(size);
+        writePublish(packet, version, bytes, 0);
+        this.pushBytes(bytes);
+        return size;
+      }
+      const at = this.#reserve(size);
+      writePublish(packet, version, this.#batch!, at);
+      this.#used = at + size;
+      this.#batched += size;
+      this.#length += size;
+      return size;
+    }
     const bytes = encode(packet, version);
-    this.pushBytes(bytes);
+    if (bytes.length >= OWN_CHUNK_SIZE) {
+      this.pushBytes(bytes);
+      return bytes.length;
+    }
+    const at = this.#reserve(bytes.length);
+    this.#batch!.set(bytes, at);
+    this.#used = at + bytes.length;
+    this.#batched += bytes.length;
+    this.#length += bytes.length;
     return bytes.length;
   }
 
   /** Queues bytes that are already encoded; the outbox keeps them until `take()`, so they must not change. */
   pushBytes(bytes: Uint8Array): void {
+    this.#seal();
     (this.#parts ??= []).push(bytes);
     this.#length += bytes.length;
+  }
+
+  /** Where `size` bytes go in the batch buffer, making a new one when it is full. */
+  #reserve(size: number): number {
+    const batch = this.#batch;
+    if (batch !== undefined && this.#used + size <= batch.length) return this.#used;
+    this.#seal();
+    // Full while the batch goes on: the next buffer is twice as large.
+    if (batch !== undefined) this.#next = batchSize(batch.length * 2);
+    this.#batch = new Uint8Array(Math.max(size, this.#next));
+    this.#start = 0;
+    this.#used = 0;
+    return 0;
+  }
+
+  /** Moves the open part of the batch buffer to the parts. */
+  #seal(): void {
+    if (this.#used > this.#start) {
+      (this.#parts ??= []).push(this.#batch!.subarray(this.#start, this.#used));
+      this.#start = this.#used;
+    }
   }
 
   /**
@@ -48,6 +113,11 @@ export class Outbox {
    * or more comes out alone. The chunk is the caller's to keep.
    */
   take(): Uint8Array | undefined {
+    this.#seal();
+    // The batch buffer is handed out with the chunks: nothing is written into it again, and an idle
+    // connection holds none.
+    this.#batch = undefined;
+    this.#start = this.#used = 0;
     const parts = this.#parts;
     if (parts === undefined) return undefined;
     let end = 0;
@@ -57,6 +127,8 @@ export class Outbox {
     if (end === parts.length) {
       this.#parts = undefined;
       chunk = end === 1 ? parts[0] : concat(parts);
+      if (this.#batched > 0) this.#next = batchSize(this.#batched);
+      this.#batched = 0;
     } else {
       chunk = end === 1 ? parts[0] : concat(parts.slice(0, end));
       this.#parts = parts.slice(end);
@@ -68,6 +140,9 @@ export class Outbox {
   /** Drops everything queued, as when the connection is gone. */
   clear(): void {
     this.#parts = undefined;
+    this.#batch = undefined;
+    this.#start = this.#used = 0;
+    this.#batched = 0;
     this.#length = 0;
   }
 }
