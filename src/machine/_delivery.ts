@@ -147,6 +147,43 @@ export function encodePublish(
   withTopic: boolean,
   expiry: number | undefined,
 ): EncodedPublish {
+  const packet = publishPacket(
+    message,
+    version,
+    qos,
+    retain,
+    subscriptionIdentifiers,
+    topicAlias,
+    withTopic,
+    expiry,
+  );
+  if (qos > 0) packet.packetId = 1;
+  const bytes = encode(packet, version);
+  publishEncodeCounter.count++;
+  let packetIdOffset = -1;
+  if (qos > 0) {
+    let position = 1;
+    while (bytes[position] & 0x80) position++;
+    position++;
+    packetIdOffset = position + 2 + ((bytes[position] << 8) | bytes[position + 1]);
+  }
+  return { bytes, packetIdOffset };
+}
+
+/**
+ * The PUBLISH of one delivery of a message, without its packet identifier: what {@linkcode encodePublish}
+ * encodes, and what a session that needs no shared encoding encodes itself.
+ */
+export function publishPacket(
+  message: BrokerMessage,
+  version: ProtocolVersion,
+  qos: QoS,
+  retain: boolean,
+  subscriptionIdentifiers: number[] | undefined,
+  topicAlias: number,
+  withTopic: boolean,
+  expiry: number | undefined,
+): PublishPacket {
   const packet: PublishPacket = {
     type: "publish",
     topic: withTopic ? message.topic : "",
@@ -155,7 +192,6 @@ export function encodePublish(
     retain,
     dup: false,
   };
-  if (qos > 0) packet.packetId = 1;
   if (version === 5) {
     let properties: PublishProperties | undefined = message.properties;
     if (expiry !== undefined || subscriptionIdentifiers !== undefined || topicAlias > 0) {
@@ -168,14 +204,5 @@ export function encodePublish(
     }
     if (properties !== undefined) packet.properties = properties;
   }
-  const bytes = encode(packet, version);
-  publishEncodeCounter.count++;
-  let packetIdOffset = -1;
-  if (qos > 0) {
-    let position = 1;
-    while (bytes[position] & 0x80) position++;
-    position++;
-    packetIdOffset = position + 2 + ((bytes[position] << 8) | bytes[position + 1]);
-  }
-  return { bytes, packetIdOffset };
+  return packet;
 }

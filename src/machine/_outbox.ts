@@ -48,11 +48,15 @@ export class Outbox {
   /**
    * Encodes a packet and queues it.
    *
-   * @returns The number of bytes the packet takes.
+   * @param packet The packet.
+   * @param version The protocol level.
+   * @param maximumSize A PUBLISH larger than this is not queued.
+   * @returns The number of bytes the packet takes, or -1 for a PUBLISH over `maximumSize`.
    */
-  push(packet: Packet, version: ProtocolVersion): number {
+  push(packet: Packet, version: ProtocolVersion, maximumSize = Infinity): number {
     if (packet.type === "publish") {
       const size = publishSize(packet, version);
+      if (size > maximumSize) return -1;
       if (size >= OWN_CHUNK_SIZE) {
         const bytes = new Uint8Array(size);
         writePublish(packet, version, bytes, 0);

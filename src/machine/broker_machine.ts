@@ -959,7 +959,8 @@ export class BrokerMachine {
         if (subscription.identifier !== undefined) (match.identifiers ??= []).push(subscription.identifier);
       }
     });
-    message.encodings = new Map();
+    // Deliveries of this turn share encodings; a single one encodes straight into its session's outbox.
+    if (matches.size + shared.length > 1) message.encodings = new Map();
     let count = 0;
     for (const [record, match] of matches) {
       // [MQTT-3.3.1-12] [MQTT-3.3.1-13] RETAIN as published only when asked.

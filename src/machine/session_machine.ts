@@ -36,6 +36,8 @@ import {
   type EncodedPublish,
   encodePublish,
   encodingKey,
+  publishEncodeCounter,
+  publishPacket,
   remainingSeconds,
 } from "./_delivery.ts";
 import { SessionState } from "./session_state.ts";
@@ -1034,10 +1036,36 @@ export class SessionMachine {
       }
     }
     const subscriptionIdentifiers = version === 5 ? delivery.subscriptionIdentifiers : undefined;
-    let encoded: EncodedPublish | undefined;
     const cache = message.encodings;
+    if (cache === undefined) {
+      // Nobody shares this encoding (one delivery this turn, or a later one): written straight into the
+      // outbox with its own packet identifier, without a buffer of its own.
+      const packet = publishPacket(
+        message,
+        version,
+        delivery.qos,
+        delivery.retain,
+        subscriptionIdentifiers,
+        alias,
+        withTopic,
+        expiry,
+      );
+      if (delivery.qos > 0) {
+        packet.packetId = packetId;
+        packet.dup = dup;
+      }
+      publishEncodeCounter.count++;
+      // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
+      if (this.#outbox.push(packet, version, this.#clientMaximumPacketSize) < 0) return false;
+      if (newAlias) {
+        (this.#outboundAliases ??= new Map()).set(message.topic, alias);
+        this.#nextAlias++;
+      }
+      return true;
+    }
+    let encoded: EncodedPublish | undefined;
     let key: string | number = 0;
-    if (cache !== undefined) {
+    {
       key = subscriptionIdentifiers === undefined && alias === 0 && expiry === undefined
         ? (version === 5 ? 8 : 0) + delivery.qos * 2 + (delivery.retain ? 1 : 0) // 3.1 and 3.1.1 PUBLISH are alike
         : encodingKey(
@@ -1062,7 +1090,7 @@ export class SessionMachine {
         withTopic,
         expiry,
       );
-      if (cache !== undefined) cache.set(key, encoded);
+      cache.set(key, encoded);
     }
     const bytes = encoded.bytes;
     // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
