@@ -934,7 +934,11 @@ export class BrokerMachine {
         this.#setRetained(message.topic, message);
       }
     }
-    const matches = new Map<SessionRecord, Match>();
+    // The sessions that match, once each: the first in `first`, and all of them in `matches` once a second one
+    // comes (most messages have one subscriber, which then costs no map).
+    let first: SessionRecord | undefined;
+    let firstMatch: Match | undefined;
+    let matches: Map<SessionRecord, Match> | undefined;
     const shared: [ClientEntry, SharedGroup][] = [];
     this.#tree.match(message.topic, (entry) => {
       if (entry.kind === "shared") {
@@ -945,13 +949,20 @@ export class BrokerMachine {
       const { record, subscription } = entry;
       // [MQTT-3.8.3-3] No Local: not back to the publisher.
       if (subscription.noLocal && record.clientId === message.publisher) return;
-      const match = matches.get(record);
+      const match = record === first ? firstMatch : matches?.get(record);
       if (match === undefined) {
-        matches.set(record, {
+        const added: Match = {
           qos: subscription.qos,
           retainAsPublished: subscription.retainAsPublished,
           identifiers: subscription.identifier === undefined ? undefined : [subscription.identifier],
-        });
+        };
+        if (first === undefined) {
+          first = record;
+          firstMatch = added;
+        } else {
+          matches ??= new Map([[first, firstMatch!]]);
+          matches.set(record, added);
+        }
       } else {
         // [MQTT-3.3.4-2] one copy at the highest QoS; [MQTT-3.3.4-4] with every identifier.
         if (subscription.qos > match.qos) match.qos = subscription.qos;
@@ -960,9 +971,13 @@ export class BrokerMachine {
       }
     });
     // Deliveries of this turn share encodings; a single one encodes straight into its session's outbox.
-    if (matches.size + shared.length > 1) message.encodings = new Map();
+    if ((matches?.size ?? (first === undefined ? 0 : 1)) + shared.length > 1) message.encodings = new Map();
     let count = 0;
-    for (const [record, match] of matches) {
+    if (matches === undefined && first !== undefined) {
+      const match = firstMatch!;
+      if (this.#deliver(now, first, message, match.qos, match.retainAsPublished, match.identifiers)) count++;
+    }
+    for (const [record, match] of matches ?? []) {
       // [MQTT-3.3.1-12] [MQTT-3.3.1-13] RETAIN as published only when asked.
       if (this.#deliver(now, record, message, match.qos, match.retainAsPublished, match.identifiers)) count++;
     }
