@@ -940,15 +940,15 @@ export class BrokerMachine {
     let firstMatch: Match | undefined;
     let matches: Map<SessionRecord, Match> | undefined;
     const shared: [ClientEntry, SharedGroup][] = [];
-    this.#tree.match(message.topic, (entry) => {
+    for (const entry of this.#tree.matchList(message.topic)) {
       if (entry.kind === "shared") {
         const member = pickMember(entry);
         if (member !== undefined) shared.push([member, entry]);
-        return;
+        continue;
       }
       const { record, subscription } = entry;
       // [MQTT-3.8.3-3] No Local: not back to the publisher.
-      if (subscription.noLocal && record.clientId === message.publisher) return;
+      if (subscription.noLocal && record.clientId === message.publisher) continue;
       const match = record === first ? firstMatch : matches?.get(record);
       if (match === undefined) {
         const added: Match = {
@@ -969,7 +969,7 @@ export class BrokerMachine {
         if (subscription.retainAsPublished) match.retainAsPublished = true;
         if (subscription.identifier !== undefined) (match.identifiers ??= []).push(subscription.identifier);
       }
-    });
+    }
     // Deliveries of this turn share encodings; a single one encodes straight into its session's outbox.
     if ((matches?.size ?? (first === undefined ? 0 : 1)) + shared.length > 1) message.encodings = new Map();
     let count = 0;

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { TopicTree } from "../../src/machine/topic_tree.ts";
+import { MATCH_CACHE_SIZE, MATCH_CACHE_TOPIC_LENGTH, TopicTree } from "../../src/machine/topic_tree.ts";
 import { topicMatches } from "../../src/codec/topic.ts";
 
 function matching(tree: TopicTree<string>, topic: string): string[] {
@@ -115,4 +115,33 @@ test("TopicTree.matchFilter() finds the stored topics a filter matches, as topic
     tree.matchFilter(filter, (value) => found.push(value));
     assert.deepStrictEqual(found.sort(), TOPICS.filter((t) => topicMatches(filter, t)).sort(), filter);
   }
+});
+
+test("TopicTree.matchList() answers as match() does through every add, replace and remove, and past its cache's bounds", () => {
+  const tree = new TopicTree<string>();
+  const long = `${"x/".repeat(MATCH_CACHE_TOPIC_LENGTH)}a`;
+  const filters = [...FILTERS, "x/#", `${"x/".repeat(MATCH_CACHE_TOPIC_LENGTH)}+`];
+  const topics = [...TOPICS, long];
+  let seed = 7;
+  const next = (n: number) => Math.floor((seed = (seed * 16807) % 2147483647) / 2147483647 * n); // Park-Miller
+  for (let step = 0; step < 3000; step++) {
+    const filter = filters[next(filters.length)];
+    const key = `k${next(3)}`;
+    const action = next(4);
+    if (action === 0) tree.add(filter, key, `${filter} ${key} ${step}`); // new, or replacing a value
+    else if (action === 1) tree.remove(filter, key);
+    for (let i = 0; i < 3; i++) {
+      const topic = topics[next(topics.length)];
+      assert.deepEqual([...tree.matchList(topic)].sort(), matching(tree, topic), `${topic} at step ${step}`);
+    }
+  }
+  // More topics than the cache holds: it starts over, and every answer stays right.
+  const wide = new TopicTree<string>();
+  wide.add("many/+", "k", "many");
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < MATCH_CACHE_SIZE + 10; i++) assert.deepEqual(wide.matchList(`many/${i}`), ["many"]);
+  }
+  assert.deepEqual(wide.matchList("many/a/b"), []);
+  wide.remove("many/+", "k");
+  assert.deepEqual(wide.matchList("many/1"), []);
 });
