@@ -83,6 +83,7 @@ function checkFlags(type: number, flags: number, version: ProtocolVersion | unde
  * @param start Where the body starts.
  * @param end Where the body ends.
  * @param version The protocol level, or `undefined` when only a CONNECT may come (a server's first packet).
+ * @param memo The last PUBLISH topic of this stream: a PUBLISH to the same topic reuses its string.
  * @returns The packet.
  * @throws {MqttError} Malformed Packet (0x81), Protocol Error (0x82), Unsupported Protocol Version (0x84) or,
  *   for a CONNECT whose will topic is not a topic name, Topic Name Invalid (0x90).
@@ -93,6 +94,7 @@ export function decodePacket(
   start: number,
   end: number,
   version: ProtocolVersion | undefined,
+  memo?: TopicMemo,
 ): Packet {
   const type = first >> 4;
   const flags = first & 0x0f;
@@ -101,7 +103,7 @@ export function decodePacket(
       `Cannot accept ${NAMES[type]} before CONNECT: the first packet must be CONNECT [MQTT-3.1.0-1]`,
     );
   }
-  if (type === 3) return decodePublish(flags, buffer, start, end, version as ProtocolVersion);
+  if (type === 3) return decodePublish(flags, buffer, start, end, version as ProtocolVersion, memo);
   const reader = new Reader(buffer, start, end);
   checkFlags(type, flags, version);
   const v = version as ProtocolVersion;
@@ -141,12 +143,37 @@ export function decodePacket(
 }
 
 /** PUBLISH is the hot path: read with plain indexing, and build a Reader only for MQTT 5 properties. */
+/**
+ * The last PUBLISH topic read from one stream of packets, as bytes and as the string made from them: most
+ * publishers send to few topics, and a PUBLISH to the same one then costs neither a new string (nor, for the
+ * broker's route cache, hashing one) nor checking its bytes again.
+ */
+export interface TopicMemo {
+  /** The topic's bytes, or `undefined` before the first PUBLISH. */
+  bytes: Uint8Array | undefined;
+  /** The topic. */
+  topic: string;
+}
+
+/** Topics up to this many bytes are remembered in a {@linkcode TopicMemo}. */
+const MEMO_TOPIC_LENGTH = 256;
+
+/** Whether `buffer[start..end)` holds the bytes of `known`. */
+function sameBytes(known: Uint8Array, buffer: Uint8Array, start: number, end: number): boolean {
+  const length = known.length;
+  if (end - start !== length) return false;
+  // From the end: topics that differ mostly differ in their last levels.
+  for (let i = length - 1; i >= 0; i--) if (known[i] !== buffer[start + i]) return false;
+  return true;
+}
+
 function decodePublish(
   flags: number,
   buffer: Uint8Array,
   start: number,
   end: number,
   version: ProtocolVersion,
+  memo: TopicMemo | undefined,
 ): PublishPacket {
   const qos = (flags >> 1) & 0x03;
   if (qos === 3) malformed("Cannot read PUBLISH: QoS 3 is not allowed [MQTT-3.3.1-4]");
@@ -157,14 +184,24 @@ function decodePublish(
   const topicEnd = topicStart + ((buffer[topicStart - 2] << 8) | buffer[topicStart - 1]);
   let position = topicEnd + (qos > 0 ? 2 : 0);
   if (position > end) malformed("Cannot read PUBLISH topic name: the packet ends early");
-  for (let i = topicStart; i < topicEnd; i++) {
-    const c = buffer[i];
-    if (c === 0x23 || c === 0x2b) {
-      protocolError("Cannot accept PUBLISH: its topic name contains a wildcard [MQTT-3.3.2-2]");
+  let topic: string;
+  const known = memo?.bytes;
+  if (known !== undefined && sameBytes(known, buffer, topicStart, topicEnd)) {
+    topic = memo!.topic; // checked when it first came
+  } else {
+    for (let i = topicStart; i < topicEnd; i++) {
+      const c = buffer[i];
+      if (c === 0x23 || c === 0x2b) {
+        protocolError("Cannot accept PUBLISH: its topic name contains a wildcard [MQTT-3.3.2-2]");
+      }
+      if (c === 0) malformed("Cannot read PUBLISH topic name: it contains U+0000 [MQTT-1.5.4-2]");
     }
-    if (c === 0) malformed("Cannot read PUBLISH topic name: it contains U+0000 [MQTT-1.5.4-2]");
+    topic = decodeChecked(buffer, topicStart, topicEnd, "PUBLISH topic name");
+    if (memo !== undefined && topicEnd - topicStart <= MEMO_TOPIC_LENGTH && topicEnd > topicStart) {
+      memo.bytes = buffer.slice(topicStart, topicEnd);
+      memo.topic = topic;
+    }
   }
-  const topic = decodeChecked(buffer, topicStart, topicEnd, "PUBLISH topic name");
   const packet: PublishPacket = {
     type: "publish",
     topic,

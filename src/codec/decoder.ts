@@ -5,7 +5,7 @@
  */
 
 import { malformed, MAX_VARINT, protocolError } from "./_bytes.ts";
-import { decodePacket } from "./decode.ts";
+import { decodePacket, type TopicMemo } from "./decode.ts";
 import type { Packet, ProtocolVersion } from "./packet.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 
@@ -69,6 +69,8 @@ export interface PacketDecoderOptions {
  */
 export class PacketDecoder {
   #version: ProtocolVersion | undefined;
+  /** The last PUBLISH topic, made with the first PUBLISH. */
+  #topics: TopicMemo | undefined;
   readonly #maximumPacketSize: number;
   /** The chunk being read and the position of the next packet in it. */
   #chunk: Uint8Array = EMPTY;
@@ -253,7 +255,8 @@ export class PacketDecoder {
   }
 
   #decode(first: number, buffer: Uint8Array, start: number, end: number): Packet {
-    const packet = decodePacket(first, buffer, start, end, this.#version);
+    const memo = first >> 4 === 3 ? this.#topics ??= { bytes: undefined, topic: "" } : undefined;
+    const packet = decodePacket(first, buffer, start, end, this.#version, memo);
     if (packet.type === "connect" && this.#version === undefined) this.#version = packet.protocolVersion;
     return packet;
   }

@@ -351,3 +351,54 @@ test("a packet larger than the first buffer grows as its bytes arrive and decode
     assert.deepEqual(packets[0].type === "publish" && packets[0].payload, payload);
   }
 });
+
+test("PacketDecoder: PUBLISH topics that repeat, differ by a byte, grow long or hold a wildcard decode as sent", () => {
+  for (const version of [4, 5] as const) {
+    const decoder = new PacketDecoder({ version });
+    const long = `l/${"x".repeat(300)}`;
+    const topics = [
+      "a/b",
+      "a/b",
+      "a/c",
+      "a/b",
+      "b/b",
+      "a/bc",
+      "ä/b",
+      "ä/b",
+      long,
+      long,
+      "a/b",
+      `${long}y`,
+      "a/b",
+    ];
+    for (const topic of topics) {
+      const publish: Packet = {
+        type: "publish",
+        topic,
+        payload: Uint8Array.of(1),
+        qos: 0,
+        retain: false,
+        dup: false,
+      };
+      decoder.push(encode(publish, version));
+      const packet = decoder.next();
+      assert.equal(packet?.type === "publish" ? packet.topic : undefined, topic);
+      assert.equal(decoder.next(), undefined);
+    }
+    // The same length as the topic before, with a wildcard: refused, not taken for the one remembered.
+    const wildcard = encode({
+      type: "publish",
+      topic: "a/b",
+      payload: new Uint8Array(0),
+      qos: 0,
+      retain: false,
+      dup: false,
+    }, version);
+    wildcard[wildcard.indexOf(0x62)] = 0x23; // "a/b" -> "a/#"
+    decoder.push(wildcard);
+    assert.throws(
+      () => decoder.next(),
+      (error: unknown) => error instanceof MqttError && /wildcard/.test(error.message),
+    );
+  }
+});
