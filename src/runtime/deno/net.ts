@@ -34,7 +34,7 @@ function nextReadSize(n: number, size: number): number {
 }
 
 /** Writes are gathered into one buffer up to this size while a write is in flight; larger chunks go alone. */
-const GATHER_LIMIT = 65536;
+const GATHER_LIMIT = 262144;
 
 /** Resolves or rejects a batch of writes. */
 interface Batch {
