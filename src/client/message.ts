@@ -5,6 +5,7 @@
  */
 
 import type { PublishPacket, PublishProperties, QoS } from "../codec/packet.ts";
+import { ownCopy } from "../bytes.ts";
 
 const decoder = new TextDecoder();
 
@@ -23,7 +24,10 @@ const decoder = new TextDecoder();
 export class Message {
   /** The topic it was published to. */
   readonly topic: string;
-  /** The payload, a copy the message owns. */
+  /**
+   * The payload, a copy the message owns. A small one is a view of a buffer shared with other copies (see
+   * `ownCopy` in `src/bytes.ts`): use its `byteOffset` and `byteLength` along with its `buffer`.
+   */
   readonly payload: Uint8Array;
   /** The QoS it was delivered with. */
   readonly qos: QoS;
@@ -41,7 +45,7 @@ export class Message {
    */
   constructor(packet: PublishPacket) {
     this.topic = packet.topic;
-    this.payload = packet.payload.slice();
+    this.payload = ownCopy(packet.payload);
     this.qos = packet.qos;
     this.retain = packet.retain;
     this.dup = packet.dup;
