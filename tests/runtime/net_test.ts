@@ -350,6 +350,38 @@ test(`${runtime}: connectTls() verifies the server against caCerts and round-tri
   }
 });
 
+test(`${runtime}: close() of one TLS end settles soon, and what was written arrives, while the peer stays open`, async () => {
+  const listener = await net.listenTls({ hostname: host, port: 0, cert, key });
+  const open: Transport[] = [];
+  try {
+    for (const closing of ["client", "server"] as const) {
+      const accepted = (async () => {
+        for await (const transport of listener) return transport;
+        throw new Error("the listener closed");
+      })();
+      const client = await within(
+        net.connectTls({ hostname: host, port: listener.port, caCerts: [ca] }),
+        5000,
+        "TLS",
+      );
+      const server = await within(accepted, 5000, "accepting");
+      open.push(client, server);
+      const [from, to] = closing === "client" ? [client, server] : [server, client];
+      // The peer reads everything but never closes its end.
+      const reading = readAll(to.readable);
+      const data = pattern(100_000, 5);
+      const writer = from.writable.getWriter();
+      await writer.write(data);
+      writer.releaseLock();
+      await within(Promise.resolve(from.close()), 3000, `the ${closing}'s close() while the peer stays open`);
+      assert.deepEqual(await within(reading, 5000, "the peer reads to the end"), data);
+    }
+  } finally {
+    await Promise.all(open.map((transport) => transport.close()));
+    await listener.close();
+  }
+});
+
 test(`${runtime}: connectTls() rejects a server signed by another CA or named otherwise`, async () => {
   const listener = await net.listenTls({ hostname: host, port: 0, cert, key });
   const stop = serveAll(listener, echo);

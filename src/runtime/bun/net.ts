@@ -79,6 +79,9 @@ declare const Bun: {
   }): BunServer;
 };
 
+/** How long `close()` lets a socket flush and the peer close before it is cut. */
+const CLOSE_GRACE_MS = 1000;
+
 /** Bun's bundled roots, so that `caCerts` adds to them as on Deno and Node (Bun's `ca` replaces them). */
 let rootCertificates: Promise<readonly string[]> | undefined;
 function roots(): Promise<readonly string[]> {
@@ -112,6 +115,8 @@ class SocketState implements Transport, DirectTransport {
   /** What `close()` returns, made when first asked for (an idle connection holds no promise). */
   #closed: Promise<void> | undefined;
   #resolveClosed: (() => void) | undefined;
+  /** Cuts the socket when it is still open `CLOSE_GRACE_MS` after `close()`. */
+  #grace: ReturnType<typeof setTimeout> | undefined;
 
   // Methods and getters only, no closures: ten thousand idle connections each hold just their fields.
   constructor(socket: BunSocket) {
@@ -243,11 +248,25 @@ class SocketState implements Transport, DirectTransport {
     return this.#error ?? new Error("Cannot write: the connection is closed");
   }
 
-  /** Ends the socket once (FIN after what was written); settles when Bun reports it closed. */
+  /**
+   * Ends the socket once (FIN after what was written); settles when Bun reports it closed, which a TLS socket
+   * does only once the peer closed too (after about 12 s when it does not): so after `CLOSE_GRACE_MS` the
+   * socket is cut and counts as closed (Bun lets go of a TLS one when its own wait ends).
+   */
   close(): Promise<void> {
     if (!this.#isClosed && !this.#closing) {
       this.#closing = true;
       this.#socket.end();
+      if (!this.#isClosed) {
+        const timer = setTimeout(() => {
+          if (this.#isClosed) return;
+          // A TLS socket that sent its end waits for the peer's and ignores terminate(): it is over for us.
+          this.#socket.terminate();
+          this.onClose();
+        }, CLOSE_GRACE_MS);
+        (timer as { unref?(): void }).unref?.();
+        this.#grace = timer;
+      }
     }
     return this.#closed ??= this.#isClosed
       ? Promise.resolve()
@@ -288,8 +307,10 @@ class SocketState implements Transport, DirectTransport {
   }
 
   onClose(error?: Error): void {
+    if (this.#isClosed) return;
     if (error !== undefined) this.#error ??= error;
     this.#isClosed = true;
+    clearTimeout(this.#grace);
     this.#endReadable();
     const drain = this.#drain;
     this.#drain = undefined;

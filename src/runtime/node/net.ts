@@ -17,6 +17,9 @@ import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
+/** How long `close()` lets a socket flush what was written before it is cut. */
+const CLOSE_GRACE_MS = 1000;
+
 /**
  * Wraps a connected socket as a transport, with the peer's address.
  *
@@ -26,6 +29,7 @@ import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenO
 function fromSocket(socket: net.Socket): Transport {
   let readDone = false;
   let writeDone = false;
+  let closing = false;
   let error: Error | undefined;
   const closed = new Promise<void>((resolve) => {
     if (socket.destroyed) resolve();
@@ -108,7 +112,20 @@ function fromSocket(socket: net.Socket): Transport {
     readable,
     writable,
     close(): Promise<void> {
-      socket.destroy();
+      // FIN after what was written (a destroy would drop what the socket still holds, a DISCONNECT say), then
+      // gone; cut after CLOSE_GRACE_MS when the writes do not get out (a peer that does not read).
+      if (!socket.destroyed && !closing) {
+        closing = true;
+        const timer = setTimeout(() => socket.destroy(), CLOSE_GRACE_MS);
+        timer.unref();
+        socket.once("close", () => clearTimeout(timer));
+        if (writeDone) socket.destroy();
+        else {
+          writeDone = true;
+          socket.once("finish", () => socket.destroy());
+          socket.end();
+        }
+      }
       return closed;
     },
   }, hostPort(socket.remoteAddress, socket.remotePort));
