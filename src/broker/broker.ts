@@ -780,7 +780,7 @@ export class Broker {
         void this.#onConnect(connection, event.packet);
         return;
       case "publish":
-        void this.#onPublish(connection, event.packet);
+        this.#onPublish(connection, event.packet);
         return;
       case "subscribe":
         void this.#onSubscribe(connection, event.packet.packetId, event.packet.subscriptions, event);
@@ -933,8 +933,7 @@ export class Broker {
     this.#flushAll(connection);
   }
 
-  async #onPublish(connection: Connection, packet: PublishPacket): Promise<void> {
-    const session = connection.session;
+  #onPublish(connection: Connection, packet: PublishPacket): void {
     let code: ReasonCode = ReasonCode.Success;
     const hook = this.#options.authorizePublish;
     const acl = this.#options.acl;
@@ -947,13 +946,32 @@ export class Broker {
       code = ReasonCode.NotAuthorized;
       this.#log("info", `Denied publish from "${connection.info.clientId}" to "${packet.topic}" (ACL)`);
     } else if (hook !== undefined && connection.info !== undefined) {
-      try {
-        code = decisionCode(await hook(connection.info, packet), ReasonCode.NotAuthorized);
-      } catch {
-        code = ReasonCode.UnspecifiedError;
-      }
+      void this.#authorizePublish(connection, packet, connection.info, hook);
+      return;
     }
+    // Without a hook, at once: no promise per message.
+    this.#publishDecided(connection, packet, code);
+  }
+
+  async #authorizePublish(
+    connection: Connection,
+    packet: PublishPacket,
+    info: ClientInfo,
+    hook: NonNullable<BrokerOptions["authorizePublish"]>,
+  ): Promise<void> {
+    let code: ReasonCode;
+    try {
+      code = decisionCode(await hook(info, packet), ReasonCode.NotAuthorized);
+    } catch {
+      code = ReasonCode.UnspecifiedError;
+    }
+    this.#publishDecided(connection, packet, code);
+  }
+
+  /** Routes an authorized PUBLISH and answers it (PUBACK or PUBREC with `code`). */
+  #publishDecided(connection: Connection, packet: PublishPacket, code: ReasonCode): void {
     if (connection.closed) return;
+    const session = connection.session;
     const now = performance.now();
     this.#counters.messagesReceived++;
     if (code < 0x80) this.#machine.route(now, session, packet);
