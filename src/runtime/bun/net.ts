@@ -79,6 +79,8 @@ declare const Bun: {
   }): BunServer;
 };
 
+/** How many chunks the readable holds before the socket is paused (resuming it costs a turn). */
+const READ_AHEAD = 4;
 /** How long `close()` lets a socket flush and the peer close before it is cut. */
 const CLOSE_GRACE_MS = 1000;
 
@@ -168,7 +170,7 @@ class SocketState implements Transport, DirectTransport {
         this.#readDone = true;
         this.close();
       },
-    });
+    }, { highWaterMark: READ_AHEAD });
   }
 
   #makeWritable(): WritableStream<Uint8Array> {

@@ -155,7 +155,7 @@ class ConnState implements Transport, DirectTransport {
         else controller.enqueue(chunk);
       },
       cancel: () => this.close(),
-    }, { highWaterMark: 0 });
+    }, { highWaterMark: 1 });
   }
 
   /**
