@@ -17,6 +17,8 @@ import { hostPort, withRemoteAddress } from "../_address.ts";
 import { AcceptQueue } from "../_accept_queue.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
 
+/** How many chunks the readable holds before the socket is paused (resuming it costs a turn). */
+const READ_AHEAD = 4;
 /** How long `close()` lets a socket flush what was written before it is cut. */
 const CLOSE_GRACE_MS = 1000;
 
@@ -50,7 +52,7 @@ function fromSocket(socket: net.Socket): Transport {
       readDone = true;
       socket.destroy();
     },
-  });
+  }, { highWaterMark: READ_AHEAD });
   function endReadable(): void {
     if (readDone) return;
     readDone = true;
