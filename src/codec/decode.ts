@@ -142,15 +142,17 @@ export function decodePacket(
   }
 }
 
-/** PUBLISH is the hot path: read with plain indexing, and build a Reader only for MQTT 5 properties. */
 /**
  * The last PUBLISH topic read from one stream of packets, as bytes and as the string made from them: most
  * publishers send to few topics, and a PUBLISH to the same one then costs neither a new string (nor, for the
- * broker's route cache, hashing one) nor checking its bytes again.
+ * broker's route cache, hashing one) nor checking its bytes again. A publisher that changes topics each time
+ * costs a byte copy into the same buffer, no allocation.
  */
 export interface TopicMemo {
-  /** The topic's bytes, or `undefined` before the first PUBLISH. */
+  /** Holds the topic's bytes in its first `length` bytes; made with the first PUBLISH. */
   bytes: Uint8Array | undefined;
+  /** How many bytes of `bytes` the topic takes; 0 while none is remembered. */
+  length: number;
   /** The topic. */
   topic: string;
 }
@@ -158,15 +160,17 @@ export interface TopicMemo {
 /** Topics up to this many bytes are remembered in a {@linkcode TopicMemo}. */
 const MEMO_TOPIC_LENGTH = 256;
 
-/** Whether `buffer[start..end)` holds the bytes of `known`. */
-function sameBytes(known: Uint8Array, buffer: Uint8Array, start: number, end: number): boolean {
-  const length = known.length;
-  if (end - start !== length) return false;
+/** Whether `buffer[start..end)` holds the topic `memo` remembers. */
+function sameTopic(memo: TopicMemo, buffer: Uint8Array, start: number, end: number): boolean {
+  const length = memo.length;
+  if (length === 0 || end - start !== length) return false;
+  const known = memo.bytes!;
   // From the end: topics that differ mostly differ in their last levels.
   for (let i = length - 1; i >= 0; i--) if (known[i] !== buffer[start + i]) return false;
   return true;
 }
 
+/** PUBLISH is the hot path: read with plain indexing, and build a Reader only for MQTT 5 properties. */
 function decodePublish(
   flags: number,
   buffer: Uint8Array,
@@ -185,8 +189,7 @@ function decodePublish(
   let position = topicEnd + (qos > 0 ? 2 : 0);
   if (position > end) malformed("Cannot read PUBLISH topic name: the packet ends early");
   let topic: string;
-  const known = memo?.bytes;
-  if (known !== undefined && sameBytes(known, buffer, topicStart, topicEnd)) {
+  if (memo !== undefined && sameTopic(memo, buffer, topicStart, topicEnd)) {
     topic = memo!.topic; // checked when it first came
   } else {
     for (let i = topicStart; i < topicEnd; i++) {
@@ -198,7 +201,9 @@ function decodePublish(
     }
     topic = decodeChecked(buffer, topicStart, topicEnd, "PUBLISH topic name");
     if (memo !== undefined && topicEnd - topicStart <= MEMO_TOPIC_LENGTH && topicEnd > topicStart) {
-      memo.bytes = buffer.slice(topicStart, topicEnd);
+      const bytes = memo.bytes ??= new Uint8Array(MEMO_TOPIC_LENGTH);
+      for (let i = topicStart; i < topicEnd; i++) bytes[i - topicStart] = buffer[i];
+      memo.length = topicEnd - topicStart;
       memo.topic = topic;
     }
   }

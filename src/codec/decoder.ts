@@ -255,7 +255,7 @@ export class PacketDecoder {
   }
 
   #decode(first: number, buffer: Uint8Array, start: number, end: number): Packet {
-    const memo = first >> 4 === 3 ? this.#topics ??= { bytes: undefined, topic: "" } : undefined;
+    const memo = first >> 4 === 3 ? this.#topics ??= { bytes: undefined, length: 0, topic: "" } : undefined;
     const packet = decodePacket(first, buffer, start, end, this.#version, memo);
     if (packet.type === "connect" && this.#version === undefined) this.#version = packet.protocolVersion;
     return packet;
