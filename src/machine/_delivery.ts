@@ -134,34 +134,15 @@ export function encodingKey(
 }
 
 /**
- * Encodes one PUBLISH of a message with the placeholder packet identifier 1 (patched per delivery), and counts
- * the encoding in {@linkcode publishEncodeCounter}.
+ * Encodes a delivery's PUBLISH (from {@linkcode publishPacket}) with the placeholder packet identifier 1, patched
+ * per delivery, and counts the encoding in {@linkcode publishEncodeCounter}.
  */
-export function encodePublish(
-  message: BrokerMessage,
-  version: ProtocolVersion,
-  qos: QoS,
-  retain: boolean,
-  subscriptionIdentifiers: number[] | undefined,
-  topicAlias: number,
-  withTopic: boolean,
-  expiry: number | undefined,
-): EncodedPublish {
-  const packet = publishPacket(
-    message,
-    version,
-    qos,
-    retain,
-    subscriptionIdentifiers,
-    topicAlias,
-    withTopic,
-    expiry,
-  );
-  if (qos > 0) packet.packetId = 1;
+export function encodePublish(packet: PublishPacket, version: ProtocolVersion): EncodedPublish {
+  if (packet.qos > 0) packet.packetId = 1;
   const bytes = encode(packet, version);
   publishEncodeCounter.count++;
   let packetIdOffset = -1;
-  if (qos > 0) {
+  if (packet.qos > 0) {
     let position = 1;
     while (bytes[position] & 0x80) position++;
     position++;

@@ -65,9 +65,7 @@ export class Outbox {
       }
       const at = this.#reserve(size);
       writePublish(packet, version, this.#batch!, at);
-      this.#used = at + size;
-      this.#batched += size;
-      this.#length += size;
+      this.#wrote(at, size);
       return size;
     }
     const bytes = encode(packet, version);
@@ -77,10 +75,15 @@ export class Outbox {
     }
     const at = this.#reserve(bytes.length);
     this.#batch!.set(bytes, at);
-    this.#used = at + bytes.length;
-    this.#batched += bytes.length;
-    this.#length += bytes.length;
+    this.#wrote(at, bytes.length);
     return bytes.length;
+  }
+
+  /** Counts `size` bytes written at `at` of the batch buffer as queued (once they are all there). */
+  #wrote(at: number, size: number): void {
+    this.#used = at + size;
+    this.#batched += size;
+    this.#length += size;
   }
 
   /** Queues bytes that are already encoded; the outbox keeps them until `take()`, so they must not change. */

@@ -1036,36 +1036,12 @@ export class SessionMachine {
       }
     }
     const subscriptionIdentifiers = version === 5 ? delivery.subscriptionIdentifiers : undefined;
+    // The deliveries of this turn share encodings; without that cache the PUBLISH is written straight into the
+    // outbox with its own packet identifier, without a buffer of its own.
     const cache = message.encodings;
-    if (cache === undefined) {
-      // Nobody shares this encoding (one delivery this turn, or a later one): written straight into the
-      // outbox with its own packet identifier, without a buffer of its own.
-      const packet = publishPacket(
-        message,
-        version,
-        delivery.qos,
-        delivery.retain,
-        subscriptionIdentifiers,
-        alias,
-        withTopic,
-        expiry,
-      );
-      if (delivery.qos > 0) {
-        packet.packetId = packetId;
-        packet.dup = dup;
-      }
-      publishEncodeCounter.count++;
-      // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
-      if (this.#outbox.push(packet, version, this.#clientMaximumPacketSize) < 0) return false;
-      if (newAlias) {
-        (this.#outboundAliases ??= new Map()).set(message.topic, alias);
-        this.#nextAlias++;
-      }
-      return true;
-    }
-    let encoded: EncodedPublish | undefined;
     let key: string | number = 0;
-    {
+    let encoded: EncodedPublish | undefined;
+    if (cache !== undefined) {
       key = subscriptionIdentifiers === undefined && alias === 0 && expiry === undefined
         ? (version === 5 ? 8 : 0) + delivery.qos * 2 + (delivery.retain ? 1 : 0) // 3.1 and 3.1.1 PUBLISH are alike
         : encodingKey(
@@ -1080,7 +1056,7 @@ export class SessionMachine {
       encoded = cache.get(key);
     }
     if (encoded === undefined) {
-      encoded = encodePublish(
+      const packet = publishPacket(
         message,
         version,
         delivery.qos,
@@ -1090,15 +1066,24 @@ export class SessionMachine {
         withTopic,
         expiry,
       );
+      if (cache === undefined) {
+        if (delivery.qos > 0) {
+          packet.packetId = packetId;
+          packet.dup = dup;
+        }
+        publishEncodeCounter.count++;
+        // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
+        if (this.#outbox.push(packet, version, this.#clientMaximumPacketSize) < 0) return false;
+        this.#noteAlias(newAlias, message.topic, alias);
+        return true;
+      }
+      encoded = encodePublish(packet, version);
       cache.set(key, encoded);
     }
     const bytes = encoded.bytes;
     // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
     if (bytes.length > this.#clientMaximumPacketSize) return false;
-    if (newAlias) {
-      (this.#outboundAliases ??= new Map()).set(message.topic, alias);
-      this.#nextAlias++;
-    }
+    this.#noteAlias(newAlias, message.topic, alias);
     const offset = encoded.packetIdOffset;
     if (offset < 0) {
       this.#outbox.pushBytes(bytes);
@@ -1112,6 +1097,13 @@ export class SessionMachine {
       this.#outbox.pushBytes(copy);
     }
     return true;
+  }
+
+  /** Records a topic alias just sent for the first time. */
+  #noteAlias(newAlias: boolean, topic: string, alias: number): void {
+    if (!newAlias) return;
+    (this.#outboundAliases ??= new Map()).set(topic, alias);
+    this.#nextAlias++;
   }
 
   #sendConnAck(reasonCode: ReasonCode, properties?: ConnAckProperties): void {

@@ -11,6 +11,7 @@
  */
 
 import type { DirectTransport, Listener, Transport, TransportSink } from "../../transport/transport.ts";
+import { concat } from "../../bytes.ts";
 import { raceAbort } from "../_abort.ts";
 import { hostPort } from "../_address.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
@@ -294,14 +295,10 @@ function gather(queue: Uint8Array[]): { chunk: Uint8Array; rest: Uint8Array[] | 
     size = next;
   }
   const rest = count < queue.length ? queue.slice(count) : undefined;
-  if (count === 1) return { chunk: queue[0]!, rest };
-  const chunk = new Uint8Array(size);
-  let at = 0;
-  for (let i = 0; i < count; i++) {
-    chunk.set(queue[i]!, at);
-    at += queue[i]!.byteLength;
-  }
-  return { chunk, rest };
+  return {
+    chunk: count === 1 ? queue[0]! : concat(rest === undefined ? queue : queue.slice(0, count)),
+    rest,
+  };
 }
 
 function fromConn(conn: Deno.Conn): Transport {
