@@ -96,11 +96,6 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    */
   maxOutgoingBytes?: number;
   /**
-   * Milliseconds a client may stay behind (see `maxOutgoingBytes`) before it is disconnected as a slow
-   * consumer. A client twice over `maxOutgoingBytes` is disconnected at once. Default 30 000.
-   */
-  slowConsumerTimeout?: number;
-  /**
    * Log every packet in and out at the `debug` level (a second decoder reads a copy of the traffic, so it
    * costs: for debugging). Payloads and passwords are never logged. Default false.
    */
@@ -559,7 +554,7 @@ export class Broker {
   sysValues(): Map<string, string> {
     const c = this.#counters;
     const stats = this.#machine.stats;
-    let dropped = c.dropped;
+    let dropped = c.dropped + stats.dropped;
     for (const connection of this.#connections.values()) dropped += connection.session.droppedWhileCongested;
     return new Map([
       ["$SYS/broker/version", `@x/mqtt ${VERSION}`],
@@ -968,20 +963,20 @@ export class Broker {
     this.#publishDecided(connection, packet, code);
   }
 
-  /** Routes an authorized PUBLISH and answers it (PUBACK or PUBREC with `code`). */
+  /**
+   * Routes an authorized PUBLISH and answers it (PUBACK or PUBREC with `code`), once every session it went to
+   * holds it. Also when the connection closed while an async hook decided: the client's QoS 2 resend is then
+   * answered as a duplicate, so this is the one chance to route the message [MQTT-4.3.3-10].
+   */
   #publishDecided(connection: Connection, packet: PublishPacket, code: ReasonCode): void {
-    if (connection.closed) return;
     const session = connection.session;
     const now = performance.now();
     this.#counters.messagesReceived++;
-    if (code < 0x80) this.#machine.route(now, session, packet);
-    if (packet.qos > 0) {
-      // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
-      if (!reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
-        code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
-      }
-      session.acknowledge(now, packet.packetId as number, code);
+    // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
+    if (packet.qos > 0 && !reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
+      code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
     }
+    this.#machine.publish(now, session, packet, code);
     this.#flushAll(connection);
   }
 

@@ -49,9 +49,32 @@ export interface BrokerMachineOptions {
   /** Whether QoS 0 messages are queued for sessions that are offline. @default false */
   queueQoS0?: boolean;
   /**
+   * Milliseconds a session may stay over its queue bounds (`maxQueuedMessages`, `maxQueuedBytes`) while the
+   * acknowledgements of the messages for it are held back (see {@linkcode BrokerMachine.publish}); after
+   * that, it counts as a slow consumer: the held acknowledgements go out and, until its queue is within its
+   * bounds again, the messages that do not fit are dropped for it (counted in `stats.dropped`), so that one
+   * stuck session does not stall its publishers for good. The broker also disconnects a connected client
+   * whose writes stayed backed up (`maxOutgoingBytes`) that long. @default 30000
+   */
+  slowConsumerTimeout?: number;
+  /**
+   * Decides whether a message may be delivered to a session (an ACL's read rules), for every delivery and
+   * every retained message sent on subscribing; `false` skips that session. Called while routing: keep it
+   * fast and synchronous. Default: every message is delivered.
+   */
+  authorizeDelivery?: (session: SessionIdentity, message: BrokerMessage) => boolean;
+  /**
    * Record every change to what a store would keep, for {@linkcode BrokerMachine.pollChanges}. @default false
    */
   journal?: boolean;
+}
+
+/** Who a session belongs to, for {@linkcode BrokerMachineOptions.authorizeDelivery}. */
+export interface SessionIdentity {
+  /** The client identifier. */
+  readonly clientId: string;
+  /** The user name of the CONNECT that last attached the session, if it had one. */
+  readonly username: string | undefined;
 }
 
 /** Options of {@linkcode BrokerMachine.attach}. */
@@ -112,6 +135,8 @@ export interface SessionMeta {
   subscriptions: SessionSubscription[];
   /** QoS 2 packet identifiers the client published that await PUBREL. */
   inboundQoS2: number[];
+  /** The user name the session's client connected with, for the read rules of deliveries. */
+  username?: string;
   /** A will waiting for its delay. */
   will?: Will;
   /** Milliseconds left before that will is published. */
@@ -179,10 +204,31 @@ export interface BrokerStats {
   routed: number;
   /** Deliveries made to sessions, online or queued. */
   delivered: number;
+  /**
+   * Deliveries dropped: QoS 0 ones that did not fit an offline session's queue, and QoS 1 and 2 ones for a
+   * session that stayed over its queue bounds past `slowConsumerTimeout`.
+   */
+  dropped: number;
+}
+
+/** The acknowledgement of a PUBLISH, held back until every session it was queued for beyond bounds has room. */
+interface HeldAck {
+  readonly session: SessionMachine;
+  readonly packetId: number;
+  readonly reasonCode: ReasonCode;
+  /** How many sessions it still waits for. */
+  waiting: number;
 }
 
 interface SessionRecord {
   readonly clientId: string;
+  username: string | undefined;
+  /** Acknowledgements held back until this session's queue is within its bounds. */
+  held: HeldAck[] | undefined;
+  /** When the first of them was held: the slow-consumer timeout runs from it. */
+  heldSince: Millis | undefined;
+  /** Over its bounds past the timeout: what does not fit is dropped until it has room again. */
+  stalled: boolean;
   readonly state: SessionState;
   /** By topic filter; made with the first subscription. */
   subscriptions: Map<string, SessionSubscription> | undefined;
@@ -282,7 +328,13 @@ export class BrokerMachine {
   readonly #maxQueuedMessages: number;
   readonly #maxQueuedBytes: number;
   readonly #queueQoS0: boolean;
-  readonly #stats: BrokerStats = { routed: 0, delivered: 0 };
+  readonly #stats: BrokerStats = { routed: 0, delivered: 0, dropped: 0 };
+  readonly #slowConsumerTimeout: number;
+  readonly #authorizeDelivery: BrokerMachineOptions["authorizeDelivery"];
+  /** Sessions holding acknowledgements back (their timeout is in `pollTimeout`). */
+  readonly #holding = new Set<SessionRecord>();
+  /** Sessions the current route queued a QoS 1 or 2 delivery for beyond their bounds. */
+  readonly #full: SessionRecord[] = [];
   #assigned = 0;
   /** The journal, when on: changes in order, and the sessions whose meta changed. */
   readonly #journal: JournalEntry[] | undefined;
@@ -304,6 +356,8 @@ export class BrokerMachine {
     this.#maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
     this.#queueQoS0 = options.queueQoS0 ?? false;
+    this.#slowConsumerTimeout = options.slowConsumerTimeout ?? 30_000;
+    this.#authorizeDelivery = options.authorizeDelivery;
     this.#journal = options.journal ? [] : undefined;
     const records = this.#byState;
     this.#stateJournal = {
@@ -402,6 +456,10 @@ export class BrokerMachine {
     if (record === undefined) {
       record = {
         clientId,
+        username: undefined,
+        held: undefined,
+        heldSince: undefined,
+        stalled: false,
         state: new SessionState(clientId, {
           maxQueuedMessages: this.#maxQueuedMessages,
           maxQueuedBytes: this.#maxQueuedBytes,
@@ -419,6 +477,7 @@ export class BrokerMachine {
     }
     this.#unschedule(record);
     record.connection = session;
+    record.username = connect.username;
     record.expiryInterval = expiry;
     record.expiresAt = undefined;
     // [MQTT-3.1.3-9] a new connection before the will delay passed: the old will is not sent.
@@ -452,6 +511,78 @@ export class BrokerMachine {
       ? undefined
       : this.#byConnection.get(from)?.clientId ?? from.clientId;
     return this.#route(now, messageFromPublish(now, packet, publisher));
+  }
+
+  /**
+   * Routes a PUBLISH a session reported (its `publish` event), once the driver has authorized it, and
+   * acknowledges it (PUBACK or PUBREC with `reasonCode`) once every session it was delivered to holds it
+   * (MQTT 5 §4.3.2, §4.3.3): at once, or, when a session's queue had to go beyond its bounds for it, once that
+   * queue is back within them. Holding the acknowledgement back slows the publisher down to the pace of the
+   * slowest subscriber instead of dropping what it was promised (flow control; the publisher's own window,
+   * our Receive Maximum, bounds how far past the bounds a queue grows). A session over its bounds for longer
+   * than `slowConsumerTimeout` stops holding its publishers back (see that option). A refusal (`reasonCode`
+   * 0x80 or more) is not routed.
+   *
+   * @param now The current time.
+   * @param session The session that published it.
+   * @param packet The PUBLISH, from the `publish` event.
+   * @param reasonCode The acknowledgement's reason code. @default 0x00
+   * @returns How many sessions it was delivered or queued to.
+   *
+   * @example A subscriber that is away: the second message waits for room before it is acknowledged
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { encode, PacketDecoder } from "@x/mqtt/codec";
+   * import { BrokerMachine, SessionMachine } from "@x/mqtt/machine";
+   * const broker = new BrokerMachine({ maxQueuedMessages: 1 });
+   * function connect(clientId: string): SessionMachine {
+   *   const session = new SessionMachine(0);
+   *   session.handleBytes(0, encode({ type: "connect", protocolVersion: 4, clientId, cleanStart: false, keepAlive: 0 }, 4));
+   *   session.pollEvent();
+   *   broker.attach(0, session);
+   *   session.pollTransmit(); // CONNACK
+   *   return session;
+   * }
+   * const subscriber = connect("sub");
+   * broker.subscribe(0, subscriber, { type: "subscribe", packetId: 1, subscriptions: [
+   *   { topicFilter: "t", qos: 1, noLocal: false, retainAsPublished: false, retainHandling: 0 }] });
+   * subscriber.handleClose(0);
+   * broker.detach(0, subscriber); // away, its session kept
+   * const publisher = connect("pub");
+   * const publish = (packetId: number) => {
+   *   publisher.handleBytes(1, encode({ type: "publish", topic: "t", payload: new Uint8Array([packetId]), qos: 1, retain: false, dup: false, packetId }, 4));
+   *   const event = publisher.pollEvent();
+   *   if (event?.type === "publish") broker.publish(1, publisher, event.packet);
+   *   return publisher.pollTransmit();
+   * };
+   * assert.deepEqual(publish(1), new Uint8Array([0x40, 0x02, 0x00, 0x01])); // PUBACK 1: queued within bounds
+   * assert.equal(publish(2), undefined); // queued beyond them: PUBACK 2 waits
+   * const back = new SessionMachine(2);
+   * back.handleBytes(2, encode({ type: "connect", protocolVersion: 4, clientId: "sub", cleanStart: false, keepAlive: 0 }, 4));
+   * back.pollEvent();
+   * broker.attach(2, back); // the queue goes out to it
+   * assert.deepEqual(publisher.pollTransmit(), new Uint8Array([0x40, 0x02, 0x00, 0x02])); // PUBACK 2
+   * ```
+   */
+  publish(
+    now: Millis,
+    session: SessionMachine,
+    packet: PublishPacket,
+    reasonCode: ReasonCode = ReasonCode.Success,
+  ): number {
+    const count = reasonCode < 0x80 ? this.route(now, session, packet) : 0;
+    const packetId = packet.packetId;
+    if (packetId === undefined) return count;
+    const full = this.#full;
+    if (full.length === 0) {
+      session.acknowledge(now, packetId, reasonCode);
+    } else {
+      const held: HeldAck = { session, packetId, reasonCode, waiting: full.length };
+      for (const record of full) this.#hold(now, record, held);
+      full.length = 0;
+    }
+    this.#markDirty(session);
+    return count;
   }
 
   /**
@@ -513,7 +644,9 @@ export class BrokerMachine {
     }
     session.grant(now, packet.packetId, codes);
     this.#changed(record);
+    const authorize = this.#authorizeDelivery;
     for (const [message, qos, id] of retained) {
+      if (authorize !== undefined && !authorize(record, message)) continue;
       // [MQTT-3.3.1-8] (3.1.1) a retained message sent for a new subscription keeps RETAIN 1.
       session.deliver(now, {
         message,
@@ -599,13 +732,17 @@ export class BrokerMachine {
 
   /**
    * Publishes wills whose delay has passed and ends sessions whose expiry has passed (publishing a will still
-   * waiting first [MQTT-3.1.2-8]). An early call does nothing.
+   * waiting first [MQTT-3.1.2-8]); sends the acknowledgements held back for a session over its queue bounds
+   * past `slowConsumerTimeout`. An early call does nothing.
    *
    * @param now The current time.
    */
   handleTimeout(now: Millis): void {
     const earliest = this.pollTimeout();
     if (earliest === undefined || now < earliest) return;
+    for (const record of [...this.#holding]) {
+      if ((record.heldSince as Millis) + this.#slowConsumerTimeout <= now) this.#release(now, record, true);
+    }
     this.#earliestKnown = false;
     for (const record of [...this.#timed]) {
       if (record.willAt !== undefined && record.willAt <= now) {
@@ -621,7 +758,7 @@ export class BrokerMachine {
   }
 
   /**
-   * The earliest will delay or session expiry.
+   * The earliest will delay, session expiry or slow-consumer timeout.
    *
    * @returns When to call {@linkcode BrokerMachine.handleTimeout}, or `undefined` when nothing waits.
    */
@@ -632,7 +769,11 @@ export class BrokerMachine {
       this.#earliest = earliest;
       this.#earliestKnown = true;
     }
-    return this.#earliest;
+    let at = this.#earliest;
+    for (const record of this.#holding) {
+      at = earlier(at, (record.heldSince as Millis) + this.#slowConsumerTimeout);
+    }
+    return at;
   }
 
   /**
@@ -790,6 +931,10 @@ export class BrokerMachine {
       for (const id of s.inboundQoS2) state.addInboundQoS2(id);
       const record: SessionRecord = {
         clientId: s.clientId,
+        username: s.username,
+        held: undefined,
+        heldSince: undefined,
+        stalled: false,
         state,
         subscriptions: undefined,
         connection: undefined,
@@ -832,6 +977,7 @@ export class BrokerMachine {
       // A session that ends with its connection keeps no QoS 2 state (nor deliveries) beyond it.
       inboundQoS2: record.expiryInterval > 0 ? [...record.state.inboundQoS2] : [],
     };
+    if (record.username !== undefined) meta.username = record.username;
     const connection = record.connection;
     if (connection !== undefined) {
       // Restored, the connection is gone: the session expires and the will waits from then on, as if it
@@ -924,6 +1070,7 @@ export class BrokerMachine {
 
   #route(now: Millis, message: BrokerMessage): number {
     this.#stats.routed++;
+    this.#full.length = 0;
     if (message.retain) {
       if (message.payload.length === 0) {
         // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message clears the topic and is not stored.
@@ -1000,19 +1147,62 @@ export class BrokerMachine {
     retainAsPublished: boolean,
     subscriptionIdentifiers: number[] | undefined,
   ): boolean {
+    const authorize = this.#authorizeDelivery;
+    if (authorize !== undefined && !authorize(record, message)) return false;
     const qos = minQoS(message.qos, granted);
     const retain = retainAsPublished && message.retain;
     const connection = record.connection;
+    const state = record.state;
+    if (qos > 0 && record.stalled && state.overLimit) {
+      // A slow consumer past its timeout: what does not fit is dropped, its publishers are not held back.
+      state.countDropped();
+      this.#stats.dropped++;
+      return false;
+    }
     const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers };
     if (connection !== undefined) {
       connection.deliver(now, delivery);
       this.#markDirty(connection);
     } else {
       if (qos === 0 && !this.#queueQoS0) return false;
-      if (!record.state.enqueue(now, delivery)) return false;
+      if (!state.enqueue(now, delivery)) {
+        this.#stats.dropped++;
+        return false;
+      }
     }
+    // Kept beyond the queue's bounds: the publisher's acknowledgement waits for room (see `publish`).
+    if (qos > 0 && !record.stalled && state.overLimit) this.#full.push(record);
     this.#stats.delivered++;
     return true;
+  }
+
+  /** Holds an acknowledgement back until the session's queue is within its bounds again. */
+  #hold(now: Millis, record: SessionRecord, held: HeldAck): void {
+    (record.held ??= []).push(held);
+    if (record.heldSince === undefined) {
+      record.heldSince = now;
+      this.#holding.add(record);
+      record.state.onRoom = (at) => this.#release(at, record, false);
+    }
+  }
+
+  /**
+   * Sends the acknowledgements a session held back: it has room again, or (`stalled`) it stayed over its
+   * bounds past the slow-consumer timeout, and then drops what does not fit until it has room.
+   */
+  #release(now: Millis, record: SessionRecord, stalled: boolean): void {
+    const held = record.held;
+    record.held = undefined;
+    record.heldSince = undefined;
+    this.#holding.delete(record);
+    record.stalled = stalled;
+    // A stalled session is told when it has room again, to hold its publishers back from then on.
+    record.state.onRoom = stalled ? (at) => this.#release(at, record, false) : undefined;
+    for (const ack of held ?? []) {
+      if (--ack.waiting > 0) continue;
+      ack.session.acknowledge(now, ack.packetId, ack.reasonCode);
+      this.#markDirty(ack.session);
+    }
   }
 
   #publishWill(now: Millis, record: SessionRecord, will: Will): void {
@@ -1046,7 +1236,7 @@ export class BrokerMachine {
     }
     for (const filter of record.subscriptions?.keys() ?? []) this.#removeFromTree(record, filter);
     record.subscriptions = undefined;
-    record.state.clear();
+    record.state.clear(now);
     record.state.journal = undefined;
     record.expiresAt = undefined;
     if (this.#sessions.get(record.clientId) === record) this.#sessions.delete(record.clientId);

@@ -221,7 +221,6 @@ export class SessionMachine {
   // The maps below are made when first needed: an idle connection holds none.
   /** Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier. */
   #awaitingAck: Map<number, QoS> | undefined;
-  #awaitingQoS2 = 0;
   /** Inbound topic aliases. */
   #inboundAliases: Map<number, string> | undefined;
 
@@ -229,6 +228,11 @@ export class SessionMachine {
   #clientReceiveMaximum = 65_535;
   #clientMaximumPacketSize = Infinity;
   #clientTopicAliasMaximum = 0;
+  /**
+   * Packet identifiers of deliveries in flight from an earlier connection that wait for the client's Receive
+   * Maximum to be resent on this one, in their order [MQTT-4.4.0-1] [MQTT-3.3.4-9].
+   */
+  #unsent: Set<number> | undefined;
   /** Outbound topic aliases: topic → alias, and the next alias to hand out. */
   #outboundAliases: Map<string, number> | undefined;
   #nextAlias = 1;
@@ -464,6 +468,7 @@ export class SessionMachine {
     const sessionPresent = options.sessionPresent === true && !connect.cleanStart;
     const extra = options.properties;
     if (extra?.assignedClientIdentifier !== undefined) this.#clientId = extra.assignedClientIdentifier;
+    const early = this.#session;
     this.#session = options.state ?? new SessionState(this.#clientId);
     let properties: ConnAckProperties | undefined;
     if (version === 5) {
@@ -484,17 +489,28 @@ export class SessionMachine {
     this.#lastReceived = Math.max(this.#lastReceived, now);
     this.#updateDeadline();
     if (sessionPresent) {
+      // [MQTT-4.4.0-1] in flight from the last connection: PUBLISH again with DUP and PUBREL again, with the
+      // original packet identifiers, in order [MQTT-4.6.0-1]; PUBLISH only while this connection's Receive
+      // Maximum allows [MQTT-3.3.4-9] (the client may have lowered it), the rest as acknowledgements come.
+      let active = 0;
       for (const entry of this.#session.inflight.values()) {
         if (entry.released) {
+          active++;
           this.#outbox.push({ type: "pubrel", packetId: entry.packetId, reasonCode: 0 }, version);
-        } else if (!this.#sendPublish(now, entry, entry.packetId, true)) {
+        } else if (active >= this.#clientReceiveMaximum || this.#unsent !== undefined) {
+          (this.#unsent ??= new Set()).add(entry.packetId);
+        } else if (this.#sendPublish(now, entry, entry.packetId, true)) {
+          active++;
+        } else {
           // Too large for this connection's Maximum Packet Size: dropped as if sent [MQTT-3.1.2-25].
           this.#session.complete(entry.packetId);
         }
       }
     } else {
-      this.#session.clear();
+      this.#session.clear(now);
     }
+    // Deliveries made before the client was accepted wait in a state of their own until now.
+    if (early !== this.#session) { for (const delivery of early.queue) this.#session.enqueue(now, delivery); }
     this.#pump(now);
     const held = this.#held;
     this.#held = undefined;
@@ -550,7 +566,8 @@ export class SessionMachine {
    * Acknowledges an inbound PUBLISH the driver has routed (or refused): PUBACK at QoS 1 [MQTT-4.3.2-4], PUBREC at
    * QoS 2 [MQTT-4.3.3-8], after which duplicates are answered without a new `publish` event until PUBREL
    * [MQTT-4.3.3-10]. A reason code of 0x80 or more (MQTT 5) refuses it; before MQTT 5 the acknowledgement
-   * is sent anyway [MQTT-3.3.5-2].
+   * is sent anyway [MQTT-3.3.5-2]. After the connection closed nothing is sent, but a refusal still frees a
+   * QoS 2 packet identifier, so that the client's resend counts as a new message.
    *
    * @param now The current time.
    * @param packetId The PUBLISH's packet identifier.
@@ -565,9 +582,11 @@ export class SessionMachine {
     reasonCode: ReasonCode = ReasonCode.Success,
     properties?: AckProperties,
   ): void {
-    if (this.#state === "closed") return;
     const qos = this.#awaitingAck?.get(packetId);
-    if (qos === undefined) throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
+    if (qos === undefined) {
+      if (this.#state === "closed") return;
+      throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
+    }
     if (!reasonCodeAllowed(qos === 1 ? "puback" : "pubrec", reasonCode)) {
       throw new RangeError(
         `Cannot acknowledge packet ${packetId} with reason code 0x${reasonCode.toString(16)}: not a ${
@@ -577,11 +596,10 @@ export class SessionMachine {
     }
     this.#awaitingAck!.delete(packetId);
     const version = this.#version as ProtocolVersion;
-    if (qos === 2) {
-      this.#awaitingQoS2--;
-      // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message.
-      if (reasonCode >= 0x80) this.#session.removeInboundQoS2(packetId);
-    }
+    // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message (also when the connection closed
+    // while the driver decided: the client's resend is then a new message).
+    if (qos === 2 && reasonCode >= 0x80) this.#session.removeInboundQoS2(packetId);
+    if (this.#state === "closed") return;
     if (properties === undefined) {
       this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
     } else {
@@ -653,7 +671,8 @@ export class SessionMachine {
     }
     const session = this.#session;
     if (
-      this.#congested || session.queue.length > 0 || session.inflight.size >= this.#clientReceiveMaximum
+      this.#congested || this.#unsent !== undefined || session.queue.length > 0 ||
+      session.inflight.size >= this.#clientReceiveMaximum
     ) {
       session.enqueue(now, delivery);
       return;
@@ -717,6 +736,8 @@ export class SessionMachine {
       case "puback": {
         const entry = this.#session.inflight.get(packet.packetId);
         if (entry !== undefined && entry.qos === 1) {
+          // Also one still to resend: the client had it from the last connection.
+          this.#unsent?.delete(packet.packetId);
           this.#session.complete(packet.packetId);
           this.#pump(now);
         }
@@ -732,10 +753,12 @@ export class SessionMachine {
           );
         } else if (packet.reasonCode >= 0x80) {
           // [MQTT-4.4.0-2] a refusal completes the delivery.
+          this.#unsent?.delete(packet.packetId);
           this.#session.complete(packet.packetId);
           this.#pump(now);
         } else {
           // [MQTT-4.3.3-4] PUBREL with the same identifier; the PUBLISH is never sent again [MQTT-4.3.3-6].
+          this.#unsent?.delete(packet.packetId);
           this.#session.release(entry);
           this.#outbox.push({ type: "pubrel", packetId: packet.packetId, reasonCode: 0 }, version);
         }
@@ -940,24 +963,14 @@ export class SessionMachine {
       this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
       return;
     }
-    if (awaiting.size - this.#awaitingQoS2 + inboundQoS2.size >= this.#receiveMaximum) {
-      // MQTT 5 §3.3.4: more unacknowledged QoS > 0 PUBLISH than the Receive Maximum we advertised.
-      this.#fail(
-        now,
-        new MqttError(
-          ReasonCode.ReceiveMaximumExceeded,
-          `Cannot accept PUBLISH ${packetId}: more than ${this.#receiveMaximum} unacknowledged`,
-        ),
-        true,
-      );
-      return;
-    }
+    // More unacknowledged QoS > 0 PUBLISH than the Receive Maximum we advertised may come from a client that
+    // resends after a reconnect and counts differently: the disconnect is a MAY (MQTT 5 §3.3.4), and taking
+    // the message is more useful than a loop of disconnects and resends. The packet identifiers bound it.
     awaiting.set(packetId, packet.qos);
-    if (packet.qos === 2) {
-      // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate.
-      this.#session.addInboundQoS2(packetId);
-      this.#awaitingQoS2++;
-    }
+    // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate. The
+    // driver routes the message even if the connection closes before it decided, or refuses it, which frees
+    // the identifier.
+    if (packet.qos === 2) this.#session.addInboundQoS2(packetId);
     this.#emit({ type: "publish", packet });
   }
 
@@ -992,9 +1005,29 @@ export class SessionMachine {
     }
   }
 
-  /** Sends queued deliveries while the client's Receive Maximum allows [MQTT-4.9.0-2]. */
+  /** How many QoS 1 and 2 deliveries count against the client's Receive Maximum on this connection. */
+  #active(): number {
+    return this.#session.inflight.size - (this.#unsent?.size ?? 0);
+  }
+
+  /**
+   * Sends, while the client's Receive Maximum allows [MQTT-4.9.0-2], the deliveries of an earlier connection
+   * still to resend, then the queued ones.
+   */
   #pump(now: Millis): void {
     const session = this.#session;
+    const unsent = this.#unsent;
+    if (unsent !== undefined) {
+      for (const packetId of unsent) {
+        if (this.#congested || this.#active() >= this.#clientReceiveMaximum) return;
+        unsent.delete(packetId);
+        const entry = session.inflight.get(packetId);
+        if (entry === undefined || entry.released) continue;
+        // [MQTT-3.1.2-25] too large for this connection: dropped as if sent.
+        if (!this.#sendPublish(now, entry, packetId, true)) session.complete(packetId);
+      }
+      this.#unsent = undefined;
+    }
     while (
       !this.#congested && session.queue.length > 0 && session.inflight.size < this.#clientReceiveMaximum
     ) {
@@ -1192,8 +1225,7 @@ export class SessionMachine {
     this.#state = "closed";
     this.#deadline = undefined;
     this.#held = undefined;
-    this.#awaitingAck = undefined;
-    this.#awaitingQoS2 = 0;
+
     this.#emit(error === undefined ? { type: "closed" } : { type: "closed", error });
   }
 

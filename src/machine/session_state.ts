@@ -113,8 +113,23 @@ export class SessionState {
   }
 
   /**
-   * Appends a delivery to the queue, making its payload the message's own copy. When the queue is full, expired
-   * messages are dropped first; if it is still full the new delivery is dropped.
+   * Whether the queue holds more than its bounds: a {@linkcode BrokerMachine} then holds back the
+   * acknowledgements of messages for this session until it has room again (see `onRoom`).
+   */
+  get overLimit(): boolean {
+    return this.queue.length > this.maxQueuedMessages || this.#queuedBytes > this.maxQueuedBytes;
+  }
+
+  /**
+   * Called once when the queue, over its bounds, gets back within them; set by whoever waits for that.
+   */
+  onRoom: ((now: Millis) => void) | undefined;
+
+  /**
+   * Appends a delivery to the queue, making its payload the message's own copy. A QoS 0 delivery that does
+   * not fit within the bounds is dropped (after expired messages are); a QoS 1 or 2 delivery is always kept,
+   * past the bounds if need be: it may have been acknowledged to its publisher already, and whoever queues
+   * it watches {@linkcode SessionState.overLimit} to slow the publishers down.
    *
    * @param now The current time, to drop expired messages.
    * @param delivery The delivery.
@@ -122,7 +137,10 @@ export class SessionState {
    */
   enqueue(now: Millis, delivery: Delivery): boolean {
     const size = delivery.message.payload.length;
-    if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
+    if (
+      delivery.qos === 0 &&
+      (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes)
+    ) {
       this.dropExpired(now);
       if (this.queue.length >= this.maxQueuedMessages || this.#queuedBytes + size > this.maxQueuedBytes) {
         this.#dropped++;
@@ -136,6 +154,11 @@ export class SessionState {
     return true;
   }
 
+  /** Counts a delivery dropped by its sender (a session that stayed over its bounds for too long). */
+  countDropped(): void {
+    this.#dropped++;
+  }
+
   /**
    * Takes the oldest queued delivery that has not expired, dropping expired ones on the way
    * [MQTT-3.3.2-5].
@@ -147,7 +170,10 @@ export class SessionState {
     for (;;) {
       const queue = this.#queue;
       const delivery = queue?.shift();
-      if (delivery === undefined) return undefined;
+      if (delivery === undefined) {
+        this.#roomCheck(now);
+        return undefined;
+      }
       if (queue!.length === 0) this.#queue = undefined;
       this.#queuedBytes -= delivery.message.payload.length;
       this.journal?.delete(this, delivery);
@@ -156,6 +182,7 @@ export class SessionState {
         this.#dropped++;
         continue;
       }
+      this.#roomCheck(now);
       return delivery;
     }
   }
@@ -179,6 +206,15 @@ export class SessionState {
       }
     }
     this.#queue = kept.length > 0 ? kept : undefined;
+    this.#roomCheck(now);
+  }
+
+  /** Tells whoever waits for room that there is some. */
+  #roomCheck(now: Millis): void {
+    const onRoom = this.onRoom;
+    if (onRoom === undefined || this.overLimit) return;
+    this.onRoom = undefined;
+    onRoom(now);
   }
 
   /**
@@ -259,8 +295,12 @@ export class SessionState {
     return true;
   }
 
-  /** Forgets every queued and in-flight message, as a new session would start (clean start). */
-  clear(): void {
+  /**
+   * Forgets every queued and in-flight message, as a new session would start (clean start).
+   *
+   * @param now The current time.
+   */
+  clear(now: Millis): void {
     const journal = this.journal;
     if (journal !== undefined) {
       for (const entry of this.inflight.values()) journal.delete(this, entry);
@@ -271,6 +311,7 @@ export class SessionState {
     this.#queue = undefined;
     this.#queuedBytes = 0;
     this.#inboundQoS2 = undefined;
+    this.#roomCheck(now);
   }
 
   /**

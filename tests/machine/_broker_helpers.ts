@@ -262,9 +262,8 @@ export class Harness {
           client.pendingPublishes.push(event.packet);
           break;
         }
-        const code = this.hooks.publish?.(client, event.packet);
-        if (code === undefined || code < 0x80) this.broker.route(now, session, event.packet);
-        if (event.packet.qos > 0) session.acknowledge(now, event.packet.packetId as number, code ?? 0);
+        // Routed, and acknowledged once every session it went to holds it.
+        this.broker.publish(now, session, event.packet, this.hooks.publish?.(client, event.packet));
         break;
       }
       case "subscribe":

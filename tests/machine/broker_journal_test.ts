@@ -58,17 +58,18 @@ test("BrokerMachine.pollChanges() throws without the journal option", () => {
 });
 
 test("BrokerMachine.pollChanges() deletes queued messages that expired to make room", () => {
-  const h = new Harness({ journal: true, maxQueuedMessages: 2 });
+  const h = new Harness({ journal: true, maxQueuedMessages: 2, queueQoS0: true });
   const store = new ModelStore();
   const a = h.connected("a", 5, { properties: { sessionExpiryInterval: 100 } });
-  a.subscribe("t", 1);
+  a.subscribe("t", 0);
   a.drop();
   const b = h.connected("b", 5);
-  b.publish("t", "old", { qos: 1, properties: { messageExpiryInterval: 1 } });
-  b.publish("t", "kept", { qos: 1 });
+  // QoS 0: what does not fit is dropped, expired messages first.
+  b.publish("t", "old", { properties: { messageExpiryInterval: 1 } });
+  b.publish("t", "kept");
   store.apply(h.now, h.broker.pollChanges(h.now));
   h.advance(h.now + 2000);
-  b.publish("t", "new", { qos: 1 });
+  b.publish("t", "new");
   store.apply(h.now, h.broker.pollChanges(h.now));
   const queued = store.snapshot(h.now).sessions.find((s) => s.clientId === "a")?.queue;
   assert.deepStrictEqual(queued?.map((d) => new TextDecoder().decode(d.message.payload)), ["kept", "new"]);

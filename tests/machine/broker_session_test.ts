@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import type { ProtocolVersion, Will } from "../../src/codec/packet.ts";
+import type { ProtocolVersion, PublishPacket, Will } from "../../src/codec/packet.ts";
 import { ReasonCode } from "../../src/errors.ts";
 import { BrokerMachine } from "../../src/machine/broker_machine.ts";
-import { type ConnectOptions, Harness, text } from "./_broker_helpers.ts";
+import { createMessage, SessionState } from "../../src/machine/session_state.ts";
+import { bytes, type ConnectOptions, Harness, text } from "./_broker_helpers.ts";
 
 const VERSIONS: ProtocolVersion[] = [3, 4, 5];
 
@@ -244,21 +245,94 @@ test("BrokerMachine keeps 3.1.1 persistent sessions forever by default, or for t
   assert.equal(limited.broker.hasSession("c"), false);
 });
 
-test("BrokerMachine bounds offline queues in count and bytes", () => {
+test("BrokerMachine keeps QoS 1 messages past an offline session's queue bounds and holds their PUBACK until it has room", () => {
   const h = new Harness({ maxQueuedMessages: 3, maxQueuedBytes: 1000 });
   const sub = h.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
   sub.subscribe("t", 1);
   sub.drop();
   const pub = h.connected("p", 5);
   for (let i = 1; i <= 5; i++) pub.publish("t", `${i}`, { qos: 1, packetId: i });
+  // Three fit the bounds and are acknowledged; the last two are kept, their acknowledgements held back.
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [1, 2, 3]);
   const bytesLimited = h.connected("b", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
   bytesLimited.subscribe("big", 1);
   bytesLimited.drop();
   for (let i = 1; i <= 3; i++) pub.publish("big", new Uint8Array(400), { qos: 1, packetId: 10 + i });
-  const again = h.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
-  assert.deepStrictEqual(again.takePublishes().map((p) => text(p.payload)), ["1", "2", "3"]);
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [11, 12]);
+  assert.equal(h.broker.stats.dropped, 0);
+
+  // Back online with a Receive Maximum of 2: the queue drains as the client acknowledges, and the held PUBACKs
+  // go out once the queue is within its bounds again.
+  const again = h.connect("c", 5, {
+    cleanStart: false,
+    properties: { sessionExpiryInterval: 600, receiveMaximum: 2 },
+  });
+  const got: string[] = [];
+  for (let round = 0; round < 5 && got.length < 5; round++) {
+    got.push(...again.ackAll().map((p) => text(p.payload)));
+  }
+  assert.deepStrictEqual(got, ["1", "2", "3", "4", "5"]);
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [4, 5]);
   const big = h.connect("b", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
-  assert.equal(big.takePublishes().length, 2);
+  assert.equal(big.ackAll().length, 3);
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [13]);
+});
+
+test("BrokerMachine sends the held PUBACK when a session over its bounds ends, and acknowledges a message for several sessions once all have room", () => {
+  const h = new Harness({ maxQueuedMessages: 1 });
+  const a = h.connected("a", 5, { cleanStart: false, properties: { sessionExpiryInterval: 10 } });
+  a.subscribe("t", 1);
+  a.drop();
+  const b = h.connected("b", 4, { cleanStart: false });
+  b.subscribe("t", 2);
+  b.drop();
+  const pub = h.connected("p", 5);
+  pub.publish("t", "1", { qos: 2, packetId: 1 });
+  pub.publish("t", "2", { qos: 2, packetId: 2 });
+  assert.deepStrictEqual(pub.take().map((p) => [p.type, "packetId" in p && p.packetId]), [["pubrec", 1]]);
+  // "a" expires: its queue is gone, but "b" still holds message 2 beyond its bounds.
+  h.advance(10_000);
+  assert.equal(h.broker.hasSession("a"), false);
+  assert.deepStrictEqual(pub.take(), []);
+  const back = h.connect("b", 4, { cleanStart: false });
+  assert.deepStrictEqual(back.ackAll().map((p) => text(p.payload)), ["1", "2"]);
+  assert.deepStrictEqual(pub.take().map((p) => [p.type, "packetId" in p && p.packetId]), [["pubrec", 2]]);
+});
+
+test("BrokerMachine stops holding publishers back for a session over its bounds past slowConsumerTimeout, then drops what does not fit until it has room", () => {
+  const h = new Harness({ maxQueuedMessages: 2, slowConsumerTimeout: 5_000 });
+  const sub = h.connected("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  sub.subscribe("t", 1);
+  sub.drop();
+  const pub = h.connected("p", 5);
+  for (let i = 1; i <= 3; i++) pub.publish("t", `${i}`, { qos: 1, packetId: i });
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [1, 2]);
+  assert.equal(h.broker.pollTimeout(), 5_000);
+  h.advance();
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [3]);
+  // Stalled: the next one does not fit and is dropped (counted), acknowledged since nobody else waits.
+  pub.publish("t", "4", { qos: 1, packetId: 4 });
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [4]);
+  assert.equal(h.broker.stats.dropped, 1);
+  const again = h.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 600 } });
+  assert.deepStrictEqual(again.ackAll().map((p) => text(p.payload)), ["1", "2", "3"]);
+  // With room again, the session holds its publishers back again instead of dropping.
+  again.drop();
+  for (let i = 5; i <= 7; i++) pub.publish("t", `${i}`, { qos: 1, packetId: i });
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [5, 6]);
+  assert.equal(h.broker.stats.dropped, 1);
+});
+
+test("BrokerMachine bounds offline QoS 0 queues in count, dropping what does not fit", () => {
+  const h = new Harness({ queueQoS0: true, maxQueuedMessages: 2 });
+  const sub = h.connected("c", 4, { cleanStart: false });
+  sub.subscribe("t", 0);
+  sub.drop();
+  const pub = h.connected("p", 4);
+  for (let i = 1; i <= 4; i++) pub.publish("t", `${i}`);
+  assert.equal(h.broker.stats.dropped, 2);
+  const again = h.connect("c", 4, { cleanStart: false });
+  assert.deepStrictEqual(again.takePublishes().map((p) => text(p.payload)), ["1", "2"]);
 });
 
 test("BrokerMachine drops queued messages that expire while the session is offline [MQTT-3.3.2-5]", () => {
@@ -451,4 +525,52 @@ test("BrokerMachine.restoreState() takes over a connected session it replaces", 
   const again = h.connect("c", 5, { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
   const [connack] = again.take();
   assert.ok(connack.type === "connack" && connack.sessionPresent);
+});
+
+test("SessionMachine resends a resumed session's in-flight messages only as far as the client's new Receive Maximum allows, the rest with their packet identifiers as acknowledgements come [MQTT-4.4.0-1] [MQTT-3.3.4-9]", () => {
+  const h = new Harness();
+  const options = (receiveMaximum: number) => ({
+    cleanStart: false,
+    properties: { sessionExpiryInterval: 600, receiveMaximum },
+  });
+  const sub = h.connected("c", 5, options(10));
+  sub.subscribe("t", 2);
+  const pub = h.connected("p", 5);
+  for (let i = 1; i <= 5; i++) pub.publish("t", `${i}`, { qos: i === 3 ? 2 : 1, packetId: i });
+  const first = sub.takePublishes();
+  assert.equal(first.length, 5);
+  sub.drop();
+  const again = h.connect("c", 5, options(2));
+  const resent = (packets: PublishPacket[]) => packets.map((p) => [text(p.payload), p.packetId, p.dup]);
+  let got = again.takePublishes();
+  assert.deepStrictEqual(resent(got), [["1", first[0].packetId, true], ["2", first[1].packetId, true]]);
+  again.send({ type: "puback", packetId: got[0].packetId as number, reasonCode: 0 });
+  got = again.takePublishes();
+  assert.deepStrictEqual(resent(got), [["3", first[2].packetId, true]]);
+  // PUBACK for one the client had from the last connection and not yet resent: it is not sent again, and
+  // it frees no room, as it was not counted on this connection.
+  again.send({ type: "puback", packetId: first[3].packetId as number, reasonCode: 0 });
+  assert.deepStrictEqual(again.takePublishes(), []);
+  again.send({ type: "puback", packetId: first[1].packetId as number, reasonCode: 0 });
+  got = again.takePublishes();
+  assert.deepStrictEqual(resent(got), [["5", first[4].packetId, true]]);
+});
+
+test("SessionMachine keeps messages delivered before it was accepted in the state it is accepted with", () => {
+  const h = new Harness();
+  const client = h.connect("c", 4, { manual: true });
+  const event = client.events.shift();
+  assert.equal(event?.type, "connect");
+  const message = createMessage(0, {
+    type: "publish",
+    topic: "t",
+    payload: bytes("early"),
+    qos: 1,
+    retain: false,
+    dup: false,
+  });
+  client.session.deliver(0, { message, qos: 1, retain: false, subscriptionIdentifiers: undefined });
+  client.session.accept(0, { state: new SessionState("c") });
+  h.pump();
+  assert.deepStrictEqual(client.takePublishes().map((p) => text(p.payload)), ["early"]);
 });
