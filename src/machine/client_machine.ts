@@ -326,7 +326,6 @@ export class ClientMachine {
   #outgoingAliases = new Map<string, number>();
   #incomingAliases = new Map<number, string>();
   #incomingAliasMaximum = 0;
-  #receiveMaximum = 65_535;
   #inFlightCount = 0;
 
   // Session state, kept across connections when the session resumes.
@@ -508,7 +507,6 @@ export class ClientMachine {
     }
     if (this.#version === 5 && options.properties !== undefined) connect.properties = options.properties;
     const properties = this.#version === 5 ? options.properties : undefined;
-    this.#receiveMaximum = properties?.receiveMaximum ?? 65_535;
     this.#incomingAliasMaximum = properties?.topicAliasMaximum ?? 0;
     this.#decoder = new PacketDecoder({
       version: this.#version,
@@ -1224,13 +1222,10 @@ export class ClientMachine {
       return;
     }
     if (this.#pendingById.has(packetId)) return; // a resend of one not acknowledged yet
-    if (this.#pendingQoS1 + this.#incomingQoS2.size >= this.#receiveMaximum) {
-      return this.#protocolFailure(
-        now,
-        ReasonCode.ReceiveMaximumExceeded,
-        `Cannot accept PUBLISH: more than ${this.#receiveMaximum} unacknowledged [MQTT-3.3.4-9]`,
-      );
-    }
+    // More unacknowledged QoS > 0 PUBLISH than our Receive Maximum: servers that resend after a reconnect
+    // count differently (mosquitto 2.0 resends its whole in-flight window). The disconnect is a MAY (MQTT 5
+    // §3.3.4), and it loops: reconnect, the same resend, disconnect. Taking the message loses nothing; the
+    // packet identifiers bound what is held.
     if (qos === 2) this.#incomingQoS2.add(packetId);
     else this.#pendingQoS1++;
     const pending: PendingAck = { packetId, qos, acknowledged: !this.#manualAck, reasonCode: 0 };

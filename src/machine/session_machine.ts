@@ -774,13 +774,11 @@ export class SessionMachine {
       }
       case "pubrel": {
         // [MQTT-4.3.3-11] PUBCOMP with the same identifier; afterwards the identifier is new [MQTT-4.3.3-12].
-        const known = this.#session.removeInboundQoS2(packet.packetId);
+        // An unknown identifier is a PUBREL resent after its PUBCOMP was lost: 0x00 rather than 0x92, as
+        // mosquitto answers, because MQTT.js fails the publish on a PUBCOMP 0x92 although it was delivered.
+        this.#session.removeInboundQoS2(packet.packetId);
         this.#outbox.push(
-          {
-            type: "pubcomp",
-            packetId: packet.packetId,
-            reasonCode: known ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound,
-          },
+          { type: "pubcomp", packetId: packet.packetId, reasonCode: ReasonCode.Success },
           this.#version as ProtocolVersion,
         );
         break;
