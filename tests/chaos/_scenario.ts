@@ -238,7 +238,9 @@ async function oursClient(
     reconnect: { initialDelayMs: RECONNECT_MS, maxDelayMs: RECONNECT_MS },
     onStateChange: (event) => {
       if (event.type === "connected") connects++;
-      else if (event.type === "disconnected" && event.error !== undefined && event.error.source !== "transport") {
+      else if (
+        event.type === "disconnected" && event.error !== undefined && event.error.source !== "transport"
+      ) {
         note(`${clientId} lost its connection: ${event.error.message}`);
       }
     },
