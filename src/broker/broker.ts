@@ -102,6 +102,16 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
   logPackets?: boolean;
   /** The longest client identifier accepted, in UTF-8 bytes; longer ones get 0x85. Default 256. */
   maxClientIdLength?: number;
+  /**
+   * The longest keep-alive a client may ask for, in seconds, as mosquitto's `max_keepalive`. An MQTT 5 client
+   * that asks for more, or for 0 (none), gets this value as Server Keep Alive in its CONNACK and must use it
+   * [MQTT-3.2.2-21]; the broker then closes its connection after 1.5 times it without a packet
+   * [MQTT-3.1.2-22]. An MQTT 3.1.1 or 3.1 client cannot be told, so it is refused with CONNACK 0x02 identifier
+   * rejected (the documented behaviour of mosquitto 2.1; Debian's mosquitto 2.0.11 lets such clients in).
+   * From 1 to 65,535 (65,535 only catches keep-alive 0); 0, mosquitto 2.1's "no maximum", and the default set
+   * no maximum: every client keeps the keep-alive it asked for [MQTT-3.2.2-22].
+   */
+  maxKeepAlive?: number;
   /** The longest topic name accepted in a PUBLISH, in characters. Default 65,535. */
   maxTopicLength?: number;
   /** The most levels a published topic may have. Default 128. */
@@ -330,8 +340,18 @@ export class Broker {
    * Creates a broker; nothing listens until {@linkcode Broker.listen}.
    *
    * @param options Hooks, limits and logging.
+   * @throws {RangeError} When `maxKeepAlive` is not a whole number from 0 to 65535.
    */
   constructor(options: BrokerOptions = {}) {
+    const maxKeepAlive = options.maxKeepAlive;
+    if (
+      maxKeepAlive !== undefined &&
+      (!Number.isInteger(maxKeepAlive) || maxKeepAlive < 0 || maxKeepAlive > 65_535)
+    ) {
+      throw new RangeError(
+        `Cannot use maxKeepAlive ${maxKeepAlive}: expected a whole number from 0 to 65535`,
+      );
+    }
     this.#options = options;
     const store = options.store;
     this.#machine = new BrokerMachine({ ...options, journal: store !== undefined });
@@ -905,6 +925,22 @@ export class Broker {
     const session = connection.session;
     const packet = { clientId: info.clientId, protocolVersion };
     const now = performance.now();
+    const maxKeepAlive = this.#options.maxKeepAlive ?? 0;
+    const keepAlive = session.connectPacket?.keepAlive ?? 0;
+    if (code === ReasonCode.Success && maxKeepAlive > 0 && (keepAlive === 0 || keepAlive > maxKeepAlive)) {
+      // As mosquitto's max_keepalive, decided once the client is authenticated: MQTT 5 is told the value to use
+      // [MQTT-3.2.2-21] (the session then enforces 1.5 times it [MQTT-3.1.2-22]); 3.x cannot be told, so it is
+      // refused with 0x85, sent as return code 0x02 identifier rejected.
+      if (protocolVersion === 5) {
+        properties = { ...properties, serverKeepAlive: maxKeepAlive };
+      } else {
+        code = ReasonCode.ClientIdentifierNotValid;
+        this.#log(
+          "info",
+          `Client "${info.clientId}" asked for keep-alive ${keepAlive}, not 1 to maxKeepAlive ${maxKeepAlive}`,
+        );
+      }
+    }
     if (code !== ReasonCode.Success) {
       this.#log(
         "warn",

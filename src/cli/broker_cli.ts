@@ -28,6 +28,9 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --allow-anonymous true|false   accept clients without a user name (default true)
   --password-file FILE    users and passwords, in mosquitto_passwd's format
   --acl-file FILE         access rules, in mosquitto's acl_file format
+  --max-keepalive SECONDS the longest keep-alive a client may ask for, as mosquitto's max_keepalive: MQTT 5
+                          clients asking for more or for 0 are told this one, 3.1.1 and 3.1 clients are
+                          refused (default 0: no maximum)
   -c, --config FILE       a JSON configuration: listeners (tcp, tls, ws, wss), users, ACL, limits, logLevel
   -v, --verbose           log every connection in detail
 
@@ -48,6 +51,8 @@ export interface BrokerArgs {
   cert?: string;
   key?: string;
   configFile?: string;
+  /** `--max-keepalive`: seconds, 0 for no maximum. */
+  maxKeepAlive?: number;
   persistence?: { sqlite: string };
   /** Whether `--persistence` was given (`memory` leaves `persistence` unset). */
   persistenceGiven?: boolean;
@@ -90,6 +95,15 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
         }
         if (flag === "--ws-port") args.wsPort = port;
         else args.tlsPort = port;
+        break;
+      }
+      case "--max-keepalive": {
+        const text = value();
+        const seconds = Number(text);
+        if (!/^\d+$/.test(text) || seconds > 65_535) {
+          throw new Error(`--max-keepalive takes 0 to 65535 seconds, not "${text}"`);
+        }
+        args.maxKeepAlive = seconds;
         break;
       }
       case "--cert":
@@ -293,6 +307,7 @@ async function configFrom(
   if (given("--allow-anonymous")) config.allowAnonymous = args.allowAnonymous;
   if (args.passwordFile !== undefined) config.passwordFile = args.passwordFile;
   if (args.aclFile !== undefined) config.aclFile = args.aclFile;
+  if (args.maxKeepAlive !== undefined) config.limits = { ...config.limits, maxKeepAlive: args.maxKeepAlive };
   if (args.verbose) config.logLevel = "debug";
   return config;
 }

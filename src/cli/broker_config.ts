@@ -46,6 +46,8 @@ export interface LimitsConfig {
   maxQueuedMessages?: number;
   maxQueuedBytes?: number;
   maxClientIdLength?: number;
+  /** Seconds, as mosquitto's `max_keepalive` (0 to 65535; 0 sets no maximum). */
+  maxKeepAlive?: number;
   maxTopicLength?: number;
   maxTopicLevels?: number;
   maxMessagesPerSecond?: number;
@@ -90,6 +92,7 @@ const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
   "maxQueuedMessages",
   "maxQueuedBytes",
   "maxClientIdLength",
+  "maxKeepAlive",
   "maxTopicLength",
   "maxTopicLevels",
   "maxMessagesPerSecond",
@@ -198,7 +201,8 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     unknownKeys(limits, LIMIT_KEYS, "limits");
     for (const key of LIMIT_KEYS) {
       if (limits[key] !== undefined) {
-        config.limits[key] = integer(limits[key], `limits.${key}`, 0, 268_435_460);
+        const maximum = key === "maxKeepAlive" ? 65_535 : 268_435_460;
+        config.limits[key] = integer(limits[key], `limits.${key}`, 0, maximum);
       }
     }
   }

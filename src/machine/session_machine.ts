@@ -1179,17 +1179,20 @@ export class SessionMachine {
     if (this.#state === "waiting") {
       // The CONNECT itself: learn its level from the raw bytes to answer in a form the client reads.
       const level = connectLevel(this.#head);
-      if (level !== undefined && level >= 5) {
-        // MQTT 5 §3.1.4: a CONNACK with the reason code (0x84 for an unknown version [MQTT-3.1.2-2]); a level
-        // above 5 is a newer client, likelier to read the MQTT 5 form.
-        this.#version = 5;
-        this.#sendConnAck(connAckCode(error.reasonCode));
-      } else if (error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
-        // MQTT 3.1.1 [MQTT-3.1.2-2]: CONNACK 0x01 unacceptable protocol level.
+      if (error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
+        // A level we do not speak (0-2, 6-255, or 3 with "MQTT", 4 or 5 with "MQIsdp"): CONNACK 0x01 unacceptable
+        // protocol level in the 3.1.1 form, 20 02 00 01, then close. 3.1.1 requires it [MQTT-3.1.2-2]; MQTT 5
+        // leaves the answer open [MQTT-3.1.2-2], and a client that does not know MQTT 5 can read only this form.
+        // mosquitto 2.0.11 answers all of these with the same four bytes (checked with a raw socket).
         this.#version = level === 3 ? 3 : 4;
         this.#sendConnAck(error.reasonCode);
+      } else if (level === 5 && hasMqttName(this.#head)) {
+        // A malformed MQTT 5 CONNECT: a CONNACK with the reason code (MQTT 5 §3.1.4), then close.
+        this.#version = 5;
+        this.#sendConnAck(connAckCode(error.reasonCode));
       }
-      // Otherwise (3.1.1) close without CONNACK [MQTT-3.1.4-1].
+      // Otherwise close without CONNACK: a malformed 3.1.1 CONNECT [MQTT-3.1.4-1], or a protocol name other than
+      // "MQTT" and "MQIsdp", which may be some other protocol [MQTT-3.1.2-1] (mosquitto closes too).
       this.#close(error);
       return;
     }
@@ -1265,6 +1268,16 @@ function connectLevel(head: Uint8Array | undefined): number | undefined {
   if (position + 2 > head.length) return undefined;
   const nameLength = (head[position] << 8) | head[position + 1];
   return head[position + 2 + nameLength];
+}
+
+/** Whether the CONNECT's first bytes name the protocol "MQTT" (as opposed to "MQIsdp" or anything else). */
+function hasMqttName(head: Uint8Array | undefined): boolean {
+  if (head === undefined) return false;
+  let position = 1;
+  while (position < head.length && head[position] & 0x80) position++;
+  position++;
+  return head[position] === 0 && head[position + 1] === 4 && head[position + 2] === 0x4d &&
+    head[position + 3] === 0x51 && head[position + 4] === 0x54 && head[position + 5] === 0x54;
 }
 
 /** The first 16 bytes received, joined across chunks. */

@@ -5,9 +5,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
-import { parseBrokerArgs } from "../../src/cli/broker_cli.ts";
+import { BROKER_USAGE, parseBrokerArgs } from "../../src/cli/broker_cli.ts";
 import { connect } from "../../src/client/connect.ts";
+import { ReasonCode } from "../../src/errors.ts";
 import { freePort } from "../_mosquitto.ts";
+import { rawConnect } from "../_raw_client.ts";
 
 test("broker arguments", () => {
   assert.deepEqual(parseBrokerArgs([]), {
@@ -55,6 +57,54 @@ test("broker arguments", () => {
   );
   assert.throws(() => parseBrokerArgs(["--tls-port", "8883"]), /--tls-port needs --cert and --key/);
   assert.throws(() => parseBrokerArgs(["--cert", "c.pem"]), /need --tls-port/);
+});
+
+test("broker arguments: --max-keepalive takes 0 to 65535 seconds, as mosquitto's max_keepalive", () => {
+  assert.equal(parseBrokerArgs(["--max-keepalive", "30"]).maxKeepAlive, 30);
+  assert.equal(parseBrokerArgs(["--max-keepalive", "0"]).maxKeepAlive, 0);
+  assert.equal(parseBrokerArgs(["--max-keepalive", "65535"]).maxKeepAlive, 65_535);
+  assert.equal(parseBrokerArgs([]).maxKeepAlive, undefined);
+  for (const bad of ["65536", "-1", "1.5", "ten", ""]) {
+    assert.throws(
+      () => parseBrokerArgs(["--max-keepalive", bad]),
+      /--max-keepalive takes 0 to 65535 seconds/,
+    );
+  }
+  assert.throws(() => parseBrokerArgs(["--max-keepalive"]), /--max-keepalive needs a value/);
+  assert.match(BROKER_USAGE, /--max-keepalive SECONDS/);
+});
+
+test("broker.ts --max-keepalive overrides the file's limits.maxKeepAlive: MQTT 5 clients get it as Server Keep Alive, 3.1.1 ones asking for more are refused [MQTT-3.2.2-21]", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "config-"));
+  const file = join(dir, "broker.json");
+  const port = await freePort();
+  writeFileSync(
+    file,
+    JSON.stringify({ listeners: [{ port }], limits: { maxKeepAlive: 100 }, sysInterval: 0 }),
+  );
+  const script = new URL("../../broker.ts", import.meta.url).pathname;
+  const prefix = "Deno" in globalThis ? ["run", "-A", script] : [script];
+  const child = spawn(process.execPath, [...prefix, "--config", file, "--max-keepalive", "20"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let log = "";
+  child.stderr.on("data", (d) => log += d);
+  const exited = new Promise((resolve) => child.on("close", resolve));
+  try {
+    for (let i = 0; i < 100 && !log.includes("listening on"); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const v5 = await rawConnect(port, { clientId: "v5", keepAlive: 60 }, 5);
+    assert.equal(v5.connack.properties?.serverKeepAlive, 20, log);
+    v5.close();
+    const v4 = await rawConnect(port, { clientId: "v4", keepAlive: 60 }, 4);
+    assert.equal(v4.connack.reasonCode, ReasonCode.ClientIdentifierNotValid, log);
+    v4.close();
+  } finally {
+    child.kill("SIGTERM");
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("broker.ts starts, says where it listens, serves a client and exits 0 on SIGTERM", async () => {
@@ -153,7 +203,7 @@ test("configuration files: defaults, every listener type, and errors that name t
       key: "k",
     }],
     allowAnonymous: false,
-    limits: { maxConnections: 10, maximumPacketSize: 1024 },
+    limits: { maxConnections: 10, maximumPacketSize: 1024, maxKeepAlive: 300 },
     logLevel: "warn",
   }));
   assert.deepEqual(config.listeners, [
@@ -161,7 +211,7 @@ test("configuration files: defaults, every listener type, and errors that name t
     { type: "ws", host: "127.0.0.1", port: 9001, path: "/mqtt" },
     { type: "wss", host: "127.0.0.1", port: 9002, path: "/mqtt", cert: "c", key: "k" },
   ]);
-  assert.deepEqual(config.limits, { maxConnections: 10, maximumPacketSize: 1024 });
+  assert.deepEqual(config.limits, { maxConnections: 10, maximumPacketSize: 1024, maxKeepAlive: 300 });
   assert.deepEqual(parseBrokerConfig("{}").listeners, [{ type: "tcp", host: "127.0.0.1", port: 1883 }]);
   assert.equal(parseBrokerConfig("{}").persistence, undefined);
   assert.equal(parseBrokerConfig(`{"persistence": "memory"}`).persistence, undefined);
@@ -177,6 +227,7 @@ test("configuration files: defaults, every listener type, and errors that name t
     [{ listeners: [{ port: 70000 }] }, /"listeners\[0\]\.port"/],
     [{ listeners: [{ type: "tls", port: 1 }] }, /"listeners\[0\]\.cert"/],
     [{ limits: { maxConections: 1 } }, /"limits\.maxConections": unknown key/],
+    [{ limits: { maxKeepAlive: 65_536 } }, /"limits\.maxKeepAlive": expected a whole number from 0 to 65535/],
     [{ logLevel: "loud" }, /"logLevel"/],
     [{ extra: true }, /"extra": unknown key/],
     [{ persistence: "redis:x" }, /"persistence": it takes "memory" or "sqlite:PATH"/],

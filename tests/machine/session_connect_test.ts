@@ -157,25 +157,98 @@ test("SessionMachine closes a connection that sends no CONNECT within the connec
   assert.equal(session.pollTransmit(), undefined);
 });
 
-test("SessionMachine answers a CONNECT of an unknown MQTT level with CONNACK 0x01 (3.1.1) [MQTT-3.1.2-2]", () => {
-  const bytes = encode(connectPacket(4), 4);
-  bytes[8] = 7; // protocol level 7 with the name "MQTT"
-  const bytesV3 = encode(connectPacket(4), 4);
-  bytesV3[8] = 2;
-  for (const b of [bytes, bytesV3]) {
-    const session = new SessionMachine(0);
-    session.handleBytes(0, b.subarray(0, 3)); // in two chunks: the level arrives later
-    session.handleBytes(0, b.subarray(3));
-    const out = session.pollTransmit();
-    if (b[8] === 7) {
-      // A newer level: answered in MQTT 5 form with 0x84 [MQTT-3.1.2-2] (v5).
-      assert.deepStrictEqual(out, Uint8Array.of(0x20, 0x03, 0x00, 0x84, 0x00));
-    } else {
-      assert.deepStrictEqual(out, Uint8Array.of(0x20, 0x02, 0x00, 0x01));
+/** A CONNECT with any protocol name and level, byte by byte (the encoder writes only levels it knows). */
+function rawConnect(name: string, level: number, properties: boolean): Uint8Array {
+  const body = [0, name.length, ...[...name].map((c) => c.charCodeAt(0)), level, 0x02, 0, 60];
+  if (properties) body.push(0); // an empty MQTT 5 property length
+  body.push(0, 1, 0x63); // client id "c"
+  return Uint8Array.of(0x10, body.length, ...body);
+}
+
+test("SessionMachine answers a CONNECT of an unknown protocol level with CONNACK 0x01 in the 3.1.1 form and closes [MQTT-3.1.2-2]", () => {
+  // Levels 0-2 and 6-255, 3 with "MQTT" and 4 or 5 with "MQIsdp": mosquitto 2.0.11 answers each of them with
+  // the same four bytes, which a client of any level can read.
+  const cases: [string, number][] = [
+    ["MQTT", 0],
+    ["MQTT", 1],
+    ["MQTT", 2],
+    ["MQTT", 3],
+    ["MQTT", 6],
+    ["MQTT", 7],
+    ["MQTT", 0x84],
+    ["MQTT", 255],
+    ["MQIsdp", 4],
+    ["MQIsdp", 5],
+  ];
+  for (const [name, level] of cases) {
+    for (const properties of [false, true]) {
+      const bytes = rawConnect(name, level, properties);
+      for (const cut of [1, 3, 9, bytes.length]) {
+        const session = new SessionMachine(0);
+        session.handleBytes(0, bytes.subarray(0, cut)); // in two chunks: the level may arrive later
+        session.handleBytes(0, bytes.subarray(cut));
+        const what = `${name} level ${level}${properties ? " with a property length" : ""}, cut at ${cut}`;
+        assert.deepStrictEqual(session.pollTransmit(), Uint8Array.of(0x20, 0x02, 0x00, 0x01), what);
+        assert.equal(session.pollTransmit(), undefined, what);
+        const event = session.pollEvent();
+        assert.ok(
+          event?.type === "closed" && event.error?.reasonCode === ReasonCode.UnsupportedProtocolVersion,
+          what,
+        );
+        assert.equal(session.state, "closed", what);
+      }
     }
-    const event = session.pollEvent();
-    assert.ok(event?.type === "closed" && event.error?.reasonCode === ReasonCode.UnsupportedProtocolVersion);
   }
+});
+
+test("SessionMachine answers a malformed MQTT 5 CONNECT with an MQTT 5 CONNACK and its reason code [MQTT-3.1.2-3] [MQTT-3.1.4-1]", () => {
+  const bytes = rawConnect("MQTT", 5, true);
+  bytes[9] = 0x03; // the reserved flag set
+  const session = new SessionMachine(0);
+  session.handleBytes(0, bytes);
+  assert.deepStrictEqual(session.pollTransmit(), Uint8Array.of(0x20, 0x03, 0x00, 0x81, 0x00));
+  const event = session.pollEvent();
+  assert.ok(event?.type === "closed" && event.error?.reasonCode === ReasonCode.MalformedPacket);
+});
+
+test("SessionMachine closes a CONNECT whose protocol name is neither MQTT nor MQIsdp without CONNACK [MQTT-3.1.2-1]", () => {
+  for (const level of [3, 4, 5, 6]) {
+    const session = new SessionMachine(0);
+    session.handleBytes(0, rawConnect("MQTX", level, level === 5));
+    assert.equal(session.pollTransmit(), undefined, `level ${level}`);
+    const event = session.pollEvent();
+    assert.ok(event?.type === "closed" && event.error?.reasonCode === ReasonCode.ProtocolError);
+  }
+});
+
+test("SessionMachine.accept() with a Server Keep Alive sends it in CONNACK and enforces 1.5 times it instead of the client's [MQTT-3.2.2-21] [MQTT-3.1.2-22]", () => {
+  for (const asked of [0, 60]) {
+    const session = new SessionMachine(0, { topicAliasMaximum: 0 });
+    session.handleBytes(0, encode(connectPacket(5, { keepAlive: asked }), 5));
+    assert.equal(session.pollEvent()?.type, "connect");
+    session.accept(1_000, { properties: { serverKeepAlive: 10 } });
+    // CONNACK with property 0x13 Server Keep Alive = 10.
+    assert.deepStrictEqual(
+      session.pollTransmit(),
+      Uint8Array.of(0x20, 0x06, 0x00, 0x00, 0x03, 0x13, 0x00, 0x0a),
+    );
+    assert.equal(session.pollTimeout(), 16_000);
+    session.handleBytes(5_000, encode({ type: "pingreq" }, 5));
+    assert.equal(session.pollTimeout(), 20_000);
+    session.handleTimeout(19_999);
+    assert.equal(session.state, "connected");
+    session.handleTimeout(20_000);
+    assert.equal(session.state, "closed");
+  }
+});
+
+test("SessionMachine.accept() without a Server Keep Alive keeps the client's Keep Alive [MQTT-3.2.2-22]", () => {
+  const session = new SessionMachine(0, { topicAliasMaximum: 0 });
+  session.handleBytes(0, encode(connectPacket(5, { keepAlive: 60 }), 5));
+  session.pollEvent();
+  session.accept(0);
+  assert.deepStrictEqual(session.pollTransmit(), Uint8Array.of(0x20, 0x03, 0x00, 0x00, 0x00));
+  assert.equal(session.pollTimeout(), 90_000);
 });
 
 test("SessionMachine answers an MQTT 5 CONNECT with an invalid will topic with CONNACK 0x90 [MQTT-3.1.3-11]", () => {
