@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ClientMachine } from "../../src/machine/client_machine.ts";
-import { BrokerMachine } from "../../src/machine/broker_machine.ts";
+import { BrokerMachine, type BrokerMachineOptions } from "../../src/machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine } from "../../src/machine/session_machine.ts";
 import type { ProtocolVersion, QoS } from "../../src/codec/packet.ts";
 import { seededRandom } from "../_random.ts";
@@ -30,13 +30,14 @@ interface Node {
 
 class Simulation {
   now = 0;
-  readonly broker = new BrokerMachine();
+  readonly broker: BrokerMachine;
   readonly nodes: Node[] = [];
   readonly rand: () => number;
   readonly version: ProtocolVersion;
   drops = 0;
 
-  constructor(seed: number, version: ProtocolVersion) {
+  constructor(seed: number, version: ProtocolVersion, options: BrokerMachineOptions = {}) {
+    this.broker = new BrokerMachine(options);
     this.rand = seededRandom(seed);
     this.version = version;
   }
@@ -119,8 +120,8 @@ class Simulation {
         this.broker.attach(this.now, session);
         return;
       case "publish":
-        this.broker.route(this.now, session, event.packet);
-        if (event.packet.qos > 0) session.acknowledge(this.now, event.packet.packetId as number);
+        // Routed, and acknowledged once every session it went to holds it (as the broker driver does).
+        this.broker.publish(this.now, session, event.packet);
         return;
       case "subscribe":
         this.broker.subscribe(this.now, session, event.packet);
@@ -157,8 +158,13 @@ class Simulation {
   }
 }
 
-function run(seed: number, version: ProtocolVersion): void {
-  const sim = new Simulation(seed, version);
+/**
+ * One run. `burst` publishes per publisher and round at most (1 by default, with half a chance); with a small
+ * `maxQueuedMessages`, the subscriber's queue passes its bounds whenever it is away, as when an unpaced
+ * publisher meets a subscriber that reconnects.
+ */
+function run(seed: number, version: ProtocolVersion, burst = 1, options: BrokerMachineOptions = {}): void {
+  const sim = new Simulation(seed, version, options);
   const subscriber = sim.add("subscriber");
   sim.settle(true);
   subscriber.client.subscribe(sim.now, [{ topicFilter: "sim/#", qos: 2 }]);
@@ -181,12 +187,15 @@ function run(seed: number, version: ProtocolVersion): void {
   for (let round = 0; round < 400; round++) {
     for (const node of publishers) {
       if (node.client.state !== "connected" || sim.rand() < 0.5) continue;
-      const qos = (1 + Math.floor(sim.rand() * 2)) as QoS;
-      const n = (counters.get(node.name) ?? 0) + 1;
-      counters.set(node.name, n);
-      const id = `${node.name}:${qos}:${n}`;
-      node.client.publish(sim.now, { topic: `sim/${node.name}`, payload: new TextEncoder().encode(id), qos });
-      sent.set(id, { qos });
+      const times = 1 + Math.floor(sim.rand() * burst);
+      for (let i = 0; i < times; i++) {
+        const qos = (1 + Math.floor(sim.rand() * 2)) as QoS;
+        const n = (counters.get(node.name) ?? 0) + 1;
+        counters.set(node.name, n);
+        const id = `${node.name}:${qos}:${n}`;
+        node.client.publish(sim.now, { topic: `sim/${node.name}`, payload: new TextEncoder().encode(id), qos });
+        sent.set(id, { qos });
+      }
     }
     sim.step();
     collect();
@@ -208,7 +217,9 @@ function run(seed: number, version: ProtocolVersion): void {
   sim.settle(true);
   collect();
 
-  const context = `seed ${seed}, MQTT level ${version}, ${sim.drops} drops, ${sent.size} sent`;
+  const context = `seed ${seed}, MQTT level ${version}, ${sim.drops} drops, ${sent.size} sent, burst ${burst}, ${
+    JSON.stringify(options)
+  }`;
   assert.ok(sim.drops > 5, `the link should have dropped: ${context}`);
   const counts = new Map<string, number>();
   for (const id of received) counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -244,6 +255,14 @@ for (const version of [3, 4, 5] as const) {
   for (const seed of [1, 2, 3, 42, 1234]) {
     test(`simulation over a lossy link, MQTT level ${version}, seed ${seed}: QoS 1 at least once, QoS 2 exactly once, in order`, () => {
       run(seed, version);
+    });
+  }
+}
+
+for (const version of [4, 5] as const) {
+  for (const seed of [7, 8, 99]) {
+    test(`simulation over a lossy link with bursts past a queue bound of 4, MQTT level ${version}, seed ${seed}: nothing acknowledged is lost`, () => {
+      run(seed, version, 8, { maxQueuedMessages: 4 });
     });
   }
 }
