@@ -5,7 +5,14 @@
  * @module
  */
 
-import type { ConnAckProperties, ConnectPacket, PublishPacket, QoS, Subscription } from "../codec/packet.ts";
+import type {
+  ConnAckProperties,
+  ConnectPacket,
+  PublishPacket,
+  PublishProperties,
+  QoS,
+  Subscription,
+} from "../codec/packet.ts";
 import { PacketDecoder } from "../codec/decoder.ts";
 import { describePacket } from "../codec/describe.ts";
 import { reasonCodeAllowed } from "../codec/reason_codes.ts";
@@ -15,7 +22,7 @@ import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_mach
 import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
 import { runtimeNet } from "../runtime/mod.ts";
 import { listenWebSocket } from "../runtime/ws_server.ts";
-import { type AclFile, canPublish, canSubscribe } from "./acl_file.ts";
+import { type AclFile, aclReadCheck, canPublish, canSubscribe } from "./acl_file.ts";
 import { type PasswordEntry, verifyPassword } from "./password_file.ts";
 import type { DirectTransport, Listener, Transport, TransportSink } from "../transport/transport.ts";
 import type { BrokerStore } from "./store.ts";
@@ -64,9 +71,10 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    */
   passwords?: ReadonlyMap<string, PasswordEntry>;
   /**
-   * Access rules (a mosquitto ACL file, see `parseAclFile`): publishes and subscriptions they do not allow are
-   * refused (MQTT 5: reason 0x87; 3.x: the publish is dropped, the subscription gets 0x80). Checked before the
-   * authorization hooks.
+   * Access rules (a mosquitto ACL file, see `parseAclFile`), checked before the authorization hooks. A publish
+   * they do not allow is refused (MQTT 5: reason 0x87; 3.x: dropped). A subscription is granted when some
+   * topic it can match is readable (`canSubscribe`), else refused (0x87; 3.x: 0x80); every message delivered,
+   * retained and queued ones included, then goes only to clients that may read its topic (`canRead`).
    */
   acl?: AclFile;
   /**
@@ -89,6 +97,34 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
     client: ClientInfo,
     subscription: Subscription,
   ) => Decision | QoS | Promise<Decision | QoS>;
+  /**
+   * Decides whether a message may be delivered to a client: called for every delivery, retained messages sent
+   * on subscribing and messages queued for an offline session included, after the ACL's read rules allowed
+   * it; `false` skips that client. Subscriptions are decided by `authorizeSubscribe`; this filters what they
+   * bring, like aedes' `authorizeForward`. It runs while a message is routed, so it must be synchronous and
+   * quick; the payload is only valid during the call (copy it to keep it). A hook that throws refuses.
+   * Default: every message is delivered.
+   *
+   * @example Deliver `inbox/NAME` only to the user NAME
+   * ```ts
+   * import { Broker } from "@x/mqtt/broker";
+   * const broker = new Broker({
+   *   authorizeRead: (client, message) =>
+   *     !message.topic.startsWith("inbox/") || message.topic === `inbox/${client.username}`,
+   * });
+   * await broker.close();
+   * ```
+   */
+  authorizeRead?: (
+    client: { readonly clientId: string; readonly username?: string },
+    message: {
+      readonly topic: string;
+      readonly qos: QoS;
+      readonly retain: boolean;
+      readonly payload: Uint8Array;
+      readonly properties?: PublishProperties;
+    },
+  ) => boolean;
   /**
    * The most bytes waiting to be written to one client before it counts as behind: from then on its QoS 0
    * messages are dropped and its QoS 1 and 2 messages wait in its session queue (bounded by
@@ -354,7 +390,11 @@ export class Broker {
     }
     this.#options = options;
     const store = options.store;
-    this.#machine = new BrokerMachine({ ...options, journal: store !== undefined });
+    this.#machine = new BrokerMachine({
+      ...options,
+      authorizeDelivery: this.#deliveryCheck(options),
+      journal: store !== undefined,
+    });
     if (store !== undefined) {
       this.#store = store;
       const now = performance.now();
@@ -370,6 +410,32 @@ export class Broker {
         `Restored ${this.#machine.sessionCount} sessions and ${this.#machine.retainedCount} retained messages`,
       );
     }
+  }
+
+  /**
+   * The machine's check of each delivery: the ACL's read rules, `authorizeRead` and `authorizeDelivery`, all
+   * of which must allow; none at all when none is set, so that deliveries then cost nothing more.
+   */
+  #deliveryCheck(options: BrokerOptions): BrokerMachineOptions["authorizeDelivery"] {
+    const checks: NonNullable<BrokerMachineOptions["authorizeDelivery"]>[] = [];
+    if (options.acl !== undefined) {
+      const canRead = aclReadCheck(options.acl);
+      checks.push((session, message) => canRead(session, message.topic));
+    }
+    const hook = options.authorizeRead;
+    if (hook !== undefined) {
+      checks.push((session, message) => {
+        try {
+          return hook(session, message) === true;
+        } catch (error) {
+          this.#log("warn", `authorizeRead threw for "${session.clientId}" on "${message.topic}": ${error}`);
+          return false;
+        }
+      });
+    }
+    if (options.authorizeDelivery !== undefined) checks.push(options.authorizeDelivery);
+    if (checks.length <= 1) return checks[0];
+    return (session, message) => checks.every((check) => check(session, message));
   }
 
   /** The routing machine, for statistics. */
@@ -1033,7 +1099,7 @@ export class Broker {
           decision = false;
           this.#log(
             "info",
-            `Denied subscription of "${connection.info.clientId}" to "${subscription.topicFilter}" (ACL)`,
+            `Denied subscription of "${connection.info.clientId}" to "${subscription.topicFilter}" (ACL: nothing readable)`,
           );
         } else if (hook !== undefined) {
           try {

@@ -15,5 +15,13 @@ export {
   type LogLevel,
 } from "./broker.ts";
 export { hashPassword, parsePasswordFile, type PasswordEntry, verifyPassword } from "./password_file.ts";
-export { type Access, type AclFile, canPublish, canSubscribe, parseAclFile, type Rule } from "./acl_file.ts";
+export {
+  type Access,
+  type AclFile,
+  canPublish,
+  canRead,
+  canSubscribe,
+  parseAclFile,
+  type Rule,
+} from "./acl_file.ts";
 export { type BrokerStore, openSqliteStore, type SqliteStoreOptions } from "./store.ts";

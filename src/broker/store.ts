@@ -41,8 +41,8 @@ export interface BrokerStore {
   close(): void;
 }
 
-/** The schema version in the `meta` table. */
-const SCHEMA_VERSION = "1";
+/** The schema version in the `meta` table: 2 added `sessions.username`. */
+const SCHEMA_VERSION = "2";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,7 +54,8 @@ CREATE TABLE IF NOT EXISTS sessions (
   will BLOB,
   will_at REAL,
   subscriptions TEXT NOT NULL,
-  inbound_qos2 TEXT NOT NULL
+  inbound_qos2 TEXT NOT NULL,
+  username TEXT
 );
 CREATE TABLE IF NOT EXISTS deliveries (
   key INTEGER PRIMARY KEY,
@@ -90,8 +91,9 @@ export interface SqliteStoreOptions {
 
 /**
  * Opens (creating when needed) a SQLite file as a broker store: `node:sqlite` on Deno and Node, `bun:sqlite`
- * on Bun. Sessions, their subscriptions, queued and in-flight messages, inbound QoS 2 state, wills and their
- * deadlines, and retained messages each have rows, changed one by one as the broker's journal says.
+ * on Bun. Sessions (with their user name, for the ACL), their subscriptions, queued and in-flight messages,
+ * inbound QoS 2 state, wills and their deadlines, and retained messages each have rows, changed one by one as
+ * the broker's journal says. A file of schema version 1 is upgraded (its sessions have no user name).
  *
  * @param path The database file, or `":memory:"`.
  * @param options Durability.
@@ -135,7 +137,13 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.exec(SCHEMA);
     const version = db.all("SELECT value FROM meta WHERE key = 'schema'")[0]?.value;
     if (version === undefined) db.run("INSERT INTO meta VALUES ('schema', ?)", SCHEMA_VERSION);
-    else if (version !== SCHEMA_VERSION) {
+    else if (version === "1") {
+      // Version 1 kept no user names: its sessions come back without one (as anonymous ones for an ACL).
+      db.exec("BEGIN");
+      db.exec("ALTER TABLE sessions ADD COLUMN username TEXT");
+      db.run("UPDATE meta SET value = ? WHERE key = 'schema'", SCHEMA_VERSION);
+      db.exec("COMMIT");
+    } else if (version !== SCHEMA_VERSION) {
       throw new Error(`${path} has schema version ${version}; this broker reads version ${SCHEMA_VERSION}`);
     }
   } catch (error) {
@@ -172,6 +180,7 @@ class SqliteStore implements BrokerStore {
         queue: [],
       };
       if (connected) session.connected = true;
+      if (row.username !== null && row.username !== undefined) session.username = String(row.username);
       const expiresIn = relative(row.expires_at);
       if (expiresIn !== undefined) session.expiresInMs = expiresIn;
       if (row.will instanceof Uint8Array) {
@@ -221,7 +230,7 @@ class SqliteStore implements BrokerStore {
             const connected = s.connected === true;
             const time = (relative: number | undefined) => connected ? relative ?? null : at(relative);
             db.run(
-              "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+              "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
               s.clientId,
               s.expiryInterval,
               connected ? 1 : 0,
@@ -230,6 +239,7 @@ class SqliteStore implements BrokerStore {
               s.will === undefined ? null : time(s.willInMs),
               JSON.stringify(s.subscriptions),
               JSON.stringify(s.inboundQoS2),
+              s.username ?? null,
             );
             break;
           }

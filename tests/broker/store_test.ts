@@ -142,6 +142,57 @@ test("SQLite store: a file of another schema version is refused with a clear err
   }
 });
 
+test("SQLite store: keeps a session's user name, for the ACL's read rules after a restart", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mqtt-store-"));
+  const path = join(dir, "broker.db");
+  try {
+    let store = await openSqliteStore(path);
+    const session = { clientId: "c", expiryInterval: 60, subscriptions: [], inboundQoS2: [] };
+    store.write([
+      { type: "session", session: { ...session, username: "ada" } },
+      { type: "session", session: { ...session, clientId: "anonymous" } },
+    ]);
+    store.close();
+    store = await openSqliteStore(path);
+    const loaded = new Map(store.load().sessions.map((s) => [s.clientId, s]));
+    assert.equal(loaded.get("c")?.username, "ada");
+    assert.equal(loaded.get("anonymous")?.username, undefined);
+    assert.equal("username" in loaded.get("anonymous")!, false);
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("SQLite store: a schema 1 file (no user names) is upgraded and keeps its sessions", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mqtt-store-"));
+  const path = join(dir, "broker.db");
+  try {
+    const { openSqlite } = await import("../../src/runtime/sqlite.ts");
+    const db = await openSqlite(path);
+    // The tables as version 1 made them, with one session.
+    db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE sessions (client_id TEXT PRIMARY KEY, expiry_interval INTEGER NOT NULL,
+        connected INTEGER NOT NULL, expires_at REAL, will BLOB, will_at REAL, subscriptions TEXT NOT NULL,
+        inbound_qos2 TEXT NOT NULL)`);
+    db.run("INSERT INTO meta VALUES ('schema', '1')");
+    db.run("INSERT INTO sessions VALUES ('old', 60, 1, NULL, NULL, NULL, '[]', '[]')");
+    db.close();
+    let store = await openSqliteStore(path);
+    assert.deepStrictEqual(store.load().sessions.map((s) => [s.clientId, s.username]), [["old", undefined]]);
+    store.write([{
+      type: "session",
+      session: { clientId: "new", expiryInterval: 60, subscriptions: [], inboundQoS2: [], username: "ada" },
+    }]);
+    store.close();
+    store = await openSqliteStore(path);
+    assert.equal(store.load().sessions.find((s) => s.clientId === "new")?.username, "ada");
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("SQLite store: a failed write changes nothing", async () => {
   const store = await openSqliteStore(":memory:", { clock: () => 0 });
   const h = new Harness({ journal: true });
