@@ -1089,7 +1089,7 @@ export class BrokerMachine {
     const shared: [ClientEntry, SharedGroup][] = [];
     for (const entry of this.#tree.matchList(message.topic)) {
       if (entry.kind === "shared") {
-        const member = pickMember(entry);
+        const member = pickMember(entry, message, this.#authorizeDelivery);
         if (member !== undefined) shared.push([member, entry]);
         continue;
       }
@@ -1298,21 +1298,32 @@ function willDelay(will: Will): number {
   return will.properties?.willDelayInterval ?? 0;
 }
 
-/** The next member of a shared group in turn, preferring connected ones [MQTT-4.8.2-3]. */
-function pickMember(group: SharedGroup): ClientEntry | undefined {
+/**
+ * The next member of a shared group in turn that may read the message, preferring connected ones
+ * [MQTT-4.8.2-3]: a member the read rules refuse passes the message on instead of losing it for the group.
+ */
+function pickMember(
+  group: SharedGroup,
+  message: BrokerMessage,
+  authorize: BrokerMachineOptions["authorizeDelivery"],
+): ClientEntry | undefined {
   const members = group.members;
   const count = members.length;
   if (count === 0) return undefined;
+  let offline: number | undefined;
   for (let i = 0; i < count; i++) {
     const index = (group.cursor + i) % count;
-    if (members[index].record.connection !== undefined) {
+    const record = members[index].record;
+    if (authorize !== undefined && !authorize(record, message)) continue;
+    if (record.connection !== undefined) {
       group.cursor = (index + 1) % count;
       return members[index];
     }
+    offline ??= index;
   }
-  const member = members[group.cursor % count];
-  group.cursor = (group.cursor + 1) % count;
-  return member;
+  if (offline === undefined) return undefined;
+  group.cursor = (offline + 1) % count;
+  return members[offline];
 }
 
 /** A message as plain data; `copy` copies the payload, else it stays a view. */

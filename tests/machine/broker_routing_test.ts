@@ -426,3 +426,15 @@ test("BrokerMachine keeps its own copy of the correlation data of a message it k
   const [p] = sub.takePublishes();
   assert.deepStrictEqual([p.payload, p.properties?.correlationData], [Uint8Array.of(1), Uint8Array.of(7, 7)]);
 });
+
+test("BrokerMachine passes a shared subscription's message on to a member the read rules allow, not to one they refuse", () => {
+  const h = new Harness({ authorizeDelivery: (session) => session.clientId !== "a" });
+  const a = h.connected("a", 5);
+  a.subscribe("$share/g/t", 0);
+  const b = h.connected("b", 5);
+  b.subscribe("$share/g/t", 0);
+  const pub = h.connected("p", 5);
+  for (let i = 1; i <= 4; i++) pub.publish("t", `${i}`);
+  assert.deepStrictEqual(a.takePublishes(), []);
+  assert.deepStrictEqual(b.takePublishes().map((p) => text(p.payload)), ["1", "2", "3", "4"]);
+});
