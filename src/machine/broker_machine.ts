@@ -829,8 +829,11 @@ export class BrokerMachine {
       clientId: record.clientId,
       expiryInterval: record.expiryInterval,
       subscriptions: [...record.subscriptions?.values() ?? []].map((s) => ({ ...s })),
-      // A session that ends with its connection keeps no QoS 2 state (nor deliveries) beyond it.
-      inboundQoS2: record.expiryInterval > 0 ? [...record.state.inboundQoS2] : [],
+      // A session that ends with its connection keeps no QoS 2 state (nor deliveries) beyond it. Nor is an
+      // identifier kept before its PUBLISH is acknowledged: the message may not be routed (nor written) yet.
+      inboundQoS2: record.expiryInterval > 0
+        ? [...record.state.inboundQoS2].filter((id) => record.connection?.awaitsAcknowledgement(id) !== true)
+        : [],
     };
     const connection = record.connection;
     if (connection !== undefined) {

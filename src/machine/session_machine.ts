@@ -547,6 +547,18 @@ export class SessionMachine {
   }
 
   /**
+   * Whether an inbound QoS 1 or 2 PUBLISH with this identifier was reported and is not acknowledged yet. Its
+   * message may not be routed yet, so a store must not keep its QoS 2 identifier: after a crash the resend would
+   * be answered as a duplicate and the message lost.
+   *
+   * @param packetId The PUBLISH's packet identifier.
+   * @returns `true` until `acknowledge` for it.
+   */
+  awaitsAcknowledgement(packetId: number): boolean {
+    return this.#awaitingAck?.has(packetId) ?? false;
+  }
+
+  /**
    * Acknowledges an inbound PUBLISH the driver has routed (or refused): PUBACK at QoS 1 [MQTT-4.3.2-4], PUBREC at
    * QoS 2 [MQTT-4.3.3-8], after which duplicates are answered without a new `publish` event until PUBREL
    * [MQTT-4.3.3-10]. A reason code of 0x80 or more (MQTT 5) refuses it; before MQTT 5 the acknowledgement
@@ -581,6 +593,8 @@ export class SessionMachine {
       this.#awaitingQoS2--;
       // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message.
       if (reasonCode >= 0x80) this.#session.removeInboundQoS2(packetId);
+      // Routed by now: from here on a store keeps the identifier (see awaitsAcknowledgement).
+      else this.#session.journal?.inboundChanged(this.#session);
     }
     if (properties === undefined) {
       this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);

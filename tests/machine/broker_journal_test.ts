@@ -73,3 +73,31 @@ test("BrokerMachine.pollChanges() deletes queued messages that expired to make r
   const queued = store.snapshot(h.now).sessions.find((s) => s.clientId === "a")?.queue;
   assert.deepStrictEqual(queued?.map((d) => new TextDecoder().decode(d.message.payload)), ["kept", "new"]);
 });
+
+test("BrokerMachine.pollChanges() keeps an inbound QoS 2 identifier only once its message is routed and acknowledged", () => {
+  const h = new Harness({ journal: true });
+  const persistent = { cleanStart: false, properties: { sessionExpiryInterval: 60 } };
+  const sub = h.connected("sub", 5, persistent);
+  sub.subscribe("t", 2);
+  const pub = h.connected("pub", 5, persistent);
+  const store = new ModelStore();
+  store.apply(h.now, h.broker.pollChanges(h.now));
+  // A broker writes its store before every flush, so a write can fall between the receipt and the routing.
+  let written = false;
+  h.hooks.publish = () => {
+    store.apply(h.now, h.broker.pollChanges(h.now));
+    written = true;
+    return undefined;
+  };
+  pub.publish("t", "m", { qos: 2, packetId: 7 });
+  assert.ok(written);
+  // Restored from that write, the broker must take the resend of packet 7 for a new message, not a duplicate.
+  const early = store.snapshot(h.now).sessions.find((s) => s.clientId === "pub");
+  assert.deepStrictEqual(early?.inboundQoS2, []);
+  assert.deepStrictEqual(store.snapshot(h.now).sessions.find((s) => s.clientId === "sub")?.inflight, []);
+  // Routed and acknowledged, the identifier and the delivery are written together.
+  store.apply(h.now, h.broker.pollChanges(h.now));
+  const late = store.snapshot(h.now);
+  assert.deepStrictEqual(late.sessions.find((s) => s.clientId === "pub")?.inboundQoS2, [7]);
+  assert.equal(late.sessions.find((s) => s.clientId === "sub")?.inflight.length, 1);
+});
