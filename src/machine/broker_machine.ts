@@ -577,6 +577,8 @@ export class BrokerMachine {
     if (full.length === 0) {
       session.acknowledge(now, packetId, reasonCode);
     } else {
+      // Routed: a store keeps its QoS 2 identifier from now on, while the acknowledgement waits.
+      session.routed(packetId);
       const held: HeldAck = { session, packetId, reasonCode, waiting: full.length };
       for (const record of full) this.#hold(now, record, held);
       full.length = 0;
@@ -974,8 +976,11 @@ export class BrokerMachine {
       clientId: record.clientId,
       expiryInterval: record.expiryInterval,
       subscriptions: [...record.subscriptions?.values() ?? []].map((s) => ({ ...s })),
-      // A session that ends with its connection keeps no QoS 2 state (nor deliveries) beyond it.
-      inboundQoS2: record.expiryInterval > 0 ? [...record.state.inboundQoS2] : [],
+      // A session that ends with its connection keeps no QoS 2 state (nor deliveries) beyond it. Nor is an
+      // identifier kept before its PUBLISH is acknowledged: the message may not be routed (nor written) yet.
+      inboundQoS2: record.expiryInterval > 0
+        ? [...record.state.inboundQoS2].filter((id) => record.connection?.awaitsRouting(id) !== true)
+        : [],
     };
     if (record.username !== undefined) meta.username = record.username;
     const connection = record.connection;

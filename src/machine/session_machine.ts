@@ -155,6 +155,8 @@ export type SessionEvent =
   | { type: "closed"; error?: MqttError };
 
 const EMPTY_CODES: ReasonCode[] = [];
+/** Marks an awaited inbound PUBLISH whose message the driver routed (see `SessionMachine.routed`). */
+const ROUTED = 4;
 /** The most packets kept between a CONNECT and its answer. */
 const MAX_HELD = 1000;
 
@@ -219,8 +221,11 @@ export class SessionMachine {
 
   #session: SessionState = new SessionState("");
   // The maps below are made when first needed: an idle connection holds none.
-  /** Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier. */
-  #awaitingAck: Map<number, QoS> | undefined;
+  /**
+   * Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier: the QoS,
+   * plus {@linkcode ROUTED} once the driver said the message is routed.
+   */
+  #awaitingAck: Map<number, number> | undefined;
   /** Inbound topic aliases. */
   #inboundAliases: Map<number, string> | undefined;
 
@@ -563,6 +568,34 @@ export class SessionMachine {
   }
 
   /**
+   * Whether an inbound QoS 1 or 2 PUBLISH with this identifier was reported and neither routed (see
+   * {@linkcode SessionMachine.routed}) nor acknowledged yet. Its message may not be written to a store yet, so
+   * the store must not keep its QoS 2 identifier: after a crash the resend would be answered as a duplicate
+   * and the message lost.
+   *
+   * @param packetId The PUBLISH's packet identifier.
+   * @returns `true` from the `publish` event until `routed` or `acknowledge` for it.
+   */
+  awaitsRouting(packetId: number): boolean {
+    const awaiting = this.#awaitingAck?.get(packetId);
+    return awaiting !== undefined && (awaiting & ROUTED) === 0;
+  }
+
+  /**
+   * Records that the message of an inbound PUBLISH was routed while its acknowledgement waits (flow control,
+   * see {@linkcode BrokerMachine.publish}): from now on a store keeps its QoS 2 identifier, so that the
+   * client's resend after a crash is answered as a duplicate rather than routed twice.
+   *
+   * @param packetId The PUBLISH's packet identifier.
+   */
+  routed(packetId: number): void {
+    const awaiting = this.#awaitingAck?.get(packetId);
+    if (awaiting === undefined || (awaiting & ROUTED) !== 0) return;
+    this.#awaitingAck!.set(packetId, awaiting | ROUTED);
+    if (awaiting === 2) this.#session.journal?.inboundChanged(this.#session);
+  }
+
+  /**
    * Acknowledges an inbound PUBLISH the driver has routed (or refused): PUBACK at QoS 1 [MQTT-4.3.2-4], PUBREC at
    * QoS 2 [MQTT-4.3.3-8], after which duplicates are answered without a new `publish` event until PUBREL
    * [MQTT-4.3.3-10]. A reason code of 0x80 or more (MQTT 5) refuses it; before MQTT 5 the acknowledgement
@@ -582,11 +615,12 @@ export class SessionMachine {
     reasonCode: ReasonCode = ReasonCode.Success,
     properties?: AckProperties,
   ): void {
-    const qos = this.#awaitingAck?.get(packetId);
-    if (qos === undefined) {
+    const awaiting = this.#awaitingAck?.get(packetId);
+    if (awaiting === undefined) {
       if (this.#state === "closed") return;
       throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
     }
+    const qos = awaiting & 3;
     if (!reasonCodeAllowed(qos === 1 ? "puback" : "pubrec", reasonCode)) {
       throw new RangeError(
         `Cannot acknowledge packet ${packetId} with reason code 0x${reasonCode.toString(16)}: not a ${
@@ -596,9 +630,13 @@ export class SessionMachine {
     }
     this.#awaitingAck!.delete(packetId);
     const version = this.#version as ProtocolVersion;
-    // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message (also when the connection closed
-    // while the driver decided: the client's resend is then a new message).
-    if (qos === 2 && reasonCode >= 0x80) this.#session.removeInboundQoS2(packetId);
+    if (qos === 2) {
+      // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message (also when the connection
+      // closed while the driver decided: the client's resend is then a new message).
+      if (reasonCode >= 0x80) this.#session.removeInboundQoS2(packetId);
+      // Routed by now: from here on a store keeps the identifier (see awaitsRouting).
+      else this.#session.journal?.inboundChanged(this.#session);
+    }
     if (this.#state === "closed") return;
     if (properties === undefined) {
       this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);

@@ -74,3 +74,49 @@ test("BrokerMachine.pollChanges() deletes queued messages that expired to make r
   const queued = store.snapshot(h.now).sessions.find((s) => s.clientId === "a")?.queue;
   assert.deepStrictEqual(queued?.map((d) => new TextDecoder().decode(d.message.payload)), ["kept", "new"]);
 });
+
+test("BrokerMachine.pollChanges() keeps an inbound QoS 2 identifier only once its message is routed and acknowledged", () => {
+  const h = new Harness({ journal: true });
+  const persistent = { cleanStart: false, properties: { sessionExpiryInterval: 60 } };
+  const sub = h.connected("sub", 5, persistent);
+  sub.subscribe("t", 2);
+  const pub = h.connected("pub", 5, persistent);
+  const store = new ModelStore();
+  store.apply(h.now, h.broker.pollChanges(h.now));
+  // A broker writes its store before every flush, so a write can fall between the receipt and the routing.
+  let written = false;
+  h.hooks.publish = () => {
+    store.apply(h.now, h.broker.pollChanges(h.now));
+    written = true;
+    return undefined;
+  };
+  pub.publish("t", "m", { qos: 2, packetId: 7 });
+  assert.ok(written);
+  // Restored from that write, the broker must take the resend of packet 7 for a new message, not a duplicate.
+  const early = store.snapshot(h.now).sessions.find((s) => s.clientId === "pub");
+  assert.deepStrictEqual(early?.inboundQoS2, []);
+  assert.deepStrictEqual(store.snapshot(h.now).sessions.find((s) => s.clientId === "sub")?.inflight, []);
+  // Routed and acknowledged, the identifier and the delivery are written together.
+  store.apply(h.now, h.broker.pollChanges(h.now));
+  const late = store.snapshot(h.now);
+  assert.deepStrictEqual(late.sessions.find((s) => s.clientId === "pub")?.inboundQoS2, [7]);
+  assert.equal(late.sessions.find((s) => s.clientId === "sub")?.inflight.length, 1);
+});
+
+test("BrokerMachine.pollChanges() keeps an inbound QoS 2 identifier once its message is routed, while its PUBREC waits for a full queue", () => {
+  const h = new Harness({ journal: true, maxQueuedMessages: 1 });
+  const persistent = { cleanStart: false, properties: { sessionExpiryInterval: 60 } };
+  const sub = h.connected("sub", 5, persistent);
+  sub.subscribe("t", 2);
+  sub.drop();
+  const pub = h.connected("pub", 5, persistent);
+  const store = new ModelStore();
+  pub.publish("t", "1", { qos: 2, packetId: 1 });
+  pub.publish("t", "2", { qos: 2, packetId: 2 });
+  // PUBREC 2 waits for room in the subscriber's queue; message 2 is queued and its identifier owned.
+  assert.deepStrictEqual(pub.take().map((p) => [p.type, "packetId" in p && p.packetId]), [["pubrec", 1]]);
+  store.apply(h.now, h.broker.pollChanges(h.now));
+  const saved = store.snapshot(h.now).sessions;
+  assert.deepStrictEqual(saved.find((s) => s.clientId === "pub")?.inboundQoS2, [1, 2]);
+  assert.equal(saved.find((s) => s.clientId === "sub")?.queue.length, 2);
+});

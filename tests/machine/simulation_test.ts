@@ -193,7 +193,11 @@ function run(seed: number, version: ProtocolVersion, burst = 1, options: BrokerM
         const n = (counters.get(node.name) ?? 0) + 1;
         counters.set(node.name, n);
         const id = `${node.name}:${qos}:${n}`;
-        node.client.publish(sim.now, { topic: `sim/${node.name}`, payload: new TextEncoder().encode(id), qos });
+        node.client.publish(sim.now, {
+          topic: `sim/${node.name}`,
+          payload: new TextEncoder().encode(id),
+          qos,
+        });
         sent.set(id, { qos });
       }
     }
@@ -217,9 +221,10 @@ function run(seed: number, version: ProtocolVersion, burst = 1, options: BrokerM
   sim.settle(true);
   collect();
 
-  const context = `seed ${seed}, MQTT level ${version}, ${sim.drops} drops, ${sent.size} sent, burst ${burst}, ${
-    JSON.stringify(options)
-  }`;
+  const context =
+    `seed ${seed}, MQTT level ${version}, ${sim.drops} drops, ${sent.size} sent, burst ${burst}, ${
+      JSON.stringify(options)
+    }`;
   assert.ok(sim.drops > 5, `the link should have dropped: ${context}`);
   const counts = new Map<string, number>();
   for (const id of received) counts.set(id, (counts.get(id) ?? 0) + 1);
