@@ -20,6 +20,8 @@ function run(
     child.stderr.on("data", (chunk) => stderr += chunk);
     child.once("error", reject);
     child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A command that does not read its input may close it first: EPIPE then says nothing about the test.
+    child.stdin.on("error", () => {});
     child.stdin.end(stdin);
   });
 }
