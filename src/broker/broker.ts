@@ -190,6 +190,9 @@ export interface ListenOptions {
   maxConnections?: number;
 }
 
+/** How long a connection the broker ended waits for the client to close it (see `#shut`). */
+const LINGER_MS = 1000;
+
 /** The version in `$SYS/broker/version`. */
 const VERSION = "0.1.0";
 
@@ -1163,12 +1166,26 @@ export class Broker {
     }`;
     if (error === undefined) this.#log("info", `Client ${who} disconnected`);
     else this.#log("info", `Client ${who} closed: ${error.message}`);
-    void this.#shut(connection);
+    void this.#shut(connection, !this.#closing);
   }
 
-  async #shut(connection: Connection): Promise<void> {
+  /**
+   * Closes a connection once what was written to it went out. With `linger`, when the broker ended it (a
+   * DISCONNECT with a reason code, a takeover, a refused CONNECT), the socket stays open for what the client
+   * still sends until the client closes or `LINGER_MS` pass: closing at once would answer the client's next
+   * packet with a reset, which can discard the DISCONNECT before the client reads its reason.
+   */
+  async #shut(connection: Connection, linger = false): Promise<void> {
     this.#connections.delete(connection.session);
     await connection.finish();
+    if (linger) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        connection.done(),
+        new Promise<void>((resolve) => timer = setTimeout(resolve, LINGER_MS)),
+      ]);
+      clearTimeout(timer);
+    }
     await connection.transport.close();
   }
 }

@@ -226,6 +226,8 @@ export class SessionMachine {
    * plus {@linkcode ROUTED} once the driver said the message is routed.
    */
   #awaitingAck: Map<number, number> | undefined;
+  /** How many of them are QoS 1 (the QoS 2 ones are in the session's inbound identifiers). */
+  #awaitingQoS1 = 0;
   /** Inbound topic aliases. */
   #inboundAliases: Map<number, string> | undefined;
 
@@ -629,6 +631,7 @@ export class SessionMachine {
       );
     }
     this.#awaitingAck!.delete(packetId);
+    if (qos === 1) this.#awaitingQoS1--;
     const version = this.#version as ProtocolVersion;
     if (qos === 2) {
       // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message (also when the connection
@@ -999,10 +1002,25 @@ export class SessionMachine {
       this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
       return;
     }
-    // More unacknowledged QoS > 0 PUBLISH than the Receive Maximum we advertised may come from a client that
-    // resends after a reconnect and counts differently: the disconnect is a MAY (MQTT 5 §3.3.4), and taking
-    // the message is more useful than a loop of disconnects and resends. The packet identifiers bound it.
+    if (
+      version === 5 && !packet.dup &&
+      this.#awaitingQoS1 + inboundQoS2.size >= this.#receiveMaximum
+    ) {
+      // MQTT 5 §3.3.4: a new message beyond the Receive Maximum we advertised [MQTT-3.3.4-7]. A resend (DUP)
+      // beyond it is taken instead: a client resending after a reconnect may count differently, and a
+      // disconnect would only bring the same resend back, again and again.
+      this.#fail(
+        now,
+        new MqttError(
+          ReasonCode.ReceiveMaximumExceeded,
+          `Cannot accept PUBLISH ${packetId}: more than ${this.#receiveMaximum} unacknowledged [MQTT-3.3.4-7]`,
+        ),
+        true,
+      );
+      return;
+    }
     awaiting.set(packetId, packet.qos);
+    if (packet.qos === 1) this.#awaitingQoS1++;
     // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate. The
     // driver routes the message even if the connection closes before it decided, or refuses it, which frees
     // the identifier.

@@ -255,3 +255,51 @@ test("a subscriber that falls behind and catches up keeps its connection and eve
     await broker.close();
   }
 });
+
+test("a client that keeps sending after the broker ended its connection still reads the DISCONNECT and its reason, not a reset", async () => {
+  const broker = new Broker({ sysInterval: 0 });
+  const { port } = await broker.listen({ port: 0 });
+  const socket = new Socket();
+  try {
+    const chunks: Uint8Array[] = [];
+    let failure: Error | undefined;
+    const ended = new Promise<void>((resolve) => {
+      socket.on("data", (chunk: Uint8Array) => chunks.push(new Uint8Array(chunk)));
+      socket.on("error", (error) => failure = error);
+      socket.on("close", () => resolve());
+    });
+    await new Promise<void>((resolve) => socket.connect(port, "127.0.0.1", resolve));
+    // Read nothing until the end: what the broker sent waits in this socket's buffer.
+    socket.pause();
+    const connect = encode({
+      type: "connect",
+      protocolVersion: 5,
+      clientId: "c",
+      cleanStart: true,
+      keepAlive: 0,
+    }, 5);
+    socket.write(connect);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.write(connect); // a second CONNECT: DISCONNECT 0x82, and the broker ends the connection
+    // The client did not read it yet and goes on sending; a socket closed at once answers with a reset, which
+    // discards what this side had not read.
+    for (let i = 0; i < 5; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      if (!socket.destroyed) socket.write(encode({ type: "pingreq" }, 5));
+    }
+    socket.resume();
+    await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 3000))]);
+    assert.equal(failure, undefined, `no reset: ${failure?.message}`);
+    const decoder = new PacketDecoder({ version: 5 });
+    const packets = [];
+    for (const chunk of chunks) {
+      decoder.push(chunk);
+      for (let p = decoder.next(); p !== undefined; p = decoder.next()) packets.push(p);
+    }
+    assert.deepEqual(packets.map((p) => p.type), ["connack", "disconnect"]);
+    assert.equal(packets[1].type === "disconnect" && packets[1].reasonCode, 0x82);
+  } finally {
+    socket.destroy();
+    await broker.close();
+  }
+});

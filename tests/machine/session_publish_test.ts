@@ -113,7 +113,7 @@ test("SessionMachine acknowledges with the driver's refusal code, v5 [MQTT-3.4.2
   assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["y"]);
 });
 
-test("SessionMachine takes more unacknowledged QoS > 0 PUBLISH than its Receive Maximum instead of disconnecting (MQTT 5 §3.3.4: a MAY)", () => {
+test("SessionMachine takes a resend (DUP) beyond its Receive Maximum, v5: a client resending after a reconnect may count differently", () => {
   const h = new Harness();
   h.hooks.holdAcks = true;
   const sub = h.connected("s", 5);
@@ -121,12 +121,38 @@ test("SessionMachine takes more unacknowledged QoS > 0 PUBLISH than its Receive 
   const client = h.connected("c", 5, { session: { receiveMaximum: 2 } });
   client.publish("a", "1", { qos: 1, packetId: 1 });
   client.publish("a", "2", { qos: 2, packetId: 2 });
-  client.publish("a", "3", { qos: 1, packetId: 3 });
-  // A resend of one still undecided is not a new message.
+  client.publish("a", "3", { qos: 1, packetId: 3, dup: true });
+  // A resend of one still undecided is not a new message either.
   client.publish("a", "3", { qos: 1, packetId: 3, dup: true });
   assert.deepStrictEqual(client.take(), []);
   assert.equal(client.closed, undefined);
   assert.deepStrictEqual(sub.takePublishes().map((p) => text(p.payload)), ["1", "2", "3"]);
+});
+
+test("SessionMachine disconnects a client whose new PUBLISH exceeds its Receive Maximum with 0x93, v5 [MQTT-3.3.4-7]", () => {
+  const h = new Harness();
+  h.hooks.holdAcks = true;
+  const client = h.connected("c", 5, { session: { receiveMaximum: 2 } });
+  client.publish("a", "1", { qos: 1, packetId: 1 });
+  client.publish("a", "2", { qos: 2, packetId: 2 });
+  assert.deepStrictEqual(client.take(), []);
+  client.publish("a", "3", { qos: 1, packetId: 3 });
+  assert.deepStrictEqual(client.take(), [{
+    type: "disconnect",
+    reasonCode: ReasonCode.ReceiveMaximumExceeded,
+  }]);
+});
+
+test("SessionMachine counts a QoS 2 message as unacknowledged until its PUBREL, v5 [MQTT-3.3.4-7]", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5, { session: { receiveMaximum: 2 } });
+  client.publish("a", "1", { qos: 2, packetId: 1 });
+  client.publish("a", "2", { qos: 1, packetId: 2 });
+  client.publish("a", "3", { qos: 1, packetId: 3 });
+  assert.deepStrictEqual(client.take().map((p) => p.type), ["pubrec", "puback", "puback"]);
+  client.publish("a", "4", { qos: 2, packetId: 4 });
+  client.publish("a", "5", { qos: 1, packetId: 5 });
+  assert.deepStrictEqual(client.take().map((p) => p.type), ["pubrec", "disconnect"]);
 });
 
 test("SessionMachine resolves inbound topic aliases [MQTT-3.3.2-12]", () => {
