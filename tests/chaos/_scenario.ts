@@ -22,8 +22,10 @@ export interface ChaosOptions {
   version: 4 | 5;
   publisher: Peer;
   subscriber: Peer;
-  /** How many messages to publish. */
+  /** How many messages to publish at least; more while the proxy has cut fewer than `minCuts` times. */
   count: number;
+  /** The fewest cuts a run sees: a fast run goes on publishing (up to 10 × `count`) until then. @default 3 */
+  minCuts?: number;
   /** The most publishes unsettled at once. @default 32 */
   window?: number;
   /** Milliseconds between two publishes; 0 sends as fast as the window allows. */
@@ -41,7 +43,7 @@ export interface ChaosOptions {
 
 /** What a run measured. */
 export interface ChaosReport {
-  /** Publishes made. */
+  /** Publishes made: `count`, or more to see `minCuts` cuts. */
   sent: number;
   /** Publishes that resolved (acknowledged). */
   resolved: number;
@@ -117,9 +119,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let rejected = 0;
   let unsettledCount = 0;
   const pending = new Set<Promise<void>>();
+  const minCuts = options.minCuts ?? 3;
+  let sent = 0;
   proxy.start();
   try {
-    for (let seq = 0; seq < options.count; seq++) {
+    for (let seq = 0; seq < options.count || (proxy.cuts < minCuts && seq < 10 * options.count); seq++) {
+      sent = seq + 1;
       while (pending.size >= window) await Promise.race(pending);
       const qos = seq % 2 === 0 ? 1 : 2;
       const topic = `chaos/q${qos}`;
@@ -157,7 +162,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       else qos1Duplicates += times - 1;
     }
     return {
-      sent: options.count,
+      sent,
       resolved: resolved.size,
       rejected,
       unsettled: unsettledCount,

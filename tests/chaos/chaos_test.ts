@@ -65,7 +65,13 @@ async function scenario(
   }
 }
 
-function check(what: string, publisher: Peer, report: ChaosReport, baseline?: ChaosReport): void {
+function check(
+  what: string,
+  broker: string,
+  publisher: Peer,
+  report: ChaosReport,
+  baseline?: ChaosReport,
+): void {
   const text = `${what}: ${describeReport(report)}${
     baseline === undefined ? "" : `\n  MQTT.js on both sides: ${describeReport(baseline)}`
   }\n  (seed ${seed}; CHAOS_SEED=${seed} replays the run)${
@@ -75,7 +81,14 @@ function check(what: string, publisher: Peer, report: ChaosReport, baseline?: Ch
   // MQTT.js fails some publishes itself when its connection closes ("Connection closed"), whatever the broker.
   if (publisher === "ours") assert.equal(report.rejected, 0, `no publish is rejected; ${text}`);
   assert.deepEqual(report.lost, [], `every acknowledged message is delivered; ${text}`);
-  assert.equal(report.qos2Duplicates, 0, `QoS 2 is delivered exactly once; ${text}`);
+  // mosquitto 2.0.11 itself breaks exactly once under this load, rarely: after many reconnects in a row it
+  // goes back from resending PUBREL to resending the PUBLISH of a message its subscriber already completed
+  // (its verbose log shows "Sending PUBREL … (m3566)" again and again, then "Sending PUBLISH … (d1, q2, …
+  // m3566 …)"), which any client must take for a new message: seen with MQTT.js subscribing, our client not
+  // involved. Exactly once is asserted where the broker is ours.
+  if (broker === "our broker") {
+    assert.equal(report.qos2Duplicates, 0, `QoS 2 is delivered exactly once; ${text}`);
+  }
   // A livelock (reconnect, the same resend, disconnect) goes on after the cuts stop.
   assert.ok(report.reconnectsAfterCalm <= 2, `no client keeps reconnecting once the cuts stop; ${text}`);
   assert.ok(report.cuts > 0, `the proxy cut the connections; ${text}`);
@@ -95,7 +108,9 @@ for (const [brokerName, target, skip] of brokers) {
   for (const version of [5, 4] as const) {
     const level = version === 5 ? "MQTT 5" : "MQTT 3.1.1";
     test(
-      `chaos, fast profile (cuts every 50-200 ms, unpaced), ${brokerName}, ${level}: nothing acknowledged is lost, QoS 2 exactly once, no livelock`,
+      `chaos, fast profile (cuts every 50-200 ms, unpaced), ${brokerName}, ${level}: nothing acknowledged is lost, ${
+        brokerName === "our broker" ? "QoS 2 exactly once, " : ""
+      }no livelock`,
       { skip },
       async () => {
         const baseline = await scenario(target, version, { publisher: "mqttjs", subscriber: "mqttjs" }, FAST);
@@ -103,7 +118,7 @@ for (const [brokerName, target, skip] of brokers) {
         for (const [name, pair] of pairs) {
           const report = await scenario(target, version, pair, FAST);
           console.log(`${name}, ${brokerName}, ${level}: ${describeReport(report)}`);
-          check(`${name}, ${brokerName}, ${level}`, pair.publisher, report, baseline);
+          check(`${name}, ${brokerName}, ${level}`, brokerName, pair.publisher, report, baseline);
           if (pair.publisher === "ours" && pair.subscriber === "ours" && brokerName === "our broker") {
             // Resend only what is unacknowledged: a cut duplicates at most the publisher's window and what was
             // in flight to the subscriber (our client's Receive Maximum, 100, which our broker keeps to).
@@ -123,7 +138,7 @@ for (const [brokerName, target, skip] of brokers) {
       async () => {
         const report = await scenario(target, version, pairs[0][1], DEFAULT);
         console.log(`${pairs[0][0]}, ${brokerName}, ${level}, default profile: ${describeReport(report)}`);
-        check(`${pairs[0][0]}, ${brokerName}, ${level}, default profile`, "ours", report);
+        check(`${pairs[0][0]}, ${brokerName}, ${level}, default profile`, brokerName, "ours", report);
       },
     );
   }
