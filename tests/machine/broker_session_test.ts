@@ -574,3 +574,20 @@ test("SessionMachine keeps messages delivered before it was accepted in the stat
   h.pump();
   assert.deepStrictEqual(client.takePublishes().map((p) => text(p.payload)), ["early"]);
 });
+
+test("BrokerMachine keeps QoS 1 messages queued behind a connected subscriber's full window past the queue bounds, holding their PUBACK, and delivers every one", () => {
+  // The 3.1.1 subscriber that reads slowly: its window (here 2) is full, its queue (bound 2) fills behind it.
+  const h = new Harness({ maxQueuedMessages: 2 });
+  const sub = h.connected("s", 4, { session: { maxInflightMessages: 2 } });
+  sub.subscribe("t", 1);
+  const pub = h.connected("p", 4);
+  for (let i = 1; i <= 6; i++) pub.publish("t", `${i}`, { qos: 1, packetId: i });
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [1, 2, 3, 4]);
+  const got: string[] = [];
+  for (let round = 0; round < 6 && got.length < 6; round++) {
+    got.push(...sub.ackAll().map((p) => text(p.payload)));
+  }
+  assert.deepStrictEqual(got, ["1", "2", "3", "4", "5", "6"]);
+  assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [5, 6]);
+  assert.equal(h.broker.stats.dropped, 0);
+});
