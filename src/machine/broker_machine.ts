@@ -570,10 +570,11 @@ export class BrokerMachine {
     packet: PublishPacket,
     reasonCode: ReasonCode = ReasonCode.Success,
   ): number {
+    const full = this.#full;
+    full.length = 0; // what the broker's own messages routed last left
     const count = reasonCode < 0x80 ? this.route(now, session, packet) : 0;
     const packetId = packet.packetId;
     if (packetId === undefined) return count;
-    const full = this.#full;
     if (full.length === 0) {
       session.acknowledge(now, packetId, reasonCode);
     } else {

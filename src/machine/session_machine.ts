@@ -1234,7 +1234,8 @@ export class SessionMachine {
   #protocolFailure(now: Millis, error: MqttError): void {
     if (this.#state === "waiting") {
       // The CONNECT itself: learn its level from the raw bytes to answer in a form the client reads.
-      const level = connectLevel(this.#head);
+      const protocol = connectProtocol(this.#head);
+      const level = protocol?.level;
       if (error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
         // A level we do not speak (0-2, 6-255, or 3 with "MQTT", 4 or 5 with "MQIsdp"): CONNACK 0x01 unacceptable
         // protocol level in the 3.1.1 form, 20 02 00 01, then close. 3.1.1 requires it [MQTT-3.1.2-2]; MQTT 5
@@ -1242,7 +1243,7 @@ export class SessionMachine {
         // mosquitto 2.0.11 answers all of these with the same four bytes (checked with a raw socket).
         this.#version = level === 3 ? 3 : 4;
         this.#sendConnAck(error.reasonCode);
-      } else if (level === 5 && hasMqttName(this.#head)) {
+      } else if (level === 5 && protocol?.mqtt === true) {
         // A malformed MQTT 5 CONNECT: a CONNACK with the reason code (MQTT 5 §3.1.4), then close.
         this.#version = 5;
         this.#sendConnAck(connAckCode(error.reasonCode));
@@ -1282,7 +1283,6 @@ export class SessionMachine {
     this.#state = "closed";
     this.#deadline = undefined;
     this.#held = undefined;
-
     this.#emit(error === undefined ? { type: "closed" } : { type: "closed", error });
   }
 
@@ -1315,25 +1315,22 @@ function disconnectCode(code: ReasonCode): ReasonCode {
   return reasonCodeAllowed("disconnect", code) ? code : ReasonCode.ProtocolError;
 }
 
-/** The protocol level byte of a CONNECT from its first bytes, or `undefined`. */
-function connectLevel(head: Uint8Array | undefined): number | undefined {
+/**
+ * The protocol level of a CONNECT from its first bytes, and whether its protocol name is "MQTT" (rather than
+ * "MQIsdp" or anything else), or `undefined` when the bytes do not tell.
+ */
+function connectProtocol(head: Uint8Array | undefined): { level: number; mqtt: boolean } | undefined {
   if (head === undefined || head[0] !== 0x10) return undefined;
   let position = 1;
   while (position < head.length && head[position] & 0x80) position++;
   position++;
   if (position + 2 > head.length) return undefined;
   const nameLength = (head[position] << 8) | head[position + 1];
-  return head[position + 2 + nameLength];
-}
-
-/** Whether the CONNECT's first bytes name the protocol "MQTT" (as opposed to "MQIsdp" or anything else). */
-function hasMqttName(head: Uint8Array | undefined): boolean {
-  if (head === undefined) return false;
-  let position = 1;
-  while (position < head.length && head[position] & 0x80) position++;
-  position++;
-  return head[position] === 0 && head[position + 1] === 4 && head[position + 2] === 0x4d &&
-    head[position + 3] === 0x51 && head[position + 4] === 0x54 && head[position + 5] === 0x54;
+  const level = head[position + 2 + nameLength];
+  if (level === undefined) return undefined;
+  const mqtt = nameLength === 4 && head[position + 2] === 0x4d && head[position + 3] === 0x51 &&
+    head[position + 4] === 0x54 && head[position + 5] === 0x54;
+  return { level, mqtt };
 }
 
 /** The first 16 bytes received, joined across chunks. */

@@ -591,3 +591,24 @@ test("BrokerMachine keeps QoS 1 messages queued behind a connected subscriber's 
   assert.deepStrictEqual(pub.take().map((p) => p.type === "puback" && p.packetId), [5, 6]);
   assert.equal(h.broker.stats.dropped, 0);
 });
+
+test("BrokerMachine acknowledges a refused PUBLISH at once, even after the broker's own message went past a queue's bounds", () => {
+  const h = new Harness({ maxQueuedMessages: 1 });
+  const sub = h.connected("s", 5, { cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+  sub.subscribe("t", 1);
+  sub.drop();
+  for (let i = 0; i < 3; i++) {
+    h.broker.route(h.now, undefined, {
+      type: "publish",
+      topic: "t",
+      payload: bytes("own"),
+      qos: 1,
+      retain: false,
+      dup: false,
+    });
+  }
+  h.hooks.publish = () => ReasonCode.NotAuthorized;
+  const pub = h.connected("p", 5);
+  pub.publish("t", "x", { qos: 1, packetId: 1 });
+  assert.deepStrictEqual(pub.take(), [{ type: "puback", packetId: 1, reasonCode: ReasonCode.NotAuthorized }]);
+});
