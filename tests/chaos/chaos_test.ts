@@ -119,9 +119,13 @@ for (const [brokerName, target, skip] of brokers) {
           const report = await scenario(target, version, pair, FAST);
           console.log(`${name}, ${brokerName}, ${level}: ${describeReport(report)}`);
           check(`${name}, ${brokerName}, ${level}`, brokerName, pair.publisher, report, baseline);
-          if (pair.publisher === "ours" && pair.subscriber === "ours" && brokerName === "our broker") {
+          if (
+            pair.publisher === "ours" && pair.subscriber === "ours" && brokerName === "our broker" &&
+            version === 5
+          ) {
             // Resend only what is unacknowledged: a cut duplicates at most the publisher's window and what was
-            // in flight to the subscriber (our client's Receive Maximum, 100, which our broker keeps to).
+            // in flight to the subscriber (our client's Receive Maximum, 100, which our broker keeps to; 3.1.1
+            // has no Receive Maximum, so no such bound).
             assert.ok(
               report.qos1Duplicates <= report.cuts * (32 + 100),
               `QoS 1 duplicates within what a cut leaves unacknowledged; ${
