@@ -6,12 +6,12 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import mqtt from "mqtt";
+import { startBroker } from "../_broker_process.ts";
 import { freePort, mosquittoMissing } from "../_mosquitto.ts";
 
 const missing = mosquittoMissing();
@@ -27,31 +27,6 @@ function run(command: string, args: string[]): Promise<{ code: number; stdout: s
     child.once("error", reject);
     child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
-}
-
-interface RunningBroker {
-  child: ChildProcess;
-  log: () => string;
-  exited: Promise<void>;
-}
-
-/** Starts `broker.ts` with these arguments under this runtime and waits until it listens. */
-async function startBroker(args: string[]): Promise<RunningBroker> {
-  const script = new URL("../../broker.ts", import.meta.url).pathname;
-  const prefix = "Deno" in globalThis ? ["run", "-A", script] : [script];
-  const child = spawn(process.execPath, [...prefix, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  child.stderr?.on("data", (chunk) => log += chunk);
-  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  for (let i = 0; i < 200 && !log.includes("listening on"); i++) {
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  if (!log.includes("listening on")) {
-    child.kill("SIGKILL");
-    throw new Error(`broker.ts did not start:\n${log}`);
-  }
-  return { child, log: () => log, exited };
 }
 
 const mosq = (port: number, ...args: string[]) => ["-h", "127.0.0.1", "-p", String(port), ...args];

@@ -8,13 +8,13 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { connect } from "../../src/client/connect.ts";
 import type { MqttClient } from "../../src/client/mqtt_client.ts";
+import { type RunningBroker, startBroker } from "../_broker_process.ts";
 import { freePort } from "../_mosquitto.ts";
 import { seededRandom } from "../_random.ts";
 
@@ -22,12 +22,6 @@ import { seededRandom } from "../_random.ts";
 const COUNT = 4000;
 /** The most publishes unsettled at once. */
 const WINDOW = 32;
-
-interface RunningBroker {
-  child: ChildProcess;
-  log: () => string;
-  exited: Promise<void>;
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -44,26 +38,6 @@ function bounded(promise: Promise<unknown> | undefined, ms: number): Promise<voi
     promise.then(() => {}, () => {}),
     new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
   ]).finally(() => clearTimeout(timer));
-}
-
-/** Starts `broker.ts` with these arguments under this runtime and waits (at most 10 s) until it listens. */
-async function startBroker(args: string[]): Promise<RunningBroker> {
-  const script = new URL("../../broker.ts", import.meta.url).pathname;
-  const prefix = "Deno" in globalThis ? ["run", "-A", script] : [script];
-  const child = spawn(process.execPath, [...prefix, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  let log = "";
-  child.stderr?.on("data", (chunk) => log += chunk);
-  const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  for (let i = 0; i < 400 && !log.includes("listening on"); i++) {
-    if (child.exitCode !== null) break;
-    await sleep(25);
-  }
-  if (!log.includes("listening on")) {
-    child.kill("SIGKILL");
-    await bounded(exited, 5000);
-    throw new Error(`broker.ts did not start:\n${log}`);
-  }
-  return { child, log: () => log, exited };
 }
 
 /** SIGKILLs a broker and waits (at most 5 s) until it is gone, so its port and database are free. */
