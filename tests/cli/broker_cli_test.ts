@@ -8,6 +8,7 @@ import process from "node:process";
 import { BROKER_USAGE, parseBrokerArgs } from "../../src/cli/broker_cli.ts";
 import { connect } from "../../src/client/connect.ts";
 import { ReasonCode } from "../../src/errors.ts";
+import { startBroker } from "../_broker_process.ts";
 import { freePort } from "../_mosquitto.ts";
 import { rawConnect } from "../_raw_client.ts";
 
@@ -82,27 +83,17 @@ test("broker.ts --max-keepalive overrides the file's limits.maxKeepAlive: MQTT 5
     file,
     JSON.stringify({ listeners: [{ port }], limits: { maxKeepAlive: 100 }, sysInterval: 0 }),
   );
-  const script = new URL("../../broker.ts", import.meta.url).pathname;
-  const prefix = "Deno" in globalThis ? ["run", "-A", script] : [script];
-  const child = spawn(process.execPath, [...prefix, "--config", file, "--max-keepalive", "20"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let log = "";
-  child.stderr.on("data", (d) => log += d);
-  const exited = new Promise((resolve) => child.on("close", resolve));
+  const broker = await startBroker(["--config", file, "--max-keepalive", "20"]);
   try {
-    for (let i = 0; i < 100 && !log.includes("listening on"); i++) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
     const v5 = await rawConnect(port, { clientId: "v5", keepAlive: 60 }, 5);
-    assert.equal(v5.connack.properties?.serverKeepAlive, 20, log);
+    assert.equal(v5.connack.properties?.serverKeepAlive, 20, broker.log());
     v5.close();
     const v4 = await rawConnect(port, { clientId: "v4", keepAlive: 60 }, 4);
-    assert.equal(v4.connack.reasonCode, ReasonCode.ClientIdentifierNotValid, log);
+    assert.equal(v4.connack.reasonCode, ReasonCode.ClientIdentifierNotValid, broker.log());
     v4.close();
   } finally {
-    child.kill("SIGTERM");
-    await exited;
+    broker.child.kill("SIGTERM");
+    await broker.exited;
     rmSync(dir, { recursive: true, force: true });
   }
 });
