@@ -298,6 +298,8 @@ interface OutboxEntry {
   options: PublishOptions;
   queuedAt: number;
   waiter: Waiter<void>;
+  /** Removes the listener that takes the entry out of the outbox when its signal aborts. */
+  unlisten?: () => void;
 }
 
 /** Settles a promise from outside, once. */
@@ -1098,6 +1100,8 @@ export class MqttClient implements SubscriptionOwner {
     this.#closing = true;
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
     if (this.#timer !== undefined) clearTimeout(this.#timer);
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
     this.#attemptAbort?.abort();
     const reason = error ??
       new MqttError(ReasonCode.UnspecifiedError, "Cannot finish: the client was closed");
@@ -1105,7 +1109,10 @@ export class MqttClient implements SubscriptionOwner {
     this.#publishes.clear();
     for (const waiter of this.#control.values()) waiter.reject(reason);
     this.#control.clear();
-    for (const entry of this.#outbox) entry.waiter.reject(reason);
+    for (const entry of this.#outbox) {
+      entry.unlisten?.();
+      entry.waiter.reject(reason);
+    }
     this.#outbox = [];
     for (const subscription of this.#subscriptions.values()) subscription.end(error);
     this.#subscriptions.clear();
@@ -1179,15 +1186,23 @@ export class MqttClient implements SubscriptionOwner {
         );
         return;
       }
-      this.#outbox.shift()?.waiter.reject(
+      const dropped = this.#outbox.shift();
+      dropped?.unlisten?.();
+      dropped?.waiter.reject(
         new MqttError(ReasonCode.QuotaExceeded, "Publish dropped: the offline outbox overflowed"),
       );
     }
     this.#outbox.push(entry);
-    entry.options.signal?.addEventListener("abort", () => {
-      const index = this.#outbox.indexOf(entry);
-      if (index !== -1) this.#outbox.splice(index, 1);
-    }, { once: true });
+    const signal = entry.options.signal;
+    if (signal !== undefined) {
+      const leave = () => {
+        const index = this.#outbox.indexOf(entry);
+        if (index !== -1) this.#outbox.splice(index, 1);
+      };
+      signal.addEventListener("abort", leave, { once: true });
+      // Once the entry leaves the outbox, a long-lived signal keeps no listener for it.
+      entry.unlisten = () => signal.removeEventListener("abort", leave);
+    }
   }
 
   #drainOutbox(): void {
@@ -1195,6 +1210,7 @@ export class MqttClient implements SubscriptionOwner {
     this.#outbox = [];
     const now = this.#now();
     for (const entry of waiting) {
+      entry.unlisten?.();
       if (entry.options.signal?.aborted) continue;
       const expiry = entry.options.properties?.messageExpiryInterval;
       let options = entry.options;

@@ -107,6 +107,39 @@ test("publishes made while disconnected wait in the outbox and go out after reco
   await client.close();
 });
 
+test("a publish that waited in the outbox leaves no listener on its signal once sent or settled", async () => {
+  const broker = new FakeBroker();
+  const client = new MqttClient({
+    transport: broker.transport,
+    reconnect: { initialDelayMs: 200, maxDelayMs: 200 },
+  });
+  await client.start();
+  await broker.drop();
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  assert.equal(client.connected, false);
+  // One long-lived signal for many publishes, as an application-wide AbortController would be.
+  const signal = new AbortController().signal;
+  let listeners = 0;
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = ((...args: Parameters<typeof add>) => {
+    listeners++;
+    add(...args);
+  }) as typeof signal.addEventListener;
+  signal.removeEventListener = ((...args: Parameters<typeof remove>) => {
+    listeners--;
+    remove(...args);
+  }) as typeof signal.removeEventListener;
+  try {
+    const sent = [1, 2, 3].map((i) => client.publish(`o/${i}`, "x", { qos: 1, signal }));
+    assert.ok(listeners > 0);
+    await within(Promise.all(sent));
+    assert.equal(listeners, 0);
+  } finally {
+    await client.close();
+  }
+});
+
 test("close() settles every pending promise and ends subscriptions; closed never rejects", async () => {
   const broker = new FakeBroker();
   broker.silent = true;
