@@ -254,6 +254,8 @@ interface Outgoing {
   stage: "publish" | "pubrel";
   /** Whether the PUBLISH has gone out on some connection (counts against the send quota when it has). */
   sent: boolean;
+  /** The connection (see `#connection`) whose server's Maximum Packet Size the PUBLISH was checked against. */
+  checkedOn?: number;
 }
 
 /** An inbound QoS 1 or 2 message whose acknowledgement has not left yet. */
@@ -327,6 +329,8 @@ export class ClientMachine {
   #incomingAliases = new Map<number, string>();
   #incomingAliasMaximum = 0;
   #inFlightCount = 0;
+  /** Counts accepted connections, so that a publish is checked once per server (see `Outgoing.checkedOn`). */
+  #connection = 0;
 
   // Session state, kept across connections when the session resumes.
   #hasSession = false;
@@ -587,7 +591,7 @@ export class ClientMachine {
       );
     }
     packet.packetId = packetId;
-    const entry: Outgoing = { packet, stage: "publish", sent: false };
+    const entry: Outgoing = { packet, stage: "publish", sent: false, checkedOn: this.#connection };
     this.#outgoing.set(packetId, entry);
     this.#unsent.push(entry);
     this.#hasSession = true;
@@ -908,15 +912,50 @@ export class ClientMachine {
   }
 
   #checkSize(packet: PublishPacket): void {
-    if (this.#serverMaximumPacketSize === Infinity) return;
-    // Measure without a topic alias: the largest form this message can take.
-    const size = encode(packet.qos > 0 ? { ...packet, packetId: 1 } : packet, this.#version).length;
-    if (size > this.#serverMaximumPacketSize) {
-      throw new MqttError(
-        ReasonCode.PacketTooLarge,
-        `Cannot publish ${size} bytes: the server's maximum packet size is ${this.#serverMaximumPacketSize} [MQTT-3.2.2-15]`,
-      );
+    const error = this.#tooLarge(packet);
+    if (error !== undefined) throw error;
+  }
+
+  /**
+   * Why a PUBLISH cannot go to this server, when it is larger than its Maximum Packet Size [MQTT-3.2.2-15]:
+   * measured in its largest form, with the topic and a topic alias both (the first use of an alias).
+   */
+  #tooLarge(packet: PublishPacket): MqttError | undefined {
+    if (this.#serverMaximumPacketSize === Infinity) return undefined;
+    let largest = packet.qos > 0 ? { ...packet, packetId: 1 } : packet;
+    if (this.#serverTopicAliasMaximum > 0) {
+      largest = { ...largest, properties: { ...packet.properties, topicAlias: 0xffff } };
     }
+    const size = encode(largest, this.#version).length;
+    if (size <= this.#serverMaximumPacketSize) return undefined;
+    return new MqttError(
+      ReasonCode.PacketTooLarge,
+      `Cannot publish ${size} bytes: the server's maximum packet size is ${this.#serverMaximumPacketSize} [MQTT-3.2.2-15]`,
+    );
+  }
+
+  /**
+   * Whether a publish can go to this connection's server: checked once per connection, since a server after a
+   * reconnect may take less than the one it was published to; one it cannot take fails.
+   */
+  #fits(entry: Outgoing): boolean {
+    if (entry.checkedOn === this.#connection) return true;
+    entry.checkedOn = this.#connection;
+    const tooLarge = this.#tooLarge(entry.packet);
+    if (tooLarge === undefined) return true;
+    this.#failTooLarge(entry, tooLarge);
+    return false;
+  }
+
+  /**
+   * Fails a publish in flight that this connection's server cannot take (its Maximum Packet Size is lower than
+   * the last one's): sending it would only get the connection closed, again at every reconnect.
+   */
+  #failTooLarge(entry: Outgoing, error: MqttError): void {
+    const packetId = entry.packet.packetId as number;
+    this.#outgoing.delete(packetId);
+    this.#packetIds.release(packetId);
+    this.#emit({ type: "published", packetId, reasonCode: ReasonCode.PacketTooLarge, error });
   }
 
   /** Sends a PUBLISH, applying an outgoing topic alias when the server allows them [MQTT-3.2.2-17]. */
@@ -947,6 +986,7 @@ export class ClientMachine {
     while (this.#unsentHead < unsent.length && this.#inFlightCount < this.#serverReceiveMaximum) {
       const entry = unsent[this.#unsentHead++];
       if (entry.sent || this.#outgoing.get(entry.packet.packetId as number) !== entry) continue;
+      if (!this.#fits(entry)) continue;
       entry.sent = true;
       this.#inFlightCount++;
       this.#sendPublish(now, entry.packet);
@@ -1119,6 +1159,7 @@ export class ClientMachine {
     const properties = connack.properties;
     this.#connack = connack;
     this.#state = "connected";
+    this.#connection++;
     this.#connectDeadline = undefined;
     if (properties?.assignedClientIdentifier !== undefined) {
       this.#clientId = properties.assignedClientIdentifier;
@@ -1171,6 +1212,7 @@ export class ClientMachine {
         this.#inFlightCount++;
         this.#send(now, { type: "pubrel", packetId: entry.packet.packetId as number, reasonCode: 0 });
       } else if (this.#inFlightCount < this.#serverReceiveMaximum) {
+        if (!this.#fits(entry)) continue;
         this.#inFlightCount++;
         entry.packet.dup = true;
         this.#sendPublish(now, entry.packet);

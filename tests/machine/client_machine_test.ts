@@ -502,6 +502,40 @@ test("[MQTT-3.1.2-24] a packet over the client's Maximum Packet Size closes the 
   assert.equal(only(s.received(), "disconnect").reasonCode, ReasonCode.PacketTooLarge);
 });
 
+test("[MQTT-3.2.2-15] the size check counts the topic alias a first use adds: a PUBLISH that fits only without it is refused", () => {
+  const s = new FakeServer();
+  // v5 PUBLISH QoS 1 to "t" with 20 bytes of payload: 2 + 3 + 2 + 1 + 20 = 28 bytes; the first use of an
+  // alias adds 3 (property 0x23 and two bytes).
+  s.connect({}, { properties: { maximumPacketSize: 29, topicAliasMaximum: 4 } });
+  s.events();
+  assert.throws(
+    () => s.client.publish(s.now, { topic: "t", payload: new Uint8Array(20), qos: 1 }),
+    (error) => error instanceof MqttError && error.reasonCode === ReasonCode.PacketTooLarge,
+  );
+  s.client.publish(s.now, { topic: "t", payload: new Uint8Array(17), qos: 1 });
+  const [publish] = s.received();
+  assert.equal(publish.type === "publish" && publish.properties?.topicAlias, 1);
+});
+
+test("[MQTT-3.2.2-15] a publish in flight that a reconnected server's lower Maximum Packet Size cannot take fails instead of being resent", () => {
+  const s = new FakeServer();
+  s.connect({ cleanStart: false });
+  s.events();
+  const big = s.client.publish(s.now, { topic: "t", payload: new Uint8Array(100), qos: 1 }) as number;
+  const small = s.client.publish(s.now, { topic: "t", payload: new Uint8Array(10), qos: 1 }) as number;
+  s.received();
+  s.client.handleClose(s.now);
+  s.events();
+  s.connect({ cleanStart: false }, { sessionPresent: true, properties: { maximumPacketSize: 64 } });
+  const events = s.events();
+  const failed = events.find((e) => e.type === "published" && e.packetId === big);
+  assert.ok(failed?.type === "published" && failed.error?.reasonCode === ReasonCode.PacketTooLarge);
+  assert.deepEqual(
+    s.received().filter((p) => p.type === "publish").map((p) => p.type === "publish" && [p.packetId, p.dup]),
+    [[small, true]],
+  );
+});
+
 test("an exported session restores into a new machine and resumes its flows and subscriptions", () => {
   const s = new FakeServer({ clientId: "keeper" });
   s.connect({ cleanStart: false });
