@@ -9,6 +9,7 @@
 import mqtt from "mqtt";
 import { connect } from "../../src/client/connect.ts";
 import type { MqttClient } from "../../src/client/mqtt_client.ts";
+import { Ledger } from "../_ledger.ts";
 import { startCuttingProxy } from "./_proxy.ts";
 
 /** Which client plays a part. */
@@ -97,15 +98,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     minMs: options.cutMinMs,
     maxMs: options.cutMaxMs,
   });
-  const errors: string[] = [];
-  const note = (what: string) => {
-    if (errors.length < 20) errors.push(what);
-  };
-  const received = new Map<string, number>();
-  const onMessage = (topic: string, payload: string) => {
-    const key = `${topic}:${payload}`;
-    received.set(key, (received.get(key) ?? 0) + 1);
-  };
+  const ledger = new Ledger();
+  const note = (what: string) => ledger.note(what);
+  const onMessage = (topic: string, payload: string) => ledger.receive(topic, payload);
   const url = `mqtt://127.0.0.1:${proxy.port}`;
   const subscriber = options.subscriber === "ours"
     ? await oursSubscriber(url, options, onMessage, note)
@@ -114,67 +109,36 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     ? await oursPublisher(url, options, note)
     : await mqttjsPublisher(url, options, note);
 
-  const window = options.window ?? 32;
-  const resolved = new Set<string>();
-  let rejected = 0;
-  let unsettledCount = 0;
-  const pending = new Set<Promise<void>>();
   const minCuts = options.minCuts ?? 3;
-  let sent = 0;
   proxy.start();
   try {
-    for (let seq = 0; seq < options.count || (proxy.cuts < minCuts && seq < 10 * options.count); seq++) {
-      sent = seq + 1;
-      while (pending.size >= window) await Promise.race(pending);
-      const qos = seq % 2 === 0 ? 1 : 2;
-      const topic = `chaos/q${qos}`;
-      const key = `${topic}:${seq}`;
-      const settled: Promise<void> = publisher.publish(topic, String(seq), qos).then(
-        () => void resolved.add(key),
-        (error) => {
-          rejected++;
-          note(`publish ${key} rejected: ${(error as Error).message}`);
-        },
-      ).finally(() => pending.delete(settled));
-      pending.add(settled);
-      if (options.paceMs > 0) await sleep(options.paceMs);
-    }
+    await ledger.publish("chaos", (topic, payload, qos) => publisher.publish(topic, payload, qos), {
+      more: (seq) => seq < options.count || (proxy.cuts < minCuts && seq < 10 * options.count),
+      window: options.window ?? 32,
+      paceMs: options.paceMs,
+    });
     // Every publish settles; the cuts go on meanwhile.
-    const deadline = performance.now() + 30_000;
-    while (pending.size > 0 && performance.now() < deadline) {
-      await Promise.race([Promise.race(pending), sleep(100)]);
-    }
-    unsettledCount = pending.size;
+    const unsettled = await ledger.settle(30_000);
     proxy.calm();
     const calmConnects = publisher.connects + subscriber.connects;
     // The subscriber catches up once the connections stay.
-    const drainUntil = performance.now() + (options.drainMs ?? 20_000);
-    const missing = () => [...resolved].filter((key) => !received.has(key));
-    while (missing().length > 0 && performance.now() < drainUntil) await sleep(50);
-    // Late duplicates still count.
-    await sleep(300);
+    await ledger.drain(options.drainMs ?? 20_000);
     const reconnectsAfterCalm = publisher.connects + subscriber.connects - calmConnects;
-    let qos1Duplicates = 0;
-    let qos2Duplicates = 0;
-    for (const [key, times] of received) {
-      if (times < 2) continue;
-      if (key.startsWith("chaos/q2:")) qos2Duplicates += times - 1;
-      else qos1Duplicates += times - 1;
-    }
+    const duplicates = ledger.duplicates();
     return {
-      sent,
-      resolved: resolved.size,
-      rejected,
-      unsettled: unsettledCount,
-      lost: missing(),
-      qos1Duplicates,
-      qos2Duplicates,
+      sent: ledger.sent,
+      resolved: ledger.resolved.size,
+      rejected: ledger.rejected,
+      unsettled,
+      lost: ledger.missing(),
+      qos1Duplicates: duplicates.qos1,
+      qos2Duplicates: duplicates.qos2,
       publisherReconnects: publisher.connects - 1,
       subscriberReconnects: subscriber.connects - 1,
       reconnectsAfterCalm,
       cuts: proxy.cuts,
       durationMs: Math.round(performance.now() - started),
-      errors,
+      errors: ledger.errors,
     };
   } finally {
     proxy.calm();
@@ -219,10 +183,6 @@ function summarize(keys: string[]): string {
     parts.push(`${topic} ${ranges.slice(0, 6).join(",")}${ranges.length > 6 ? ",…" : ""}`);
   }
   return parts.join("; ");
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Our client, persistent session, reconnecting every 0-100 ms. */

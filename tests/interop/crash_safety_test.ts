@@ -16,6 +16,8 @@ import { connect } from "../../src/client/connect.ts";
 import type { MqttClient } from "../../src/client/mqtt_client.ts";
 import { type RunningBroker, startBroker } from "../_broker_process.ts";
 import { freePort } from "../_mosquitto.ts";
+import { settledWithin, sleep } from "../_helpers.ts";
+import { Ledger } from "../_ledger.ts";
 import { seededRandom } from "../_random.ts";
 
 /** Messages per run: enough for the kills to land mid-stream, few enough for a run of a few seconds. */
@@ -23,27 +25,10 @@ const COUNT = 4000;
 /** The most publishes unsettled at once. */
 const WINDOW = 32;
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Waits for a promise to settle, or `ms` at most; never rejects. The timer is cleared as soon as the promise
- * settles, so that no forgotten timer keeps the runner's event loop alive.
- */
-function bounded(promise: Promise<unknown> | undefined, ms: number): Promise<void> {
-  if (promise === undefined) return Promise.resolve();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  return Promise.race([
-    promise.then(() => {}, () => {}),
-    new Promise<void>((resolve) => timer = setTimeout(resolve, ms)),
-  ]).finally(() => clearTimeout(timer));
-}
-
 /** SIGKILLs a broker and waits (at most 5 s) until it is gone, so its port and database are free. */
 async function killBroker(broker: RunningBroker): Promise<void> {
   broker.child.kill("SIGKILL");
-  await bounded(broker.exited, 5000);
+  await settledWithin(broker.exited, 5000);
 }
 
 /** What one run measured. */
@@ -125,24 +110,19 @@ async function runCrashes(version: 4 | 5, seed: number): Promise<CrashReport> {
   let reading: Promise<void> | undefined;
   let killing: Promise<void> | undefined;
   try {
-    const received = new Map<string, number>();
+    const ledger = new Ledger();
     let connects = 0;
     const connected = () => void connects++;
     const subscriber = await persistentClient(port, `crash-sub-${version}`, version, connected);
     clients.push(subscriber);
     const subscription = await subscriber.subscribe("crash/#", { qos: 2 });
     reading = (async () => {
-      for await (const message of subscription) {
-        const key = `${message.topic}:${message.text()}`;
-        received.set(key, (received.get(key) ?? 0) + 1);
-      }
+      for await (const message of subscription) ledger.receive(message.topic, message.text());
     })();
     const publisher = await persistentClient(port, `crash-pub-${version}`, version, connected);
     clients.push(publisher);
 
-    const resolved = new Set<string>();
-    const errors: string[] = [];
-    let rejected = 0;
+    const resolved = ledger.resolved;
     let finished = false;
     const killedAt: number[] = [];
     // Three points between 10 % and 80 % of the stream, in order; after the second, a kill as soon as the new
@@ -163,59 +143,33 @@ async function runCrashes(version: 4 | 5, seed: number): Promise<CrashReport> {
       }
     })();
 
-    const pending = new Set<Promise<void>>();
-    for (let seq = 0; seq < COUNT; seq++) {
-      // Bounded: a publish that never settles is caught by the deadline below, not by waiting here forever.
-      while (pending.size >= WINDOW) await bounded(Promise.race(pending), 1000);
-      const qos = seq % 2 === 0 ? 1 : 2;
-      const key = `crash/q${qos}:${seq}`;
-      const settled: Promise<void> = publisher.publish(`crash/q${qos}`, String(seq), { qos }).then(
-        () => void resolved.add(key),
-        (error) => {
-          rejected++;
-          if (errors.length < 10) errors.push(`publish ${key} rejected: ${(error as Error).message}`);
-        },
-      ).finally(() => pending.delete(settled));
-      pending.add(settled);
-    }
-    const settleBy = performance.now() + 30_000;
-    while (pending.size > 0 && performance.now() < settleBy) {
-      await bounded(Promise.race(pending), 100);
-    }
-    const unsettled = pending.size;
+    await ledger.publish("crash", (topic, payload, qos) => publisher.publish(topic, payload, { qos }), {
+      more: (seq) => seq < COUNT,
+      window: WINDOW,
+    });
+    const unsettled = await ledger.settle(30_000);
     finished = true;
     await killing;
 
-    // The subscriber catches up, then a moment more for late duplicates.
-    const missing = () => [...resolved].filter((key) => !received.has(key));
-    const drainBy = performance.now() + 20_000;
-    while (missing().length > 0 && performance.now() < drainBy) await sleep(50);
-    await sleep(300);
-    let qos1Duplicates = 0;
-    let qos2Duplicates = 0;
-    for (const [key, times] of received) {
-      if (times < 2) continue;
-      if (key.startsWith("crash/q2:")) qos2Duplicates += times - 1;
-      else qos1Duplicates += times - 1;
-    }
-    const byNumber = (a: string, b: string) => Number(a.split(":")[1]) - Number(b.split(":")[1]);
+    await ledger.drain(20_000);
+    const duplicates = ledger.duplicates();
     return {
       resolved: resolved.size,
-      rejected,
+      rejected: ledger.rejected,
       unsettled,
-      lost: missing().sort(byNumber),
-      qos1Duplicates,
-      qos2Duplicates,
+      lost: ledger.missing(),
+      qos1Duplicates: duplicates.qos1,
+      qos2Duplicates: duplicates.qos2,
       kills: killedAt.length,
       killedAt,
       durationMs: Math.round(performance.now() - started),
       reconnects: connects - 2,
-      errors,
+      errors: ledger.errors,
     };
   } finally {
-    await bounded(killing, 15_000);
-    await Promise.all(clients.map((client) => bounded(client.close(), 5000)));
-    await bounded(reading, 5000);
+    await settledWithin(killing, 15_000);
+    await Promise.all(clients.map((client) => settledWithin(client.close(), 5000)));
+    await settledWithin(reading, 5000);
     await killBroker(broker);
     rmSync(dir, { recursive: true, force: true });
   }
