@@ -126,9 +126,23 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
     },
   ) => boolean;
   /**
-   * The most bytes waiting to be written to one client before it counts as behind: from then on its QoS 0
-   * messages are dropped and its QoS 1 and 2 messages wait in its session queue (bounded by
-   * `maxQueuedMessages` and `maxQueuedBytes`) until half of the backlog is written. Default 16 MiB.
+   * Backpressure's high watermark: once more than this many bytes wait to be written to a client, the
+   * connections whose messages feed it are no longer read (TCP slows their clients down) until fewer than
+   * half as many wait; at most for `maxPublisherPause` at a time. Default 1 MiB.
+   */
+  backpressureBytes?: number;
+  /**
+   * The longest a client that is behind may keep the connections feeding it paused, in ms. A client still
+   * behind after it counts as slow: its QoS 0 messages are dropped and its QoS 1 and 2 messages wait in its
+   * session queue until it catches up, it is disconnected once it stayed behind for `slowConsumerTimeout`,
+   * and it may pause its publishers again only 10 times this long later, so that whatever one subscriber
+   * does, the others of its publishers keep at least nine tenths of their rate. Default 1000.
+   */
+  maxPublisherPause?: number;
+  /**
+   * The most bytes waiting to be written to one client before it counts as slow at once (see
+   * `maxPublisherPause`), however little time it was behind; twice as many close its connection. Default
+   * 16 MiB.
    */
   maxOutgoingBytes?: number;
   /**
@@ -252,6 +266,16 @@ class Connection implements TransportSink {
   timerAt = 0;
   /** Fires when the client stayed congested for `slowConsumerTimeout`. */
   slowTimer: ReturnType<typeof setTimeout> | undefined;
+  /** How many clients that are behind hold this connection's reads paused (see `Broker.#hold`). */
+  heldBy = 0;
+  /** The connections whose reads this client holds paused while it is behind. */
+  holding: Set<Connection> | undefined;
+  /** Ends the time this client may hold them paused (`maxPublisherPause`). */
+  holdTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Until when (`performance.now()`) this client may not hold connections paused again. */
+  noHoldUntil = 0;
+  /** While the stream reads are paused: resolves when they may go on. */
+  #resumed: { promise: Promise<void>; resolve(): void } | undefined;
   info: ClientInfo | undefined;
   /** A CONNECT whose enhanced authentication is still exchanging AUTH packets. */
   authenticating: ClientInfo | undefined;
@@ -283,6 +307,33 @@ class Connection implements TransportSink {
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** Stops reading (backpressure on the client), until `resumeReads()`. */
+  pauseReads(): void {
+    if (this.direct !== undefined) {
+      this.direct.pause();
+    } else if (this.#resumed === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => resolve = r);
+      this.#resumed = { promise, resolve };
+    }
+  }
+
+  /** Reads again. */
+  resumeReads(): void {
+    if (this.direct !== undefined) {
+      this.direct.resume();
+      return;
+    }
+    const resumed = this.#resumed;
+    this.#resumed = undefined;
+    resumed?.resolve();
+  }
+
+  /** While the stream reads are paused, when they may go on. */
+  get readsResumed(): Promise<void> | undefined {
+    return this.#resumed?.promise;
   }
 
   /** Half-closes once everything written went out. */
@@ -359,6 +410,12 @@ export class Broker {
   /** Connections waiting to be flushed by the drain that `#flushAll` is running. */
   readonly #dirty = new Set<Connection>();
   #draining = false;
+  /** The connection whose bytes, or whose PUBLISH, are being handled: what a client that is behind holds. */
+  #source: Connection | undefined;
+  readonly #maxOutgoingBytes: number;
+  readonly #backpressureBytes: number;
+  /** Where a client that is behind counts as caught up. */
+  readonly #lowWater: number;
   readonly #listeners = new Set<Listener>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
@@ -392,6 +449,15 @@ export class Broker {
       );
     }
     this.#options = options;
+    this.#maxOutgoingBytes = options.maxOutgoingBytes ?? 16 * 1024 * 1024;
+    this.#backpressureBytes = Math.min(options.backpressureBytes ?? 1024 * 1024, this.#maxOutgoingBytes);
+    this.#lowWater = this.#backpressureBytes / 2;
+    for (const key of ["maxOutgoingBytes", "backpressureBytes", "maxPublisherPause"] as const) {
+      const value = options[key];
+      if (value !== undefined && !(value > 0)) {
+        throw new RangeError(`Cannot use ${key} ${value}: expected more than 0`);
+      }
+    }
     const store = options.store;
     this.#machine = new BrokerMachine({
       ...options,
@@ -548,6 +614,8 @@ export class Broker {
     let cause: unknown;
     try {
       for (;;) {
+        const paused = connection.readsResumed;
+        if (paused !== undefined) await paused;
         const { value, done } = await reader.read();
         if (done) break;
         this.#received(connection, value);
@@ -578,8 +646,14 @@ export class Broker {
   #received(connection: Connection, bytes: Uint8Array): void {
     this.#counters.bytesReceived += bytes.length;
     if (this.#options.logPackets) this.#trace(connection, "in", bytes);
-    connection.session.handleBytes(performance.now(), bytes);
-    this.#flushAll(connection);
+    const source = this.#source;
+    this.#source = connection;
+    try {
+      connection.session.handleBytes(performance.now(), bytes);
+      this.#flushAll(connection);
+    } finally {
+      this.#source = source;
+    }
   }
 
   /**
@@ -727,7 +801,7 @@ export class Broker {
   #flush(connection: Connection): void {
     this.#persist();
     const session = connection.session;
-    const highWater = this.#options.maxOutgoingBytes ?? 16 * 1024 * 1024;
+    const highWater = this.#maxOutgoingBytes;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       this.#counters.bytesSent += bytes.length;
       if (this.#options.logPackets) this.#trace(connection, "out", bytes);
@@ -737,8 +811,9 @@ export class Broker {
         this.#disconnectSlow(connection);
         continue;
       }
-      if (connection.pendingBytes > highWater && !session.congested && !connection.closed) {
-        this.#behind(connection);
+      if (connection.pendingBytes > this.#backpressureBytes && !session.congested && !connection.closed) {
+        if (connection.pendingBytes > highWater) this.#behind(connection);
+        else this.#hold(connection);
       }
       // The transport keeps writes in order: hand each over at once instead of after the previous one settled.
       const size = bytes.length;
@@ -749,7 +824,9 @@ export class Broker {
       }
       connection.writing = written.then(() => {
         connection.pendingBytes -= size;
-        if (session.congested && connection.pendingBytes <= highWater / 2 && !connection.closed) {
+        if (connection.pendingBytes > this.#lowWater || connection.closed) return;
+        if (connection.holdTimer !== undefined) this.#release(connection);
+        if (session.congested) {
           clearTimeout(connection.slowTimer);
           connection.slowTimer = undefined;
           const dropped = session.droppedWhileCongested;
@@ -793,8 +870,46 @@ export class Broker {
     return connection.info?.clientId ?? connection.session.clientId ?? "?";
   }
 
+  /**
+   * A client is behind, by more than `backpressureBytes`: the connection whose bytes are being handled, which
+   * feeds it, is read no more until it caught up, or until `maxPublisherPause` passed and it counts as behind.
+   * One that counted as behind within 10 times that counts as behind at once.
+   */
+  #hold(connection: Connection): void {
+    if (connection.holdTimer === undefined) {
+      if (performance.now() < connection.noHoldUntil) {
+        this.#behind(connection);
+        return;
+      }
+      const pause = this.#options.maxPublisherPause ?? 1000;
+      connection.holdTimer = setTimeout(() => {
+        connection.holdTimer = undefined;
+        connection.noHoldUntil = performance.now() + 10 * pause;
+        if (!connection.closed && connection.pendingBytes > this.#lowWater) this.#behind(connection);
+        else this.#release(connection);
+      }, pause);
+    }
+    const source = this.#source;
+    if (source === undefined || source.closed) return;
+    const holding = connection.holding ??= new Set();
+    if (holding.has(source)) return;
+    holding.add(source);
+    if (source.heldBy++ === 0) source.pauseReads();
+  }
+
+  /** Reads again the connections that `connection` held paused. */
+  #release(connection: Connection): void {
+    clearTimeout(connection.holdTimer);
+    connection.holdTimer = undefined;
+    const holding = connection.holding;
+    if (holding === undefined) return;
+    connection.holding = undefined;
+    for (const source of holding) if (--source.heldBy === 0) source.resumeReads();
+  }
+
   /** A client is behind: drop what may be dropped, queue the rest, and give it `slowConsumerTimeout` to catch up. */
   #behind(connection: Connection): void {
+    this.#release(connection);
     const session = connection.session;
     this.#log(
       "warn",
@@ -1081,8 +1196,14 @@ export class Broker {
     if (packet.qos > 0 && !reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
       code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
     }
-    this.#machine.publish(now, session, packet, code);
-    this.#flushAll(connection);
+    const source = this.#source;
+    this.#source = connection;
+    try {
+      this.#machine.publish(now, session, packet, code);
+      this.#flushAll(connection);
+    } finally {
+      this.#source = source;
+    }
   }
 
   async #onSubscribe(
@@ -1160,6 +1281,9 @@ export class Broker {
     this.#counters.dropped += connection.session.droppedWhileCongested;
     clearTimeout(connection.timer);
     clearTimeout(connection.slowTimer);
+    this.#release(connection);
+    // Read what the client still sends (a lingering close waits for its end), whoever held it paused.
+    if (connection.heldBy > 0) connection.resumeReads();
     this.#machine.detach(performance.now(), connection.session);
     const who = `"${connection.info?.clientId ?? "(not connected)"}"${
       connection.remote ? ` (${connection.remote})` : ""

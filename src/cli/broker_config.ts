@@ -51,6 +51,8 @@ export interface LimitsConfig {
   maxTopicLength?: number;
   maxTopicLevels?: number;
   maxMessagesPerSecond?: number;
+  backpressureBytes?: number;
+  maxPublisherPause?: number;
   maxOutgoingBytes?: number;
   slowConsumerTimeout?: number;
 }
@@ -96,6 +98,8 @@ const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
   "maxTopicLength",
   "maxTopicLevels",
   "maxMessagesPerSecond",
+  "backpressureBytes",
+  "maxPublisherPause",
   "maxOutgoingBytes",
   "slowConsumerTimeout",
 ];

@@ -76,6 +76,15 @@ export interface DirectTransport {
   write(chunk: Uint8Array): Promise<void> | undefined;
   /** Half-closes: sends FIN once everything written went out, and keeps reading. */
   end(): void;
+  /**
+   * Stops reading from the peer until {@linkcode DirectTransport.resume}, so that the peer's writes back up
+   * (TCP backpressure). A chunk already read may still reach the sink; no further read starts. The end of the
+   * reads still reaches the sink when the connection is closed. May be called from within `sink.data`;
+   * idempotent.
+   */
+  pause(): void;
+  /** Reads again after {@linkcode DirectTransport.pause}; idempotent. */
+  resume(): void;
 }
 
 /** Accepted connections, as transports, until closed. */

@@ -119,6 +119,8 @@ class SocketState implements Transport, DirectTransport {
   #resolveClosed: (() => void) | undefined;
   /** Cuts the socket when it is still open `CLOSE_GRACE_MS` after `close()`. */
   #grace: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the direct reads are paused. */
+  #paused = false;
 
   // Methods and getters only, no closures: ten thousand idle connections each hold just their fields.
   constructor(socket: BunSocket) {
@@ -197,7 +199,21 @@ class SocketState implements Transport, DirectTransport {
     this.#early = undefined;
     for (const chunk of early ?? []) sink.data(chunk);
     if (this.#readDone) this.#deliverEnd();
-    else if (early !== undefined && !this.#isClosed) this.#socket.resume();
+    else if (early !== undefined && !this.#isClosed && !this.#paused) this.#socket.resume();
+  }
+
+  /** Reads no more until `resume()`. */
+  pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    if (!this.#isClosed) this.#socket.pause();
+  }
+
+  /** Reads again. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (!this.#isClosed && this.#sink !== undefined) this.#socket.resume();
   }
 
   /** Writes what the socket takes, then waits for `drain` for the rest, from `offset` on. */

@@ -81,6 +81,9 @@ class ConnState implements Transport, DirectTransport {
   #endAsked = false;
   #ended = false;
   #sinkEnded = false;
+  /** Whether reading is paused, and whether a read is due once it resumes. */
+  #paused = false;
+  #readDue = false;
 
   // Methods and getters only, no closures: ten thousand idle connections each hold just their fields.
   constructor(conn: Deno.Conn) {
@@ -187,6 +190,21 @@ class ConnState implements Transport, DirectTransport {
       return;
     }
     this.#sink!.data(chunk);
+    if (this.#paused) this.#readDue = true;
+    else this.#next();
+  }
+
+  /** Reads no more until `resume()` (the read in flight, if any, is still delivered). */
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Reads again. */
+  resume(): void {
+    if (!this.#paused) return;
+    this.#paused = false;
+    if (!this.#readDue || this.#sinkEnded) return;
+    this.#readDue = false;
     this.#next();
   }
 

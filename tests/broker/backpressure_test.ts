@@ -1,0 +1,193 @@
+/**
+ * Backpressure before loss: a subscriber that falls behind pauses the reads of the connections feeding it, so
+ * their clients slow down instead of the broker dropping QoS 0 messages; a subscriber that stays behind past
+ * `maxPublisherPause` counts as slow (its QoS 0 messages dropped, then disconnected) and holds up no one.
+ * Real sockets on 127.0.0.1; the publisher is a raw socket that honours TCP backpressure (`write()` false until
+ * "drain"), so what the test sees is what a client would.
+ */
+
+import assert from "node:assert/strict";
+import { Socket } from "node:net";
+import { test } from "node:test";
+import { Broker } from "../../src/broker/broker.ts";
+import { PacketDecoder } from "../../src/codec/decoder.ts";
+import { encode } from "../../src/codec/encode.ts";
+import { settledWithin, sleep } from "../_helpers.ts";
+
+const PAYLOAD = 16 * 1024;
+/** Far more than the kernel's socket buffers on both sides of a subscriber hold (a few MiB each). */
+const COUNT = 3000;
+
+async function open(port: number): Promise<Socket> {
+  const socket = new Socket();
+  socket.on("error", () => {});
+  await new Promise<void>((resolve) => socket.connect(port, "127.0.0.1", () => resolve()));
+  return socket;
+}
+
+/** Reads packets from `socket` into `packets` until told to stop; CONNACK and SUBACK included. */
+function reader(socket: Socket) {
+  const decoder = new PacketDecoder({ version: 4 });
+  const state = { connacked: false, subacked: false, sequences: [] as number[], ended: false };
+  socket.on("data", (data: Uint8Array) => {
+    decoder.push(new Uint8Array(data));
+    for (let packet = decoder.next(); packet !== undefined; packet = decoder.next()) {
+      if (packet.type === "connack") state.connacked = true;
+      else if (packet.type === "suback") state.subacked = true;
+      else if (packet.type === "publish") {
+        const view = new DataView(packet.payload.buffer, packet.payload.byteOffset, 4);
+        state.sequences.push(view.getUint32(0));
+      }
+    }
+  });
+  socket.on("close", () => state.ended = true);
+  return state;
+}
+
+async function until(what: () => boolean, ms: number, message: string): Promise<void> {
+  for (const end = performance.now() + ms; !what();) {
+    if (performance.now() > end) throw new Error(`Timed out after ${ms} ms: ${message}`);
+    await sleep(5);
+  }
+}
+
+/** A 3.1.1 subscriber of `topic` at QoS 0, connected and subscribed. */
+async function subscriber(port: number, clientId: string, topic: string) {
+  const socket = await open(port);
+  const state = reader(socket);
+  socket.write(encode({ type: "connect", protocolVersion: 4, clientId, cleanStart: true, keepAlive: 0 }, 4));
+  socket.write(encode({
+    type: "subscribe",
+    packetId: 1,
+    subscriptions: [{
+      topicFilter: topic,
+      qos: 0,
+      noLocal: false,
+      retainAsPublished: false,
+      retainHandling: 0,
+    }],
+  }, 4));
+  await until(() => state.subacked, 5000, `${clientId} subscribed`);
+  return { socket, state };
+}
+
+/**
+ * A 3.1.1 publisher of `count` QoS 0 messages of `PAYLOAD` bytes to `topic`, numbered in their first 4 bytes,
+ * written as fast as its socket takes them: `stalledMs` is the longest it waited for "drain".
+ */
+async function publisher(port: number, topic: string, count: number) {
+  const socket = await open(port);
+  const progress = { sent: 0, waiting: false, stalledMs: 0, done: undefined as Promise<void> | undefined };
+  socket.write(
+    encode({ type: "connect", protocolVersion: 4, clientId: "pub", cleanStart: true, keepAlive: 0 }, 4),
+  );
+  progress.done = (async () => {
+    for (let i = 0; i < count; i++) {
+      const payload = new Uint8Array(PAYLOAD);
+      new DataView(payload.buffer).setUint32(0, i);
+      const more = socket.write(
+        encode({ type: "publish", topic, payload, qos: 0, retain: false, dup: false }, 4),
+      );
+      progress.sent = i + 1;
+      if (!more) {
+        const since = performance.now();
+        progress.waiting = true;
+        await new Promise<void>((resolve, reject) => {
+          const closed = () => reject(new Error("the broker closed the publisher"));
+          socket.once("close", closed);
+          socket.once("drain", () => {
+            socket.off("close", closed);
+            resolve();
+          });
+        });
+        progress.waiting = false;
+        progress.stalledMs = Math.max(progress.stalledMs, performance.now() - since);
+      }
+    }
+  })();
+  return { socket, progress };
+}
+
+function complete(sequences: number[], count: number): void {
+  assert.equal(sequences.length, count, `${sequences.length} of ${count} arrived`);
+  for (let i = 0; i < count; i++) {
+    if (sequences[i] !== i) assert.fail(`message ${i} arrived as ${sequences[i]}`);
+  }
+}
+
+test("a subscriber that falls behind pauses its publisher (TCP backpressure) instead of losing QoS 0, and the publisher goes on once it reads again", async () => {
+  const log: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    backpressureBytes: 256 * 1024,
+    maxPublisherPause: 60_000,
+    // So high that only backpressure can keep the broker from taking all 48 MiB.
+    maxOutgoingBytes: 256 * 1024 * 1024,
+    log: (_level, message) => log.push(message),
+  });
+  const { port } = await broker.listen({ port: 0 });
+  const sub = await subscriber(port, "sub", "bp");
+  sub.socket.pause();
+  const pub = await publisher(port, "bp", COUNT);
+  try {
+    // The publisher stalls: its socket stays full for a good while, well before all is written.
+    await until(() => pub.progress.waiting, 10_000, "the publisher's socket filled up");
+    await sleep(500);
+    assert.ok(pub.progress.waiting, "the publisher is still waiting for its socket to drain");
+    const stalledAt = pub.progress.sent;
+    assert.ok(stalledAt < COUNT / 2, `the publisher stalled after ${stalledAt} of ${COUNT} messages`);
+    assert.equal(broker.sysValues().get("$SYS/broker/publish/messages/dropped"), "0");
+    // Reading again lets everything through: nothing was dropped.
+    sub.socket.resume();
+    await settledWithin(pub.progress.done, 30_000);
+    await until(() => sub.state.sequences.length >= COUNT, 30_000, "every message arrived");
+    complete(sub.state.sequences, COUNT);
+    assert.equal(broker.sysValues().get("$SYS/broker/publish/messages/dropped"), "0");
+    assert.ok(!log.some((m) => /is behind|slow consumer/.test(m)), log.join("\n"));
+  } finally {
+    pub.socket.destroy();
+    sub.socket.destroy();
+    await broker.close();
+  }
+});
+
+test("a subscriber that stays behind past maxPublisherPause loses its QoS 0 messages and is disconnected; the publisher and the other subscribers go on without loss", async () => {
+  const log: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    backpressureBytes: 256 * 1024,
+    maxPublisherPause: 300,
+    slowConsumerTimeout: 1000,
+    log: (_level, message) => log.push(message),
+  });
+  const { port } = await broker.listen({ port: 0 });
+  const stuck = await subscriber(port, "stuck", "bp");
+  const good = await Promise.all([subscriber(port, "good-1", "bp"), subscriber(port, "good-2", "bp")]);
+  stuck.socket.pause();
+  const pub = await publisher(port, "bp", COUNT);
+  try {
+    // Without the bound the publisher would wait for the stuck subscriber for good.
+    await settledWithin(pub.progress.done, 30_000);
+    for (const { state } of good) {
+      await until(() => state.sequences.length >= COUNT, 30_000, "the good subscribers got every message");
+      complete(state.sequences, COUNT);
+    }
+    // It was held up at most about maxPublisherPause at a time (a loaded machine gets generous slack).
+    assert.ok(pub.progress.stalledMs < 5000, `the publisher waited ${pub.progress.stalledMs} ms at most`);
+    await until(
+      () => log.some((m) => /slow consumer "stuck"/.test(m)),
+      5000,
+      "the stuck one was disconnected",
+    );
+    assert.ok(log.some((m) => /Client "stuck" is behind/.test(m)), log.join("\n"));
+    assert.ok(!log.some((m) => /"good-\d" is behind|slow consumer "good/.test(m)), log.join("\n"));
+    const dropped = Number(broker.sysValues().get("$SYS/broker/publish/messages/dropped"));
+    assert.ok(dropped > 0, `${dropped} QoS 0 messages dropped for the stuck subscriber`);
+    assert.ok(dropped < COUNT, `${dropped} dropped: the stuck one got what its buffers took`);
+  } finally {
+    pub.socket.destroy();
+    stuck.socket.destroy();
+    for (const { socket } of good) socket.destroy();
+    await broker.close();
+  }
+});
