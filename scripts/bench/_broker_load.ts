@@ -1,8 +1,8 @@
 /**
  * The load cases of `scripts/bench/broker.ts`, run against one broker process: steady throughput (QoS 0, 1
- * and 2; one to one, fan-in, fan-out; small and large payloads), publish-to-receive latency at a fixed rate,
- * and resident memory per idle connection. The same generator, over {@linkcode BenchClient}, serves every
- * broker.
+ * and 2; one to one, fan-in, fan-out, fan-out with subscribers that stop reading; small and large payloads),
+ * publish-to-receive latency at a fixed rate, and resident memory per idle connection. The same generator,
+ * over {@linkcode BenchClient}, serves every broker.
  *
  * @module
  */
@@ -52,6 +52,11 @@ export interface ThroughputCase {
   subscribers: number;
   /** QoS 1 and 2: unacknowledged PUBLISH packets each publisher keeps outstanding. */
   inflight: number;
+  /**
+   * How many of the subscribers stop reading their socket once subscribed (`socket.pause()`, never resumed
+   * during the pass); they are left out of the rate, the losses and the checks. Default 0.
+   */
+  stuck?: number;
 }
 
 /** The latency case: one publisher at a fixed rate, one subscriber. */
@@ -104,13 +109,13 @@ export interface CaseResult {
   /** Payload megabytes (10^6 bytes) received per second. */
   megabytesPerSecond?: number;
   /**
-   * Deliveries that never arrived: messages sent × subscribers − messages received, after the drain (0 when
-   * more arrived). Merged: summed over the passes that finished.
+   * Deliveries to the reading subscribers that never arrived: messages sent × reading subscribers − messages
+   * received, after the drain (0 when more arrived). Merged: summed over the passes that finished.
    */
   lost?: number;
   /** The deliveries expected with {@linkcode CaseResult.lost} (summed like it). */
   expected?: number;
-  /** Subscribers counted in the rate. */
+  /** Subscribers that read (and are counted in the rate): all but the stuck ones. */
   readingSubscribers?: number;
   brokerCpu?: CpuUse;
   generatorCpu?: CpuUse;
@@ -343,6 +348,10 @@ const DRAIN_LIMIT_MS = 30_000;
  * what is in flight (the drain: until everything arrived, or nothing new arrived for 1 s, at most 30 s) and
  * checks that every delivery arrived once.
  *
+ * Stuck subscribers (`spec.stuck`) subscribe like the others, then pause their socket for the rest of the
+ * pass: the broker's sends to them fill the socket buffers and then wait on the broker. They are not counted,
+ * and a broker that disconnects them (a slow-consumer limit) is within its rights.
+ *
  * @param broker The broker.
  * @param spec The case.
  * @param timing Durations and the flow-control window.
@@ -358,16 +367,23 @@ export async function runThroughput(
   const fanIn = spec.publishers > 1;
   const topicOf = (i: number) => fanIn ? `bench/${run}/in/${i}` : `bench/${run}/t`;
   const filter = fanIn ? `bench/${run}/in/+` : `bench/${run}/t`;
+  const readingCount = spec.subscribers - (spec.stuck ?? 0);
   let subscribers: Subscriber[] = [];
   let publishers: Publisher[] = [];
+  /** The publishers and the reading subscribers: their connections are checked. */
   const clients: BenchClient[] = [];
+  /** Subscribers that stopped reading. */
+  const stuck: BenchClient[] = [];
   try {
     const subClients = await openClients(
       broker.port,
       Array.from({ length: spec.subscribers }, (_, i) => `${run}-sub-${i}`),
     );
-    clients.push(...subClients);
+    clients.push(...subClients.slice(0, readingCount));
+    stuck.push(...subClients.slice(readingCount));
     await Promise.all(subClients.map((client) => client.subscribe(filter, spec.qos)));
+    // From here on, before anything is published, the stuck subscribers read nothing.
+    for (const client of stuck) client.socket.pause();
     const pubClients = await openClients(
       broker.port,
       Array.from({ length: spec.publishers }, (_, i) => `${run}-pub-${i}`),
@@ -376,17 +392,19 @@ export async function runThroughput(
     const templates = pubClients.map((_, i) => publishTemplate(topicOf(i), spec.payload, spec.qos, i));
     const frame = templates[0].bytes.length;
     // Each write carries up to 64 KiB. With a window, QoS 0 publishers may be `windowBytes` (over all
-    // subscribers' streams) ahead, and a write carries at most a quarter of that so that writing goes on while
-    // the subscribers catch up.
+    // reading subscribers' streams) ahead, and a write carries at most a quarter of that so that writing goes
+    // on while the subscribers catch up.
     const windowed = timing.windowBytes > 0;
     const cap = windowed
-      ? Math.max(4, Math.floor(timing.windowBytes / (frame * spec.subscribers * spec.publishers)))
+      ? Math.max(4, Math.floor(timing.windowBytes / (frame * readingCount * spec.publishers)))
       : Infinity;
     const batch = Math.max(1, Math.min(Math.floor(65_536 / frame), Math.floor(cap / 4)));
     const pump = () => {
       for (const publisher of publishers) publisher.pump();
     };
-    subscribers = subClients.map((client) => new Subscriber(client, spec.publishers, pump));
+    subscribers = subClients.slice(0, readingCount).map((client) =>
+      new Subscriber(client, spec.publishers, pump)
+    );
     publishers = pubClients.map((client, i) =>
       new Publisher(client, templates[i], {
         qos: spec.qos,
@@ -471,6 +489,14 @@ export async function runThroughput(
     if (reordered > 0) result.notes.push(`${formatCount(reordered)} deliveries out of order or repeated`);
     const lostAfter = lostConnections(clients);
     if (lostAfter !== undefined) result.notes.push(`after the timed part: ${lostAfter}`);
+    const dropped = stuck.filter((client) => client.lostReason !== undefined);
+    if (dropped.length > 0) {
+      result.notes.push(
+        `${dropped.length} of ${stuck.length} stuck subscribers disconnected by the broker (allowed: ${
+          dropped[0].lostReason
+        })`,
+      );
+    }
   } catch (error) {
     result.error = (error as Error).message;
     result.rate = NaN;
@@ -481,6 +507,8 @@ export async function runThroughput(
     for (const publisher of publishers) publisher.stopped = true;
     const unexpected = unexpectedPackets(clients);
     if (unexpected !== undefined) result.notes.push(unexpected);
+    // A paused socket would not see the broker's FIN; close the stuck ones at once.
+    for (const client of stuck) client.destroy();
     await Promise.all(clients.map((client) => client.close()));
     await sleep(200);
   }

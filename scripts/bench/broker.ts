@@ -13,7 +13,8 @@
  *   mosquitto.
  * - `--quick`: one short pass per case and 2,000 idle connections (about a minute for all four brokers).
  * - `--json`: print the results as JSON instead of tables (progress still goes to stderr).
- * - `--cases qos0,latency`: run only these cases (`qos0 qos1 qos2 fanin fanout large latency idle`).
+ * - `--cases qos0,latency`: run only these cases (`qos0 qos1 qos2 fanin fanout slowsub large latency idle`);
+ *   `slowsub` brings `fanout` along, its baseline.
  * - `--window-kib N`: turn on a QoS 0 flow-control window of N KiB (default 0, off; see below).
  *
  * The default run takes about three minutes plus the drains after the passes (up to 30 s a pass for a broker
@@ -37,10 +38,17 @@
  * 3. QoS 2, 1 → 1, 128 in flight, with PUBREC/PUBREL/PUBCOMP on both sides;
  * 4. fan-in: 10 publishers → 1 subscriber (`+` wildcard), QoS 0;
  * 5. fan-out: 1 publisher → 50 subscribers, QoS 0: deliveries per second received in total;
- * 6. 16 KiB payloads, QoS 0, 1 → 1: messages and payload megabytes (10^6 B) per second;
- * 7. latency: 2,000 QoS 0 messages per second paced by a 1 ms timer, each stamped with its send time; p50,
+ * 6. slow subscriber: the fan-out with one of the 50 subscribers stuck: once subscribed it pauses its socket
+ *    (`socket.pause()`, from before the warm-up to the end of the pass; on Node one read of up to 64 KiB
+ *    still completed after it in trials), so the broker's sends to it stop once the socket buffers are full.
+ *    Deliveries per second received by the other 49, in total and per subscriber, and the key figure: that
+ *    per-subscriber rate as a share of the same broker's fan-out rate per subscriber in this run (goal:
+ *    ≥ 90 %, one stuck subscriber does not stall the others). A broker may disconnect the stuck one (a
+ *    slow-consumer limit); that is reported, not counted against it, and its losses are not counted;
+ * 7. 16 KiB payloads, QoS 0, 1 → 1: messages and payload megabytes (10^6 B) per second;
+ * 8. latency: 2,000 QoS 0 messages per second paced by a 1 ms timer, each stamped with its send time; p50,
  *    p90, p99 and max of publish → receive over all passes (1 s each after the warm-up);
- * 8. memory, first, on freshly started brokers: 100 connections opened and closed, VmRSS read, then 10,000
+ * 9. memory, first, on freshly started brokers: 100 connections opened and closed, VmRSS read, then 10,000
  *    idle connections (keep-alive off) opened in batches of 100, each waiting for its CONNACK (mosquitto
  *    listens with a backlog of 100: batches of 500 opened about 400 connections/s there, batches of 100 about
  *    10,000/s), 1.5 s of rest, VmRSS again; the figure is (after − before) / connections.
@@ -49,15 +57,15 @@
  * it reports backpressure (`write()` false until "drain"), so a broker that reads its publishers faster than
  * its subscribers take the messages must slow the publishers (stop reading them: TCP backpressure) or lose
  * messages; only received messages count. `--window-kib N` adds an application-level window as older runs had
- * (1024 then): publishers also stop while they are more than N KiB of PUBLISH (over all subscribers' streams)
- * ahead of what the subscribers received (sequence numbers in the payloads). QoS 1 and 2 publishers keep
- * their fixed number in flight. After each pass the publishers stop, the script waits for what is in flight
- * (until everything arrived, or nothing new arrived for 1 s; at most 30 s, for a broker that buffered a lot)
- * and reports, in the `lost` column of every throughput case, the deliveries that never arrived: messages
- * sent × subscribers − messages received, summed over the case's passes, with their share of the deliveries
- * expected. The notes say where they were missing (by sequence number: before the first received, in gaps,
- * after the last) and give duplicates, unexpected packets, lost connections and broker processes that died
- * (restarted for the next pass).
+ * (1024 then): publishers also stop while they are more than N KiB of PUBLISH (over all reading subscribers'
+ * streams) ahead of what the subscribers received (sequence numbers in the payloads). QoS 1 and 2 publishers
+ * keep their fixed number in flight. After each pass the publishers stop, the script waits for what is in
+ * flight (until everything arrived, or nothing new arrived for 1 s; at most 30 s, for a broker that buffered
+ * a lot) and reports, in the `lost` column of every throughput case, the deliveries that never arrived:
+ * messages sent × reading subscribers − messages received, summed over the case's passes, with their share of
+ * the deliveries expected. The notes say where they were missing (by sequence number: before the first
+ * received, in gaps, after the last) and give duplicates, unexpected packets, lost connections and broker
+ * processes that died (restarted for the next pass).
  *
  * Besides each figure it prints the CPU use of the broker process and of the generator (utime + stime from
  * `/proc`, in % of one core, the busiest thread in parentheses) and which side was the limit: a busiest
@@ -79,6 +87,7 @@ import {
   runIdle,
   runLatency,
   runThroughput,
+  type ThroughputCase,
   type Timing,
 } from "./_broker_load.ts";
 import {
@@ -110,6 +119,8 @@ if (!Number.isInteger(windowKiB) || windowKiB < 0) {
 }
 const casesIndex = argv.indexOf("--cases");
 const onlyCases = casesIndex === -1 ? undefined : (argv[casesIndex + 1] ?? "").split(",");
+// The slow-subscriber case is read against the plain fan-out of the same run.
+if (onlyCases?.includes("slowsub") && !onlyCases.includes("fanout")) onlyCases.push("fanout");
 
 const timing: Timing = quick
   ? {
@@ -190,6 +201,17 @@ const CASES: BenchCase[] = [
     payload: 64,
     publishers: 1,
     subscribers: 50,
+    inflight: 0,
+  },
+  {
+    kind: "throughput",
+    key: "slowsub",
+    title: "slow subscriber: fan-out 1 → 50, QoS 0, 64 B, 1 stops reading (deliveries to the other 49)",
+    qos: 0,
+    payload: 64,
+    publishers: 1,
+    subscribers: 50,
+    stuck: 1,
     inflight: 0,
   },
   {
@@ -365,6 +387,30 @@ function lostText(r: CaseResult): string {
   return `${formatCount(r.lost)} (${share < 0.01 ? "< 0.01" : share.toFixed(2)} %)`;
 }
 
+/** Deliveries per second to one reading subscriber. */
+function perSubscriber(r: CaseResult, spec: ThroughputCase): number {
+  return r.rate / (r.readingSubscribers ?? spec.subscribers - (spec.stuck ?? 0));
+}
+
+/**
+ * The slow-subscriber case's key figure: deliveries per second to each of the other 49, as a share of the
+ * same broker's fan-out rate per subscriber in this run.
+ */
+function vsFanout(name: BrokerName): number | undefined {
+  const slow = results.get(name)?.get("slowsub");
+  const plain = results.get(name)?.get("fanout");
+  const slowSpec = CASES.find((spec) => spec.key === "slowsub");
+  const plainSpec = CASES.find((spec) => spec.key === "fanout");
+  if (
+    slow === undefined || plain === undefined || slow.error !== undefined || plain.error !== undefined ||
+    slowSpec?.kind !== "throughput" || plainSpec?.kind !== "throughput"
+  ) {
+    return undefined;
+  }
+  const x = perSubscriber(slow, slowSpec) / perSubscriber(plain, plainSpec);
+  return Number.isFinite(x) ? x : undefined;
+}
+
 function percent(cpu: CpuUse | undefined): string {
   return cpu === undefined ? "" : `${Math.round(cpu.total)}% (${Math.round(cpu.busiest)}%)`;
 }
@@ -416,10 +462,18 @@ const GOALS: Goal[] = [
     pass: (x) => x >= 1.2,
     show: times,
   },
+  {
+    text: "slow subscriber: other 49 ≥ 90 % of fan-out",
+    key: "slowsub",
+    measure: vsFanout,
+    pass: (x) => x >= 0.9,
+    show: (x) => `${(100 * x).toFixed(1)} %`,
+  },
   ...[
     ["qos0", "QoS 0 1 → 1"],
     ["fanin", "fan-in 10 → 1"],
     ["fanout", "fan-out 1 → 50"],
+    ["slowsub", "slow subscriber (other 49)"],
     ["large", "16 KiB QoS 0"],
   ].map(([key, label]) => ({
     text: `${label}: 0 lost`,
@@ -490,6 +544,7 @@ if (json) {
               : key === "idle"
               ? ratio(name, key, (x) => x.idle?.kibPerConnection) ?? null
               : ratio(name, key, rateOf) ?? null,
+            ...(key === "slowsub" ? { vsFanout: vsFanout(name) ?? null } : {}),
           }]),
         ),
       }]),
@@ -532,6 +587,13 @@ if (json) {
       const failed = r.error !== undefined;
       if (spec.kind === "throughput") {
         const row = [name, failed ? "failed" : formatCount(r.rate)];
+        if (spec.key === "slowsub") {
+          const share = vsFanout(name);
+          row.push(
+            failed ? "" : formatCount(perSubscriber(r, spec)),
+            share === undefined ? "n/a" : `${(100 * share).toFixed(1)} %`,
+          );
+        }
         row.push(times(ratio(name, spec.key, rateOf)));
         if (spec.key === "large") {
           row.push(failed ? "" : (r.megabytesPerSecond ?? 0).toFixed(1));
@@ -571,7 +633,12 @@ if (json) {
     const header = spec.kind === "throughput"
       ? [
         "broker",
-        spec.key === "fanout" ? "deliveries/s" : "msg/s",
+        spec.key === "slowsub"
+          ? `deliveries/s (${spec.subscribers - (spec.stuck ?? 0)})`
+          : spec.key === "fanout"
+          ? "deliveries/s"
+          : "msg/s",
+        ...(spec.key === "slowsub" ? ["per subscriber", "vs fan-out"] : []),
         "vs mosquitto",
         ...(spec.key === "large" ? ["MB/s"] : []),
         "lost",
@@ -599,9 +666,11 @@ if (json) {
       `"CPUs (shared)" when the two processes together used 90 % of the ${availableParallelism()} CPUs; ` +
       `"neither (round trips)" when nothing was saturated, so waiting (flow control, acknowledgements, ` +
       "write completions) set the pace.",
-    `Lost: deliveries that never arrived after the drain (messages sent × subscribers − received), ` +
+    `Lost: deliveries that never arrived after the drain (messages sent × reading subscribers − received), ` +
       `summed over the ${timing.passes} pass${timing.passes === 1 ? "" : "es"}, with their share of the ` +
-      "deliveries expected.",
+      "deliveries expected; the stuck subscriber of the slow-subscriber case is not counted. vs fan-out: " +
+      "deliveries per second to each of the other 49, as a share of the same broker's fan-out rate per " +
+      "subscriber in this run.",
   );
   const notes = brokers.flatMap((name) => (brokerNotes.get(name) ?? []).map((note) => `${name}: ${note}`));
   if (notes.length > 0) lines.push("", "Broker notes:", ...notes.map((note) => `  ${note}`));
