@@ -1,8 +1,8 @@
 /**
  * The load cases of `scripts/bench/broker.ts`, run against one broker process: steady throughput (QoS 0, 1
- * and 2; one to one, fan-in, fan-out; small and large payloads), publish-to-receive latency at a fixed rate,
- * and resident memory per idle connection. The same generator, over {@linkcode BenchClient}, serves every
- * broker.
+ * and 2; one to one, fan-in, fan-out, fan-out with subscribers that stop reading; small and large payloads),
+ * publish-to-receive latency at a fixed rate, and resident memory per idle connection. The same generator,
+ * over {@linkcode BenchClient}, serves every broker.
  *
  * @module
  */
@@ -35,7 +35,8 @@ export interface Timing {
   idleConnections: number;
   /**
    * QoS 0 flow control: the most bytes of PUBLISH (summed over all subscribers' streams) the publishers may
-   * be ahead of what the subscribers received.
+   * be ahead of what the subscribers received; 0 turns the window off, so that only socket backpressure
+   * (`write()` false until "drain") slows the publishers.
    */
   windowBytes: number;
 }
@@ -51,6 +52,11 @@ export interface ThroughputCase {
   subscribers: number;
   /** QoS 1 and 2: unacknowledged PUBLISH packets each publisher keeps outstanding. */
   inflight: number;
+  /**
+   * How many of the subscribers stop reading their socket once subscribed (`socket.pause()`, never resumed
+   * during the pass); they are left out of the rate, the losses and the checks. Default 0.
+   */
+  stuck?: number;
 }
 
 /** The latency case: one publisher at a fixed rate, one subscriber. */
@@ -102,6 +108,15 @@ export interface CaseResult {
   rounds: number[];
   /** Payload megabytes (10^6 bytes) received per second. */
   megabytesPerSecond?: number;
+  /**
+   * Deliveries to the reading subscribers that never arrived: messages sent × reading subscribers − messages
+   * received, after the drain (0 when more arrived). Merged: summed over the passes that finished.
+   */
+  lost?: number;
+  /** The deliveries expected with {@linkcode CaseResult.lost} (summed like it). */
+  expected?: number;
+  /** Subscribers that read (and are counted in the rate): all but the stuck ones. */
+  readingSubscribers?: number;
   brokerCpu?: CpuUse;
   generatorCpu?: CpuUse;
   latency?: LatencyStats;
@@ -180,8 +195,8 @@ class Subscriber {
 }
 
 /**
- * Publishes as fast as flow control allows: QoS 0 up to a bounded window ahead of the subscribers, QoS 1
- * and 2 with a fixed number of packet ids in flight.
+ * Publishes as fast as flow control allows: QoS 0 while the socket takes writes (and, with a window, up to a
+ * bounded amount ahead of the subscribers), QoS 1 and 2 with a fixed number of packet ids in flight.
  */
 class Publisher {
   readonly client: BenchClient;
@@ -201,6 +216,7 @@ class Publisher {
   constructor(
     client: BenchClient,
     template: PublishTemplate,
+    /** `cap`: QoS 0 messages the publisher may be ahead of `progress()`; Infinity: no window. */
     options: { qos: QoS; inflight: number; batch: number; cap: number; progress: () => number },
   ) {
     this.client = client;
@@ -235,8 +251,7 @@ class Publisher {
     for (let i = 0; i < 64; i++) {
       let count: number;
       if (this.#qos === 0) {
-        const room = this.#cap - (this.sent - this.#progress());
-        if (room < this.#batch) return;
+        if (this.#cap !== Infinity && this.#cap - (this.sent - this.#progress()) < this.#batch) return;
         count = this.#batch;
       } else {
         count = this.#ids.length;
@@ -322,15 +337,25 @@ function cpuMeter(broker: BrokerProcess): () => { broker: CpuUse; generator: Cpu
   };
 }
 
+/** The drain after a pass ends once nothing new arrived for this long (or everything arrived). */
+const DRAIN_QUIET_MS = 1000;
+/** The drain never lasts longer than this, even while deliveries keep arriving. */
+const DRAIN_LIMIT_MS = 30_000;
+
 /**
  * Runs one pass of a throughput case: connects the subscribers and publishers, lets them run for the warm-up,
  * then counts what the subscribers receive in one window of `windowMs`; then stops the publishers, waits for
- * what is in flight and checks that every delivery arrived once.
+ * what is in flight (the drain: until everything arrived, or nothing new arrived for 1 s, at most 30 s) and
+ * checks that every delivery arrived once.
+ *
+ * Stuck subscribers (`spec.stuck`) subscribe like the others, then pause their socket for the rest of the
+ * pass: the broker's sends to them fill the socket buffers and then wait on the broker. They are not counted,
+ * and a broker that disconnects them (a slow-consumer limit) is within its rights.
  *
  * @param broker The broker.
  * @param spec The case.
  * @param timing Durations and the flow-control window.
- * @returns The window's rate and CPU use; `error` when the pass could not finish.
+ * @returns The window's rate, CPU use and the deliveries lost; `error` when the pass could not finish.
  */
 export async function runThroughput(
   broker: BrokerProcess,
@@ -342,16 +367,23 @@ export async function runThroughput(
   const fanIn = spec.publishers > 1;
   const topicOf = (i: number) => fanIn ? `bench/${run}/in/${i}` : `bench/${run}/t`;
   const filter = fanIn ? `bench/${run}/in/+` : `bench/${run}/t`;
+  const readingCount = spec.subscribers - (spec.stuck ?? 0);
   let subscribers: Subscriber[] = [];
   let publishers: Publisher[] = [];
+  /** The publishers and the reading subscribers: their connections are checked. */
   const clients: BenchClient[] = [];
+  /** Subscribers that stopped reading. */
+  const stuck: BenchClient[] = [];
   try {
     const subClients = await openClients(
       broker.port,
       Array.from({ length: spec.subscribers }, (_, i) => `${run}-sub-${i}`),
     );
-    clients.push(...subClients);
+    clients.push(...subClients.slice(0, readingCount));
+    stuck.push(...subClients.slice(readingCount));
     await Promise.all(subClients.map((client) => client.subscribe(filter, spec.qos)));
+    // From here on, before anything is published, the stuck subscribers read nothing.
+    for (const client of stuck) client.socket.pause();
     const pubClients = await openClients(
       broker.port,
       Array.from({ length: spec.publishers }, (_, i) => `${run}-pub-${i}`),
@@ -359,21 +391,27 @@ export async function runThroughput(
     clients.push(...pubClients);
     const templates = pubClients.map((_, i) => publishTemplate(topicOf(i), spec.payload, spec.qos, i));
     const frame = templates[0].bytes.length;
-    // QoS 0 publishers may be `windowBytes` (over all subscribers' streams) ahead; each write carries up to
-    // 64 KiB, and at most a quarter of that window so that writing goes on while the subscribers catch up.
-    const cap = Math.max(4, Math.floor(timing.windowBytes / (frame * spec.subscribers * spec.publishers)));
+    // Each write carries up to 64 KiB. With a window, QoS 0 publishers may be `windowBytes` (over all
+    // reading subscribers' streams) ahead, and a write carries at most a quarter of that so that writing goes
+    // on while the subscribers catch up.
+    const windowed = timing.windowBytes > 0;
+    const cap = windowed
+      ? Math.max(4, Math.floor(timing.windowBytes / (frame * readingCount * spec.publishers)))
+      : Infinity;
     const batch = Math.max(1, Math.min(Math.floor(65_536 / frame), Math.floor(cap / 4)));
     const pump = () => {
       for (const publisher of publishers) publisher.pump();
     };
-    subscribers = subClients.map((client) => new Subscriber(client, spec.publishers, pump));
+    subscribers = subClients.slice(0, readingCount).map((client) =>
+      new Subscriber(client, spec.publishers, pump)
+    );
     publishers = pubClients.map((client, i) =>
       new Publisher(client, templates[i], {
         qos: spec.qos,
         inflight: spec.inflight,
         batch,
         cap,
-        progress: spec.subscribers === 1
+        progress: subscribers.length === 1
           ? () => subscribers[0].highest[i]
           : () => subscribers.reduce((least, s) => Math.min(least, s.highest[i]), Infinity),
       })
@@ -401,16 +439,30 @@ export async function runThroughput(
     result.rate = inWindow / seconds;
     result.rounds.push(result.rate);
     result.megabytesPerSecond = (payloadBytes() - bytesBefore) / seconds / 1e6;
-    // Stop, let what is in flight arrive, then check nothing was lost or duplicated.
+    // Stop, let what is in flight arrive (a broker may have buffered a lot), then check nothing was lost or
+    // duplicated.
     for (const publisher of publishers) publisher.stopped = true;
-    let last = -1;
-    for (let i = 0; i < 30 && received() !== last; i++) {
-      last = received();
-      await sleep(150);
-    }
     const sent = publishers.reduce((sum, p) => sum + p.sent, 0);
-    const expected = sent * spec.subscribers;
+    const expected = sent * subscribers.length;
+    const drainStart = performance.now();
+    let last = received();
+    let lastChange = drainStart;
+    while (received() < expected) {
+      await sleep(50);
+      const now = performance.now();
+      if (received() !== last) {
+        last = received();
+        lastChange = now;
+      } else if (now - lastChange >= DRAIN_QUIET_MS) break;
+      if (now - drainStart >= DRAIN_LIMIT_MS) {
+        result.notes.push(`drain cut after ${DRAIN_LIMIT_MS / 1000} s while deliveries still arrived`);
+        break;
+      }
+    }
     const got = received();
+    result.lost = Math.max(0, expected - got);
+    result.expected = expected;
+    result.readingSubscribers = subscribers.length;
     if (got < expected) {
       const skipped = subscribers.reduce((sum, s) => sum + s.skipped, 0);
       const late = subscribers.reduce(
@@ -437,14 +489,26 @@ export async function runThroughput(
     if (reordered > 0) result.notes.push(`${formatCount(reordered)} deliveries out of order or repeated`);
     const lostAfter = lostConnections(clients);
     if (lostAfter !== undefined) result.notes.push(`after the timed part: ${lostAfter}`);
+    const dropped = stuck.filter((client) => client.lostReason !== undefined);
+    if (dropped.length > 0) {
+      result.notes.push(
+        `${dropped.length} of ${stuck.length} stuck subscribers disconnected by the broker (allowed: ${
+          dropped[0].lostReason
+        })`,
+      );
+    }
   } catch (error) {
     result.error = (error as Error).message;
     result.rate = NaN;
     result.rounds = [];
+    delete result.lost;
+    delete result.expected;
   } finally {
     for (const publisher of publishers) publisher.stopped = true;
     const unexpected = unexpectedPackets(clients);
     if (unexpected !== undefined) result.notes.push(unexpected);
+    // A paused socket would not see the broker's FIN; close the stuck ones at once.
+    for (const client of stuck) client.destroy();
     await Promise.all(clients.map((client) => client.close()));
     await sleep(200);
   }
@@ -626,9 +690,9 @@ function meanCpu(uses: (CpuUse | undefined)[]): CpuUse | undefined {
 }
 
 /**
- * Merges the passes of one case on one broker: the median pass's rate (throughput), percentiles over every
- * pass's samples (latency), mean CPU use, and the notes of each pass. A failed pass is reported in the notes;
- * the case fails only when every pass failed.
+ * Merges the passes of one case on one broker: the median pass's rate (throughput), the deliveries lost
+ * summed over the passes, percentiles over every pass's samples (latency), mean CPU use, and the notes of
+ * each pass. A failed pass is reported in the notes; the case fails only when every pass failed.
  *
  * @param passes The passes, in order.
  * @returns The merged result.
@@ -652,6 +716,11 @@ export function mergePasses(passes: readonly CaseResult[]): CaseResult {
   }
   merged.brokerCpu = meanCpu(good.map((pass) => pass.brokerCpu));
   merged.generatorCpu = meanCpu(good.map((pass) => pass.generatorCpu));
+  if (good.every((pass) => pass.lost !== undefined)) {
+    merged.lost = good.reduce((sum, pass) => sum + (pass.lost ?? 0), 0);
+    merged.expected = good.reduce((sum, pass) => sum + (pass.expected ?? 0), 0);
+    merged.readingSubscribers = good[0].readingSubscribers;
+  }
   const megabytes = good.map((pass) => pass.megabytesPerSecond).filter((x) => x !== undefined);
   if (megabytes.length > 0) merged.megabytesPerSecond = median(megabytes);
   if (good[0].latency !== undefined) {
