@@ -858,11 +858,22 @@ export class Broker {
     if (connection.timer !== undefined && connection.timerAt <= at) return;
     clearTimeout(connection.timer);
     connection.timerAt = at;
-    connection.timer = setTimeout(() => {
-      connection.timer = undefined;
-      session.handleTimeout(performance.now());
-      this.#flushAll(connection);
-    }, Math.max(0, at - performance.now()));
+    connection.timer = setTimeout(() => this.#timeout(connection), Math.max(0, at - performance.now()));
+  }
+
+  /**
+   * A connection's deadline came. While its reads are paused for a client that is behind, what its client
+   * sends waits unread, so the keep-alive cannot tell: ask again once the reads went on.
+   */
+  #timeout(connection: Connection): void {
+    connection.timer = undefined;
+    if (connection.heldBy > 0 && !connection.closed) {
+      connection.timerAt = performance.now() + 100;
+      connection.timer = setTimeout(() => this.#timeout(connection), 100);
+      return;
+    }
+    connection.session.handleTimeout(performance.now());
+    this.#flushAll(connection);
   }
 
   /** The client identifier for logs. */

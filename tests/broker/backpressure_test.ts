@@ -78,8 +78,9 @@ async function subscriber(port: number, clientId: string, topic: string) {
 async function publisher(port: number, topic: string, count: number) {
   const socket = await open(port);
   const progress = { sent: 0, waiting: false, stalledMs: 0, done: undefined as Promise<void> | undefined };
+  // A keep-alive shorter than the pauses: the broker must not take a paused client for a silent one.
   socket.write(
-    encode({ type: "connect", protocolVersion: 4, clientId: "pub", cleanStart: true, keepAlive: 0 }, 4),
+    encode({ type: "connect", protocolVersion: 4, clientId: "pub", cleanStart: true, keepAlive: 1 }, 4),
   );
   progress.done = (async () => {
     for (let i = 0; i < count; i++) {
@@ -132,7 +133,8 @@ test("a subscriber that falls behind pauses its publisher (TCP backpressure) ins
   try {
     // The publisher stalls: its socket stays full for a good while, well before all is written.
     await until(() => pub.progress.waiting, 10_000, "the publisher's socket filled up");
-    await sleep(500);
+    // Past 1.5 times the publisher's keep-alive of 1 s.
+    await sleep(2000);
     assert.ok(pub.progress.waiting, "the publisher is still waiting for its socket to drain");
     const stalledAt = pub.progress.sent;
     assert.ok(stalledAt < COUNT / 2, `the publisher stalled after ${stalledAt} of ${COUNT} messages`);
