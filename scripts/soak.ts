@@ -680,7 +680,7 @@ function plot(samples: Sample[]): string[] {
   for (let row = height - 1; row >= 0; row--) {
     const label = row === height - 1 ? high.toFixed(1) : row === 0 ? low.toFixed(1) : "";
     const cells = columns.map((v) => rowOf(v) === row ? "*" : rowOf(v) > row ? ":" : " ").join("");
-    lines.push(`${label.padStart(7)} |${cells}`);
+    lines.push(`${label.padStart(7)} |${cells}`.trimEnd());
   }
   const end = clock(samples[samples.length - 1].seconds);
   lines.push(`${"".padStart(7)} +${"-".repeat(width)}`);
