@@ -16,8 +16,17 @@ import { fileURLToPath } from "node:url";
 /** The brokers the benchmark knows, in the order it runs them. */
 export const BROKER_NAMES = ["ours-deno", "ours-bun", "mosquitto", "aedes"] as const;
 
-/** One of {@linkcode BROKER_NAMES}. */
-export type BrokerName = typeof BROKER_NAMES[number];
+/** One of {@linkcode BROKER_NAMES}, or our broker on Node (not benchmarked; `scripts/soak.ts` runs it). */
+export type BrokerName = typeof BROKER_NAMES[number] | "ours-node";
+
+/** How {@linkcode startBroker} configures the broker. */
+export interface StartOptions {
+  /**
+   * Seconds between two `$SYS` publications of our broker (through a configuration file); ignored by the
+   * others. By default our broker's own (10 s).
+   */
+  sysInterval?: number;
+}
 
 /** A broker process started by {@linkcode startBroker}. */
 export interface BrokerProcess {
@@ -74,13 +83,27 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Our broker.ts on `runtime`, in memory on `port`, with a configuration file when `options` need one. */
+function ours(runtime: string[], port: number, options: StartOptions): { argv: string[]; dir?: string } {
+  if (options.sysInterval === undefined) {
+    return { argv: [...runtime, "broker.ts", "--port", `${port}`, "--persistence", "memory"] };
+  }
+  const dir = mkdtempSync(join(tmpdir(), "bench-ours-"));
+  const file = join(dir, "broker.json");
+  const listeners = [{ type: "tcp", host: "127.0.0.1", port }];
+  writeFileSync(file, JSON.stringify({ listeners, sysInterval: options.sysInterval }) + "\n");
+  return { argv: [...runtime, "broker.ts", "--config", file], dir };
+}
+
 /** The command line that starts `name` on `port`, and a temporary directory to remove afterwards. */
-function command(name: BrokerName, port: number): { argv: string[]; dir?: string } {
+function command(name: BrokerName, port: number, options: StartOptions): { argv: string[]; dir?: string } {
   switch (name) {
     case "ours-deno":
-      return { argv: ["deno", "run", "-A", "broker.ts", "--port", `${port}`, "--persistence", "memory"] };
+      return ours(["deno", "run", "-A"], port, options);
     case "ours-bun":
-      return { argv: ["bun", "broker.ts", "--port", `${port}`, "--persistence", "memory"] };
+      return ours(["bun"], port, options);
+    case "ours-node":
+      return ours(["node"], port, options);
     case "aedes":
       return { argv: ["node", "scripts/bench/_broker_aedes.ts", "--port", `${port}`] };
     case "mosquitto": {
@@ -112,12 +135,13 @@ function command(name: BrokerName, port: number): { argv: string[]; dir?: string
  * aedes, once it printed "listening on").
  *
  * @param name Which broker.
+ * @param options How to configure it.
  * @returns The running process.
  * @throws {Error} When it does not start within 15 s; the message holds its output.
  */
-export async function startBroker(name: BrokerName): Promise<BrokerProcess> {
+export async function startBroker(name: BrokerName, options: StartOptions = {}): Promise<BrokerProcess> {
   const port = await freePort();
-  const { argv, dir } = command(name, port);
+  const { argv, dir } = command(name, port, options);
   const child: ChildProcess = spawn(argv[0], argv.slice(1), {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],

@@ -20,6 +20,7 @@ import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
+import { heapUsed } from "../runtime/memory.ts";
 import { runtimeNet } from "../runtime/mod.ts";
 import { listenWebSocket } from "../runtime/ws_server.ts";
 import { type AclFile, aclReadCheck, canPublish, canSubscribe } from "./acl_file.ts";
@@ -732,6 +733,7 @@ export class Broker {
       ["$SYS/broker/bytes/received", String(c.bytesReceived)],
       ["$SYS/broker/bytes/sent", String(c.bytesSent)],
       ["$SYS/broker/retained messages/count", String(this.#machine.retainedCount)],
+      ["$SYS/broker/heap/current", String(heapUsed())],
     ]);
   }
 

@@ -163,7 +163,7 @@ test("close() sends MQTT 5 clients DISCONNECT 0x8B, server shutting down", async
   assert.equal(errors[0]?.source, "peer");
 });
 
-test("$SYS/broker topics: version, uptime, clients, messages and bytes, retained, every sysInterval", async () => {
+test("$SYS/broker topics: version, uptime, clients, messages and bytes, retained, heap, every sysInterval", async () => {
   const broker = new Broker({ sysInterval: 1 });
   const { port } = await broker.listen({ port: 0 });
   const client = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
@@ -173,12 +173,15 @@ test("$SYS/broker topics: version, uptime, clients, messages and bytes, retained
   for await (const message of sys) {
     seen.set(message.topic, message.text());
     const received = seen.get("$SYS/broker/messages/received") === "1";
-    if (received && seen.size >= 11 && Number(seen.get("$SYS/broker/bytes/received")) > 0) break;
+    const heap = seen.has("$SYS/broker/heap/current");
+    if (received && heap && seen.size >= 11 && Number(seen.get("$SYS/broker/bytes/received")) > 0) break;
   }
   assert.match(seen.get("$SYS/broker/version") ?? "", /^@x\/mqtt \d+\.\d+\.\d+$/);
   assert.match(seen.get("$SYS/broker/uptime") ?? "", /^\d+ seconds$/);
   assert.equal(seen.get("$SYS/broker/clients/connected"), "1");
   assert.ok(Number(seen.get("$SYS/broker/bytes/received")) > 0);
+  // Bytes of JavaScript heap in use, as mosquitto's "$SYS/broker/heap/current".
+  assert.match(seen.get("$SYS/broker/heap/current") ?? "", /^[1-9]\d*$/);
   // A wildcard subscription does not see $SYS [MQTT-4.7.2-1].
   const all = await client.subscribe("#");
   await client.publish("plain", "p");
