@@ -74,13 +74,27 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Options of {@linkcode startBroker}. */
+export interface StartOptions {
+  /**
+   * Start mosquitto with its own defaults (only the listener, anonymous access and no persistence), instead of
+   * the raised `max_inflight_messages` and `max_queued_messages` of the load benchmark.
+   */
+  defaults?: boolean;
+  /** More arguments for our `broker.ts` (ignored for mosquitto and aedes). */
+  args?: readonly string[];
+}
+
 /** The command line that starts `name` on `port`, and a temporary directory to remove afterwards. */
-function command(name: BrokerName, port: number): { argv: string[]; dir?: string } {
+function command(name: BrokerName, port: number, options: StartOptions): { argv: string[]; dir?: string } {
+  const extra = options.args ?? [];
   switch (name) {
     case "ours-deno":
-      return { argv: ["deno", "run", "-A", "broker.ts", "--port", `${port}`, "--persistence", "memory"] };
+      return {
+        argv: ["deno", "run", "-A", "broker.ts", "--port", `${port}`, "--persistence", "memory", ...extra],
+      };
     case "ours-bun":
-      return { argv: ["bun", "broker.ts", "--port", `${port}`, "--persistence", "memory"] };
+      return { argv: ["bun", "broker.ts", "--port", `${port}`, "--persistence", "memory", ...extra] };
     case "aedes":
       return { argv: ["node", "scripts/bench/_broker_aedes.ts", "--port", `${port}`] };
     case "mosquitto": {
@@ -91,8 +105,7 @@ function command(name: BrokerName, port: number): { argv: string[]; dir?: string
         [
           `listener ${port} 127.0.0.1`,
           "allow_anonymous true",
-          "max_inflight_messages 1000",
-          "max_queued_messages 100000",
+          ...(options.defaults ? [] : ["max_inflight_messages 1000", "max_queued_messages 100000"]),
           "persistence false",
           // Started as root, mosquitto would switch to its own user.
           ...(process.getuid?.() === 0 ? ["user root"] : []),
@@ -112,12 +125,13 @@ function command(name: BrokerName, port: number): { argv: string[]; dir?: string
  * aedes, once it printed "listening on").
  *
  * @param name Which broker.
+ * @param options Mosquitto's defaults, more arguments for ours.
  * @returns The running process.
  * @throws {Error} When it does not start within 15 s; the message holds its output.
  */
-export async function startBroker(name: BrokerName): Promise<BrokerProcess> {
+export async function startBroker(name: BrokerName, options: StartOptions = {}): Promise<BrokerProcess> {
   const port = await freePort();
-  const { argv, dir } = command(name, port);
+  const { argv, dir } = command(name, port, options);
   const child: ChildProcess = spawn(argv[0], argv.slice(1), {
     cwd: ROOT,
     stdio: ["ignore", "pipe", "pipe"],
