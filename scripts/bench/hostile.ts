@@ -14,6 +14,8 @@
  * - `--quick`: fewer sockets and shorter phases (about 25 s per broker instead of about 50).
  * - `--phases a,b`: run only these phases (`garbage oversized levels flood slowloris idle`).
  * - `--args "..."`: more arguments for our `broker.ts` (split on spaces), e.g. `--args "-c limits.json"`.
+ * - `--attach PORT:PID`: instead of starting brokers, measure one already listening on 127.0.0.1:PORT as
+ *   process PID (started under a profiler, or with other runtime flags); it is reported as `ours-deno`.
  *
  * Each broker is started by the script on a free port of 127.0.0.1 (ours with `broker.ts --port P
  * --persistence memory`, mosquitto 2.0 with only a listener, anonymous access and no persistence: every
@@ -84,6 +86,7 @@ function list<T extends string>(flag: string, known: readonly T[]): T[] {
 const brokers = list("--only", BROKERS);
 const phases = list("--phases", PHASES);
 const extraArgs = (option("--args") ?? "").split(" ").filter((s) => s);
+const attach = option("--attach")?.split(":").map(Number);
 
 const size = quick
   ? { garbage: 1000, oversized: 4, flood: 3000, slowloris: 500, slowMs: 6000, idle: 1000, idleMs: 6000 }
@@ -513,8 +516,24 @@ interface BrokerResult {
 
 const mib = (kib: number) => kib / 1024;
 
+/** A broker started elsewhere (`--attach PORT:PID`), for a profiler: never stopped by this script. */
+function attached(port: number, pid: number): BrokerProcess {
+  return {
+    name: "ours-deno",
+    port,
+    pid,
+    warnings: [],
+    warningCount: 0,
+    tail: () => [],
+    exited: () => (rssKiB(pid) > 0 ? undefined : "gone"),
+    stop: () => Promise.resolve(),
+  };
+}
+
 async function runBroker(name: BrokerName): Promise<BrokerResult> {
-  const broker: BrokerProcess = await startBroker(name, { defaults: true, args: extraArgs });
+  const broker: BrokerProcess = attach === undefined
+    ? await startBroker(name, { defaults: true, args: extraArgs })
+    : attached(attach[0], attach[1]);
   const sampler = new Sampler(broker.pid);
   const result: BrokerResult = { name, baselineMiB: mib(sampler.sample()), phases: [], overallMiB: 0 };
   try {
@@ -550,7 +569,9 @@ process.stderr.write(
   }\n`,
 );
 const results: BrokerResult[] = [];
-for (const name of brokers) results.push(await runBroker(name));
+for (const name of attach === undefined ? brokers : ["ours-deno" as const]) {
+  results.push(await runBroker(name));
+}
 
 const mosquitto = results.find((r) => r.name === "mosquitto");
 const ratio = (value: number, base: number | undefined) =>
