@@ -26,6 +26,13 @@ export interface StartOptions {
    * others. By default our broker's own (10 s).
    */
   sysInterval?: number;
+  /**
+   * Start mosquitto with its own defaults (only the listener, anonymous access and no persistence), instead of
+   * the raised `max_inflight_messages` and `max_queued_messages` of the load benchmark.
+   */
+  defaults?: boolean;
+  /** More arguments for our `broker.ts` (ignored for mosquitto and aedes). */
+  args?: readonly string[];
 }
 
 /** A broker process started by {@linkcode startBroker}. */
@@ -85,14 +92,15 @@ function sleep(ms: number): Promise<void> {
 
 /** Our broker.ts on `runtime`, in memory on `port`, with a configuration file when `options` need one. */
 function ours(runtime: string[], port: number, options: StartOptions): { argv: string[]; dir?: string } {
+  const extra = options.args ?? [];
   if (options.sysInterval === undefined) {
-    return { argv: [...runtime, "broker.ts", "--port", `${port}`, "--persistence", "memory"] };
+    return { argv: [...runtime, "broker.ts", "--port", `${port}`, "--persistence", "memory", ...extra] };
   }
   const dir = mkdtempSync(join(tmpdir(), "bench-ours-"));
   const file = join(dir, "broker.json");
   const listeners = [{ type: "tcp", host: "127.0.0.1", port }];
   writeFileSync(file, JSON.stringify({ listeners, sysInterval: options.sysInterval }) + "\n");
-  return { argv: [...runtime, "broker.ts", "--config", file], dir };
+  return { argv: [...runtime, "broker.ts", "--config", file, ...extra], dir };
 }
 
 /** The command line that starts `name` on `port`, and a temporary directory to remove afterwards. */
@@ -114,8 +122,7 @@ function command(name: BrokerName, port: number, options: StartOptions): { argv:
         [
           `listener ${port} 127.0.0.1`,
           "allow_anonymous true",
-          "max_inflight_messages 1000",
-          "max_queued_messages 100000",
+          ...(options.defaults ? [] : ["max_inflight_messages 1000", "max_queued_messages 100000"]),
           "persistence false",
           // Started as root, mosquitto would switch to its own user.
           ...(process.getuid?.() === 0 ? ["user root"] : []),
@@ -135,7 +142,7 @@ function command(name: BrokerName, port: number, options: StartOptions): { argv:
  * aedes, once it printed "listening on").
  *
  * @param name Which broker.
- * @param options How to configure it.
+ * @param options How to configure it: `$SYS` interval and more arguments for ours, mosquitto's defaults.
  * @returns The running process.
  * @throws {Error} When it does not start within 15 s; the message holds its output.
  */

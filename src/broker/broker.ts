@@ -165,7 +165,7 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
   maxKeepAlive?: number;
   /** The longest topic name accepted in a PUBLISH, in characters. Default 65,535. */
   maxTopicLength?: number;
-  /** The most levels a published topic may have. Default 128. */
+  /** The most levels a published topic, or a subscription's filter (refused with 0x8F), may have. Default 128. */
   maxTopicLevels?: number;
   /**
    * PUBLISH packets accepted per second and connection (bursts of up to one second's worth); beyond it they

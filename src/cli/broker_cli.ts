@@ -31,6 +31,8 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --max-keepalive SECONDS the longest keep-alive a client may ask for, as mosquitto's max_keepalive: MQTT 5
                           clients asking for more or for 0 are told this one, 3.1.1 and 3.1 clients are
                           refused (default 0: no maximum)
+  --max-packet-size BYTES the largest packet a client may send, fixed header included (default 1048576,
+                          1 MiB; 0: the protocol's 256 MiB); a larger one is refused from its first bytes
   -c, --config FILE       a JSON configuration: listeners (tcp, tls, ws, wss), users, ACL, limits, logLevel
   -v, --verbose           log every connection in detail
 
@@ -53,6 +55,8 @@ export interface BrokerArgs {
   configFile?: string;
   /** `--max-keepalive`: seconds, 0 for no maximum. */
   maxKeepAlive?: number;
+  /** `--max-packet-size`: bytes, 0 for the protocol's limit. */
+  maxPacketSize?: number;
   persistence?: { sqlite: string };
   /** Whether `--persistence` was given (`memory` leaves `persistence` unset). */
   persistenceGiven?: boolean;
@@ -104,6 +108,15 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
           throw new Error(`--max-keepalive takes 0 to 65535 seconds, not "${text}"`);
         }
         args.maxKeepAlive = seconds;
+        break;
+      }
+      case "--max-packet-size": {
+        const text = value();
+        const bytes = Number(text);
+        if (!/^\d+$/.test(text) || bytes === 1 || bytes > 268_435_460) {
+          throw new Error(`--max-packet-size takes 0 (none) or 2 to 268435460 bytes, not "${text}"`);
+        }
+        args.maxPacketSize = bytes;
         break;
       }
       case "--cert":
@@ -308,6 +321,9 @@ async function configFrom(
   if (args.passwordFile !== undefined) config.passwordFile = args.passwordFile;
   if (args.aclFile !== undefined) config.aclFile = args.aclFile;
   if (args.maxKeepAlive !== undefined) config.limits = { ...config.limits, maxKeepAlive: args.maxKeepAlive };
+  if (args.maxPacketSize !== undefined) {
+    config.limits = { ...config.limits, maximumPacketSize: args.maxPacketSize };
+  }
   if (args.verbose) config.logLevel = "debug";
   return config;
 }

@@ -38,6 +38,7 @@ export interface ListenerConfig {
 /** Limits of the configuration, passed to the broker as they are. */
 export interface LimitsConfig {
   maxConnections?: number;
+  /** Bytes, fixed header included (0, or 2 to 268435460; 0 sets no limit but the protocol's). Default 1 MiB. */
   maximumPacketSize?: number;
   connectTimeoutMs?: number;
   receiveMaximum?: number;
@@ -207,6 +208,9 @@ export function parseBrokerConfig(json: string): BrokerConfig {
       if (limits[key] !== undefined) {
         const maximum = key === "maxKeepAlive" ? 65_535 : 268_435_460;
         config.limits[key] = integer(limits[key], `limits.${key}`, 0, maximum);
+        if (key === "maximumPacketSize" && limits[key] === 1) {
+          fail("limits.maximumPacketSize", "expected 0 (no limit) or 2 to 268435460, got 1");
+        }
       }
     }
   }

@@ -32,6 +32,9 @@ export const MAX_PACKET_SIZE: number = MAX_VARINT + 5;
 
 const EMPTY = new Uint8Array(0);
 
+/** The smallest buffer started for a packet split across chunks: room for a small packet's rest. */
+const FIRST_PARTIAL = 1024;
+
 /** Options of {@linkcode PacketDecoder}. */
 export interface PacketDecoderOptions {
   /**
@@ -77,7 +80,9 @@ export class PacketDecoder {
   #position = 0;
   /**
    * A packet larger than what has arrived, assembled here: its declared size, and a buffer that grows as
-   * bytes arrive (so six bytes announcing 256 MiB do not allocate 256 MiB) and how much of it is filled.
+   * bytes arrive and how much of it is filled. The buffer starts at twice what arrived (at least
+   * {@linkcode FIRST_PARTIAL}) and doubles, so a peer holds at most about twice what it actually sent: a
+   * fixed header announcing 256 MiB, or 1 MiB dribbled a byte a second, does not allocate it.
    */
   #partial: Uint8Array | undefined;
   #partialSize = 0;
@@ -116,6 +121,24 @@ export class PacketDecoder {
   get buffered(): number {
     return this.#chunk.length - this.#position + (this.#partial === undefined ? 0 : this.#filled) +
       (this.#ready?.length ?? 0);
+  }
+
+  /**
+   * How many bytes the decoder has allocated for a packet split across chunks: at most about twice what
+   * arrived of it (at least 1 KiB), never its announced size before its bytes came; 0 when none is pending.
+   *
+   * @example A header announcing 1 MiB allocates 1 KiB, not 1 MiB
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { PacketDecoder } from "@x/mqtt/codec";
+   * const decoder = new PacketDecoder({ version: 4 });
+   * decoder.push(new Uint8Array([0x30, 0x80, 0x80, 0x40, 0x00, 0x01, 0x61]));
+   * assert.equal(decoder.next(), undefined);
+   * assert.equal(decoder.allocated, 1024);
+   * ```
+   */
+  get allocated(): number {
+    return this.#partial?.length ?? 0;
   }
 
   /**
@@ -240,8 +263,9 @@ export class PacketDecoder {
       );
     }
     if (available < total) {
-      // Start with room for what arrived plus a little; grow (doubling, capped at the total) as bytes come.
-      const partial = new Uint8Array(Math.min(total, Math.max(available * 2, 65_536)));
+      // Start with room for what arrived plus as much again; grow (doubling, capped at the total) as bytes
+      // come, so that what is held stays within twice what the peer sent.
+      const partial = new Uint8Array(Math.min(total, Math.max(available * 2, FIRST_PARTIAL)));
       this.#partialSize = total;
       partial.set(chunk.subarray(start));
       this.#partial = partial;

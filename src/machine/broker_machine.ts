@@ -33,6 +33,16 @@ import type { Millis } from "./client_machine.ts";
 /** A session expiry interval that never ends, in seconds. */
 const NEVER = 0xffff_ffff;
 
+/** Whether a topic filter has more than `limit` levels, a `$share/NAME/` prefix left out. */
+function deeperThan(filter: string, limit: number): boolean {
+  let position = filter.startsWith("$share/") ? filter.indexOf("/", 7) + 1 : 0;
+  for (let levels = 1; levels <= limit; levels++) {
+    position = filter.indexOf("/", position) + 1;
+    if (position === 0) return false;
+  }
+  return true;
+}
+
 /** Options of {@linkcode BrokerMachine}. */
 export interface BrokerMachineOptions {
   /**
@@ -48,6 +58,14 @@ export interface BrokerMachineOptions {
   maxQueuedBytes?: number;
   /** Whether QoS 0 messages are queued for sessions that are offline. @default false */
   queueQoS0?: boolean;
+  /**
+   * The most levels a subscription's topic filter may have (after a `$share/NAME/` prefix); deeper filters
+   * are refused in the SUBACK with 0x8F topic filter invalid (3.1.1: 0x80 failure), since each level of a
+   * subscription is a node of the routing tree: one SUBSCRIBE of a 10,000-level filter would hold about
+   * 2 MiB. EMQX's `max_topic_levels` (also 128) bounds filters and topics alike; the broker applies the same
+   * option to published topics. @default 128
+   */
+  maxTopicLevels?: number;
   /**
    * Milliseconds a session may stay over its queue bounds (`maxQueuedMessages`, `maxQueuedBytes`) while the
    * acknowledgements of the messages for it are held back (see {@linkcode BrokerMachine.publish}); after
@@ -328,6 +346,7 @@ export class BrokerMachine {
   readonly #maxQueuedMessages: number;
   readonly #maxQueuedBytes: number;
   readonly #queueQoS0: boolean;
+  readonly #maxTopicLevels: number;
   readonly #stats: BrokerStats = { routed: 0, delivered: 0, dropped: 0 };
   readonly #slowConsumerTimeout: number;
   readonly #authorizeDelivery: BrokerMachineOptions["authorizeDelivery"];
@@ -356,6 +375,7 @@ export class BrokerMachine {
     this.#maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
     this.#queueQoS0 = options.queueQoS0 ?? false;
+    this.#maxTopicLevels = options.maxTopicLevels ?? 128;
     this.#slowConsumerTimeout = options.slowConsumerTimeout ?? 30_000;
     this.#authorizeDelivery = options.authorizeDelivery;
     this.#journal = options.journal ? [] : undefined;
@@ -621,7 +641,7 @@ export class BrokerMachine {
         continue;
       }
       const filter = requested.topicFilter;
-      if (topicFilterProblem(filter) !== undefined) {
+      if (topicFilterProblem(filter) !== undefined || deeperThan(filter, this.#maxTopicLevels)) {
         codes.push(ReasonCode.TopicFilterInvalid);
         continue;
       }

@@ -5,7 +5,7 @@
  */
 
 import { reasonCodeAllowed } from "../codec/reason_codes.ts";
-import { PacketDecoder } from "../codec/decoder.ts";
+import { MAX_PACKET_SIZE, PacketDecoder } from "../codec/decoder.ts";
 import { encode } from "../codec/encode.ts";
 import type {
   AckProperties,
@@ -74,11 +74,23 @@ export type SessionMachineState =
   /** The connection is over: write what `pollTransmit` still returns, then close the transport. */
   | "closed";
 
+/**
+ * The largest packet a {@linkcode SessionMachine} accepts by default: 1 MiB, fixed header included, as EMQX's
+ * `max_packet_size`. A packet announcing more is refused from its fixed header, before its body is read.
+ */
+export const DEFAULT_MAXIMUM_PACKET_SIZE: number = 1_048_576;
+
 /** Options of {@linkcode SessionMachine}. */
 export interface SessionMachineOptions {
   /** Milliseconds the client has to send CONNECT and be accepted; 0 waits forever. @default 10000 */
   connectTimeoutMs?: number;
-  /** The largest packet accepted from the client, in bytes; advertised in an MQTT 5 CONNACK. */
+  /**
+   * The largest packet accepted from the client, in bytes, fixed header included; advertised in an MQTT 5
+   * CONNACK (Maximum Packet Size). A packet announcing more is refused as soon as its fixed header arrives,
+   * without reading its body: MQTT 5 clients get DISCONNECT 0x95 Packet Too Large, earlier versions a closed
+   * connection [MQTT-3.2.2-15]. The CONNECT itself is held to it too. At least 2; 0 sets no limit but the
+   * protocol's (256 MiB), so that one connection can make the broker hold that much. @default 1048576 (1 MiB)
+   */
   maximumPacketSize?: number;
   /** How many QoS 1 and 2 PUBLISH the client may have unacknowledged (MQTT 5 Receive Maximum). @default 65535 */
   receiveMaximum?: number;
@@ -193,6 +205,7 @@ export class SessionMachine {
   #event: SessionEvent | undefined;
   #moreEvents: SessionEvent[] | undefined;
   readonly #connectTimeoutMs: number;
+  /** The largest packet accepted, or `undefined` for the protocol's limit (not advertised). */
   readonly #maximumPacketSize: number | undefined;
   readonly #receiveMaximum: number;
   readonly #topicAliasMaximum: number;
@@ -253,7 +266,15 @@ export class SessionMachine {
    */
   constructor(now: Millis, options: SessionMachineOptions = {}) {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
-    this.#maximumPacketSize = options.maximumPacketSize;
+    const maximumPacketSize = options.maximumPacketSize ?? DEFAULT_MAXIMUM_PACKET_SIZE;
+    if (!Number.isInteger(maximumPacketSize) || maximumPacketSize === 1 || maximumPacketSize < 0) {
+      throw new RangeError(
+        `Cannot create session: maximum packet size ${maximumPacketSize} is neither 0 (none) nor a whole number of at least 2`,
+      );
+    }
+    this.#maximumPacketSize = maximumPacketSize === 0 || maximumPacketSize >= MAX_PACKET_SIZE
+      ? undefined
+      : maximumPacketSize;
     this.#receiveMaximum = options.receiveMaximum ?? 65_535;
     this.#topicAliasMaximum = options.topicAliasMaximum ?? 16;
     this.#maximumQoS = options.maximumQoS ?? 2;
@@ -273,7 +294,7 @@ export class SessionMachine {
         `Cannot create session: topic alias maximum ${this.#topicAliasMaximum} is not 0 to 65535`,
       );
     }
-    this.#decoder = new PacketDecoder({ maximumPacketSize: options.maximumPacketSize });
+    this.#decoder = new PacketDecoder({ maximumPacketSize: this.#maximumPacketSize });
     this.#lastReceived = now;
     this.#deadline = this.#connectTimeoutMs > 0 ? now + this.#connectTimeoutMs : undefined;
   }

@@ -87,10 +87,50 @@ test("broker.ts --max-keepalive overrides the file's limits.maxKeepAlive: MQTT 5
   try {
     const v5 = await rawConnect(port, { clientId: "v5", keepAlive: 60 }, 5);
     assert.equal(v5.connack.properties?.serverKeepAlive, 20, broker.log());
+    // No maximum packet size configured: the default, 1 MiB, is advertised.
+    assert.equal(v5.connack.properties?.maximumPacketSize, 1_048_576);
     v5.close();
     const v4 = await rawConnect(port, { clientId: "v4", keepAlive: 60 }, 4);
     assert.equal(v4.connack.reasonCode, ReasonCode.ClientIdentifierNotValid, broker.log());
     v4.close();
+  } finally {
+    broker.child.kill("SIGTERM");
+    await broker.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("broker arguments: --max-packet-size takes 0 or 2 to 268435460 bytes", () => {
+  assert.equal(parseBrokerArgs(["--max-packet-size", "4096"]).maxPacketSize, 4096);
+  assert.equal(parseBrokerArgs(["--max-packet-size", "0"]).maxPacketSize, 0);
+  assert.equal(parseBrokerArgs([]).maxPacketSize, undefined);
+  for (const bad of ["1", "-5", "1e3", "268435461", "big"]) {
+    assert.throws(
+      () => parseBrokerArgs(["--max-packet-size", bad]),
+      /--max-packet-size takes 0 \(none\) or 2/,
+    );
+  }
+  assert.match(BROKER_USAGE, /--max-packet-size BYTES/);
+});
+
+test("broker.ts --max-packet-size overrides the file's limits.maximumPacketSize and is advertised in CONNACK", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "config-"));
+  const file = join(dir, "broker.json");
+  const port = await freePort();
+  writeFileSync(
+    file,
+    JSON.stringify({ listeners: [{ port }], limits: { maximumPacketSize: 100_000 }, sysInterval: 0 }),
+  );
+  const broker = await startBroker(["--config", file, "--max-packet-size", "4096"]);
+  try {
+    const v5 = await rawConnect(port, { clientId: "v5" }, 5);
+    assert.equal(v5.connack.properties?.maximumPacketSize, 4096, broker.log());
+    // One byte over: refused from the fixed header with DISCONNECT 0x95.
+    // 1 + 2 bytes of fixed header, 3 of topic, 1 of property length and 4,090 of payload: 4,097 bytes.
+    const payload = new Uint8Array(4090);
+    await v5.send({ type: "publish", topic: "t", payload, qos: 0, retain: false, dup: false });
+    assert.deepEqual(await v5.next(), { type: "disconnect", reasonCode: ReasonCode.PacketTooLarge });
+    await v5.ended;
   } finally {
     broker.child.kill("SIGTERM");
     await broker.exited;
@@ -219,6 +259,7 @@ test("configuration files: defaults, every listener type, and errors that name t
     [{ listeners: [{ type: "tls", port: 1 }] }, /"listeners\[0\]\.cert"/],
     [{ limits: { maxConections: 1 } }, /"limits\.maxConections": unknown key/],
     [{ limits: { maxKeepAlive: 65_536 } }, /"limits\.maxKeepAlive": expected a whole number from 0 to 65535/],
+    [{ limits: { maximumPacketSize: 1 } }, /"limits\.maximumPacketSize": expected 0 \(no limit\) or 2/],
     [{ logLevel: "loud" }, /"logLevel"/],
     [{ extra: true }, /"extra": unknown key/],
     [{ persistence: "redis:x" }, /"persistence": it takes "memory" or "sqlite:PATH"/],

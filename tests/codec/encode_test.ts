@@ -174,6 +174,36 @@ test("the largest remaining length, 268,435,455 (FF FF FF 7F), is read from a fi
   assert.throws(() => decoder.next(), isMqttError(ReasonCode.PacketTooLarge, /268435460 bytes/));
 });
 
+test("PacketDecoder refuses an oversized packet from its fixed header and holds none of its body", () => {
+  const decoder = new PacketDecoder({ version: 4, maximumPacketSize: 1_048_576 });
+  // A fixed header announcing 32 MiB, followed by the first bytes of the body in the same chunk.
+  decoder.push(Uint8Array.of(0x30, 0xfb, 0xff, 0xff, 0x0f, 0x00, 0x01, 0x61, 1, 2, 3));
+  assert.throws(() => decoder.next(), isMqttError(ReasonCode.PacketTooLarge, /33554432 bytes/));
+  assert.equal(decoder.buffered, 0);
+  assert.equal(decoder.allocated, 0);
+});
+
+test("PacketDecoder holds about twice what arrived of a large packet, not the size it announces", () => {
+  const packet = publish({ payload: Uint8Array.from({ length: 1_000_000 }, (_, i) => i & 0xff) });
+  const bytes = encode(packet, 4);
+  const decoder = new PacketDecoder({ version: 4 });
+  // The fixed header and topic, then the body dribbled in chunks that grow from 1 byte to 64 KiB.
+  let sent = 0;
+  let chunk = 1;
+  let decoded: Packet | undefined;
+  while (sent < bytes.length) {
+    const end = Math.min(bytes.length, sent + (sent === 0 ? 8 : chunk));
+    decoder.push(bytes.subarray(sent, end));
+    sent = end;
+    decoded = decoder.next();
+    if (decoded !== undefined) break;
+    assert.ok(decoder.allocated <= Math.max(2 * sent, 1024), `${decoder.allocated} bytes held after ${sent}`);
+    chunk = Math.min(chunk * 2, 65_536);
+  }
+  assert.deepEqual(decoded, packet);
+  assert.equal(decoder.allocated, 0);
+});
+
 test("remaining lengths at the variable byte integer boundaries round-trip", () => {
   for (const remaining of [0, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152]) {
     // Topic "t" takes 3 bytes of the remaining length in 3.1.1.

@@ -83,6 +83,39 @@ for (const version of VERSIONS) {
     }]);
   });
 
+  test(`BrokerMachine.subscribe() refuses a filter deeper than maxTopicLevels (default 128) and keeps nothing of it, v${version}`, () => {
+    const h = new Harness();
+    const sub = h.connected("s", version);
+    const filter = (levels: number) => Array.from({ length: levels }, (_, i) => `l${i}`).join("/");
+    const subscriptions = [filter(128), filter(129), filter(10_000), `$share/g/${filter(128)}`].map((
+      topicFilter,
+    ) => ({
+      topicFilter,
+      qos: 1 as QoS,
+      noLocal: false,
+      retainAsPublished: false,
+      retainHandling: 0 as const,
+    }));
+    sub.send({ type: "subscribe", packetId: 9, subscriptions });
+    const refused = version === 5 ? ReasonCode.TopicFilterInvalid : 0x80;
+    assert.deepStrictEqual(sub.take(), [{
+      type: "suback",
+      packetId: 9,
+      reasonCodes: [1, refused, refused, 1],
+    }]);
+    // The refused filters were not added: nothing published to their topics reaches the subscriber.
+    const pub = h.connected("p", version);
+    pub.publish(filter(129), "x");
+    pub.publish(filter(10_000), "x");
+    assert.deepStrictEqual(sub.takePublishes(), []);
+    pub.publish(filter(128), "x");
+    assert.ok(sub.takePublishes().length > 0);
+    const narrow = new Harness({ maxTopicLevels: 2 });
+    const client = narrow.connected("c", version);
+    assert.deepStrictEqual(client.subscribe("a/b", 0), [0]);
+    assert.deepStrictEqual(client.subscribe("a/b/c", 0), [refused]);
+  });
+
   test(`BrokerMachine.unsubscribe() stops deliveries and answers UNSUBACK even for unknown filters, v${version} [MQTT-3.10.4-2] [MQTT-3.10.4-4] [MQTT-3.10.4-5]`, () => {
     const h = new Harness();
     const sub = h.connected("s", version);

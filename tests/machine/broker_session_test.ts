@@ -63,7 +63,7 @@ for (const version of VERSIONS) {
       type: "connack",
       sessionPresent: false,
       reasonCode: 0,
-      ...(version === 5 ? { properties: { topicAliasMaximum: 16 } } : {}),
+      ...(version === 5 ? { properties: { topicAliasMaximum: 16, maximumPacketSize: 1_048_576 } } : {}),
     });
     h.connected("p", version).publish("t", "x");
     assert.equal(again.takePublishes().length, 0);

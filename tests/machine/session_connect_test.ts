@@ -33,7 +33,7 @@ for (const version of VERSIONS) {
       type: "connack",
       sessionPresent: false,
       reasonCode: 0,
-      ...(version === 5 ? { properties: { topicAliasMaximum: 16 } } : {}),
+      ...(version === 5 ? { properties: { topicAliasMaximum: 16, maximumPacketSize: 1_048_576 } } : {}),
     }]);
     assert.equal(client.session.state, "connected");
   });
@@ -223,7 +223,7 @@ test("SessionMachine closes a CONNECT whose protocol name is neither MQTT nor MQ
 
 test("SessionMachine.accept() with a Server Keep Alive sends it in CONNACK and enforces 1.5 times it instead of the client's [MQTT-3.2.2-21] [MQTT-3.1.2-22]", () => {
   for (const asked of [0, 60]) {
-    const session = new SessionMachine(0, { topicAliasMaximum: 0 });
+    const session = new SessionMachine(0, { topicAliasMaximum: 0, maximumPacketSize: 0 });
     session.handleBytes(0, encode(connectPacket(5, { keepAlive: asked }), 5));
     assert.equal(session.pollEvent()?.type, "connect");
     session.accept(1_000, { properties: { serverKeepAlive: 10 } });
@@ -243,7 +243,7 @@ test("SessionMachine.accept() with a Server Keep Alive sends it in CONNACK and e
 });
 
 test("SessionMachine.accept() without a Server Keep Alive keeps the client's Keep Alive [MQTT-3.2.2-22]", () => {
-  const session = new SessionMachine(0, { topicAliasMaximum: 0 });
+  const session = new SessionMachine(0, { topicAliasMaximum: 0, maximumPacketSize: 0 });
   session.handleBytes(0, encode(connectPacket(5, { keepAlive: 60 }), 5));
   session.pollEvent();
   session.accept(0);
@@ -327,6 +327,57 @@ test("SessionMachine answers a packet over its maximum packet size with DISCONNE
   const client = h.connected("c", 5, { session: { maximumPacketSize: 64 } });
   client.publish("a", new Uint8Array(100));
   assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.PacketTooLarge }]);
+});
+
+/** A PUBLISH fixed header announcing a remaining length of 1 MiB - 3: a packet of 1 MiB + 1 byte. */
+const OVER_ONE_MIB = Uint8Array.of(0x30, 0xfd, 0xff, 0x3f);
+
+for (const version of VERSIONS) {
+  test(`SessionMachine refuses by default a packet over 1 MiB from its fixed header alone, v${version}`, () => {
+    const h = new Harness();
+    const client = h.connected("c", version);
+    client.sendBytes(OVER_ONE_MIB);
+    // Nothing of the body was read: the four header bytes were enough to refuse.
+    assert.equal(client.session.state, "closed");
+    assert.deepStrictEqual(
+      client.take(),
+      version === 5 ? [{ type: "disconnect", reasonCode: ReasonCode.PacketTooLarge }] : [],
+    );
+    const closed = client.closed;
+    assert.ok(closed?.type === "closed");
+    assert.equal(closed.error?.reasonCode, ReasonCode.PacketTooLarge);
+  });
+}
+
+test("SessionMachine refuses by default a CONNECT over 1 MiB from its fixed header alone", () => {
+  const session = new SessionMachine(0);
+  session.handleBytes(0, Uint8Array.of(0x10, 0xfd, 0xff, 0x3f));
+  assert.equal(session.state, "closed");
+  assert.equal(session.pollTransmit(), undefined);
+});
+
+test("SessionMachine accepts by default a packet of exactly 1 MiB", () => {
+  const h = new Harness();
+  const client = h.connected("c", 4);
+  // 1 fixed byte + 3 bytes of remaining length + 3 bytes of topic "a" + the payload = 1 MiB.
+  const payload = new Uint8Array(1_048_576 - 7);
+  assert.equal(
+    encode({ type: "publish", topic: "a", payload, qos: 0, retain: false, dup: false }, 4).length,
+    1_048_576,
+  );
+  client.publish("a", payload);
+  assert.equal(client.session.state, "connected");
+});
+
+test("SessionMachine with maximumPacketSize 0 sets no limit but the protocol's and advertises none, v5", () => {
+  const h = new Harness();
+  const client = h.connected("c", 5, { session: { maximumPacketSize: 0, topicAliasMaximum: 0 } });
+  client.sendBytes(OVER_ONE_MIB);
+  assert.equal(client.session.state, "connected");
+  assert.deepStrictEqual(client.take(), []);
+  const fresh = h.connect("d", 5, { session: { maximumPacketSize: 0, topicAliasMaximum: 0 } });
+  assert.deepStrictEqual(fresh.take(), [{ type: "connack", sessionPresent: false, reasonCode: 0 }]);
+  assert.throws(() => new SessionMachine(0, { maximumPacketSize: 1 }), RangeError);
 });
 
 test("SessionMachine advertises its maximum packet size and receive maximum in CONNACK, v5", () => {
@@ -414,6 +465,7 @@ test("SessionMachine runs an enhanced authentication exchange, v5 [MQTT-4.12.0-2
       authenticationMethod: "SCRAM",
       authenticationData: Uint8Array.of(4),
       topicAliasMaximum: 16,
+      maximumPacketSize: 1_048_576,
     },
   }]);
   // Re-authentication [MQTT-4.12.1-1].
@@ -515,7 +567,7 @@ for (const version of VERSIONS) {
 }
 
 test("SessionMachine.accept() never reports a session present after a clean start [MQTT-3.2.2-2]", () => {
-  const session = new SessionMachine(0, { topicAliasMaximum: 0 });
+  const session = new SessionMachine(0, { topicAliasMaximum: 0, maximumPacketSize: 0 });
   session.handleBytes(0, encode(connectPacket(5, { cleanStart: true }), 5));
   session.pollEvent();
   session.accept(0, { sessionPresent: true });
@@ -538,7 +590,7 @@ test("SessionMachine leaves out reason strings and user properties that would ex
       type: "connack",
       sessionPresent: false,
       reasonCode: 0,
-      properties: { serverKeepAlive: 5, topicAliasMaximum: 16 },
+      properties: { serverKeepAlive: 5, topicAliasMaximum: 16, maximumPacketSize: 1_048_576 },
     },
     { type: "disconnect", reasonCode: ReasonCode.AdministrativeAction },
   ]);

@@ -316,7 +316,7 @@ test("SessionMachine advertises Maximum QoS and refuses PUBLISH above it, v5 [MQ
     type: "connack",
     sessionPresent: false,
     reasonCode: 0,
-    properties: { maximumQoS: 1 },
+    properties: { maximumQoS: 1, maximumPacketSize: 1_048_576 },
   }]);
   // [MQTT-3.2.2-10] subscriptions are still granted up to QoS 2.
   assert.deepStrictEqual(client.subscribe("a", 2), [2]);
@@ -353,7 +353,7 @@ test("SessionMachine without retain refuses a retained will (0x9A) and retained 
     type: "connack",
     sessionPresent: false,
     reasonCode: 0,
-    properties: { retainAvailable: false },
+    properties: { retainAvailable: false, maximumPacketSize: 1_048_576 },
   }]);
   client.publish("a", "x", { retain: true });
   assert.deepStrictEqual(client.take(), [{ type: "disconnect", reasonCode: ReasonCode.RetainNotSupported }]);
