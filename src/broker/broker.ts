@@ -207,6 +207,8 @@ export interface ListenOptions {
 
 /** How long a connection the broker ended waits for the client to close it (see `#shut`). */
 const LINGER_MS = 1000;
+/** How much a client may still send meanwhile before its connection is closed at once (read, then dropped). */
+const LINGER_BYTES = 65_536;
 
 /** The version in `$SYS/broker/version`. */
 const VERSION = "0.1.0";
@@ -260,6 +262,8 @@ class Connection implements TransportSink {
   /** The rate limit's token bucket. */
   tokens = Number.MAX_SAFE_INTEGER;
   rateAt = performance.now();
+  /** Bytes read after the broker ended the connection. */
+  lingered = 0;
   /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
   pendingBytes = 0;
   /** The session's next deadline, and when it is set for (at or before the deadline). */
@@ -646,6 +650,12 @@ export class Broker {
 
   #received(connection: Connection, bytes: Uint8Array): void {
     this.#counters.bytesReceived += bytes.length;
+    if (connection.closed) {
+      // Lingering (see `#shut`): what comes is dropped, and a client that goes on sending is cut off.
+      connection.lingered += bytes.length;
+      if (connection.lingered > LINGER_BYTES) void connection.transport.close();
+      return;
+    }
     if (this.#options.logPackets) this.#trace(connection, "in", bytes);
     const source = this.#source;
     this.#source = connection;

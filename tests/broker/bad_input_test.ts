@@ -14,6 +14,7 @@ import type { Subscription } from "../../src/client/subscription.ts";
 import { encode } from "../../src/codec/encode.ts";
 import { PacketDecoder } from "../../src/codec/decoder.ts";
 import { connectWebSocket } from "../../src/transport/websocket.ts";
+import { runtimeNet } from "../../src/runtime/mod.ts";
 
 /** Opens a raw TCP socket, writes `bytes`, and resolves when the broker closes it (or after `ms`). */
 function raw(
@@ -300,6 +301,48 @@ test("a client that keeps sending after the broker ended its connection still re
     assert.equal(packets[1].type === "disconnect" && packets[1].reasonCode, 0x82);
   } finally {
     socket.destroy();
+    await broker.close();
+  }
+});
+
+test("a client that goes on sending after the broker ended its connection is cut off after 64 KiB, not read for the whole linger", async () => {
+  const broker = new Broker({ sysInterval: 0 });
+  const { port } = await broker.listen({ port: 0 });
+  // Our transport: after the FIN that follows the DISCONNECT this side can go on sending (half-close).
+  const transport = await (await runtimeNet()).connectTcp({ hostname: "127.0.0.1", port });
+  const writer = transport.writable.getWriter();
+  try {
+    const connect = encode({
+      type: "connect",
+      protocolVersion: 5,
+      clientId: "c",
+      cleanStart: true,
+      keepAlive: 0,
+    }, 5);
+    await writer.write(connect);
+    await writer.write(connect); // a second CONNECT: DISCONNECT 0x82, and the broker ends the connection
+    // Then a flood, as from a client that ignores the DISCONNECT: up to 64 MiB in 64 KiB writes.
+    const started = performance.now();
+    let written = 0;
+    let failed = false;
+    while (written < 64 << 20 && performance.now() - started < 5000) {
+      try {
+        await writer.write(new Uint8Array(65_536));
+        written += 65_536;
+      } catch {
+        failed = true;
+        break;
+      }
+    }
+    const elapsed = performance.now() - started;
+    assert.ok(
+      failed,
+      `the broker closed the connection (${written} bytes written in ${Math.round(elapsed)} ms)`,
+    );
+    // Well before the 1 s linger ran out.
+    assert.ok(elapsed < 900, `closed after ${Math.round(elapsed)} ms`);
+  } finally {
+    await transport.close();
     await broker.close();
   }
 });
