@@ -259,9 +259,9 @@ class Connection implements TransportSink {
   /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
   traceIn: PacketDecoder | undefined;
   traceOut: PacketDecoder | undefined;
-  /** The rate limit's token bucket. */
-  tokens = Number.MAX_SAFE_INTEGER;
-  rateAt = performance.now();
+  /** The rate limit's token bucket, and when it was last filled (0: never, the bucket counts as full). */
+  tokens = 0;
+  rateAt = 0;
   /** Bytes read after the broker ended the connection. */
   lingered = 0;
   /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
@@ -1284,7 +1284,8 @@ export class Broker {
     if (rate > 0) {
       // A token bucket per connection: up to one second's worth of burst.
       const now = performance.now();
-      const elapsed = (now - connection.rateAt) / 1000;
+      // Small integers until the first PUBLISH: an idle connection holds no boxed number for its bucket.
+      const elapsed = connection.rateAt === 0 ? Infinity : (now - connection.rateAt) / 1000;
       connection.rateAt = now;
       connection.tokens = Math.min(rate, connection.tokens + elapsed * rate);
       if (connection.tokens < 1) {

@@ -361,7 +361,7 @@ export class BrokerMachine {
   readonly #keys = new WeakMap<Delivery, number>();
   #nextKey = 1;
   readonly #stateJournal: SessionJournal;
-  /** Records by their session state, for the journal's callbacks. */
+  /** Records by their session state, for the journal's callbacks: only states with a journal are in it. */
   readonly #byState = new WeakMap<SessionState, SessionRecord>();
 
   /**
@@ -493,7 +493,6 @@ export class BrokerMachine {
         stored: false,
       };
       this.#sessions.set(clientId, record);
-      this.#byState.set(record.state, record);
     }
     this.#unschedule(record);
     record.connection = session;
@@ -968,7 +967,6 @@ export class BrokerMachine {
         stored: false,
       };
       this.#sessions.set(s.clientId, record);
-      this.#byState.set(state, record);
       for (const subscription of s.subscriptions) {
         (record.subscriptions ??= new Map()).set(subscription.topicFilter, { ...subscription });
         this.#addToTree(record, subscription.topicFilter, subscription);
@@ -1057,6 +1055,8 @@ export class BrokerMachine {
     const state = record.state;
     const wanted = record.expiryInterval > 0;
     if (wanted && state.journal === undefined) {
+      // The journal's callbacks find the record here; only a journaled state needs the entry.
+      this.#byState.set(state, record);
       state.journal = this.#stateJournal;
       for (const entry of state.inflight.values()) this.#journalDelivery("put", record, entry);
       for (const delivery of state.queue) this.#journalDelivery("put", record, delivery);

@@ -18,15 +18,21 @@ import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenO
 
 /** The largest buffer a read fills: what a busy connection reads into. */
 const READ_SIZE = 65536;
-/** The smallest: what an idle connection's pending read holds (a CONNECT, a PINGREQ, a few small PUBLISH fit). */
-const MIN_READ_SIZE = 256;
+/** The first read's: a CONNECT with a user name and a password fits. */
+const FIRST_READ_SIZE = 256;
+/**
+ * The smallest: what an idle connection's pending read holds after small reads (a PINGREQ, a small PUBLISH
+ * fit; a larger packet takes a second read, then the buffer grows). Typed arrays up to 64 bytes live in V8's
+ * heap, and Deno moves a read's buffer out of it anyway.
+ */
+const MIN_READ_SIZE = 64;
 /** Reads up to this size are copied out, so the read buffer can be used again; larger ones are handed out. */
 const COPY_BELOW = 16384;
 
 /**
  * The size of the next read's buffer after a read of `n` bytes into `size`: the largest when the read filled
  * its buffer (more is waiting), a fourth of it or less when reads stay small, so that ten thousand idle
- * connections each hold a quarter of a kilobyte, not 64 KiB, while a busy one reads 64 KiB at a time.
+ * connections each hold 64 bytes, not 64 KiB, while a busy one reads 64 KiB at a time.
  */
 function nextReadSize(n: number, size: number): number {
   if (n >= size) return READ_SIZE;
@@ -66,7 +72,7 @@ function batch(): Batch {
 class ConnState implements Transport, DirectTransport {
   readonly remoteAddress?: string;
   readonly #conn: Deno.Conn;
-  #buffer = new Uint8Array(MIN_READ_SIZE);
+  #buffer = new Uint8Array(FIRST_READ_SIZE);
   #closed = false;
   #readable: ReadableStream<Uint8Array> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
@@ -84,6 +90,11 @@ class ConnState implements Transport, DirectTransport {
   /** Whether reading is paused, and whether a read is due once it resumes. */
   #paused = false;
   #readDue = false;
+  /**
+   * Settles every direct read, with the byte count, null at the end, or the error: one function made with the
+   * first read rather than two per read (a pending read then holds it, a promise and one reaction).
+   */
+  #settle: ((result: unknown) => void) | undefined;
 
   // Methods and getters only, no closures: ten thousand idle connections each hold just their fields.
   constructor(conn: Deno.Conn) {
@@ -176,13 +187,16 @@ class ConnState implements Transport, DirectTransport {
   }
 
   #next(): void {
-    this.#conn.read(this.#buffer).then(
-      (n) => this.#got(n),
-      (error) => this.#endSink(this.#closed ? undefined : error),
-    );
+    const settle = this.#settle ??= (result) => this.#got(result);
+    this.#conn.read(this.#buffer).then(settle, settle);
   }
 
-  #got(n: number | null): void {
+  /** A read's outcome: a byte count, null at the end, anything else is why it failed. */
+  #got(n: unknown): void {
+    if (typeof n !== "number" && n !== null) {
+      this.#endSink(this.#closed ? undefined : n);
+      return;
+    }
     if (this.#sinkEnded) return;
     const chunk = this.#take(n);
     if (chunk === null) {
