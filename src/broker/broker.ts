@@ -174,6 +174,13 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
   maxMessagesPerSecond?: number;
   /** The most network connections at once; more are closed as they arrive. Default 10,000. */
   maxConnections?: number;
+  /**
+   * The most connections at once that have not sent their CONNECT yet. Past it, the ones that have waited
+   * longest, if longer than a second, are closed as new ones arrive, so that connections left half-open (a
+   * flood, a slowloris) can hold neither memory nor the connection slots of clients that do connect. Default
+   * 1,000.
+   */
+  maxConnecting?: number;
   /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
   sysInterval?: number;
   /** Where log lines go. Default: nowhere. Lines never contain passwords or payloads. */
@@ -414,6 +421,8 @@ export class Broker {
   readonly #connections = new Map<SessionMachine, Connection>();
   /** Connections waiting to be flushed by the drain that `#flushAll` is running. */
   readonly #dirty = new Set<Connection>();
+  /** Connections that have not sent their CONNECT yet, oldest first, with when they were accepted. */
+  readonly #connecting = new Map<Connection, number>();
   #draining = false;
   /** The connection whose bytes, or whose PUBLISH, are being handled: what a client that is behind holds. */
   #source: Connection | undefined;
@@ -607,11 +616,33 @@ export class Broker {
       listener.open++;
     }
     this.#connections.set(session, connection);
+    this.#admit(connection);
     this.#flushAll(connection);
     // The callbacks when the transport has them (no stream, no promise per idle connection), else the stream.
     if (connection.direct !== undefined) connection.direct.start(connection);
     else void this.#readStream(connection);
     return connection;
+  }
+
+  /** Counts a new connection as connecting, closing the longest-waiting ones past `maxConnecting`. */
+  #admit(connection: Connection): void {
+    const now = performance.now();
+    const connecting = this.#connecting;
+    const limit = this.#options.maxConnecting ?? 1000;
+    for (const [oldest, since] of connecting) {
+      if (connecting.size < limit || now - since < 1000) break;
+      connecting.delete(oldest);
+      this.#log(
+        "warn",
+        `Closed a connection${oldest.remote ? ` from ${oldest.remote}` : ""} that sent no CONNECT in ${
+          Math.round(now - since)
+        } ms: ${limit} are connecting`,
+      );
+      oldest.session.handleClose(now, new Error("no CONNECT while too many were connecting"));
+      void oldest.transport.close();
+      this.#flushAll(oldest);
+    }
+    connecting.set(connection, now);
   }
 
   async #readStream(connection: Connection): Promise<void> {
@@ -999,6 +1030,7 @@ export class Broker {
     const session = connection.session;
     switch (event.type) {
       case "connect":
+        this.#connecting.delete(connection);
         void this.#onConnect(connection, event.packet);
         return;
       case "publish":
@@ -1301,6 +1333,7 @@ export class Broker {
   #onClosed(connection: Connection, error: MqttError | undefined): void {
     if (connection.closed) return;
     connection.closed = true;
+    this.#connecting.delete(connection);
     if (connection.info !== undefined) this.#counters.connected--;
     this.#counters.dropped += connection.session.droppedWhileCongested;
     clearTimeout(connection.timer);

@@ -38,6 +38,7 @@ export interface ListenerConfig {
 /** Limits of the configuration, passed to the broker as they are. */
 export interface LimitsConfig {
   maxConnections?: number;
+  maxConnecting?: number;
   /** Bytes, fixed header included (0, or 2 to 268435460; 0 sets no limit but the protocol's). Default 1 MiB. */
   maximumPacketSize?: number;
   connectTimeoutMs?: number;
@@ -87,6 +88,7 @@ export function parsePersistence(value: string, where: string): { sqlite: string
 
 const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
   "maxConnections",
+  "maxConnecting",
   "maximumPacketSize",
   "connectTimeoutMs",
   "receiveMaximum",

@@ -346,3 +346,42 @@ test("a client that goes on sending after the broker ended its connection is cut
     await broker.close();
   }
 });
+
+test("connections that send no CONNECT are closed oldest first, after a second, once more than maxConnecting wait; clients that connect are served", async () => {
+  const log: string[] = [];
+  const broker = new Broker({ sysInterval: 0, maxConnecting: 5, log: (_l, m) => log.push(m) });
+  const { port } = await broker.listen({ port: 0 });
+  const silent: { socket: Socket; closed: boolean }[] = [];
+  async function openSilent(): Promise<void> {
+    const socket = new Socket();
+    socket.on("error", () => {});
+    const entry = { socket, closed: false };
+    socket.on("close", () => entry.closed = true);
+    await new Promise<void>((resolve) => socket.connect(port, "127.0.0.1", resolve));
+    silent.push(entry);
+  }
+  try {
+    // Ten at once: past the limit, but none has waited a second yet, so none is closed.
+    for (let i = 0; i < 10; i++) await openSilent();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(silent.map((s) => s.closed), Array(10).fill(false));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // One more: the oldest six are closed, so that five are connecting with the new one.
+    await openSilent();
+    await waitFor(() => silent.filter((s) => s.closed).length >= 6, 3000);
+    assert.deepEqual(silent.map((s) => s.closed), [...Array(6).fill(true), ...Array(5).fill(false)]);
+    assert.ok(log.some((m) => /sent no CONNECT in \d+ ms: 5 are connecting/.test(m)), log.join("\n"));
+    // A client that connects is not counted once its CONNECT arrived, and is served.
+    const good = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
+    const subscription = await good.subscribe("t");
+    await good.publish("t", "still here");
+    for await (const message of subscription) {
+      assert.equal(message.text(), "still here");
+      break;
+    }
+    await good.close();
+  } finally {
+    for (const { socket } of silent) socket.destroy();
+    await broker.close();
+  }
+});
