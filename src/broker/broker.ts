@@ -20,7 +20,7 @@ import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
-import { heapUsed } from "../runtime/memory.ts";
+import { runtimeHeapUsed } from "../runtime/memory.ts";
 import { runtimeNet } from "../runtime/mod.ts";
 import { listenWebSocket } from "../runtime/ws_server.ts";
 import { type AclFile, aclReadCheck, canPublish, canSubscribe } from "./acl_file.ts";
@@ -423,6 +423,8 @@ export class Broker {
   readonly #dirty = new Set<Connection>();
   /** Connections that have not sent their CONNECT yet, oldest first, with when they were accepted. */
   readonly #connecting = new Map<Connection, number>();
+  /** Reads the JavaScript heap in use, once this runtime's reading is loaded. */
+  #heapUsed: (() => number) | undefined;
   #draining = false;
   /** The connection whose bytes, or whose PUBLISH, are being handled: what a client that is behind holds. */
   #source: Connection | undefined;
@@ -463,6 +465,7 @@ export class Broker {
       );
     }
     this.#options = options;
+    void runtimeHeapUsed().then((read) => this.#heapUsed = read, () => {});
     this.#maxOutgoingBytes = options.maxOutgoingBytes ?? 16 * 1024 * 1024;
     this.#backpressureBytes = Math.min(options.backpressureBytes ?? 1024 * 1024, this.#maxOutgoingBytes);
     this.#lowWater = this.#backpressureBytes / 2;
@@ -761,7 +764,7 @@ export class Broker {
     const stats = this.#machine.stats;
     let dropped = c.dropped + stats.dropped;
     for (const connection of this.#connections.values()) dropped += connection.session.droppedWhileCongested;
-    return new Map([
+    const values = new Map([
       ["$SYS/broker/version", `@x/mqtt ${VERSION}`],
       ["$SYS/broker/uptime", `${Math.floor((performance.now() - this.#startedAt) / 1000)} seconds`],
       ["$SYS/broker/clients/connected", String(c.connected)],
@@ -774,8 +777,9 @@ export class Broker {
       ["$SYS/broker/bytes/received", String(c.bytesReceived)],
       ["$SYS/broker/bytes/sent", String(c.bytesSent)],
       ["$SYS/broker/retained messages/count", String(this.#machine.retainedCount)],
-      ["$SYS/broker/heap/current", String(heapUsed())],
     ]);
+    if (this.#heapUsed !== undefined) values.set("$SYS/broker/heap/current", String(this.#heapUsed()));
+    return values;
   }
 
   /** Publishes the `$SYS` values that changed, retained. */

@@ -1,24 +1,26 @@
 /**
- * Memory use of this process, read the same way on Deno, Bun and Node: all three provide `node:process`.
+ * Picks this runtime's reading of its JavaScript heap (`{deno,bun,node}/memory.ts`), loaded with a dynamic
+ * `import()`.
  *
  * @module
  */
 
-import process from "node:process";
-
 /**
- * Bytes of JavaScript heap in use (`process.memoryUsage().heapUsed`): V8's heap on Deno and Node, JavaScriptCore's
- * on Bun. Buffers outside the heap (most payloads) are not counted.
+ * Loads the heap reading of the runtime this code runs on: bytes of JavaScript heap in use, V8's on Deno and
+ * Node, JavaScriptCore's on Bun. Buffers outside the heap (most payloads) are not counted.
  *
- * @returns The heap in use, in bytes.
+ * @returns A function that reads the heap in use, in bytes.
  *
  * @example Read the heap in use
  * ```ts
  * import assert from "node:assert/strict";
- * import { heapUsed } from "./memory.ts";
+ * import { runtimeHeapUsed } from "./memory.ts";
+ * const heapUsed = await runtimeHeapUsed();
  * assert.ok(heapUsed() > 0);
  * ```
  */
-export function heapUsed(): number {
-  return process.memoryUsage().heapUsed;
+export async function runtimeHeapUsed(): Promise<() => number> {
+  if ("Deno" in globalThis) return (await import("./deno/memory.ts")).heapUsed;
+  if ("Bun" in globalThis) return (await import("./bun/memory.ts")).heapUsed;
+  return (await import("./node/memory.ts")).heapUsed;
 }
