@@ -141,6 +141,14 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    */
   maxPublisherPause?: number;
   /**
+   * How long a client that is behind may take no byte at all (it stopped reading) before it counts as slow
+   * (see `maxPublisherPause`), in ms: so a stuck client holds its publishers up only this long. A client that
+   * reads slowly takes bytes in bursts, a third of its socket's send buffer at a time (the kernel wakes a
+   * writer only then), so one reading below a few MB/s may count as stalled: raise this to let such clients
+   * slow their publishers down for longer. Default 100.
+   */
+  maxWriteStall?: number;
+  /**
    * The most bytes waiting to be written to one client before it counts as slow at once (see
    * `maxPublisherPause`), however little time it was behind; twice as many close its connection. Default
    * 16 MiB.
@@ -286,6 +294,10 @@ class Connection implements TransportSink {
   holdTimer: ReturnType<typeof setTimeout> | undefined;
   /** Until when (`performance.now()`) this client may not hold connections paused again. */
   noHoldUntil = 0;
+  /** Since when it holds them. */
+  holdSince = 0;
+  /** Bytes its transport took: whether it makes progress while it holds connections paused. */
+  written = 0;
   /** While the stream reads are paused: resolves when they may go on. */
   #resumed: { promise: Promise<void>; resolve(): void } | undefined;
   info: ClientInfo | undefined;
@@ -469,7 +481,9 @@ export class Broker {
     this.#maxOutgoingBytes = options.maxOutgoingBytes ?? 16 * 1024 * 1024;
     this.#backpressureBytes = Math.min(options.backpressureBytes ?? 1024 * 1024, this.#maxOutgoingBytes);
     this.#lowWater = this.#backpressureBytes / 2;
-    for (const key of ["maxOutgoingBytes", "backpressureBytes", "maxPublisherPause"] as const) {
+    for (
+      const key of ["maxOutgoingBytes", "backpressureBytes", "maxPublisherPause", "maxWriteStall"] as const
+    ) {
       const value = options[key];
       if (value !== undefined && !(value > 0)) {
         throw new RangeError(`Cannot use ${key} ${value}: expected more than 0`);
@@ -867,10 +881,12 @@ export class Broker {
       const written = connection.write(bytes);
       if (written === undefined) {
         connection.pendingBytes -= size;
+        connection.written += size;
         continue;
       }
       connection.writing = written.then(() => {
         connection.pendingBytes -= size;
+        connection.written += size;
         if (connection.pendingBytes > this.#lowWater || connection.closed) return;
         if (connection.holdTimer !== undefined) this.#release(connection);
         if (session.congested) {
@@ -939,13 +955,8 @@ export class Broker {
         this.#behind(connection);
         return;
       }
-      const pause = this.#options.maxPublisherPause ?? 1000;
-      connection.holdTimer = setTimeout(() => {
-        connection.holdTimer = undefined;
-        connection.noHoldUntil = performance.now() + 10 * pause;
-        if (!connection.closed && connection.pendingBytes > this.#lowWater) this.#behind(connection);
-        else this.#release(connection);
-      }, pause);
+      connection.holdSince = performance.now();
+      this.#checkHold(connection);
     }
     const source = this.#source;
     if (source === undefined || source.closed) return;
@@ -953,6 +964,29 @@ export class Broker {
     if (holding.has(source)) return;
     holding.add(source);
     if (source.heldBy++ === 0) source.pauseReads();
+  }
+
+  /**
+   * Every `maxWriteStall` while `connection` holds connections paused: it counts as behind once its own
+   * connection took no byte since the last look (a client that stopped reading), or once it held them for
+   * `maxPublisherPause`; then it may not hold any again for 10 times that.
+   */
+  #checkHold(connection: Connection): void {
+    const stall = this.#options.maxWriteStall ?? 100;
+    const pause = this.#options.maxPublisherPause ?? 1000;
+    const mark = connection.written;
+    connection.holdTimer = setTimeout(() => {
+      connection.holdTimer = undefined;
+      if (connection.closed || connection.pendingBytes <= this.#lowWater) {
+        this.#release(connection);
+        return;
+      }
+      const now = performance.now();
+      if (connection.written === mark || now - connection.holdSince >= pause) {
+        connection.noHoldUntil = now + 10 * pause;
+        this.#behind(connection);
+      } else this.#checkHold(connection);
+    }, Math.min(stall, pause));
   }
 
   /** Reads again the connections that `connection` held paused. */

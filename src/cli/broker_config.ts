@@ -55,6 +55,7 @@ export interface LimitsConfig {
   maxMessagesPerSecond?: number;
   backpressureBytes?: number;
   maxPublisherPause?: number;
+  maxWriteStall?: number;
   maxOutgoingBytes?: number;
   slowConsumerTimeout?: number;
 }
@@ -103,6 +104,7 @@ const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
   "maxMessagesPerSecond",
   "backpressureBytes",
   "maxPublisherPause",
+  "maxWriteStall",
   "maxOutgoingBytes",
   "slowConsumerTimeout",
 ];

@@ -121,7 +121,9 @@ test("a subscriber that falls behind pauses its publisher (TCP backpressure) ins
   const broker = new Broker({
     sysInterval: 0,
     backpressureBytes: 256 * 1024,
+    // A subscriber that stopped reading keeps its publisher paused as long as this test needs.
     maxPublisherPause: 60_000,
+    maxWriteStall: 60_000,
     // So high that only backpressure can keep the broker from taking all 48 MiB.
     maxOutgoingBytes: 256 * 1024 * 1024,
     log: (_level, message) => log.push(message),
@@ -190,6 +192,73 @@ test("a subscriber that stays behind past maxPublisherPause loses its QoS 0 mess
     pub.socket.destroy();
     stuck.socket.destroy();
     for (const { socket } of good) socket.destroy();
+    await broker.close();
+  }
+});
+
+test("a subscriber that stops reading holds its publisher up for about maxWriteStall, not maxPublisherPause", async () => {
+  const log: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    backpressureBytes: 256 * 1024,
+    // Without the stall rule the publisher would wait this long.
+    maxPublisherPause: 60_000,
+    log: (_level, message) => log.push(message),
+  });
+  const { port } = await broker.listen({ port: 0 });
+  const stuck = await subscriber(port, "stuck", "bp");
+  const good = await subscriber(port, "good", "bp");
+  stuck.socket.pause();
+  const pub = await publisher(port, "bp", COUNT);
+  try {
+    await settledWithin(pub.progress.done, 30_000);
+    await until(() => good.state.sequences.length >= COUNT, 30_000, "the good subscriber got every message");
+    complete(good.state.sequences, COUNT);
+    assert.ok(pub.progress.stalledMs < 5000, `the publisher waited ${pub.progress.stalledMs} ms at most`);
+    assert.ok(log.some((m) => /Client "stuck" is behind/.test(m)), log.join("\n"));
+  } finally {
+    pub.socket.destroy();
+    stuck.socket.destroy();
+    good.socket.destroy();
+    await broker.close();
+  }
+});
+
+test("a subscriber that reads slowly but keeps reading holds its publisher to its pace and loses nothing", async () => {
+  const log: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    backpressureBytes: 256 * 1024,
+    maxPublisherPause: 60_000,
+    // Its writes complete in bursts, a third of the socket's send buffer at a time (about every 0.5 s here).
+    maxWriteStall: 3000,
+    log: (_level, message) => log.push(message),
+  });
+  const { port } = await broker.listen({ port: 0 });
+  const slow = await subscriber(port, "slow", "bp");
+  const count = 400;
+  // Reads about 64 KiB every 20 ms (3 MB/s, far below what the publisher sends): slowly, but it goes on.
+  let burst = 0;
+  let reading = true;
+  slow.socket.on("data", (data: Uint8Array) => {
+    burst += data.length;
+    if (burst < 65_536 || !reading) return;
+    burst = 0;
+    slow.socket.pause();
+    setTimeout(() => slow.socket.resume(), 20);
+  });
+  const pub = await publisher(port, "bp", count);
+  try {
+    await settledWithin(pub.progress.done, 60_000);
+    await until(() => slow.state.sequences.length >= count, 60_000, "every message arrived");
+    complete(slow.state.sequences, count);
+    assert.equal(broker.sysValues().get("$SYS/broker/publish/messages/dropped"), "0");
+    assert.ok(!log.some((m) => /is behind|slow consumer/.test(m)), log.join("\n"));
+    assert.ok(pub.progress.stalledMs > 0, "the publisher was slowed down");
+  } finally {
+    reading = false;
+    pub.socket.destroy();
+    slow.socket.destroy();
     await broker.close();
   }
 });
