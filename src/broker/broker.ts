@@ -1101,7 +1101,7 @@ export class Broker {
     const session = connection.session;
     const hook = this.#options.enhancedAuthenticate;
     const client = connection.authenticating ?? connection.info;
-    const method = session.connectPacket?.properties?.authenticationMethod;
+    const method = session.authenticationMethod;
     if (hook === undefined || client === undefined || method === undefined) {
       if (connection.info === undefined) {
         session.reject(performance.now(), ReasonCode.BadAuthenticationMethod);
