@@ -256,54 +256,51 @@ interface ListenerCount {
  * One network connection. It is its transport's sink on the callback path, with methods rather than
  * closures, so that an idle connection holds little more than its fields.
  */
+/** The state of a connection that an idle one does not use, made when first set (see `Connection`). */
+class ConnectionExtras {
+  writer: WritableStreamDefaultWriter<Uint8Array> | undefined = undefined;
+  done: { promise: Promise<void>; resolve(): void } | undefined = undefined;
+  traceIn: PacketDecoder | undefined = undefined;
+  traceOut: PacketDecoder | undefined = undefined;
+  tokens = 0;
+  rateAt = 0;
+  lingered = 0;
+  slowTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  heldBy = 0;
+  holding: Set<Connection> | undefined = undefined;
+  holdTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  noHoldUntil = 0;
+  holdSince = 0;
+  written = 0;
+  resumed: { promise: Promise<void>; resolve(): void } | undefined = undefined;
+  authenticating: ClientInfo | undefined = undefined;
+}
+
+/**
+ * One connection of the broker. What most connections never use (the stream writer, the packet trace, the
+ * rate limit, flow control, enhanced authentication) lives in a {@linkcode ConnectionExtras} made when first
+ * set, behind accessors of the same names: an idle connection is this object alone, which counts with 10,000.
+ */
 class Connection implements TransportSink {
   readonly session: SessionMachine;
   readonly transport: Transport;
   readonly remote: string | undefined;
   /** The transport's callbacks, when it has them; else its streams are used (`writer`, and `handle`'s reader). */
   readonly direct: DirectTransport | undefined;
-  readonly writer: WritableStreamDefaultWriter<Uint8Array> | undefined;
   /** Settles once the last write that did not go out at once did; undefined while none did. */
   writing: Promise<void> | undefined;
   /** The listener whose count of open connections this one is in. */
   listener: ListenerCount | undefined;
   readonly #host: ConnectionHost;
   #readsEnded = false;
-  /** Made when somebody waits for the end of the reads (`Broker.handle`). */
-  #done: { promise: Promise<void>; resolve(): void } | undefined;
-  /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
-  traceIn: PacketDecoder | undefined;
-  traceOut: PacketDecoder | undefined;
-  /** The rate limit's token bucket, and when it was last filled (0: never, the bucket counts as full). */
-  tokens = 0;
-  rateAt = 0;
-  /** Bytes read after the broker ended the connection. */
-  lingered = 0;
   /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
   pendingBytes = 0;
   /** The session's next deadline, and when it is set for (at or before the deadline). */
   timer: ReturnType<typeof setTimeout> | undefined;
   timerAt = 0;
-  /** Fires when the client stayed congested for `slowConsumerTimeout`. */
-  slowTimer: ReturnType<typeof setTimeout> | undefined;
-  /** How many clients that are behind hold this connection's reads paused (see `Broker.#hold`). */
-  heldBy = 0;
-  /** The connections whose reads this client holds paused while it is behind. */
-  holding: Set<Connection> | undefined;
-  /** Ends the time this client may hold them paused (`maxPublisherPause`). */
-  holdTimer: ReturnType<typeof setTimeout> | undefined;
-  /** Until when (`performance.now()`) this client may not hold connections paused again. */
-  noHoldUntil = 0;
-  /** Since when it holds them. */
-  holdSince = 0;
-  /** Bytes its transport took: whether it makes progress while it holds connections paused. */
-  written = 0;
-  /** While the stream reads are paused: resolves when they may go on. */
-  #resumed: { promise: Promise<void>; resolve(): void } | undefined;
   info: ClientInfo | undefined;
-  /** A CONNECT whose enhanced authentication is still exchanging AUTH packets. */
-  authenticating: ClientInfo | undefined;
   closed = false;
+  #extras: ConnectionExtras | undefined;
 
   constructor(
     host: ConnectionHost,
@@ -316,7 +313,117 @@ class Connection implements TransportSink {
     this.transport = transport;
     this.remote = remote;
     this.direct = transport.direct;
-    this.writer = this.direct === undefined ? transport.writable.getWriter() : undefined;
+    if (this.direct === undefined) this.#more().writer = transport.writable.getWriter();
+  }
+
+  /** The rarely used state, made now if it was not. */
+  #more(): ConnectionExtras {
+    return this.#extras ??= new ConnectionExtras();
+  }
+
+  /** The writer of the transport's stream, when it has no callbacks. */
+  get writer(): WritableStreamDefaultWriter<Uint8Array> | undefined {
+    return this.#extras?.writer;
+  }
+
+  /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
+  get traceIn(): PacketDecoder | undefined {
+    return this.#extras?.traceIn;
+  }
+  set traceIn(value: PacketDecoder | undefined) {
+    if (value !== undefined || this.#extras !== undefined) this.#more().traceIn = value;
+  }
+  get traceOut(): PacketDecoder | undefined {
+    return this.#extras?.traceOut;
+  }
+  set traceOut(value: PacketDecoder | undefined) {
+    if (value !== undefined || this.#extras !== undefined) this.#more().traceOut = value;
+  }
+
+  /** The rate limit's token bucket, and when it was last filled (0: never, the bucket counts as full). */
+  get tokens(): number {
+    return this.#extras?.tokens ?? 0;
+  }
+  set tokens(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().tokens = value;
+  }
+  get rateAt(): number {
+    return this.#extras?.rateAt ?? 0;
+  }
+  set rateAt(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().rateAt = value;
+  }
+
+  /** Bytes read after the broker ended the connection. */
+  get lingered(): number {
+    return this.#extras?.lingered ?? 0;
+  }
+  set lingered(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().lingered = value;
+  }
+
+  /** Fires when the client stayed congested for `slowConsumerTimeout`. */
+  get slowTimer(): ReturnType<typeof setTimeout> | undefined {
+    return this.#extras?.slowTimer;
+  }
+  set slowTimer(value: ReturnType<typeof setTimeout> | undefined) {
+    if (value !== undefined || this.#extras !== undefined) this.#more().slowTimer = value;
+  }
+
+  /** How many clients that are behind hold this connection's reads paused (see `Broker.#hold`). */
+  get heldBy(): number {
+    return this.#extras?.heldBy ?? 0;
+  }
+  set heldBy(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().heldBy = value;
+  }
+
+  /** The connections whose reads this client holds paused while it is behind. */
+  get holding(): Set<Connection> | undefined {
+    return this.#extras?.holding;
+  }
+  set holding(value: Set<Connection> | undefined) {
+    if (value !== undefined || this.#extras !== undefined) this.#more().holding = value;
+  }
+
+  /** Ends the time this client may hold them paused (`maxPublisherPause`). */
+  get holdTimer(): ReturnType<typeof setTimeout> | undefined {
+    return this.#extras?.holdTimer;
+  }
+  set holdTimer(value: ReturnType<typeof setTimeout> | undefined) {
+    if (value !== undefined || this.#extras !== undefined) this.#more().holdTimer = value;
+  }
+
+  /** Until when (`performance.now()`) this client may not hold connections paused again. */
+  get noHoldUntil(): number {
+    return this.#extras?.noHoldUntil ?? 0;
+  }
+  set noHoldUntil(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().noHoldUntil = value;
+  }
+
+  /** Since when it holds connections paused. */
+  get holdSince(): number {
+    return this.#extras?.holdSince ?? 0;
+  }
+  set holdSince(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().holdSince = value;
+  }
+
+  /** Bytes its transport took while it holds connections paused: whether it makes progress. */
+  get written(): number {
+    return this.#extras?.written ?? 0;
+  }
+  set written(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().written = value;
+  }
+
+  /** A CONNECT whose enhanced authentication is still exchanging AUTH packets. */
+  get authenticating(): ClientInfo | undefined {
+    return this.#extras?.authenticating;
+  }
+  set authenticating(value: ClientInfo | undefined) {
+    if (value !== undefined || this.#extras !== undefined) this.#more().authenticating = value;
   }
 
   /**
@@ -337,10 +444,10 @@ class Connection implements TransportSink {
   pauseReads(): void {
     if (this.direct !== undefined) {
       this.direct.pause();
-    } else if (this.#resumed === undefined) {
+    } else if (this.#extras?.resumed === undefined) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => resolve = r);
-      this.#resumed = { promise, resolve };
+      this.#more().resumed = { promise, resolve };
     }
   }
 
@@ -350,14 +457,15 @@ class Connection implements TransportSink {
       this.direct.resume();
       return;
     }
-    const resumed = this.#resumed;
-    this.#resumed = undefined;
+    const extras = this.#extras;
+    const resumed = extras?.resumed;
+    if (extras !== undefined) extras.resumed = undefined;
     resumed?.resolve();
   }
 
   /** While the stream reads are paused, when they may go on. */
   get readsResumed(): Promise<void> | undefined {
-    return this.#resumed?.promise;
+    return this.#extras?.resumed?.promise;
   }
 
   /** Half-closes once everything written went out. */
@@ -390,18 +498,19 @@ class Connection implements TransportSink {
     if (this.#readsEnded) return;
     this.#readsEnded = true;
     this.#host.ended(this, error);
-    this.#done?.resolve();
+    this.#extras?.done?.resolve();
   }
 
   /** Resolves once the reads ended. */
   done(): Promise<void> {
     if (this.#readsEnded) return Promise.resolve();
-    if (this.#done === undefined) {
+    const extras = this.#more();
+    if (extras.done === undefined) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => resolve = r);
-      this.#done = { promise, resolve };
+      extras.done = { promise, resolve };
     }
-    return this.#done.promise;
+    return extras.done.promise;
   }
 }
 
@@ -881,12 +990,12 @@ export class Broker {
       const written = connection.write(bytes);
       if (written === undefined) {
         connection.pendingBytes -= size;
-        connection.written += size;
+        if (connection.holdTimer !== undefined) connection.written += size;
         continue;
       }
       connection.writing = written.then(() => {
         connection.pendingBytes -= size;
-        connection.written += size;
+        if (connection.holdTimer !== undefined) connection.written += size;
         if (connection.pendingBytes > this.#lowWater || connection.closed) return;
         if (connection.holdTimer !== undefined) this.#release(connection);
         if (session.congested) {
@@ -1139,7 +1248,7 @@ export class Broker {
     const session = connection.session;
     const hook = this.#options.enhancedAuthenticate;
     const client = connection.authenticating ?? connection.info;
-    const method = session.connectPacket?.properties?.authenticationMethod;
+    const method = session.authenticationMethod;
     if (hook === undefined || client === undefined || method === undefined) {
       if (connection.info === undefined) {
         session.reject(performance.now(), ReasonCode.BadAuthenticationMethod);

@@ -25,6 +25,7 @@ import {
   messageFromPublish,
 } from "./_delivery.ts";
 import type { SessionMachine } from "./session_machine.ts";
+import { OWNER } from "./_owner.ts";
 import { minQoS, type SessionJournal, SessionState } from "./session_state.ts";
 import { TopicTree } from "./topic_tree.ts";
 
@@ -327,7 +328,6 @@ interface Match {
  */
 export class BrokerMachine {
   readonly #sessions = new Map<string, SessionRecord>();
-  readonly #byConnection = new Map<SessionMachine, SessionRecord>();
   readonly #tree = new TopicTree<TreeEntry>();
   readonly #retained = new Map<string, BrokerMessage>();
   /** The same retained messages by topic level, so a new subscription finds its matches without a scan. */
@@ -458,7 +458,7 @@ export class BrokerMachine {
       const old = record.connection;
       if (old !== undefined && old !== session) {
         // [MQTT-3.1.4-3] the existing connection is taken over.
-        this.#byConnection.delete(old);
+        old[OWNER] = undefined;
         record.connection = undefined;
         const will = old.will;
         old.disconnect(now, ReasonCode.SessionTakenOver);
@@ -502,7 +502,7 @@ export class BrokerMachine {
     // [MQTT-3.1.3-9] a new connection before the will delay passed: the old will is not sent.
     record.will = undefined;
     record.willAt = undefined;
-    this.#byConnection.set(session, record);
+    session[OWNER] = record;
     this.#track(record);
     session.accept(now, {
       sessionPresent,
@@ -526,9 +526,7 @@ export class BrokerMachine {
    * @returns How many sessions it was delivered or queued to.
    */
   route(now: Millis, from: SessionMachine | undefined, packet: PublishPacket): number {
-    const publisher = from === undefined
-      ? undefined
-      : this.#byConnection.get(from)?.clientId ?? from.clientId;
+    const publisher = from === undefined ? undefined : this.#attached(from)?.clientId ?? from.clientId;
     return this.#route(now, messageFromPublish(now, packet, publisher));
   }
 
@@ -721,8 +719,8 @@ export class BrokerMachine {
    * @param session The session.
    */
   detach(now: Millis, session: SessionMachine): void {
-    const record = this.#byConnection.get(session);
-    this.#byConnection.delete(session);
+    const record = this.#attached(session);
+    if (record !== undefined) session[OWNER] = undefined;
     this.#dirtySet.delete(session);
     if (record === undefined || record.connection !== session) return;
     record.connection = undefined;
@@ -931,7 +929,7 @@ export class BrokerMachine {
         const connection = existing.connection;
         if (connection !== undefined) {
           // Replaced under a live connection: it is taken over, as by a new CONNECT.
-          this.#byConnection.delete(connection);
+          connection[OWNER] = undefined;
           existing.connection = undefined;
           connection.disconnect(now, ReasonCode.SessionTakenOver);
           this.#markDirty(connection);
@@ -1084,10 +1082,19 @@ export class BrokerMachine {
     if (this.#earliestKnown && deadline(record) === this.#earliest) this.#earliestKnown = false;
   }
 
+  /**
+   * The record of the session this machine attached, kept on the session itself rather than in a map (one
+   * entry fewer per connection); `undefined` when it is not attached here.
+   */
+  #attached(session: SessionMachine): SessionRecord | undefined {
+    const record = session[OWNER] as SessionRecord | undefined;
+    return record !== undefined && this.#sessions.get(record.clientId) === record ? record : undefined;
+  }
+
   #recordOf(session: SessionMachine, what: string): SessionRecord | undefined {
     // A session that closed since its event (taken over, say) has nothing left to answer.
     if (session.state === "closed") return undefined;
-    const record = this.#byConnection.get(session);
+    const record = this.#attached(session);
     if (record === undefined || record.connection !== session) {
       throw new Error(`Cannot ${what}: the session is not attached`);
     }

@@ -41,6 +41,7 @@ import {
   remainingSeconds,
 } from "./_delivery.ts";
 import { SessionState } from "./session_state.ts";
+import { OWNER } from "./_owner.ts";
 
 import type { Millis } from "./client_machine.ts";
 
@@ -167,6 +168,102 @@ export type SessionEvent =
   | { type: "closed"; error?: MqttError };
 
 const EMPTY_CODES: ReasonCode[] = [];
+
+/** The limits a client announced in its CONNECT (MQTT 5), or the defaults. */
+interface ClientLimits {
+  readonly receiveMaximum: number;
+  readonly maximumPacketSize: number;
+  readonly topicAliasMaximum: number;
+  readonly authenticationMethod: string | undefined;
+  readonly requestProblemInformation: boolean;
+}
+
+/** Inbound and outbound topic aliases, and the next outbound alias to hand out. */
+interface Aliases {
+  inbound?: Map<number, string>;
+  outbound?: Map<string, number>;
+  next: number;
+}
+
+/** {@linkcode SessionMachineOptions} checked and resolved. */
+interface Limits {
+  /** The options as given, to tell whether the options object changed since. */
+  readonly given: readonly unknown[];
+  readonly connectTimeoutMs: number;
+  /** The largest packet accepted, or `undefined` for the protocol's limit (not advertised). */
+  readonly maximumPacketSize: number | undefined;
+  readonly receiveMaximum: number;
+  readonly topicAliasMaximum: number;
+  readonly maximumQoS: QoS;
+  readonly retainAvailable: boolean;
+  readonly maxInflight: number;
+  /** A client's limits until its CONNECT says otherwise. */
+  readonly client: ClientLimits;
+  readonly decoder: { maximumPacketSize: number | undefined };
+}
+
+/** Resolved limits by options object: the sessions of one broker share one. */
+const resolvedLimits = new WeakMap<SessionMachineOptions, Limits>();
+
+/** The options, checked and resolved; the same object for the same options object while its values stay. */
+function limitsOf(options: SessionMachineOptions): Limits {
+  const given = [
+    options.connectTimeoutMs,
+    options.maximumPacketSize,
+    options.receiveMaximum,
+    options.topicAliasMaximum,
+    options.maximumQoS,
+    options.retainAvailable,
+    options.maxInflightMessages,
+  ];
+  const known = resolvedLimits.get(options);
+  if (known !== undefined && known.given.every((value, index) => value === given[index])) return known;
+  const limits = resolveLimits(options, given);
+  resolvedLimits.set(options, limits);
+  return limits;
+}
+
+function resolveLimits(options: SessionMachineOptions, given: readonly unknown[]): Limits {
+  const maximumPacketSize = options.maximumPacketSize ?? DEFAULT_MAXIMUM_PACKET_SIZE;
+  if (!Number.isInteger(maximumPacketSize) || maximumPacketSize === 1 || maximumPacketSize < 0) {
+    throw new RangeError(
+      `Cannot create session: maximum packet size ${maximumPacketSize} is neither 0 (none) nor a whole number of at least 2`,
+    );
+  }
+  const maxInflight = options.maxInflightMessages ?? 65_535;
+  if (!(maxInflight >= 1)) {
+    throw new RangeError(`Cannot create session: at most ${maxInflight} messages in flight`);
+  }
+  const receiveMaximum = options.receiveMaximum ?? 65_535;
+  if (receiveMaximum < 1 || receiveMaximum > 65_535) {
+    throw new RangeError(`Cannot create session: receive maximum ${receiveMaximum} is not 1 to 65535`);
+  }
+  const topicAliasMaximum = options.topicAliasMaximum ?? 16;
+  if (topicAliasMaximum < 0 || topicAliasMaximum > 65_535) {
+    throw new RangeError(`Cannot create session: topic alias maximum ${topicAliasMaximum} is not 0 to 65535`);
+  }
+  const limit = maximumPacketSize === 0 || maximumPacketSize >= MAX_PACKET_SIZE
+    ? undefined
+    : maximumPacketSize;
+  return {
+    given,
+    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
+    maximumPacketSize: limit,
+    receiveMaximum,
+    topicAliasMaximum,
+    maximumQoS: options.maximumQoS ?? 2,
+    retainAvailable: options.retainAvailable ?? true,
+    maxInflight,
+    client: {
+      receiveMaximum: Math.min(65_535, maxInflight),
+      maximumPacketSize: Infinity,
+      topicAliasMaximum: 0,
+      authenticationMethod: undefined,
+      requestProblemInformation: true,
+    },
+    decoder: { maximumPacketSize: limit },
+  };
+}
 /** Marks an awaited inbound PUBLISH whose message the driver routed (see `SessionMachine.routed`). */
 const ROUTED = 4;
 /** The most packets kept between a CONNECT and its answer. */
@@ -204,19 +301,14 @@ export class SessionMachine {
   /** The oldest event not yet polled, and the ones after it (made when two wait at once). */
   #event: SessionEvent | undefined;
   #moreEvents: SessionEvent[] | undefined;
-  readonly #connectTimeoutMs: number;
-  /** The largest packet accepted, or `undefined` for the protocol's limit (not advertised). */
-  readonly #maximumPacketSize: number | undefined;
-  readonly #receiveMaximum: number;
-  readonly #topicAliasMaximum: number;
-  readonly #maximumQoS: QoS;
-  readonly #retainAvailable: boolean;
-  readonly #maxInflight: number;
+  /** The options, resolved once and shared by the machines made with the same ones (see `limitsOf`). */
+  readonly #limits: Limits;
 
   #state: SessionMachineState = "waiting";
   #congested = false;
   #droppedWhileCongested = 0;
   #version: ProtocolVersion | undefined;
+  /** The CONNECT, from its arrival until it is accepted or refused. */
   #connect: ConnectPacket | undefined;
   #clientId = "";
   #will: Will | undefined;
@@ -224,13 +316,11 @@ export class SessionMachine {
   #keepAliveMs = 0;
   #deadline: Millis | undefined;
   #lastReceived: Millis;
-  #authenticationMethod: string | undefined;
-  #requestProblemInformation = true;
-  /** The first bytes received, to learn the protocol level of a CONNECT that fails to decode. */
-  #head: Uint8Array | undefined;
-  /** Packets that arrived after CONNECT, before `accept`. */
-  /** Packets that came before the CONNECT was accepted, made when the first one does. */
-  #held: Packet[] | undefined;
+  /**
+   * While waiting for CONNECT, its first bytes, to learn the protocol level of a CONNECT that fails to decode;
+   * then, until `accept`, the packets that came after it (made when the first one does).
+   */
+  #early: Uint8Array | Packet[] | undefined;
 
   #session: SessionState = new SessionState("");
   // The maps below are made when first needed: an idle connection holds none.
@@ -241,21 +331,21 @@ export class SessionMachine {
   #awaitingAck: Map<number, number> | undefined;
   /** How many of them are QoS 1 (the QoS 2 ones are in the session's inbound identifiers). */
   #awaitingQoS1 = 0;
-  /** Inbound topic aliases. */
-  #inboundAliases: Map<number, string> | undefined;
-
-  /** The client's limits (MQTT 5 CONNECT properties). */
-  #clientReceiveMaximum = 65_535;
-  #clientMaximumPacketSize = Infinity;
-  #clientTopicAliasMaximum = 0;
+  /** The client's limits (MQTT 5 CONNECT properties): the limits' shared defaults unless it sent some. */
+  #client: ClientLimits;
   /**
    * Packet identifiers of deliveries in flight from an earlier connection that wait for the client's Receive
    * Maximum to be resent on this one, in their order [MQTT-4.4.0-1] [MQTT-3.3.4-9].
    */
   #unsent: Set<number> | undefined;
-  /** Outbound topic aliases: topic → alias, and the next alias to hand out. */
-  #outboundAliases: Map<string, number> | undefined;
-  #nextAlias = 1;
+  /** Topic aliases, inbound and outbound; made with the first one. */
+  #aliases: Aliases | undefined;
+  /**
+   * Where the {@linkcode BrokerMachine} that attached this session keeps its record of it.
+   *
+   * @internal
+   */
+  [OWNER]: unknown;
 
   /**
    * Creates the machine for a connection that has just been opened.
@@ -265,38 +355,12 @@ export class SessionMachine {
    * @throws {RangeError} When an option is out of range.
    */
   constructor(now: Millis, options: SessionMachineOptions = {}) {
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
-    const maximumPacketSize = options.maximumPacketSize ?? DEFAULT_MAXIMUM_PACKET_SIZE;
-    if (!Number.isInteger(maximumPacketSize) || maximumPacketSize === 1 || maximumPacketSize < 0) {
-      throw new RangeError(
-        `Cannot create session: maximum packet size ${maximumPacketSize} is neither 0 (none) nor a whole number of at least 2`,
-      );
-    }
-    this.#maximumPacketSize = maximumPacketSize === 0 || maximumPacketSize >= MAX_PACKET_SIZE
-      ? undefined
-      : maximumPacketSize;
-    this.#receiveMaximum = options.receiveMaximum ?? 65_535;
-    this.#topicAliasMaximum = options.topicAliasMaximum ?? 16;
-    this.#maximumQoS = options.maximumQoS ?? 2;
-    this.#retainAvailable = options.retainAvailable ?? true;
-    this.#maxInflight = options.maxInflightMessages ?? 65_535;
-    if (!(this.#maxInflight >= 1)) {
-      throw new RangeError(`Cannot create session: at most ${this.#maxInflight} messages in flight`);
-    }
-    this.#clientReceiveMaximum = Math.min(65_535, this.#maxInflight);
-    if (this.#receiveMaximum < 1 || this.#receiveMaximum > 65_535) {
-      throw new RangeError(
-        `Cannot create session: receive maximum ${this.#receiveMaximum} is not 1 to 65535`,
-      );
-    }
-    if (this.#topicAliasMaximum < 0 || this.#topicAliasMaximum > 65_535) {
-      throw new RangeError(
-        `Cannot create session: topic alias maximum ${this.#topicAliasMaximum} is not 0 to 65535`,
-      );
-    }
-    this.#decoder = new PacketDecoder({ maximumPacketSize: this.#maximumPacketSize });
+    const limits = this.#limits = limitsOf(options);
+    this.#client = limits.client;
+    this.#decoder = new PacketDecoder(limits.decoder);
     this.#lastReceived = now;
-    this.#deadline = this.#connectTimeoutMs > 0 ? now + this.#connectTimeoutMs : undefined;
+    this.#deadline = limits.connectTimeoutMs > 0 ? now + limits.connectTimeoutMs : undefined;
+    this[OWNER] = undefined;
   }
 
   /** Where the connection is. */
@@ -314,9 +378,18 @@ export class SessionMachine {
     return this.#clientId;
   }
 
-  /** The CONNECT packet, once it arrived. */
+  /**
+   * The CONNECT packet, from its arrival until the client is accepted (`accept`): then it is let go, so that an
+   * idle connection does not hold it. What is needed of it later has getters of its own (`clientId`, `version`,
+   * `will`, `sessionExpiryInterval`, `authenticationMethod`).
+   */
   get connectPacket(): ConnectPacket | undefined {
     return this.#connect;
+  }
+
+  /** The MQTT 5 authentication method of the CONNECT, which a re-authentication keeps [MQTT-4.12.1-1]. */
+  get authenticationMethod(): string | undefined {
+    return this.#client.authenticationMethod;
   }
 
   /**
@@ -384,7 +457,10 @@ export class SessionMachine {
   handleBytes(now: Millis, bytes: Uint8Array): void {
     if (this.#state === "closed" || bytes.length === 0) return;
     this.#lastReceived = now;
-    if (this.#state === "waiting" && (this.#head?.length ?? 0) < 16) this.#head = joinHead(this.#head, bytes);
+    if (this.#state === "waiting") {
+      const head = this.#early as Uint8Array | undefined;
+      if ((head?.length ?? 0) < 16) this.#early = joinHead(head, bytes);
+    }
     try {
       this.#decoder.push(bytes);
       for (let packet = this.#decoder.next(); packet !== undefined; packet = this.#decoder.next()) {
@@ -420,7 +496,7 @@ export class SessionMachine {
       this.#close(
         new MqttError(
           ReasonCode.MaximumConnectTime,
-          `Cannot accept the connection: not connected within ${this.#connectTimeoutMs} ms`,
+          `Cannot accept the connection: not connected within ${this.#limits.connectTimeoutMs} ms`,
         ),
       );
     }
@@ -494,6 +570,7 @@ export class SessionMachine {
     const connect = this.#connect as ConnectPacket;
     // [MQTT-3.2.2-2] never present after a clean start.
     const sessionPresent = options.sessionPresent === true && !connect.cleanStart;
+    this.#connect = undefined; // what is needed of it from now on is kept apart
     const extra = options.properties;
     if (extra?.assignedClientIdentifier !== undefined) this.#clientId = extra.assignedClientIdentifier;
     const early = this.#session;
@@ -501,12 +578,14 @@ export class SessionMachine {
     let properties: ConnAckProperties | undefined;
     if (version === 5) {
       properties = { ...extra };
-      if (this.#receiveMaximum !== 65_535) properties.receiveMaximum = this.#receiveMaximum;
-      if (this.#topicAliasMaximum > 0) properties.topicAliasMaximum = this.#topicAliasMaximum;
-      if (this.#maximumPacketSize !== undefined) properties.maximumPacketSize = this.#maximumPacketSize;
+      if (this.#limits.receiveMaximum !== 65_535) properties.receiveMaximum = this.#limits.receiveMaximum;
+      if (this.#limits.topicAliasMaximum > 0) properties.topicAliasMaximum = this.#limits.topicAliasMaximum;
+      if (this.#limits.maximumPacketSize !== undefined) {
+        properties.maximumPacketSize = this.#limits.maximumPacketSize;
+      }
       // [MQTT-3.2.2-9] a server without QoS 2 says so.
-      if (this.#maximumQoS < 2) properties.maximumQoS = this.#maximumQoS as 0 | 1;
-      if (!this.#retainAvailable) properties.retainAvailable = false;
+      if (this.#limits.maximumQoS < 2) properties.maximumQoS = this.#limits.maximumQoS as 0 | 1;
+      if (!this.#limits.retainAvailable) properties.retainAvailable = false;
       if (extra?.sessionExpiryInterval !== undefined) {
         this.#sessionExpiryInterval = extra.sessionExpiryInterval;
       }
@@ -525,7 +604,7 @@ export class SessionMachine {
         if (entry.released) {
           active++;
           this.#outbox.push({ type: "pubrel", packetId: entry.packetId, reasonCode: 0 }, version);
-        } else if (active >= this.#clientReceiveMaximum || this.#unsent !== undefined) {
+        } else if (active >= this.#client.receiveMaximum || this.#unsent !== undefined) {
           (this.#unsent ??= new Set()).add(entry.packetId);
         } else if (this.#sendPublish(now, entry, entry.packetId, true)) {
           active++;
@@ -540,8 +619,8 @@ export class SessionMachine {
     // Deliveries made before the client was accepted wait in a state of their own until now.
     if (early !== this.#session) { for (const delivery of early.queue) this.#session.enqueue(now, delivery); }
     this.#pump(now);
-    const held = this.#held;
-    this.#held = undefined;
+    const held = this.#early as Packet[] | undefined;
+    this.#early = undefined;
     if (held === undefined) return;
     for (const packet of held) {
       if (this.#isClosed()) return;
@@ -579,13 +658,13 @@ export class SessionMachine {
    */
   authenticate(now: Millis, reasonCode: ReasonCode, properties: AuthProperties = {}): void {
     if (this.#state === "closed") return;
-    if (this.#authenticationMethod === undefined) {
+    if (this.#client.authenticationMethod === undefined) {
       throw new Error("Cannot send AUTH: the client did not ask for enhanced authentication [MQTT-4.12.0-6]");
     }
     this.#pushTrimmed({
       type: "auth",
       reasonCode,
-      properties: { ...properties, authenticationMethod: this.#authenticationMethod },
+      properties: { ...properties, authenticationMethod: this.#client.authenticationMethod },
     });
     void now;
   }
@@ -734,7 +813,7 @@ export class SessionMachine {
     const session = this.#session;
     if (
       this.#congested || this.#unsent !== undefined || session.queue.length > 0 ||
-      session.inflight.size >= this.#clientReceiveMaximum
+      session.inflight.size >= this.#client.receiveMaximum
     ) {
       session.enqueue(now, delivery);
       return;
@@ -779,8 +858,8 @@ export class SessionMachine {
         this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), false);
       } else if (packet.type === "disconnect") {
         this.#close(undefined);
-      } else if ((this.#held?.length ?? 0) < MAX_HELD) {
-        (this.#held ??= []).push(packet);
+      } else if (((this.#early as Packet[] | undefined)?.length ?? 0) < MAX_HELD) {
+        ((this.#early as Packet[] | undefined) ??= []).push(packet);
       } else {
         // A client that floods before it is accepted is refused rather than buffered without bound.
         this.#fail(
@@ -888,16 +967,18 @@ export class SessionMachine {
     this.#connect = packet;
     this.#clientId = packet.clientId;
     this.#state = "connecting";
-    this.#head = undefined; // the CONNECT decoded: its protocol level is known
+    this.#early = undefined; // the CONNECT decoded: its protocol level is known
     this.#keepAliveMs = packet.keepAlive * 1000;
     const properties = packet.properties;
     if (properties !== undefined) {
       this.#sessionExpiryInterval = properties.sessionExpiryInterval ?? 0;
-      this.#clientReceiveMaximum = Math.min(properties.receiveMaximum ?? 65_535, this.#maxInflight);
-      this.#clientMaximumPacketSize = properties.maximumPacketSize ?? Infinity;
-      this.#clientTopicAliasMaximum = properties.topicAliasMaximum ?? 0;
-      this.#authenticationMethod = properties.authenticationMethod;
-      this.#requestProblemInformation = properties.requestProblemInformation ?? true;
+      this.#client = {
+        receiveMaximum: Math.min(properties.receiveMaximum ?? 65_535, this.#limits.maxInflight),
+        maximumPacketSize: properties.maximumPacketSize ?? Infinity,
+        topicAliasMaximum: properties.topicAliasMaximum ?? 0,
+        authenticationMethod: properties.authenticationMethod,
+        requestProblemInformation: properties.requestProblemInformation ?? true,
+      };
     }
     if (packet.will !== undefined) {
       // [MQTT-3.1.2-7] the will is kept with the session: keep our own copy of its payload.
@@ -914,11 +995,11 @@ export class SessionMachine {
     }
     if (packet.will !== undefined && version === 5) {
       // [MQTT-3.2.2-12] [MQTT-3.2.2-13] a will the server cannot publish is refused.
-      if (packet.will.qos > this.#maximumQoS) {
+      if (packet.will.qos > this.#limits.maximumQoS) {
         this.reject(0, ReasonCode.QoSNotSupported);
         return;
       }
-      if (packet.will.retain && !this.#retainAvailable) {
+      if (packet.will.retain && !this.#limits.retainAvailable) {
         this.reject(0, ReasonCode.RetainNotSupported);
         return;
       }
@@ -933,7 +1014,7 @@ export class SessionMachine {
 
   #handleAuth(now: Millis, packet: AuthPacket): void {
     const method = packet.properties?.authenticationMethod;
-    if (this.#authenticationMethod === undefined || method !== this.#authenticationMethod) {
+    if (this.#client.authenticationMethod === undefined || method !== this.#client.authenticationMethod) {
       // [MQTT-4.12.0-7] no AUTH without a method in CONNECT; [MQTT-4.12.1-1] re-authentication keeps it.
       this.#fail(
         now,
@@ -957,7 +1038,7 @@ export class SessionMachine {
 
   #handlePublish(now: Millis, packet: PublishPacket): void {
     const version = this.#version as ProtocolVersion;
-    if (packet.qos > this.#maximumQoS) {
+    if (packet.qos > this.#limits.maximumQoS) {
       // [MQTT-3.2.2-11] the client must not exceed the Maximum QoS of the CONNACK.
       this.#fail(
         now,
@@ -966,7 +1047,7 @@ export class SessionMachine {
       );
       return;
     }
-    if (packet.retain && !this.#retainAvailable) {
+    if (packet.retain && !this.#limits.retainAvailable) {
       // [MQTT-3.2.2-14]
       this.#fail(now, new MqttError(ReasonCode.RetainNotSupported, "Cannot accept a retained PUBLISH"), true);
       return;
@@ -984,27 +1065,27 @@ export class SessionMachine {
       }
       const alias = properties.topicAlias;
       if (alias !== undefined) {
-        if (alias > this.#topicAliasMaximum) {
+        if (alias > this.#limits.topicAliasMaximum) {
           // [MQTT-3.3.2-12] only aliases up to the CONNACK's maximum are accepted.
           this.#fail(
             now,
             new MqttError(
               ReasonCode.TopicAliasInvalid,
-              `Cannot accept topic alias ${alias}: the maximum is ${this.#topicAliasMaximum}`,
+              `Cannot accept topic alias ${alias}: the maximum is ${this.#limits.topicAliasMaximum}`,
             ),
             true,
           );
           return;
         }
         if (packet.topic === "") {
-          const topic = this.#inboundAliases?.get(alias);
+          const topic = this.#aliases?.inbound?.get(alias);
           if (topic === undefined) {
             this.#fail(now, protocolError(`topic alias ${alias} that was never set`), true);
             return;
           }
           packet.topic = topic;
         } else {
-          (this.#inboundAliases ??= new Map()).set(alias, packet.topic);
+          ((this.#aliases ??= { next: 1 }).inbound ??= new Map()).set(alias, packet.topic);
         }
         const { topicAlias: _, ...rest } = properties;
         packet.properties = rest;
@@ -1025,7 +1106,7 @@ export class SessionMachine {
     }
     if (
       version === 5 && !packet.dup &&
-      this.#awaitingQoS1 + inboundQoS2.size >= this.#receiveMaximum
+      this.#awaitingQoS1 + inboundQoS2.size >= this.#limits.receiveMaximum
     ) {
       // MQTT 5 §3.3.4: a new message beyond the Receive Maximum we advertised [MQTT-3.3.4-7]. A resend (DUP)
       // beyond it is taken instead: a client resending after a reconnect may count differently, and a
@@ -1034,7 +1115,7 @@ export class SessionMachine {
         now,
         new MqttError(
           ReasonCode.ReceiveMaximumExceeded,
-          `Cannot accept PUBLISH ${packetId}: more than ${this.#receiveMaximum} unacknowledged [MQTT-3.3.4-7]`,
+          `Cannot accept PUBLISH ${packetId}: more than ${this.#limits.receiveMaximum} unacknowledged [MQTT-3.3.4-7]`,
         ),
         true,
       );
@@ -1094,7 +1175,7 @@ export class SessionMachine {
     const unsent = this.#unsent;
     if (unsent !== undefined) {
       for (const packetId of unsent) {
-        if (this.#congested || this.#active() >= this.#clientReceiveMaximum) return;
+        if (this.#congested || this.#active() >= this.#client.receiveMaximum) return;
         unsent.delete(packetId);
         const entry = session.inflight.get(packetId);
         if (entry === undefined || entry.released) continue;
@@ -1104,7 +1185,7 @@ export class SessionMachine {
       this.#unsent = undefined;
     }
     while (
-      !this.#congested && session.queue.length > 0 && session.inflight.size < this.#clientReceiveMaximum
+      !this.#congested && session.queue.length > 0 && session.inflight.size < this.#client.receiveMaximum
     ) {
       const delivery = session.dequeue(now);
       if (delivery === undefined) break;
@@ -1131,14 +1212,14 @@ export class SessionMachine {
         if (!dup) return false;
         expiry = 1;
       }
-      if (this.#clientTopicAliasMaximum > 0) {
-        const known = this.#outboundAliases?.get(message.topic);
+      if (this.#client.topicAliasMaximum > 0) {
+        const known = this.#aliases?.outbound?.get(message.topic);
         if (known !== undefined) {
           alias = known;
           withTopic = false;
-        } else if (this.#nextAlias <= this.#clientTopicAliasMaximum) {
+        } else if ((this.#aliases?.next ?? 1) <= this.#client.topicAliasMaximum) {
           // [MQTT-3.3.2-11] within the client's Topic Alias Maximum.
-          alias = this.#nextAlias;
+          alias = this.#aliases?.next ?? 1;
           newAlias = true;
         }
       }
@@ -1181,7 +1262,7 @@ export class SessionMachine {
         }
         publishEncodeCounter.count++;
         // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
-        if (this.#outbox.push(packet, version, this.#clientMaximumPacketSize) < 0) return false;
+        if (this.#outbox.push(packet, version, this.#client.maximumPacketSize) < 0) return false;
         this.#noteAlias(newAlias, message.topic, alias);
         return true;
       }
@@ -1190,7 +1271,7 @@ export class SessionMachine {
     }
     const bytes = encoded.bytes;
     // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
-    if (bytes.length > this.#clientMaximumPacketSize) return false;
+    if (bytes.length > this.#client.maximumPacketSize) return false;
     this.#noteAlias(newAlias, message.topic, alias);
     const offset = encoded.packetIdOffset;
     if (offset < 0) {
@@ -1210,8 +1291,9 @@ export class SessionMachine {
   /** Records a topic alias just sent for the first time. */
   #noteAlias(newAlias: boolean, topic: string, alias: number): void {
     if (!newAlias) return;
-    (this.#outboundAliases ??= new Map()).set(topic, alias);
-    this.#nextAlias++;
+    const aliases = this.#aliases ??= { next: 1 };
+    (aliases.outbound ??= new Map()).set(topic, alias);
+    aliases.next++;
   }
 
   #sendConnAck(reasonCode: ReasonCode, properties?: ConnAckProperties): void {
@@ -1238,13 +1320,13 @@ export class SessionMachine {
     const version = this.#version as ProtocolVersion;
     let properties = packet.properties as Properties | undefined;
     const ack = packet.type !== "connack" && packet.type !== "disconnect";
-    if (properties !== undefined && ack && !this.#requestProblemInformation) {
+    if (properties !== undefined && ack && !this.#client.requestProblemInformation) {
       const { reasonString: _r, userProperties: _u, ...rest } = properties;
       properties = rest;
       packet = { ...packet, properties } as typeof packet;
     }
     let bytes = encode(packet, version);
-    if (bytes.length > this.#clientMaximumPacketSize && properties !== undefined) {
+    if (bytes.length > this.#client.maximumPacketSize && properties !== undefined) {
       const { reasonString: _r, userProperties: _u, ...rest } = properties as Properties;
       bytes = encode({ ...packet, properties: rest } as Packet, version);
     }
@@ -1255,7 +1337,7 @@ export class SessionMachine {
   #protocolFailure(now: Millis, error: MqttError): void {
     if (this.#state === "waiting") {
       // The CONNECT itself: learn its level from the raw bytes to answer in a form the client reads.
-      const protocol = connectProtocol(this.#head);
+      const protocol = connectProtocol(this.#early as Uint8Array | undefined);
       const level = protocol?.level;
       if (error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
         // A level we do not speak (0-2, 6-255, or 3 with "MQTT", 4 or 5 with "MQIsdp"): CONNACK 0x01 unacceptable
@@ -1303,7 +1385,7 @@ export class SessionMachine {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.#deadline = undefined;
-    this.#held = undefined;
+    this.#early = undefined;
     this.#emit(error === undefined ? { type: "closed" } : { type: "closed", error });
   }
 
@@ -1320,7 +1402,7 @@ export class SessionMachine {
 
   /** Whether the client asked not to get reason strings and user properties on acknowledgements. */
   get requestProblemInformation(): boolean {
-    return this.#requestProblemInformation;
+    return this.#client.requestProblemInformation;
   }
 }
 
