@@ -433,7 +433,7 @@ interface Goal {
   key: string;
   /** The figure compared: our value / mosquitto's, or an absolute value. */
   measure: (name: BrokerName) => number | undefined;
-  pass: (x: number) => boolean;
+  pass: (x: number, name: BrokerName) => boolean;
   show: (x: number) => string;
 }
 
@@ -493,13 +493,14 @@ const GOALS: Goal[] = [
     show: times,
   },
   {
-    text: "≤ 4 KiB per idle connection",
+    // Issue 13's goals: Deno holds 6.5 KiB per connection before any of our code (a bare Deno.listen server).
+    text: "≤ 8 KiB (Deno), ≤ 3 KiB (Bun) per idle connection",
     key: "idle",
     measure: (name) => {
       const r = results.get(name)?.get("idle");
       return r?.error === undefined ? r?.idle?.kibPerConnection : undefined;
     },
-    pass: (x) => x <= 4,
+    pass: (x, name) => x <= (name === "ours-deno" ? 8 : 3),
     show: (x) => `${x.toFixed(2)} KiB`,
   },
 ];
@@ -518,7 +519,7 @@ function goalRows(): {
         broker: name,
         goal: goal.text,
         value,
-        pass: value === undefined ? undefined : goal.pass(value),
+        pass: value === undefined ? undefined : goal.pass(value, name),
       };
     })
   );
