@@ -271,7 +271,7 @@ class ConnectionExtras {
   holdTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   noHoldUntil = 0;
   holdSince = 0;
-  written = 0;
+  progressAt = 0;
   resumed: { promise: Promise<void>; resolve(): void } | undefined = undefined;
   authenticating: ClientInfo | undefined = undefined;
 }
@@ -410,12 +410,15 @@ class Connection implements TransportSink {
     if (value !== 0 || this.#extras !== undefined) this.#more().holdSince = value;
   }
 
-  /** Bytes its transport took while it holds connections paused: whether it makes progress. */
-  get written(): number {
-    return this.#extras?.written ?? 0;
+  /**
+   * While more than the low watermark waits to be written to it: when its transport last took a write, or
+   * when the backlog passed the low watermark (whichever came later); 0 below it.
+   */
+  get progressAt(): number {
+    return this.#extras?.progressAt ?? 0;
   }
-  set written(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().written = value;
+  set progressAt(value: number) {
+    if (value !== 0 || this.#extras !== undefined) this.#more().progressAt = value;
   }
 
   /** A CONNECT whose enhanced authentication is still exchanging AUTH packets. */
@@ -975,7 +978,11 @@ export class Broker {
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       this.#counters.bytesSent += bytes.length;
       if (this.#options.logPackets) this.#trace(connection, "out", bytes);
+      const before = connection.pendingBytes;
       connection.pendingBytes += bytes.length;
+      if (before <= this.#lowWater && connection.pendingBytes > this.#lowWater) {
+        connection.progressAt = performance.now();
+      }
       if (connection.pendingBytes > 2 * highWater && !connection.closed) {
         // Even acknowledgements and queued messages pile up: the client must not grow the broker's memory.
         this.#disconnectSlow(connection);
@@ -990,13 +997,16 @@ export class Broker {
       const written = connection.write(bytes);
       if (written === undefined) {
         connection.pendingBytes -= size;
-        if (connection.holdTimer !== undefined) connection.written += size;
         continue;
       }
       connection.writing = written.then(() => {
         connection.pendingBytes -= size;
-        if (connection.holdTimer !== undefined) connection.written += size;
-        if (connection.pendingBytes > this.#lowWater || connection.closed) return;
+        if (connection.pendingBytes > this.#lowWater) {
+          connection.progressAt = performance.now();
+          return;
+        }
+        connection.progressAt = 0;
+        if (connection.closed) return;
         if (connection.holdTimer !== undefined) this.#release(connection);
         if (session.congested) {
           clearTimeout(connection.slowTimer);
@@ -1060,11 +1070,15 @@ export class Broker {
    */
   #hold(connection: Connection): void {
     if (connection.holdTimer === undefined) {
-      if (performance.now() < connection.noHoldUntil) {
+      const now = performance.now();
+      // Pausing its publishers for a client that took nothing since its backlog began would be no use.
+      const stalled = now - connection.progressAt >= (this.#options.maxWriteStall ?? 100);
+      if (stalled || now < connection.noHoldUntil) {
+        if (stalled) connection.noHoldUntil = now + 10 * (this.#options.maxPublisherPause ?? 1000);
         this.#behind(connection);
         return;
       }
-      connection.holdSince = performance.now();
+      connection.holdSince = now;
       this.#checkHold(connection);
     }
     const source = this.#source;
@@ -1076,14 +1090,15 @@ export class Broker {
   }
 
   /**
-   * Every `maxWriteStall` while `connection` holds connections paused: it counts as behind once its own
-   * connection took no byte since the last look (a client that stopped reading), or once it held them for
-   * `maxPublisherPause`; then it may not hold any again for 10 times that.
+   * While `connection` holds connections paused: it counts as behind once its transport took nothing for
+   * `maxWriteStall` (a client that stopped reading), or once it held them for `maxPublisherPause`; then it may
+   * not hold any again for 10 times that.
    */
   #checkHold(connection: Connection): void {
     const stall = this.#options.maxWriteStall ?? 100;
     const pause = this.#options.maxPublisherPause ?? 1000;
-    const mark = connection.written;
+    const now = performance.now();
+    const due = Math.min(connection.progressAt + stall, connection.holdSince + pause);
     connection.holdTimer = setTimeout(() => {
       connection.holdTimer = undefined;
       if (connection.closed || connection.pendingBytes <= this.#lowWater) {
@@ -1091,11 +1106,11 @@ export class Broker {
         return;
       }
       const now = performance.now();
-      if (connection.written === mark || now - connection.holdSince >= pause) {
+      if (now - connection.progressAt >= stall || now - connection.holdSince >= pause) {
         connection.noHoldUntil = now + 10 * pause;
         this.#behind(connection);
       } else this.#checkHold(connection);
-    }, Math.min(stall, pause));
+    }, Math.max(1, due - now));
   }
 
   /** Reads again the connections that `connection` held paused. */
