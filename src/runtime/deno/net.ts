@@ -11,7 +11,6 @@
  */
 
 import type { DirectTransport, Listener, Transport, TransportSink } from "../../transport/transport.ts";
-import { concat } from "../../bytes.ts";
 import { raceAbort } from "../_abort.ts";
 import { hostPort } from "../_address.ts";
 import type { TcpConnectOptions, TcpListenOptions, TlsConnectOptions, TlsListenOptions } from "../types.ts";
@@ -82,6 +81,11 @@ class ConnState implements Transport, DirectTransport {
   /** Chunks waiting for the write in flight, and the promise they settle together. */
   #queue: Uint8Array[] | undefined;
   #queued: Batch | undefined;
+  /**
+   * Where queued chunks are joined for the next write, kept while the writes go on: a write is awaited before
+   * the next gather, so the buffer is free again by then (a fresh buffer per write cost its zero fill).
+   */
+  #gathered: Uint8Array | undefined;
   /** Why writing failed: later writes fail with it. */
   #writeError: unknown;
   #endAsked = false;
@@ -265,7 +269,7 @@ class ConnState implements Transport, DirectTransport {
       settles?.resolve();
       const queue = this.#queue;
       if (queue === undefined) break;
-      const take = gather(queue);
+      const take = gather(queue, this.#gathered ??= new Uint8Array(GATHER_LIMIT));
       chunk = take.chunk;
       if (take.rest === undefined) {
         // The last of the queue: its promise settles with this write.
@@ -278,6 +282,8 @@ class ConnState implements Transport, DirectTransport {
       }
     }
     this.#writing = false;
+    // Idle again: an idle connection holds no gather buffer.
+    this.#gathered = undefined;
     if (this.#endAsked) this.#closeWrite();
   }
 
@@ -314,10 +320,13 @@ class ConnState implements Transport, DirectTransport {
 }
 
 /**
- * Takes the chunks of `queue` that leave in the next write: all of them joined, up to `GATHER_LIMIT` bytes,
- * or a large chunk alone.
+ * Takes the chunks of `queue` that leave in the next write: all of them joined into `into`, up to
+ * `GATHER_LIMIT` bytes, or a large chunk alone.
  */
-function gather(queue: Uint8Array[]): { chunk: Uint8Array; rest: Uint8Array[] | undefined } {
+function gather(
+  queue: Uint8Array[],
+  into: Uint8Array,
+): { chunk: Uint8Array; rest: Uint8Array[] | undefined } {
   if (queue.length === 1) return { chunk: queue[0]!, rest: undefined };
   let count = 0;
   let size = 0;
@@ -327,10 +336,13 @@ function gather(queue: Uint8Array[]): { chunk: Uint8Array; rest: Uint8Array[] | 
     size = next;
   }
   const rest = count < queue.length ? queue.slice(count) : undefined;
-  return {
-    chunk: count === 1 ? queue[0]! : concat(rest === undefined ? queue : queue.slice(0, count)),
-    rest,
-  };
+  if (count === 1) return { chunk: queue[0]!, rest };
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    into.set(queue[i]!, at);
+    at += queue[i]!.byteLength;
+  }
+  return { chunk: into.subarray(0, at), rest };
 }
 
 function fromConn(conn: Deno.Conn): Transport {
