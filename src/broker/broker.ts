@@ -844,7 +844,8 @@ export class Broker {
     const packet: PublishPacket = {
       type: "publish",
       topic,
-      payload: typeof payload === "string" ? new TextEncoder().encode(payload) : payload,
+      // Our own copy: large payloads leave uncopied, so the caller's buffer must not change meanwhile.
+      payload: typeof payload === "string" ? new TextEncoder().encode(payload) : payload.slice(),
       qos: options.qos ?? 0,
       retain: options.retain ?? false,
       dup: false,

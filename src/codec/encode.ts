@@ -206,16 +206,19 @@ export function publishSize(packet: PublishPacket, version: ProtocolVersion): nu
  *
  * @param packet The same PUBLISH.
  * @param version The same protocol level.
- * @param buffer Where it goes; `publishSize`'s answer of bytes from `offset` on must fit.
+ * @param buffer Where it goes; `publishSize`'s answer of bytes from `offset` on must fit (less the payload's
+ * length without `payload`).
  * @param offset Where it starts.
+ * @param payload `false` to write everything but the payload, which the caller sends right after.
  */
 export function writePublish(
   packet: PublishPacket,
   version: ProtocolVersion,
   buffer: Uint8Array,
   offset: number,
+  payload = true,
 ): void {
-  const { topic, payload, qos } = packet;
+  const { topic, qos } = packet;
   const topicLength = plannedTopicLength;
   const propsSize = plannedPropsSize;
   buffer[offset] = 0x30 | plannedFlags;
@@ -241,7 +244,7 @@ export function writePublish(
       position = writer.position;
     }
   }
-  buffer.set(payload, position);
+  if (payload) buffer.set(packet.payload, position);
 }
 
 const ACK_HEADERS = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 } as const;

@@ -28,6 +28,8 @@ function batchSize(n: number): number {
 
 /** A queue of encoded packets that leaves in as few chunks as copying them cheaply allows. */
 export class Outbox {
+  /** Whether a large PUBLISH's payload leaves as the caller's bytes, uncopied (see the constructor). */
+  readonly #views: boolean;
   /** Chunks queued in order before the open part of the batch buffer; made when needed. */
   #parts: Uint8Array[] | undefined;
   #length = 0;
@@ -39,6 +41,16 @@ export class Outbox {
   #next = MIN_BATCH;
   /** Bytes written into batch buffers since the last `take()` emptied the queue. */
   #batched = 0;
+
+  /**
+   * @param options With `viewPayloads`, a PUBLISH of {@linkcode OWN_CHUNK_SIZE} bytes or more is queued as its
+   * header and its payload as it is, not copied: the payload must then not change until taken and written (a
+   * broker forwarding what it read); else it is copied into a chunk of its own (a client whose caller may
+   * reuse the buffer).
+   */
+  constructor(options: { viewPayloads?: boolean } = {}) {
+    this.#views = options.viewPayloads ?? false;
+  }
 
   /** Bytes waiting to be taken. */
   get length(): number {
@@ -57,6 +69,16 @@ export class Outbox {
     if (packet.type === "publish") {
       const size = publishSize(packet, version);
       if (size > maximumSize) return -1;
+      if (size >= OWN_CHUNK_SIZE && this.#views) {
+        // The header into the batch, then the payload itself: one copy less, where the transport gathers
+        // them into its writes anyway.
+        const head = size - packet.payload.length;
+        const at = this.#reserve(head);
+        writePublish(packet, version, this.#batch!, at, false);
+        this.#wrote(at, head);
+        this.pushBytes(packet.payload);
+        return size;
+      }
       if (size >= OWN_CHUNK_SIZE) {
         const bytes = new Uint8Array(size);
         writePublish(packet, version, bytes, 0);

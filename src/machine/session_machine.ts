@@ -297,7 +297,8 @@ const MAX_HELD = 1000;
  */
 export class SessionMachine {
   readonly #decoder: PacketDecoder;
-  readonly #outbox = new Outbox();
+  /** A broker forwards payloads it read and never changes: large ones leave uncopied. */
+  readonly #outbox = new Outbox({ viewPayloads: true });
   /** The oldest event not yet polled, and the ones after it (made when two wait at once). */
   #event: SessionEvent | undefined;
   #moreEvents: SessionEvent[] | undefined;

@@ -118,3 +118,45 @@ test("Outbox.push() of a packet that fails to encode throws and leaves the queue
   outbox.push({ type: "pingreq" }, 4);
   assert.deepEqual(outbox.take(), Uint8Array.of(0x30, 6, 0, 1, 0x61, 1, 1, 1, 0xc0, 0));
 });
+
+test("Outbox with viewPayloads queues a large PUBLISH as its header and the payload itself, uncopied; the bytes are encode()'s", () => {
+  for (const version of [4, 5] as const) {
+    const views = new Outbox({ viewPayloads: true });
+    const copies = new Outbox();
+    const payload = bytes(OWN_CHUNK_SIZE, 7);
+    const small: Packet = {
+      type: "publish",
+      topic: "s",
+      payload: bytes(10, 1),
+      qos: 0,
+      retain: false,
+      dup: false,
+    };
+    const large: Packet = {
+      type: "publish",
+      topic: "big/one",
+      payload,
+      qos: 1,
+      packetId: 9,
+      retain: true,
+      dup: false,
+    };
+    for (const outbox of [views, copies]) {
+      outbox.push(small, version);
+      outbox.push(large, version);
+      outbox.push(small, version);
+    }
+    const taken: Uint8Array[] = [];
+    for (let chunk = views.take(); chunk !== undefined; chunk = views.take()) taken.push(chunk);
+    assert.deepEqual(
+      concat(taken),
+      concat([encode(small, version), encode(large, version), encode(small, version)]),
+    );
+    assert.ok(taken.includes(payload), "the payload left as the very same bytes");
+    // Without the option (a client's outbox) the payload is copied: the caller may reuse its buffer.
+    const copied: Uint8Array[] = [];
+    for (let chunk = copies.take(); chunk !== undefined; chunk = copies.take()) copied.push(chunk);
+    assert.deepEqual(concat(copied), concat(taken));
+    assert.ok(!copied.some((chunk) => chunk.buffer === payload.buffer));
+  }
+});
