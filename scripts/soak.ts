@@ -487,7 +487,9 @@ class SoakRun {
         await settledWithin(client.close(), 5000);
       }
     } finally {
-      if (persistent) this.#poolBusy.delete(slot);
+      // The identifier is used again a second later, not at once: the broker reads the DISCONNECT and the
+      // next CONNECT on different connections, and one taken over before its DISCONNECT was read leaves a will.
+      if (persistent) setTimeout(() => this.#poolBusy.delete(slot), 1000);
     }
   }
 
