@@ -1,11 +1,12 @@
 /**
- * The broker side of one MQTT connection, sans-IO: bytes and time in; bytes, events and a deadline out.
+ * The broker side of one MQTT connection, sans-IO: bytes and time in; bytes, events and a deadline out. It reads
+ * the client's packets and answers the protocol flows; the handshake's rules live in `session_connect.ts`, what
+ * it sends in `session_outbound.ts`. It makes no routing or authorization decision: those are events.
  *
  * @module
  */
 
-import { reasonCodeAllowed } from "../codec/reason_codes.ts";
-import { MAX_PACKET_SIZE, PacketDecoder } from "../codec/decoder.ts";
+import { PacketDecoder } from "../codec/decoder.ts";
 import { encode } from "../codec/encode.ts";
 import type {
   AckProperties,
@@ -22,252 +23,51 @@ import type {
   PubAckPacket,
   PublishPacket,
   PubRecPacket,
-  QoS,
   SubAckPacket,
-  SubscribePacket,
   UnsubAckPacket,
-  UnsubscribePacket,
   Will,
 } from "../codec/packet.ts";
+import { reasonCodeAllowed } from "../codec/reason_codes.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 import { Outbox } from "./_outbox.ts";
+import type { Delivery } from "./_delivery.ts";
+import { INBOUND_NEW, INBOUND_RECEIVED, inboundStep, pubCompCode } from "./_inbound_qos.ts";
+import { TopicAliases } from "./_topic_aliases.ts";
 import {
-  type Delivery,
-  type EncodedPublish,
-  encodePublish,
-  encodingKey,
-  publishEncodeCounter,
-  publishPacket,
-  remainingSeconds,
-} from "./_delivery.ts";
+  type AcceptOptions,
+  checkAuth,
+  connAckCode,
+  connAckProperties,
+  connectFailureAnswer,
+  disconnectCode,
+  holdPacket,
+  joinHead,
+  MAX_HELD,
+  protocolError,
+  readConnect,
+} from "./session_connect.ts";
+import {
+  type ClientLimits,
+  clientLimits,
+  type Limits,
+  limitsOf,
+  type SessionMachineOptions,
+} from "./session_limits.ts";
+import { SessionOutbound } from "./session_outbound.ts";
 import { SessionState } from "./session_state.ts";
+import type { SessionEvent, SessionMachineState } from "./session_types.ts";
 import { OWNER } from "./_owner.ts";
 
 import type { Millis } from "./client_machine.ts";
 
-/**
- * Where a {@linkcode SessionMachine} is in the life of its connection.
- *
- * @example From waiting to closed
- * ```ts
- * import assert from "node:assert/strict";
- * import { encode } from "@x/mqtt/codec";
- * import { SessionMachine } from "@x/mqtt/machine";
- * const session = new SessionMachine(0);
- * assert.equal(session.state, "waiting");
- * session.handleBytes(1, encode({
- *   type: "connect", protocolVersion: 5, clientId: "a", cleanStart: true, keepAlive: 0,
- * }, 5));
- * assert.equal(session.state, "connecting");
- * session.accept(2);
- * assert.equal(session.state, "connected");
- * session.handleBytes(3, encode({ type: "disconnect", reasonCode: 0 }, 5));
- * assert.equal(session.state, "closed");
- * ```
- */
-export type SessionMachineState =
-  /** Waiting for CONNECT. */
-  | "waiting"
-  /** CONNECT received; waiting for `accept` or `reject` (and for the AUTH exchange, if any). */
-  | "connecting"
-  /** CONNACK 0x00 sent. */
-  | "connected"
-  /** The connection is over: write what `pollTransmit` still returns, then close the transport. */
-  | "closed";
-
-/**
- * The largest packet a {@linkcode SessionMachine} accepts by default: 1 MiB, fixed header included, as EMQX's
- * `max_packet_size`. A packet announcing more is refused from its fixed header, before its body is read.
- */
-export const DEFAULT_MAXIMUM_PACKET_SIZE: number = 1_048_576;
-
-/** Options of {@linkcode SessionMachine}. */
-export interface SessionMachineOptions {
-  /** Milliseconds the client has to send CONNECT and be accepted; 0 waits forever. @default 10000 */
-  connectTimeoutMs?: number;
-  /**
-   * The largest packet accepted from the client, in bytes, fixed header included; advertised in an MQTT 5
-   * CONNACK (Maximum Packet Size). A packet announcing more is refused as soon as its fixed header arrives,
-   * without reading its body: MQTT 5 clients get DISCONNECT 0x95 Packet Too Large, earlier versions a closed
-   * connection [MQTT-3.2.2-15]. The CONNECT itself is held to it too. At least 2; 0 sets no limit but the
-   * protocol's (256 MiB), so that one connection can make the broker hold that much. @default 1048576 (1 MiB)
-   */
-  maximumPacketSize?: number;
-  /** How many QoS 1 and 2 PUBLISH the client may have unacknowledged (MQTT 5 Receive Maximum). @default 65535 */
-  receiveMaximum?: number;
-  /** The highest topic alias accepted from an MQTT 5 client; 0 accepts none. @default 16 */
-  topicAliasMaximum?: number;
-  /**
-   * The highest QoS accepted in PUBLISH and wills (MQTT 5 Maximum QoS); an MQTT 5 CONNACK advertises it.
-   * Subscriptions are still granted up to 2 [MQTT-3.2.2-10]. @default 2
-   */
-  maximumQoS?: QoS;
-  /** Whether retained messages are accepted (MQTT 5 Retain Available). @default true */
-  retainAvailable?: boolean;
-  /**
-   * The most QoS 1 and 2 messages in flight to the client, for clients of any version; an MQTT 5 client's
-   * Receive Maximum lowers it further. @default 65535
-   */
-  maxInflightMessages?: number;
-}
-
-/** Options of {@linkcode SessionMachine.accept}. */
-export interface AcceptOptions {
-  /** Whether the session existed (MQTT 5 §3.2.2.1.1); must be `false` after a clean start [MQTT-3.2.2-2]. */
-  sessionPresent?: boolean;
-  /** The delivery state to send from: the resumed session's, or a new one by default. */
-  state?: SessionState;
-  /**
-   * Extra CONNACK properties (MQTT 5): an assigned client identifier, a server keep-alive, authentication
-   * data, a reason string… Receive Maximum, Topic Alias Maximum and Maximum Packet Size come from the options
-   * of the machine.
-   */
-  properties?: ConnAckProperties;
-}
-
-/**
- * What a {@linkcode SessionMachine} reports. Events named after a packet ask the driver to decide and answer
- * with a command; `closed` reports a fact and is always the last event, emitted exactly once.
- *
- * @example Answer a QoS 1 PUBLISH
- * ```ts
- * import assert from "node:assert/strict";
- * import { encode } from "@x/mqtt/codec";
- * import { SessionMachine } from "@x/mqtt/machine";
- * const session = new SessionMachine(0);
- * session.handleBytes(1, encode({
- *   type: "connect", protocolVersion: 4, clientId: "a", cleanStart: true, keepAlive: 0,
- * }, 4));
- * assert.equal(session.pollEvent()?.type, "connect");
- * session.accept(2);
- * session.pollTransmit(); // CONNACK
- * const payload = new Uint8Array([42]);
- * session.handleBytes(3, encode({
- *   type: "publish", topic: "a/b", payload, qos: 1, packetId: 7, retain: false, dup: false,
- * }, 4));
- * const event = session.pollEvent();
- * assert(event?.type === "publish" && event.packet.packetId !== undefined);
- * session.acknowledge(4, event.packet.packetId); // after routing it
- * assert.deepEqual(session.pollTransmit(), new Uint8Array([0x40, 0x02, 0x00, 0x07])); // PUBACK 7
- * session.handleClose(5);
- * assert.equal(session.pollEvent()?.type, "closed");
- * ```
- */
-export type SessionEvent =
-  /** Answer with `accept` (or `BrokerMachine.attach`) or `reject`. */
-  | { type: "connect"; packet: ConnectPacket }
-  /** MQTT 5 enhanced authentication: answer with `authenticate`, `accept`, `reject` or `disconnect`. */
-  | { type: "auth"; packet: AuthPacket }
-  /** Route it, then `acknowledge` it when `qos > 0`. Its topic alias is already resolved. */
-  | { type: "publish"; packet: PublishPacket }
-  /** Answer with `grant` (or `BrokerMachine.subscribe`). */
-  | { type: "subscribe"; packet: SubscribePacket }
-  /** Answer with `acknowledgeUnsubscribe` (or `BrokerMachine.unsubscribe`). */
-  | { type: "unsubscribe"; packet: UnsubscribePacket }
-  /** The connection is over; `error` says why unless it ended normally. */
-  | { type: "closed"; error?: MqttError };
+export type { AcceptOptions } from "./session_connect.ts";
+export { DEFAULT_MAXIMUM_PACKET_SIZE, type SessionMachineOptions } from "./session_limits.ts";
+export type { SessionEvent, SessionMachineState } from "./session_types.ts";
 
 const EMPTY_CODES: ReasonCode[] = [];
 
-/** The limits a client announced in its CONNECT (MQTT 5), or the defaults. */
-interface ClientLimits {
-  readonly receiveMaximum: number;
-  readonly maximumPacketSize: number;
-  readonly topicAliasMaximum: number;
-  readonly authenticationMethod: string | undefined;
-  readonly requestProblemInformation: boolean;
-}
-
-/** Inbound and outbound topic aliases, and the next outbound alias to hand out. */
-interface Aliases {
-  inbound?: Map<number, string>;
-  outbound?: Map<string, number>;
-  next: number;
-}
-
-/** {@linkcode SessionMachineOptions} checked and resolved. */
-interface Limits {
-  /** The options as given, to tell whether the options object changed since. */
-  readonly given: readonly unknown[];
-  readonly connectTimeoutMs: number;
-  /** The largest packet accepted, or `undefined` for the protocol's limit (not advertised). */
-  readonly maximumPacketSize: number | undefined;
-  readonly receiveMaximum: number;
-  readonly topicAliasMaximum: number;
-  readonly maximumQoS: QoS;
-  readonly retainAvailable: boolean;
-  readonly maxInflight: number;
-  /** A client's limits until its CONNECT says otherwise. */
-  readonly client: ClientLimits;
-  readonly decoder: { maximumPacketSize: number | undefined };
-}
-
-/** Resolved limits by options object: the sessions of one broker share one. */
-const resolvedLimits = new WeakMap<SessionMachineOptions, Limits>();
-
-/** The options, checked and resolved; the same object for the same options object while its values stay. */
-function limitsOf(options: SessionMachineOptions): Limits {
-  const given = [
-    options.connectTimeoutMs,
-    options.maximumPacketSize,
-    options.receiveMaximum,
-    options.topicAliasMaximum,
-    options.maximumQoS,
-    options.retainAvailable,
-    options.maxInflightMessages,
-  ];
-  const known = resolvedLimits.get(options);
-  if (known !== undefined && known.given.every((value, index) => value === given[index])) return known;
-  const limits = resolveLimits(options, given);
-  resolvedLimits.set(options, limits);
-  return limits;
-}
-
-function resolveLimits(options: SessionMachineOptions, given: readonly unknown[]): Limits {
-  const maximumPacketSize = options.maximumPacketSize ?? DEFAULT_MAXIMUM_PACKET_SIZE;
-  if (!Number.isInteger(maximumPacketSize) || maximumPacketSize === 1 || maximumPacketSize < 0) {
-    throw new RangeError(
-      `Cannot create session: maximum packet size ${maximumPacketSize} is neither 0 (none) nor a whole number of at least 2`,
-    );
-  }
-  const maxInflight = options.maxInflightMessages ?? 65_535;
-  if (!(maxInflight >= 1)) {
-    throw new RangeError(`Cannot create session: at most ${maxInflight} messages in flight`);
-  }
-  const receiveMaximum = options.receiveMaximum ?? 65_535;
-  if (receiveMaximum < 1 || receiveMaximum > 65_535) {
-    throw new RangeError(`Cannot create session: receive maximum ${receiveMaximum} is not 1 to 65535`);
-  }
-  const topicAliasMaximum = options.topicAliasMaximum ?? 16;
-  if (topicAliasMaximum < 0 || topicAliasMaximum > 65_535) {
-    throw new RangeError(`Cannot create session: topic alias maximum ${topicAliasMaximum} is not 0 to 65535`);
-  }
-  const limit = maximumPacketSize === 0 || maximumPacketSize >= MAX_PACKET_SIZE
-    ? undefined
-    : maximumPacketSize;
-  return {
-    given,
-    connectTimeoutMs: options.connectTimeoutMs ?? 10_000,
-    maximumPacketSize: limit,
-    receiveMaximum,
-    topicAliasMaximum,
-    maximumQoS: options.maximumQoS ?? 2,
-    retainAvailable: options.retainAvailable ?? true,
-    maxInflight,
-    client: {
-      receiveMaximum: Math.min(65_535, maxInflight),
-      maximumPacketSize: Infinity,
-      topicAliasMaximum: 0,
-      authenticationMethod: undefined,
-      requestProblemInformation: true,
-    },
-    decoder: { maximumPacketSize: limit },
-  };
-}
 /** Marks an awaited inbound PUBLISH whose message the driver routed (see `SessionMachine.routed`). */
 const ROUTED = 4;
-/** The most packets kept between a CONNECT and its answer. */
-const MAX_HELD = 1000;
 
 /**
  * The broker side of one network connection: decodes what the client sends (any protocol version, learnt from
@@ -306,8 +106,6 @@ export class SessionMachine {
   readonly #limits: Limits;
 
   #state: SessionMachineState = "waiting";
-  #congested = false;
-  #droppedWhileCongested = 0;
   #version: ProtocolVersion | undefined;
   /** The CONNECT, from its arrival until it is accepted or refused. */
   #connect: ConnectPacket | undefined;
@@ -323,7 +121,8 @@ export class SessionMachine {
    */
   #early: Uint8Array | Packet[] | undefined;
 
-  #session: SessionState = new SessionState("");
+  /** What the connection sends: deliveries, the flight window, outbound aliases (and the session state). */
+  readonly #out: SessionOutbound;
   // The maps below are made when first needed: an idle connection holds none.
   /**
    * Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier: the QoS,
@@ -334,13 +133,8 @@ export class SessionMachine {
   #awaitingQoS1 = 0;
   /** The client's limits (MQTT 5 CONNECT properties): the limits' shared defaults unless it sent some. */
   #client: ClientLimits;
-  /**
-   * Packet identifiers of deliveries in flight from an earlier connection that wait for the client's Receive
-   * Maximum to be resent on this one, in their order [MQTT-4.4.0-1] [MQTT-3.3.4-9].
-   */
-  #unsent: Set<number> | undefined;
-  /** Topic aliases, inbound and outbound; made with the first one. */
-  #aliases: Aliases | undefined;
+  /** Inbound topic aliases; made with the first one. */
+  #aliases: TopicAliases | undefined;
   /**
    * Where the {@linkcode BrokerMachine} that attached this session keeps its record of it.
    *
@@ -358,6 +152,7 @@ export class SessionMachine {
   constructor(now: Millis, options: SessionMachineOptions = {}) {
     const limits = this.#limits = limitsOf(options);
     this.#client = limits.client;
+    this.#out = new SessionOutbound(this.#outbox, limits.client, new SessionState(""));
     this.#decoder = new PacketDecoder(limits.decoder);
     this.#lastReceived = now;
     this.#deadline = limits.connectTimeoutMs > 0 ? now + limits.connectTimeoutMs : undefined;
@@ -408,17 +203,17 @@ export class SessionMachine {
 
   /** The delivery state this connection sends from. */
   get session(): SessionState {
-    return this.#session;
+    return this.#out.session;
   }
 
   /** Whether the driver said the connection's writes are backed up; see {@linkcode SessionMachine.setCongested}. */
   get congested(): boolean {
-    return this.#congested;
+    return this.#out.congested;
   }
 
   /** How many QoS 0 messages were dropped because the connection was congested. */
   get droppedWhileCongested(): number {
-    return this.#droppedWhileCongested;
+    return this.#out.droppedWhileCongested;
   }
 
   /**
@@ -441,9 +236,9 @@ export class SessionMachine {
    *   drained below its low-water mark.
    */
   setCongested(now: Millis, congested: boolean): void {
-    if (this.#congested === congested) return;
-    this.#congested = congested;
-    if (!congested && this.#state === "connected") this.#pump(now);
+    if (this.#out.congested === congested) return;
+    this.#out.congested = congested;
+    if (!congested && this.#state === "connected") this.#out.pump(now);
   }
 
   // ---------------------------------------------------------------------------------------------- inputs
@@ -574,19 +369,12 @@ export class SessionMachine {
     this.#connect = undefined; // what is needed of it from now on is kept apart
     const extra = options.properties;
     if (extra?.assignedClientIdentifier !== undefined) this.#clientId = extra.assignedClientIdentifier;
-    const early = this.#session;
-    this.#session = options.state ?? new SessionState(this.#clientId);
+    const out = this.#out;
+    const early = out.session;
+    out.session = options.state ?? new SessionState(this.#clientId);
     let properties: ConnAckProperties | undefined;
     if (version === 5) {
-      properties = { ...extra };
-      if (this.#limits.receiveMaximum !== 65_535) properties.receiveMaximum = this.#limits.receiveMaximum;
-      if (this.#limits.topicAliasMaximum > 0) properties.topicAliasMaximum = this.#limits.topicAliasMaximum;
-      if (this.#limits.maximumPacketSize !== undefined) {
-        properties.maximumPacketSize = this.#limits.maximumPacketSize;
-      }
-      // [MQTT-3.2.2-9] a server without QoS 2 says so.
-      if (this.#limits.maximumQoS < 2) properties.maximumQoS = this.#limits.maximumQoS as 0 | 1;
-      if (!this.#limits.retainAvailable) properties.retainAvailable = false;
+      properties = connAckProperties(this.#limits, extra);
       if (extra?.sessionExpiryInterval !== undefined) {
         this.#sessionExpiryInterval = extra.sessionExpiryInterval;
       }
@@ -596,30 +384,11 @@ export class SessionMachine {
     this.#state = "connected";
     this.#lastReceived = Math.max(this.#lastReceived, now);
     this.#updateDeadline();
-    if (sessionPresent) {
-      // [MQTT-4.4.0-1] in flight from the last connection: PUBLISH again with DUP and PUBREL again, with the
-      // original packet identifiers, in order [MQTT-4.6.0-1]; PUBLISH only while this connection's Receive
-      // Maximum allows [MQTT-3.3.4-9] (the client may have lowered it), the rest as acknowledgements come.
-      let active = 0;
-      for (const entry of this.#session.inflight.values()) {
-        if (entry.released) {
-          active++;
-          this.#outbox.push({ type: "pubrel", packetId: entry.packetId, reasonCode: 0 }, version);
-        } else if (active >= this.#client.receiveMaximum || this.#unsent !== undefined) {
-          (this.#unsent ??= new Set()).add(entry.packetId);
-        } else if (this.#sendPublish(now, entry, entry.packetId, true)) {
-          active++;
-        } else {
-          // Too large for this connection's Maximum Packet Size: dropped as if sent [MQTT-3.1.2-25].
-          this.#session.complete(entry.packetId);
-        }
-      }
-    } else {
-      this.#session.clear(now);
-    }
+    if (sessionPresent) out.resend(now);
+    else out.session.clear(now);
     // Deliveries made before the client was accepted wait in a state of their own until now.
-    if (early !== this.#session) { for (const delivery of early.queue) this.#session.enqueue(now, delivery); }
-    this.#pump(now);
+    if (early !== out.session) { for (const delivery of early.queue) out.session.enqueue(now, delivery); }
+    out.pump(now);
     const held = this.#early as Packet[] | undefined;
     this.#early = undefined;
     if (held === undefined) return;
@@ -695,7 +464,7 @@ export class SessionMachine {
     const awaiting = this.#awaitingAck?.get(packetId);
     if (awaiting === undefined || (awaiting & ROUTED) !== 0) return;
     this.#awaitingAck!.set(packetId, awaiting | ROUTED);
-    if (awaiting === 2) this.#session.journal?.inboundChanged(this.#session);
+    if (awaiting === 2) this.#out.session.journal?.inboundChanged(this.#out.session);
   }
 
   /**
@@ -737,9 +506,9 @@ export class SessionMachine {
     if (qos === 2) {
       // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message (also when the connection
       // closed while the driver decided: the client's resend is then a new message).
-      if (reasonCode >= 0x80) this.#session.removeInboundQoS2(packetId);
+      if (reasonCode >= 0x80) this.#out.session.removeInboundQoS2(packetId);
       // Routed by now: from here on a store keeps the identifier (see awaitsRouting).
-      else this.#session.journal?.inboundChanged(this.#session);
+      else this.#out.session.journal?.inboundChanged(this.#out.session);
     }
     if (this.#state === "closed") return;
     if (properties === undefined) {
@@ -802,24 +571,8 @@ export class SessionMachine {
    *   as it is (not copied) when queued or in flight.
    */
   deliver(now: Millis, delivery: Delivery): void {
-    if (this.#state !== "connected") {
-      if (delivery.qos > 0) this.#session.enqueue(now, delivery);
-      return;
-    }
-    if (delivery.qos === 0) {
-      if (this.#congested) this.#droppedWhileCongested++;
-      else this.#sendPublish(now, delivery, 0, false);
-      return;
-    }
-    const session = this.#session;
-    if (
-      this.#congested || this.#unsent !== undefined || session.queue.length > 0 ||
-      session.inflight.size >= this.#client.receiveMaximum
-    ) {
-      session.enqueue(now, delivery);
-      return;
-    }
-    this.#startDelivery(now, delivery);
+    if (this.#state === "connected") this.#out.deliver(now, delivery);
+    else if (delivery.qos > 0) this.#out.session.enqueue(now, delivery);
   }
 
   /**
@@ -859,9 +612,7 @@ export class SessionMachine {
         this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), false);
       } else if (packet.type === "disconnect") {
         this.#close(undefined);
-      } else if (((this.#early as Packet[] | undefined)?.length ?? 0) < MAX_HELD) {
-        ((this.#early as Packet[] | undefined) ??= []).push(packet);
-      } else {
+      } else if ((this.#early = holdPacket(this.#early as Packet[] | undefined, packet)) === undefined) {
         // A client that floods before it is accepted is refused rather than buffered without bound.
         this.#fail(
           now,
@@ -875,53 +626,23 @@ export class SessionMachine {
       case "publish":
         this.#handlePublish(now, packet);
         break;
-      case "puback": {
-        const entry = this.#session.inflight.get(packet.packetId);
-        if (entry !== undefined && entry.qos === 1) {
-          // Also one still to resend: the client had it from the last connection.
-          this.#unsent?.delete(packet.packetId);
-          this.#session.complete(packet.packetId);
-          this.#pump(now);
-        }
+      case "puback":
+        this.#out.handlePubAck(now, packet.packetId);
         break;
-      }
-      case "pubrec": {
-        const entry = this.#session.inflight.get(packet.packetId);
-        const version = this.#version as ProtocolVersion;
-        if (entry === undefined || entry.qos !== 2) {
-          this.#outbox.push(
-            { type: "pubrel", packetId: packet.packetId, reasonCode: ReasonCode.PacketIdentifierNotFound },
-            version,
-          );
-        } else if (packet.reasonCode >= 0x80) {
-          // [MQTT-4.4.0-2] a refusal completes the delivery.
-          this.#unsent?.delete(packet.packetId);
-          this.#session.complete(packet.packetId);
-          this.#pump(now);
-        } else {
-          // [MQTT-4.3.3-4] PUBREL with the same identifier; the PUBLISH is never sent again [MQTT-4.3.3-6].
-          this.#unsent?.delete(packet.packetId);
-          this.#session.release(entry);
-          this.#outbox.push({ type: "pubrel", packetId: packet.packetId, reasonCode: 0 }, version);
-        }
+      case "pubrec":
+        this.#out.handlePubRec(now, packet);
         break;
-      }
-      case "pubcomp": {
-        const entry = this.#session.inflight.get(packet.packetId);
-        if (entry !== undefined && entry.released) {
-          this.#session.complete(packet.packetId);
-          this.#pump(now);
-        }
+      case "pubcomp":
+        this.#out.handlePubComp(now, packet.packetId);
         break;
-      }
       case "pubrel": {
         // [MQTT-4.3.3-11] PUBCOMP with the same identifier; afterwards the identifier is new [MQTT-4.3.3-12].
-        // An unknown identifier is a PUBREL resent after its PUBCOMP was lost: 0x00 rather than 0x92, as
-        // mosquitto answers, because MQTT.js fails the publish on a PUBCOMP 0x92 although it was delivered.
-        this.#session.removeInboundQoS2(packet.packetId);
+        // An unknown identifier is a PUBREL resent after its PUBCOMP was lost: 0x00 (see pubCompCode).
+        const known = this.#out.session.removeInboundQoS2(packet.packetId);
+        const version = this.#version as ProtocolVersion;
         this.#outbox.push(
-          { type: "pubcomp", packetId: packet.packetId, reasonCode: ReasonCode.Success },
-          this.#version as ProtocolVersion,
+          { type: "pubcomp", packetId: packet.packetId, reasonCode: pubCompCode(known, version, false) },
+          version,
         );
         break;
       }
@@ -973,66 +694,23 @@ export class SessionMachine {
     const properties = packet.properties;
     if (properties !== undefined) {
       this.#sessionExpiryInterval = properties.sessionExpiryInterval ?? 0;
-      this.#client = {
-        receiveMaximum: Math.min(properties.receiveMaximum ?? 65_535, this.#limits.maxInflight),
-        maximumPacketSize: properties.maximumPacketSize ?? Infinity,
-        topicAliasMaximum: properties.topicAliasMaximum ?? 0,
-        authenticationMethod: properties.authenticationMethod,
-        requestProblemInformation: properties.requestProblemInformation ?? true,
-      };
+      this.#out.client = this.#client = clientLimits(properties, this.#limits);
     }
-    if (packet.will !== undefined) {
-      // [MQTT-3.1.2-7] the will is kept with the session: keep our own copy of its payload.
-      const will: Will = { ...packet.will, payload: packet.will.payload.slice() };
-      if (will.properties?.correlationData !== undefined) {
-        will.properties = { ...will.properties, correlationData: will.properties.correlationData.slice() };
-      }
-      this.#will = will;
-      packet.will = will; // the kept CONNECT must not pin the received chunk either
-    }
-    if (packet.password !== undefined) packet.password = packet.password.slice();
-    if (packet.properties?.authenticationData !== undefined) {
-      packet.properties.authenticationData = packet.properties.authenticationData.slice();
-    }
-    if (packet.will !== undefined && version === 5) {
-      // [MQTT-3.2.2-12] [MQTT-3.2.2-13] a will the server cannot publish is refused.
-      if (packet.will.qos > this.#limits.maximumQoS) {
-        this.reject(0, ReasonCode.QoSNotSupported);
-        return;
-      }
-      if (packet.will.retain && !this.#limits.retainAvailable) {
-        this.reject(0, ReasonCode.RetainNotSupported);
-        return;
-      }
-    }
-    if (packet.clientId === "" && (version < 5 && !packet.cleanStart || version === 3)) {
-      // [MQTT-3.1.3-8] (3.1.1) a zero-byte client identifier needs Clean Session; 3.1 requires one.
-      this.reject(0, ReasonCode.ClientIdentifierNotValid);
+    this.#out.version = version;
+    const refusal = readConnect(packet, this.#limits);
+    this.#will = packet.will;
+    if (refusal !== undefined) {
+      this.reject(0, refusal);
       return;
     }
     this.#emit({ type: "connect", packet });
   }
 
   #handleAuth(now: Millis, packet: AuthPacket): void {
-    const method = packet.properties?.authenticationMethod;
-    if (this.#client.authenticationMethod === undefined || method !== this.#client.authenticationMethod) {
-      // [MQTT-4.12.0-7] no AUTH without a method in CONNECT; [MQTT-4.12.1-1] re-authentication keeps it.
-      this.#fail(
-        now,
-        protocolError("AUTH without the CONNECT's authentication method [MQTT-4.12.0-7]"),
-        true,
-      );
+    const error = checkAuth(packet, this.#client.authenticationMethod, this.#state === "connected");
+    if (error !== undefined) {
+      this.#fail(now, error, true);
       return;
-    }
-    const expected = this.#state === "connected"
-      ? ReasonCode.ReAuthenticate
-      : ReasonCode.ContinueAuthentication;
-    if (packet.reasonCode !== expected && packet.reasonCode !== ReasonCode.ContinueAuthentication) {
-      this.#fail(now, protocolError(`AUTH with reason code ${packet.reasonCode}`), true);
-      return;
-    }
-    if (packet.properties?.authenticationData !== undefined) {
-      packet.properties.authenticationData = packet.properties.authenticationData.slice();
     }
     this.#emit({ type: "auth", packet });
   }
@@ -1066,27 +744,14 @@ export class SessionMachine {
       }
       const alias = properties.topicAlias;
       if (alias !== undefined) {
-        if (alias > this.#limits.topicAliasMaximum) {
-          // [MQTT-3.3.2-12] only aliases up to the CONNACK's maximum are accepted.
-          this.#fail(
-            now,
-            new MqttError(
-              ReasonCode.TopicAliasInvalid,
-              `Cannot accept topic alias ${alias}: the maximum is ${this.#limits.topicAliasMaximum}`,
-            ),
-            true,
-          );
+        const error = (this.#aliases ??= new TopicAliases()).resolve(
+          packet,
+          alias,
+          this.#limits.topicAliasMaximum,
+        );
+        if (error !== undefined) {
+          this.#fail(now, error, true);
           return;
-        }
-        if (packet.topic === "") {
-          const topic = this.#aliases?.inbound?.get(alias);
-          if (topic === undefined) {
-            this.#fail(now, protocolError(`topic alias ${alias} that was never set`), true);
-            return;
-          }
-          packet.topic = topic;
-        } else {
-          ((this.#aliases ??= { next: 1 }).inbound ??= new Map()).set(alias, packet.topic);
         }
         const { topicAlias: _, ...rest } = properties;
         packet.properties = rest;
@@ -1098,11 +763,12 @@ export class SessionMachine {
       return;
     }
     const awaiting = this.#awaitingAck ??= new Map();
-    if (awaiting.has(packetId)) return; // a resend of one the driver is still deciding on
-    const inboundQoS2 = this.#session.inboundQoS2;
-    if (packet.qos === 2 && inboundQoS2.has(packetId)) {
-      // [MQTT-4.3.3-10] a duplicate before PUBREL: PUBREC again, no new delivery.
-      this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
+    const inboundQoS2 = this.#out.session.inboundQoS2;
+    const step = inboundStep(packet.qos, packetId, awaiting.has(packetId), inboundQoS2);
+    if (step !== INBOUND_NEW) {
+      // [MQTT-4.3.3-10] a duplicate before PUBREL: PUBREC again, no new delivery; a resend of one the driver is
+      // still deciding on: nothing.
+      if (step === INBOUND_RECEIVED) this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
       return;
     }
     if (
@@ -1127,7 +793,7 @@ export class SessionMachine {
     // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate. The
     // driver routes the message even if the connection closes before it decided, or refuses it, which frees
     // the identifier.
-    if (packet.qos === 2) this.#session.addInboundQoS2(packetId);
+    if (packet.qos === 2) this.#out.session.addInboundQoS2(packetId);
     this.#emit({ type: "publish", packet });
   }
 
@@ -1145,156 +811,6 @@ export class SessionMachine {
     this.#close(
       reasonCode >= 0x80 ? new MqttError(reasonCode, undefined, { source: "peer" }) : undefined,
     );
-  }
-
-  /** Sends a QoS 1 or 2 delivery with a new packet identifier, or drops it. */
-  #startDelivery(now: Millis, delivery: Delivery): void {
-    const expiry = remainingSeconds(delivery.message, now);
-    if (expiry === 0) return; // [MQTT-3.3.2-5]
-    const entry = this.#session.startInflight(delivery);
-    if (entry === undefined) {
-      this.#session.enqueue(now, delivery);
-      return;
-    }
-    if (!this.#sendPublish(now, entry, entry.packetId, false)) {
-      // [MQTT-3.1.2-25] too large for the client: behave as if it had been sent and completed.
-      this.#session.complete(entry.packetId);
-    }
-  }
-
-  /** How many QoS 1 and 2 deliveries count against the client's Receive Maximum on this connection. */
-  #active(): number {
-    return this.#session.inflight.size - (this.#unsent?.size ?? 0);
-  }
-
-  /**
-   * Sends, while the client's Receive Maximum allows [MQTT-4.9.0-2], the deliveries of an earlier connection
-   * still to resend, then the queued ones.
-   */
-  #pump(now: Millis): void {
-    const session = this.#session;
-    const unsent = this.#unsent;
-    if (unsent !== undefined) {
-      for (const packetId of unsent) {
-        if (this.#congested || this.#active() >= this.#client.receiveMaximum) return;
-        unsent.delete(packetId);
-        const entry = session.inflight.get(packetId);
-        if (entry === undefined || entry.released) continue;
-        // [MQTT-3.1.2-25] too large for this connection: dropped as if sent.
-        if (!this.#sendPublish(now, entry, packetId, true)) session.complete(packetId);
-      }
-      this.#unsent = undefined;
-    }
-    while (
-      !this.#congested && session.queue.length > 0 && session.inflight.size < this.#client.receiveMaximum
-    ) {
-      const delivery = session.dequeue(now);
-      if (delivery === undefined) break;
-      if (delivery.qos === 0) this.#sendPublish(now, delivery, 0, false);
-      else this.#startDelivery(now, delivery);
-    }
-  }
-
-  /**
-   * Encodes (or reuses the turn's shared encoding of) a PUBLISH, patches in the packet identifier and DUP, and
-   * queues it. Returns `false` when the packet is too large for the client, or the message expired.
-   */
-  #sendPublish(now: Millis, delivery: Delivery, packetId: number, dup: boolean): boolean {
-    const version = this.#version as ProtocolVersion;
-    const message = delivery.message;
-    let expiry: number | undefined;
-    let alias = 0;
-    let withTopic = true;
-    let newAlias = false;
-    if (version === 5) {
-      expiry = remainingSeconds(message, now);
-      if (expiry === 0) {
-        // [MQTT-3.3.2-5] expired before delivery started; a resend of one in flight goes out anyway.
-        if (!dup) return false;
-        expiry = 1;
-      }
-      if (this.#client.topicAliasMaximum > 0) {
-        const known = this.#aliases?.outbound?.get(message.topic);
-        if (known !== undefined) {
-          alias = known;
-          withTopic = false;
-        } else if ((this.#aliases?.next ?? 1) <= this.#client.topicAliasMaximum) {
-          // [MQTT-3.3.2-11] within the client's Topic Alias Maximum.
-          alias = this.#aliases?.next ?? 1;
-          newAlias = true;
-        }
-      }
-    }
-    const subscriptionIdentifiers = version === 5 ? delivery.subscriptionIdentifiers : undefined;
-    // The deliveries of this turn share encodings; without that cache the PUBLISH is written straight into the
-    // outbox with its own packet identifier, without a buffer of its own.
-    const cache = message.encodings;
-    let key: string | number = 0;
-    let encoded: EncodedPublish | undefined;
-    if (cache !== undefined) {
-      key = subscriptionIdentifiers === undefined && alias === 0 && expiry === undefined
-        ? (version === 5 ? 8 : 0) + delivery.qos * 2 + (delivery.retain ? 1 : 0) // 3.1 and 3.1.1 PUBLISH are alike
-        : encodingKey(
-          version,
-          delivery.qos,
-          delivery.retain,
-          subscriptionIdentifiers,
-          alias,
-          withTopic,
-          expiry,
-        );
-      encoded = cache.get(key);
-    }
-    if (encoded === undefined) {
-      const packet = publishPacket(
-        message,
-        version,
-        delivery.qos,
-        delivery.retain,
-        subscriptionIdentifiers,
-        alias,
-        withTopic,
-        expiry,
-      );
-      if (cache === undefined) {
-        if (delivery.qos > 0) {
-          packet.packetId = packetId;
-          packet.dup = dup;
-        }
-        publishEncodeCounter.count++;
-        // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
-        if (this.#outbox.push(packet, version, this.#client.maximumPacketSize) < 0) return false;
-        this.#noteAlias(newAlias, message.topic, alias);
-        return true;
-      }
-      encoded = encodePublish(packet, version);
-      cache.set(key, encoded);
-    }
-    const bytes = encoded.bytes;
-    // [MQTT-3.1.2-24] never larger than the client's Maximum Packet Size.
-    if (bytes.length > this.#client.maximumPacketSize) return false;
-    this.#noteAlias(newAlias, message.topic, alias);
-    const offset = encoded.packetIdOffset;
-    if (offset < 0) {
-      this.#outbox.pushBytes(bytes);
-    } else {
-      // Share the encoding: only the packet identifier (and DUP [MQTT-3.3.1-1]) differ per delivery, patched
-      // into a copy (one allocation and one memcpy, cheaper than splicing views).
-      const copy = bytes.slice();
-      if (dup) copy[0] |= 0x08;
-      copy[offset] = packetId >> 8;
-      copy[offset + 1] = packetId & 0xff;
-      this.#outbox.pushBytes(copy);
-    }
-    return true;
-  }
-
-  /** Records a topic alias just sent for the first time. */
-  #noteAlias(newAlias: boolean, topic: string, alias: number): void {
-    if (!newAlias) return;
-    const aliases = this.#aliases ??= { next: 1 };
-    (aliases.outbound ??= new Map()).set(topic, alias);
-    aliases.next++;
   }
 
   #sendConnAck(reasonCode: ReasonCode, properties?: ConnAckProperties): void {
@@ -1338,22 +854,11 @@ export class SessionMachine {
   #protocolFailure(now: Millis, error: MqttError): void {
     if (this.#state === "waiting") {
       // The CONNECT itself: learn its level from the raw bytes to answer in a form the client reads.
-      const protocol = connectProtocol(this.#early as Uint8Array | undefined);
-      const level = protocol?.level;
-      if (error.reasonCode === ReasonCode.UnsupportedProtocolVersion) {
-        // A level we do not speak (0-2, 6-255, or 3 with "MQTT", 4 or 5 with "MQIsdp"): CONNACK 0x01 unacceptable
-        // protocol level in the 3.1.1 form, 20 02 00 01, then close. 3.1.1 requires it [MQTT-3.1.2-2]; MQTT 5
-        // leaves the answer open [MQTT-3.1.2-2], and a client that does not know MQTT 5 can read only this form.
-        // mosquitto 2.0.11 answers all of these with the same four bytes (checked with a raw socket).
-        this.#version = level === 3 ? 3 : 4;
-        this.#sendConnAck(error.reasonCode);
-      } else if (level === 5 && protocol?.mqtt === true) {
-        // A malformed MQTT 5 CONNECT: a CONNACK with the reason code (MQTT 5 §3.1.4), then close.
-        this.#version = 5;
-        this.#sendConnAck(connAckCode(error.reasonCode));
+      const answer = connectFailureAnswer(this.#early as Uint8Array | undefined, error);
+      if (answer !== undefined) {
+        this.#version = answer.version;
+        this.#sendConnAck(answer.reasonCode);
       }
-      // Otherwise close without CONNACK: a malformed 3.1.1 CONNECT [MQTT-3.1.4-1], or a protocol name other than
-      // "MQTT" and "MQIsdp", which may be some other protocol [MQTT-3.1.2-1] (mosquitto closes too).
       this.#close(error);
       return;
     }
@@ -1405,43 +910,4 @@ export class SessionMachine {
   get requestProblemInformation(): boolean {
     return this.#client.requestProblemInformation;
   }
-}
-
-function protocolError(what: string): MqttError {
-  return new MqttError(ReasonCode.ProtocolError, `Cannot accept ${what}`);
-}
-
-function connAckCode(code: ReasonCode): ReasonCode {
-  return reasonCodeAllowed("connack", code) ? code : ReasonCode.UnspecifiedError;
-}
-
-function disconnectCode(code: ReasonCode): ReasonCode {
-  return reasonCodeAllowed("disconnect", code) ? code : ReasonCode.ProtocolError;
-}
-
-/**
- * The protocol level of a CONNECT from its first bytes, and whether its protocol name is "MQTT" (rather than
- * "MQIsdp" or anything else), or `undefined` when the bytes do not tell.
- */
-function connectProtocol(head: Uint8Array | undefined): { level: number; mqtt: boolean } | undefined {
-  if (head === undefined || head[0] !== 0x10) return undefined;
-  let position = 1;
-  while (position < head.length && head[position] & 0x80) position++;
-  position++;
-  if (position + 2 > head.length) return undefined;
-  const nameLength = (head[position] << 8) | head[position + 1];
-  const level = head[position + 2 + nameLength];
-  if (level === undefined) return undefined;
-  const mqtt = nameLength === 4 && head[position + 2] === 0x4d && head[position + 3] === 0x51 &&
-    head[position + 4] === 0x54 && head[position + 5] === 0x54;
-  return { level, mqtt };
-}
-
-/** The first 16 bytes received, joined across chunks. */
-function joinHead(head: Uint8Array | undefined, bytes: Uint8Array): Uint8Array {
-  if (head === undefined) return bytes.slice(0, 16);
-  const joined = new Uint8Array(Math.min(16, head.length + bytes.length));
-  joined.set(head);
-  joined.set(bytes.subarray(0, joined.length - head.length), head.length);
-  return joined;
 }
