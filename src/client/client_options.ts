@@ -23,6 +23,8 @@ import type { ConnectOptions as MachineConnectOptions } from "../machine/client_
 import type { Transport } from "../transport/transport.ts";
 import { hex, toBytes } from "./_bytes.ts";
 import type { SessionStore } from "./session_store.ts";
+// deno-lint-ignore no-unused-vars -- named by the documentation's links
+import type { MqttClient } from "./mqtt_client.ts";
 
 /** How to reconnect after a connection is lost. */
 export interface ReconnectOptions {
