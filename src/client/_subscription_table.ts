@@ -1,0 +1,101 @@
+/**
+ * The async client's live subscriptions, by the machine's subscription number: delivers each received message to
+ * the subscriptions it matched, acknowledges it once all of them took it, and pauses reading while one is full.
+ * It sends nothing on the wire (no SUBSCRIBE, no UNSUBSCRIBE); the client does.
+ *
+ * @module
+ */
+
+import type { PublishPacket } from "../codec/packet.ts";
+import type { MqttError } from "../errors.ts";
+import { Message } from "./message.ts";
+import type { Subscription } from "./subscription.ts";
+
+/** The longest the read loop waits for a full subscription to make room before reading (and dropping) on. */
+const MAX_READ_PAUSE_MS = 1000;
+
+/** Subscriptions by number and numbers by subscription. */
+export class SubscriptionTable {
+  readonly #byNumber = new Map<number, Subscription>();
+  readonly #byObject = new Map<Subscription, number>();
+  readonly #acknowledge: (packetId: number) => void;
+
+  /** @param acknowledge Acknowledges a QoS 1 or 2 message once every subscription it went to took it. */
+  constructor(acknowledge: (packetId: number) => void) {
+    this.#acknowledge = acknowledge;
+  }
+
+  /** Adds a subscription under the machine's number for it. */
+  add(number: number, subscription: Subscription): void {
+    this.#byNumber.set(number, subscription);
+    this.#byObject.set(subscription, number);
+  }
+
+  /** The subscription of a number. */
+  get(number: number): Subscription | undefined {
+    return this.#byNumber.get(number);
+  }
+
+  /** The number of a subscription, while it is in the table. */
+  numberOf(subscription: Subscription): number | undefined {
+    return this.#byObject.get(subscription);
+  }
+
+  /** Takes a subscription out of the table (it does not end it). */
+  forget(subscription: Subscription): void {
+    const number = this.#byObject.get(subscription);
+    if (number === undefined) return;
+    this.#byObject.delete(subscription);
+    this.#byNumber.delete(number);
+  }
+
+  /** Ends every subscription (with the error, if any) and empties the table. */
+  endAll(error: MqttError | undefined): void {
+    for (const subscription of this.#byNumber.values()) subscription.end(error);
+    this.#byNumber.clear();
+    this.#byObject.clear();
+  }
+
+  /**
+   * Hands a received message to the subscriptions it matched; a QoS 1 or 2 message is acknowledged once each
+   * of them took it (at once when none is left).
+   *
+   * @param packet The PUBLISH.
+   * @param numbers The numbers of the subscriptions it matched.
+   */
+  deliver(packet: PublishPacket, numbers: readonly number[]): void {
+    const packetId = packet.packetId;
+    const targets = numbers.map((n) => this.#byNumber.get(n)).filter((s) => s !== undefined);
+    let waiting = targets.length;
+    const acknowledge = () => {
+      if (packetId === undefined) return;
+      this.#acknowledge(packetId);
+    };
+    if (waiting === 0) {
+      acknowledge();
+      return;
+    }
+    const message = new Message(packet);
+    for (const subscription of targets) {
+      subscription.push(message, () => {
+        if (--waiting === 0) acknowledge();
+      });
+    }
+  }
+
+  /** Resumes a read loop paused for a full subscription once it has room, or after `MAX_READ_PAUSE_MS`. */
+  async room(): Promise<void> {
+    for (const subscription of this.#byNumber.values()) {
+      if (!subscription.full) continue;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const roomy = await Promise.race([
+        subscription.room().then(() => true),
+        new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), MAX_READ_PAUSE_MS)),
+      ]);
+      clearTimeout(timer);
+      // A consumer that made no room for that long loses its oldest QoS 0 messages rather than stall reading.
+      if (!roomy) { for (const s of this.#byNumber.values()) s.shed(); }
+      return;
+    }
+  }
+}
