@@ -1,0 +1,185 @@
+/**
+ * The last step of routing: a message handed to one session (its connection, or its offline queue), the
+ * sessions with new output, the counters, and the flow control of slow consumers (acknowledgements held back
+ * until a queue has room). It never decides who gets a message (the router does) nor what a session is.
+ *
+ * @module
+ */
+
+import type { QoS } from "../codec/packet.ts";
+import type { ReasonCode } from "../errors.ts";
+import type { BrokerMessage, Delivery } from "./_delivery.ts";
+import type { BrokerMachineOptions, BrokerStats } from "./broker_types.ts";
+import type { SessionMachine } from "./session_machine.ts";
+import { earlier, type SessionRecord } from "./session_registry.ts";
+import { minQoS } from "./session_state.ts";
+
+import type { Millis } from "./client_machine.ts";
+
+/** The acknowledgement of a PUBLISH, held back until every session it was queued for beyond bounds has room. */
+export interface HeldAck {
+  readonly session: SessionMachine;
+  readonly packetId: number;
+  readonly reasonCode: ReasonCode;
+  /** How many sessions it still waits for. */
+  waiting: number;
+}
+
+/** Delivers to sessions and holds publishers back for the slow ones; see {@linkcode BrokerMachine.publish}. */
+export class BrokerDelivery {
+  /** Counters, for {@linkcode BrokerMachine.stats}. */
+  readonly stats: BrokerStats = { routed: 0, delivered: 0, dropped: 0 };
+  /** Sessions with new output, in the order they got it, without repeats (`#dirtySet` says who is in). */
+  readonly #dirty: SessionMachine[] = [];
+  readonly #dirtySet = new Set<SessionMachine>();
+  #dirtyIndex = 0;
+  readonly #queueQoS0: boolean;
+  readonly #slowConsumerTimeout: number;
+  readonly #authorize: BrokerMachineOptions["authorizeDelivery"];
+  /** Sessions holding acknowledgements back (their timeout is in `pollTimeout`). */
+  readonly #holding = new Set<SessionRecord>();
+  /** Sessions the current route queued a QoS 1 or 2 delivery for beyond their bounds. */
+  readonly #full: SessionRecord[] = [];
+
+  /** @param options The broker machine's options: `queueQoS0`, `slowConsumerTimeout`, `authorizeDelivery`. */
+  constructor(options: BrokerMachineOptions) {
+    this.#queueQoS0 = options.queueQoS0 ?? false;
+    this.#slowConsumerTimeout = options.slowConsumerTimeout ?? 30_000;
+    this.#authorize = options.authorizeDelivery;
+  }
+
+  /** Notes a session with new output, for {@linkcode BrokerDelivery.pollSession}. */
+  markDirty(session: SessionMachine): void {
+    if (this.#dirtySet.has(session)) return;
+    this.#dirtySet.add(session);
+    this.#dirty.push(session);
+  }
+
+  /** Forgets a session's new output: its connection is over. */
+  forget(session: SessionMachine): void {
+    this.#dirtySet.delete(session);
+  }
+
+  /** The next session with new output, as {@linkcode BrokerMachine.pollSession} documents it. */
+  pollSession(): SessionMachine | undefined {
+    const dirty = this.#dirty;
+    while (this.#dirtyIndex < dirty.length) {
+      const session = dirty[this.#dirtyIndex++];
+      if (this.#dirtySet.delete(session)) return session;
+    }
+    dirty.length = 0;
+    this.#dirtyIndex = 0;
+    return undefined;
+  }
+
+  /** A route begins: the sessions it fills beyond their bounds are counted from none. */
+  startRoute(): void {
+    this.#full.length = 0;
+  }
+
+  /**
+   * Delivers a message to one session (its connection, or its queue while offline), unless the read rules
+   * refuse it, it is QoS 0 for an offline session (without `queueQoS0`), or it does not fit.
+   *
+   * @returns Whether it was delivered or queued.
+   */
+  deliver(
+    now: Millis,
+    record: SessionRecord,
+    message: BrokerMessage,
+    granted: QoS,
+    retainAsPublished: boolean,
+    subscriptionIdentifiers: number[] | undefined,
+  ): boolean {
+    const authorize = this.#authorize;
+    if (authorize !== undefined && !authorize(record, message)) return false;
+    const qos = minQoS(message.qos, granted);
+    // [MQTT-3.3.1-12] [MQTT-3.3.1-13] RETAIN as published only when asked.
+    const retain = retainAsPublished && message.retain;
+    const connection = record.connection;
+    const state = record.state;
+    if (qos > 0 && record.stalled && state.overLimit) {
+      // A slow consumer past its timeout: what does not fit is dropped, its publishers are not held back.
+      state.countDropped();
+      this.stats.dropped++;
+      return false;
+    }
+    const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers };
+    if (connection !== undefined) {
+      connection.deliver(now, delivery);
+      this.markDirty(connection);
+    } else {
+      if (qos === 0 && !this.#queueQoS0) return false;
+      if (!state.enqueue(now, delivery)) {
+        this.stats.dropped++;
+        return false;
+      }
+    }
+    // Kept beyond the queue's bounds: the publisher's acknowledgement waits for room (see `acknowledge`).
+    if (qos > 0 && !record.stalled && state.overLimit) this.#full.push(record);
+    this.stats.delivered++;
+    return true;
+  }
+
+  /**
+   * Acknowledges a routed PUBLISH now, or, when the route filled sessions beyond their bounds, once they all
+   * have room again.
+   */
+  acknowledge(now: Millis, session: SessionMachine, packetId: number, reasonCode: ReasonCode): void {
+    const full = this.#full;
+    if (full.length === 0) {
+      session.acknowledge(now, packetId, reasonCode);
+    } else {
+      // Routed: a store keeps its QoS 2 identifier from now on, while the acknowledgement waits.
+      session.routed(packetId);
+      const held: HeldAck = { session, packetId, reasonCode, waiting: full.length };
+      for (const record of full) this.#hold(now, record, held);
+      full.length = 0;
+    }
+    this.markDirty(session);
+  }
+
+  /** The earlier of `at` and the first slow-consumer timeout. */
+  pollTimeout(at: Millis | undefined): Millis | undefined {
+    for (const record of this.#holding) {
+      at = earlier(at, (record.heldSince as Millis) + this.#slowConsumerTimeout);
+    }
+    return at;
+  }
+
+  /** Sends the acknowledgements held back for sessions over their bounds past the slow-consumer timeout. */
+  handleTimeout(now: Millis): void {
+    for (const record of [...this.#holding]) {
+      if ((record.heldSince as Millis) + this.#slowConsumerTimeout <= now) this.#release(now, record, true);
+    }
+  }
+
+  /** Holds an acknowledgement back until the session's queue is within its bounds again. */
+  #hold(now: Millis, record: SessionRecord, held: HeldAck): void {
+    (record.held ??= []).push(held);
+    if (record.heldSince === undefined) {
+      record.heldSince = now;
+      this.#holding.add(record);
+      record.state.onRoom = (at) => this.#release(at, record, false);
+    }
+  }
+
+  /**
+   * Sends the acknowledgements a session held back: it has room again, or (`stalled`) it stayed over its
+   * bounds past the slow-consumer timeout, and then drops what does not fit until it has room.
+   */
+  #release(now: Millis, record: SessionRecord, stalled: boolean): void {
+    const held = record.held;
+    record.held = undefined;
+    record.heldSince = undefined;
+    this.#holding.delete(record);
+    record.stalled = stalled;
+    // A stalled session is told when it has room again, to hold its publishers back from then on.
+    record.state.onRoom = stalled ? (at) => this.#release(at, record, false) : undefined;
+    for (const ack of held ?? []) {
+      if (--ack.waiting > 0) continue;
+      ack.session.acknowledge(now, ack.packetId, ack.reasonCode);
+      this.markDirty(ack.session);
+    }
+  }
+}
