@@ -11,19 +11,10 @@ import type { ReasonCode } from "../errors.ts";
 import type { BrokerMessage, Delivery } from "./_delivery.ts";
 import type { BrokerMachineOptions, BrokerStats } from "./broker_types.ts";
 import type { SessionMachine } from "./session_machine.ts";
-import { earlier, type SessionRecord } from "./session_registry.ts";
+import { earlier, type HeldAck, type SessionRecord } from "./session_registry.ts";
 import { minQoS } from "./session_state.ts";
 
 import type { Millis } from "./client_machine.ts";
-
-/** The acknowledgement of a PUBLISH, held back until every session it was queued for beyond bounds has room. */
-export interface HeldAck {
-  readonly session: SessionMachine;
-  readonly packetId: number;
-  readonly reasonCode: ReasonCode;
-  /** How many sessions it still waits for. */
-  waiting: number;
-}
 
 /** Delivers to sessions and holds publishers back for the slow ones; see {@linkcode BrokerMachine.publish}. */
 export class BrokerDelivery {

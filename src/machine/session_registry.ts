@@ -8,7 +8,7 @@
 
 import type { ConnAckProperties, ConnectPacket, Will } from "../codec/packet.ts";
 import { OWNER } from "./_owner.ts";
-import type { HeldAck } from "./broker_delivery.ts";
+import type { ReasonCode } from "../errors.ts";
 import type { SessionSubscription } from "./broker_types.ts";
 import type { SessionMachine } from "./session_machine.ts";
 import { SessionState } from "./session_state.ts";
@@ -19,6 +19,15 @@ import type { Millis } from "./client_machine.ts";
 export const NEVER = 0xffff_ffff;
 
 /** A session as the broker keeps it, connected or not. */
+/** The acknowledgement of a PUBLISH, held back until every session it was queued for beyond bounds has room. */
+export interface HeldAck {
+  readonly session: SessionMachine;
+  readonly packetId: number;
+  readonly reasonCode: ReasonCode;
+  /** How many sessions it still waits for. */
+  waiting: number;
+}
+
 export interface SessionRecord {
   readonly clientId: string;
   username: string | undefined;
