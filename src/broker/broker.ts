@@ -1,35 +1,26 @@
 /**
  * The async broker: SessionMachines and one BrokerMachine driven over transports, with timers, listeners and
- * typed async hooks for authentication and authorization.
+ * typed async hooks for authentication and authorization. This file is the `Broker` core (accepting, the read
+ * and write paths, timers, persistence, closing); its parts live beside it, each in its own file.
  *
  * @module
  */
 
-import type { ConnAckProperties, ConnectPacket, PublishPacket, QoS, Subscription } from "../codec/packet.ts";
-import { PacketDecoder } from "../codec/decoder.ts";
-import { describePacket } from "../codec/describe.ts";
-import { reasonCodeAllowed } from "../codec/reason_codes.ts";
+import type { PublishPacket, QoS } from "../codec/packet.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
-import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
+import { BrokerMachine } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
-import { runtimeHeapUsed } from "../runtime/memory.ts";
-import { runtimeNet } from "../runtime/mod.ts";
-import { listenWebSocket } from "../runtime/ws_server.ts";
-import { aclReadCheck, canPublish, canSubscribe } from "./acl_file.ts";
-import { verifyPassword } from "./password_file.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
-import type { BrokerStore } from "./store.ts";
-import {
-  type BrokerOptions,
-  type ClientInfo,
-  type Decision,
-  decisionCode,
-  type EnhancedAuthResult,
-  type ListenOptions,
-  type LogLevel,
-} from "./broker_options.ts";
+import { Backpressure } from "./backpressure.ts";
+import { type BrokerOptions, type ListenOptions, log, type LogLevel } from "./broker_options.ts";
+import { ConnectAuth } from "./connect_auth.ts";
 import { Connection, type ConnectionHost, type ListenerCount } from "./connection.ts";
+import { ConnectingLimit, listenerUrl, openListener, serveListener } from "./listeners.ts";
+import { tracePackets } from "./packet_trace.ts";
+import { deliveryCheck, PublishPolicy } from "./publish_policy.ts";
+import type { BrokerStore } from "./store.ts";
+import { type SysCounters, SysTopics } from "./sys_topics.ts";
 
 export type {
   BrokerOptions,
@@ -45,16 +36,6 @@ export type {
 const LINGER_MS = 1000;
 /** How much a client may still send meanwhile before its connection is closed at once (read, then dropped). */
 const LINGER_BYTES = 65_536;
-
-/** The version in `$SYS/broker/version`. */
-const VERSION = "0.1.0";
-
-/** The number of levels of a topic, counting no further than one past `limit` (no array per publish). */
-function levelCount(topic: string, limit: number): number {
-  let levels = 1;
-  for (let i = topic.indexOf("/"); i !== -1 && levels <= limit; i = topic.indexOf("/", i + 1)) levels++;
-  return levels;
-}
 
 /**
  * An MQTT broker. Embed it in a program, or run `broker.ts`.
@@ -84,32 +65,21 @@ export class Broker {
   readonly #connections = new Map<SessionMachine, Connection>();
   /** Connections waiting to be flushed by the drain that `#flushAll` is running. */
   readonly #dirty = new Set<Connection>();
-  /** Connections that have not sent their CONNECT yet, oldest first, with when they were accepted. */
-  readonly #connecting = new Map<Connection, number>();
-  /** Reads the JavaScript heap in use, once this runtime's reading is loaded. */
-  #heapUsed: (() => number) | undefined;
+  /** Connections that have not sent their CONNECT yet (`maxConnecting`). */
+  readonly #connecting: ConnectingLimit;
   #draining = false;
-  /** The connection whose bytes, or whose PUBLISH, are being handled: what a client that is behind holds. */
-  #source: Connection | undefined;
-  readonly #maxOutgoingBytes: number;
-  readonly #backpressureBytes: number;
-  /** Where a client that is behind counts as caught up. */
-  readonly #lowWater: number;
+  /** Watermarks, paused reads and slow consumers; its `source` is the connection being handled. */
+  readonly #pressure: Backpressure;
+  readonly #auth: ConnectAuth;
+  readonly #policy: PublishPolicy;
   readonly #listeners = new Set<Listener>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
   #store: BrokerStore | undefined;
-  readonly #startedAt = performance.now();
-  #sysTimer: ReturnType<typeof setInterval> | undefined;
-  readonly #sysLast = new Map<string, string>();
-  readonly #counters = {
-    messagesReceived: 0,
-    bytesReceived: 0,
-    bytesSent: 0,
-    connected: 0,
-    maximum: 0,
-    dropped: 0,
-  };
+  readonly #sys: SysTopics;
+  readonly #counters: SysCounters;
+  /** `#flushAll` as a function, for the parts. */
+  readonly #flushOne = (connection: Connection): void => this.#flushAll(connection);
 
   /**
    * Creates a broker; nothing listens until {@linkcode Broker.listen}.
@@ -128,24 +98,18 @@ export class Broker {
       );
     }
     this.#options = options;
-    void runtimeHeapUsed().then((read) => this.#heapUsed = read, () => {});
-    this.#maxOutgoingBytes = options.maxOutgoingBytes ?? 16 * 1024 * 1024;
-    this.#backpressureBytes = Math.min(options.backpressureBytes ?? 1024 * 1024, this.#maxOutgoingBytes);
-    this.#lowWater = this.#backpressureBytes / 2;
-    for (
-      const key of ["maxOutgoingBytes", "backpressureBytes", "maxPublisherPause", "maxWriteStall"] as const
-    ) {
-      const value = options[key];
-      if (value !== undefined && !(value > 0)) {
-        throw new RangeError(`Cannot use ${key} ${value}: expected more than 0`);
-      }
-    }
+    this.#pressure = new Backpressure(options, this.#flushOne);
     const store = options.store;
     this.#machine = new BrokerMachine({
       ...options,
-      authorizeDelivery: this.#deliveryCheck(options),
+      authorizeDelivery: deliveryCheck(options),
       journal: store !== undefined,
     });
+    this.#sys = new SysTopics(this.#machine, this.#connections);
+    this.#counters = this.#sys.counters;
+    this.#connecting = new ConnectingLimit(options, this.#flushOne);
+    this.#auth = new ConnectAuth(options, this.#machine, this.#counters, this.#flushOne);
+    this.#policy = new PublishPolicy(options, this.#machine, this.#counters, this.#pressure, this.#flushOne);
     if (store !== undefined) {
       this.#store = store;
       const now = performance.now();
@@ -161,32 +125,6 @@ export class Broker {
         `Restored ${this.#machine.sessionCount} sessions and ${this.#machine.retainedCount} retained messages`,
       );
     }
-  }
-
-  /**
-   * The machine's check of each delivery: the ACL's read rules, `authorizeRead` and `authorizeDelivery`, all
-   * of which must allow; none at all when none is set, so that deliveries then cost nothing more.
-   */
-  #deliveryCheck(options: BrokerOptions): BrokerMachineOptions["authorizeDelivery"] {
-    const checks: NonNullable<BrokerMachineOptions["authorizeDelivery"]>[] = [];
-    if (options.acl !== undefined) {
-      const canRead = aclReadCheck(options.acl);
-      checks.push((session, message) => canRead(session, message.topic));
-    }
-    const hook = options.authorizeRead;
-    if (hook !== undefined) {
-      checks.push((session, message) => {
-        try {
-          return hook(session, message) === true;
-        } catch (error) {
-          this.#log("warn", `authorizeRead threw for "${session.clientId}" on "${message.topic}": ${error}`);
-          return false;
-        }
-      });
-    }
-    if (options.authorizeDelivery !== undefined) checks.push(options.authorizeDelivery);
-    if (checks.length <= 1) return checks[0];
-    return (session, message) => checks.every((check) => check(session, message));
   }
 
   /** The routing machine, for statistics. */
@@ -206,51 +144,16 @@ export class Broker {
    * @returns The listener's address.
    */
   async listen(options: ListenOptions = {}): Promise<{ hostname: string; port: number }> {
-    const hostname = options.hostname ?? "127.0.0.1";
-    const port = options.port ?? 1883;
-    let listener: Listener;
-    if (options.websocket) {
-      listener = await listenWebSocket({
-        hostname,
-        port,
-        path: options.path,
-        cert: options.cert,
-        key: options.key,
-      });
-    } else {
-      const net = await runtimeNet();
-      listener = options.cert !== undefined && options.key !== undefined
-        ? await net.listenTls({ hostname, port, cert: options.cert, key: options.key })
-        : await net.listenTcp({ hostname, port });
-    }
+    const listener = await openListener(options);
     this.#listeners.add(listener);
-    const limit = options.maxConnections ?? Infinity;
-    const count: ListenerCount = { open: 0 };
-    (async () => {
-      for await (const transport of listener) {
-        if (count.open >= limit) {
-          this.#log(
-            "warn",
-            `Refused a connection on port ${listener.port}: its ${limit} connections are open`,
-          );
-          void Promise.resolve(transport.close()).catch(() => {});
-          continue;
-        }
-        if (this.#accept(transport, transport.remoteAddress, count) === undefined) {
-          void Promise.resolve(transport.close()).catch(() => {});
-        }
-      }
-    })().catch((error) =>
-      this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
+    serveListener(
+      this.#options,
+      options,
+      listener,
+      (transport, remote, count) => this.#accept(transport, remote, count),
     );
-    const scheme = (options.websocket ? "ws" : "mqtt") + (options.cert !== undefined ? "s" : "");
     this.#startSys();
-    this.#log(
-      "info",
-      `Listening on ${scheme}://${listener.hostname}:${listener.port}${
-        options.websocket ? options.path ?? "/mqtt" : ""
-      }`,
-    );
+    this.#log("info", `Listening on ${listenerUrl(options, listener)}`);
     return { hostname: listener.hostname, port: listener.port };
   }
 
@@ -284,53 +187,15 @@ export class Broker {
       listener.open++;
     }
     this.#connections.set(session, connection);
-    this.#admit(connection);
+    this.#connecting.admit(connection);
     this.#flushAll(connection);
     // The callbacks when the transport has them (no stream, no promise per idle connection), else the stream.
     if (connection.direct !== undefined) connection.direct.start(connection);
-    else void this.#readStream(connection);
+    else void connection.readStream();
     return connection;
   }
 
   /** Counts a new connection as connecting, closing the longest-waiting ones past `maxConnecting`. */
-  #admit(connection: Connection): void {
-    const now = performance.now();
-    const connecting = this.#connecting;
-    const limit = this.#options.maxConnecting ?? 1000;
-    for (const [oldest, since] of connecting) {
-      if (connecting.size < limit || now - since < 1000) break;
-      connecting.delete(oldest);
-      this.#log(
-        "warn",
-        `Closed a connection${oldest.remote ? ` from ${oldest.remote}` : ""} that sent no CONNECT in ${
-          Math.round(now - since)
-        } ms: ${limit} are connecting`,
-      );
-      oldest.session.handleClose(now, new Error("no CONNECT while too many were connecting"));
-      void oldest.transport.close();
-      this.#flushAll(oldest);
-    }
-    connecting.set(connection, now);
-  }
-
-  async #readStream(connection: Connection): Promise<void> {
-    const reader = connection.transport.readable.getReader();
-    let cause: unknown;
-    try {
-      for (;;) {
-        const paused = connection.readsResumed;
-        if (paused !== undefined) await paused;
-        const { value, done } = await reader.read();
-        if (done) break;
-        this.#received(connection, value);
-      }
-    } catch (error) {
-      cause = error;
-    } finally {
-      reader.releaseLock();
-    }
-    connection.end(cause);
-  }
 
   /** Shared by every connection (see {@linkcode Connection}). */
   readonly #host: ConnectionHost = {
@@ -355,14 +220,15 @@ export class Broker {
       if (connection.lingered > LINGER_BYTES) void connection.transport.close();
       return;
     }
-    if (this.#options.logPackets) this.#trace(connection, "in", bytes);
-    const source = this.#source;
-    this.#source = connection;
+    if (this.#options.logPackets) tracePackets(this.#options, connection, "in", bytes);
+    const pressure = this.#pressure;
+    const source = pressure.source;
+    pressure.source = connection;
     try {
       connection.session.handleBytes(performance.now(), bytes);
       this.#flushAll(connection);
     } finally {
-      this.#source = source;
+      pressure.source = source;
     }
   }
 
@@ -402,7 +268,7 @@ export class Broker {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    clearInterval(this.#sysTimer);
+    this.#sys.stop();
     await Promise.all([...this.#listeners].map((listener) => listener.close().catch(() => {})));
     this.#listeners.clear();
     for (const connection of [...this.#connections.values()]) {
@@ -426,46 +292,19 @@ export class Broker {
    * @returns Topic to value.
    */
   sysValues(): Map<string, string> {
-    const c = this.#counters;
-    const stats = this.#machine.stats;
-    let dropped = c.dropped + stats.dropped;
-    for (const connection of this.#connections.values()) dropped += connection.session.droppedWhileCongested;
-    const values = new Map([
-      ["$SYS/broker/version", `@x/mqtt ${VERSION}`],
-      ["$SYS/broker/uptime", `${Math.floor((performance.now() - this.#startedAt) / 1000)} seconds`],
-      ["$SYS/broker/clients/connected", String(c.connected)],
-      ["$SYS/broker/clients/total", String(this.#machine.sessionCount)],
-      ["$SYS/broker/clients/disconnected", String(Math.max(0, this.#machine.sessionCount - c.connected))],
-      ["$SYS/broker/clients/maximum", String(c.maximum)],
-      ["$SYS/broker/messages/received", String(c.messagesReceived)],
-      ["$SYS/broker/messages/sent", String(stats.delivered)],
-      ["$SYS/broker/publish/messages/dropped", String(dropped)],
-      ["$SYS/broker/bytes/received", String(c.bytesReceived)],
-      ["$SYS/broker/bytes/sent", String(c.bytesSent)],
-      ["$SYS/broker/retained messages/count", String(this.#machine.retainedCount)],
-    ]);
-    if (this.#heapUsed !== undefined) values.set("$SYS/broker/heap/current", String(this.#heapUsed()));
-    return values;
-  }
-
-  /** Publishes the `$SYS` values that changed, retained. */
-  #publishSys(): void {
-    for (const [topic, value] of this.sysValues()) {
-      if (this.#sysLast.get(topic) === value) continue;
-      this.#sysLast.set(topic, value);
-      this.publish(topic, value, { retain: true });
-    }
+    return this.#sys.values();
   }
 
   #startSys(): void {
-    const interval = this.#options.sysInterval ?? 10;
-    if (interval <= 0 || this.#sysTimer !== undefined) return;
-    this.#publishSys();
-    this.#sysTimer = setInterval(() => this.#publishSys(), interval * 1000);
+    this.#sys.start(
+      this.#options.sysInterval ?? 10,
+      () => this.sysValues(),
+      (topic, value) => this.publish(topic, value, { retain: true }),
+    );
   }
 
   #log(level: LogLevel, message: string): void {
-    this.#options.log?.(level, message);
+    log(this.#options, level, message);
   }
 
   /** Writes the machine's changes to the store, before any packet that acknowledges them goes out. */
@@ -514,52 +353,19 @@ export class Broker {
   #flush(connection: Connection): void {
     this.#persist();
     const session = connection.session;
-    const highWater = this.#maxOutgoingBytes;
+    const pressure = this.#pressure;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       this.#counters.bytesSent += bytes.length;
-      if (this.#options.logPackets) this.#trace(connection, "out", bytes);
-      const before = connection.pendingBytes;
-      connection.pendingBytes += bytes.length;
-      if (before <= this.#lowWater && connection.pendingBytes > this.#lowWater) {
-        connection.progressAt = performance.now();
-      }
-      if (connection.pendingBytes > 2 * highWater && !connection.closed) {
-        // Even acknowledgements and queued messages pile up: the client must not grow the broker's memory.
-        this.#disconnectSlow(connection);
-        continue;
-      }
-      if (connection.pendingBytes > this.#backpressureBytes && !session.congested && !connection.closed) {
-        if (connection.pendingBytes > highWater) this.#behind(connection);
-        else this.#hold(connection);
-      }
+      if (this.#options.logPackets) tracePackets(this.#options, connection, "out", bytes);
       // The transport keeps writes in order: hand each over at once instead of after the previous one settled.
       const size = bytes.length;
+      if (!pressure.queue(connection, size)) continue;
       const written = connection.write(bytes);
       if (written === undefined) {
         connection.pendingBytes -= size;
         continue;
       }
-      connection.writing = written.then(() => {
-        connection.pendingBytes -= size;
-        if (connection.pendingBytes > this.#lowWater) {
-          connection.progressAt = performance.now();
-          return;
-        }
-        connection.progressAt = 0;
-        if (connection.closed) return;
-        if (connection.holdTimer !== undefined) this.#release(connection);
-        if (session.congested) {
-          clearTimeout(connection.slowTimer);
-          connection.slowTimer = undefined;
-          const dropped = session.droppedWhileCongested;
-          this.#log(
-            "info",
-            `Client "${this.#who(connection)}" caught up (${dropped} QoS 0 messages dropped in all)`,
-          );
-          session.setCongested(performance.now(), false);
-          this.#flushAll(connection);
-        }
-      }, () => {
+      connection.writing = written.then(() => pressure.wrote(connection, size), () => {
         if (!connection.closed) {
           session.handleClose(performance.now(), new Error("write failed"));
           this.#flushAll(connection);
@@ -598,125 +404,6 @@ export class Broker {
     this.#flushAll(connection);
   }
 
-  /** The client identifier for logs. */
-  #who(connection: Connection): string {
-    return connection.info?.clientId ?? connection.session.clientId ?? "?";
-  }
-
-  /**
-   * A client is behind, by more than `backpressureBytes`: the connection whose bytes are being handled, which
-   * feeds it, is read no more until it caught up, or until `maxPublisherPause` passed and it counts as behind.
-   * One that counted as behind within 10 times that counts as behind at once.
-   */
-  #hold(connection: Connection): void {
-    if (connection.holdTimer === undefined) {
-      const now = performance.now();
-      // Pausing its publishers for a client that took nothing since its backlog began would be no use.
-      const stalled = now - connection.progressAt >= (this.#options.maxWriteStall ?? 100);
-      if (stalled || now < connection.noHoldUntil) {
-        if (stalled) connection.noHoldUntil = now + 10 * (this.#options.maxPublisherPause ?? 1000);
-        this.#behind(connection);
-        return;
-      }
-      connection.holdSince = now;
-      this.#checkHold(connection);
-    }
-    const source = this.#source;
-    if (source === undefined || source.closed) return;
-    const holding = connection.holding ??= new Set();
-    if (holding.has(source)) return;
-    holding.add(source);
-    if (source.heldBy++ === 0) source.pauseReads();
-  }
-
-  /**
-   * While `connection` holds connections paused: it counts as behind once its transport took nothing for
-   * `maxWriteStall` (a client that stopped reading), or once it held them for `maxPublisherPause`; then it may
-   * not hold any again for 10 times that.
-   */
-  #checkHold(connection: Connection): void {
-    const stall = this.#options.maxWriteStall ?? 100;
-    const pause = this.#options.maxPublisherPause ?? 1000;
-    const now = performance.now();
-    const due = Math.min(connection.progressAt + stall, connection.holdSince + pause);
-    connection.holdTimer = setTimeout(() => {
-      connection.holdTimer = undefined;
-      if (connection.closed || connection.pendingBytes <= this.#lowWater) {
-        this.#release(connection);
-        return;
-      }
-      const now = performance.now();
-      if (now - connection.progressAt >= stall || now - connection.holdSince >= pause) {
-        connection.noHoldUntil = now + 10 * pause;
-        this.#behind(connection);
-      } else this.#checkHold(connection);
-    }, Math.max(1, due - now));
-  }
-
-  /** Reads again the connections that `connection` held paused. */
-  #release(connection: Connection): void {
-    clearTimeout(connection.holdTimer);
-    connection.holdTimer = undefined;
-    const holding = connection.holding;
-    if (holding === undefined) return;
-    connection.holding = undefined;
-    for (const source of holding) if (--source.heldBy === 0) source.resumeReads();
-  }
-
-  /** A client is behind: drop what may be dropped, queue the rest, and give it `slowConsumerTimeout` to catch up. */
-  #behind(connection: Connection): void {
-    this.#release(connection);
-    const session = connection.session;
-    this.#log(
-      "warn",
-      `Client "${
-        this.#who(connection)
-      }" is behind by ${connection.pendingBytes} bytes: dropping its QoS 0 messages`,
-    );
-    session.setCongested(performance.now(), true);
-    connection.slowTimer = setTimeout(() => {
-      connection.slowTimer = undefined;
-      if (!connection.closed && session.congested) this.#disconnectSlow(connection);
-    }, this.#options.slowConsumerTimeout ?? 30_000);
-  }
-
-  /** Closes the connection of a client that does not read, so that it holds up no one and no memory. */
-  #disconnectSlow(connection: Connection): void {
-    this.#log(
-      "warn",
-      `Disconnecting slow consumer "${this.#who(connection)}": ${connection.pendingBytes} bytes unsent`,
-    );
-    clearTimeout(connection.slowTimer);
-    connection.slowTimer = undefined;
-    connection.session.handleClose(performance.now(), new Error("slow consumer"));
-    void connection.transport.close();
-    this.#flushAll(connection);
-  }
-
-  /** Decodes a copy of the traffic and logs each packet; a trace that fails to decode stops quietly. */
-  #trace(connection: Connection, direction: "in" | "out", bytes: Uint8Array): void {
-    const version = connection.session.version;
-    if (direction === "in") connection.traceIn ??= new PacketDecoder();
-    else if (version !== undefined) connection.traceOut ??= new PacketDecoder({ version });
-    const decoder = direction === "in" ? connection.traceIn : connection.traceOut;
-    if (decoder === undefined) return;
-    const who = connection.info?.clientId ?? connection.session.clientId ?? "?";
-    try {
-      decoder.push(bytes.slice());
-      for (let packet = decoder.next(); packet !== undefined; packet = decoder.next()) {
-        this.#log(
-          "debug",
-          `${direction === "in" ? "Received" : "Sending"} ${describePacket(packet)} ${
-            direction === "in" ? "from" : "to"
-          } "${who}"`,
-        );
-      }
-    } catch {
-      if (direction === "in") connection.traceIn = undefined;
-      else connection.traceOut = undefined;
-    }
-  }
-
   #scheduleBroker(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -733,19 +420,19 @@ export class Broker {
     switch (event.type) {
       case "connect":
         this.#connecting.delete(connection);
-        void this.#onConnect(connection, event.packet);
+        void this.#auth.onConnect(connection, event.packet);
         return;
       case "publish":
-        this.#onPublish(connection, event.packet);
+        this.#policy.onPublish(connection, event.packet);
         return;
       case "subscribe":
-        void this.#onSubscribe(connection, event.packet.packetId, event.packet.subscriptions, event);
+        void this.#policy.onSubscribe(connection, event.packet.packetId, event.packet.subscriptions, event);
         return;
       case "unsubscribe":
         this.#machine.unsubscribe(performance.now(), session, event.packet);
         return;
       case "auth":
-        void this.#onAuth(connection, event.packet.properties?.authenticationData);
+        void this.#auth.onAuth(connection, event.packet.properties?.authenticationData);
         return;
       case "closed":
         this.#onClosed(connection, event.error);
@@ -757,281 +444,6 @@ export class Broker {
     }
   }
 
-  async #onConnect(connection: Connection, packet: ConnectPacket): Promise<void> {
-    const info: ClientInfo = { clientId: packet.clientId, protocolVersion: packet.protocolVersion };
-    if (packet.username !== undefined) info.username = packet.username;
-    if (connection.remote !== undefined) info.remote = connection.remote;
-    let code: ReasonCode = ReasonCode.Success;
-    const passwords = this.#options.passwords;
-    const maxIdLength = this.#options.maxClientIdLength ?? 256;
-    if (new TextEncoder().encode(packet.clientId).length > maxIdLength) {
-      code = ReasonCode.ClientIdentifierNotValid;
-    } else if (packet.username === undefined && this.#options.allowAnonymous === false) {
-      code = ReasonCode.NotAuthorized;
-    } else if (packet.username !== undefined && passwords !== undefined) {
-      const entry = passwords.get(packet.username);
-      const ok = entry !== undefined && packet.password !== undefined &&
-        await verifyPassword(entry, packet.password);
-      if (!ok) code = ReasonCode.BadUserNameOrPassword;
-    }
-    if (code === ReasonCode.Success && this.#options.authenticate !== undefined) {
-      try {
-        code = decisionCode(
-          await this.#options.authenticate(info, packet.password),
-          ReasonCode.BadUserNameOrPassword,
-        );
-      } catch (error) {
-        this.#log("error", `authenticate hook failed for "${packet.clientId}": ${(error as Error).message}`);
-        code = ReasonCode.UnspecifiedError;
-      }
-    }
-    const method = packet.properties?.authenticationMethod;
-    if (code === ReasonCode.Success && method !== undefined) {
-      if (this.#options.enhancedAuthenticate === undefined) {
-        code = ReasonCode.BadAuthenticationMethod;
-      } else {
-        connection.authenticating = info;
-        return this.#onAuth(connection, packet.properties?.authenticationData);
-      }
-    }
-    if (connection.closed) return;
-    this.#finishConnect(connection, info, packet.protocolVersion, code);
-  }
-
-  /** One step of enhanced authentication: a new connection's, or a re-authentication's. */
-  async #onAuth(connection: Connection, data: Uint8Array | undefined): Promise<void> {
-    const session = connection.session;
-    const hook = this.#options.enhancedAuthenticate;
-    const client = connection.authenticating ?? connection.info;
-    const method = session.authenticationMethod;
-    if (hook === undefined || client === undefined || method === undefined) {
-      if (connection.info === undefined) {
-        session.reject(performance.now(), ReasonCode.BadAuthenticationMethod);
-      } else session.disconnect(performance.now(), ReasonCode.ProtocolError);
-      this.#flushAll(connection);
-      return;
-    }
-    const reauthenticating = connection.authenticating === undefined;
-    let result: EnhancedAuthResult;
-    try {
-      result = await hook(client, { method, data: data?.slice(), reauthenticating });
-    } catch (error) {
-      this.#log(
-        "error",
-        `enhancedAuthenticate hook failed for "${client.clientId}": ${(error as Error).message}`,
-      );
-      result = ReasonCode.UnspecifiedError;
-    }
-    if (connection.closed) return;
-    const now = performance.now();
-
-    if (typeof result === "object" && "challenge" in result) {
-      session.authenticate(now, ReasonCode.ContinueAuthentication, { authenticationData: result.challenge });
-    } else if (typeof result === "object" || result === true) {
-      const final = typeof result === "object" ? result.data : undefined;
-      if (reauthenticating) {
-        session.authenticate(
-          now,
-          ReasonCode.Success,
-          final === undefined ? {} : { authenticationData: final },
-        );
-      } else {
-        connection.authenticating = undefined;
-        const properties = final === undefined
-          ? { authenticationMethod: method }
-          : { authenticationMethod: method, authenticationData: final };
-        this.#finishConnect(connection, client, client.protocolVersion, ReasonCode.Success, properties);
-        return;
-      }
-    } else {
-      const code = decisionCode(result, ReasonCode.NotAuthorized);
-      if (reauthenticating) {
-        session.disconnect(now, code);
-      } else {
-        connection.authenticating = undefined;
-        this.#finishConnect(connection, client, client.protocolVersion, code);
-        return;
-      }
-    }
-    this.#flushAll(connection);
-  }
-
-  #finishConnect(
-    connection: Connection,
-    info: ClientInfo,
-    protocolVersion: number,
-    code: ReasonCode,
-    properties?: ConnAckProperties,
-  ): void {
-    const session = connection.session;
-    const packet = { clientId: info.clientId, protocolVersion };
-    const now = performance.now();
-    const maxKeepAlive = this.#options.maxKeepAlive ?? 0;
-    const keepAlive = session.connectPacket?.keepAlive ?? 0;
-    if (code === ReasonCode.Success && maxKeepAlive > 0 && (keepAlive === 0 || keepAlive > maxKeepAlive)) {
-      // As mosquitto's max_keepalive, decided once the client is authenticated: MQTT 5 is told the value to use
-      // [MQTT-3.2.2-21] (the session then enforces 1.5 times it [MQTT-3.1.2-22]); 3.x cannot be told, so it is
-      // refused with 0x85, sent as return code 0x02 identifier rejected.
-      if (protocolVersion === 5) {
-        properties = { ...properties, serverKeepAlive: maxKeepAlive };
-      } else {
-        code = ReasonCode.ClientIdentifierNotValid;
-        this.#log(
-          "info",
-          `Client "${info.clientId}" asked for keep-alive ${keepAlive}, not 1 to maxKeepAlive ${maxKeepAlive}`,
-        );
-      }
-    }
-    if (code !== ReasonCode.Success) {
-      this.#log(
-        "warn",
-        `Refused "${packet.clientId}"${info.username ? ` (user "${info.username}")` : ""}${
-          connection.remote ? ` from ${connection.remote}` : ""
-        }: 0x${code.toString(16)}`,
-      );
-      session.reject(now, code);
-    } else {
-      this.#machine.attach(now, session, properties === undefined ? {} : { properties });
-      this.#counters.connected++;
-      this.#counters.maximum = Math.max(this.#counters.maximum, this.#counters.connected);
-      connection.info = { ...info, clientId: session.clientId };
-      this.#log(
-        "info",
-        `Client "${session.clientId}" connected (MQTT level ${packet.protocolVersion})${
-          connection.remote ? ` from ${connection.remote}` : ""
-        }`,
-      );
-    }
-    this.#flushAll(connection);
-  }
-
-  #onPublish(connection: Connection, packet: PublishPacket): void {
-    let code: ReasonCode = ReasonCode.Success;
-    const hook = this.#options.authorizePublish;
-    const acl = this.#options.acl;
-    const limited = this.#limitPublish(connection, packet);
-    if (limited !== undefined) {
-      code = limited;
-    } else if (
-      acl !== undefined && connection.info !== undefined && !canPublish(acl, connection.info, packet.topic)
-    ) {
-      code = ReasonCode.NotAuthorized;
-      this.#log("info", `Denied publish from "${connection.info.clientId}" to "${packet.topic}" (ACL)`);
-    } else if (hook !== undefined && connection.info !== undefined) {
-      void this.#authorizePublish(connection, packet, connection.info, hook);
-      return;
-    }
-    // Without a hook, at once: no promise per message.
-    this.#publishDecided(connection, packet, code);
-  }
-
-  async #authorizePublish(
-    connection: Connection,
-    packet: PublishPacket,
-    info: ClientInfo,
-    hook: NonNullable<BrokerOptions["authorizePublish"]>,
-  ): Promise<void> {
-    let code: ReasonCode;
-    try {
-      code = decisionCode(await hook(info, packet), ReasonCode.NotAuthorized);
-    } catch {
-      code = ReasonCode.UnspecifiedError;
-    }
-    this.#publishDecided(connection, packet, code);
-  }
-
-  /**
-   * Routes an authorized PUBLISH and answers it (PUBACK or PUBREC with `code`), once every session it went to
-   * holds it. Also when the connection closed while an async hook decided: the client's QoS 2 resend is then
-   * answered as a duplicate, so this is the one chance to route the message [MQTT-4.3.3-10].
-   */
-  #publishDecided(connection: Connection, packet: PublishPacket, code: ReasonCode): void {
-    const session = connection.session;
-    const now = performance.now();
-    this.#counters.messagesReceived++;
-    // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
-    if (packet.qos > 0 && !reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
-      code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
-    }
-    const source = this.#source;
-    this.#source = connection;
-    try {
-      this.#machine.publish(now, session, packet, code);
-      this.#flushAll(connection);
-    } finally {
-      this.#source = source;
-    }
-  }
-
-  async #onSubscribe(
-    connection: Connection,
-    _packetId: number,
-    subscriptions: Subscription[],
-    event: Extract<SessionEvent, { type: "subscribe" }>,
-  ): Promise<void> {
-    const hook = this.#options.authorizeSubscribe;
-    const acl = this.#options.acl;
-    let codes: ReasonCode[] | undefined;
-    if ((hook !== undefined || acl !== undefined) && connection.info !== undefined) {
-      codes = [];
-      for (const subscription of subscriptions) {
-        let decision: Decision | QoS = true;
-        if (acl !== undefined && !canSubscribe(acl, connection.info, subscription.topicFilter)) {
-          decision = false;
-          this.#log(
-            "info",
-            `Denied subscription of "${connection.info.clientId}" to "${subscription.topicFilter}" (ACL: nothing readable)`,
-          );
-        } else if (hook !== undefined) {
-          try {
-            decision = await hook(connection.info, subscription);
-          } catch {
-            decision = ReasonCode.UnspecifiedError;
-          }
-        }
-        if (decision === true) codes.push(subscription.qos);
-        else if (decision === false) codes.push(ReasonCode.NotAuthorized);
-        else if (decision === 0 || decision === 1 || decision === 2) {
-          codes.push(Math.min(decision, subscription.qos) as ReasonCode);
-        } else codes.push(reasonCodeAllowed("suback", decision) ? decision : ReasonCode.UnspecifiedError);
-      }
-    }
-    if (connection.closed) return;
-    this.#machine.subscribe(performance.now(), connection.session, event.packet, codes);
-    this.#flushAll(connection);
-  }
-
-  /** The topic and rate limits of a PUBLISH: a refusal code, or `undefined` when it may pass. */
-  #limitPublish(connection: Connection, packet: PublishPacket): ReasonCode | undefined {
-    const who = connection.info?.clientId ?? "?";
-    const topic = packet.topic;
-    const maxLength = this.#options.maxTopicLength ?? 65_535;
-    const maxLevels = this.#options.maxTopicLevels ?? 128;
-    if (topic.length > maxLength || levelCount(topic, maxLevels) > maxLevels) {
-      this.#log(
-        "warn",
-        `Refused publish from "${who}": topic longer than ${maxLength} or deeper than ${maxLevels} levels`,
-      );
-      return ReasonCode.TopicNameInvalid;
-    }
-    const rate = this.#options.maxMessagesPerSecond ?? 0;
-    if (rate > 0) {
-      // A token bucket per connection: up to one second's worth of burst.
-      const now = performance.now();
-      // Small integers until the first PUBLISH: an idle connection holds no boxed number for its bucket.
-      const elapsed = connection.rateAt === 0 ? Infinity : (now - connection.rateAt) / 1000;
-      connection.rateAt = now;
-      connection.tokens = Math.min(rate, connection.tokens + elapsed * rate);
-      if (connection.tokens < 1) {
-        this.#log("warn", `Refused publish from "${who}": more than ${rate} messages per second`);
-        // 0x96 exists only on DISCONNECT; a PUBACK says quota exceeded.
-        return ReasonCode.QuotaExceeded;
-      }
-      connection.tokens -= 1;
-    }
-    return undefined;
-  }
-
   #onClosed(connection: Connection, error: MqttError | undefined): void {
     if (connection.closed) return;
     connection.closed = true;
@@ -1040,7 +452,7 @@ export class Broker {
     this.#counters.dropped += connection.session.droppedWhileCongested;
     clearTimeout(connection.timer);
     clearTimeout(connection.slowTimer);
-    this.#release(connection);
+    this.#pressure.release(connection);
     // Read what the client still sends (a lingering close waits for its end), whoever held it paused.
     if (connection.heldBy > 0) connection.resumeReads();
     this.#machine.detach(performance.now(), connection.session);
