@@ -1,521 +1,41 @@
 /**
  * The async broker: SessionMachines and one BrokerMachine driven over transports, with timers, listeners and
- * typed async hooks for authentication and authorization.
+ * typed async hooks for authentication and authorization. This file is the `Broker` core (accepting, the read
+ * and write paths, timers, persistence, closing); its parts live beside it, each in its own file.
  *
  * @module
  */
 
-import type {
-  ConnAckProperties,
-  ConnectPacket,
-  PublishPacket,
-  PublishProperties,
-  QoS,
-  Subscription,
-} from "../codec/packet.ts";
-import { PacketDecoder } from "../codec/decoder.ts";
-import { describePacket } from "../codec/describe.ts";
-import { reasonCodeAllowed } from "../codec/reason_codes.ts";
+import type { PublishPacket, QoS } from "../codec/packet.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
-import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
-import { type SessionEvent, SessionMachine, type SessionMachineOptions } from "../machine/session_machine.ts";
-import { runtimeHeapUsed } from "../runtime/memory.ts";
-import { runtimeNet } from "../runtime/mod.ts";
-import { listenWebSocket } from "../runtime/ws_server.ts";
-import { type AclFile, aclReadCheck, canPublish, canSubscribe } from "./acl_file.ts";
-import { type PasswordEntry, verifyPassword } from "./password_file.ts";
-import type { DirectTransport, Listener, Transport, TransportSink } from "../transport/transport.ts";
+import { BrokerMachine } from "../machine/broker_machine.ts";
+import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
+import type { Listener, Transport } from "../transport/transport.ts";
+import { Backpressure } from "./backpressure.ts";
+import { type BrokerOptions, type ListenOptions, log, type LogLevel } from "./broker_options.ts";
+import { ConnectAuth } from "./connect_auth.ts";
+import { Connection, type ConnectionHost, type ListenerCount } from "./connection.ts";
+import { ConnectingLimit, listenerUrl, openListener, serveListener } from "./listeners.ts";
+import { tracePackets } from "./packet_trace.ts";
+import { deliveryCheck, PublishPolicy } from "./publish_policy.ts";
 import type { BrokerStore } from "./store.ts";
+import { type SysCounters, SysTopics } from "./sys_topics.ts";
 
-/** Who is connecting, for the hooks. */
-export interface ClientInfo {
-  /** The CONNECT's client identifier (empty when the client asks for one); once connected, the one in use. */
-  clientId: string;
-  /** The user name of the CONNECT, if it had one. */
-  username?: string;
-  /** 3 (MQTT 3.1), 4 (3.1.1) or 5. */
-  protocolVersion: number;
-  /** Where the connection comes from, when the listener knows. */
-  remote?: string;
-}
-
-/** A decision of a hook: `true` allows, `false` refuses with "not authorized", a reason code refuses with it. */
-export type Decision = boolean | ReasonCode;
-
-/**
- * The answer to one step of MQTT 5 enhanced authentication: send a challenge and wait for the client's next
- * AUTH, accept (with optional final data for the client), or refuse.
- */
-export type EnhancedAuthResult = { challenge: Uint8Array } | { accept: true; data?: Uint8Array } | Decision;
-
-/** One step of MQTT 5 enhanced authentication, for {@linkcode BrokerOptions.enhancedAuthenticate}. */
-export interface EnhancedAuthStep {
-  /** The authentication method the client named in CONNECT. */
-  method: string;
-  /** The client's authentication data of this step. */
-  data: Uint8Array | undefined;
-  /** Whether this is a re-authentication of a connected client (AUTH 0x19) rather than a new connection. */
-  reauthenticating: boolean;
-}
-
-/** Log levels, lowest first. */
-export type LogLevel = "debug" | "info" | "warn" | "error";
-
-/** Options of a {@linkcode Broker}. */
-export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptions {
-  /** Accept clients without a user name. Default true. */
-  allowAnonymous?: boolean;
-  /**
-   * Users and password hashes (a mosquitto password file, see `parsePasswordFile`): a client with a user name
-   * must be listed and give the right password. Checked before `authenticate`.
-   */
-  passwords?: ReadonlyMap<string, PasswordEntry>;
-  /**
-   * Access rules (a mosquitto ACL file, see `parseAclFile`), checked before the authorization hooks. A publish
-   * they do not allow is refused (MQTT 5: reason 0x87; 3.x: dropped). A subscription is granted when some
-   * topic it can match is readable (`canSubscribe`), else refused (0x87; 3.x: 0x80); every message delivered,
-   * retained and queued ones included, then goes only to clients that may read its topic (`canRead`).
-   */
-  acl?: AclFile;
-  /**
-   * MQTT 5 enhanced authentication (SASL-like challenge and response): called with each step for clients whose
-   * CONNECT names an authentication method. Without it such clients are refused with 0x8C.
-   */
-  enhancedAuthenticate?: (
-    client: ClientInfo,
-    step: EnhancedAuthStep,
-  ) => EnhancedAuthResult | Promise<EnhancedAuthResult>;
-  /** Decides whether a client may connect; runs after the anonymous and password checks. Default: allow. */
-  authenticate?: (client: ClientInfo, password: Uint8Array | undefined) => Decision | Promise<Decision>;
-  /** Decides whether a client may publish a message. Default: allow. */
-  authorizePublish?: (client: ClientInfo, packet: PublishPacket) => Decision | Promise<Decision>;
-  /**
-   * Decides whether a client may subscribe: `true`, `false`, a reason code, or the QoS to grant (lower than
-   * asked). Default: allow as asked.
-   */
-  authorizeSubscribe?: (
-    client: ClientInfo,
-    subscription: Subscription,
-  ) => Decision | QoS | Promise<Decision | QoS>;
-  /**
-   * Decides whether a message may be delivered to a client: called for every delivery, retained messages sent
-   * on subscribing and messages queued for an offline session included, after the ACL's read rules allowed
-   * it; `false` skips that client. Subscriptions are decided by `authorizeSubscribe`; this filters what they
-   * bring, like aedes' `authorizeForward`. It runs while a message is routed, so it must be synchronous and
-   * quick; the payload is only valid during the call (copy it to keep it). A hook that throws refuses.
-   * Default: every message is delivered.
-   *
-   * @example Deliver `inbox/NAME` only to the user NAME
-   * ```ts
-   * import { Broker } from "@x/mqtt/broker";
-   * const broker = new Broker({
-   *   authorizeRead: (client, message) =>
-   *     !message.topic.startsWith("inbox/") || message.topic === `inbox/${client.username}`,
-   * });
-   * await broker.close();
-   * ```
-   */
-  authorizeRead?: (
-    client: { readonly clientId: string; readonly username?: string },
-    message: {
-      readonly topic: string;
-      readonly qos: QoS;
-      readonly retain: boolean;
-      readonly payload: Uint8Array;
-      readonly properties?: PublishProperties;
-    },
-  ) => boolean;
-  /**
-   * Backpressure's high watermark: once more than this many bytes wait to be written to a client, the
-   * connections whose messages feed it are no longer read (TCP slows their clients down) until fewer than
-   * half as many wait; at most for `maxPublisherPause` at a time. Default 1 MiB.
-   */
-  backpressureBytes?: number;
-  /**
-   * The longest a client that is behind may keep the connections feeding it paused, in ms. A client still
-   * behind after it counts as slow: its QoS 0 messages are dropped and its QoS 1 and 2 messages wait in its
-   * session queue until it catches up, it is disconnected once it stayed behind for `slowConsumerTimeout`,
-   * and it may pause its publishers again only 10 times this long later, so that whatever one subscriber
-   * does, the others of its publishers keep at least nine tenths of their rate. Default 1000.
-   */
-  maxPublisherPause?: number;
-  /**
-   * How long a client that is behind may take no byte at all (it stopped reading) before it counts as slow
-   * (see `maxPublisherPause`), in ms: so a stuck client holds its publishers up only this long. A client that
-   * reads slowly takes bytes in bursts, a third of its socket's send buffer at a time (the kernel wakes a
-   * writer only then), so one reading below a few MB/s may count as stalled: raise this to let such clients
-   * slow their publishers down for longer. Default 100.
-   */
-  maxWriteStall?: number;
-  /**
-   * The most bytes waiting to be written to one client before it counts as slow at once (see
-   * `maxPublisherPause`), however little time it was behind; twice as many close its connection. Default
-   * 16 MiB.
-   */
-  maxOutgoingBytes?: number;
-  /**
-   * Log every packet in and out at the `debug` level (a second decoder reads a copy of the traffic, so it
-   * costs: for debugging). Payloads and passwords are never logged. Default false.
-   */
-  logPackets?: boolean;
-  /** The longest client identifier accepted, in UTF-8 bytes; longer ones get 0x85. Default 256. */
-  maxClientIdLength?: number;
-  /**
-   * The longest keep-alive a client may ask for, in seconds, as mosquitto's `max_keepalive`. An MQTT 5 client
-   * that asks for more, or for 0 (none), gets this value as Server Keep Alive in its CONNACK and must use it
-   * [MQTT-3.2.2-21]; the broker then closes its connection after 1.5 times it without a packet
-   * [MQTT-3.1.2-22]. An MQTT 3.1.1 or 3.1 client cannot be told, so it is refused with CONNACK 0x02 identifier
-   * rejected (the documented behaviour of mosquitto 2.1; Debian's mosquitto 2.0.11 lets such clients in).
-   * From 1 to 65,535 (65,535 only catches keep-alive 0); 0, mosquitto 2.1's "no maximum", and the default set
-   * no maximum: every client keeps the keep-alive it asked for [MQTT-3.2.2-22].
-   */
-  maxKeepAlive?: number;
-  /** The longest topic name accepted in a PUBLISH, in characters. Default 65,535. */
-  maxTopicLength?: number;
-  /** The most levels a published topic, or a subscription's filter (refused with 0x8F), may have. Default 128. */
-  maxTopicLevels?: number;
-  /**
-   * PUBLISH packets accepted per second and connection (bursts of up to one second's worth); beyond it they
-   * are refused with 0x97 quota exceeded (MQTT 5) or dropped (3.x). 0, the default, sets no limit.
-   */
-  maxMessagesPerSecond?: number;
-  /** The most network connections at once; more are closed as they arrive. Default 10,000. */
-  maxConnections?: number;
-  /**
-   * The most connections at once that have not sent their CONNECT yet. Past it, the ones that have waited
-   * longest, if longer than a second, are closed as new ones arrive, so that connections left half-open (a
-   * flood, a slowloris) can hold neither memory nor the connection slots of clients that do connect. Default
-   * 1,000.
-   */
-  maxConnecting?: number;
-  /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
-  sysInterval?: number;
-  /** Where log lines go. Default: nowhere. Lines never contain passwords or payloads. */
-  log?: (level: LogLevel, message: string) => void;
-  /**
-   * Where sessions, their subscriptions and messages, wills and retained messages outlive the process (see
-   * `openSqliteStore`). The broker restores it when created (publishing wills that came due meanwhile), writes
-   * every change before the acknowledgements that depend on it go out, and closes it on
-   * {@linkcode Broker.close}. Default: memory only.
-   */
-  store?: BrokerStore;
-}
-
-/** Options of {@linkcode Broker.listen}. */
-export interface ListenOptions {
-  /** Default 127.0.0.1. */
-  hostname?: string;
-  /** Default 1883; 0 picks a free port. */
-  port?: number;
-  /** PEM certificate and key for a TLS listener (or `wss://` with `websocket`). */
-  cert?: string;
-  /** The PEM private key of {@linkcode ListenOptions.cert}. */
-  key?: string;
-  /** Accept MQTT over WebSocket instead of raw TCP. */
-  websocket?: boolean;
-  /** The WebSocket path. Default `/mqtt`. */
-  path?: string;
-  /** The most connections at once through this listener (besides the broker's `maxConnections`). */
-  maxConnections?: number;
-}
+export type {
+  BrokerOptions,
+  ClientInfo,
+  Decision,
+  EnhancedAuthResult,
+  EnhancedAuthStep,
+  ListenOptions,
+  LogLevel,
+} from "./broker_options.ts";
 
 /** How long a connection the broker ended waits for the client to close it (see `#shut`). */
 const LINGER_MS = 1000;
 /** How much a client may still send meanwhile before its connection is closed at once (read, then dropped). */
 const LINGER_BYTES = 65_536;
-
-/** The version in `$SYS/broker/version`. */
-const VERSION = "0.1.0";
-
-/** The number of levels of a topic, counting no further than one past `limit` (no array per publish). */
-function levelCount(topic: string, limit: number): number {
-  let levels = 1;
-  for (let i = topic.indexOf("/"); i !== -1 && levels <= limit; i = topic.indexOf("/", i + 1)) levels++;
-  return levels;
-}
-
-function decisionCode(decision: Decision, fallback: ReasonCode): ReasonCode {
-  if (decision === true) return ReasonCode.Success;
-  if (decision === false) return fallback;
-  return decision;
-}
-
-/** What a connection's transport reads goes to, shared by all connections of a broker. */
-interface ConnectionHost {
-  received(connection: Connection, bytes: Uint8Array): void;
-  ended(connection: Connection, cause: unknown): void;
-}
-
-/** Open connections of one listener, for its `maxConnections`. */
-interface ListenerCount {
-  open: number;
-}
-
-/**
- * One network connection. It is its transport's sink on the callback path, with methods rather than
- * closures, so that an idle connection holds little more than its fields.
- */
-/** The state of a connection that an idle one does not use, made when first set (see `Connection`). */
-class ConnectionExtras {
-  writer: WritableStreamDefaultWriter<Uint8Array> | undefined = undefined;
-  done: { promise: Promise<void>; resolve(): void } | undefined = undefined;
-  traceIn: PacketDecoder | undefined = undefined;
-  traceOut: PacketDecoder | undefined = undefined;
-  tokens = 0;
-  rateAt = 0;
-  lingered = 0;
-  slowTimer: ReturnType<typeof setTimeout> | undefined = undefined;
-  heldBy = 0;
-  holding: Set<Connection> | undefined = undefined;
-  holdTimer: ReturnType<typeof setTimeout> | undefined = undefined;
-  noHoldUntil = 0;
-  holdSince = 0;
-  progressAt = 0;
-  resumed: { promise: Promise<void>; resolve(): void } | undefined = undefined;
-  authenticating: ClientInfo | undefined = undefined;
-}
-
-/**
- * One connection of the broker. What most connections never use (the stream writer, the packet trace, the
- * rate limit, flow control, enhanced authentication) lives in a {@linkcode ConnectionExtras} made when first
- * set, behind accessors of the same names: an idle connection is this object alone, which counts with 10,000.
- */
-class Connection implements TransportSink {
-  readonly session: SessionMachine;
-  readonly transport: Transport;
-  readonly remote: string | undefined;
-  /** The transport's callbacks, when it has them; else its streams are used (`writer`, and `handle`'s reader). */
-  readonly direct: DirectTransport | undefined;
-  /** Settles once the last write that did not go out at once did; undefined while none did. */
-  writing: Promise<void> | undefined;
-  /** The listener whose count of open connections this one is in. */
-  listener: ListenerCount | undefined;
-  readonly #host: ConnectionHost;
-  #readsEnded = false;
-  /** Bytes handed to the transport and not yet written: a slow consumer's backlog. */
-  pendingBytes = 0;
-  /** The session's next deadline, and when it is set for (at or before the deadline). */
-  timer: ReturnType<typeof setTimeout> | undefined;
-  timerAt = 0;
-  info: ClientInfo | undefined;
-  closed = false;
-  #extras: ConnectionExtras | undefined;
-
-  constructor(
-    host: ConnectionHost,
-    session: SessionMachine,
-    transport: Transport,
-    remote: string | undefined,
-  ) {
-    this.#host = host;
-    this.session = session;
-    this.transport = transport;
-    this.remote = remote;
-    this.direct = transport.direct;
-    if (this.direct === undefined) this.#more().writer = transport.writable.getWriter();
-  }
-
-  /** The rarely used state, made now if it was not. */
-  #more(): ConnectionExtras {
-    return this.#extras ??= new ConnectionExtras();
-  }
-
-  /** The writer of the transport's stream, when it has no callbacks. */
-  get writer(): WritableStreamDefaultWriter<Uint8Array> | undefined {
-    return this.#extras?.writer;
-  }
-
-  /** Decoders of what goes in and out, for the packet trace of `logPackets`. */
-  get traceIn(): PacketDecoder | undefined {
-    return this.#extras?.traceIn;
-  }
-  set traceIn(value: PacketDecoder | undefined) {
-    if (value !== undefined || this.#extras !== undefined) this.#more().traceIn = value;
-  }
-  get traceOut(): PacketDecoder | undefined {
-    return this.#extras?.traceOut;
-  }
-  set traceOut(value: PacketDecoder | undefined) {
-    if (value !== undefined || this.#extras !== undefined) this.#more().traceOut = value;
-  }
-
-  /** The rate limit's token bucket, and when it was last filled (0: never, the bucket counts as full). */
-  get tokens(): number {
-    return this.#extras?.tokens ?? 0;
-  }
-  set tokens(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().tokens = value;
-  }
-  get rateAt(): number {
-    return this.#extras?.rateAt ?? 0;
-  }
-  set rateAt(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().rateAt = value;
-  }
-
-  /** Bytes read after the broker ended the connection. */
-  get lingered(): number {
-    return this.#extras?.lingered ?? 0;
-  }
-  set lingered(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().lingered = value;
-  }
-
-  /** Fires when the client stayed congested for `slowConsumerTimeout`. */
-  get slowTimer(): ReturnType<typeof setTimeout> | undefined {
-    return this.#extras?.slowTimer;
-  }
-  set slowTimer(value: ReturnType<typeof setTimeout> | undefined) {
-    if (value !== undefined || this.#extras !== undefined) this.#more().slowTimer = value;
-  }
-
-  /** How many clients that are behind hold this connection's reads paused (see `Broker.#hold`). */
-  get heldBy(): number {
-    return this.#extras?.heldBy ?? 0;
-  }
-  set heldBy(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().heldBy = value;
-  }
-
-  /** The connections whose reads this client holds paused while it is behind. */
-  get holding(): Set<Connection> | undefined {
-    return this.#extras?.holding;
-  }
-  set holding(value: Set<Connection> | undefined) {
-    if (value !== undefined || this.#extras !== undefined) this.#more().holding = value;
-  }
-
-  /** Ends the time this client may hold them paused (`maxPublisherPause`). */
-  get holdTimer(): ReturnType<typeof setTimeout> | undefined {
-    return this.#extras?.holdTimer;
-  }
-  set holdTimer(value: ReturnType<typeof setTimeout> | undefined) {
-    if (value !== undefined || this.#extras !== undefined) this.#more().holdTimer = value;
-  }
-
-  /** Until when (`performance.now()`) this client may not hold connections paused again. */
-  get noHoldUntil(): number {
-    return this.#extras?.noHoldUntil ?? 0;
-  }
-  set noHoldUntil(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().noHoldUntil = value;
-  }
-
-  /** Since when it holds connections paused. */
-  get holdSince(): number {
-    return this.#extras?.holdSince ?? 0;
-  }
-  set holdSince(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().holdSince = value;
-  }
-
-  /**
-   * While more than the low watermark waits to be written to it: when its transport last took a write, or
-   * when the backlog passed the low watermark (whichever came later); 0 below it.
-   */
-  get progressAt(): number {
-    return this.#extras?.progressAt ?? 0;
-  }
-  set progressAt(value: number) {
-    if (value !== 0 || this.#extras !== undefined) this.#more().progressAt = value;
-  }
-
-  /** A CONNECT whose enhanced authentication is still exchanging AUTH packets. */
-  get authenticating(): ClientInfo | undefined {
-    return this.#extras?.authenticating;
-  }
-  set authenticating(value: ClientInfo | undefined) {
-    if (value !== undefined || this.#extras !== undefined) this.#more().authenticating = value;
-  }
-
-  /**
-   * Writes in order.
-   *
-   * @returns `undefined` when the transport took the bytes at once, else when it did.
-   */
-  write(bytes: Uint8Array): Promise<void> | undefined {
-    if (this.writer !== undefined) return this.writer.write(bytes);
-    try {
-      return this.direct?.write(bytes);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  }
-
-  /** Stops reading (backpressure on the client), until `resumeReads()`. */
-  pauseReads(): void {
-    if (this.direct !== undefined) {
-      this.direct.pause();
-    } else if (this.#extras?.resumed === undefined) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => resolve = r);
-      this.#more().resumed = { promise, resolve };
-    }
-  }
-
-  /** Reads again. */
-  resumeReads(): void {
-    if (this.direct !== undefined) {
-      this.direct.resume();
-      return;
-    }
-    const extras = this.#extras;
-    const resumed = extras?.resumed;
-    if (extras !== undefined) extras.resumed = undefined;
-    resumed?.resolve();
-  }
-
-  /** While the stream reads are paused, when they may go on. */
-  get readsResumed(): Promise<void> | undefined {
-    return this.#extras?.resumed?.promise;
-  }
-
-  /** Half-closes once everything written went out. */
-  async finish(): Promise<void> {
-    await this.writing?.catch(() => {});
-    if (this.writer !== undefined) await this.writer.close().catch(() => {});
-    else this.direct?.end();
-  }
-
-  /**
-   * Bytes from the transport's callbacks.
-   *
-   * @param chunk What was read.
-   */
-  data(chunk: Uint8Array): void {
-    if (this.#readsEnded) return;
-    try {
-      this.#host.received(this, chunk);
-    } catch (error) {
-      this.end(error);
-    }
-  }
-
-  /**
-   * The end of the reads, from the callbacks or the stream loop; once.
-   *
-   * @param error Why, when it failed.
-   */
-  end(error?: unknown): void {
-    if (this.#readsEnded) return;
-    this.#readsEnded = true;
-    this.#host.ended(this, error);
-    this.#extras?.done?.resolve();
-  }
-
-  /** Resolves once the reads ended. */
-  done(): Promise<void> {
-    if (this.#readsEnded) return Promise.resolve();
-    const extras = this.#more();
-    if (extras.done === undefined) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => resolve = r);
-      extras.done = { promise, resolve };
-    }
-    return extras.done.promise;
-  }
-}
 
 /**
  * An MQTT broker. Embed it in a program, or run `broker.ts`.
@@ -545,32 +65,21 @@ export class Broker {
   readonly #connections = new Map<SessionMachine, Connection>();
   /** Connections waiting to be flushed by the drain that `#flushAll` is running. */
   readonly #dirty = new Set<Connection>();
-  /** Connections that have not sent their CONNECT yet, oldest first, with when they were accepted. */
-  readonly #connecting = new Map<Connection, number>();
-  /** Reads the JavaScript heap in use, once this runtime's reading is loaded. */
-  #heapUsed: (() => number) | undefined;
+  /** Connections that have not sent their CONNECT yet (`maxConnecting`). */
+  readonly #connecting: ConnectingLimit;
   #draining = false;
-  /** The connection whose bytes, or whose PUBLISH, are being handled: what a client that is behind holds. */
-  #source: Connection | undefined;
-  readonly #maxOutgoingBytes: number;
-  readonly #backpressureBytes: number;
-  /** Where a client that is behind counts as caught up. */
-  readonly #lowWater: number;
+  /** Watermarks, paused reads and slow consumers; its `source` is the connection being handled. */
+  readonly #pressure: Backpressure;
+  readonly #auth: ConnectAuth;
+  readonly #policy: PublishPolicy;
   readonly #listeners = new Set<Listener>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
   #store: BrokerStore | undefined;
-  readonly #startedAt = performance.now();
-  #sysTimer: ReturnType<typeof setInterval> | undefined;
-  readonly #sysLast = new Map<string, string>();
-  readonly #counters = {
-    messagesReceived: 0,
-    bytesReceived: 0,
-    bytesSent: 0,
-    connected: 0,
-    maximum: 0,
-    dropped: 0,
-  };
+  readonly #sys: SysTopics;
+  readonly #counters: SysCounters;
+  /** `#flushAll` as a function, for the parts. */
+  readonly #flushOne = (connection: Connection): void => this.#flushAll(connection);
 
   /**
    * Creates a broker; nothing listens until {@linkcode Broker.listen}.
@@ -589,24 +98,18 @@ export class Broker {
       );
     }
     this.#options = options;
-    void runtimeHeapUsed().then((read) => this.#heapUsed = read, () => {});
-    this.#maxOutgoingBytes = options.maxOutgoingBytes ?? 16 * 1024 * 1024;
-    this.#backpressureBytes = Math.min(options.backpressureBytes ?? 1024 * 1024, this.#maxOutgoingBytes);
-    this.#lowWater = this.#backpressureBytes / 2;
-    for (
-      const key of ["maxOutgoingBytes", "backpressureBytes", "maxPublisherPause", "maxWriteStall"] as const
-    ) {
-      const value = options[key];
-      if (value !== undefined && !(value > 0)) {
-        throw new RangeError(`Cannot use ${key} ${value}: expected more than 0`);
-      }
-    }
+    this.#pressure = new Backpressure(options, this.#flushOne);
     const store = options.store;
     this.#machine = new BrokerMachine({
       ...options,
-      authorizeDelivery: this.#deliveryCheck(options),
+      authorizeDelivery: deliveryCheck(options),
       journal: store !== undefined,
     });
+    this.#sys = new SysTopics(this.#machine, this.#connections);
+    this.#counters = this.#sys.counters;
+    this.#connecting = new ConnectingLimit(options, this.#flushOne);
+    this.#auth = new ConnectAuth(options, this.#machine, this.#counters, this.#flushOne);
+    this.#policy = new PublishPolicy(options, this.#machine, this.#counters, this.#pressure, this.#flushOne);
     if (store !== undefined) {
       this.#store = store;
       const now = performance.now();
@@ -622,32 +125,6 @@ export class Broker {
         `Restored ${this.#machine.sessionCount} sessions and ${this.#machine.retainedCount} retained messages`,
       );
     }
-  }
-
-  /**
-   * The machine's check of each delivery: the ACL's read rules, `authorizeRead` and `authorizeDelivery`, all
-   * of which must allow; none at all when none is set, so that deliveries then cost nothing more.
-   */
-  #deliveryCheck(options: BrokerOptions): BrokerMachineOptions["authorizeDelivery"] {
-    const checks: NonNullable<BrokerMachineOptions["authorizeDelivery"]>[] = [];
-    if (options.acl !== undefined) {
-      const canRead = aclReadCheck(options.acl);
-      checks.push((session, message) => canRead(session, message.topic));
-    }
-    const hook = options.authorizeRead;
-    if (hook !== undefined) {
-      checks.push((session, message) => {
-        try {
-          return hook(session, message) === true;
-        } catch (error) {
-          this.#log("warn", `authorizeRead threw for "${session.clientId}" on "${message.topic}": ${error}`);
-          return false;
-        }
-      });
-    }
-    if (options.authorizeDelivery !== undefined) checks.push(options.authorizeDelivery);
-    if (checks.length <= 1) return checks[0];
-    return (session, message) => checks.every((check) => check(session, message));
   }
 
   /** The routing machine, for statistics. */
@@ -667,51 +144,16 @@ export class Broker {
    * @returns The listener's address.
    */
   async listen(options: ListenOptions = {}): Promise<{ hostname: string; port: number }> {
-    const hostname = options.hostname ?? "127.0.0.1";
-    const port = options.port ?? 1883;
-    let listener: Listener;
-    if (options.websocket) {
-      listener = await listenWebSocket({
-        hostname,
-        port,
-        path: options.path,
-        cert: options.cert,
-        key: options.key,
-      });
-    } else {
-      const net = await runtimeNet();
-      listener = options.cert !== undefined && options.key !== undefined
-        ? await net.listenTls({ hostname, port, cert: options.cert, key: options.key })
-        : await net.listenTcp({ hostname, port });
-    }
+    const listener = await openListener(options);
     this.#listeners.add(listener);
-    const limit = options.maxConnections ?? Infinity;
-    const count: ListenerCount = { open: 0 };
-    (async () => {
-      for await (const transport of listener) {
-        if (count.open >= limit) {
-          this.#log(
-            "warn",
-            `Refused a connection on port ${listener.port}: its ${limit} connections are open`,
-          );
-          void Promise.resolve(transport.close()).catch(() => {});
-          continue;
-        }
-        if (this.#accept(transport, transport.remoteAddress, count) === undefined) {
-          void Promise.resolve(transport.close()).catch(() => {});
-        }
-      }
-    })().catch((error) =>
-      this.#log("error", `Listener on ${hostname}:${port} failed: ${(error as Error).message}`)
+    serveListener(
+      this.#options,
+      options,
+      listener,
+      (transport, remote, count) => this.#accept(transport, remote, count),
     );
-    const scheme = (options.websocket ? "ws" : "mqtt") + (options.cert !== undefined ? "s" : "");
     this.#startSys();
-    this.#log(
-      "info",
-      `Listening on ${scheme}://${listener.hostname}:${listener.port}${
-        options.websocket ? options.path ?? "/mqtt" : ""
-      }`,
-    );
+    this.#log("info", `Listening on ${listenerUrl(options, listener)}`);
     return { hostname: listener.hostname, port: listener.port };
   }
 
@@ -745,53 +187,15 @@ export class Broker {
       listener.open++;
     }
     this.#connections.set(session, connection);
-    this.#admit(connection);
+    this.#connecting.admit(connection);
     this.#flushAll(connection);
     // The callbacks when the transport has them (no stream, no promise per idle connection), else the stream.
     if (connection.direct !== undefined) connection.direct.start(connection);
-    else void this.#readStream(connection);
+    else void connection.readStream();
     return connection;
   }
 
   /** Counts a new connection as connecting, closing the longest-waiting ones past `maxConnecting`. */
-  #admit(connection: Connection): void {
-    const now = performance.now();
-    const connecting = this.#connecting;
-    const limit = this.#options.maxConnecting ?? 1000;
-    for (const [oldest, since] of connecting) {
-      if (connecting.size < limit || now - since < 1000) break;
-      connecting.delete(oldest);
-      this.#log(
-        "warn",
-        `Closed a connection${oldest.remote ? ` from ${oldest.remote}` : ""} that sent no CONNECT in ${
-          Math.round(now - since)
-        } ms: ${limit} are connecting`,
-      );
-      oldest.session.handleClose(now, new Error("no CONNECT while too many were connecting"));
-      void oldest.transport.close();
-      this.#flushAll(oldest);
-    }
-    connecting.set(connection, now);
-  }
-
-  async #readStream(connection: Connection): Promise<void> {
-    const reader = connection.transport.readable.getReader();
-    let cause: unknown;
-    try {
-      for (;;) {
-        const paused = connection.readsResumed;
-        if (paused !== undefined) await paused;
-        const { value, done } = await reader.read();
-        if (done) break;
-        this.#received(connection, value);
-      }
-    } catch (error) {
-      cause = error;
-    } finally {
-      reader.releaseLock();
-    }
-    connection.end(cause);
-  }
 
   /** Shared by every connection (see {@linkcode Connection}). */
   readonly #host: ConnectionHost = {
@@ -816,14 +220,15 @@ export class Broker {
       if (connection.lingered > LINGER_BYTES) void connection.transport.close();
       return;
     }
-    if (this.#options.logPackets) this.#trace(connection, "in", bytes);
-    const source = this.#source;
-    this.#source = connection;
+    if (this.#options.logPackets) tracePackets(this.#options, connection, "in", bytes);
+    const pressure = this.#pressure;
+    const source = pressure.source;
+    pressure.source = connection;
     try {
       connection.session.handleBytes(performance.now(), bytes);
       this.#flushAll(connection);
     } finally {
-      this.#source = source;
+      pressure.source = source;
     }
   }
 
@@ -863,7 +268,7 @@ export class Broker {
   async close(): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
-    clearInterval(this.#sysTimer);
+    this.#sys.stop();
     await Promise.all([...this.#listeners].map((listener) => listener.close().catch(() => {})));
     this.#listeners.clear();
     for (const connection of [...this.#connections.values()]) {
@@ -887,46 +292,19 @@ export class Broker {
    * @returns Topic to value.
    */
   sysValues(): Map<string, string> {
-    const c = this.#counters;
-    const stats = this.#machine.stats;
-    let dropped = c.dropped + stats.dropped;
-    for (const connection of this.#connections.values()) dropped += connection.session.droppedWhileCongested;
-    const values = new Map([
-      ["$SYS/broker/version", `@x/mqtt ${VERSION}`],
-      ["$SYS/broker/uptime", `${Math.floor((performance.now() - this.#startedAt) / 1000)} seconds`],
-      ["$SYS/broker/clients/connected", String(c.connected)],
-      ["$SYS/broker/clients/total", String(this.#machine.sessionCount)],
-      ["$SYS/broker/clients/disconnected", String(Math.max(0, this.#machine.sessionCount - c.connected))],
-      ["$SYS/broker/clients/maximum", String(c.maximum)],
-      ["$SYS/broker/messages/received", String(c.messagesReceived)],
-      ["$SYS/broker/messages/sent", String(stats.delivered)],
-      ["$SYS/broker/publish/messages/dropped", String(dropped)],
-      ["$SYS/broker/bytes/received", String(c.bytesReceived)],
-      ["$SYS/broker/bytes/sent", String(c.bytesSent)],
-      ["$SYS/broker/retained messages/count", String(this.#machine.retainedCount)],
-    ]);
-    if (this.#heapUsed !== undefined) values.set("$SYS/broker/heap/current", String(this.#heapUsed()));
-    return values;
-  }
-
-  /** Publishes the `$SYS` values that changed, retained. */
-  #publishSys(): void {
-    for (const [topic, value] of this.sysValues()) {
-      if (this.#sysLast.get(topic) === value) continue;
-      this.#sysLast.set(topic, value);
-      this.publish(topic, value, { retain: true });
-    }
+    return this.#sys.values();
   }
 
   #startSys(): void {
-    const interval = this.#options.sysInterval ?? 10;
-    if (interval <= 0 || this.#sysTimer !== undefined) return;
-    this.#publishSys();
-    this.#sysTimer = setInterval(() => this.#publishSys(), interval * 1000);
+    this.#sys.start(
+      this.#options.sysInterval ?? 10,
+      () => this.sysValues(),
+      (topic, value) => this.publish(topic, value, { retain: true }),
+    );
   }
 
   #log(level: LogLevel, message: string): void {
-    this.#options.log?.(level, message);
+    log(this.#options, level, message);
   }
 
   /** Writes the machine's changes to the store, before any packet that acknowledges them goes out. */
@@ -975,52 +353,19 @@ export class Broker {
   #flush(connection: Connection): void {
     this.#persist();
     const session = connection.session;
-    const highWater = this.#maxOutgoingBytes;
+    const pressure = this.#pressure;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       this.#counters.bytesSent += bytes.length;
-      if (this.#options.logPackets) this.#trace(connection, "out", bytes);
-      const before = connection.pendingBytes;
-      connection.pendingBytes += bytes.length;
-      if (before <= this.#lowWater && connection.pendingBytes > this.#lowWater) {
-        connection.progressAt = performance.now();
-      }
-      if (connection.pendingBytes > 2 * highWater && !connection.closed) {
-        // Even acknowledgements and queued messages pile up: the client must not grow the broker's memory.
-        this.#disconnectSlow(connection);
-        continue;
-      }
-      if (connection.pendingBytes > this.#backpressureBytes && !session.congested && !connection.closed) {
-        if (connection.pendingBytes > highWater) this.#behind(connection);
-        else this.#hold(connection);
-      }
+      if (this.#options.logPackets) tracePackets(this.#options, connection, "out", bytes);
       // The transport keeps writes in order: hand each over at once instead of after the previous one settled.
       const size = bytes.length;
+      if (!pressure.queue(connection, size)) continue;
       const written = connection.write(bytes);
       if (written === undefined) {
         connection.pendingBytes -= size;
         continue;
       }
-      connection.writing = written.then(() => {
-        connection.pendingBytes -= size;
-        if (connection.pendingBytes > this.#lowWater) {
-          connection.progressAt = performance.now();
-          return;
-        }
-        connection.progressAt = 0;
-        if (connection.closed) return;
-        if (connection.holdTimer !== undefined) this.#release(connection);
-        if (session.congested) {
-          clearTimeout(connection.slowTimer);
-          connection.slowTimer = undefined;
-          const dropped = session.droppedWhileCongested;
-          this.#log(
-            "info",
-            `Client "${this.#who(connection)}" caught up (${dropped} QoS 0 messages dropped in all)`,
-          );
-          session.setCongested(performance.now(), false);
-          this.#flushAll(connection);
-        }
-      }, () => {
+      connection.writing = written.then(() => pressure.wrote(connection, size), () => {
         if (!connection.closed) {
           session.handleClose(performance.now(), new Error("write failed"));
           this.#flushAll(connection);
@@ -1059,125 +404,6 @@ export class Broker {
     this.#flushAll(connection);
   }
 
-  /** The client identifier for logs. */
-  #who(connection: Connection): string {
-    return connection.info?.clientId ?? connection.session.clientId ?? "?";
-  }
-
-  /**
-   * A client is behind, by more than `backpressureBytes`: the connection whose bytes are being handled, which
-   * feeds it, is read no more until it caught up, or until `maxPublisherPause` passed and it counts as behind.
-   * One that counted as behind within 10 times that counts as behind at once.
-   */
-  #hold(connection: Connection): void {
-    if (connection.holdTimer === undefined) {
-      const now = performance.now();
-      // Pausing its publishers for a client that took nothing since its backlog began would be no use.
-      const stalled = now - connection.progressAt >= (this.#options.maxWriteStall ?? 100);
-      if (stalled || now < connection.noHoldUntil) {
-        if (stalled) connection.noHoldUntil = now + 10 * (this.#options.maxPublisherPause ?? 1000);
-        this.#behind(connection);
-        return;
-      }
-      connection.holdSince = now;
-      this.#checkHold(connection);
-    }
-    const source = this.#source;
-    if (source === undefined || source.closed) return;
-    const holding = connection.holding ??= new Set();
-    if (holding.has(source)) return;
-    holding.add(source);
-    if (source.heldBy++ === 0) source.pauseReads();
-  }
-
-  /**
-   * While `connection` holds connections paused: it counts as behind once its transport took nothing for
-   * `maxWriteStall` (a client that stopped reading), or once it held them for `maxPublisherPause`; then it may
-   * not hold any again for 10 times that.
-   */
-  #checkHold(connection: Connection): void {
-    const stall = this.#options.maxWriteStall ?? 100;
-    const pause = this.#options.maxPublisherPause ?? 1000;
-    const now = performance.now();
-    const due = Math.min(connection.progressAt + stall, connection.holdSince + pause);
-    connection.holdTimer = setTimeout(() => {
-      connection.holdTimer = undefined;
-      if (connection.closed || connection.pendingBytes <= this.#lowWater) {
-        this.#release(connection);
-        return;
-      }
-      const now = performance.now();
-      if (now - connection.progressAt >= stall || now - connection.holdSince >= pause) {
-        connection.noHoldUntil = now + 10 * pause;
-        this.#behind(connection);
-      } else this.#checkHold(connection);
-    }, Math.max(1, due - now));
-  }
-
-  /** Reads again the connections that `connection` held paused. */
-  #release(connection: Connection): void {
-    clearTimeout(connection.holdTimer);
-    connection.holdTimer = undefined;
-    const holding = connection.holding;
-    if (holding === undefined) return;
-    connection.holding = undefined;
-    for (const source of holding) if (--source.heldBy === 0) source.resumeReads();
-  }
-
-  /** A client is behind: drop what may be dropped, queue the rest, and give it `slowConsumerTimeout` to catch up. */
-  #behind(connection: Connection): void {
-    this.#release(connection);
-    const session = connection.session;
-    this.#log(
-      "warn",
-      `Client "${
-        this.#who(connection)
-      }" is behind by ${connection.pendingBytes} bytes: dropping its QoS 0 messages`,
-    );
-    session.setCongested(performance.now(), true);
-    connection.slowTimer = setTimeout(() => {
-      connection.slowTimer = undefined;
-      if (!connection.closed && session.congested) this.#disconnectSlow(connection);
-    }, this.#options.slowConsumerTimeout ?? 30_000);
-  }
-
-  /** Closes the connection of a client that does not read, so that it holds up no one and no memory. */
-  #disconnectSlow(connection: Connection): void {
-    this.#log(
-      "warn",
-      `Disconnecting slow consumer "${this.#who(connection)}": ${connection.pendingBytes} bytes unsent`,
-    );
-    clearTimeout(connection.slowTimer);
-    connection.slowTimer = undefined;
-    connection.session.handleClose(performance.now(), new Error("slow consumer"));
-    void connection.transport.close();
-    this.#flushAll(connection);
-  }
-
-  /** Decodes a copy of the traffic and logs each packet; a trace that fails to decode stops quietly. */
-  #trace(connection: Connection, direction: "in" | "out", bytes: Uint8Array): void {
-    const version = connection.session.version;
-    if (direction === "in") connection.traceIn ??= new PacketDecoder();
-    else if (version !== undefined) connection.traceOut ??= new PacketDecoder({ version });
-    const decoder = direction === "in" ? connection.traceIn : connection.traceOut;
-    if (decoder === undefined) return;
-    const who = connection.info?.clientId ?? connection.session.clientId ?? "?";
-    try {
-      decoder.push(bytes.slice());
-      for (let packet = decoder.next(); packet !== undefined; packet = decoder.next()) {
-        this.#log(
-          "debug",
-          `${direction === "in" ? "Received" : "Sending"} ${describePacket(packet)} ${
-            direction === "in" ? "from" : "to"
-          } "${who}"`,
-        );
-      }
-    } catch {
-      if (direction === "in") connection.traceIn = undefined;
-      else connection.traceOut = undefined;
-    }
-  }
-
   #scheduleBroker(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -1194,19 +420,19 @@ export class Broker {
     switch (event.type) {
       case "connect":
         this.#connecting.delete(connection);
-        void this.#onConnect(connection, event.packet);
+        void this.#auth.onConnect(connection, event.packet);
         return;
       case "publish":
-        this.#onPublish(connection, event.packet);
+        this.#policy.onPublish(connection, event.packet);
         return;
       case "subscribe":
-        void this.#onSubscribe(connection, event.packet.packetId, event.packet.subscriptions, event);
+        void this.#policy.onSubscribe(connection, event.packet.packetId, event.packet.subscriptions, event);
         return;
       case "unsubscribe":
         this.#machine.unsubscribe(performance.now(), session, event.packet);
         return;
       case "auth":
-        void this.#onAuth(connection, event.packet.properties?.authenticationData);
+        void this.#auth.onAuth(connection, event.packet.properties?.authenticationData);
         return;
       case "closed":
         this.#onClosed(connection, event.error);
@@ -1218,281 +444,6 @@ export class Broker {
     }
   }
 
-  async #onConnect(connection: Connection, packet: ConnectPacket): Promise<void> {
-    const info: ClientInfo = { clientId: packet.clientId, protocolVersion: packet.protocolVersion };
-    if (packet.username !== undefined) info.username = packet.username;
-    if (connection.remote !== undefined) info.remote = connection.remote;
-    let code: ReasonCode = ReasonCode.Success;
-    const passwords = this.#options.passwords;
-    const maxIdLength = this.#options.maxClientIdLength ?? 256;
-    if (new TextEncoder().encode(packet.clientId).length > maxIdLength) {
-      code = ReasonCode.ClientIdentifierNotValid;
-    } else if (packet.username === undefined && this.#options.allowAnonymous === false) {
-      code = ReasonCode.NotAuthorized;
-    } else if (packet.username !== undefined && passwords !== undefined) {
-      const entry = passwords.get(packet.username);
-      const ok = entry !== undefined && packet.password !== undefined &&
-        await verifyPassword(entry, packet.password);
-      if (!ok) code = ReasonCode.BadUserNameOrPassword;
-    }
-    if (code === ReasonCode.Success && this.#options.authenticate !== undefined) {
-      try {
-        code = decisionCode(
-          await this.#options.authenticate(info, packet.password),
-          ReasonCode.BadUserNameOrPassword,
-        );
-      } catch (error) {
-        this.#log("error", `authenticate hook failed for "${packet.clientId}": ${(error as Error).message}`);
-        code = ReasonCode.UnspecifiedError;
-      }
-    }
-    const method = packet.properties?.authenticationMethod;
-    if (code === ReasonCode.Success && method !== undefined) {
-      if (this.#options.enhancedAuthenticate === undefined) {
-        code = ReasonCode.BadAuthenticationMethod;
-      } else {
-        connection.authenticating = info;
-        return this.#onAuth(connection, packet.properties?.authenticationData);
-      }
-    }
-    if (connection.closed) return;
-    this.#finishConnect(connection, info, packet.protocolVersion, code);
-  }
-
-  /** One step of enhanced authentication: a new connection's, or a re-authentication's. */
-  async #onAuth(connection: Connection, data: Uint8Array | undefined): Promise<void> {
-    const session = connection.session;
-    const hook = this.#options.enhancedAuthenticate;
-    const client = connection.authenticating ?? connection.info;
-    const method = session.authenticationMethod;
-    if (hook === undefined || client === undefined || method === undefined) {
-      if (connection.info === undefined) {
-        session.reject(performance.now(), ReasonCode.BadAuthenticationMethod);
-      } else session.disconnect(performance.now(), ReasonCode.ProtocolError);
-      this.#flushAll(connection);
-      return;
-    }
-    const reauthenticating = connection.authenticating === undefined;
-    let result: EnhancedAuthResult;
-    try {
-      result = await hook(client, { method, data: data?.slice(), reauthenticating });
-    } catch (error) {
-      this.#log(
-        "error",
-        `enhancedAuthenticate hook failed for "${client.clientId}": ${(error as Error).message}`,
-      );
-      result = ReasonCode.UnspecifiedError;
-    }
-    if (connection.closed) return;
-    const now = performance.now();
-
-    if (typeof result === "object" && "challenge" in result) {
-      session.authenticate(now, ReasonCode.ContinueAuthentication, { authenticationData: result.challenge });
-    } else if (typeof result === "object" || result === true) {
-      const final = typeof result === "object" ? result.data : undefined;
-      if (reauthenticating) {
-        session.authenticate(
-          now,
-          ReasonCode.Success,
-          final === undefined ? {} : { authenticationData: final },
-        );
-      } else {
-        connection.authenticating = undefined;
-        const properties = final === undefined
-          ? { authenticationMethod: method }
-          : { authenticationMethod: method, authenticationData: final };
-        this.#finishConnect(connection, client, client.protocolVersion, ReasonCode.Success, properties);
-        return;
-      }
-    } else {
-      const code = decisionCode(result, ReasonCode.NotAuthorized);
-      if (reauthenticating) {
-        session.disconnect(now, code);
-      } else {
-        connection.authenticating = undefined;
-        this.#finishConnect(connection, client, client.protocolVersion, code);
-        return;
-      }
-    }
-    this.#flushAll(connection);
-  }
-
-  #finishConnect(
-    connection: Connection,
-    info: ClientInfo,
-    protocolVersion: number,
-    code: ReasonCode,
-    properties?: ConnAckProperties,
-  ): void {
-    const session = connection.session;
-    const packet = { clientId: info.clientId, protocolVersion };
-    const now = performance.now();
-    const maxKeepAlive = this.#options.maxKeepAlive ?? 0;
-    const keepAlive = session.connectPacket?.keepAlive ?? 0;
-    if (code === ReasonCode.Success && maxKeepAlive > 0 && (keepAlive === 0 || keepAlive > maxKeepAlive)) {
-      // As mosquitto's max_keepalive, decided once the client is authenticated: MQTT 5 is told the value to use
-      // [MQTT-3.2.2-21] (the session then enforces 1.5 times it [MQTT-3.1.2-22]); 3.x cannot be told, so it is
-      // refused with 0x85, sent as return code 0x02 identifier rejected.
-      if (protocolVersion === 5) {
-        properties = { ...properties, serverKeepAlive: maxKeepAlive };
-      } else {
-        code = ReasonCode.ClientIdentifierNotValid;
-        this.#log(
-          "info",
-          `Client "${info.clientId}" asked for keep-alive ${keepAlive}, not 1 to maxKeepAlive ${maxKeepAlive}`,
-        );
-      }
-    }
-    if (code !== ReasonCode.Success) {
-      this.#log(
-        "warn",
-        `Refused "${packet.clientId}"${info.username ? ` (user "${info.username}")` : ""}${
-          connection.remote ? ` from ${connection.remote}` : ""
-        }: 0x${code.toString(16)}`,
-      );
-      session.reject(now, code);
-    } else {
-      this.#machine.attach(now, session, properties === undefined ? {} : { properties });
-      this.#counters.connected++;
-      this.#counters.maximum = Math.max(this.#counters.maximum, this.#counters.connected);
-      connection.info = { ...info, clientId: session.clientId };
-      this.#log(
-        "info",
-        `Client "${session.clientId}" connected (MQTT level ${packet.protocolVersion})${
-          connection.remote ? ` from ${connection.remote}` : ""
-        }`,
-      );
-    }
-    this.#flushAll(connection);
-  }
-
-  #onPublish(connection: Connection, packet: PublishPacket): void {
-    let code: ReasonCode = ReasonCode.Success;
-    const hook = this.#options.authorizePublish;
-    const acl = this.#options.acl;
-    const limited = this.#limitPublish(connection, packet);
-    if (limited !== undefined) {
-      code = limited;
-    } else if (
-      acl !== undefined && connection.info !== undefined && !canPublish(acl, connection.info, packet.topic)
-    ) {
-      code = ReasonCode.NotAuthorized;
-      this.#log("info", `Denied publish from "${connection.info.clientId}" to "${packet.topic}" (ACL)`);
-    } else if (hook !== undefined && connection.info !== undefined) {
-      void this.#authorizePublish(connection, packet, connection.info, hook);
-      return;
-    }
-    // Without a hook, at once: no promise per message.
-    this.#publishDecided(connection, packet, code);
-  }
-
-  async #authorizePublish(
-    connection: Connection,
-    packet: PublishPacket,
-    info: ClientInfo,
-    hook: NonNullable<BrokerOptions["authorizePublish"]>,
-  ): Promise<void> {
-    let code: ReasonCode;
-    try {
-      code = decisionCode(await hook(info, packet), ReasonCode.NotAuthorized);
-    } catch {
-      code = ReasonCode.UnspecifiedError;
-    }
-    this.#publishDecided(connection, packet, code);
-  }
-
-  /**
-   * Routes an authorized PUBLISH and answers it (PUBACK or PUBREC with `code`), once every session it went to
-   * holds it. Also when the connection closed while an async hook decided: the client's QoS 2 resend is then
-   * answered as a duplicate, so this is the one chance to route the message [MQTT-4.3.3-10].
-   */
-  #publishDecided(connection: Connection, packet: PublishPacket, code: ReasonCode): void {
-    const session = connection.session;
-    const now = performance.now();
-    this.#counters.messagesReceived++;
-    // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
-    if (packet.qos > 0 && !reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
-      code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
-    }
-    const source = this.#source;
-    this.#source = connection;
-    try {
-      this.#machine.publish(now, session, packet, code);
-      this.#flushAll(connection);
-    } finally {
-      this.#source = source;
-    }
-  }
-
-  async #onSubscribe(
-    connection: Connection,
-    _packetId: number,
-    subscriptions: Subscription[],
-    event: Extract<SessionEvent, { type: "subscribe" }>,
-  ): Promise<void> {
-    const hook = this.#options.authorizeSubscribe;
-    const acl = this.#options.acl;
-    let codes: ReasonCode[] | undefined;
-    if ((hook !== undefined || acl !== undefined) && connection.info !== undefined) {
-      codes = [];
-      for (const subscription of subscriptions) {
-        let decision: Decision | QoS = true;
-        if (acl !== undefined && !canSubscribe(acl, connection.info, subscription.topicFilter)) {
-          decision = false;
-          this.#log(
-            "info",
-            `Denied subscription of "${connection.info.clientId}" to "${subscription.topicFilter}" (ACL: nothing readable)`,
-          );
-        } else if (hook !== undefined) {
-          try {
-            decision = await hook(connection.info, subscription);
-          } catch {
-            decision = ReasonCode.UnspecifiedError;
-          }
-        }
-        if (decision === true) codes.push(subscription.qos);
-        else if (decision === false) codes.push(ReasonCode.NotAuthorized);
-        else if (decision === 0 || decision === 1 || decision === 2) {
-          codes.push(Math.min(decision, subscription.qos) as ReasonCode);
-        } else codes.push(reasonCodeAllowed("suback", decision) ? decision : ReasonCode.UnspecifiedError);
-      }
-    }
-    if (connection.closed) return;
-    this.#machine.subscribe(performance.now(), connection.session, event.packet, codes);
-    this.#flushAll(connection);
-  }
-
-  /** The topic and rate limits of a PUBLISH: a refusal code, or `undefined` when it may pass. */
-  #limitPublish(connection: Connection, packet: PublishPacket): ReasonCode | undefined {
-    const who = connection.info?.clientId ?? "?";
-    const topic = packet.topic;
-    const maxLength = this.#options.maxTopicLength ?? 65_535;
-    const maxLevels = this.#options.maxTopicLevels ?? 128;
-    if (topic.length > maxLength || levelCount(topic, maxLevels) > maxLevels) {
-      this.#log(
-        "warn",
-        `Refused publish from "${who}": topic longer than ${maxLength} or deeper than ${maxLevels} levels`,
-      );
-      return ReasonCode.TopicNameInvalid;
-    }
-    const rate = this.#options.maxMessagesPerSecond ?? 0;
-    if (rate > 0) {
-      // A token bucket per connection: up to one second's worth of burst.
-      const now = performance.now();
-      // Small integers until the first PUBLISH: an idle connection holds no boxed number for its bucket.
-      const elapsed = connection.rateAt === 0 ? Infinity : (now - connection.rateAt) / 1000;
-      connection.rateAt = now;
-      connection.tokens = Math.min(rate, connection.tokens + elapsed * rate);
-      if (connection.tokens < 1) {
-        this.#log("warn", `Refused publish from "${who}": more than ${rate} messages per second`);
-        // 0x96 exists only on DISCONNECT; a PUBACK says quota exceeded.
-        return ReasonCode.QuotaExceeded;
-      }
-      connection.tokens -= 1;
-    }
-    return undefined;
-  }
-
   #onClosed(connection: Connection, error: MqttError | undefined): void {
     if (connection.closed) return;
     connection.closed = true;
@@ -1501,7 +452,7 @@ export class Broker {
     this.#counters.dropped += connection.session.droppedWhileCongested;
     clearTimeout(connection.timer);
     clearTimeout(connection.slowTimer);
-    this.#release(connection);
+    this.#pressure.release(connection);
     // Read what the client still sends (a lingering close waits for its end), whoever held it paused.
     if (connection.heldBy > 0) connection.resumeReads();
     this.#machine.detach(performance.now(), connection.session);
