@@ -20,18 +20,13 @@ import type {
   UnsubscribePacket,
   UserProperty,
 } from "../codec/packet.ts";
-import {
-  parseSharedSubscription,
-  topicMatches,
-  validateTopicFilter,
-  validateTopicName,
-} from "../codec/topic.ts";
+import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
 import { Outbox } from "./_outbox.ts";
 import { PacketIdPool } from "./packet_ids.ts";
 import { INBOUND_NEW, INBOUND_RECEIVED, inboundStep, pubCompCode } from "./_inbound_qos.ts";
 import { TopicAliases } from "./_topic_aliases.ts";
-import { TopicTree } from "./topic_tree.ts";
+import { normalizeRequests, SubscriptionRegistry } from "./subscription_registry.ts";
 
 export type {
   ClientEvent,
@@ -75,19 +70,8 @@ interface PendingAck {
   reasonCode: ReasonCode;
 }
 
-/** A filter on the wire, shared by the local subscriptions that asked for it. */
-interface WireSubscription {
-  request: Required<SubscriptionRequest>;
-  /** The MQTT 5 subscription identifier it was last subscribed with. */
-  identifier: number | undefined;
-  subscriptions: Set<number>;
-}
-
 const DEFAULT_KEEP_ALIVE = 60;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
-const MAX_SUBSCRIPTION_IDENTIFIER = 268_435_455;
-/** How many topics `#route` remembers its answer for before it starts over. */
-const ROUTE_CACHE_SIZE = 1024;
 
 /**
  * An MQTT client connection and session, sans-IO: commands and inputs take `now`; outputs are drained with
@@ -157,19 +141,8 @@ export class ClientMachine {
   #pendingById = new Map<number, PendingAck>();
   #pendingQoS1 = 0;
   #control = new Map<number, SubscribePacket | UnsubscribePacket>();
-  #wire = new Map<string, WireSubscription>();
-  /** The wire filters as a topic tree, so that matching a message does not scan every filter. */
-  readonly #tree = new TopicTree<WireSubscription>();
-  /**
-   * `#route`'s answers by topic, for messages without subscription identifiers: a stream of messages to a
-   * few topics is routed without splitting and matching each one. Emptied whenever a wire subscription or
-   * its local subscriptions change, and when it reaches `ROUTE_CACHE_SIZE` topics.
-   */
-  readonly #routes = new Map<string, readonly number[]>();
-  #local = new Map<number, Set<string>>();
-  #identifiers = new Map<number, Set<string>>();
-  #nextSubscription = 1;
-  #nextIdentifier = 1;
+  /** The subscriptions, local and on the wire, and the routing of received messages to them. */
+  readonly #subscriptions = new SubscriptionRegistry();
   /** Packet ids of SUBSCRIBE packets the machine sent on its own (resubscribing), not reported as events. */
   #internalControl = new Set<number>();
 
@@ -227,15 +200,6 @@ export class ClientMachine {
    * @returns Unfinished publishes, inbound QoS 2 ids and subscriptions.
    */
   exportSession(): ClientSessionState {
-    const subscriptions: ClientSessionState["subscriptions"] = [];
-    for (const filters of this.#local.values()) {
-      const requests: Required<SubscriptionRequest>[] = [];
-      for (const filter of filters) {
-        const wire = this.#wire.get(filter);
-        if (wire !== undefined) requests.push({ ...wire.request });
-      }
-      if (requests.length > 0) subscriptions.push({ filters: requests });
-    }
     return {
       clientId: this.#clientId,
       outgoing: [...this.#outgoing.values()].map((e) => ({
@@ -244,7 +208,7 @@ export class ClientMachine {
         sent: e.sent,
       })),
       incomingQoS2: [...this.#incomingQoS2],
-      subscriptions,
+      subscriptions: this.#subscriptions.export(),
     };
   }
 
@@ -266,28 +230,9 @@ export class ClientMachine {
     }
     this.#queueUnsent();
     for (const packetId of state.incomingQoS2) this.#incomingQoS2.add(packetId);
-    const numbers: number[] = [];
-    for (const { filters } of state.subscriptions) {
-      const subscription = this.#nextSubscription++;
-      const names = new Set<string>();
-      for (const request of filters) {
-        names.add(request.topicFilter);
-        const wire = this.#wire.get(request.topicFilter);
-        if (wire === undefined) {
-          this.#addWire(request.topicFilter, {
-            request,
-            identifier: undefined,
-            subscriptions: new Set([subscription]),
-          });
-        } else {
-          wire.subscriptions.add(subscription);
-          this.#routes.clear();
-        }
-      }
-      this.#local.set(subscription, names);
-      numbers.push(subscription);
-    }
-    this.#hasSession = this.#outgoing.size > 0 || this.#wire.size > 0 || this.#incomingQoS2.size > 0;
+    const numbers = this.#subscriptions.restore(state.subscriptions);
+    this.#hasSession = this.#outgoing.size > 0 || this.#subscriptions.wireSize > 0 ||
+      this.#incomingQoS2.size > 0;
     return numbers;
   }
 
@@ -424,57 +369,9 @@ export class ClientMachine {
   ): SubscribeResult {
     this.#requireConnected("subscribe");
     if (requests.length === 0) throw new TypeError("Cannot subscribe: no topic filter given");
-    const available = this.#connack?.properties;
-    const normalized = requests.map((request) => {
-      validateTopicFilter(request.topicFilter);
-      const shared = parseSharedSubscription(request.topicFilter);
-      if (shared !== undefined && available?.sharedSubscriptionAvailable === false) {
-        throw new MqttError(
-          ReasonCode.SharedSubscriptionsNotSupported,
-          `Cannot subscribe to "${request.topicFilter}": the server does not support shared subscriptions`,
-        );
-      }
-      if (/[+#]/.test(request.topicFilter) && available?.wildcardSubscriptionAvailable === false) {
-        throw new MqttError(
-          ReasonCode.WildcardSubscriptionsNotSupported,
-          `Cannot subscribe to "${request.topicFilter}": the server does not support wildcard subscriptions`,
-        );
-      }
-      if (shared !== undefined && request.noLocal) {
-        throw new MqttError(
-          ReasonCode.ProtocolError,
-          `Cannot subscribe to "${request.topicFilter}" with no local: it is a shared subscription [MQTT-3.8.3-4]`,
-        );
-      }
-      return {
-        topicFilter: request.topicFilter,
-        qos: request.qos ?? 0,
-        noLocal: request.noLocal ?? false,
-        retainAsPublished: request.retainAsPublished ?? false,
-        retainHandling: request.retainHandling ?? 0,
-      } satisfies Required<SubscriptionRequest>;
-    });
-    const subscription = this.#nextSubscription++;
-    const filters = new Set<string>();
+    const normalized = normalizeRequests(requests, this.#connack?.properties);
     const identifier = this.#newIdentifier();
-    for (const request of normalized) {
-      filters.add(request.topicFilter);
-      const wire = this.#wire.get(request.topicFilter);
-      if (wire === undefined) {
-        this.#addWire(request.topicFilter, { request, identifier, subscriptions: new Set([subscription]) });
-      } else {
-        wire.request = request;
-        wire.subscriptions.add(subscription);
-        this.#routes.clear();
-        this.#moveIdentifier(request.topicFilter, wire, identifier);
-      }
-      if (identifier !== undefined) {
-        let set = this.#identifiers.get(identifier);
-        if (set === undefined) this.#identifiers.set(identifier, set = new Set());
-        set.add(request.topicFilter);
-      }
-    }
-    this.#local.set(subscription, filters);
+    const subscription = this.#subscriptions.add(normalized, identifier);
     this.#hasSession = true;
     const packetId = this.#sendSubscribe(now, normalized, identifier, properties?.userProperties);
     return { packetId, subscription };
@@ -488,21 +385,7 @@ export class ClientMachine {
    * @returns The UNSUBSCRIBE's packet identifier, or `undefined` when no filter had to leave the wire.
    */
   unsubscribe(now: Millis, subscription: number): number | undefined {
-    const filters = this.#local.get(subscription);
-    if (filters === undefined) return undefined;
-    this.#local.delete(subscription);
-    const leaving: string[] = [];
-    for (const filter of filters) {
-      const wire = this.#wire.get(filter);
-      if (wire === undefined) continue;
-      wire.subscriptions.delete(subscription);
-      this.#routes.clear();
-      if (wire.subscriptions.size === 0) {
-        this.#deleteWire(filter);
-        this.#forgetIdentifier(filter, wire.identifier);
-        leaving.push(filter);
-      }
-    }
+    const leaving = this.#subscriptions.remove(subscription);
     return this.#sendUnsubscribe(now, leaving);
   }
 
@@ -519,23 +402,7 @@ export class ClientMachine {
     now: Millis,
     filters: readonly string[],
   ): { packetId: number | undefined; emptied: number[] } {
-    const leaving: string[] = [];
-    const emptied: number[] = [];
-    for (const filter of new Set(filters)) {
-      const wire = this.#wire.get(filter);
-      if (wire === undefined) continue;
-      this.#deleteWire(filter);
-      this.#forgetIdentifier(filter, wire.identifier);
-      leaving.push(filter);
-      for (const subscription of wire.subscriptions) {
-        const own = this.#local.get(subscription);
-        own?.delete(filter);
-        if (own?.size === 0) {
-          this.#local.delete(subscription);
-          emptied.push(subscription);
-        }
-      }
-    }
+    const { leaving, emptied } = this.#subscriptions.removeFilters(filters);
     return { packetId: this.#sendUnsubscribe(now, leaving), emptied };
   }
 
@@ -818,21 +685,7 @@ export class ClientMachine {
     if (this.#version !== 5 || this.#connack?.properties?.subscriptionIdentifiersAvailable === false) {
       return undefined;
     }
-    const identifier = this.#nextIdentifier;
-    this.#nextIdentifier = identifier === MAX_SUBSCRIPTION_IDENTIFIER ? 1 : identifier + 1;
-    return identifier;
-  }
-
-  #moveIdentifier(filter: string, wire: WireSubscription, identifier: number | undefined): void {
-    this.#forgetIdentifier(filter, wire.identifier);
-    wire.identifier = identifier;
-  }
-
-  #forgetIdentifier(filter: string, identifier: number | undefined): void {
-    if (identifier === undefined) return;
-    const filters = this.#identifiers.get(identifier);
-    filters?.delete(filter);
-    if (filters?.size === 0) this.#identifiers.delete(identifier);
+    return this.#subscriptions.newIdentifier();
   }
 
   #allocateControlId(): number {
@@ -871,7 +724,7 @@ export class ClientMachine {
     this.#unsent = [];
     this.#unsentHead = 0;
     this.#dropInbound();
-    this.#hasSession = this.#wire.size > 0;
+    this.#hasSession = this.#subscriptions.wireSize > 0;
   }
 
   #handlePacket(now: Millis, packet: Packet): void {
@@ -995,19 +848,13 @@ export class ClientMachine {
   #resume(now: Millis, sessionPresent: boolean): void {
     const waiting = [...this.#control.values()];
     for (const packet of waiting) this.#send(now, packet);
-    if (!sessionPresent && this.#wire.size > 0) {
+    if (!sessionPresent && this.#subscriptions.wireSize > 0) {
       // Subscribe again to everything, grouped by the identifier each filter had.
       const covered = new Set<string>();
       for (const packet of waiting) {
         if (packet.type === "subscribe") { for (const s of packet.subscriptions) covered.add(s.topicFilter); }
       }
-      const groups = new Map<number | undefined, Required<SubscriptionRequest>[]>();
-      for (const [filter, wire] of this.#wire) {
-        if (covered.has(filter)) continue;
-        let group = groups.get(wire.identifier);
-        if (group === undefined) groups.set(wire.identifier, group = []);
-        group.push(wire.request);
-      }
+      const groups = this.#subscriptions.resubscriptions(covered);
       for (const [identifier, requests] of groups) {
         const packetId = this.#sendSubscribe(now, requests, identifier);
         this.#internalControl.add(packetId);
@@ -1107,46 +954,7 @@ export class ClientMachine {
   }
 
   #deliver(packet: PublishPacket): void {
-    this.#emit({ type: "message", packet, subscriptions: this.#route(packet) });
-  }
-
-  /** Which local subscriptions a message is for: by subscription identifier when present, else by matching. */
-  #route(packet: PublishPacket): readonly number[] {
-    const identifiers = packet.properties?.subscriptionIdentifiers;
-    if (identifiers !== undefined) {
-      const found = new Set<number>();
-      for (const identifier of identifiers) {
-        for (const filter of this.#identifiers.get(identifier) ?? []) {
-          if (!topicMatches(filter, packet.topic)) continue;
-          for (const s of this.#wire.get(filter)?.subscriptions ?? []) found.add(s);
-        }
-      }
-      return [...found];
-    }
-    const topic = packet.topic;
-    const known = this.#routes.get(topic);
-    if (known !== undefined) return known;
-    const found = new Set<number>();
-    this.#tree.match(topic, (wire) => {
-      for (const s of wire.subscriptions) found.add(s);
-    });
-    const route = Object.freeze([...found]);
-    if (this.#routes.size >= ROUTE_CACHE_SIZE) this.#routes.clear();
-    this.#routes.set(topic, route);
-    return route;
-  }
-
-  /** Puts a filter on the wire, indexed for matching (a shared subscription by its inner filter). */
-  #addWire(filter: string, wire: WireSubscription): void {
-    this.#routes.clear();
-    this.#wire.set(filter, wire);
-    this.#tree.add(parseSharedSubscription(filter)?.filter ?? filter, filter, wire);
-  }
-
-  #deleteWire(filter: string): void {
-    this.#routes.clear();
-    this.#wire.delete(filter);
-    this.#tree.remove(parseSharedSubscription(filter)?.filter ?? filter, filter);
+    this.#emit({ type: "message", packet, subscriptions: this.#subscriptions.route(packet) });
   }
 
   #handlePublishAck(
