@@ -6,7 +6,6 @@
  */
 
 import { PacketDecoder } from "../codec/decoder.ts";
-import { encode } from "../codec/encode.ts";
 import type {
   AuthProperties,
   ConnAckPacket,
@@ -22,7 +21,8 @@ import type {
 } from "../codec/packet.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
-import { Outbox } from "./_outbox.ts";
+import { ClientOutbound } from "./client_outbound.ts";
+import { ClientWire } from "./client_wire.ts";
 import { PacketIdPool } from "./packet_ids.ts";
 import { INBOUND_NEW, INBOUND_RECEIVED, inboundStep, pubCompCode } from "./_inbound_qos.ts";
 import { TopicAliases } from "./_topic_aliases.ts";
@@ -50,17 +50,6 @@ import type {
   SubscribeResult,
   SubscriptionRequest,
 } from "./client_types.ts";
-
-/** An outgoing QoS 1 or 2 publish until its flow completes. */
-interface Outgoing {
-  packet: PublishPacket;
-  /** `publish`: waiting for PUBACK / PUBREC; `pubrel`: PUBREL sent, waiting for PUBCOMP. */
-  stage: "publish" | "pubrel";
-  /** Whether the PUBLISH has gone out on some connection (counts against the send quota when it has). */
-  sent: boolean;
-  /** The connection (see `#connection`) whose server's Maximum Packet Size the PUBLISH was checked against. */
-  checkedOn?: number;
-}
 
 /** An inbound QoS 1 or 2 message whose acknowledgement has not left yet. */
 interface PendingAck {
@@ -100,38 +89,28 @@ export class ClientMachine {
   readonly #pingTimeoutMs: number | undefined;
   readonly #manualAck: boolean;
   readonly #onPacket: ((direction: "in" | "out", packet: Packet) => void) | undefined;
+  /** The bytes to write and the events to poll. */
+  readonly #wire: ClientWire;
+  /** What it publishes: the outgoing table, the send quota, outbound topic aliases. */
+  readonly #out: ClientOutbound;
 
   #state: ClientState = "idle";
   #clientId: string;
   #decoder: PacketDecoder = new PacketDecoder();
-  readonly #outbox = new Outbox();
-  #events: ClientEvent[] = [];
-  #eventIndex = 0;
 
   // Per connection.
   #connect: ConnectPacket | undefined;
   #connack: ConnAckPacket | undefined;
   #connectDeadline: Millis | undefined;
-  #lastSent: Millis = 0;
   #pingDeadline: Millis | undefined;
   #effectiveKeepAlive = 0;
-  #serverReceiveMaximum = 65_535;
-  #serverMaximumPacketSize = Infinity;
-  #serverTopicAliasMaximum = 0;
   /** Topic aliases both ways, for this connection. */
   readonly #aliases = new TopicAliases();
   #incomingAliasMaximum = 0;
-  #inFlightCount = 0;
-  /** Counts accepted connections, so that a publish is checked once per server (see `Outgoing.checkedOn`). */
-  #connection = 0;
 
   // Session state, kept across connections when the session resumes.
   #hasSession = false;
   readonly #packetIds = new PacketIdPool();
-  #outgoing = new Map<number, Outgoing>();
-  /** Outgoing publishes not sent yet, oldest first from `#unsentHead`: the line waiting for send quota. */
-  #unsent: Outgoing[] = [];
-  #unsentHead = 0;
   /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL [MQTT-4.3.3-10]. */
   #incomingQoS2 = new Set<number>();
   /** Inbound QoS 1 and 2 acknowledgements in arrival order, and by packet id. */
@@ -167,6 +146,8 @@ export class ClientMachine {
     this.#pingTimeoutMs = options.pingTimeoutMs;
     this.#manualAck = options.manualAck ?? false;
     this.#onPacket = options.onPacket;
+    this.#wire = new ClientWire(this.#version, options.onPacket);
+    this.#out = new ClientOutbound(this.#wire, this.#version, this.#packetIds, this.#aliases);
   }
 
   /** The connection state. */
@@ -191,7 +172,7 @@ export class ClientMachine {
 
   /** How many QoS 1 and 2 publishes are unfinished (in flight or waiting for send quota). */
   get inFlight(): number {
-    return this.#outgoing.size;
+    return this.#out.size;
   }
 
   /**
@@ -202,11 +183,7 @@ export class ClientMachine {
   exportSession(): ClientSessionState {
     return {
       clientId: this.#clientId,
-      outgoing: [...this.#outgoing.values()].map((e) => ({
-        packet: { ...e.packet },
-        stage: e.stage,
-        sent: e.sent,
-      })),
+      outgoing: this.#out.export(),
       incomingQoS2: [...this.#incomingQoS2],
       subscriptions: this.#subscriptions.export(),
     };
@@ -223,15 +200,10 @@ export class ClientMachine {
   restoreSession(state: ClientSessionState): number[] {
     if (this.#state !== "idle") throw new Error("Cannot restore a session: the client has connected already");
     this.#clientId = state.clientId;
-    for (const entry of state.outgoing) {
-      const packetId = entry.packet.packetId as number;
-      this.#packetIds.reserve(packetId);
-      this.#outgoing.set(packetId, { packet: { ...entry.packet }, stage: entry.stage, sent: entry.sent });
-    }
-    this.#queueUnsent();
+    this.#out.restore(state.outgoing);
     for (const packetId of state.incomingQoS2) this.#incomingQoS2.add(packetId);
     const numbers = this.#subscriptions.restore(state.subscriptions);
-    this.#hasSession = this.#outgoing.size > 0 || this.#subscriptions.wireSize > 0 ||
+    this.#hasSession = this.#out.size > 0 || this.#subscriptions.wireSize > 0 ||
       this.#incomingQoS2.size > 0;
     return numbers;
   }
@@ -270,14 +242,12 @@ export class ClientMachine {
       version: this.#version,
       maximumPacketSize: properties?.maximumPacketSize,
     });
-    this.#outbox.clear();
-    this.#events = this.#events.slice(this.#eventIndex);
-    this.#eventIndex = 0;
+    this.#wire.restart();
     this.#connect = connect;
     this.#connack = undefined;
     this.#pingDeadline = undefined;
     this.#aliases.clear();
-    this.#inFlightCount = 0;
+    this.#out.restart();
     if (cleanStart) {
       this.#dropSession(
         new MqttError(ReasonCode.UnspecifiedError, "Cannot finish: a clean start discarded the session"),
@@ -331,24 +301,10 @@ export class ClientMachine {
     if (this.#version === 5 && message.properties !== undefined) {
       packet.properties = { ...message.properties };
     }
-    this.#checkSize(packet);
-    if (qos === 0) {
-      this.#sendPublish(now, packet);
-      return undefined;
-    }
-    const packetId = this.#packetIds.allocate();
-    if (packetId === undefined) {
-      throw new MqttError(
-        ReasonCode.QuotaExceeded,
-        "Cannot publish: all 65535 packet identifiers are in use",
-      );
-    }
-    packet.packetId = packetId;
-    const entry: Outgoing = { packet, stage: "publish", sent: false, checkedOn: this.#connection };
-    this.#outgoing.set(packetId, entry);
-    this.#unsent.push(entry);
+    const packetId = this.#out.publish(now, packet);
+    if (packetId === undefined) return undefined;
     this.#hasSession = true;
-    this.#fillQuota(now);
+    this.#out.fillQuota(now);
     return packetId;
   }
 
@@ -512,7 +468,7 @@ export class ClientMachine {
       return;
     }
     const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    if (keepAliveMs > 0 && this.#pingDeadline === undefined && now >= this.#lastSent + keepAliveMs) {
+    if (keepAliveMs > 0 && this.#pingDeadline === undefined && now >= this.#wire.lastSent + keepAliveMs) {
       this.#send(now, { type: "pingreq" }); // [MQTT-3.1.2-20]
       this.#pingDeadline = now + (this.#pingTimeoutMs ?? keepAliveMs);
     }
@@ -541,19 +497,12 @@ export class ClientMachine {
    * or more alone. Call it until it returns `undefined`.
    */
   pollTransmit(): Uint8Array | undefined {
-    return this.#outbox.take();
+    return this.#wire.outbox.take();
   }
 
   /** The next event, or `undefined` when there are none. */
   pollEvent(): ClientEvent | undefined {
-    if (this.#eventIndex >= this.#events.length) {
-      if (this.#events.length > 0) {
-        this.#events = [];
-        this.#eventIndex = 0;
-      }
-      return undefined;
-    }
-    return this.#events[this.#eventIndex++];
+    return this.#wire.pollEvent();
   }
 
   /** When {@linkcode ClientMachine.handleTimeout} should run next, or `undefined` when nothing is pending. */
@@ -562,7 +511,7 @@ export class ClientMachine {
     if (this.#state !== "connected") return undefined;
     if (this.#pingDeadline !== undefined) return this.#pingDeadline;
     const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    return keepAliveMs > 0 ? this.#lastSent + keepAliveMs : undefined;
+    return keepAliveMs > 0 ? this.#wire.lastSent + keepAliveMs : undefined;
   }
 
   // ---------------------------------------------------------------- internals
@@ -577,108 +526,11 @@ export class ClientMachine {
   }
 
   #emit(event: ClientEvent): void {
-    this.#events.push(event);
+    this.#wire.emit(event);
   }
 
   #send(now: Millis, packet: Packet): void {
-    this.#outbox.push(packet, this.#version);
-    this.#lastSent = now;
-    this.#onPacket?.("out", packet);
-  }
-
-  #checkSize(packet: PublishPacket): void {
-    const error = this.#tooLarge(packet);
-    if (error !== undefined) throw error;
-  }
-
-  /**
-   * Why a PUBLISH cannot go to this server, when it is larger than its Maximum Packet Size [MQTT-3.2.2-15]:
-   * measured in its largest form, with the topic and a topic alias both (the first use of an alias).
-   */
-  #tooLarge(packet: PublishPacket): MqttError | undefined {
-    if (this.#serverMaximumPacketSize === Infinity) return undefined;
-    let largest = packet.qos > 0 ? { ...packet, packetId: 1 } : packet;
-    if (this.#serverTopicAliasMaximum > 0) {
-      largest = { ...largest, properties: { ...packet.properties, topicAlias: 0xffff } };
-    }
-    const size = encode(largest, this.#version).length;
-    if (size <= this.#serverMaximumPacketSize) return undefined;
-    return new MqttError(
-      ReasonCode.PacketTooLarge,
-      `Cannot publish ${size} bytes: the server's maximum packet size is ${this.#serverMaximumPacketSize} [MQTT-3.2.2-15]`,
-    );
-  }
-
-  /**
-   * Whether a publish can go to this connection's server: checked once per connection, since a server after a
-   * reconnect may take less than the one it was published to; one it cannot take fails.
-   */
-  #fits(entry: Outgoing): boolean {
-    if (entry.checkedOn === this.#connection) return true;
-    entry.checkedOn = this.#connection;
-    const tooLarge = this.#tooLarge(entry.packet);
-    if (tooLarge === undefined) return true;
-    this.#failTooLarge(entry, tooLarge);
-    return false;
-  }
-
-  /**
-   * Fails a publish in flight that this connection's server cannot take (its Maximum Packet Size is lower than
-   * the last one's): sending it would only get the connection closed, again at every reconnect.
-   */
-  #failTooLarge(entry: Outgoing, error: MqttError): void {
-    const packetId = entry.packet.packetId as number;
-    this.#outgoing.delete(packetId);
-    this.#packetIds.release(packetId);
-    this.#emit({ type: "published", packetId, reasonCode: ReasonCode.PacketTooLarge, error });
-  }
-
-  /** Sends a PUBLISH, applying an outgoing topic alias when the server allows them [MQTT-3.2.2-17]. */
-  #sendPublish(now: Millis, packet: PublishPacket): void {
-    if (this.#serverTopicAliasMaximum === 0) {
-      this.#send(now, packet);
-      return;
-    }
-    let alias = this.#aliases.outbound(packet.topic);
-    let wire: PublishPacket;
-    if (alias !== undefined) {
-      wire = { ...packet, topic: "", properties: { ...packet.properties, topicAlias: alias } };
-    } else if ((alias = this.#aliases.nextOutbound(this.#serverTopicAliasMaximum)) > 0) {
-      this.#aliases.addOutbound(packet.topic, alias);
-      wire = { ...packet, properties: { ...packet.properties, topicAlias: alias } };
-    } else {
-      wire = packet;
-    }
-    this.#send(now, wire);
-  }
-
-  /** Sends waiting QoS 1 and 2 publishes while the send quota allows [MQTT-4.9.0-2]. */
-  /** Sends waiting publishes, oldest first, while the server's Receive Maximum allows [MQTT-4.9.0-2]. */
-  #fillQuota(now: Millis): void {
-    if (this.#state !== "connected") return;
-    const unsent = this.#unsent;
-    while (this.#unsentHead < unsent.length && this.#inFlightCount < this.#serverReceiveMaximum) {
-      const entry = unsent[this.#unsentHead++];
-      if (entry.sent || this.#outgoing.get(entry.packet.packetId as number) !== entry) continue;
-      if (!this.#fits(entry)) continue;
-      entry.sent = true;
-      this.#inFlightCount++;
-      this.#sendPublish(now, entry.packet);
-    }
-    if (this.#unsentHead === unsent.length) {
-      this.#unsent = [];
-      this.#unsentHead = 0;
-    } else if (this.#unsentHead >= 1024 && this.#unsentHead * 2 >= unsent.length) {
-      this.#unsent = unsent.slice(this.#unsentHead);
-      this.#unsentHead = 0;
-    }
-  }
-
-  /** Rebuilds the waiting line from the outgoing table, in its order: after a restore or a reconnect. */
-  #queueUnsent(): void {
-    this.#unsent = [];
-    this.#unsentHead = 0;
-    for (const entry of this.#outgoing.values()) if (!entry.sent) this.#unsent.push(entry);
+    this.#wire.send(now, packet);
   }
 
   #newIdentifier(): number | undefined {
@@ -716,13 +568,7 @@ export class ClientMachine {
 
   /** Forgets the session: in-flight publishes fail, inbound QoS 2 state and pending acks are dropped. */
   #dropSession(error: MqttError): void {
-    for (const packetId of this.#outgoing.keys()) {
-      this.#packetIds.release(packetId);
-      this.#emit({ type: "published", packetId, reasonCode: ReasonCode.UnspecifiedError, error });
-    }
-    this.#outgoing.clear();
-    this.#unsent = [];
-    this.#unsentHead = 0;
+    this.#out.drop(error);
     this.#dropInbound();
     this.#hasSession = this.#subscriptions.wireSize > 0;
   }
@@ -736,13 +582,11 @@ export class ClientMachine {
       case "puback":
       case "pubrec":
       case "pubcomp":
-        return this.#handlePublishAck(
-          now,
-          packet.type,
-          packet.packetId,
-          packet.reasonCode,
-          packet.properties,
-        );
+        if (
+          this.#out.handleAck(now, packet.type, packet.packetId, packet.reasonCode, packet.properties) &&
+          this.#state === "connected"
+        ) this.#out.fillQuota(now);
+        return;
       case "pubrel":
         return this.#handlePubRel(now, packet.packetId, packet.reasonCode);
       case "suback":
@@ -819,15 +663,12 @@ export class ClientMachine {
     const properties = connack.properties;
     this.#connack = connack;
     this.#state = "connected";
-    this.#connection++;
     this.#connectDeadline = undefined;
     if (properties?.assignedClientIdentifier !== undefined) {
       this.#clientId = properties.assignedClientIdentifier;
     }
     this.#effectiveKeepAlive = properties?.serverKeepAlive ?? this.#keepAlive; // [MQTT-3.1.2-21]
-    this.#serverReceiveMaximum = properties?.receiveMaximum ?? 65_535;
-    this.#serverMaximumPacketSize = properties?.maximumPacketSize ?? Infinity;
-    this.#serverTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
+    this.#out.connected(properties);
     if (!sessionPresent) {
       // [MQTT-3.2.2-5]: without the session, its state goes; subscriptions are made again.
       if (hadSession) {
@@ -860,22 +701,8 @@ export class ClientMachine {
         this.#internalControl.add(packetId);
       }
     }
-    for (const entry of this.#outgoing.values()) {
-      if (!entry.sent) continue;
-      if (entry.stage === "pubrel") {
-        this.#inFlightCount++;
-        this.#send(now, { type: "pubrel", packetId: entry.packet.packetId as number, reasonCode: 0 });
-      } else if (this.#inFlightCount < this.#serverReceiveMaximum) {
-        if (!this.#fits(entry)) continue;
-        this.#inFlightCount++;
-        entry.packet.dup = true;
-        this.#sendPublish(now, entry.packet);
-      } else {
-        entry.sent = false;
-      }
-    }
-    this.#queueUnsent();
-    this.#fillQuota(now);
+    this.#out.resend(now);
+    this.#out.fillQuota(now);
     this.#flushAcks(now);
   }
 
@@ -955,53 +782,6 @@ export class ClientMachine {
 
   #deliver(packet: PublishPacket): void {
     this.#emit({ type: "message", packet, subscriptions: this.#subscriptions.route(packet) });
-  }
-
-  #handlePublishAck(
-    now: Millis,
-    type: "puback" | "pubrec" | "pubcomp",
-    packetId: number,
-    reasonCode: ReasonCode,
-    properties: { reasonString?: string; userProperties?: UserProperty[] } | undefined,
-  ): void {
-    const entry = this.#outgoing.get(packetId);
-    const expected = entry === undefined
-      ? undefined
-      : entry.packet.qos === 1
-      ? "puback"
-      : entry.stage === "publish"
-      ? "pubrec"
-      : "pubcomp";
-    if (entry === undefined || !entry.sent || expected !== type) {
-      if (type === "pubrec" && this.#version === 5) {
-        // [MQTT-4.3.3-4] analogue: answer an unknown PUBREC so the server can finish.
-        this.#send(now, { type: "pubrel", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
-      }
-      return;
-    }
-    if (type === "pubrec" && reasonCode < 0x80) {
-      entry.stage = "pubrel";
-      this.#send(now, { type: "pubrel", packetId, reasonCode: 0 }); // [MQTT-4.3.3-4]
-      return;
-    }
-    this.#outgoing.delete(packetId);
-    this.#packetIds.release(packetId);
-    this.#inFlightCount--;
-    const event: ClientEvent = { type: "published", packetId, reasonCode };
-    // PUBCOMP 0x92 answers a PUBREL resent after its PUBCOMP was lost: "not an error during recovery" (MQTT 5
-    // §3.7.2.1), so the message counts as delivered.
-    const recovered = type === "pubcomp" && reasonCode === ReasonCode.PacketIdentifierNotFound;
-    if (reasonCode >= 0x80 && !recovered) {
-      // [MQTT-4.4.0-2]: a negative acknowledgement ends the flow; it is not retried.
-      event.error = new MqttError(
-        reasonCode,
-        `Publish to "${entry.packet.topic}" refused: ${properties?.reasonString ?? REASON_TEXT[reasonCode]}`,
-        { source: "peer" },
-      );
-    }
-    if (properties !== undefined) event.properties = properties;
-    this.#emit(event);
-    this.#fillQuota(now);
   }
 
   #handlePubRel(now: Millis, packetId: number, _reasonCode: ReasonCode): void {
