@@ -24,7 +24,7 @@ import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
 import { ClientOutbound } from "./client_outbound.ts";
 import { ClientWire } from "./client_wire.ts";
 import { PacketIdPool } from "./packet_ids.ts";
-import { INBOUND_NEW, INBOUND_RECEIVED, inboundStep, pubCompCode } from "./_inbound_qos.ts";
+import { ClientInbound } from "./client_inbound.ts";
 import { TopicAliases } from "./_topic_aliases.ts";
 import { normalizeRequests, SubscriptionRegistry } from "./subscription_registry.ts";
 
@@ -50,14 +50,6 @@ import type {
   SubscribeResult,
   SubscriptionRequest,
 } from "./client_types.ts";
-
-/** An inbound QoS 1 or 2 message whose acknowledgement has not left yet. */
-interface PendingAck {
-  packetId: number;
-  qos: 1 | 2;
-  acknowledged: boolean;
-  reasonCode: ReasonCode;
-}
 
 const DEFAULT_KEEP_ALIVE = 60;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -111,14 +103,8 @@ export class ClientMachine {
   // Session state, kept across connections when the session resumes.
   #hasSession = false;
   readonly #packetIds = new PacketIdPool();
-  /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL [MQTT-4.3.3-10]. */
-  #incomingQoS2 = new Set<number>();
-  /** Inbound QoS 1 and 2 acknowledgements in arrival order, and by packet id. */
-  #pendingAcks: PendingAck[] = [];
-  /** Where the unsent part of `#pendingAcks` starts: sent ones are dropped in bulk, not one by one. */
-  #pendingAcksHead = 0;
-  #pendingById = new Map<number, PendingAck>();
-  #pendingQoS1 = 0;
+  /** The inbound QoS 1 and 2 flows: what is new, the acknowledgements in order, QoS 2 awaiting PUBREL. */
+  readonly #in: ClientInbound;
   #control = new Map<number, SubscribePacket | UnsubscribePacket>();
   /** The subscriptions, local and on the wire, and the routing of received messages to them. */
   readonly #subscriptions = new SubscriptionRegistry();
@@ -147,6 +133,7 @@ export class ClientMachine {
     this.#manualAck = options.manualAck ?? false;
     this.#onPacket = options.onPacket;
     this.#wire = new ClientWire(this.#version, options.onPacket);
+    this.#in = new ClientInbound(this.#wire, this.#version, this.#manualAck);
     this.#out = new ClientOutbound(this.#wire, this.#version, this.#packetIds, this.#aliases);
   }
 
@@ -184,7 +171,7 @@ export class ClientMachine {
     return {
       clientId: this.#clientId,
       outgoing: this.#out.export(),
-      incomingQoS2: [...this.#incomingQoS2],
+      incomingQoS2: [...this.#in.incomingQoS2],
       subscriptions: this.#subscriptions.export(),
     };
   }
@@ -201,10 +188,10 @@ export class ClientMachine {
     if (this.#state !== "idle") throw new Error("Cannot restore a session: the client has connected already");
     this.#clientId = state.clientId;
     this.#out.restore(state.outgoing);
-    for (const packetId of state.incomingQoS2) this.#incomingQoS2.add(packetId);
+    for (const packetId of state.incomingQoS2) this.#in.incomingQoS2.add(packetId);
     const numbers = this.#subscriptions.restore(state.subscriptions);
     this.#hasSession = this.#out.size > 0 || this.#subscriptions.wireSize > 0 ||
-      this.#incomingQoS2.size > 0;
+      this.#in.incomingQoS2.size > 0;
     return numbers;
   }
 
@@ -381,11 +368,7 @@ export class ClientMachine {
    * @param reasonCode MQTT 5: a failure code to refuse the message. Default success.
    */
   acknowledge(now: Millis, packetId: number, reasonCode: ReasonCode = ReasonCode.Success): void {
-    const pending = this.#pendingById.get(packetId);
-    if (pending === undefined || pending.acknowledged) return;
-    pending.acknowledged = true;
-    pending.reasonCode = reasonCode;
-    if (this.#state === "connected") this.#flushAcks(now);
+    if (this.#in.acknowledge(packetId, reasonCode) && this.#state === "connected") this.#in.flush(now);
   }
 
   /**
@@ -569,7 +552,7 @@ export class ClientMachine {
   /** Forgets the session: in-flight publishes fail, inbound QoS 2 state and pending acks are dropped. */
   #dropSession(error: MqttError): void {
     this.#out.drop(error);
-    this.#dropInbound();
+    this.#in.drop();
     this.#hasSession = this.#subscriptions.wireSize > 0;
   }
 
@@ -588,7 +571,7 @@ export class ClientMachine {
         ) this.#out.fillQuota(now);
         return;
       case "pubrel":
-        return this.#handlePubRel(now, packet.packetId, packet.reasonCode);
+        return this.#in.handlePubRel(now, packet.packetId);
       case "suback":
       case "unsuback":
         return this.#handleControlAck(now, packet.type, packet.packetId, packet.reasonCodes);
@@ -679,7 +662,7 @@ export class ClientMachine {
           ),
         );
       }
-      this.#dropInbound();
+      this.#in.drop();
     }
     this.#emit({ type: "connected", sessionPresent, connack });
     this.#resume(now, sessionPresent);
@@ -703,7 +686,7 @@ export class ClientMachine {
     }
     this.#out.resend(now);
     this.#out.fillQuota(now);
-    this.#flushAcks(now);
+    this.#in.flush(now);
   }
 
   #handlePublish(now: Millis, packet: PublishPacket): void {
@@ -721,72 +704,14 @@ export class ClientMachine {
       return;
     }
     const packetId = packet.packetId as number;
-    const step = inboundStep(qos, packetId, this.#pendingById.has(packetId), this.#incomingQoS2);
-    if (step !== INBOUND_NEW) {
-      // A duplicate of a message already taken: acknowledge again, do not deliver [MQTT-4.3.3-10]; a resend of
-      // one not acknowledged yet: its acknowledgement will come.
-      if (step === INBOUND_RECEIVED) this.#send(now, { type: "pubrec", packetId, reasonCode: 0 });
-      return;
+    if (this.#in.receive(now, qos, packetId)) {
+      this.#deliver(packet);
+      this.#in.flush(now);
     }
-    // More unacknowledged QoS > 0 PUBLISH than our Receive Maximum: servers that resend after a reconnect
-    // count differently (mosquitto 2.0 resends its whole in-flight window). The disconnect is a MAY (MQTT 5
-    // §3.3.4), and it loops: reconnect, the same resend, disconnect. Taking the message loses nothing; the
-    // packet identifiers bound what is held.
-    if (qos === 2) this.#incomingQoS2.add(packetId);
-    else this.#pendingQoS1++;
-    const pending: PendingAck = { packetId, qos, acknowledged: !this.#manualAck, reasonCode: 0 };
-    this.#pendingAcks.push(pending);
-    this.#pendingById.set(packetId, pending);
-    this.#deliver(packet);
-    this.#flushAcks(now);
-  }
-
-  /** Sends the acknowledgements that are ready, in arrival order. */
-  #flushAcks(now: Millis): void {
-    const queue = this.#pendingAcks;
-    let head = this.#pendingAcksHead;
-    for (; head < queue.length; head++) {
-      const pending = queue[head];
-      if (!pending.acknowledged) break;
-      this.#pendingById.delete(pending.packetId);
-      const reasonCode = this.#version === 5 ? pending.reasonCode : 0;
-      if (pending.qos === 1) {
-        this.#pendingQoS1--;
-        this.#send(now, { type: "puback", packetId: pending.packetId, reasonCode });
-      } else {
-        this.#send(now, { type: "pubrec", packetId: pending.packetId, reasonCode });
-        // A refused QoS 2 message ends here; its id is new again [MQTT-4.3.3-9].
-        if (reasonCode >= 0x80) this.#incomingQoS2.delete(pending.packetId);
-      }
-    }
-    // Dropping the sent entries from the front costs the length of the queue, so do it only once they are
-    // most of it: a backlog of thousands acknowledged one by one would otherwise cost quadratic time.
-    if (head === queue.length) {
-      queue.length = 0;
-      head = 0;
-    } else if (head > 1024 && head * 2 > queue.length) {
-      queue.splice(0, head);
-      head = 0;
-    }
-    this.#pendingAcksHead = head;
-  }
-
-  /** Forgets inbound QoS state, as a session that is not resumed must [MQTT-3.2.2-5]. */
-  #dropInbound(): void {
-    this.#incomingQoS2.clear();
-    this.#pendingAcks = [];
-    this.#pendingAcksHead = 0;
-    this.#pendingById.clear();
-    this.#pendingQoS1 = 0;
   }
 
   #deliver(packet: PublishPacket): void {
     this.#emit({ type: "message", packet, subscriptions: this.#subscriptions.route(packet) });
-  }
-
-  #handlePubRel(now: Millis, packetId: number, _reasonCode: ReasonCode): void {
-    const known = this.#incomingQoS2.delete(packetId);
-    this.#send(now, { type: "pubcomp", packetId, reasonCode: pubCompCode(known, this.#version, true) }); // [MQTT-4.3.3-11]
   }
 
   #handleControlAck(
