@@ -6,7 +6,6 @@
  */
 
 import { PacketDecoder } from "../codec/decoder.ts";
-import { encode } from "../codec/encode.ts";
 import type {
   AuthProperties,
   ConnAckPacket,
@@ -20,18 +19,14 @@ import type {
   UnsubscribePacket,
   UserProperty,
 } from "../codec/packet.ts";
-import {
-  parseSharedSubscription,
-  topicMatches,
-  validateTopicFilter,
-  validateTopicName,
-} from "../codec/topic.ts";
+import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
-import { Outbox } from "./_outbox.ts";
+import { ClientOutbound } from "./client_outbound.ts";
+import { ClientWire } from "./client_wire.ts";
 import { PacketIdPool } from "./packet_ids.ts";
-import { INBOUND_NEW, INBOUND_RECEIVED, inboundStep, pubCompCode } from "./_inbound_qos.ts";
+import { ClientInbound } from "./client_inbound.ts";
 import { TopicAliases } from "./_topic_aliases.ts";
-import { TopicTree } from "./topic_tree.ts";
+import { normalizeRequests, SubscriptionRegistry } from "./subscription_registry.ts";
 
 export type {
   ClientEvent,
@@ -56,38 +51,8 @@ import type {
   SubscriptionRequest,
 } from "./client_types.ts";
 
-/** An outgoing QoS 1 or 2 publish until its flow completes. */
-interface Outgoing {
-  packet: PublishPacket;
-  /** `publish`: waiting for PUBACK / PUBREC; `pubrel`: PUBREL sent, waiting for PUBCOMP. */
-  stage: "publish" | "pubrel";
-  /** Whether the PUBLISH has gone out on some connection (counts against the send quota when it has). */
-  sent: boolean;
-  /** The connection (see `#connection`) whose server's Maximum Packet Size the PUBLISH was checked against. */
-  checkedOn?: number;
-}
-
-/** An inbound QoS 1 or 2 message whose acknowledgement has not left yet. */
-interface PendingAck {
-  packetId: number;
-  qos: 1 | 2;
-  acknowledged: boolean;
-  reasonCode: ReasonCode;
-}
-
-/** A filter on the wire, shared by the local subscriptions that asked for it. */
-interface WireSubscription {
-  request: Required<SubscriptionRequest>;
-  /** The MQTT 5 subscription identifier it was last subscribed with. */
-  identifier: number | undefined;
-  subscriptions: Set<number>;
-}
-
 const DEFAULT_KEEP_ALIVE = 60;
 const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
-const MAX_SUBSCRIPTION_IDENTIFIER = 268_435_455;
-/** How many topics `#route` remembers its answer for before it starts over. */
-const ROUTE_CACHE_SIZE = 1024;
 
 /**
  * An MQTT client connection and session, sans-IO: commands and inputs take `now`; outputs are drained with
@@ -116,60 +81,33 @@ export class ClientMachine {
   readonly #pingTimeoutMs: number | undefined;
   readonly #manualAck: boolean;
   readonly #onPacket: ((direction: "in" | "out", packet: Packet) => void) | undefined;
+  /** The bytes to write and the events to poll. */
+  readonly #wire: ClientWire;
+  /** What it publishes: the outgoing table, the send quota, outbound topic aliases. */
+  readonly #out: ClientOutbound;
 
   #state: ClientState = "idle";
   #clientId: string;
   #decoder: PacketDecoder = new PacketDecoder();
-  readonly #outbox = new Outbox();
-  #events: ClientEvent[] = [];
-  #eventIndex = 0;
 
   // Per connection.
   #connect: ConnectPacket | undefined;
   #connack: ConnAckPacket | undefined;
   #connectDeadline: Millis | undefined;
-  #lastSent: Millis = 0;
   #pingDeadline: Millis | undefined;
   #effectiveKeepAlive = 0;
-  #serverReceiveMaximum = 65_535;
-  #serverMaximumPacketSize = Infinity;
-  #serverTopicAliasMaximum = 0;
   /** Topic aliases both ways, for this connection. */
   readonly #aliases = new TopicAliases();
   #incomingAliasMaximum = 0;
-  #inFlightCount = 0;
-  /** Counts accepted connections, so that a publish is checked once per server (see `Outgoing.checkedOn`). */
-  #connection = 0;
 
   // Session state, kept across connections when the session resumes.
   #hasSession = false;
   readonly #packetIds = new PacketIdPool();
-  #outgoing = new Map<number, Outgoing>();
-  /** Outgoing publishes not sent yet, oldest first from `#unsentHead`: the line waiting for send quota. */
-  #unsent: Outgoing[] = [];
-  #unsentHead = 0;
-  /** QoS 2 packet ids received and acknowledged with PUBREC, waiting for PUBREL [MQTT-4.3.3-10]. */
-  #incomingQoS2 = new Set<number>();
-  /** Inbound QoS 1 and 2 acknowledgements in arrival order, and by packet id. */
-  #pendingAcks: PendingAck[] = [];
-  /** Where the unsent part of `#pendingAcks` starts: sent ones are dropped in bulk, not one by one. */
-  #pendingAcksHead = 0;
-  #pendingById = new Map<number, PendingAck>();
-  #pendingQoS1 = 0;
+  /** The inbound QoS 1 and 2 flows: what is new, the acknowledgements in order, QoS 2 awaiting PUBREL. */
+  readonly #in: ClientInbound;
   #control = new Map<number, SubscribePacket | UnsubscribePacket>();
-  #wire = new Map<string, WireSubscription>();
-  /** The wire filters as a topic tree, so that matching a message does not scan every filter. */
-  readonly #tree = new TopicTree<WireSubscription>();
-  /**
-   * `#route`'s answers by topic, for messages without subscription identifiers: a stream of messages to a
-   * few topics is routed without splitting and matching each one. Emptied whenever a wire subscription or
-   * its local subscriptions change, and when it reaches `ROUTE_CACHE_SIZE` topics.
-   */
-  readonly #routes = new Map<string, readonly number[]>();
-  #local = new Map<number, Set<string>>();
-  #identifiers = new Map<number, Set<string>>();
-  #nextSubscription = 1;
-  #nextIdentifier = 1;
+  /** The subscriptions, local and on the wire, and the routing of received messages to them. */
+  readonly #subscriptions = new SubscriptionRegistry();
   /** Packet ids of SUBSCRIBE packets the machine sent on its own (resubscribing), not reported as events. */
   #internalControl = new Set<number>();
 
@@ -194,6 +132,9 @@ export class ClientMachine {
     this.#pingTimeoutMs = options.pingTimeoutMs;
     this.#manualAck = options.manualAck ?? false;
     this.#onPacket = options.onPacket;
+    this.#wire = new ClientWire(this.#version, options.onPacket);
+    this.#in = new ClientInbound(this.#wire, this.#version, this.#manualAck);
+    this.#out = new ClientOutbound(this.#wire, this.#version, this.#packetIds, this.#aliases);
   }
 
   /** The connection state. */
@@ -218,7 +159,7 @@ export class ClientMachine {
 
   /** How many QoS 1 and 2 publishes are unfinished (in flight or waiting for send quota). */
   get inFlight(): number {
-    return this.#outgoing.size;
+    return this.#out.size;
   }
 
   /**
@@ -227,24 +168,11 @@ export class ClientMachine {
    * @returns Unfinished publishes, inbound QoS 2 ids and subscriptions.
    */
   exportSession(): ClientSessionState {
-    const subscriptions: ClientSessionState["subscriptions"] = [];
-    for (const filters of this.#local.values()) {
-      const requests: Required<SubscriptionRequest>[] = [];
-      for (const filter of filters) {
-        const wire = this.#wire.get(filter);
-        if (wire !== undefined) requests.push({ ...wire.request });
-      }
-      if (requests.length > 0) subscriptions.push({ filters: requests });
-    }
     return {
       clientId: this.#clientId,
-      outgoing: [...this.#outgoing.values()].map((e) => ({
-        packet: { ...e.packet },
-        stage: e.stage,
-        sent: e.sent,
-      })),
-      incomingQoS2: [...this.#incomingQoS2],
-      subscriptions,
+      outgoing: this.#out.export(),
+      incomingQoS2: [...this.#in.incomingQoS2],
+      subscriptions: this.#subscriptions.export(),
     };
   }
 
@@ -259,35 +187,11 @@ export class ClientMachine {
   restoreSession(state: ClientSessionState): number[] {
     if (this.#state !== "idle") throw new Error("Cannot restore a session: the client has connected already");
     this.#clientId = state.clientId;
-    for (const entry of state.outgoing) {
-      const packetId = entry.packet.packetId as number;
-      this.#packetIds.reserve(packetId);
-      this.#outgoing.set(packetId, { packet: { ...entry.packet }, stage: entry.stage, sent: entry.sent });
-    }
-    this.#queueUnsent();
-    for (const packetId of state.incomingQoS2) this.#incomingQoS2.add(packetId);
-    const numbers: number[] = [];
-    for (const { filters } of state.subscriptions) {
-      const subscription = this.#nextSubscription++;
-      const names = new Set<string>();
-      for (const request of filters) {
-        names.add(request.topicFilter);
-        const wire = this.#wire.get(request.topicFilter);
-        if (wire === undefined) {
-          this.#addWire(request.topicFilter, {
-            request,
-            identifier: undefined,
-            subscriptions: new Set([subscription]),
-          });
-        } else {
-          wire.subscriptions.add(subscription);
-          this.#routes.clear();
-        }
-      }
-      this.#local.set(subscription, names);
-      numbers.push(subscription);
-    }
-    this.#hasSession = this.#outgoing.size > 0 || this.#wire.size > 0 || this.#incomingQoS2.size > 0;
+    this.#out.restore(state.outgoing);
+    for (const packetId of state.incomingQoS2) this.#in.incomingQoS2.add(packetId);
+    const numbers = this.#subscriptions.restore(state.subscriptions);
+    this.#hasSession = this.#out.size > 0 || this.#subscriptions.wireSize > 0 ||
+      this.#in.incomingQoS2.size > 0;
     return numbers;
   }
 
@@ -325,14 +229,12 @@ export class ClientMachine {
       version: this.#version,
       maximumPacketSize: properties?.maximumPacketSize,
     });
-    this.#outbox.clear();
-    this.#events = this.#events.slice(this.#eventIndex);
-    this.#eventIndex = 0;
+    this.#wire.restart();
     this.#connect = connect;
     this.#connack = undefined;
     this.#pingDeadline = undefined;
     this.#aliases.clear();
-    this.#inFlightCount = 0;
+    this.#out.restart();
     if (cleanStart) {
       this.#dropSession(
         new MqttError(ReasonCode.UnspecifiedError, "Cannot finish: a clean start discarded the session"),
@@ -386,24 +288,10 @@ export class ClientMachine {
     if (this.#version === 5 && message.properties !== undefined) {
       packet.properties = { ...message.properties };
     }
-    this.#checkSize(packet);
-    if (qos === 0) {
-      this.#sendPublish(now, packet);
-      return undefined;
-    }
-    const packetId = this.#packetIds.allocate();
-    if (packetId === undefined) {
-      throw new MqttError(
-        ReasonCode.QuotaExceeded,
-        "Cannot publish: all 65535 packet identifiers are in use",
-      );
-    }
-    packet.packetId = packetId;
-    const entry: Outgoing = { packet, stage: "publish", sent: false, checkedOn: this.#connection };
-    this.#outgoing.set(packetId, entry);
-    this.#unsent.push(entry);
+    const packetId = this.#out.publish(now, packet);
+    if (packetId === undefined) return undefined;
     this.#hasSession = true;
-    this.#fillQuota(now);
+    this.#out.fillQuota(now);
     return packetId;
   }
 
@@ -424,57 +312,9 @@ export class ClientMachine {
   ): SubscribeResult {
     this.#requireConnected("subscribe");
     if (requests.length === 0) throw new TypeError("Cannot subscribe: no topic filter given");
-    const available = this.#connack?.properties;
-    const normalized = requests.map((request) => {
-      validateTopicFilter(request.topicFilter);
-      const shared = parseSharedSubscription(request.topicFilter);
-      if (shared !== undefined && available?.sharedSubscriptionAvailable === false) {
-        throw new MqttError(
-          ReasonCode.SharedSubscriptionsNotSupported,
-          `Cannot subscribe to "${request.topicFilter}": the server does not support shared subscriptions`,
-        );
-      }
-      if (/[+#]/.test(request.topicFilter) && available?.wildcardSubscriptionAvailable === false) {
-        throw new MqttError(
-          ReasonCode.WildcardSubscriptionsNotSupported,
-          `Cannot subscribe to "${request.topicFilter}": the server does not support wildcard subscriptions`,
-        );
-      }
-      if (shared !== undefined && request.noLocal) {
-        throw new MqttError(
-          ReasonCode.ProtocolError,
-          `Cannot subscribe to "${request.topicFilter}" with no local: it is a shared subscription [MQTT-3.8.3-4]`,
-        );
-      }
-      return {
-        topicFilter: request.topicFilter,
-        qos: request.qos ?? 0,
-        noLocal: request.noLocal ?? false,
-        retainAsPublished: request.retainAsPublished ?? false,
-        retainHandling: request.retainHandling ?? 0,
-      } satisfies Required<SubscriptionRequest>;
-    });
-    const subscription = this.#nextSubscription++;
-    const filters = new Set<string>();
+    const normalized = normalizeRequests(requests, this.#connack?.properties);
     const identifier = this.#newIdentifier();
-    for (const request of normalized) {
-      filters.add(request.topicFilter);
-      const wire = this.#wire.get(request.topicFilter);
-      if (wire === undefined) {
-        this.#addWire(request.topicFilter, { request, identifier, subscriptions: new Set([subscription]) });
-      } else {
-        wire.request = request;
-        wire.subscriptions.add(subscription);
-        this.#routes.clear();
-        this.#moveIdentifier(request.topicFilter, wire, identifier);
-      }
-      if (identifier !== undefined) {
-        let set = this.#identifiers.get(identifier);
-        if (set === undefined) this.#identifiers.set(identifier, set = new Set());
-        set.add(request.topicFilter);
-      }
-    }
-    this.#local.set(subscription, filters);
+    const subscription = this.#subscriptions.add(normalized, identifier);
     this.#hasSession = true;
     const packetId = this.#sendSubscribe(now, normalized, identifier, properties?.userProperties);
     return { packetId, subscription };
@@ -488,21 +328,7 @@ export class ClientMachine {
    * @returns The UNSUBSCRIBE's packet identifier, or `undefined` when no filter had to leave the wire.
    */
   unsubscribe(now: Millis, subscription: number): number | undefined {
-    const filters = this.#local.get(subscription);
-    if (filters === undefined) return undefined;
-    this.#local.delete(subscription);
-    const leaving: string[] = [];
-    for (const filter of filters) {
-      const wire = this.#wire.get(filter);
-      if (wire === undefined) continue;
-      wire.subscriptions.delete(subscription);
-      this.#routes.clear();
-      if (wire.subscriptions.size === 0) {
-        this.#deleteWire(filter);
-        this.#forgetIdentifier(filter, wire.identifier);
-        leaving.push(filter);
-      }
-    }
+    const leaving = this.#subscriptions.remove(subscription);
     return this.#sendUnsubscribe(now, leaving);
   }
 
@@ -519,23 +345,7 @@ export class ClientMachine {
     now: Millis,
     filters: readonly string[],
   ): { packetId: number | undefined; emptied: number[] } {
-    const leaving: string[] = [];
-    const emptied: number[] = [];
-    for (const filter of new Set(filters)) {
-      const wire = this.#wire.get(filter);
-      if (wire === undefined) continue;
-      this.#deleteWire(filter);
-      this.#forgetIdentifier(filter, wire.identifier);
-      leaving.push(filter);
-      for (const subscription of wire.subscriptions) {
-        const own = this.#local.get(subscription);
-        own?.delete(filter);
-        if (own?.size === 0) {
-          this.#local.delete(subscription);
-          emptied.push(subscription);
-        }
-      }
-    }
+    const { leaving, emptied } = this.#subscriptions.removeFilters(filters);
     return { packetId: this.#sendUnsubscribe(now, leaving), emptied };
   }
 
@@ -558,11 +368,7 @@ export class ClientMachine {
    * @param reasonCode MQTT 5: a failure code to refuse the message. Default success.
    */
   acknowledge(now: Millis, packetId: number, reasonCode: ReasonCode = ReasonCode.Success): void {
-    const pending = this.#pendingById.get(packetId);
-    if (pending === undefined || pending.acknowledged) return;
-    pending.acknowledged = true;
-    pending.reasonCode = reasonCode;
-    if (this.#state === "connected") this.#flushAcks(now);
+    if (this.#in.acknowledge(packetId, reasonCode) && this.#state === "connected") this.#in.flush(now);
   }
 
   /**
@@ -645,7 +451,7 @@ export class ClientMachine {
       return;
     }
     const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    if (keepAliveMs > 0 && this.#pingDeadline === undefined && now >= this.#lastSent + keepAliveMs) {
+    if (keepAliveMs > 0 && this.#pingDeadline === undefined && now >= this.#wire.lastSent + keepAliveMs) {
       this.#send(now, { type: "pingreq" }); // [MQTT-3.1.2-20]
       this.#pingDeadline = now + (this.#pingTimeoutMs ?? keepAliveMs);
     }
@@ -674,19 +480,12 @@ export class ClientMachine {
    * or more alone. Call it until it returns `undefined`.
    */
   pollTransmit(): Uint8Array | undefined {
-    return this.#outbox.take();
+    return this.#wire.outbox.take();
   }
 
   /** The next event, or `undefined` when there are none. */
   pollEvent(): ClientEvent | undefined {
-    if (this.#eventIndex >= this.#events.length) {
-      if (this.#events.length > 0) {
-        this.#events = [];
-        this.#eventIndex = 0;
-      }
-      return undefined;
-    }
-    return this.#events[this.#eventIndex++];
+    return this.#wire.pollEvent();
   }
 
   /** When {@linkcode ClientMachine.handleTimeout} should run next, or `undefined` when nothing is pending. */
@@ -695,7 +494,7 @@ export class ClientMachine {
     if (this.#state !== "connected") return undefined;
     if (this.#pingDeadline !== undefined) return this.#pingDeadline;
     const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    return keepAliveMs > 0 ? this.#lastSent + keepAliveMs : undefined;
+    return keepAliveMs > 0 ? this.#wire.lastSent + keepAliveMs : undefined;
   }
 
   // ---------------------------------------------------------------- internals
@@ -710,129 +509,18 @@ export class ClientMachine {
   }
 
   #emit(event: ClientEvent): void {
-    this.#events.push(event);
+    this.#wire.emit(event);
   }
 
   #send(now: Millis, packet: Packet): void {
-    this.#outbox.push(packet, this.#version);
-    this.#lastSent = now;
-    this.#onPacket?.("out", packet);
-  }
-
-  #checkSize(packet: PublishPacket): void {
-    const error = this.#tooLarge(packet);
-    if (error !== undefined) throw error;
-  }
-
-  /**
-   * Why a PUBLISH cannot go to this server, when it is larger than its Maximum Packet Size [MQTT-3.2.2-15]:
-   * measured in its largest form, with the topic and a topic alias both (the first use of an alias).
-   */
-  #tooLarge(packet: PublishPacket): MqttError | undefined {
-    if (this.#serverMaximumPacketSize === Infinity) return undefined;
-    let largest = packet.qos > 0 ? { ...packet, packetId: 1 } : packet;
-    if (this.#serverTopicAliasMaximum > 0) {
-      largest = { ...largest, properties: { ...packet.properties, topicAlias: 0xffff } };
-    }
-    const size = encode(largest, this.#version).length;
-    if (size <= this.#serverMaximumPacketSize) return undefined;
-    return new MqttError(
-      ReasonCode.PacketTooLarge,
-      `Cannot publish ${size} bytes: the server's maximum packet size is ${this.#serverMaximumPacketSize} [MQTT-3.2.2-15]`,
-    );
-  }
-
-  /**
-   * Whether a publish can go to this connection's server: checked once per connection, since a server after a
-   * reconnect may take less than the one it was published to; one it cannot take fails.
-   */
-  #fits(entry: Outgoing): boolean {
-    if (entry.checkedOn === this.#connection) return true;
-    entry.checkedOn = this.#connection;
-    const tooLarge = this.#tooLarge(entry.packet);
-    if (tooLarge === undefined) return true;
-    this.#failTooLarge(entry, tooLarge);
-    return false;
-  }
-
-  /**
-   * Fails a publish in flight that this connection's server cannot take (its Maximum Packet Size is lower than
-   * the last one's): sending it would only get the connection closed, again at every reconnect.
-   */
-  #failTooLarge(entry: Outgoing, error: MqttError): void {
-    const packetId = entry.packet.packetId as number;
-    this.#outgoing.delete(packetId);
-    this.#packetIds.release(packetId);
-    this.#emit({ type: "published", packetId, reasonCode: ReasonCode.PacketTooLarge, error });
-  }
-
-  /** Sends a PUBLISH, applying an outgoing topic alias when the server allows them [MQTT-3.2.2-17]. */
-  #sendPublish(now: Millis, packet: PublishPacket): void {
-    if (this.#serverTopicAliasMaximum === 0) {
-      this.#send(now, packet);
-      return;
-    }
-    let alias = this.#aliases.outbound(packet.topic);
-    let wire: PublishPacket;
-    if (alias !== undefined) {
-      wire = { ...packet, topic: "", properties: { ...packet.properties, topicAlias: alias } };
-    } else if ((alias = this.#aliases.nextOutbound(this.#serverTopicAliasMaximum)) > 0) {
-      this.#aliases.addOutbound(packet.topic, alias);
-      wire = { ...packet, properties: { ...packet.properties, topicAlias: alias } };
-    } else {
-      wire = packet;
-    }
-    this.#send(now, wire);
-  }
-
-  /** Sends waiting QoS 1 and 2 publishes while the send quota allows [MQTT-4.9.0-2]. */
-  /** Sends waiting publishes, oldest first, while the server's Receive Maximum allows [MQTT-4.9.0-2]. */
-  #fillQuota(now: Millis): void {
-    if (this.#state !== "connected") return;
-    const unsent = this.#unsent;
-    while (this.#unsentHead < unsent.length && this.#inFlightCount < this.#serverReceiveMaximum) {
-      const entry = unsent[this.#unsentHead++];
-      if (entry.sent || this.#outgoing.get(entry.packet.packetId as number) !== entry) continue;
-      if (!this.#fits(entry)) continue;
-      entry.sent = true;
-      this.#inFlightCount++;
-      this.#sendPublish(now, entry.packet);
-    }
-    if (this.#unsentHead === unsent.length) {
-      this.#unsent = [];
-      this.#unsentHead = 0;
-    } else if (this.#unsentHead >= 1024 && this.#unsentHead * 2 >= unsent.length) {
-      this.#unsent = unsent.slice(this.#unsentHead);
-      this.#unsentHead = 0;
-    }
-  }
-
-  /** Rebuilds the waiting line from the outgoing table, in its order: after a restore or a reconnect. */
-  #queueUnsent(): void {
-    this.#unsent = [];
-    this.#unsentHead = 0;
-    for (const entry of this.#outgoing.values()) if (!entry.sent) this.#unsent.push(entry);
+    this.#wire.send(now, packet);
   }
 
   #newIdentifier(): number | undefined {
     if (this.#version !== 5 || this.#connack?.properties?.subscriptionIdentifiersAvailable === false) {
       return undefined;
     }
-    const identifier = this.#nextIdentifier;
-    this.#nextIdentifier = identifier === MAX_SUBSCRIPTION_IDENTIFIER ? 1 : identifier + 1;
-    return identifier;
-  }
-
-  #moveIdentifier(filter: string, wire: WireSubscription, identifier: number | undefined): void {
-    this.#forgetIdentifier(filter, wire.identifier);
-    wire.identifier = identifier;
-  }
-
-  #forgetIdentifier(filter: string, identifier: number | undefined): void {
-    if (identifier === undefined) return;
-    const filters = this.#identifiers.get(identifier);
-    filters?.delete(filter);
-    if (filters?.size === 0) this.#identifiers.delete(identifier);
+    return this.#subscriptions.newIdentifier();
   }
 
   #allocateControlId(): number {
@@ -863,15 +551,9 @@ export class ClientMachine {
 
   /** Forgets the session: in-flight publishes fail, inbound QoS 2 state and pending acks are dropped. */
   #dropSession(error: MqttError): void {
-    for (const packetId of this.#outgoing.keys()) {
-      this.#packetIds.release(packetId);
-      this.#emit({ type: "published", packetId, reasonCode: ReasonCode.UnspecifiedError, error });
-    }
-    this.#outgoing.clear();
-    this.#unsent = [];
-    this.#unsentHead = 0;
-    this.#dropInbound();
-    this.#hasSession = this.#wire.size > 0;
+    this.#out.drop(error);
+    this.#in.drop();
+    this.#hasSession = this.#subscriptions.wireSize > 0;
   }
 
   #handlePacket(now: Millis, packet: Packet): void {
@@ -883,15 +565,13 @@ export class ClientMachine {
       case "puback":
       case "pubrec":
       case "pubcomp":
-        return this.#handlePublishAck(
-          now,
-          packet.type,
-          packet.packetId,
-          packet.reasonCode,
-          packet.properties,
-        );
+        if (
+          this.#out.handleAck(now, packet.type, packet.packetId, packet.reasonCode, packet.properties) &&
+          this.#state === "connected"
+        ) this.#out.fillQuota(now);
+        return;
       case "pubrel":
-        return this.#handlePubRel(now, packet.packetId, packet.reasonCode);
+        return this.#in.handlePubRel(now, packet.packetId);
       case "suback":
       case "unsuback":
         return this.#handleControlAck(now, packet.type, packet.packetId, packet.reasonCodes);
@@ -966,15 +646,12 @@ export class ClientMachine {
     const properties = connack.properties;
     this.#connack = connack;
     this.#state = "connected";
-    this.#connection++;
     this.#connectDeadline = undefined;
     if (properties?.assignedClientIdentifier !== undefined) {
       this.#clientId = properties.assignedClientIdentifier;
     }
     this.#effectiveKeepAlive = properties?.serverKeepAlive ?? this.#keepAlive; // [MQTT-3.1.2-21]
-    this.#serverReceiveMaximum = properties?.receiveMaximum ?? 65_535;
-    this.#serverMaximumPacketSize = properties?.maximumPacketSize ?? Infinity;
-    this.#serverTopicAliasMaximum = properties?.topicAliasMaximum ?? 0;
+    this.#out.connected(properties);
     if (!sessionPresent) {
       // [MQTT-3.2.2-5]: without the session, its state goes; subscriptions are made again.
       if (hadSession) {
@@ -985,7 +662,7 @@ export class ClientMachine {
           ),
         );
       }
-      this.#dropInbound();
+      this.#in.drop();
     }
     this.#emit({ type: "connected", sessionPresent, connack });
     this.#resume(now, sessionPresent);
@@ -995,41 +672,21 @@ export class ClientMachine {
   #resume(now: Millis, sessionPresent: boolean): void {
     const waiting = [...this.#control.values()];
     for (const packet of waiting) this.#send(now, packet);
-    if (!sessionPresent && this.#wire.size > 0) {
+    if (!sessionPresent && this.#subscriptions.wireSize > 0) {
       // Subscribe again to everything, grouped by the identifier each filter had.
       const covered = new Set<string>();
       for (const packet of waiting) {
         if (packet.type === "subscribe") { for (const s of packet.subscriptions) covered.add(s.topicFilter); }
       }
-      const groups = new Map<number | undefined, Required<SubscriptionRequest>[]>();
-      for (const [filter, wire] of this.#wire) {
-        if (covered.has(filter)) continue;
-        let group = groups.get(wire.identifier);
-        if (group === undefined) groups.set(wire.identifier, group = []);
-        group.push(wire.request);
-      }
+      const groups = this.#subscriptions.resubscriptions(covered);
       for (const [identifier, requests] of groups) {
         const packetId = this.#sendSubscribe(now, requests, identifier);
         this.#internalControl.add(packetId);
       }
     }
-    for (const entry of this.#outgoing.values()) {
-      if (!entry.sent) continue;
-      if (entry.stage === "pubrel") {
-        this.#inFlightCount++;
-        this.#send(now, { type: "pubrel", packetId: entry.packet.packetId as number, reasonCode: 0 });
-      } else if (this.#inFlightCount < this.#serverReceiveMaximum) {
-        if (!this.#fits(entry)) continue;
-        this.#inFlightCount++;
-        entry.packet.dup = true;
-        this.#sendPublish(now, entry.packet);
-      } else {
-        entry.sent = false;
-      }
-    }
-    this.#queueUnsent();
-    this.#fillQuota(now);
-    this.#flushAcks(now);
+    this.#out.resend(now);
+    this.#out.fillQuota(now);
+    this.#in.flush(now);
   }
 
   #handlePublish(now: Millis, packet: PublishPacket): void {
@@ -1047,158 +704,14 @@ export class ClientMachine {
       return;
     }
     const packetId = packet.packetId as number;
-    const step = inboundStep(qos, packetId, this.#pendingById.has(packetId), this.#incomingQoS2);
-    if (step !== INBOUND_NEW) {
-      // A duplicate of a message already taken: acknowledge again, do not deliver [MQTT-4.3.3-10]; a resend of
-      // one not acknowledged yet: its acknowledgement will come.
-      if (step === INBOUND_RECEIVED) this.#send(now, { type: "pubrec", packetId, reasonCode: 0 });
-      return;
+    if (this.#in.receive(now, qos, packetId)) {
+      this.#deliver(packet);
+      this.#in.flush(now);
     }
-    // More unacknowledged QoS > 0 PUBLISH than our Receive Maximum: servers that resend after a reconnect
-    // count differently (mosquitto 2.0 resends its whole in-flight window). The disconnect is a MAY (MQTT 5
-    // §3.3.4), and it loops: reconnect, the same resend, disconnect. Taking the message loses nothing; the
-    // packet identifiers bound what is held.
-    if (qos === 2) this.#incomingQoS2.add(packetId);
-    else this.#pendingQoS1++;
-    const pending: PendingAck = { packetId, qos, acknowledged: !this.#manualAck, reasonCode: 0 };
-    this.#pendingAcks.push(pending);
-    this.#pendingById.set(packetId, pending);
-    this.#deliver(packet);
-    this.#flushAcks(now);
-  }
-
-  /** Sends the acknowledgements that are ready, in arrival order. */
-  #flushAcks(now: Millis): void {
-    const queue = this.#pendingAcks;
-    let head = this.#pendingAcksHead;
-    for (; head < queue.length; head++) {
-      const pending = queue[head];
-      if (!pending.acknowledged) break;
-      this.#pendingById.delete(pending.packetId);
-      const reasonCode = this.#version === 5 ? pending.reasonCode : 0;
-      if (pending.qos === 1) {
-        this.#pendingQoS1--;
-        this.#send(now, { type: "puback", packetId: pending.packetId, reasonCode });
-      } else {
-        this.#send(now, { type: "pubrec", packetId: pending.packetId, reasonCode });
-        // A refused QoS 2 message ends here; its id is new again [MQTT-4.3.3-9].
-        if (reasonCode >= 0x80) this.#incomingQoS2.delete(pending.packetId);
-      }
-    }
-    // Dropping the sent entries from the front costs the length of the queue, so do it only once they are
-    // most of it: a backlog of thousands acknowledged one by one would otherwise cost quadratic time.
-    if (head === queue.length) {
-      queue.length = 0;
-      head = 0;
-    } else if (head > 1024 && head * 2 > queue.length) {
-      queue.splice(0, head);
-      head = 0;
-    }
-    this.#pendingAcksHead = head;
-  }
-
-  /** Forgets inbound QoS state, as a session that is not resumed must [MQTT-3.2.2-5]. */
-  #dropInbound(): void {
-    this.#incomingQoS2.clear();
-    this.#pendingAcks = [];
-    this.#pendingAcksHead = 0;
-    this.#pendingById.clear();
-    this.#pendingQoS1 = 0;
   }
 
   #deliver(packet: PublishPacket): void {
-    this.#emit({ type: "message", packet, subscriptions: this.#route(packet) });
-  }
-
-  /** Which local subscriptions a message is for: by subscription identifier when present, else by matching. */
-  #route(packet: PublishPacket): readonly number[] {
-    const identifiers = packet.properties?.subscriptionIdentifiers;
-    if (identifiers !== undefined) {
-      const found = new Set<number>();
-      for (const identifier of identifiers) {
-        for (const filter of this.#identifiers.get(identifier) ?? []) {
-          if (!topicMatches(filter, packet.topic)) continue;
-          for (const s of this.#wire.get(filter)?.subscriptions ?? []) found.add(s);
-        }
-      }
-      return [...found];
-    }
-    const topic = packet.topic;
-    const known = this.#routes.get(topic);
-    if (known !== undefined) return known;
-    const found = new Set<number>();
-    this.#tree.match(topic, (wire) => {
-      for (const s of wire.subscriptions) found.add(s);
-    });
-    const route = Object.freeze([...found]);
-    if (this.#routes.size >= ROUTE_CACHE_SIZE) this.#routes.clear();
-    this.#routes.set(topic, route);
-    return route;
-  }
-
-  /** Puts a filter on the wire, indexed for matching (a shared subscription by its inner filter). */
-  #addWire(filter: string, wire: WireSubscription): void {
-    this.#routes.clear();
-    this.#wire.set(filter, wire);
-    this.#tree.add(parseSharedSubscription(filter)?.filter ?? filter, filter, wire);
-  }
-
-  #deleteWire(filter: string): void {
-    this.#routes.clear();
-    this.#wire.delete(filter);
-    this.#tree.remove(parseSharedSubscription(filter)?.filter ?? filter, filter);
-  }
-
-  #handlePublishAck(
-    now: Millis,
-    type: "puback" | "pubrec" | "pubcomp",
-    packetId: number,
-    reasonCode: ReasonCode,
-    properties: { reasonString?: string; userProperties?: UserProperty[] } | undefined,
-  ): void {
-    const entry = this.#outgoing.get(packetId);
-    const expected = entry === undefined
-      ? undefined
-      : entry.packet.qos === 1
-      ? "puback"
-      : entry.stage === "publish"
-      ? "pubrec"
-      : "pubcomp";
-    if (entry === undefined || !entry.sent || expected !== type) {
-      if (type === "pubrec" && this.#version === 5) {
-        // [MQTT-4.3.3-4] analogue: answer an unknown PUBREC so the server can finish.
-        this.#send(now, { type: "pubrel", packetId, reasonCode: ReasonCode.PacketIdentifierNotFound });
-      }
-      return;
-    }
-    if (type === "pubrec" && reasonCode < 0x80) {
-      entry.stage = "pubrel";
-      this.#send(now, { type: "pubrel", packetId, reasonCode: 0 }); // [MQTT-4.3.3-4]
-      return;
-    }
-    this.#outgoing.delete(packetId);
-    this.#packetIds.release(packetId);
-    this.#inFlightCount--;
-    const event: ClientEvent = { type: "published", packetId, reasonCode };
-    // PUBCOMP 0x92 answers a PUBREL resent after its PUBCOMP was lost: "not an error during recovery" (MQTT 5
-    // §3.7.2.1), so the message counts as delivered.
-    const recovered = type === "pubcomp" && reasonCode === ReasonCode.PacketIdentifierNotFound;
-    if (reasonCode >= 0x80 && !recovered) {
-      // [MQTT-4.4.0-2]: a negative acknowledgement ends the flow; it is not retried.
-      event.error = new MqttError(
-        reasonCode,
-        `Publish to "${entry.packet.topic}" refused: ${properties?.reasonString ?? REASON_TEXT[reasonCode]}`,
-        { source: "peer" },
-      );
-    }
-    if (properties !== undefined) event.properties = properties;
-    this.#emit(event);
-    this.#fillQuota(now);
-  }
-
-  #handlePubRel(now: Millis, packetId: number, _reasonCode: ReasonCode): void {
-    const known = this.#incomingQoS2.delete(packetId);
-    this.#send(now, { type: "pubcomp", packetId, reasonCode: pubCompCode(known, this.#version, true) }); // [MQTT-4.3.3-11]
+    this.#emit({ type: "message", packet, subscriptions: this.#subscriptions.route(packet) });
   }
 
   #handleControlAck(

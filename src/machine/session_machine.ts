@@ -7,32 +7,24 @@
  */
 
 import { PacketDecoder } from "../codec/decoder.ts";
-import { encode } from "../codec/encode.ts";
 import type {
   AckProperties,
   AuthPacket,
   AuthProperties,
-  ConnAckPacket,
   ConnAckProperties,
   ConnectPacket,
-  DisconnectPacket,
   DisconnectProperties,
   Packet,
-  Properties,
   ProtocolVersion,
-  PubAckPacket,
   PublishPacket,
-  PubRecPacket,
-  SubAckPacket,
-  UnsubAckPacket,
   Will,
 } from "../codec/packet.ts";
-import { reasonCodeAllowed } from "../codec/reason_codes.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 import { Outbox } from "./_outbox.ts";
 import type { Delivery } from "./_delivery.ts";
-import { INBOUND_NEW, INBOUND_RECEIVED, inboundStep, pubCompCode } from "./_inbound_qos.ts";
-import { TopicAliases } from "./_topic_aliases.ts";
+import { pubCompCode } from "./_inbound_qos.ts";
+import { type Answer, pushAnswer } from "./session_answers.ts";
+import { SessionInbound } from "./session_inbound.ts";
 import {
   type AcceptOptions,
   checkAuth,
@@ -65,9 +57,6 @@ export { DEFAULT_MAXIMUM_PACKET_SIZE, type SessionMachineOptions } from "./sessi
 export type { SessionEvent, SessionMachineState } from "./session_types.ts";
 
 const EMPTY_CODES: ReasonCode[] = [];
-
-/** Marks an awaited inbound PUBLISH whose message the driver routed (see `SessionMachine.routed`). */
-const ROUTED = 4;
 
 /**
  * The broker side of one network connection: decodes what the client sends (any protocol version, learnt from
@@ -123,18 +112,10 @@ export class SessionMachine {
 
   /** What the connection sends: deliveries, the flight window, outbound aliases (and the session state). */
   readonly #out: SessionOutbound;
-  // The maps below are made when first needed: an idle connection holds none.
-  /**
-   * Inbound QoS 1 and 2 PUBLISH reported to the driver and not yet acknowledged, by packet identifier: the QoS,
-   * plus {@linkcode ROUTED} once the driver said the message is routed.
-   */
-  #awaitingAck: Map<number, number> | undefined;
-  /** How many of them are QoS 1 (the QoS 2 ones are in the session's inbound identifiers). */
-  #awaitingQoS1 = 0;
+  /** What it receives in PUBLISH: the checks and the acknowledgements the driver owes. */
+  readonly #inbound: SessionInbound;
   /** The client's limits (MQTT 5 CONNECT properties): the limits' shared defaults unless it sent some. */
   #client: ClientLimits;
-  /** Inbound topic aliases; made with the first one. */
-  #aliases: TopicAliases | undefined;
   /**
    * Where the {@linkcode BrokerMachine} that attached this session keeps its record of it.
    *
@@ -153,6 +134,7 @@ export class SessionMachine {
     const limits = this.#limits = limitsOf(options);
     this.#client = limits.client;
     this.#out = new SessionOutbound(this.#outbox, limits.client, new SessionState(""));
+    this.#inbound = new SessionInbound(limits, this.#outbox);
     this.#decoder = new PacketDecoder(limits.decoder);
     this.#lastReceived = now;
     this.#deadline = limits.connectTimeoutMs > 0 ? now + limits.connectTimeoutMs : undefined;
@@ -449,8 +431,7 @@ export class SessionMachine {
    * @returns `true` from the `publish` event until `routed` or `acknowledge` for it.
    */
   awaitsRouting(packetId: number): boolean {
-    const awaiting = this.#awaitingAck?.get(packetId);
-    return awaiting !== undefined && (awaiting & ROUTED) === 0;
+    return this.#inbound.awaitsRouting(packetId);
   }
 
   /**
@@ -461,10 +442,7 @@ export class SessionMachine {
    * @param packetId The PUBLISH's packet identifier.
    */
   routed(packetId: number): void {
-    const awaiting = this.#awaitingAck?.get(packetId);
-    if (awaiting === undefined || (awaiting & ROUTED) !== 0) return;
-    this.#awaitingAck!.set(packetId, awaiting | ROUTED);
-    if (awaiting === 2) this.#out.session.journal?.inboundChanged(this.#out.session);
+    this.#inbound.routed(packetId, this.#out.session);
   }
 
   /**
@@ -487,29 +465,13 @@ export class SessionMachine {
     reasonCode: ReasonCode = ReasonCode.Success,
     properties?: AckProperties,
   ): void {
-    const awaiting = this.#awaitingAck?.get(packetId);
-    if (awaiting === undefined) {
+    const qos = this.#inbound.awaited(packetId);
+    if (qos === 0) {
       if (this.#state === "closed") return;
       throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
     }
-    const qos = awaiting & 3;
-    if (!reasonCodeAllowed(qos === 1 ? "puback" : "pubrec", reasonCode)) {
-      throw new RangeError(
-        `Cannot acknowledge packet ${packetId} with reason code 0x${reasonCode.toString(16)}: not a ${
-          qos === 1 ? "PUBACK" : "PUBREC"
-        } code`,
-      );
-    }
-    this.#awaitingAck!.delete(packetId);
-    if (qos === 1) this.#awaitingQoS1--;
+    this.#inbound.settle(packetId, qos, reasonCode, this.#out.session);
     const version = this.#version as ProtocolVersion;
-    if (qos === 2) {
-      // [MQTT-4.3.3-9] after a refusal the identifier is free for a new message (also when the connection
-      // closed while the driver decided: the client's resend is then a new message).
-      if (reasonCode >= 0x80) this.#out.session.removeInboundQoS2(packetId);
-      // Routed by now: from here on a store keeps the identifier (see awaitsRouting).
-      else this.#out.session.journal?.inboundChanged(this.#out.session);
-    }
     if (this.#state === "closed") return;
     if (properties === undefined) {
       this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
@@ -716,85 +678,9 @@ export class SessionMachine {
   }
 
   #handlePublish(now: Millis, packet: PublishPacket): void {
-    const version = this.#version as ProtocolVersion;
-    if (packet.qos > this.#limits.maximumQoS) {
-      // [MQTT-3.2.2-11] the client must not exceed the Maximum QoS of the CONNACK.
-      this.#fail(
-        now,
-        new MqttError(ReasonCode.QoSNotSupported, `Cannot accept PUBLISH at QoS ${packet.qos}`),
-        true,
-      );
-      return;
-    }
-    if (packet.retain && !this.#limits.retainAvailable) {
-      // [MQTT-3.2.2-14]
-      this.#fail(now, new MqttError(ReasonCode.RetainNotSupported, "Cannot accept a retained PUBLISH"), true);
-      return;
-    }
-    const properties = packet.properties;
-    if (properties !== undefined) {
-      if (properties.subscriptionIdentifiers !== undefined) {
-        // [MQTT-3.3.4-6]
-        this.#fail(
-          now,
-          protocolError("a subscription identifier in a PUBLISH from a client [MQTT-3.3.4-6]"),
-          true,
-        );
-        return;
-      }
-      const alias = properties.topicAlias;
-      if (alias !== undefined) {
-        const error = (this.#aliases ??= new TopicAliases()).resolve(
-          packet,
-          alias,
-          this.#limits.topicAliasMaximum,
-        );
-        if (error !== undefined) {
-          this.#fail(now, error, true);
-          return;
-        }
-        const { topicAlias: _, ...rest } = properties;
-        packet.properties = rest;
-      }
-    }
-    const packetId = packet.packetId;
-    if (packetId === undefined) {
-      this.#emit({ type: "publish", packet });
-      return;
-    }
-    const awaiting = this.#awaitingAck ??= new Map();
-    const inboundQoS2 = this.#out.session.inboundQoS2;
-    const step = inboundStep(packet.qos, packetId, awaiting.has(packetId), inboundQoS2);
-    if (step !== INBOUND_NEW) {
-      // [MQTT-4.3.3-10] a duplicate before PUBREL: PUBREC again, no new delivery; a resend of one the driver is
-      // still deciding on: nothing.
-      if (step === INBOUND_RECEIVED) this.#outbox.push({ type: "pubrec", packetId, reasonCode: 0 }, version);
-      return;
-    }
-    if (
-      version === 5 && !packet.dup &&
-      this.#awaitingQoS1 + inboundQoS2.size >= this.#limits.receiveMaximum
-    ) {
-      // MQTT 5 §3.3.4: a new message beyond the Receive Maximum we advertised [MQTT-3.3.4-7]. A resend (DUP)
-      // beyond it is taken instead: a client resending after a reconnect may count differently, and a
-      // disconnect would only bring the same resend back, again and again.
-      this.#fail(
-        now,
-        new MqttError(
-          ReasonCode.ReceiveMaximumExceeded,
-          `Cannot accept PUBLISH ${packetId}: more than ${this.#limits.receiveMaximum} unacknowledged [MQTT-3.3.4-7]`,
-        ),
-        true,
-      );
-      return;
-    }
-    awaiting.set(packetId, packet.qos);
-    if (packet.qos === 1) this.#awaitingQoS1++;
-    // Owned from receipt: a resend on the next connection (after a takeover) is recognised as a duplicate. The
-    // driver routes the message even if the connection closes before it decided, or refuses it, which frees
-    // the identifier.
-    if (packet.qos === 2) this.#out.session.addInboundQoS2(packetId);
-    this.#emit({ type: "publish", packet });
+    const verdict = this.#inbound.receive(packet, this.#version as ProtocolVersion, this.#out.session);
+    if (verdict === true) this.#emit({ type: "publish", packet });
+    else if (verdict !== false) this.#fail(now, verdict, true);
   }
 
   #handleDisconnect(now: Millis, reasonCode: ReasonCode, sessionExpiryInterval: number | undefined): void {
@@ -817,37 +703,9 @@ export class SessionMachine {
     this.#pushTrimmed({ type: "connack", sessionPresent: false, reasonCode, properties });
   }
 
-  /**
-   * Queues a packet that may carry a reason string and user properties: they are left out of an
-   * acknowledgement when the client asked for no problem information [MQTT-3.1.2-29], and out of any of them
-   * that would exceed the client's Maximum Packet Size [MQTT-3.2.2-19] [MQTT-3.2.2-20] [MQTT-3.4.2-2]
-   * [MQTT-3.4.2-3] [MQTT-3.9.2-1] [MQTT-3.9.2-2] [MQTT-3.11.2-1] [MQTT-3.11.2-2] [MQTT-3.14.2-3] [MQTT-3.14.2-4]
-   * [MQTT-3.15.2-2] [MQTT-3.15.2-3].
-   */
-  #pushTrimmed(
-    packet:
-      | ConnAckPacket
-      | DisconnectPacket
-      | AuthPacket
-      | PubAckPacket
-      | PubRecPacket
-      | SubAckPacket
-      | UnsubAckPacket,
-  ): void {
-    const version = this.#version as ProtocolVersion;
-    let properties = packet.properties as Properties | undefined;
-    const ack = packet.type !== "connack" && packet.type !== "disconnect";
-    if (properties !== undefined && ack && !this.#client.requestProblemInformation) {
-      const { reasonString: _r, userProperties: _u, ...rest } = properties;
-      properties = rest;
-      packet = { ...packet, properties } as typeof packet;
-    }
-    let bytes = encode(packet, version);
-    if (bytes.length > this.#client.maximumPacketSize && properties !== undefined) {
-      const { reasonString: _r, userProperties: _u, ...rest } = properties as Properties;
-      bytes = encode({ ...packet, properties: rest } as Packet, version);
-    }
-    this.#outbox.pushBytes(bytes);
+  /** Queues an answer that may carry a reason string and user properties, trimmed (see `pushAnswer`). */
+  #pushTrimmed(packet: Answer): void {
+    pushAnswer(this.#outbox, packet, this.#version as ProtocolVersion, this.#client);
   }
 
   /** What the client sent cannot be decoded: answer as the specification says, then close. */
