@@ -15,12 +15,12 @@ import type {
   Packet,
   ProtocolVersion,
   PublishPacket,
-  SubscribePacket,
-  UnsubscribePacket,
   UserProperty,
 } from "../codec/packet.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
+import { ClientControl } from "./client_control.ts";
+import { ClientDeadlines } from "./client_deadlines.ts";
 import { ClientOutbound } from "./client_outbound.ts";
 import { ClientWire } from "./client_wire.ts";
 import { PacketIdPool } from "./packet_ids.ts";
@@ -52,7 +52,6 @@ import type {
 } from "./client_types.ts";
 
 const DEFAULT_KEEP_ALIVE = 60;
-const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
 
 /**
  * An MQTT client connection and session, sans-IO: commands and inputs take `now`; outputs are drained with
@@ -77,9 +76,6 @@ export class ClientMachine {
   readonly #clientIdOption: string;
   readonly #version: ProtocolVersion;
   readonly #keepAlive: number;
-  readonly #connectTimeoutMs: number;
-  readonly #pingTimeoutMs: number | undefined;
-  readonly #manualAck: boolean;
   readonly #onPacket: ((direction: "in" | "out", packet: Packet) => void) | undefined;
   /** The bytes to write and the events to poll. */
   readonly #wire: ClientWire;
@@ -93,9 +89,8 @@ export class ClientMachine {
   // Per connection.
   #connect: ConnectPacket | undefined;
   #connack: ConnAckPacket | undefined;
-  #connectDeadline: Millis | undefined;
-  #pingDeadline: Millis | undefined;
-  #effectiveKeepAlive = 0;
+  /** The connect timeout and the keep-alive. */
+  readonly #deadlines: ClientDeadlines;
   /** Topic aliases both ways, for this connection. */
   readonly #aliases = new TopicAliases();
   #incomingAliasMaximum = 0;
@@ -105,11 +100,10 @@ export class ClientMachine {
   readonly #packetIds = new PacketIdPool();
   /** The inbound QoS 1 and 2 flows: what is new, the acknowledgements in order, QoS 2 awaiting PUBREL. */
   readonly #in: ClientInbound;
-  #control = new Map<number, SubscribePacket | UnsubscribePacket>();
   /** The subscriptions, local and on the wire, and the routing of received messages to them. */
   readonly #subscriptions = new SubscriptionRegistry();
-  /** Packet ids of SUBSCRIBE packets the machine sent on its own (resubscribing), not reported as events. */
-  #internalControl = new Set<number>();
+  /** The SUBSCRIBE and UNSUBSCRIBE requests waiting for SUBACK / UNSUBACK. */
+  readonly #control: ClientControl;
 
   /**
    * Creates a client machine.
@@ -128,13 +122,12 @@ export class ClientMachine {
     if (!Number.isInteger(this.#keepAlive) || this.#keepAlive < 0 || this.#keepAlive > 0xffff) {
       throw new RangeError(`Cannot create client: keep-alive ${this.#keepAlive} is not 0 to 65535 seconds`);
     }
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    this.#pingTimeoutMs = options.pingTimeoutMs;
-    this.#manualAck = options.manualAck ?? false;
     this.#onPacket = options.onPacket;
     this.#wire = new ClientWire(this.#version, options.onPacket);
-    this.#in = new ClientInbound(this.#wire, this.#version, this.#manualAck);
+    this.#deadlines = new ClientDeadlines(this.#wire, options.connectTimeoutMs, options.pingTimeoutMs);
+    this.#in = new ClientInbound(this.#wire, this.#version, options.manualAck ?? false);
     this.#out = new ClientOutbound(this.#wire, this.#version, this.#packetIds, this.#aliases);
+    this.#control = new ClientControl(this.#wire, this.#version, this.#packetIds, this.#subscriptions);
   }
 
   /** The connection state. */
@@ -232,7 +225,6 @@ export class ClientMachine {
     this.#wire.restart();
     this.#connect = connect;
     this.#connack = undefined;
-    this.#pingDeadline = undefined;
     this.#aliases.clear();
     this.#out.restart();
     if (cleanStart) {
@@ -241,7 +233,7 @@ export class ClientMachine {
       );
     }
     this.#state = "connecting";
-    this.#connectDeadline = now + this.#connectTimeoutMs;
+    this.#deadlines.connecting(now);
     this.#send(now, connect);
   }
 
@@ -316,7 +308,7 @@ export class ClientMachine {
     const identifier = this.#newIdentifier();
     const subscription = this.#subscriptions.add(normalized, identifier);
     this.#hasSession = true;
-    const packetId = this.#sendSubscribe(now, normalized, identifier, properties?.userProperties);
+    const packetId = this.#control.subscribe(now, normalized, identifier, properties?.userProperties);
     return { packetId, subscription };
   }
 
@@ -329,7 +321,7 @@ export class ClientMachine {
    */
   unsubscribe(now: Millis, subscription: number): number | undefined {
     const leaving = this.#subscriptions.remove(subscription);
-    return this.#sendUnsubscribe(now, leaving);
+    return this.#control.unsubscribe(now, leaving, this.#state === "connected");
   }
 
   /**
@@ -346,17 +338,7 @@ export class ClientMachine {
     filters: readonly string[],
   ): { packetId: number | undefined; emptied: number[] } {
     const { leaving, emptied } = this.#subscriptions.removeFilters(filters);
-    return { packetId: this.#sendUnsubscribe(now, leaving), emptied };
-  }
-
-  /** Queues an UNSUBSCRIBE: sent now, or when the next connection starts (the server may hold the session). */
-  #sendUnsubscribe(now: Millis, filters: string[]): number | undefined {
-    if (filters.length === 0) return undefined;
-    const packetId = this.#allocateControlId();
-    const packet: UnsubscribePacket = { type: "unsubscribe", packetId, topicFilters: filters };
-    this.#control.set(packetId, packet);
-    if (this.#state === "connected") this.#send(now, packet);
-    return packetId;
+    return { packetId: this.#control.unsubscribe(now, leaving, this.#state === "connected"), emptied };
   }
 
   /**
@@ -435,26 +417,8 @@ export class ClientMachine {
    * @param now The time.
    */
   handleTimeout(now: Millis): void {
-    if (this.#state === "connecting") {
-      if (this.#connectDeadline !== undefined && now >= this.#connectDeadline) {
-        this.#close(
-          new MqttError(ReasonCode.UnspecifiedError, "Cannot connect: no CONNACK within the connect timeout"),
-        );
-      }
-      return;
-    }
-    if (this.#state !== "connected") return;
-    if (this.#pingDeadline !== undefined && now >= this.#pingDeadline) {
-      this.#close(
-        new MqttError(ReasonCode.KeepAliveTimeout, "Connection lost: no PINGRESP within the ping timeout"),
-      );
-      return;
-    }
-    const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    if (keepAliveMs > 0 && this.#pingDeadline === undefined && now >= this.#wire.lastSent + keepAliveMs) {
-      this.#send(now, { type: "pingreq" }); // [MQTT-3.1.2-20]
-      this.#pingDeadline = now + (this.#pingTimeoutMs ?? keepAliveMs);
-    }
+    const error = this.#deadlines.handleTimeout(now, this.#state);
+    if (error !== undefined) this.#close(error);
   }
 
   /**
@@ -490,11 +454,7 @@ export class ClientMachine {
 
   /** When {@linkcode ClientMachine.handleTimeout} should run next, or `undefined` when nothing is pending. */
   pollTimeout(): Millis | undefined {
-    if (this.#state === "connecting") return this.#connectDeadline;
-    if (this.#state !== "connected") return undefined;
-    if (this.#pingDeadline !== undefined) return this.#pingDeadline;
-    const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    return keepAliveMs > 0 ? this.#wire.lastSent + keepAliveMs : undefined;
+    return this.#deadlines.poll(this.#state);
   }
 
   // ---------------------------------------------------------------- internals
@@ -523,32 +483,6 @@ export class ClientMachine {
     return this.#subscriptions.newIdentifier();
   }
 
-  #allocateControlId(): number {
-    const packetId = this.#packetIds.allocate();
-    if (packetId === undefined) {
-      throw new MqttError(ReasonCode.QuotaExceeded, "Cannot send: all 65535 packet identifiers are in use");
-    }
-    return packetId;
-  }
-
-  #sendSubscribe(
-    now: Millis,
-    requests: Required<SubscriptionRequest>[],
-    identifier: number | undefined,
-    userProperties?: UserProperty[],
-  ): number {
-    const packetId = this.#allocateControlId();
-    const packet: SubscribePacket = { type: "subscribe", packetId, subscriptions: requests };
-    if (this.#version === 5 && (identifier !== undefined || userProperties !== undefined)) {
-      packet.properties = {};
-      if (identifier !== undefined) packet.properties.subscriptionIdentifier = identifier;
-      if (userProperties !== undefined) packet.properties.userProperties = userProperties;
-    }
-    this.#control.set(packetId, packet);
-    this.#send(now, packet);
-    return packetId;
-  }
-
   /** Forgets the session: in-flight publishes fail, inbound QoS 2 state and pending acks are dropped. */
   #dropSession(error: MqttError): void {
     this.#out.drop(error);
@@ -573,11 +507,13 @@ export class ClientMachine {
       case "pubrel":
         return this.#in.handlePubRel(now, packet.packetId);
       case "suback":
-      case "unsuback":
-        return this.#handleControlAck(now, packet.type, packet.packetId, packet.reasonCodes);
-      case "pingresp":
-        this.#pingDeadline = undefined;
+      case "unsuback": {
+        const error = this.#control.handleAck(packet.type, packet.packetId, packet.reasonCodes);
+        if (error !== undefined) this.#protocolFailure(now, error.reasonCode, error.message);
         return;
+      }
+      case "pingresp":
+        return this.#deadlines.pong();
       case "disconnect":
         return this.#close(
           new MqttError(
@@ -646,11 +582,10 @@ export class ClientMachine {
     const properties = connack.properties;
     this.#connack = connack;
     this.#state = "connected";
-    this.#connectDeadline = undefined;
     if (properties?.assignedClientIdentifier !== undefined) {
       this.#clientId = properties.assignedClientIdentifier;
     }
-    this.#effectiveKeepAlive = properties?.serverKeepAlive ?? this.#keepAlive; // [MQTT-3.1.2-21]
+    this.#deadlines.connected(properties?.serverKeepAlive ?? this.#keepAlive); // [MQTT-3.1.2-21]
     this.#out.connected(properties);
     if (!sessionPresent) {
       // [MQTT-3.2.2-5]: without the session, its state goes; subscriptions are made again.
@@ -670,20 +605,7 @@ export class ClientMachine {
 
   /** After CONNACK: resend what the session needs, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1]. */
   #resume(now: Millis, sessionPresent: boolean): void {
-    const waiting = [...this.#control.values()];
-    for (const packet of waiting) this.#send(now, packet);
-    if (!sessionPresent && this.#subscriptions.wireSize > 0) {
-      // Subscribe again to everything, grouped by the identifier each filter had.
-      const covered = new Set<string>();
-      for (const packet of waiting) {
-        if (packet.type === "subscribe") { for (const s of packet.subscriptions) covered.add(s.topicFilter); }
-      }
-      const groups = this.#subscriptions.resubscriptions(covered);
-      for (const [identifier, requests] of groups) {
-        const packetId = this.#sendSubscribe(now, requests, identifier);
-        this.#internalControl.add(packetId);
-      }
-    }
+    this.#control.resume(now, sessionPresent);
     this.#out.resend(now);
     this.#out.fillQuota(now);
     this.#in.flush(now);
@@ -714,41 +636,6 @@ export class ClientMachine {
     this.#emit({ type: "message", packet, subscriptions: this.#subscriptions.route(packet) });
   }
 
-  #handleControlAck(
-    now: Millis,
-    type: "suback" | "unsuback",
-    packetId: number,
-    reasonCodes: ReasonCode[],
-  ): void {
-    const packet = this.#control.get(packetId);
-    if (packet === undefined || (type === "suback") !== (packet.type === "subscribe")) {
-      return this.#protocolFailure(
-        now,
-        ReasonCode.ProtocolError,
-        `Cannot accept ${type.toUpperCase()} ${packetId}: no such request is waiting`,
-      );
-    }
-    this.#control.delete(packetId);
-    this.#packetIds.release(packetId);
-    if (this.#internalControl.delete(packetId)) return;
-    const event: ClientEvent = {
-      type: type === "suback" ? "subscribed" : "unsubscribed",
-      packetId,
-      reasonCodes,
-    };
-    const failed = reasonCodes.find((code) => code >= 0x80);
-    if (failed !== undefined) {
-      event.error = new MqttError(
-        failed,
-        `${type === "suback" ? "Subscribe" : "Unsubscribe"} refused: ${REASON_TEXT[failed]}`,
-        {
-          source: "peer",
-        },
-      );
-    }
-    this.#emit(event);
-  }
-
   /** The peer broke the protocol: tell it why (MQTT 5) and close [MQTT-4.13.1-1]. */
   #protocolFailure(now: Millis, reasonCode: ReasonCode, message: string): void {
     if (this.#version === 5 && this.#state === "connected") {
@@ -759,8 +646,7 @@ export class ClientMachine {
 
   #close(error: MqttError | undefined, disconnect?: DisconnectPacket, connack?: ConnAckPacket): void {
     this.#state = "closed";
-    this.#connectDeadline = undefined;
-    this.#pingDeadline = undefined;
+    this.#deadlines.stop();
     const event: ClientEvent = { type: "closed" };
     if (error !== undefined) event.error = error;
     if (disconnect !== undefined) event.disconnect = disconnect;
