@@ -9,7 +9,6 @@ import { PacketDecoder } from "../codec/decoder.ts";
 import type {
   AuthProperties,
   ConnAckPacket,
-  ConnectPacket,
   DisconnectPacket,
   DisconnectProperties,
   Packet,
@@ -21,6 +20,7 @@ import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
 import { ClientControl } from "./client_control.ts";
 import { ClientDeadlines } from "./client_deadlines.ts";
+import { ClientHandshake } from "./client_handshake.ts";
 import { ClientOutbound } from "./client_outbound.ts";
 import { ClientWire } from "./client_wire.ts";
 import { PacketIdPool } from "./packet_ids.ts";
@@ -51,8 +51,6 @@ import type {
   SubscriptionRequest,
 } from "./client_types.ts";
 
-const DEFAULT_KEEP_ALIVE = 60;
-
 /**
  * An MQTT client connection and session, sans-IO: commands and inputs take `now`; outputs are drained with
  * {@linkcode ClientMachine.pollTransmit} (bytes to write), {@linkcode ClientMachine.pollEvent} and
@@ -73,9 +71,7 @@ const DEFAULT_KEEP_ALIVE = 60;
  * ```
  */
 export class ClientMachine {
-  readonly #clientIdOption: string;
   readonly #version: ProtocolVersion;
-  readonly #keepAlive: number;
   readonly #onPacket: ((direction: "in" | "out", packet: Packet) => void) | undefined;
   /** The bytes to write and the events to poll. */
   readonly #wire: ClientWire;
@@ -83,17 +79,15 @@ export class ClientMachine {
   readonly #out: ClientOutbound;
 
   #state: ClientState = "idle";
-  #clientId: string;
   #decoder: PacketDecoder = new PacketDecoder();
 
   // Per connection.
-  #connect: ConnectPacket | undefined;
-  #connack: ConnAckPacket | undefined;
+  /** The CONNECT sent, the CONNACK received and the client identifier. */
+  readonly #handshake: ClientHandshake;
   /** The connect timeout and the keep-alive. */
   readonly #deadlines: ClientDeadlines;
   /** Topic aliases both ways, for this connection. */
   readonly #aliases = new TopicAliases();
-  #incomingAliasMaximum = 0;
 
   // Session state, kept across connections when the session resumes.
   #hasSession = false;
@@ -112,16 +106,11 @@ export class ClientMachine {
    * @throws {RangeError} When a number is out of range.
    */
   constructor(options: ClientMachineOptions) {
-    this.#clientIdOption = options.clientId;
-    this.#clientId = options.clientId;
     this.#version = options.protocolVersion ?? 5;
     if (this.#version !== 3 && this.#version !== 4 && this.#version !== 5) {
       throw new RangeError(`Cannot create client: protocol version ${this.#version} is not 3, 4 or 5`);
     }
-    this.#keepAlive = options.keepAlive ?? DEFAULT_KEEP_ALIVE;
-    if (!Number.isInteger(this.#keepAlive) || this.#keepAlive < 0 || this.#keepAlive > 0xffff) {
-      throw new RangeError(`Cannot create client: keep-alive ${this.#keepAlive} is not 0 to 65535 seconds`);
-    }
+    this.#handshake = new ClientHandshake(this.#version, options.clientId, options.keepAlive);
     this.#onPacket = options.onPacket;
     this.#wire = new ClientWire(this.#version, options.onPacket);
     this.#deadlines = new ClientDeadlines(this.#wire, options.connectTimeoutMs, options.pingTimeoutMs);
@@ -142,12 +131,12 @@ export class ClientMachine {
 
   /** The client identifier, as assigned by the server when the option was empty. */
   get clientId(): string {
-    return this.#clientId;
+    return this.#handshake.clientId;
   }
 
   /** The CONNACK of the current connection, once connected. */
   get connack(): ConnAckPacket | undefined {
-    return this.#connack;
+    return this.#handshake.connack;
   }
 
   /** How many QoS 1 and 2 publishes are unfinished (in flight or waiting for send quota). */
@@ -162,7 +151,7 @@ export class ClientMachine {
    */
   exportSession(): ClientSessionState {
     return {
-      clientId: this.#clientId,
+      clientId: this.#handshake.clientId,
       outgoing: this.#out.export(),
       incomingQoS2: [...this.#in.incomingQoS2],
       subscriptions: this.#subscriptions.export(),
@@ -179,7 +168,7 @@ export class ClientMachine {
    */
   restoreSession(state: ClientSessionState): number[] {
     if (this.#state !== "idle") throw new Error("Cannot restore a session: the client has connected already");
-    this.#clientId = state.clientId;
+    this.#handshake.clientId = state.clientId;
     this.#out.restore(state.outgoing);
     for (const packetId of state.incomingQoS2) this.#in.incomingQoS2.add(packetId);
     const numbers = this.#subscriptions.restore(state.subscriptions);
@@ -201,33 +190,15 @@ export class ClientMachine {
     if (this.#state === "connecting" || this.#state === "connected") {
       throw new Error(`Cannot connect: the client is already ${this.#state}`);
     }
-    const cleanStart = options.cleanStart ?? true;
-    const connect: ConnectPacket = {
-      type: "connect",
-      protocolVersion: this.#version,
-      clientId: this.#clientIdOption === "" && !cleanStart ? this.#clientId : this.#clientIdOption,
-      cleanStart,
-      keepAlive: this.#keepAlive,
-    };
-    if (options.username !== undefined) connect.username = options.username;
-    if (options.password !== undefined) connect.password = options.password;
-    if (options.will !== undefined) {
-      validateTopicName(options.will.topic);
-      connect.will = options.will;
-    }
-    if (this.#version === 5 && options.properties !== undefined) connect.properties = options.properties;
-    const properties = this.#version === 5 ? options.properties : undefined;
-    this.#incomingAliasMaximum = properties?.topicAliasMaximum ?? 0;
+    const connect = this.#handshake.start(options);
     this.#decoder = new PacketDecoder({
       version: this.#version,
-      maximumPacketSize: properties?.maximumPacketSize,
+      maximumPacketSize: connect.properties?.maximumPacketSize,
     });
     this.#wire.restart();
-    this.#connect = connect;
-    this.#connack = undefined;
     this.#aliases.clear();
     this.#out.restart();
-    if (cleanStart) {
+    if (connect.cleanStart) {
       this.#dropSession(
         new MqttError(ReasonCode.UnspecifiedError, "Cannot finish: a clean start discarded the session"),
       );
@@ -254,21 +225,8 @@ export class ClientMachine {
       throw new RangeError(`Cannot publish: QoS ${qos} is not 0, 1 or 2`);
     }
     validateTopicName(message.topic);
-    const connack = this.#connack as ConnAckPacket;
-    const maximumQoS = connack.properties?.maximumQoS ?? 2;
-    if (qos > maximumQoS) {
-      throw new MqttError(
-        ReasonCode.QoSNotSupported,
-        `Cannot publish with QoS ${qos}: the server supports at most QoS ${maximumQoS} [MQTT-3.2.2-11]`,
-      );
-    }
     const retain = message.retain ?? false;
-    if (retain && connack.properties?.retainAvailable === false) {
-      throw new MqttError(
-        ReasonCode.RetainNotSupported,
-        "Cannot publish a retained message: the server does not support retain [MQTT-3.2.2-14]",
-      );
-    }
+    this.#handshake.checkPublish(qos, retain);
     const packet: PublishPacket = {
       type: "publish",
       topic: message.topic,
@@ -304,7 +262,7 @@ export class ClientMachine {
   ): SubscribeResult {
     this.#requireConnected("subscribe");
     if (requests.length === 0) throw new TypeError("Cannot subscribe: no topic filter given");
-    const normalized = normalizeRequests(requests, this.#connack?.properties);
+    const normalized = normalizeRequests(requests, this.#handshake.connack?.properties);
     const identifier = this.#newIdentifier();
     const subscription = this.#subscriptions.add(normalized, identifier);
     this.#hasSession = true;
@@ -477,7 +435,9 @@ export class ClientMachine {
   }
 
   #newIdentifier(): number | undefined {
-    if (this.#version !== 5 || this.#connack?.properties?.subscriptionIdentifiersAvailable === false) {
+    if (
+      this.#version !== 5 || this.#handshake.connack?.properties?.subscriptionIdentifiersAvailable === false
+    ) {
       return undefined;
     }
     return this.#subscriptions.newIdentifier();
@@ -526,7 +486,7 @@ export class ClientMachine {
           packet,
         );
       case "auth":
-        if (this.#connect?.properties?.authenticationMethod === undefined) {
+        if (this.#handshake.connect?.properties?.authenticationMethod === undefined) {
           return this.#protocolFailure(
             now,
             ReasonCode.ProtocolError,
@@ -555,38 +515,17 @@ export class ClientMachine {
     if (this.#state !== "connecting") {
       return this.#protocolFailure(now, ReasonCode.ProtocolError, "Cannot accept CONNACK: already connected");
     }
-    if (connack.reasonCode >= 0x80) {
+    const hadSession = this.#hasSession && !this.#handshake.connect!.cleanStart;
+    const error = this.#handshake.accept(connack);
+    if (error !== undefined) {
       // [MQTT-4.13.2-1]: a refused connection closes.
-      this.#close(
-        new MqttError(
-          connack.reasonCode,
-          `Connection refused: ${connack.properties?.reasonString ?? REASON_TEXT[connack.reasonCode]}`,
-          { source: "peer" },
-        ),
-        undefined,
-        connack,
-      );
-      return;
+      if (connack.reasonCode >= 0x80) return this.#close(error, undefined, connack);
+      return this.#protocolFailure(now, error.reasonCode, error.message);
     }
-    const connect = this.#connect as ConnectPacket;
-    const hadSession = this.#hasSession && !connect.cleanStart;
-    // MQTT 3.1 has no session present flag: a client that asked to keep its session assumes it was kept.
-    const sessionPresent = this.#version === 3 ? !connect.cleanStart : connack.sessionPresent;
-    if (this.#version > 3 && connack.sessionPresent && connect.cleanStart) {
-      return this.#protocolFailure(
-        now,
-        ReasonCode.ProtocolError,
-        "Cannot accept CONNACK: session present after a clean start [MQTT-3.2.2-4]",
-      );
-    }
-    const properties = connack.properties;
-    this.#connack = connack;
+    const sessionPresent = this.#handshake.sessionPresent;
     this.#state = "connected";
-    if (properties?.assignedClientIdentifier !== undefined) {
-      this.#clientId = properties.assignedClientIdentifier;
-    }
-    this.#deadlines.connected(properties?.serverKeepAlive ?? this.#keepAlive); // [MQTT-3.1.2-21]
-    this.#out.connected(properties);
+    this.#deadlines.connected(this.#handshake.keepAlive);
+    this.#out.connected(connack.properties);
     if (!sessionPresent) {
       // [MQTT-3.2.2-5]: without the session, its state goes; subscriptions are made again.
       if (hadSession) {
@@ -617,7 +556,7 @@ export class ClientMachine {
     }
     const alias = packet.properties?.topicAlias;
     if (alias !== undefined) {
-      const error = this.#aliases.resolve(packet, alias, this.#incomingAliasMaximum);
+      const error = this.#aliases.resolve(packet, alias, this.#handshake.incomingAliasMaximum);
       if (error !== undefined) return this.#protocolFailure(now, error.reasonCode, error.message);
     }
     const qos = packet.qos;
