@@ -9,18 +9,18 @@ import { PacketDecoder } from "../codec/decoder.ts";
 import type {
   AuthProperties,
   ConnAckPacket,
-  ConnectPacket,
   DisconnectPacket,
   DisconnectProperties,
   Packet,
   ProtocolVersion,
   PublishPacket,
-  SubscribePacket,
-  UnsubscribePacket,
   UserProperty,
 } from "../codec/packet.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, REASON_TEXT, ReasonCode } from "../errors.ts";
+import { ClientControl } from "./client_control.ts";
+import { ClientDeadlines } from "./client_deadlines.ts";
+import { ClientHandshake } from "./client_handshake.ts";
 import { ClientOutbound } from "./client_outbound.ts";
 import { ClientWire } from "./client_wire.ts";
 import { PacketIdPool } from "./packet_ids.ts";
@@ -51,9 +51,6 @@ import type {
   SubscriptionRequest,
 } from "./client_types.ts";
 
-const DEFAULT_KEEP_ALIVE = 60;
-const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
-
 /**
  * An MQTT client connection and session, sans-IO: commands and inputs take `now`; outputs are drained with
  * {@linkcode ClientMachine.pollTransmit} (bytes to write), {@linkcode ClientMachine.pollEvent} and
@@ -74,12 +71,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
  * ```
  */
 export class ClientMachine {
-  readonly #clientIdOption: string;
   readonly #version: ProtocolVersion;
-  readonly #keepAlive: number;
-  readonly #connectTimeoutMs: number;
-  readonly #pingTimeoutMs: number | undefined;
-  readonly #manualAck: boolean;
   readonly #onPacket: ((direction: "in" | "out", packet: Packet) => void) | undefined;
   /** The bytes to write and the events to poll. */
   readonly #wire: ClientWire;
@@ -87,29 +79,25 @@ export class ClientMachine {
   readonly #out: ClientOutbound;
 
   #state: ClientState = "idle";
-  #clientId: string;
   #decoder: PacketDecoder = new PacketDecoder();
 
   // Per connection.
-  #connect: ConnectPacket | undefined;
-  #connack: ConnAckPacket | undefined;
-  #connectDeadline: Millis | undefined;
-  #pingDeadline: Millis | undefined;
-  #effectiveKeepAlive = 0;
+  /** The CONNECT sent, the CONNACK received and the client identifier. */
+  readonly #handshake: ClientHandshake;
+  /** The connect timeout and the keep-alive. */
+  readonly #deadlines: ClientDeadlines;
   /** Topic aliases both ways, for this connection. */
   readonly #aliases = new TopicAliases();
-  #incomingAliasMaximum = 0;
 
   // Session state, kept across connections when the session resumes.
   #hasSession = false;
   readonly #packetIds = new PacketIdPool();
   /** The inbound QoS 1 and 2 flows: what is new, the acknowledgements in order, QoS 2 awaiting PUBREL. */
   readonly #in: ClientInbound;
-  #control = new Map<number, SubscribePacket | UnsubscribePacket>();
   /** The subscriptions, local and on the wire, and the routing of received messages to them. */
   readonly #subscriptions = new SubscriptionRegistry();
-  /** Packet ids of SUBSCRIBE packets the machine sent on its own (resubscribing), not reported as events. */
-  #internalControl = new Set<number>();
+  /** The SUBSCRIBE and UNSUBSCRIBE requests waiting for SUBACK / UNSUBACK. */
+  readonly #control: ClientControl;
 
   /**
    * Creates a client machine.
@@ -118,23 +106,17 @@ export class ClientMachine {
    * @throws {RangeError} When a number is out of range.
    */
   constructor(options: ClientMachineOptions) {
-    this.#clientIdOption = options.clientId;
-    this.#clientId = options.clientId;
     this.#version = options.protocolVersion ?? 5;
     if (this.#version !== 3 && this.#version !== 4 && this.#version !== 5) {
       throw new RangeError(`Cannot create client: protocol version ${this.#version} is not 3, 4 or 5`);
     }
-    this.#keepAlive = options.keepAlive ?? DEFAULT_KEEP_ALIVE;
-    if (!Number.isInteger(this.#keepAlive) || this.#keepAlive < 0 || this.#keepAlive > 0xffff) {
-      throw new RangeError(`Cannot create client: keep-alive ${this.#keepAlive} is not 0 to 65535 seconds`);
-    }
-    this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    this.#pingTimeoutMs = options.pingTimeoutMs;
-    this.#manualAck = options.manualAck ?? false;
+    this.#handshake = new ClientHandshake(this.#version, options.clientId, options.keepAlive);
     this.#onPacket = options.onPacket;
     this.#wire = new ClientWire(this.#version, options.onPacket);
-    this.#in = new ClientInbound(this.#wire, this.#version, this.#manualAck);
+    this.#deadlines = new ClientDeadlines(this.#wire, options.connectTimeoutMs, options.pingTimeoutMs);
+    this.#in = new ClientInbound(this.#wire, this.#version, options.manualAck ?? false);
     this.#out = new ClientOutbound(this.#wire, this.#version, this.#packetIds, this.#aliases);
+    this.#control = new ClientControl(this.#wire, this.#version, this.#packetIds, this.#subscriptions);
   }
 
   /** The connection state. */
@@ -149,12 +131,12 @@ export class ClientMachine {
 
   /** The client identifier, as assigned by the server when the option was empty. */
   get clientId(): string {
-    return this.#clientId;
+    return this.#handshake.clientId;
   }
 
   /** The CONNACK of the current connection, once connected. */
   get connack(): ConnAckPacket | undefined {
-    return this.#connack;
+    return this.#handshake.connack;
   }
 
   /** How many QoS 1 and 2 publishes are unfinished (in flight or waiting for send quota). */
@@ -169,7 +151,7 @@ export class ClientMachine {
    */
   exportSession(): ClientSessionState {
     return {
-      clientId: this.#clientId,
+      clientId: this.#handshake.clientId,
       outgoing: this.#out.export(),
       incomingQoS2: [...this.#in.incomingQoS2],
       subscriptions: this.#subscriptions.export(),
@@ -186,7 +168,7 @@ export class ClientMachine {
    */
   restoreSession(state: ClientSessionState): number[] {
     if (this.#state !== "idle") throw new Error("Cannot restore a session: the client has connected already");
-    this.#clientId = state.clientId;
+    this.#handshake.clientId = state.clientId;
     this.#out.restore(state.outgoing);
     for (const packetId of state.incomingQoS2) this.#in.incomingQoS2.add(packetId);
     const numbers = this.#subscriptions.restore(state.subscriptions);
@@ -208,40 +190,21 @@ export class ClientMachine {
     if (this.#state === "connecting" || this.#state === "connected") {
       throw new Error(`Cannot connect: the client is already ${this.#state}`);
     }
-    const cleanStart = options.cleanStart ?? true;
-    const connect: ConnectPacket = {
-      type: "connect",
-      protocolVersion: this.#version,
-      clientId: this.#clientIdOption === "" && !cleanStart ? this.#clientId : this.#clientIdOption,
-      cleanStart,
-      keepAlive: this.#keepAlive,
-    };
-    if (options.username !== undefined) connect.username = options.username;
-    if (options.password !== undefined) connect.password = options.password;
-    if (options.will !== undefined) {
-      validateTopicName(options.will.topic);
-      connect.will = options.will;
-    }
-    if (this.#version === 5 && options.properties !== undefined) connect.properties = options.properties;
-    const properties = this.#version === 5 ? options.properties : undefined;
-    this.#incomingAliasMaximum = properties?.topicAliasMaximum ?? 0;
+    const connect = this.#handshake.start(options);
     this.#decoder = new PacketDecoder({
       version: this.#version,
-      maximumPacketSize: properties?.maximumPacketSize,
+      maximumPacketSize: connect.properties?.maximumPacketSize,
     });
     this.#wire.restart();
-    this.#connect = connect;
-    this.#connack = undefined;
-    this.#pingDeadline = undefined;
     this.#aliases.clear();
     this.#out.restart();
-    if (cleanStart) {
+    if (connect.cleanStart) {
       this.#dropSession(
         new MqttError(ReasonCode.UnspecifiedError, "Cannot finish: a clean start discarded the session"),
       );
     }
     this.#state = "connecting";
-    this.#connectDeadline = now + this.#connectTimeoutMs;
+    this.#deadlines.connecting(now);
     this.#send(now, connect);
   }
 
@@ -262,21 +225,8 @@ export class ClientMachine {
       throw new RangeError(`Cannot publish: QoS ${qos} is not 0, 1 or 2`);
     }
     validateTopicName(message.topic);
-    const connack = this.#connack as ConnAckPacket;
-    const maximumQoS = connack.properties?.maximumQoS ?? 2;
-    if (qos > maximumQoS) {
-      throw new MqttError(
-        ReasonCode.QoSNotSupported,
-        `Cannot publish with QoS ${qos}: the server supports at most QoS ${maximumQoS} [MQTT-3.2.2-11]`,
-      );
-    }
     const retain = message.retain ?? false;
-    if (retain && connack.properties?.retainAvailable === false) {
-      throw new MqttError(
-        ReasonCode.RetainNotSupported,
-        "Cannot publish a retained message: the server does not support retain [MQTT-3.2.2-14]",
-      );
-    }
+    this.#handshake.checkPublish(qos, retain);
     const packet: PublishPacket = {
       type: "publish",
       topic: message.topic,
@@ -312,11 +262,11 @@ export class ClientMachine {
   ): SubscribeResult {
     this.#requireConnected("subscribe");
     if (requests.length === 0) throw new TypeError("Cannot subscribe: no topic filter given");
-    const normalized = normalizeRequests(requests, this.#connack?.properties);
+    const normalized = normalizeRequests(requests, this.#handshake.connack?.properties);
     const identifier = this.#newIdentifier();
     const subscription = this.#subscriptions.add(normalized, identifier);
     this.#hasSession = true;
-    const packetId = this.#sendSubscribe(now, normalized, identifier, properties?.userProperties);
+    const packetId = this.#control.subscribe(now, normalized, identifier, properties?.userProperties);
     return { packetId, subscription };
   }
 
@@ -329,7 +279,7 @@ export class ClientMachine {
    */
   unsubscribe(now: Millis, subscription: number): number | undefined {
     const leaving = this.#subscriptions.remove(subscription);
-    return this.#sendUnsubscribe(now, leaving);
+    return this.#control.unsubscribe(now, leaving, this.#state === "connected");
   }
 
   /**
@@ -346,17 +296,7 @@ export class ClientMachine {
     filters: readonly string[],
   ): { packetId: number | undefined; emptied: number[] } {
     const { leaving, emptied } = this.#subscriptions.removeFilters(filters);
-    return { packetId: this.#sendUnsubscribe(now, leaving), emptied };
-  }
-
-  /** Queues an UNSUBSCRIBE: sent now, or when the next connection starts (the server may hold the session). */
-  #sendUnsubscribe(now: Millis, filters: string[]): number | undefined {
-    if (filters.length === 0) return undefined;
-    const packetId = this.#allocateControlId();
-    const packet: UnsubscribePacket = { type: "unsubscribe", packetId, topicFilters: filters };
-    this.#control.set(packetId, packet);
-    if (this.#state === "connected") this.#send(now, packet);
-    return packetId;
+    return { packetId: this.#control.unsubscribe(now, leaving, this.#state === "connected"), emptied };
   }
 
   /**
@@ -435,26 +375,8 @@ export class ClientMachine {
    * @param now The time.
    */
   handleTimeout(now: Millis): void {
-    if (this.#state === "connecting") {
-      if (this.#connectDeadline !== undefined && now >= this.#connectDeadline) {
-        this.#close(
-          new MqttError(ReasonCode.UnspecifiedError, "Cannot connect: no CONNACK within the connect timeout"),
-        );
-      }
-      return;
-    }
-    if (this.#state !== "connected") return;
-    if (this.#pingDeadline !== undefined && now >= this.#pingDeadline) {
-      this.#close(
-        new MqttError(ReasonCode.KeepAliveTimeout, "Connection lost: no PINGRESP within the ping timeout"),
-      );
-      return;
-    }
-    const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    if (keepAliveMs > 0 && this.#pingDeadline === undefined && now >= this.#wire.lastSent + keepAliveMs) {
-      this.#send(now, { type: "pingreq" }); // [MQTT-3.1.2-20]
-      this.#pingDeadline = now + (this.#pingTimeoutMs ?? keepAliveMs);
-    }
+    const error = this.#deadlines.handleTimeout(now, this.#state);
+    if (error !== undefined) this.#close(error);
   }
 
   /**
@@ -490,11 +412,7 @@ export class ClientMachine {
 
   /** When {@linkcode ClientMachine.handleTimeout} should run next, or `undefined` when nothing is pending. */
   pollTimeout(): Millis | undefined {
-    if (this.#state === "connecting") return this.#connectDeadline;
-    if (this.#state !== "connected") return undefined;
-    if (this.#pingDeadline !== undefined) return this.#pingDeadline;
-    const keepAliveMs = this.#effectiveKeepAlive * 1000;
-    return keepAliveMs > 0 ? this.#wire.lastSent + keepAliveMs : undefined;
+    return this.#deadlines.poll(this.#state);
   }
 
   // ---------------------------------------------------------------- internals
@@ -517,36 +435,12 @@ export class ClientMachine {
   }
 
   #newIdentifier(): number | undefined {
-    if (this.#version !== 5 || this.#connack?.properties?.subscriptionIdentifiersAvailable === false) {
+    if (
+      this.#version !== 5 || this.#handshake.connack?.properties?.subscriptionIdentifiersAvailable === false
+    ) {
       return undefined;
     }
     return this.#subscriptions.newIdentifier();
-  }
-
-  #allocateControlId(): number {
-    const packetId = this.#packetIds.allocate();
-    if (packetId === undefined) {
-      throw new MqttError(ReasonCode.QuotaExceeded, "Cannot send: all 65535 packet identifiers are in use");
-    }
-    return packetId;
-  }
-
-  #sendSubscribe(
-    now: Millis,
-    requests: Required<SubscriptionRequest>[],
-    identifier: number | undefined,
-    userProperties?: UserProperty[],
-  ): number {
-    const packetId = this.#allocateControlId();
-    const packet: SubscribePacket = { type: "subscribe", packetId, subscriptions: requests };
-    if (this.#version === 5 && (identifier !== undefined || userProperties !== undefined)) {
-      packet.properties = {};
-      if (identifier !== undefined) packet.properties.subscriptionIdentifier = identifier;
-      if (userProperties !== undefined) packet.properties.userProperties = userProperties;
-    }
-    this.#control.set(packetId, packet);
-    this.#send(now, packet);
-    return packetId;
   }
 
   /** Forgets the session: in-flight publishes fail, inbound QoS 2 state and pending acks are dropped. */
@@ -573,11 +467,13 @@ export class ClientMachine {
       case "pubrel":
         return this.#in.handlePubRel(now, packet.packetId);
       case "suback":
-      case "unsuback":
-        return this.#handleControlAck(now, packet.type, packet.packetId, packet.reasonCodes);
-      case "pingresp":
-        this.#pingDeadline = undefined;
+      case "unsuback": {
+        const error = this.#control.handleAck(packet.type, packet.packetId, packet.reasonCodes);
+        if (error !== undefined) this.#protocolFailure(now, error.reasonCode, error.message);
         return;
+      }
+      case "pingresp":
+        return this.#deadlines.pong();
       case "disconnect":
         return this.#close(
           new MqttError(
@@ -590,7 +486,7 @@ export class ClientMachine {
           packet,
         );
       case "auth":
-        if (this.#connect?.properties?.authenticationMethod === undefined) {
+        if (this.#handshake.connect?.properties?.authenticationMethod === undefined) {
           return this.#protocolFailure(
             now,
             ReasonCode.ProtocolError,
@@ -619,39 +515,17 @@ export class ClientMachine {
     if (this.#state !== "connecting") {
       return this.#protocolFailure(now, ReasonCode.ProtocolError, "Cannot accept CONNACK: already connected");
     }
-    if (connack.reasonCode >= 0x80) {
+    const hadSession = this.#hasSession && !this.#handshake.connect!.cleanStart;
+    const error = this.#handshake.accept(connack);
+    if (error !== undefined) {
       // [MQTT-4.13.2-1]: a refused connection closes.
-      this.#close(
-        new MqttError(
-          connack.reasonCode,
-          `Connection refused: ${connack.properties?.reasonString ?? REASON_TEXT[connack.reasonCode]}`,
-          { source: "peer" },
-        ),
-        undefined,
-        connack,
-      );
-      return;
+      if (connack.reasonCode >= 0x80) return this.#close(error, undefined, connack);
+      return this.#protocolFailure(now, error.reasonCode, error.message);
     }
-    const connect = this.#connect as ConnectPacket;
-    const hadSession = this.#hasSession && !connect.cleanStart;
-    // MQTT 3.1 has no session present flag: a client that asked to keep its session assumes it was kept.
-    const sessionPresent = this.#version === 3 ? !connect.cleanStart : connack.sessionPresent;
-    if (this.#version > 3 && connack.sessionPresent && connect.cleanStart) {
-      return this.#protocolFailure(
-        now,
-        ReasonCode.ProtocolError,
-        "Cannot accept CONNACK: session present after a clean start [MQTT-3.2.2-4]",
-      );
-    }
-    const properties = connack.properties;
-    this.#connack = connack;
+    const sessionPresent = this.#handshake.sessionPresent;
     this.#state = "connected";
-    this.#connectDeadline = undefined;
-    if (properties?.assignedClientIdentifier !== undefined) {
-      this.#clientId = properties.assignedClientIdentifier;
-    }
-    this.#effectiveKeepAlive = properties?.serverKeepAlive ?? this.#keepAlive; // [MQTT-3.1.2-21]
-    this.#out.connected(properties);
+    this.#deadlines.connected(this.#handshake.keepAlive);
+    this.#out.connected(connack.properties);
     if (!sessionPresent) {
       // [MQTT-3.2.2-5]: without the session, its state goes; subscriptions are made again.
       if (hadSession) {
@@ -670,20 +544,7 @@ export class ClientMachine {
 
   /** After CONNACK: resend what the session needs, in the original order [MQTT-4.4.0-1] [MQTT-4.6.0-1]. */
   #resume(now: Millis, sessionPresent: boolean): void {
-    const waiting = [...this.#control.values()];
-    for (const packet of waiting) this.#send(now, packet);
-    if (!sessionPresent && this.#subscriptions.wireSize > 0) {
-      // Subscribe again to everything, grouped by the identifier each filter had.
-      const covered = new Set<string>();
-      for (const packet of waiting) {
-        if (packet.type === "subscribe") { for (const s of packet.subscriptions) covered.add(s.topicFilter); }
-      }
-      const groups = this.#subscriptions.resubscriptions(covered);
-      for (const [identifier, requests] of groups) {
-        const packetId = this.#sendSubscribe(now, requests, identifier);
-        this.#internalControl.add(packetId);
-      }
-    }
+    this.#control.resume(now, sessionPresent);
     this.#out.resend(now);
     this.#out.fillQuota(now);
     this.#in.flush(now);
@@ -695,7 +556,7 @@ export class ClientMachine {
     }
     const alias = packet.properties?.topicAlias;
     if (alias !== undefined) {
-      const error = this.#aliases.resolve(packet, alias, this.#incomingAliasMaximum);
+      const error = this.#aliases.resolve(packet, alias, this.#handshake.incomingAliasMaximum);
       if (error !== undefined) return this.#protocolFailure(now, error.reasonCode, error.message);
     }
     const qos = packet.qos;
@@ -714,41 +575,6 @@ export class ClientMachine {
     this.#emit({ type: "message", packet, subscriptions: this.#subscriptions.route(packet) });
   }
 
-  #handleControlAck(
-    now: Millis,
-    type: "suback" | "unsuback",
-    packetId: number,
-    reasonCodes: ReasonCode[],
-  ): void {
-    const packet = this.#control.get(packetId);
-    if (packet === undefined || (type === "suback") !== (packet.type === "subscribe")) {
-      return this.#protocolFailure(
-        now,
-        ReasonCode.ProtocolError,
-        `Cannot accept ${type.toUpperCase()} ${packetId}: no such request is waiting`,
-      );
-    }
-    this.#control.delete(packetId);
-    this.#packetIds.release(packetId);
-    if (this.#internalControl.delete(packetId)) return;
-    const event: ClientEvent = {
-      type: type === "suback" ? "subscribed" : "unsubscribed",
-      packetId,
-      reasonCodes,
-    };
-    const failed = reasonCodes.find((code) => code >= 0x80);
-    if (failed !== undefined) {
-      event.error = new MqttError(
-        failed,
-        `${type === "suback" ? "Subscribe" : "Unsubscribe"} refused: ${REASON_TEXT[failed]}`,
-        {
-          source: "peer",
-        },
-      );
-    }
-    this.#emit(event);
-  }
-
   /** The peer broke the protocol: tell it why (MQTT 5) and close [MQTT-4.13.1-1]. */
   #protocolFailure(now: Millis, reasonCode: ReasonCode, message: string): void {
     if (this.#version === 5 && this.#state === "connected") {
@@ -759,8 +585,7 @@ export class ClientMachine {
 
   #close(error: MqttError | undefined, disconnect?: DisconnectPacket, connack?: ConnAckPacket): void {
     this.#state = "closed";
-    this.#connectDeadline = undefined;
-    this.#pingDeadline = undefined;
+    this.#deadlines.stop();
     const event: ClientEvent = { type: "closed" };
     if (error !== undefined) event.error = error;
     if (disconnect !== undefined) event.disconnect = disconnect;
