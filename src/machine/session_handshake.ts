@@ -1,8 +1,8 @@
 /**
- * The CONNECT / AUTH / CONNACK handshake of one broker-side connection, and what it learnt of the client: its
- * protocol level, identifier, will, session expiry, keep-alive and limits. It answers (CONNACK, AUTH) and resumes
- * the session on accept, but never changes the connection's state, emits no events and never closes: it says
- * what `SessionMachine` must do.
+ * The CONNECT / AUTH / CONNACK handshake of one broker-side connection, what it learnt of the client (protocol
+ * level, identifier, will, session expiry, limits) and the deadlines it sets (connect timeout, keep-alive). It
+ * answers (CONNACK, AUTH) and resumes the session on accept, but never changes the connection's state, emits no
+ * events and never closes: it says what `SessionMachine` must do.
  *
  * @module
  */
@@ -28,6 +28,7 @@ import {
   holdPacket,
   joinHead,
   MAX_HELD,
+  protocolError,
   readConnect,
 } from "./session_connect.ts";
 import { type ClientLimits, clientLimits, type Limits } from "./session_limits.ts";
@@ -57,17 +58,41 @@ export class SessionHandshake {
   keepAliveMs = 0;
   /** The client's limits (MQTT 5 CONNECT properties): the limits' shared defaults unless it sent some. */
   client: ClientLimits;
+  /** When the connection times out: the connect timeout, then the keep-alive; `undefined` for none. */
+  deadline: Millis | undefined;
+  /** When bytes last arrived from the client: the keep-alive runs from it. */
+  lastReceived: Millis;
   /**
    * While waiting for CONNECT, its first bytes, to learn the protocol level of a CONNECT that fails to decode;
    * then, until `accept`, the packets that came after it (made when the first one does).
    */
   #early: Uint8Array | Packet[] | undefined;
 
-  constructor(limits: Limits, outbox: Outbox, out: SessionOutbound) {
+  constructor(now: Millis, limits: Limits, outbox: Outbox, out: SessionOutbound) {
     this.#limits = limits;
     this.#outbox = outbox;
     this.#out = out;
     this.client = limits.client;
+    this.lastReceived = now;
+    this.deadline = limits.connectTimeoutMs > 0 ? now + limits.connectTimeoutMs : undefined;
+  }
+
+  /** Once connected: the deadline is 1.5 times the keep-alive after the last packet; 0 turns it off [MQTT-3.1.2-22]. */
+  keepAlive(): void {
+    this.deadline = this.keepAliveMs > 0 ? this.lastReceived + this.keepAliveMs * 1.5 : undefined;
+  }
+
+  /** The error the deadline ends the connection with: the keep-alive's once connected, else the connect timeout's. */
+  timeout(now: Millis, connected: boolean): MqttError {
+    return connected
+      ? new MqttError(
+        ReasonCode.KeepAliveTimeout,
+        `Cannot keep the connection: nothing received for ${now - this.lastReceived} ms [MQTT-3.1.2-22]`,
+      )
+      : new MqttError(
+        ReasonCode.MaximumConnectTime,
+        `Cannot accept the connection: not connected within ${this.#limits.connectTimeoutMs} ms`,
+      );
   }
 
   /** Keeps the first bytes received while waiting for CONNECT (see `connectFailed`). */
@@ -106,6 +131,24 @@ export class SessionHandshake {
    */
   handleAuth(packet: AuthPacket, connected: boolean): MqttError | undefined {
     return checkAuth(packet, this.client.authenticationMethod, connected);
+  }
+
+  /**
+   * Reads the client's DISCONNECT: its session expiry interval, and the will, which DISCONNECT 0x00 discards.
+   *
+   * @returns The protocol error to close with, or `undefined`.
+   */
+  handleDisconnect(reasonCode: ReasonCode, sessionExpiryInterval: number | undefined): MqttError | undefined {
+    if (sessionExpiryInterval !== undefined) {
+      if (this.sessionExpiryInterval === 0 && sessionExpiryInterval !== 0) {
+        // MQTT 5 §3.14.2.2.2: a session that was to end with the connection cannot be extended now.
+        return protocolError("a session expiry interval in DISCONNECT after 0 in CONNECT");
+      }
+      this.sessionExpiryInterval = sessionExpiryInterval;
+    }
+    // [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; 0x04 and the error codes keep it.
+    if (reasonCode === ReasonCode.NormalDisconnection) this.will = undefined;
+    return undefined;
   }
 
   /**
@@ -192,8 +235,9 @@ export class SessionHandshake {
     }
   }
 
-  /** Drops what was kept before the answer (the connection closed). */
+  /** The connection closed: no deadline, and what was kept before the answer goes. */
   drop(): void {
+    this.deadline = undefined;
     this.#early = undefined;
   }
 

@@ -27,7 +27,7 @@ import type { Answer } from "./session_answers.ts";
 import { SessionInbound } from "./session_inbound.ts";
 import { type AcceptOptions, disconnectCode, protocolError } from "./session_connect.ts";
 import { SessionHandshake } from "./session_handshake.ts";
-import { type Limits, limitsOf, type SessionMachineOptions } from "./session_limits.ts";
+import { limitsOf, type SessionMachineOptions } from "./session_limits.ts";
 import { SessionOutbound } from "./session_outbound.ts";
 import { SessionState } from "./session_state.ts";
 import type { SessionEvent, SessionMachineState } from "./session_types.ts";
@@ -74,12 +74,8 @@ export class SessionMachine {
   /** The oldest event not yet polled, and the ones after it (made when two wait at once). */
   #event: SessionEvent | undefined;
   #moreEvents: SessionEvent[] | undefined;
-  /** The options, resolved once and shared by the machines made with the same ones (see `limitsOf`). */
-  readonly #limits: Limits;
 
   #state: SessionMachineState = "waiting";
-  #deadline: Millis | undefined;
-  #lastReceived: Millis;
   /** The CONNECT / AUTH / CONNACK handshake and what it learnt of the client (level, identifier, will…). */
   readonly #hs: SessionHandshake;
 
@@ -102,13 +98,12 @@ export class SessionMachine {
    * @throws {RangeError} When an option is out of range.
    */
   constructor(now: Millis, options: SessionMachineOptions = {}) {
-    const limits = this.#limits = limitsOf(options);
+    // The options, resolved once and shared by the machines made with the same ones (see `limitsOf`).
+    const limits = limitsOf(options);
     this.#out = new SessionOutbound(this.#outbox, limits.client, new SessionState(""));
-    this.#hs = new SessionHandshake(limits, this.#outbox, this.#out);
+    this.#hs = new SessionHandshake(now, limits, this.#outbox, this.#out);
     this.#inbound = new SessionInbound(limits, this.#outbox);
     this.#decoder = new PacketDecoder(limits.decoder);
-    this.#lastReceived = now;
-    this.#deadline = limits.connectTimeoutMs > 0 ? now + limits.connectTimeoutMs : undefined;
     this[OWNER] = undefined;
   }
 
@@ -205,7 +200,7 @@ export class SessionMachine {
    */
   handleBytes(now: Millis, bytes: Uint8Array): void {
     if (this.#state === "closed" || bytes.length === 0) return;
-    this.#lastReceived = now;
+    this.#hs.lastReceived = now;
     if (this.#state === "waiting") this.#hs.received(bytes);
     try {
       this.#decoder.push(bytes);
@@ -228,24 +223,12 @@ export class SessionMachine {
    * @param now The current time.
    */
   handleTimeout(now: Millis): void {
-    if (this.#state === "closed" || this.#deadline === undefined || now < this.#deadline) return;
-    if (this.#state === "connected") {
-      this.#fail(
-        now,
-        new MqttError(
-          ReasonCode.KeepAliveTimeout,
-          `Cannot keep the connection: nothing received for ${now - this.#lastReceived} ms [MQTT-3.1.2-22]`,
-        ),
-        true,
-      );
-    } else {
-      this.#close(
-        new MqttError(
-          ReasonCode.MaximumConnectTime,
-          `Cannot accept the connection: not connected within ${this.#limits.connectTimeoutMs} ms`,
-        ),
-      );
-    }
+    const deadline = this.#hs.deadline;
+    if (this.#state === "closed" || deadline === undefined || now < deadline) return;
+    const connected = this.#state === "connected";
+    const error = this.#hs.timeout(now, connected);
+    if (connected) this.#fail(now, error, true);
+    else this.#close(error);
   }
 
   /**
@@ -295,7 +278,7 @@ export class SessionMachine {
    * @returns When to call {@linkcode SessionMachine.handleTimeout}, or `undefined` when there is no deadline.
    */
   pollTimeout(): Millis | undefined {
-    return this.#state === "closed" ? undefined : this.#deadline;
+    return this.#state === "closed" ? undefined : this.#hs.deadline;
   }
 
   // ---------------------------------------------------------------------------------------------- commands
@@ -314,7 +297,7 @@ export class SessionMachine {
     if (this.#state !== "connecting") throw new Error("Cannot accept: no CONNECT is waiting for an answer");
     const held = this.#hs.accept(now, options);
     this.#state = "connected";
-    this.#lastReceived = Math.max(this.#lastReceived, now);
+    this.#hs.lastReceived = Math.max(this.#hs.lastReceived, now);
     this.#updateDeadline();
     if (held === undefined) return;
     for (const packet of held) {
@@ -553,9 +536,16 @@ export class SessionMachine {
         // [MQTT-3.12.4-1]
         this.#outbox.push({ type: "pingresp" }, this.#hs.version as ProtocolVersion);
         break;
-      case "disconnect":
-        this.#handleDisconnect(now, packet.reasonCode, packet.properties?.sessionExpiryInterval);
+      case "disconnect": {
+        const error = this.#hs.handleDisconnect(packet.reasonCode, packet.properties?.sessionExpiryInterval);
+        if (error !== undefined) this.#fail(now, error, true);
+        else {this.#close(
+            packet.reasonCode >= 0x80
+              ? new MqttError(packet.reasonCode, undefined, { source: "peer" })
+              : undefined,
+          );}
         break;
+      }
       case "auth":
         this.#handleAuth(now, packet);
         break;
@@ -593,22 +583,6 @@ export class SessionMachine {
     const verdict = this.#inbound.receive(packet, this.#hs.version as ProtocolVersion, this.#out.session);
     if (verdict === true) this.#emit({ type: "publish", packet });
     else if (verdict !== false) this.#fail(now, verdict, true);
-  }
-
-  #handleDisconnect(now: Millis, reasonCode: ReasonCode, sessionExpiryInterval: number | undefined): void {
-    if (sessionExpiryInterval !== undefined) {
-      if (this.#hs.sessionExpiryInterval === 0 && sessionExpiryInterval !== 0) {
-        // MQTT 5 §3.14.2.2.2: a session that was to end with the connection cannot be extended now.
-        this.#fail(now, protocolError("a session expiry interval in DISCONNECT after 0 in CONNECT"), true);
-        return;
-      }
-      this.#hs.sessionExpiryInterval = sessionExpiryInterval;
-    }
-    // [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; 0x04 and the error codes keep it.
-    if (reasonCode === ReasonCode.NormalDisconnection) this.#hs.will = undefined;
-    this.#close(
-      reasonCode >= 0x80 ? new MqttError(reasonCode, undefined, { source: "peer" }) : undefined,
-    );
   }
 
   /** Queues an answer that may carry a reason string and user properties, trimmed (see `pushAnswer`). */
@@ -651,7 +625,6 @@ export class SessionMachine {
   #close(error: MqttError | undefined): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
-    this.#deadline = undefined;
     this.#hs.drop();
     this.#emit(error === undefined ? { type: "closed" } : { type: "closed", error });
   }
@@ -661,10 +634,7 @@ export class SessionMachine {
   }
 
   #updateDeadline(): void {
-    if (this.#state === "connected") {
-      // [MQTT-3.1.2-22] 1.5 times the keep-alive; 0 turns it off.
-      this.#deadline = this.#hs.keepAliveMs > 0 ? this.#lastReceived + this.#hs.keepAliveMs * 1.5 : undefined;
-    }
+    if (this.#state === "connected") this.#hs.keepAlive();
   }
 
   /** Whether the client asked not to get reason strings and user properties on acknowledgements. */
