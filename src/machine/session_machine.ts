@@ -23,28 +23,11 @@ import { MqttError, ReasonCode } from "../errors.ts";
 import { Outbox } from "./_outbox.ts";
 import type { Delivery } from "./_delivery.ts";
 import { pubCompCode } from "./_inbound_qos.ts";
-import { type Answer, pushAnswer } from "./session_answers.ts";
+import type { Answer } from "./session_answers.ts";
 import { SessionInbound } from "./session_inbound.ts";
-import {
-  type AcceptOptions,
-  checkAuth,
-  connAckCode,
-  connAckProperties,
-  connectFailureAnswer,
-  disconnectCode,
-  holdPacket,
-  joinHead,
-  MAX_HELD,
-  protocolError,
-  readConnect,
-} from "./session_connect.ts";
-import {
-  type ClientLimits,
-  clientLimits,
-  type Limits,
-  limitsOf,
-  type SessionMachineOptions,
-} from "./session_limits.ts";
+import { type AcceptOptions, disconnectCode, protocolError } from "./session_connect.ts";
+import { SessionHandshake } from "./session_handshake.ts";
+import { limitsOf, type SessionMachineOptions } from "./session_limits.ts";
 import { SessionOutbound } from "./session_outbound.ts";
 import { SessionState } from "./session_state.ts";
 import type { SessionEvent, SessionMachineState } from "./session_types.ts";
@@ -91,31 +74,15 @@ export class SessionMachine {
   /** The oldest event not yet polled, and the ones after it (made when two wait at once). */
   #event: SessionEvent | undefined;
   #moreEvents: SessionEvent[] | undefined;
-  /** The options, resolved once and shared by the machines made with the same ones (see `limitsOf`). */
-  readonly #limits: Limits;
 
   #state: SessionMachineState = "waiting";
-  #version: ProtocolVersion | undefined;
-  /** The CONNECT, from its arrival until it is accepted or refused. */
-  #connect: ConnectPacket | undefined;
-  #clientId = "";
-  #will: Will | undefined;
-  #sessionExpiryInterval = 0;
-  #keepAliveMs = 0;
-  #deadline: Millis | undefined;
-  #lastReceived: Millis;
-  /**
-   * While waiting for CONNECT, its first bytes, to learn the protocol level of a CONNECT that fails to decode;
-   * then, until `accept`, the packets that came after it (made when the first one does).
-   */
-  #early: Uint8Array | Packet[] | undefined;
+  /** The CONNECT / AUTH / CONNACK handshake and what it learnt of the client (level, identifier, will…). */
+  readonly #hs: SessionHandshake;
 
   /** What the connection sends: deliveries, the flight window, outbound aliases (and the session state). */
   readonly #out: SessionOutbound;
   /** What it receives in PUBLISH: the checks and the acknowledgements the driver owes. */
   readonly #inbound: SessionInbound;
-  /** The client's limits (MQTT 5 CONNECT properties): the limits' shared defaults unless it sent some. */
-  #client: ClientLimits;
   /**
    * Where the {@linkcode BrokerMachine} that attached this session keeps its record of it.
    *
@@ -131,13 +98,12 @@ export class SessionMachine {
    * @throws {RangeError} When an option is out of range.
    */
   constructor(now: Millis, options: SessionMachineOptions = {}) {
-    const limits = this.#limits = limitsOf(options);
-    this.#client = limits.client;
+    // The options, resolved once and shared by the machines made with the same ones (see `limitsOf`).
+    const limits = limitsOf(options);
     this.#out = new SessionOutbound(this.#outbox, limits.client, new SessionState(""));
+    this.#hs = new SessionHandshake(now, limits, this.#outbox, this.#out);
     this.#inbound = new SessionInbound(limits, this.#outbox);
     this.#decoder = new PacketDecoder(limits.decoder);
-    this.#lastReceived = now;
-    this.#deadline = limits.connectTimeoutMs > 0 ? now + limits.connectTimeoutMs : undefined;
     this[OWNER] = undefined;
   }
 
@@ -148,12 +114,12 @@ export class SessionMachine {
 
   /** The protocol level of the client, once its CONNECT arrived. */
   get version(): ProtocolVersion | undefined {
-    return this.#version;
+    return this.#hs.version;
   }
 
   /** The client identifier: from the CONNECT, or the one assigned on `accept`. */
   get clientId(): string {
-    return this.#clientId;
+    return this.#hs.clientId;
   }
 
   /**
@@ -162,12 +128,12 @@ export class SessionMachine {
    * `will`, `sessionExpiryInterval`, `authenticationMethod`).
    */
   get connectPacket(): ConnectPacket | undefined {
-    return this.#connect;
+    return this.#hs.connect;
   }
 
   /** The MQTT 5 authentication method of the CONNECT, which a re-authentication keeps [MQTT-4.12.1-1]. */
   get authenticationMethod(): string | undefined {
-    return this.#client.authenticationMethod;
+    return this.#hs.client.authenticationMethod;
   }
 
   /**
@@ -175,12 +141,12 @@ export class SessionMachine {
    * disconnected normally [MQTT-3.1.2-10] [MQTT-3.14.4-3]. Its payload is the machine's own copy.
    */
   get will(): Will | undefined {
-    return this.#will;
+    return this.#hs.will;
   }
 
   /** The session expiry interval in seconds: from the CONNECT (MQTT 5), updated by the client's DISCONNECT. */
   get sessionExpiryInterval(): number {
-    return this.#sessionExpiryInterval;
+    return this.#hs.sessionExpiryInterval;
   }
 
   /** The delivery state this connection sends from. */
@@ -234,11 +200,8 @@ export class SessionMachine {
    */
   handleBytes(now: Millis, bytes: Uint8Array): void {
     if (this.#state === "closed" || bytes.length === 0) return;
-    this.#lastReceived = now;
-    if (this.#state === "waiting") {
-      const head = this.#early as Uint8Array | undefined;
-      if ((head?.length ?? 0) < 16) this.#early = joinHead(head, bytes);
-    }
+    this.#hs.lastReceived = now;
+    if (this.#state === "waiting") this.#hs.received(bytes);
     try {
       this.#decoder.push(bytes);
       for (let packet = this.#decoder.next(); packet !== undefined; packet = this.#decoder.next()) {
@@ -260,24 +223,12 @@ export class SessionMachine {
    * @param now The current time.
    */
   handleTimeout(now: Millis): void {
-    if (this.#state === "closed" || this.#deadline === undefined || now < this.#deadline) return;
-    if (this.#state === "connected") {
-      this.#fail(
-        now,
-        new MqttError(
-          ReasonCode.KeepAliveTimeout,
-          `Cannot keep the connection: nothing received for ${now - this.#lastReceived} ms [MQTT-3.1.2-22]`,
-        ),
-        true,
-      );
-    } else {
-      this.#close(
-        new MqttError(
-          ReasonCode.MaximumConnectTime,
-          `Cannot accept the connection: not connected within ${this.#limits.connectTimeoutMs} ms`,
-        ),
-      );
-    }
+    const deadline = this.#hs.deadline;
+    if (this.#state === "closed" || deadline === undefined || now < deadline) return;
+    const connected = this.#state === "connected";
+    const error = this.#hs.timeout(now, connected);
+    if (connected) this.#fail(now, error, true);
+    else this.#close(error);
   }
 
   /**
@@ -327,7 +278,7 @@ export class SessionMachine {
    * @returns When to call {@linkcode SessionMachine.handleTimeout}, or `undefined` when there is no deadline.
    */
   pollTimeout(): Millis | undefined {
-    return this.#state === "closed" ? undefined : this.#deadline;
+    return this.#state === "closed" ? undefined : this.#hs.deadline;
   }
 
   // ---------------------------------------------------------------------------------------------- commands
@@ -344,35 +295,10 @@ export class SessionMachine {
   accept(now: Millis, options: AcceptOptions = {}): void {
     if (this.#state === "closed") return;
     if (this.#state !== "connecting") throw new Error("Cannot accept: no CONNECT is waiting for an answer");
-    const version = this.#version as ProtocolVersion;
-    const connect = this.#connect as ConnectPacket;
-    // [MQTT-3.2.2-2] never present after a clean start.
-    const sessionPresent = options.sessionPresent === true && !connect.cleanStart;
-    this.#connect = undefined; // what is needed of it from now on is kept apart
-    const extra = options.properties;
-    if (extra?.assignedClientIdentifier !== undefined) this.#clientId = extra.assignedClientIdentifier;
-    const out = this.#out;
-    const early = out.session;
-    out.session = options.state ?? new SessionState(this.#clientId);
-    let properties: ConnAckProperties | undefined;
-    if (version === 5) {
-      properties = connAckProperties(this.#limits, extra);
-      if (extra?.sessionExpiryInterval !== undefined) {
-        this.#sessionExpiryInterval = extra.sessionExpiryInterval;
-      }
-      if (extra?.serverKeepAlive !== undefined) this.#keepAliveMs = extra.serverKeepAlive * 1000;
-    }
-    this.#pushTrimmed({ type: "connack", sessionPresent, reasonCode: ReasonCode.Success, properties });
+    const held = this.#hs.accept(now, options);
     this.#state = "connected";
-    this.#lastReceived = Math.max(this.#lastReceived, now);
+    this.#hs.lastReceived = Math.max(this.#hs.lastReceived, now);
     this.#updateDeadline();
-    if (sessionPresent) out.resend(now);
-    else out.session.clear(now);
-    // Deliveries made before the client was accepted wait in a state of their own until now.
-    if (early !== out.session) { for (const delivery of early.queue) out.session.enqueue(now, delivery); }
-    out.pump(now);
-    const held = this.#early as Packet[] | undefined;
-    this.#early = undefined;
     if (held === undefined) return;
     for (const packet of held) {
       if (this.#isClosed()) return;
@@ -394,8 +320,7 @@ export class SessionMachine {
     if (this.#state === "closed") return;
     if (reasonCode < 0x80) throw new RangeError(`Cannot reject with reason code ${reasonCode}: below 0x80`);
     if (this.#state !== "connecting") throw new Error("Cannot reject: no CONNECT is waiting for an answer");
-    this.#sendConnAck(reasonCode, properties);
-    this.#will = undefined;
+    this.#hs.reject(reasonCode, properties);
     this.#close(new MqttError(reasonCode));
     void now;
   }
@@ -410,14 +335,7 @@ export class SessionMachine {
    */
   authenticate(now: Millis, reasonCode: ReasonCode, properties: AuthProperties = {}): void {
     if (this.#state === "closed") return;
-    if (this.#client.authenticationMethod === undefined) {
-      throw new Error("Cannot send AUTH: the client did not ask for enhanced authentication [MQTT-4.12.0-6]");
-    }
-    this.#pushTrimmed({
-      type: "auth",
-      reasonCode,
-      properties: { ...properties, authenticationMethod: this.#client.authenticationMethod },
-    });
+    this.#hs.authenticate(reasonCode, properties);
     void now;
   }
 
@@ -471,7 +389,7 @@ export class SessionMachine {
       throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
     }
     this.#inbound.settle(packetId, qos, reasonCode, this.#out.session);
-    const version = this.#version as ProtocolVersion;
+    const version = this.#hs.version as ProtocolVersion;
     if (this.#state === "closed") return;
     if (properties === undefined) {
       this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
@@ -512,7 +430,7 @@ export class SessionMachine {
     properties?: AckProperties,
   ): void {
     if (this.#state === "closed") return;
-    const version = this.#version as ProtocolVersion;
+    const version = this.#hs.version as ProtocolVersion;
     this.#pushTrimmed({
       type: "unsuback",
       packetId,
@@ -551,7 +469,7 @@ export class SessionMachine {
     properties?: DisconnectProperties,
   ): void {
     if (this.#state === "closed") return;
-    if (this.#state === "connected" && this.#version === 5) {
+    if (this.#state === "connected" && this.#hs.version === 5) {
       const { sessionExpiryInterval: _, ...rest } = properties ?? {};
       this.#pushTrimmed({ type: "disconnect", reasonCode, properties: rest });
     }
@@ -574,13 +492,9 @@ export class SessionMachine {
         this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), false);
       } else if (packet.type === "disconnect") {
         this.#close(undefined);
-      } else if ((this.#early = holdPacket(this.#early as Packet[] | undefined, packet)) === undefined) {
-        // A client that floods before it is accepted is refused rather than buffered without bound.
-        this.#fail(
-          now,
-          new MqttError(ReasonCode.QuotaExceeded, `Cannot hold more than ${MAX_HELD} packets before CONNACK`),
-          true,
-        );
+      } else {
+        const error = this.#hs.hold(packet);
+        if (error !== undefined) this.#fail(now, error, true);
       }
       return;
     }
@@ -601,7 +515,7 @@ export class SessionMachine {
         // [MQTT-4.3.3-11] PUBCOMP with the same identifier; afterwards the identifier is new [MQTT-4.3.3-12].
         // An unknown identifier is a PUBREL resent after its PUBCOMP was lost: 0x00 (see pubCompCode).
         const known = this.#out.session.removeInboundQoS2(packet.packetId);
-        const version = this.#version as ProtocolVersion;
+        const version = this.#hs.version as ProtocolVersion;
         this.#outbox.push(
           { type: "pubcomp", packetId: packet.packetId, reasonCode: pubCompCode(known, version, false) },
           version,
@@ -620,11 +534,18 @@ export class SessionMachine {
         break;
       case "pingreq":
         // [MQTT-3.12.4-1]
-        this.#outbox.push({ type: "pingresp" }, this.#version as ProtocolVersion);
+        this.#outbox.push({ type: "pingresp" }, this.#hs.version as ProtocolVersion);
         break;
-      case "disconnect":
-        this.#handleDisconnect(now, packet.reasonCode, packet.properties?.sessionExpiryInterval);
+      case "disconnect": {
+        const error = this.#hs.handleDisconnect(packet.reasonCode, packet.properties?.sessionExpiryInterval);
+        if (error !== undefined) this.#fail(now, error, true);
+        else {this.#close(
+            packet.reasonCode >= 0x80
+              ? new MqttError(packet.reasonCode, undefined, { source: "peer" })
+              : undefined,
+          );}
         break;
+      }
       case "auth":
         this.#handleAuth(now, packet);
         break;
@@ -646,77 +567,33 @@ export class SessionMachine {
   }
 
   #handleConnect(packet: ConnectPacket): void {
-    const version = packet.protocolVersion;
-    this.#version = version;
-    this.#connect = packet;
-    this.#clientId = packet.clientId;
     this.#state = "connecting";
-    this.#early = undefined; // the CONNECT decoded: its protocol level is known
-    this.#keepAliveMs = packet.keepAlive * 1000;
-    const properties = packet.properties;
-    if (properties !== undefined) {
-      this.#sessionExpiryInterval = properties.sessionExpiryInterval ?? 0;
-      this.#out.client = this.#client = clientLimits(properties, this.#limits);
-    }
-    this.#out.version = version;
-    const refusal = readConnect(packet, this.#limits);
-    this.#will = packet.will;
-    if (refusal !== undefined) {
-      this.reject(0, refusal);
-      return;
-    }
-    this.#emit({ type: "connect", packet });
+    const refusal = this.#hs.handleConnect(packet);
+    if (refusal !== undefined) this.reject(0, refusal);
+    else this.#emit({ type: "connect", packet });
   }
 
   #handleAuth(now: Millis, packet: AuthPacket): void {
-    const error = checkAuth(packet, this.#client.authenticationMethod, this.#state === "connected");
-    if (error !== undefined) {
-      this.#fail(now, error, true);
-      return;
-    }
-    this.#emit({ type: "auth", packet });
+    const error = this.#hs.handleAuth(packet, this.#state === "connected");
+    if (error === undefined) this.#emit({ type: "auth", packet });
+    else this.#fail(now, error, true);
   }
 
   #handlePublish(now: Millis, packet: PublishPacket): void {
-    const verdict = this.#inbound.receive(packet, this.#version as ProtocolVersion, this.#out.session);
+    const verdict = this.#inbound.receive(packet, this.#hs.version as ProtocolVersion, this.#out.session);
     if (verdict === true) this.#emit({ type: "publish", packet });
     else if (verdict !== false) this.#fail(now, verdict, true);
   }
 
-  #handleDisconnect(now: Millis, reasonCode: ReasonCode, sessionExpiryInterval: number | undefined): void {
-    if (sessionExpiryInterval !== undefined) {
-      if (this.#sessionExpiryInterval === 0 && sessionExpiryInterval !== 0) {
-        // MQTT 5 §3.14.2.2.2: a session that was to end with the connection cannot be extended now.
-        this.#fail(now, protocolError("a session expiry interval in DISCONNECT after 0 in CONNECT"), true);
-        return;
-      }
-      this.#sessionExpiryInterval = sessionExpiryInterval;
-    }
-    // [MQTT-3.14.4-3] DISCONNECT 0x00 discards the will; 0x04 and the error codes keep it.
-    if (reasonCode === ReasonCode.NormalDisconnection) this.#will = undefined;
-    this.#close(
-      reasonCode >= 0x80 ? new MqttError(reasonCode, undefined, { source: "peer" }) : undefined,
-    );
-  }
-
-  #sendConnAck(reasonCode: ReasonCode, properties?: ConnAckProperties): void {
-    this.#pushTrimmed({ type: "connack", sessionPresent: false, reasonCode, properties });
-  }
-
   /** Queues an answer that may carry a reason string and user properties, trimmed (see `pushAnswer`). */
   #pushTrimmed(packet: Answer): void {
-    pushAnswer(this.#outbox, packet, this.#version as ProtocolVersion, this.#client);
+    this.#hs.answer(packet);
   }
 
   /** What the client sent cannot be decoded: answer as the specification says, then close. */
   #protocolFailure(now: Millis, error: MqttError): void {
     if (this.#state === "waiting") {
-      // The CONNECT itself: learn its level from the raw bytes to answer in a form the client reads.
-      const answer = connectFailureAnswer(this.#early as Uint8Array | undefined, error);
-      if (answer !== undefined) {
-        this.#version = answer.version;
-        this.#sendConnAck(answer.reasonCode);
-      }
+      this.#hs.connectFailed(error); // the CONNECT itself: answered in a form the client reads, if any
       this.#close(error);
       return;
     }
@@ -729,8 +606,8 @@ export class SessionMachine {
    */
   #fail(now: Millis, error: MqttError, answer: boolean): void {
     void now;
-    if (answer && this.#version === 5) {
-      if (this.#state === "connecting") this.#sendConnAck(connAckCode(error.reasonCode));
+    if (answer && this.#hs.version === 5) {
+      if (this.#state === "connecting") this.#hs.refuse(error);
       else if (this.#state === "connected") {
         this.#outbox.push({ type: "disconnect", reasonCode: disconnectCode(error.reasonCode) }, 5);
       }
@@ -748,8 +625,7 @@ export class SessionMachine {
   #close(error: MqttError | undefined): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
-    this.#deadline = undefined;
-    this.#early = undefined;
+    this.#hs.drop();
     this.#emit(error === undefined ? { type: "closed" } : { type: "closed", error });
   }
 
@@ -758,14 +634,11 @@ export class SessionMachine {
   }
 
   #updateDeadline(): void {
-    if (this.#state === "connected") {
-      // [MQTT-3.1.2-22] 1.5 times the keep-alive; 0 turns it off.
-      this.#deadline = this.#keepAliveMs > 0 ? this.#lastReceived + this.#keepAliveMs * 1.5 : undefined;
-    }
+    if (this.#state === "connected") this.#hs.keepAlive();
   }
 
   /** Whether the client asked not to get reason strings and user properties on acknowledgements. */
   get requestProblemInformation(): boolean {
-    return this.#client.requestProblemInformation;
+    return this.#hs.client.requestProblemInformation;
   }
 }
