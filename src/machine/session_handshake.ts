@@ -1,8 +1,9 @@
 /**
  * The CONNECT / AUTH / CONNACK handshake of one broker-side connection, what it learnt of the client (protocol
  * level, identifier, will, session expiry, limits) and the deadlines it sets (connect timeout, keep-alive). It
- * answers (CONNACK, AUTH) and resumes the session on accept, but never changes the connection's state, emits no
- * events and never closes: it says what `SessionMachine` must do.
+ * handles what arrives before accept, answers (CONNACK, AUTH, the DISCONNECT of a client's error) and resumes
+ * the session on accept, but never changes the connection's state, emits no events and never closes: it says
+ * what `SessionMachine` must do.
  *
  * @module
  */
@@ -25,6 +26,7 @@ import {
   connAckCode,
   connAckProperties,
   connectFailureAnswer,
+  disconnectCode,
   holdPacket,
   joinHead,
   MAX_HELD,
@@ -34,6 +36,7 @@ import {
 import { type ClientLimits, clientLimits, type Limits } from "./session_limits.ts";
 import type { SessionOutbound } from "./session_outbound.ts";
 import { SessionState } from "./session_state.ts";
+import type { SessionMachineState } from "./session_types.ts";
 import type { Millis } from "./client_machine.ts";
 
 /**
@@ -95,7 +98,7 @@ export class SessionHandshake {
       );
   }
 
-  /** Keeps the first bytes received while waiting for CONNECT (see `connectFailed`). */
+  /** Keeps the first bytes received while waiting for CONNECT (see `failed`). */
   received(bytes: Uint8Array): void {
     const head = this.#early as Uint8Array | undefined;
     if ((head?.length ?? 0) < 16) this.#early = joinHead(head, bytes);
@@ -168,6 +171,32 @@ export class SessionHandshake {
   }
 
   /**
+   * Handles a packet that arrived before the client was accepted: reads the CONNECT (refusing it when the server
+   * decides alone), checks AUTH, holds the rest for `accept`; a failure is answered already (see `failed`).
+   *
+   * @returns `true` when the driver is to get the packet as an event, `false` when there is nothing to do, `null`
+   *   to close normally (the client's DISCONNECT), else the error to close with.
+   */
+  early(packet: Packet): MqttError | boolean | null {
+    let error: MqttError | undefined;
+    if (this.connect === undefined) {
+      // The decoder only lets a CONNECT through first [MQTT-3.1.0-1].
+      if (packet.type !== "connect") return false;
+      const refusal = this.handleConnect(packet);
+      if (refusal === undefined) return true;
+      this.reject(refusal);
+      return new MqttError(refusal);
+    }
+    if (packet.type === "connect") return protocolError("a second CONNECT [MQTT-3.1.0-2]"); // not answered
+    if (packet.type === "disconnect") return null;
+    if (packet.type === "auth") error = this.handleAuth(packet, false);
+    else error = this.hold(packet);
+    if (error === undefined) return packet.type === "auth";
+    this.failed(error, "connecting");
+    return error;
+  }
+
+  /**
    * Accepts the waiting CONNECT (see `SessionMachine.accept`): CONNACK 0x00, then the session resumed (what was
    * in flight resent) or cleared, the deliveries made meanwhile queued, and as much sent as the client takes.
    *
@@ -221,17 +250,22 @@ export class SessionHandshake {
     });
   }
 
-  /** Answers a client's error while the CONNECT waits for an answer: the refusal CONNACK (MQTT 5). */
-  refuse(error: MqttError): void {
-    this.#sendConnAck(connAckCode(error.reasonCode));
-  }
-
-  /** The CONNECT itself failed to decode: learn its level from its first bytes to answer in a form it reads. */
-  connectFailed(error: MqttError): void {
-    const answer = connectFailureAnswer(this.#early as Uint8Array | undefined, error);
-    if (answer !== undefined) {
+  /**
+   * Answers a client's error before the connection closes [MQTT-4.13.1-1]: a CONNECT that failed to decode in a
+   * form the client reads, if any (its level learnt from its first bytes); in MQTT 5 a refusal CONNACK while the
+   * CONNECT waits for an answer, a DISCONNECT once connected. Before MQTT 5 a failed CONNECT is closed without
+   * CONNACK [MQTT-3.1.4-1], anything else without a word.
+   */
+  failed(error: MqttError, state: SessionMachineState): void {
+    if (state === "waiting") {
+      const answer = connectFailureAnswer(this.#early as Uint8Array | undefined, error);
+      if (answer === undefined) return;
       this.version = answer.version;
       this.#sendConnAck(answer.reasonCode);
+    } else if (this.version !== 5) return;
+    else if (state === "connecting") this.#sendConnAck(connAckCode(error.reasonCode));
+    else if (state === "connected") {
+      this.#outbox.push({ type: "disconnect", reasonCode: disconnectCode(error.reasonCode) }, 5);
     }
   }
 

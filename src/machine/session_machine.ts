@@ -22,13 +22,12 @@ import type {
 import { MqttError, ReasonCode } from "../errors.ts";
 import { Outbox } from "./_outbox.ts";
 import type { Delivery } from "./_delivery.ts";
-import { pubCompCode } from "./_inbound_qos.ts";
-import type { Answer } from "./session_answers.ts";
 import { SessionInbound } from "./session_inbound.ts";
-import { type AcceptOptions, disconnectCode, protocolError } from "./session_connect.ts";
+import { type AcceptOptions, protocolError } from "./session_connect.ts";
 import { SessionHandshake } from "./session_handshake.ts";
 import { limitsOf, type SessionMachineOptions } from "./session_limits.ts";
 import { SessionOutbound } from "./session_outbound.ts";
+import { SessionReplies } from "./session_replies.ts";
 import { SessionState } from "./session_state.ts";
 import type { SessionEvent, SessionMachineState } from "./session_types.ts";
 import { OWNER } from "./_owner.ts";
@@ -38,8 +37,6 @@ import type { Millis } from "./client_machine.ts";
 export type { AcceptOptions } from "./session_connect.ts";
 export { DEFAULT_MAXIMUM_PACKET_SIZE, type SessionMachineOptions } from "./session_limits.ts";
 export type { SessionEvent, SessionMachineState } from "./session_types.ts";
-
-const EMPTY_CODES: ReasonCode[] = [];
 
 /**
  * The broker side of one network connection: decodes what the client sends (any protocol version, learnt from
@@ -83,6 +80,8 @@ export class SessionMachine {
   readonly #out: SessionOutbound;
   /** What it receives in PUBLISH: the checks and the acknowledgements the driver owes. */
   readonly #inbound: SessionInbound;
+  /** The replies it owes for what the client sends once connected (PUBACK, SUBACK, PUBCOMP, PINGRESP…). */
+  readonly #replies: SessionReplies;
   /**
    * Where the {@linkcode BrokerMachine} that attached this session keeps its record of it.
    *
@@ -103,6 +102,7 @@ export class SessionMachine {
     this.#out = new SessionOutbound(this.#outbox, limits.client, new SessionState(""));
     this.#hs = new SessionHandshake(now, limits, this.#outbox, this.#out);
     this.#inbound = new SessionInbound(limits, this.#outbox);
+    this.#replies = new SessionReplies(this.#outbox, this.#hs, this.#out, this.#inbound);
     this.#decoder = new PacketDecoder(limits.decoder);
     this[OWNER] = undefined;
   }
@@ -210,7 +210,7 @@ export class SessionMachine {
       }
     } catch (error) {
       if (!(error instanceof MqttError)) throw error;
-      this.#protocolFailure(now, error);
+      this.#fail(error);
       return;
     }
     this.#updateDeadline();
@@ -227,7 +227,7 @@ export class SessionMachine {
     if (this.#state === "closed" || deadline === undefined || now < deadline) return;
     const connected = this.#state === "connected";
     const error = this.#hs.timeout(now, connected);
-    if (connected) this.#fail(now, error, true);
+    if (connected) this.#fail(error);
     else this.#close(error);
   }
 
@@ -383,19 +383,7 @@ export class SessionMachine {
     reasonCode: ReasonCode = ReasonCode.Success,
     properties?: AckProperties,
   ): void {
-    const qos = this.#inbound.awaited(packetId);
-    if (qos === 0) {
-      if (this.#state === "closed") return;
-      throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
-    }
-    this.#inbound.settle(packetId, qos, reasonCode, this.#out.session);
-    const version = this.#hs.version as ProtocolVersion;
-    if (this.#state === "closed") return;
-    if (properties === undefined) {
-      this.#outbox.push({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode }, version);
-    } else {
-      this.#pushTrimmed({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode, properties });
-    }
+    this.#replies.acknowledge(packetId, reasonCode, properties, this.#state === "closed");
     void now;
   }
 
@@ -409,8 +397,7 @@ export class SessionMachine {
    * @param properties A reason string or user properties (MQTT 5), left out as for `acknowledge`.
    */
   grant(now: Millis, packetId: number, reasonCodes: readonly ReasonCode[], properties?: AckProperties): void {
-    if (this.#state === "closed") return;
-    this.#pushTrimmed({ type: "suback", packetId, reasonCodes: [...reasonCodes], properties });
+    if (this.#state !== "closed") this.#replies.grant(packetId, reasonCodes, properties);
     void now;
   }
 
@@ -429,14 +416,7 @@ export class SessionMachine {
     reasonCodes: readonly ReasonCode[],
     properties?: AckProperties,
   ): void {
-    if (this.#state === "closed") return;
-    const version = this.#hs.version as ProtocolVersion;
-    this.#pushTrimmed({
-      type: "unsuback",
-      packetId,
-      reasonCodes: version === 5 ? [...reasonCodes] : EMPTY_CODES,
-      properties,
-    });
+    if (this.#state !== "closed") this.#replies.unsubscribed(packetId, reasonCodes, properties);
     void now;
   }
 
@@ -471,7 +451,7 @@ export class SessionMachine {
     if (this.#state === "closed") return;
     if (this.#state === "connected" && this.#hs.version === 5) {
       const { sessionExpiryInterval: _, ...rest } = properties ?? {};
-      this.#pushTrimmed({ type: "disconnect", reasonCode, properties: rest });
+      this.#hs.answer({ type: "disconnect", reasonCode, properties: rest });
     }
     this.#close(reasonCode === 0 ? undefined : new MqttError(reasonCode));
     void now;
@@ -480,27 +460,17 @@ export class SessionMachine {
   // ---------------------------------------------------------------------------------------------- internals
 
   #handlePacket(now: Millis, packet: Packet): void {
-    if (this.#state === "waiting") {
-      // The decoder only lets a CONNECT through first [MQTT-3.1.0-1].
-      if (packet.type === "connect") this.#handleConnect(packet);
-      return;
-    }
-    if (this.#state === "connecting") {
-      if (packet.type === "auth") {
-        this.#handleAuth(now, packet);
-      } else if (packet.type === "connect") {
-        this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), false);
-      } else if (packet.type === "disconnect") {
-        this.#close(undefined);
-      } else {
-        const error = this.#hs.hold(packet);
-        if (error !== undefined) this.#fail(now, error, true);
-      }
+    if (this.#state !== "connected") {
+      // Before accept the handshake reads the CONNECT, checks AUTH and holds the rest; it says what comes next.
+      this.#state = "connecting";
+      const next = this.#hs.early(packet);
+      if (next === true) this.#emit({ type: packet.type, packet } as SessionEvent);
+      else if (next !== false) this.#close(next ?? undefined);
       return;
     }
     switch (packet.type) {
       case "publish":
-        this.#handlePublish(now, packet);
+        this.#handlePublish(packet);
         break;
       case "puback":
         this.#out.handlePubAck(now, packet.packetId);
@@ -511,20 +481,12 @@ export class SessionMachine {
       case "pubcomp":
         this.#out.handlePubComp(now, packet.packetId);
         break;
-      case "pubrel": {
-        // [MQTT-4.3.3-11] PUBCOMP with the same identifier; afterwards the identifier is new [MQTT-4.3.3-12].
-        // An unknown identifier is a PUBREL resent after its PUBCOMP was lost: 0x00 (see pubCompCode).
-        const known = this.#out.session.removeInboundQoS2(packet.packetId);
-        const version = this.#hs.version as ProtocolVersion;
-        this.#outbox.push(
-          { type: "pubcomp", packetId: packet.packetId, reasonCode: pubCompCode(known, version, false) },
-          version,
-        );
+      case "pubrel":
+        this.#replies.pubComp(packet.packetId);
         break;
-      }
       case "subscribe":
         if (packet.properties?.subscriptionIdentifier === 0) {
-          this.#fail(now, protocolError("subscription identifier 0"), true);
+          this.#fail(protocolError("subscription identifier 0"));
           break;
         }
         this.#emit({ type: "subscribe", packet });
@@ -533,12 +495,11 @@ export class SessionMachine {
         this.#emit({ type: "unsubscribe", packet });
         break;
       case "pingreq":
-        // [MQTT-3.12.4-1]
-        this.#outbox.push({ type: "pingresp" }, this.#hs.version as ProtocolVersion);
+        this.#replies.pingResp();
         break;
       case "disconnect": {
         const error = this.#hs.handleDisconnect(packet.reasonCode, packet.properties?.sessionExpiryInterval);
-        if (error !== undefined) this.#fail(now, error, true);
+        if (error !== undefined) this.#fail(error);
         else {this.#close(
             packet.reasonCode >= 0x80
               ? new MqttError(packet.reasonCode, undefined, { source: "peer" })
@@ -547,17 +508,17 @@ export class SessionMachine {
         break;
       }
       case "auth":
-        this.#handleAuth(now, packet);
+        this.#handleAuth(packet);
         break;
       case "connect":
         // [MQTT-3.1.0-2] a second CONNECT is a protocol error.
-        this.#fail(now, protocolError("a second CONNECT [MQTT-3.1.0-2]"), true);
+        this.#fail(protocolError("a second CONNECT [MQTT-3.1.0-2]"));
         break;
       case "connack":
       case "suback":
       case "unsuback":
       case "pingresp":
-        this.#fail(now, protocolError(`${packet.type.toUpperCase()} from a client`), true);
+        this.#fail(protocolError(`${packet.type.toUpperCase()} from a client`));
         break;
       default: {
         const unreachable: never = packet;
@@ -566,53 +527,21 @@ export class SessionMachine {
     }
   }
 
-  #handleConnect(packet: ConnectPacket): void {
-    this.#state = "connecting";
-    const refusal = this.#hs.handleConnect(packet);
-    if (refusal !== undefined) this.reject(0, refusal);
-    else this.#emit({ type: "connect", packet });
-  }
-
-  #handleAuth(now: Millis, packet: AuthPacket): void {
-    const error = this.#hs.handleAuth(packet, this.#state === "connected");
+  #handleAuth(packet: AuthPacket): void {
+    const error = this.#hs.handleAuth(packet, true);
     if (error === undefined) this.#emit({ type: "auth", packet });
-    else this.#fail(now, error, true);
+    else this.#fail(error);
   }
 
-  #handlePublish(now: Millis, packet: PublishPacket): void {
+  #handlePublish(packet: PublishPacket): void {
     const verdict = this.#inbound.receive(packet, this.#hs.version as ProtocolVersion, this.#out.session);
     if (verdict === true) this.#emit({ type: "publish", packet });
-    else if (verdict !== false) this.#fail(now, verdict, true);
+    else if (verdict !== false) this.#fail(verdict);
   }
 
-  /** Queues an answer that may carry a reason string and user properties, trimmed (see `pushAnswer`). */
-  #pushTrimmed(packet: Answer): void {
-    this.#hs.answer(packet);
-  }
-
-  /** What the client sent cannot be decoded: answer as the specification says, then close. */
-  #protocolFailure(now: Millis, error: MqttError): void {
-    if (this.#state === "waiting") {
-      this.#hs.connectFailed(error); // the CONNECT itself: answered in a form the client reads, if any
-      this.#close(error);
-      return;
-    }
-    this.#fail(now, error, true);
-  }
-
-  /**
-   * Ends the connection because of a client's error: a refusal CONNACK while the CONNECT waits for an answer, a
-   * DISCONNECT with the reason code once connected (MQTT 5), then close [MQTT-4.13.1-1].
-   */
-  #fail(now: Millis, error: MqttError, answer: boolean): void {
-    void now;
-    if (answer && this.#hs.version === 5) {
-      if (this.#state === "connecting") this.#hs.refuse(error);
-      else if (this.#state === "connected") {
-        this.#outbox.push({ type: "disconnect", reasonCode: disconnectCode(error.reasonCode) }, 5);
-      }
-    }
-    // Before MQTT 5 a failed CONNECT is closed without CONNACK [MQTT-3.1.4-1], anything else without a word.
+  /** Ends the connection because of a client's error: the handshake answers it (see its `failed`), then close. */
+  #fail(error: MqttError): void {
+    this.#hs.failed(error, this.#state);
     this.#close(error);
   }
 
