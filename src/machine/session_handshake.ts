@@ -71,6 +71,11 @@ export class SessionHandshake {
    */
   #early: Uint8Array | Packet[] | undefined;
 
+  /** The connection's limits (shared by the connections made with the same options). */
+  get limits(): Limits {
+    return this.#limits;
+  }
+
   constructor(now: Millis, limits: Limits, outbox: Outbox, out: SessionOutbound) {
     this.#limits = limits;
     this.#outbox = outbox;

@@ -27,7 +27,7 @@ import { type AcceptOptions, protocolError } from "./session_connect.ts";
 import { SessionHandshake } from "./session_handshake.ts";
 import { limitsOf, type SessionMachineOptions } from "./session_limits.ts";
 import { SessionOutbound } from "./session_outbound.ts";
-import { SessionReplies } from "./session_replies.ts";
+import { acknowledge, grant, pingResp, pubComp, unsubscribed } from "./session_replies.ts";
 import { SessionState } from "./session_state.ts";
 import type { SessionEvent, SessionMachineState } from "./session_types.ts";
 import { OWNER } from "./_owner.ts";
@@ -78,10 +78,8 @@ export class SessionMachine {
 
   /** What the connection sends: deliveries, the flight window, outbound aliases (and the session state). */
   readonly #out: SessionOutbound;
-  /** What it receives in PUBLISH: the checks and the acknowledgements the driver owes. */
-  readonly #inbound: SessionInbound;
-  /** The replies it owes for what the client sends once connected (PUBACK, SUBACK, PUBCOMP, PINGRESP…). */
-  readonly #replies: SessionReplies;
+  /** What it receives in PUBLISH: the checks and the acknowledgements the driver owes; made with the first one. */
+  #inbound: SessionInbound | undefined;
   /**
    * Where the {@linkcode BrokerMachine} that attached this session keeps its record of it.
    *
@@ -101,10 +99,13 @@ export class SessionMachine {
     const limits = limitsOf(options);
     this.#out = new SessionOutbound(this.#outbox, limits.client, new SessionState(""));
     this.#hs = new SessionHandshake(now, limits, this.#outbox, this.#out);
-    this.#inbound = new SessionInbound(limits, this.#outbox);
-    this.#replies = new SessionReplies(this.#outbox, this.#hs, this.#out, this.#inbound);
     this.#decoder = new PacketDecoder(limits.decoder);
     this[OWNER] = undefined;
+  }
+
+  /** The inbound side, made when the client first publishes (an idle subscriber holds none). */
+  #in(): SessionInbound {
+    return this.#inbound ??= new SessionInbound(this.#hs.limits, this.#outbox);
   }
 
   /** Where the connection is. */
@@ -349,7 +350,7 @@ export class SessionMachine {
    * @returns `true` from the `publish` event until `routed` or `acknowledge` for it.
    */
   awaitsRouting(packetId: number): boolean {
-    return this.#inbound.awaitsRouting(packetId);
+    return this.#inbound?.awaitsRouting(packetId) ?? false;
   }
 
   /**
@@ -360,7 +361,7 @@ export class SessionMachine {
    * @param packetId The PUBLISH's packet identifier.
    */
   routed(packetId: number): void {
-    this.#inbound.routed(packetId, this.#out.session);
+    this.#inbound?.routed(packetId, this.#out.session);
   }
 
   /**
@@ -383,7 +384,16 @@ export class SessionMachine {
     reasonCode: ReasonCode = ReasonCode.Success,
     properties?: AckProperties,
   ): void {
-    this.#replies.acknowledge(packetId, reasonCode, properties, this.#state === "closed");
+    acknowledge(
+      this.#outbox,
+      this.#hs,
+      this.#out,
+      this.#in(),
+      packetId,
+      reasonCode,
+      properties,
+      this.#state === "closed",
+    );
     void now;
   }
 
@@ -397,7 +407,7 @@ export class SessionMachine {
    * @param properties A reason string or user properties (MQTT 5), left out as for `acknowledge`.
    */
   grant(now: Millis, packetId: number, reasonCodes: readonly ReasonCode[], properties?: AckProperties): void {
-    if (this.#state !== "closed") this.#replies.grant(packetId, reasonCodes, properties);
+    if (this.#state !== "closed") grant(this.#hs, packetId, reasonCodes, properties);
     void now;
   }
 
@@ -416,7 +426,7 @@ export class SessionMachine {
     reasonCodes: readonly ReasonCode[],
     properties?: AckProperties,
   ): void {
-    if (this.#state !== "closed") this.#replies.unsubscribed(packetId, reasonCodes, properties);
+    if (this.#state !== "closed") unsubscribed(this.#hs, packetId, reasonCodes, properties);
     void now;
   }
 
@@ -482,7 +492,7 @@ export class SessionMachine {
         this.#out.handlePubComp(now, packet.packetId);
         break;
       case "pubrel":
-        this.#replies.pubComp(packet.packetId);
+        pubComp(this.#outbox, this.#hs, this.#out, packet.packetId);
         break;
       case "subscribe":
         if (packet.properties?.subscriptionIdentifier === 0) {
@@ -495,7 +505,7 @@ export class SessionMachine {
         this.#emit({ type: "unsubscribe", packet });
         break;
       case "pingreq":
-        this.#replies.pingResp();
+        pingResp(this.#outbox, this.#hs);
         break;
       case "disconnect": {
         const error = this.#hs.handleDisconnect(packet.reasonCode, packet.properties?.sessionExpiryInterval);
@@ -534,7 +544,7 @@ export class SessionMachine {
   }
 
   #handlePublish(packet: PublishPacket): void {
-    const verdict = this.#inbound.receive(packet, this.#hs.version as ProtocolVersion, this.#out.session);
+    const verdict = this.#in().receive(packet, this.#hs.version as ProtocolVersion, this.#out.session);
     if (verdict === true) this.#emit({ type: "publish", packet });
     else if (verdict !== false) this.#fail(verdict);
   }

@@ -16,71 +16,101 @@ import type { SessionOutbound } from "./session_outbound.ts";
 
 const EMPTY_CODES: ReasonCode[] = [];
 
-/** The replies of one broker-side connection, written at the client's protocol level and within its limits. */
-export class SessionReplies {
-  readonly #outbox: Outbox;
-  readonly #hs: SessionHandshake;
-  readonly #out: SessionOutbound;
-  readonly #inbound: SessionInbound;
-
-  constructor(outbox: Outbox, hs: SessionHandshake, out: SessionOutbound, inbound: SessionInbound) {
-    this.#outbox = outbox;
-    this.#hs = hs;
-    this.#out = out;
-    this.#inbound = inbound;
-  }
-
-  /** See `SessionMachine.acknowledge`: settles the PUBLISH, then (unless `closed`) sends PUBACK or PUBREC. */
-  acknowledge(
-    packetId: number,
-    reasonCode: ReasonCode,
-    properties: AckProperties | undefined,
-    closed: boolean,
-  ): void {
-    const qos = this.#inbound.awaited(packetId);
-    if (qos === 0) {
-      if (closed) return;
-      throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
-    }
-    this.#inbound.settle(packetId, qos, reasonCode, this.#out.session);
+/**
+ * See `SessionMachine.acknowledge`: settles the PUBLISH, then (unless `closed`) sends PUBACK or PUBREC.
+ *
+ * @param outbox The connection's outbox.
+ * @param hs Its handshake, which writes answers within the client's limits.
+ * @param out Its outbound side, which holds the session.
+ * @param inbound Its inbound side, which awaits the acknowledgement.
+ * @param packetId The PUBLISH's packet identifier.
+ * @param reasonCode The answer.
+ * @param properties MQTT 5 properties of the answer.
+ * @param closed Whether the connection is closed: then nothing is sent.
+ */
+export function acknowledge(
+  outbox: Outbox,
+  hs: SessionHandshake,
+  out: SessionOutbound,
+  inbound: SessionInbound,
+  packetId: number,
+  reasonCode: ReasonCode,
+  properties: AckProperties | undefined,
+  closed: boolean,
+): void {
+  const qos = inbound.awaited(packetId);
+  if (qos === 0) {
     if (closed) return;
-    if (properties === undefined) {
-      this.#outbox.push(
-        { type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode },
-        this.#hs.version as ProtocolVersion,
-      );
-    } else {
-      this.#hs.answer({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode, properties });
-    }
+    throw new Error(`Cannot acknowledge packet ${packetId}: no PUBLISH awaits it`);
   }
+  inbound.settle(packetId, qos, reasonCode, out.session);
+  if (closed) return;
+  if (properties === undefined) {
+    outbox.push(
+      { type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode },
+      hs.version as ProtocolVersion,
+    );
+  } else {
+    hs.answer({ type: qos === 1 ? "puback" : "pubrec", packetId, reasonCode, properties });
+  }
+}
 
-  /** See `SessionMachine.grant`. */
-  grant(packetId: number, reasonCodes: readonly ReasonCode[], properties: AckProperties | undefined): void {
-    this.#hs.answer({ type: "suback", packetId, reasonCodes: [...reasonCodes], properties });
-  }
+/**
+ * See `SessionMachine.grant`.
+ *
+ * @param hs The connection's handshake, which writes answers within the client's limits.
+ * @param packetId The SUBSCRIBE's packet identifier.
+ * @param reasonCodes One per subscription.
+ * @param properties MQTT 5 properties of the SUBACK.
+ */
+export function grant(
+  hs: SessionHandshake,
+  packetId: number,
+  reasonCodes: readonly ReasonCode[],
+  properties: AckProperties | undefined,
+): void {
+  hs.answer({ type: "suback", packetId, reasonCodes: [...reasonCodes], properties });
+}
 
-  /** See `SessionMachine.acknowledgeUnsubscribe`: the reason codes go to MQTT 5 clients only. */
-  unsubscribed(
-    packetId: number,
-    reasonCodes: readonly ReasonCode[],
-    properties: AckProperties | undefined,
-  ): void {
-    const codes = this.#hs.version === 5 ? [...reasonCodes] : EMPTY_CODES;
-    this.#hs.answer({ type: "unsuback", packetId, reasonCodes: codes, properties });
-  }
+/**
+ * See `SessionMachine.acknowledgeUnsubscribe`: the reason codes go to MQTT 5 clients only.
+ *
+ * @param hs The connection's handshake.
+ * @param packetId The UNSUBSCRIBE's packet identifier.
+ * @param reasonCodes One per filter.
+ * @param properties MQTT 5 properties of the UNSUBACK.
+ */
+export function unsubscribed(
+  hs: SessionHandshake,
+  packetId: number,
+  reasonCodes: readonly ReasonCode[],
+  properties: AckProperties | undefined,
+): void {
+  const codes = hs.version === 5 ? [...reasonCodes] : EMPTY_CODES;
+  hs.answer({ type: "unsuback", packetId, reasonCodes: codes, properties });
+}
 
-  /**
-   * Answers a PUBREL with PUBCOMP [MQTT-4.3.3-11]; afterwards the identifier is new [MQTT-4.3.3-12]. An unknown
-   * identifier is a PUBREL resent after its PUBCOMP was lost: 0x00 (see `pubCompCode`).
-   */
-  pubComp(packetId: number): void {
-    const known = this.#out.session.removeInboundQoS2(packetId);
-    const version = this.#hs.version as ProtocolVersion;
-    this.#outbox.push({ type: "pubcomp", packetId, reasonCode: pubCompCode(known, version, false) }, version);
-  }
+/**
+ * Answers a PUBREL with PUBCOMP [MQTT-4.3.3-11]; afterwards the identifier is new [MQTT-4.3.3-12]. An unknown
+ * identifier is a PUBREL resent after its PUBCOMP was lost: 0x00 (see `pubCompCode`).
+ *
+ * @param outbox The connection's outbox.
+ * @param hs Its handshake, which knows the client's protocol level.
+ * @param out Its outbound side, which holds the session.
+ * @param packetId The PUBREL's packet identifier.
+ */
+export function pubComp(outbox: Outbox, hs: SessionHandshake, out: SessionOutbound, packetId: number): void {
+  const known = out.session.removeInboundQoS2(packetId);
+  const version = hs.version as ProtocolVersion;
+  outbox.push({ type: "pubcomp", packetId, reasonCode: pubCompCode(known, version, false) }, version);
+}
 
-  /** Answers a PINGREQ [MQTT-3.12.4-1]. */
-  pingResp(): void {
-    this.#outbox.push({ type: "pingresp" }, this.#hs.version as ProtocolVersion);
-  }
+/**
+ * Answers a PINGREQ [MQTT-3.12.4-1].
+ *
+ * @param outbox The connection's outbox.
+ * @param hs Its handshake, which knows the client's protocol level.
+ */
+export function pingResp(outbox: Outbox, hs: SessionHandshake): void {
+  outbox.push({ type: "pingresp" }, hs.version as ProtocolVersion);
 }
