@@ -178,15 +178,18 @@ export class BrokerJournal {
 /** The state as plain data, as {@linkcode BrokerMachine.exportState} documents it. */
 export function exportState(now: Millis, sessions: SessionRegistry, retained: RetainedStore): BrokerSnapshot {
   const snapshots: SessionSnapshot[] = [];
-  for (const record of sessions.values()) {
-    const state = record.state;
-    snapshots.push({
-      ...sessionMeta(now, record, sessions),
-      inflight: [...state.inflight.values()].map((d) => deliverySnapshot(now, d, true)),
-      queue: state.queue.map((d) => deliverySnapshot(now, d, true)),
-    });
-  }
+  for (const record of sessions.values()) snapshots.push(sessionSnapshot(now, record, sessions));
   return { sessions: snapshots, retained: [...retained.values()].map((m) => messageSnapshot(now, m, true)) };
+}
+
+/** One session as plain data, its payloads copied, as {@linkcode BrokerMachine.exportState} documents it. */
+export function sessionSnapshot(now: Millis, record: SessionRecord, sessions: SessionRegistry): SessionSnapshot {
+  const state = record.state;
+  return {
+    ...sessionMeta(now, record, sessions),
+    inflight: [...state.inflight.values()].map((d) => deliverySnapshot(now, d, true)),
+    queue: state.queue.map((d) => deliverySnapshot(now, d, true)),
+  };
 }
 
 /** Fills an empty session state with the deliveries and QoS 2 identifiers of a snapshot. */
@@ -239,7 +242,7 @@ function sessionMeta(now: Millis, record: SessionRecord, sessions: SessionRegist
 }
 
 /** A message as plain data; `copy` copies the payload, else it stays a view. */
-function messageSnapshot(now: Millis, message: BrokerMessage, copy: boolean): MessageSnapshot {
+export function messageSnapshot(now: Millis, message: BrokerMessage, copy: boolean): MessageSnapshot {
   const snapshot: MessageSnapshot = {
     topic: message.topic,
     payload: copy ? message.payload.slice() : message.payload,

@@ -21,13 +21,21 @@ import { type BrokerMessage, keepMessage, messageFromPublish } from "./_delivery
 import type { SessionMachine } from "./session_machine.ts";
 import { OWNER } from "./_owner.ts";
 import { minQoS } from "./session_state.ts";
-import { BrokerJournal, exportState, messageFromSnapshot, restoreDeliveries } from "./broker_journal.ts";
+import {
+  BrokerJournal,
+  exportState,
+  messageFromSnapshot,
+  restoreDeliveries,
+  sessionSnapshot,
+} from "./broker_journal.ts";
 import type {
   AttachOptions,
   BrokerChange,
   BrokerMachineOptions,
   BrokerSnapshot,
   BrokerStats,
+  MessageSnapshot,
+  SessionSnapshot,
   SessionSubscription,
 } from "./broker_types.ts";
 import { LocalRetainedStore, type RetainedStore } from "./retained_store.ts";
@@ -104,6 +112,8 @@ export class BrokerMachine {
   readonly #maxTopicLevels: number;
   readonly #delivery: BrokerDelivery;
   readonly #authorizeDelivery: BrokerMachineOptions["authorizeDelivery"];
+  readonly #forward: BrokerMachineOptions["forward"];
+  readonly #onSessionEnded: BrokerMachineOptions["onSessionEnded"];
 
   /**
    * Creates an empty broker state.
@@ -114,6 +124,8 @@ export class BrokerMachine {
     this.#maxTopicLevels = options.maxTopicLevels ?? 128;
     this.#delivery = new BrokerDelivery(options);
     this.#authorizeDelivery = options.authorizeDelivery;
+    this.#forward = options.forward;
+    this.#onSessionEnded = options.onSessionEnded;
     const journal = this.#journal = options.journal ? new BrokerJournal() : undefined;
     this.#sessions = new LocalSessionRegistry(options);
     this.#router = new LocalRouter<SessionRecord>(options.authorizeDelivery);
@@ -220,7 +232,64 @@ export class BrokerMachine {
     const publisher = from === undefined
       ? undefined
       : this.#sessions.attached(from)?.clientId ?? from.clientId;
-    return this.#route(now, messageFromPublish(now, packet, publisher));
+    return this.#route(now, messageFromPublish(now, packet, publisher), true);
+  }
+
+  /**
+   * Routes a message that another node of a cluster published (and that node already forwarded): like
+   * {@linkcode BrokerMachine.route}, but the retained store is left alone (a cluster shares retained messages
+   * through {@linkcode BrokerMachine.setRetained}) and `forward` is not called.
+   *
+   * @param now The current time.
+   * @param message The message; its expiry counts from `now`.
+   * @returns How many sessions it was delivered or queued to.
+   */
+  routeRemote(now: Millis, message: MessageSnapshot): number {
+    return this.#route(now, messageFromSnapshot(now, message), false);
+  }
+
+  /**
+   * Sets or clears the retained message of a topic without routing anything: how a cluster node applies what
+   * another node retained.
+   *
+   * @param now The current time.
+   * @param topic The topic name.
+   * @param message The retained message, or `undefined` to clear the topic.
+   */
+  setRetained(now: Millis, topic: string, message: MessageSnapshot | undefined): void {
+    this.#retained.set(topic, message === undefined ? undefined : messageFromSnapshot(now, message));
+  }
+
+  /**
+   * Hands a session over to another node of a cluster, whose client connects there: a live connection is
+   * taken over (DISCONNECT 0x8E, MQTT 5) [MQTT-3.1.4-3] and its will published when `cleanStart` or when it
+   * has no delay, as on a local takeover; then the session is gone from this machine. With `cleanStart` the
+   * session ends here (a will waiting for its delay is published [MQTT-3.1.2-8]) and nothing is returned;
+   * otherwise it is returned as plain data for {@linkcode BrokerMachine.restoreState} on the other node, which
+   * cancels a will waiting for its delay [MQTT-3.1.3-9] when the client attaches.
+   *
+   * @param now The current time.
+   * @param clientId The client identifier.
+   * @param cleanStart Whether the client connects with a clean start.
+   * @returns The session, or `undefined` when there was none or it ended.
+   */
+  takeSession(now: Millis, clientId: string, cleanStart: boolean): SessionSnapshot | undefined {
+    const record = this.#sessions.get(clientId);
+    if (record === undefined) return undefined;
+    const old = record.connection;
+    if (old !== undefined) {
+      const will = this.#takeOver(now, record, old);
+      if (will !== undefined && (cleanStart || willDelay(will) === 0)) this.#publishWill(now, record, will);
+    }
+    if (cleanStart) {
+      this.#endSession(now, record);
+      return undefined;
+    }
+    const snapshot = sessionSnapshot(now, record, this.#sessions);
+    // Resumed elsewhere: the will waiting here is cancelled by that connection, not published.
+    this.#sessions.takeWill(record);
+    this.#endSession(now, record, false);
+    return snapshot;
   }
 
   /**
@@ -237,6 +306,8 @@ export class BrokerMachine {
    * @param session The session that published it.
    * @param packet The PUBLISH, from the `publish` event.
    * @param reasonCode The acknowledgement's reason code. @default 0x00
+   * @param forward Whether the `forward` option is told of it: `false` for a message the driver already
+   *   handed to a cluster (stored before it is acknowledged). @default true
    * @returns How many sessions it was delivered or queued to.
    *
    * @example A subscriber that is away: the second message waits for room before it is acknowledged
@@ -279,9 +350,10 @@ export class BrokerMachine {
     session: SessionMachine,
     packet: PublishPacket,
     reasonCode: ReasonCode = ReasonCode.Success,
+    forward = true,
   ): number {
     this.#delivery.startRoute(); // what the broker's own messages routed last left
-    const count = reasonCode < 0x80 ? this.route(now, session, packet) : 0;
+    const count = reasonCode < 0x80 ? this.#routePublish(now, session, packet, forward) : 0;
     if (packet.packetId !== undefined) this.#delivery.acknowledge(now, session, packet.packetId, reasonCode);
     return count;
   }
@@ -529,11 +601,21 @@ export class BrokerMachine {
     return record;
   }
 
-  #route(now: Millis, message: BrokerMessage): number {
+  #routePublish(now: Millis, from: SessionMachine, packet: PublishPacket, forward: boolean): number {
+    const publisher = this.#sessions.attached(from)?.clientId ?? from.clientId;
+    return this.#route(now, messageFromPublish(now, packet, publisher), true, forward);
+  }
+
+  /**
+   * Routes a message. `local`: published here, so it may set the retained message, else it came from another
+   * node of a cluster; `forward`: the `forward` option is told.
+   */
+  #route(now: Millis, message: BrokerMessage, local: boolean, forward = local): number {
     const delivery = this.#delivery;
     delivery.stats.routed++;
     delivery.startRoute();
-    if (message.retain) {
+    if (forward && this.#forward !== undefined) this.#forward(now, message);
+    if (local && message.retain) {
       if (message.payload.length === 0) {
         // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message clears the topic and is not stored.
         this.#retained.set(message.topic, undefined);
@@ -572,10 +654,12 @@ export class BrokerMachine {
         },
         record.clientId,
       ),
+      true,
     );
   }
 
-  #endSession(now: Millis, record: SessionRecord): void {
+  /** Ends a session: its will, subscriptions and state; `ended`: it is over, not moved to another node. */
+  #endSession(now: Millis, record: SessionRecord, ended = true): void {
     this.#sessions.unschedule(record);
     const will = this.#sessions.takeWill(record);
     if (will !== undefined) this.#publishWill(now, record, will);
@@ -586,5 +670,6 @@ export class BrokerMachine {
     record.expiresAt = undefined;
     this.#sessions.remove(record);
     this.#journal?.ended(record);
+    if (ended) this.#onSessionEnded?.(record.clientId);
   }
 }

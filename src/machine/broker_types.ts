@@ -50,6 +50,18 @@ export interface BrokerMachineOptions {
    * Record every change to what a store would keep, for {@linkcode BrokerMachine.pollChanges}. @default false
    */
   journal?: boolean;
+  /**
+   * Told of every message published on this machine as it is routed (PUBLISH, wills, the broker's own), before
+   * its deliveries: how a cluster node forwards it to the other nodes. Not told of messages routed with
+   * {@linkcode BrokerMachine.routeRemote}, nor of a PUBLISH the driver forwarded itself (see
+   * {@linkcode BrokerMachine.publish}). The message is valid during the call only: copy what is kept.
+   */
+  forward?: (now: number, message: BrokerMessage) => void;
+  /**
+   * Told when a session ends (clean start, expiry, a connection with expiry 0 over), not when it moves to
+   * another node ({@linkcode BrokerMachine.takeSession}).
+   */
+  onSessionEnded?: (clientId: string) => void;
 }
 
 /** Who a session belongs to, for {@linkcode BrokerMachineOptions.authorizeDelivery}. */
