@@ -9,7 +9,8 @@
 import type { PublishPacket, QoS } from "../codec/packet.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
-import { BrokerMachine } from "../machine/broker_machine.ts";
+import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
+import { messageSnapshot } from "../machine/broker_journal.ts";
 import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 import { Backpressure } from "./backpressure.ts";
@@ -20,6 +21,7 @@ import { ConnectingLimit, listenerUrl, openListener, serveListener } from "./lis
 import { tracePackets } from "./packet_trace.ts";
 import { deliveryCheck, PublishPolicy } from "./publish_policy.ts";
 import type { BrokerStore } from "./store.ts";
+import type { ClusterHost, ClusterLink } from "./cluster_link.ts";
 import { type SysCounters, SysTopics } from "./sys_topics.ts";
 
 export type {
@@ -78,6 +80,8 @@ export class Broker {
   #store: BrokerStore | undefined;
   readonly #sys: SysTopics;
   readonly #counters: SysCounters;
+  /** Joining the cluster, when the broker is a node of one; `listen` waits for it. */
+  readonly #joined: Promise<void> | undefined;
   /** `#flushAll` as a function, for the parts. */
   readonly #flushOne = (connection: Connection): void => this.#flushAll(connection);
 
@@ -97,6 +101,12 @@ export class Broker {
         `Cannot use maxKeepAlive ${maxKeepAlive}: expected a whole number from 0 to 65535`,
       );
     }
+    const cluster = options.cluster;
+    if (cluster !== undefined && options.log !== undefined) {
+      // Logs name the node.
+      const log = options.log;
+      options = { ...options, log: (level, message) => log(level, `[${cluster.node}] ${message}`) };
+    }
     this.#options = options;
     this.#pressure = new Backpressure(options, this.#flushOne);
     const store = options.store;
@@ -104,12 +114,16 @@ export class Broker {
       ...options,
       authorizeDelivery: deliveryCheck(options),
       journal: store !== undefined,
+      ...(cluster === undefined ? {} : clusterOptions(cluster)),
     });
     this.#sys = new SysTopics(this.#machine, this.#connections);
     this.#counters = this.#sys.counters;
     this.#connecting = new ConnectingLimit(options, this.#flushOne);
     this.#auth = new ConnectAuth(options, this.#machine, this.#counters, this.#flushOne);
     this.#policy = new PublishPolicy(options, this.#machine, this.#counters, this.#pressure, this.#flushOne);
+    this.#joined = cluster?.start(this.#clusterHost());
+    // Until `listen` waits for it.
+    this.#joined?.catch(() => {});
     if (store !== undefined) {
       this.#store = store;
       const now = performance.now();
@@ -144,6 +158,7 @@ export class Broker {
    * @returns The listener's address.
    */
   async listen(options: ListenOptions = {}): Promise<{ hostname: string; port: number }> {
+    await this.#joined;
     const listener = await openListener(options);
     this.#listeners.add(listener);
     serveListener(
@@ -284,6 +299,7 @@ export class Broker {
     this.#persist();
     this.#store?.close();
     this.#store = undefined;
+    await this.#options.cluster?.close();
   }
 
   /**
@@ -292,7 +308,35 @@ export class Broker {
    * @returns Topic to value.
    */
   sysValues(): Map<string, string> {
-    return this.#sys.values();
+    const values = this.#sys.values();
+    for (const [topic, value] of this.#options.cluster?.sysValues() ?? []) values.set(topic, value);
+    return values;
+  }
+
+  /** What the cluster may do to this broker. */
+  #clusterHost(): ClusterHost {
+    const machine = this.#machine;
+    return {
+      routeRemote: (message) => {
+        machine.routeRemote(performance.now(), message);
+        this.#flushAll(undefined);
+      },
+      routeShared: (message, shared) => {
+        machine.routeShared(performance.now(), message, shared);
+        this.#flushAll(undefined);
+      },
+      setRetained: (topic, message) => {
+        machine.setRetained(performance.now(), topic, message);
+        this.#persist();
+      },
+      takeSession: (clientId, cleanStart) => {
+        const session = machine.takeSession(performance.now(), clientId, cleanStart);
+        this.#flushAll(undefined);
+        return session;
+      },
+      hasSession: (clientId) => machine.hasSession(clientId),
+      log: (level, message) => this.#log(level, message),
+    };
   }
 
   #startSys(): void {
@@ -486,3 +530,13 @@ export class Broker {
 }
 
 export { MqttError };
+
+/** The broker machine's options that make it a node of a cluster. */
+function clusterOptions(cluster: ClusterLink): BrokerMachineOptions {
+  return {
+    forward: (now, message) => cluster.forward(messageSnapshot(now, message, false)),
+    onSessionEnded: (clientId) => cluster.ended(clientId),
+    onInterest: (filter, present) => cluster.interest(filter, present),
+    sharedGroups: "external",
+  };
+}

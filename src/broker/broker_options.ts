@@ -12,6 +12,7 @@ import type { SessionMachineOptions } from "../machine/session_machine.ts";
 import type { AclFile } from "./acl_file.ts";
 import type { PasswordEntry } from "./password_file.ts";
 import type { BrokerStore } from "./store.ts";
+import type { ClusterLink } from "./cluster_link.ts";
 
 /** Who is connecting, for the hooks. */
 export interface ClientInfo {
@@ -185,6 +186,12 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    * {@linkcode Broker.close}. Default: memory only.
    */
   store?: BrokerStore;
+  /**
+   * The cluster this broker is a node of (`natsCluster()` or `new Cluster()` from `@x/mqtt/cluster`): messages,
+   * retained messages and sessions are shared with the other nodes; QoS 1 and 2 messages are acknowledged
+   * once the cluster stored them. Default: none, a broker on its own.
+   */
+  cluster?: ClusterLink;
 }
 
 /** Options of {@linkcode Broker.listen}. */

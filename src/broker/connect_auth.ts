@@ -19,6 +19,7 @@ import {
 import type { Connection } from "./connection.ts";
 import { verifyPassword } from "./password_file.ts";
 import type { SysCounters } from "./sys_topics.ts";
+import type { ClusterLink } from "./cluster_link.ts";
 
 /** Authenticates the connections of one broker. */
 export class ConnectAuth {
@@ -161,8 +162,14 @@ export class ConnectAuth {
     protocolVersion: number,
     code: ReasonCode,
     properties?: ConnAckProperties,
+    claimed = false,
   ): void {
     const session = connection.session;
+    const cluster = this.#options.cluster;
+    if (cluster !== undefined && code === ReasonCode.Success && !claimed) {
+      void this.#claim(connection, info, protocolVersion, properties, cluster);
+      return;
+    }
     const packet = { clientId: info.clientId, protocolVersion };
     const now = performance.now();
     const maxKeepAlive = this.#options.maxKeepAlive ?? 0;
@@ -205,5 +212,49 @@ export class ConnectAuth {
       );
     }
     this.#flushAll(connection);
+  }
+
+  /**
+   * On a node of a cluster, claims the client's session before accepting it: another node that holds it gives
+   * it up (its connection taken over) and it is restored here. A client without an identifier gets one no other
+   * node gives. While the cluster is unreachable a clean session is accepted here alone, and a persistent one
+   * is refused with 0x88 server unavailable (3.1.1: return code 3), since it could not move between nodes.
+   */
+  async #claim(
+    connection: Connection,
+    info: ClientInfo,
+    protocolVersion: number,
+    properties: ConnAckProperties | undefined,
+    cluster: ClusterLink,
+  ): Promise<void> {
+    const connect = connection.session.connectPacket;
+    if (connect === undefined) return;
+    let code: ReasonCode = ReasonCode.Success;
+    if (connect.clientId === "") {
+      properties = { ...properties, assignedClientIdentifier: `auto-${cluster.node}-${crypto.randomUUID()}` };
+    } else {
+      const persistent = connect.protocolVersion === 5
+        ? (connect.properties?.sessionExpiryInterval ?? 0) > 0
+        : !connect.cleanStart;
+      if (cluster.available || persistent) {
+        try {
+          const snapshot = await cluster.claim(connect.clientId, connect.cleanStart);
+          if (snapshot !== undefined) {
+            this.#machine.restoreState(performance.now(), { sessions: [snapshot], retained: [] });
+          }
+        } catch (error) {
+          log(this.#options, "warn", `Cannot claim the session of "${connect.clientId}": ${(error as Error).message}`);
+          code = ReasonCode.ServerUnavailable;
+        }
+      } else {
+        log(
+          this.#options,
+          "warn",
+          `Client "${connect.clientId}" connects while the cluster is unreachable: accepted on this node alone`,
+        );
+      }
+    }
+    if (connection.closed) return;
+    this.#finishConnect(connection, info, protocolVersion, code, properties, true);
   }
 }

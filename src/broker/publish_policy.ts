@@ -15,6 +15,7 @@ import { aclReadCheck, canPublish, canSubscribe } from "./acl_file.ts";
 import type { Backpressure } from "./backpressure.ts";
 import { type BrokerOptions, type ClientInfo, type Decision, decisionCode, log } from "./broker_options.ts";
 import type { Connection } from "./connection.ts";
+import { type ClusterLink, publishSnapshot } from "./cluster_link.ts";
 import type { SysCounters } from "./sys_topics.ts";
 
 /** The number of levels of a topic, counting no further than one past `limit` (no array per publish). */
@@ -57,6 +58,8 @@ export class PublishPolicy {
   readonly #counters: SysCounters;
   readonly #pressure: Backpressure;
   readonly #flushAll: (connection: Connection) => void;
+  /** Per connection, the last of its PUBLISH packets waiting for the cluster, which keeps them in order. */
+  readonly #waiting = new Map<Connection, Promise<void>>();
 
   /**
    * Keeps what the policy needs.
@@ -127,18 +130,61 @@ export class PublishPolicy {
    * answered as a duplicate, so this is the one chance to route the message [MQTT-4.3.3-10].
    */
   #publishDecided(connection: Connection, packet: PublishPacket, code: ReasonCode): void {
-    const session = connection.session;
-    const now = performance.now();
     this.#counters.messagesReceived++;
     // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
     if (packet.qos > 0 && !reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
       code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
     }
+    const cluster = this.#options.cluster;
+    if (cluster !== undefined && (packet.qos > 0 || this.#waiting.has(connection))) {
+      this.#publishClustered(connection, packet, code, cluster);
+      return;
+    }
+    this.#route(connection, packet, code, true);
+  }
+
+  /**
+   * A PUBLISH on a node of a cluster: QoS 1 and 2 are stored by the cluster before they are acknowledged and
+   * routed here (refused when the cluster cannot store them: MQTT 5 gets 0x83, older clients lose the
+   * connection, since their PUBACK cannot refuse); later packets of the connection wait their turn.
+   */
+  #publishClustered(connection: Connection, packet: PublishPacket, code: ReasonCode, cluster: ClusterLink): void {
+    const store = packet.qos > 0 && code < 0x80
+      ? cluster.store(publishSnapshot(packet, connection.session.clientId)).then(() => true, (error) => {
+        log(
+          this.#options,
+          "warn",
+          `Refused a QoS ${packet.qos} message from "${connection.session.clientId}" on "${packet.topic}": ${
+            (error as Error).message
+          }`,
+        );
+        return false;
+      })
+      : true;
+    const previous = this.#waiting.get(connection);
+    const turn = (previous ?? Promise.resolve()).then(() => store).then((stored) => {
+      if (this.#waiting.get(connection) === turn) this.#waiting.delete(connection);
+      if (stored) {
+        // A stored message reached the other nodes already; QoS 0 is forwarded as it is routed.
+        this.#route(connection, packet, code, packet.qos === 0);
+        return;
+      }
+      const session = connection.session;
+      if (session.version !== 5) session.disconnect(performance.now(), ReasonCode.ServerUnavailable);
+      this.#route(connection, packet, ReasonCode.ImplementationSpecificError, false);
+    });
+    this.#waiting.set(connection, turn);
+  }
+
+  /** Routes a decided PUBLISH and flushes what it gave output to. */
+  #route(connection: Connection, packet: PublishPacket, code: ReasonCode, forward: boolean): void {
+    const session = connection.session;
+    const now = performance.now();
     const pressure = this.#pressure;
     const source = pressure.source;
     pressure.source = connection;
     try {
-      this.#machine.publish(now, session, packet, code);
+      this.#machine.publish(now, session, packet, code, forward);
       this.#flushAll(connection);
     } finally {
       pressure.source = source;
@@ -180,9 +226,14 @@ export class PublishPolicy {
         } else codes.push(reasonCodeAllowed("suback", decision) ? decision : ReasonCode.UnspecifiedError);
       }
     }
-    if (connection.closed) return;
-    this.#machine.subscribe(performance.now(), connection.session, event.packet, codes);
-    this.#flushAll(connection);
+    const cluster = this.#options.cluster;
+    const filters = subscriptions.filter((_, i) => (codes?.[i] ?? 0) < 0x80).map((s) => s.topicFilter);
+    if (cluster !== undefined) await cluster.prepare(filters).catch(() => {});
+    if (!connection.closed) {
+      this.#machine.subscribe(performance.now(), connection.session, event.packet, codes);
+      this.#flushAll(connection);
+    }
+    cluster?.settle(filters);
   }
 
   /** The topic and rate limits of a PUBLISH: a refusal code, or `undefined` when it may pass. */

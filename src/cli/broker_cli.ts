@@ -10,9 +10,12 @@ import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/p
 import {
   type BrokerConfig,
   type ListenerConfig,
+  type ClusterConfig,
   parseBrokerConfig,
+  parseClusterConfig,
   parsePersistence,
 } from "./broker_config.ts";
+import type { Cluster } from "../cluster/cluster.ts";
 import { type BrokerStore, openSqliteStore } from "../broker/store.ts";
 import type { RuntimeProcess } from "../runtime/process_types.ts";
 
@@ -33,7 +36,11 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
                           refused (default 0: no maximum)
   --max-packet-size BYTES the largest packet a client may send, fixed header included (default 1048576,
                           1 MiB; 0: the protocol's 256 MiB); a larger one is refused from its first bytes
-  -c, --config FILE       a JSON configuration: listeners (tcp, tls, ws, wss), users, ACL, limits, logLevel
+  --cluster URLS          be a node of a cluster on NATS with JetStream (comma-separated nats:// URLs);
+                          needs the npm packages @nats-io/transport-node, @nats-io/jetstream, @nats-io/kv
+  --node NAME             this node's name in the cluster (default: a random one)
+  -c, --config FILE       a JSON configuration: listeners (tcp, tls, ws, wss), users, ACL, limits, logLevel,
+                          cluster
   -v, --verbose           log every connection in detail
 
   broker.ts passwd [-c] FILE USER PASSWORD    add or update a user (-c: create the file anew)
@@ -60,6 +67,9 @@ export interface BrokerArgs {
   persistence?: { sqlite: string };
   /** Whether `--persistence` was given (`memory` leaves `persistence` unset). */
   persistenceGiven?: boolean;
+  /** `--cluster` and `--node`. */
+  cluster?: ClusterConfig;
+  node?: string;
 }
 
 /**
@@ -150,6 +160,15 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
       case "--acl-file":
         args.aclFile = value();
         break;
+      case "--cluster":
+        args.cluster = parseClusterConfig(value(), "--cluster");
+        break;
+      case "--node": {
+        const name = value();
+        if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`--node takes letters, digits, - and _, not "${name}"`);
+        args.node = name;
+        break;
+      }
       case "-c":
       case "--config":
         args.configFile = value();
@@ -218,10 +237,21 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
       return 1;
     }
   }
+  let cluster: Cluster | undefined;
+  if (config.cluster !== undefined) {
+    try {
+      cluster = await joinCluster(config.cluster, proc);
+    } catch (error) {
+      proc.stderr(`Error: cannot join the cluster: ${(error as Error).message}\n`);
+      store?.close();
+      return 1;
+    }
+  }
   const order: LogLevel[] = ["debug", "info", "warn", "error"];
   const threshold = order.indexOf(config.logLevel);
   const broker = new Broker({
     store,
+    cluster,
     ...config.limits,
     allowAnonymous: config.allowAnonymous,
     passwords,
@@ -255,7 +285,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     }
   }
   proc.stderr(
-    `@x/mqtt broker listening on ${urls.join(" and ")} (state ${
+    `@x/mqtt broker${cluster ? ` node "${cluster.node}"` : ""} listening on ${urls.join(" and ")} (state ${
       config.persistence === undefined ? "in memory" : `in sqlite:${config.persistence.sqlite}`
     }, ${config.allowAnonymous ? "anonymous clients allowed" : "user name required"}${
       passwords ? `, ${passwords.size} users` : ""
@@ -325,7 +355,33 @@ async function configFrom(
     config.limits = { ...config.limits, maximumPacketSize: args.maxPacketSize };
   }
   if (args.verbose) config.logLevel = "debug";
+  if (args.cluster !== undefined) config.cluster = { ...config.cluster, ...args.cluster };
+  if (args.node !== undefined) {
+    if (config.cluster === undefined) throw new Error("--node needs --cluster (or a cluster section)");
+    config.cluster = { ...config.cluster, node: args.node };
+  }
   return config;
+}
+
+/** Connects to NATS as the configuration says, reading its credentials and TLS files. */
+async function joinCluster(config: ClusterConfig, proc: RuntimeProcess): Promise<Cluster> {
+  const read = async (file: string | undefined) =>
+    file === undefined ? undefined : new TextDecoder().decode(await proc.readFile(file));
+  const { natsCluster } = await import("../cluster/mod.ts");
+  return await natsCluster({
+    servers: config.servers,
+    node: config.node,
+    prefix: config.prefix,
+    credentials: await read(config.credentials),
+    user: config.user,
+    pass: config.password,
+    token: config.token,
+    tls: config.tls === undefined ? undefined : {
+      ca: await read(config.tls.ca),
+      cert: await read(config.tls.cert),
+      key: await read(config.tls.key),
+    },
+  });
 }
 
 /**

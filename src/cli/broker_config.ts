@@ -14,7 +14,8 @@
  *   "limits": { "maxConnections": 1000, "maximumPacketSize": 1048576, "maxQueuedMessages": 1000 },
  *   "persistence": "sqlite:broker.db",
  *   "sysInterval": 10,
- *   "logLevel": "info"
+ *   "logLevel": "info",
+ *   "cluster": { "servers": ["nats://127.0.0.1:4222"], "node": "a" }
  * }
  * ```
  *
@@ -71,6 +72,74 @@ export interface BrokerConfig {
   logLevel: "debug" | "info" | "warn" | "error";
   /** Where the state is kept: in memory (`undefined`) or in a SQLite file. */
   persistence?: { sqlite: string };
+  /** The NATS cluster this broker is a node of. */
+  cluster?: ClusterConfig;
+}
+
+/** The `cluster` section: where NATS is and who this node is. */
+export interface ClusterConfig {
+  /** NATS server URLs (`nats://host:port`, `tls://host:port`). */
+  servers: string[];
+  /** The node's name, unique in the cluster. Default: a random one. */
+  node?: string;
+  /** The first token of the cluster's subjects, buckets and stream. Default `mqtt`. */
+  prefix?: string;
+  /** A NATS `.creds` file (JWT and NKey seed). */
+  credentials?: string;
+  /** A NATS user and password, or a token. */
+  user?: string;
+  password?: string;
+  token?: string;
+  /** PEM files for TLS to NATS: the CA to verify the servers with, and a client certificate. */
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+
+/**
+ * Parses the `cluster` section, or a `--cluster` URL list (comma-separated).
+ *
+ * @param value The section, or the URL list.
+ * @param where The key or flag it came from, for the error.
+ * @returns The checked section.
+ * @throws {Error} Naming `where` and the key that is wrong.
+ */
+export function parseClusterConfig(value: unknown, where = "cluster"): ClusterConfig {
+  if (typeof value === "string") value = { servers: value.split(",") };
+  if (typeof value !== "object" || value === null || Array.isArray(value)) fail(where, "expected an object");
+  const object = value as Record<string, unknown>;
+  unknownKeys(object, ["servers", "node", "prefix", "credentials", "user", "password", "token", "tls"], where);
+  const servers = typeof object.servers === "string" ? [object.servers] : object.servers;
+  if (!Array.isArray(servers) || servers.length === 0) fail(`${where}.servers`, "expected a non-empty array");
+  const config: ClusterConfig = {
+    servers: servers.map((server, i) => {
+      const url = text(server, `${where}.servers[${i}]`);
+      if (!/^(nats|tls|ws|wss):\/\/[^/\s]+\/?$/.test(url)) {
+        fail(`${where}.servers[${i}]`, `expected nats://HOST:PORT or tls://HOST:PORT, got ${JSON.stringify(url)}`);
+      }
+      return url;
+    }),
+  };
+  for (const key of ["node", "prefix"] as const) {
+    if (object[key] === undefined) continue;
+    const name = text(object[key], `${where}.${key}`);
+    if (!/^[A-Za-z0-9_-]+$/.test(name)) fail(`${where}.${key}`, "expected letters, digits, - and _");
+    config[key] = name;
+  }
+  for (const key of ["credentials", "user", "password", "token"] as const) {
+    if (object[key] !== undefined) config[key] = text(object[key], `${where}.${key}`);
+  }
+  if (object.tls !== undefined) {
+    if (typeof object.tls !== "object" || object.tls === null) fail(`${where}.tls`, "expected an object");
+    const tls = object.tls as Record<string, unknown>;
+    unknownKeys(tls, ["ca", "cert", "key"], `${where}.tls`);
+    config.tls = {};
+    for (const key of ["ca", "cert", "key"] as const) {
+      if (tls[key] !== undefined) config.tls[key] = text(tls[key], `${where}.tls.${key}`);
+    }
+    if ((config.tls.cert === undefined) !== (config.tls.key === undefined)) {
+      fail(`${where}.tls`, "cert and key go together");
+    }
+  }
+  return config;
 }
 
 /**
@@ -166,6 +235,7 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     "sysInterval",
     "logLevel",
     "persistence",
+    "cluster",
   ], "");
   const config: BrokerConfig = { listeners: [], allowAnonymous: true, limits: {}, logLevel: "info" };
   const listeners = object.listeners ?? [{ type: "tcp", port: 1883 }];
@@ -228,6 +298,7 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     }
     if (persistence !== undefined) config.persistence = persistence;
   }
+  if (object.cluster !== undefined) config.cluster = parseClusterConfig(object.cluster);
   if (object.sysInterval !== undefined) {
     config.sysInterval = integer(object.sysInterval, "sysInterval", 0, 86_400);
   }

@@ -1,0 +1,107 @@
+/**
+ * What a broker asks of a cluster it belongs to, and what it offers the cluster in return. The broker calls a
+ * {@linkcode ClusterLink} at the points where a message, a session or a subscription crosses nodes; the
+ * cluster (`@x/mqtt/cluster`) calls back through the {@linkcode ClusterHost} the broker hands it. Neither side
+ * knows the engine underneath.
+ *
+ * @module
+ */
+
+import type { PublishPacket } from "../codec/packet.ts";
+import { hasProperties } from "../codec/properties.ts";
+import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
+import type { LogLevel } from "./broker_options.ts";
+
+/** What a broker offers the cluster it belongs to. */
+export interface ClusterHost {
+  /** Routes a message another node published to this node's matching subscriptions (shared ones left out). */
+  routeRemote(message: MessageSnapshot): void;
+  /** Hands a message to the next member of one shared subscription (`$share/group/filter`) on this node. */
+  routeShared(message: MessageSnapshot, shared: string): void;
+  /** Sets (or clears) a retained message another node stored. */
+  setRetained(topic: string, message: MessageSnapshot | undefined): void;
+  /**
+   * Gives up a session to another node: a live connection is taken over; with `cleanStart` the session ends
+   * here, else it is returned.
+   */
+  takeSession(clientId: string, cleanStart: boolean): SessionSnapshot | undefined;
+  /** Whether this node holds a session of that client identifier. */
+  hasSession(clientId: string): boolean;
+  /** Logs a line, as the broker does. */
+  log(level: LogLevel, message: string): void;
+}
+
+/** A broker's view of the cluster it belongs to: the `cluster` option of {@linkcode BrokerOptions}. */
+export interface ClusterLink {
+  /** This node's name, unique in the cluster. */
+  readonly node: string;
+  /**
+   * Whether the cluster can take QoS 1 and 2 messages and persistent sessions now; while it cannot, the
+   * broker refuses them and keeps serving the rest.
+   */
+  readonly available: boolean;
+  /**
+   * Joins the cluster: the broker calls it once, before it listens, and waits for it.
+   *
+   * @param host The broker's side.
+   */
+  start(host: ClusterHost): Promise<void>;
+  /**
+   * Stores a QoS 1 or 2 message a client of this node published, before the broker acknowledges it and routes
+   * it here; the other nodes receive it from the cluster.
+   *
+   * @throws {Error} When the cluster could not store it: the broker then refuses it.
+   */
+  store(message: MessageSnapshot): Promise<void>;
+  /** Hands any other message published here (QoS 0, wills, the broker's own) to the other nodes, at most once. */
+  forward(message: MessageSnapshot): void;
+  /**
+   * Claims the session of a client connecting to this node, before the broker accepts it: another node that
+   * holds it (connected or not) gives it up.
+   *
+   * @param clientId The client identifier.
+   * @param cleanStart Whether the client starts clean.
+   * @returns The session another node handed over, to restore here; `undefined` when there is none to resume.
+   * @throws {Error} When the session cannot be claimed now: the broker refuses the connection.
+   */
+  claim(clientId: string, cleanStart: boolean): Promise<SessionSnapshot | undefined>;
+  /** A topic filter gained its first (`present`) or lost its last subscription on this node. */
+  interest(filter: string, present: boolean): void;
+  /**
+   * Makes sure the cluster sends this node what matches these filters before a SUBSCRIBE is granted, so that a
+   * SUBACK means messages published anywhere from then on arrive. {@linkcode ClusterLink.settle} follows.
+   */
+  prepare(filters: readonly string[]): Promise<void>;
+  /** Ends what {@linkcode ClusterLink.prepare} began: filters the SUBSCRIBE did not add are let go. */
+  settle(filters: readonly string[]): void;
+  /** A session of this node ended (it did not move to another node). */
+  ended(clientId: string): void;
+  /** The `$SYS/cluster/…` values, by topic. */
+  sysValues(): Map<string, string>;
+  /** Leaves the cluster. */
+  close(): Promise<void>;
+}
+
+/**
+ * A PUBLISH as a cluster takes it: the properties to forward (without topic alias, subscription identifiers
+ * and message expiry, which becomes `expiresInMs`) and the publisher, for No Local. The payload stays a view.
+ *
+ * @param packet The PUBLISH.
+ * @param publisher The client identifier of the publisher.
+ * @returns The message.
+ */
+export function publishSnapshot(packet: PublishPacket, publisher: string): MessageSnapshot {
+  const message: MessageSnapshot = {
+    topic: packet.topic,
+    payload: packet.payload,
+    qos: packet.qos,
+    retain: packet.retain,
+    publisher,
+  };
+  if (packet.properties !== undefined) {
+    const { topicAlias: _a, subscriptionIdentifiers: _s, messageExpiryInterval, ...rest } = packet.properties;
+    if (messageExpiryInterval !== undefined) message.expiresInMs = messageExpiryInterval * 1000;
+    if (hasProperties(rest)) message.properties = rest;
+  }
+  return message;
+}

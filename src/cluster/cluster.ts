@@ -1,0 +1,459 @@
+/**
+ * One broker node's part of a cluster: it forwards what its clients publish to the engine, receives what the
+ * other nodes publish on the topics its sessions subscribe to, shares retained messages through a bucket,
+ * moves sessions between nodes when a client reconnects elsewhere, and tells how the engine is doing.
+ *
+ * Subjects, under a prefix (`mqtt` by default):
+ * - `mqtt.m.<topic>`: QoS 0 messages, at most once; `mqtt.s.<topic>`: QoS 1 and 2 messages, stored in the
+ *   stream `mqtt_messages` before the publisher is acknowledged. A node subscribes `mqtt.*.<filter>` for each
+ *   filter its sessions hold (a queue subscription per shared subscription), so it receives only what its
+ *   sessions may want, and matches topics exactly again before delivering.
+ * - `mqtt_ctl.node.<node>.take`: requests to a node to give up a session.
+ * - buckets `mqtt_sessions` (which node holds each client's session), `mqtt_retained` (retained messages by
+ *   topic) and `mqtt_nodes` (a heartbeat per live node).
+ *
+ * @module
+ */
+
+import type { ClusterHost, ClusterLink } from "../broker/cluster_link.ts";
+import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
+import { parseSharedSubscription, topicFilterProblem } from "../codec/topic.ts";
+import {
+  type ClusterEngine,
+  type EngineBucket,
+  type EngineSubscription,
+  RevisionConflict,
+} from "./engine.ts";
+import { type ClusterMessage, decodeJson, decodeMessage, encodeJson, encodeMessage } from "./envelope.ts";
+import { filterSubjects, keyOf, sharedQueue, topicSubject } from "./subjects.ts";
+
+/** Options of {@linkcode Cluster}. */
+export interface ClusterOptions {
+  /** The engine the node runs on. */
+  engine: ClusterEngine;
+  /** The node's name, unique in the cluster: letters, digits, `-` and `_`. Default: a random one. */
+  node?: string;
+  /** The first token of every subject, bucket and stream name of the cluster. @default "mqtt" */
+  prefix?: string;
+  /** How long the stream keeps QoS 1 and 2 messages, in milliseconds. @default 86400000 (a day) */
+  messageMaxAgeMs?: number;
+  /** The most bytes the stream keeps; the oldest messages go first. @default 1073741824 (1 GiB) */
+  messageMaxBytes?: number;
+  /** How long a node waits for another to give up a session, in milliseconds. @default 3000 */
+  claimTimeoutMs?: number;
+  /** How often a node tells it is alive, in milliseconds; it counts as gone after three times that. @default 5000 */
+  heartbeatMs?: number;
+}
+
+/** What the sessions bucket holds per client: the node that has its session. */
+interface SessionOwner {
+  node: string;
+  boot: string;
+}
+
+/** The engine subscriptions of one topic filter, and who needs them. */
+interface Interest {
+  subscriptions: EngineSubscription[];
+  /** A session of this node holds the filter. */
+  held: boolean;
+  /** SUBSCRIBE packets on their way that ask for it. */
+  prepared: number;
+}
+
+const NAME = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * A broker node's link to the cluster, for the `cluster` option of `Broker`.
+ *
+ * @example Two brokers of one process on an in-memory engine
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { connect } from "@x/mqtt";
+ * import { Broker } from "@x/mqtt/broker";
+ * import { Cluster, MemoryHub } from "@x/mqtt/cluster";
+ * const hub = new MemoryHub();
+ * const a = new Broker({ cluster: new Cluster({ engine: hub.engine(), node: "a" }) });
+ * const b = new Broker({ cluster: new Cluster({ engine: hub.engine(), node: "b" }) });
+ * const portA = (await a.listen({ port: 0 })).port;
+ * const portB = (await b.listen({ port: 0 })).port;
+ * const subscriber = await connect(`mqtt://127.0.0.1:${portB}`);
+ * const messages = await subscriber.subscribe("sensors/#", { qos: 1 });
+ * const publisher = await connect(`mqtt://127.0.0.1:${portA}`);
+ * await publisher.publish("sensors/1", "21.5", { qos: 1 });
+ * for await (const message of messages) {
+ *   assert.equal(message.text(), "21.5");
+ *   break;
+ * }
+ * await Promise.all([publisher.close(), subscriber.close()]);
+ * await Promise.all([a.close(), b.close()]);
+ * ```
+ */
+export class Cluster implements ClusterLink {
+  readonly node: string;
+  readonly #engine: ClusterEngine;
+  readonly #prefix: string;
+  readonly #options: ClusterOptions;
+  /** This run of the node: messages carry it, so that a restarted node's sequence starts afresh. */
+  readonly #boot: string;
+  #seq = 0;
+  #host: ClusterHost | undefined;
+  #sessions: EngineBucket | undefined;
+  #retained: EngineBucket | undefined;
+  #nodesBucket: EngineBucket | undefined;
+  readonly #subscriptions: EngineSubscription[] = [];
+  /** The engine subscriptions of each topic filter held here. */
+  readonly #interest = new Map<string, Interest>();
+  /** The last sequence number routed from each origin, for ordinary subscriptions (overlaps arrive twice). */
+  readonly #seen = new Map<string, number>();
+  /** The same per shared subscription. */
+  readonly #sharedSeen = new Map<string, Map<string, number>>();
+  /** Retained topics by bucket key, to clear them when the key is deleted. */
+  readonly #retainedTopics = new Map<string, string>();
+  /** The revision of the sessions-bucket entry this node wrote for each client it holds. */
+  readonly #owned = new Map<string, number>();
+  /** Live nodes: name to the wall-clock time of their last heartbeat. */
+  readonly #nodes = new Map<string, number>();
+  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
+  readonly counters = { forwarded: 0, stored: 0, received: 0, refused: 0, claimed: 0, handedOver: 0 };
+
+  /**
+   * Makes a node; it joins the cluster when a broker starts it.
+   *
+   * @param options The engine and the node's name.
+   * @throws {TypeError} When the node name or the prefix is not letters, digits, `-` and `_`.
+   */
+  constructor(options: ClusterOptions) {
+    this.#options = options;
+    this.#engine = options.engine;
+    this.#prefix = options.prefix ?? "mqtt";
+    this.node = options.node ?? `node-${crypto.randomUUID().slice(0, 8)}`;
+    if (!NAME.test(this.node)) {
+      throw new TypeError(`Cannot use "${this.node}" as a node name: use letters, digits, "-" and "_"`);
+    }
+    if (!NAME.test(this.#prefix)) {
+      throw new TypeError(`Cannot use "${this.#prefix}" as a cluster prefix: use letters, digits, "-" and "_"`);
+    }
+    this.#boot = `${this.node}:${crypto.randomUUID()}`;
+  }
+
+  get available(): boolean {
+    return this.#engine.status === "connected" && !this.#closed;
+  }
+
+  async start(host: ClusterHost): Promise<void> {
+    this.#host = host;
+    const engine = this.#engine;
+    const prefix = this.#prefix;
+    const heartbeat = this.#options.heartbeatMs ?? 5000;
+    engine.onStatus((status, detail) => {
+      if (status === "connected") {
+        host.log("info", `Cluster engine reachable again${detail ? ` (${detail})` : ""}`);
+      } else if (!this.#closed) {
+        host.log(
+          "warn",
+          `Cluster engine unreachable${
+            detail ? ` (${detail})` : ""
+          }: serving local clients only; QoS 1/2 messages and persistent sessions are refused until it is back`,
+        );
+      }
+    });
+    await engine.stream(`${prefix}_messages`, {
+      subjects: [`${prefix}.s.>`],
+      maxAgeMs: this.#options.messageMaxAgeMs ?? 86_400_000,
+      maxBytes: this.#options.messageMaxBytes ?? 1024 * 1024 * 1024,
+    });
+    this.#sessions = await engine.bucket(`${prefix}_sessions`);
+    const retained = this.#retained = await engine.bucket(`${prefix}_retained`);
+    const nodes = this.#nodesBucket = await engine.bucket(`${prefix}_nodes`, { maxAgeMs: heartbeat * 3 });
+    this.#subscriptions.push(
+      engine.serve(`${prefix}_ctl.node.${this.node}.take`, (data) => this.#give(data)),
+      await retained.watch((entry) => {
+        const topic = entry.value === undefined ? this.#retainedTopics.get(entry.key) : undefined;
+        if (entry.value === undefined) {
+          this.#retainedTopics.delete(entry.key);
+          if (topic !== undefined) host.setRetained(topic, undefined);
+          return;
+        }
+        const message = this.#decode(entry.value);
+        if (message === undefined) return;
+        this.#retainedTopics.set(entry.key, message.topic);
+        host.setRetained(message.topic, message);
+      }),
+      await nodes.watch((entry) => {
+        if (entry.value === undefined) this.#nodes.delete(entry.key);
+        else this.#nodes.set(entry.key, Date.now());
+      }),
+    );
+    const beat = () => {
+      nodes.put(this.node, encodeJson({ boot: this.#boot })).catch(() => {});
+    };
+    beat();
+    this.#heartbeat = setInterval(beat, heartbeat);
+    host.log("info", `Joined the cluster as node "${this.node}"`);
+  }
+
+  store(message: MessageSnapshot): Promise<void> {
+    if (!this.available) {
+      this.counters.refused++;
+      return Promise.reject(new Error("the cluster engine is unreachable"));
+    }
+    const data = encodeMessage(this.#envelope(message));
+    const done = [this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data)];
+    if (message.retain) done.push(this.#retain(message.topic, message.payload.length === 0 ? undefined : data));
+    this.counters.stored++;
+    return Promise.all(done).then(() => {}, (error) => {
+      this.counters.refused++;
+      throw error;
+    });
+  }
+
+  forward(message: MessageSnapshot): void {
+    // `$SYS` topics are each node's own.
+    if (message.topic.startsWith("$SYS/") || this.#closed) return;
+    const data = encodeMessage(this.#envelope(message));
+    this.counters.forwarded++;
+    if (message.qos === 0) {
+      this.#engine.publish(topicSubject(this.#prefix, "m", message.topic), data);
+    } else {
+      this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data).catch((error) => {
+        this.#host?.log("warn", `Could not store a message on "${message.topic}" in the cluster: ${error.message}`);
+      });
+    }
+    if (message.retain) {
+      this.#retain(message.topic, message.payload.length === 0 ? undefined : data).catch((error) => {
+        this.#host?.log("warn", `Could not share the retained message of "${message.topic}": ${error.message}`);
+      });
+    }
+  }
+
+  async claim(clientId: string, cleanStart: boolean): Promise<SessionSnapshot | undefined> {
+    const sessions = this.#sessions;
+    if (!this.available || sessions === undefined) throw new Error("the cluster engine is unreachable");
+    const key = keyOf(clientId);
+    let snapshot: SessionSnapshot | undefined;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const entry = await sessions.get(key);
+      const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
+      if (owner !== undefined && owner.node !== this.node) {
+        snapshot = await this.#take(owner.node, clientId, cleanStart) ?? snapshot;
+      }
+      try {
+        const value = encodeJson({ node: this.node, boot: this.#boot } satisfies SessionOwner);
+        this.#owned.set(clientId, await sessions.update(key, value, entry?.revision ?? 0));
+        this.counters.claimed++;
+        return snapshot;
+      } catch (error) {
+        if (!(error instanceof RevisionConflict)) throw error;
+      }
+    }
+    throw new Error(`the session of "${clientId}" kept changing hands`);
+  }
+
+  interest(filter: string, present: boolean): void {
+    const interest = present ? this.#subscribe(filter) : this.#interest.get(filter);
+    if (interest === undefined) return;
+    interest.held = present;
+    this.#letGo(filter, interest);
+  }
+
+  async prepare(filters: readonly string[]): Promise<void> {
+    let added = false;
+    for (const filter of filters) {
+      if (topicFilterProblem(filter) !== undefined) continue;
+      const existed = this.#interest.has(filter);
+      const interest = this.#subscribe(filter);
+      interest.prepared++;
+      added ||= !existed;
+    }
+    // Once the engine has the new subscriptions, what is published anywhere after the SUBACK comes here.
+    if (added && this.available) await this.#engine.flush();
+  }
+
+  settle(filters: readonly string[]): void {
+    for (const filter of filters) {
+      const interest = this.#interest.get(filter);
+      if (interest === undefined) continue;
+      interest.prepared--;
+      this.#letGo(filter, interest);
+    }
+  }
+
+  /** Drops the engine subscriptions of a filter that neither a session nor a SUBSCRIBE on its way needs. */
+  #letGo(filter: string, interest: Interest): void {
+    if (interest.held || interest.prepared > 0) return;
+    for (const subscription of interest.subscriptions) subscription.unsubscribe();
+    this.#interest.delete(filter);
+    this.#sharedSeen.delete(filter);
+  }
+
+  /** The engine subscriptions of a filter, made when it has none. */
+  #subscribe(filter: string): Interest {
+    const existing = this.#interest.get(filter);
+    if (existing !== undefined) return existing;
+    const interest: Interest = { subscriptions: [], held: false, prepared: 0 };
+    this.#interest.set(filter, interest);
+    const shared = parseSharedSubscription(filter);
+    const subjects = filterSubjects(this.#prefix, shared?.filter ?? filter);
+    const engine = this.#engine;
+    if (shared === undefined) {
+      interest.subscriptions = subjects.map((subject) => engine.subscribe(subject, this.#onMessage));
+      return interest;
+    }
+    const queue = sharedQueue(shared.group, shared.filter);
+    const seen = new Map<string, number>();
+    this.#sharedSeen.set(filter, seen);
+    const onShared = (data: Uint8Array) => {
+      const message = this.#receive(data, seen, true);
+      if (message !== undefined) this.#host?.routeShared(message, filter);
+    };
+    interest.subscriptions = subjects.map((subject) => engine.subscribe(subject, onShared, queue));
+    return interest;
+  }
+
+  ended(clientId: string): void {
+    const revision = this.#owned.get(clientId);
+    if (revision === undefined) return;
+    // After the turn: a clean start ends the old session just before the new one of the same client begins.
+    queueMicrotask(() => {
+      if (this.#host?.hasSession(clientId) || this.#owned.get(clientId) !== revision) return;
+      this.#owned.delete(clientId);
+      this.#sessions?.delete(keyOf(clientId), revision).catch(() => {
+        // Claimed meanwhile by another node, or the engine is away: the entry then names a node without it.
+      });
+    });
+  }
+
+  sysValues(): Map<string, string> {
+    const c = this.counters;
+    return new Map([
+      ["$SYS/cluster/node", this.node],
+      ["$SYS/cluster/nodes", String(Math.max(this.#nodes.size, 1))],
+      ["$SYS/cluster/engine", this.#engine.status],
+      ["$SYS/cluster/messages/forwarded", String(c.forwarded)],
+      ["$SYS/cluster/messages/stored", String(c.stored)],
+      ["$SYS/cluster/messages/received", String(c.received)],
+      ["$SYS/cluster/messages/refused", String(c.refused)],
+      ["$SYS/cluster/sessions/claimed", String(c.claimed)],
+      ["$SYS/cluster/sessions/handed-over", String(c.handedOver)],
+    ]);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#heartbeat);
+    for (const subscription of this.#subscriptions) subscription.unsubscribe();
+    for (const interest of this.#interest.values()) for (const s of interest.subscriptions) s.unsubscribe();
+    this.#interest.clear();
+    if (this.#engine.status === "connected") {
+      await this.#nodesBucket?.delete(this.node).catch(() => {});
+      await this.#engine.flush().catch(() => {});
+    }
+    await this.#engine.close();
+  }
+
+  // ---------------------------------------------------------------------------------------------- internals
+
+  /** A message from an ordinary subscription. */
+  readonly #onMessage = (data: Uint8Array): void => {
+    const message = this.#receive(data, this.#seen, false);
+    if (message !== undefined) this.#host?.routeRemote(message);
+  };
+
+  /**
+   * Decodes a message from the engine; `undefined` when it is one this node already routed: its own (unless
+   * `own`), or one that came again through an overlapping subscription.
+   */
+  #receive(data: Uint8Array, seen: Map<string, number>, own: boolean): MessageSnapshot | undefined {
+    let message: ClusterMessage;
+    try {
+      message = decodeMessage(data);
+    } catch (error) {
+      this.#host?.log("warn", `Dropped a malformed cluster message: ${(error as Error).message}`);
+      return undefined;
+    }
+    if (!own && message.id === this.#boot) return undefined;
+    const last = seen.get(message.id);
+    if (last !== undefined && message.seq <= last) return undefined;
+    seen.set(message.id, message.seq);
+    this.counters.received++;
+    return snapshotOf(message);
+  }
+
+  #decode(data: Uint8Array): MessageSnapshot | undefined {
+    try {
+      return snapshotOf(decodeMessage(data));
+    } catch (error) {
+      this.#host?.log("warn", `Dropped a malformed retained message: ${(error as Error).message}`);
+      return undefined;
+    }
+  }
+
+  #envelope(message: MessageSnapshot): ClusterMessage {
+    const envelope: ClusterMessage = {
+      id: this.#boot,
+      seq: ++this.#seq,
+      topic: message.topic,
+      payload: message.payload,
+      qos: message.qos,
+      retain: message.retain,
+    };
+    if (message.properties !== undefined) envelope.properties = message.properties;
+    // Wall-clock time crosses machines; the expiry goes on counting during the hop.
+    if (message.expiresInMs !== undefined) envelope.expiresAt = Date.now() + message.expiresInMs;
+    if (message.publisher !== undefined) envelope.publisher = message.publisher;
+    return envelope;
+  }
+
+  #retain(topic: string, data: Uint8Array | undefined): Promise<void> {
+    const retained = this.#retained;
+    if (retained === undefined) return Promise.reject(new Error("the cluster has not started"));
+    const key = keyOf(topic);
+    if (data === undefined) return retained.delete(key);
+    this.#retainedTopics.set(key, topic);
+    return retained.put(key, data).then(() => {});
+  }
+
+  /** Asks the node that holds a session to give it up; `undefined` when it has none or does not answer. */
+  async #take(node: string, clientId: string, cleanStart: boolean): Promise<SessionSnapshot | undefined> {
+    try {
+      const answer = await this.#engine.request(
+        `${this.#prefix}_ctl.node.${node}.take`,
+        encodeJson({ clientId, cleanStart }),
+        this.#options.claimTimeoutMs ?? 3000,
+      );
+      return decodeJson<{ snapshot?: SessionSnapshot }>(answer).snapshot;
+    } catch (error) {
+      this.#host?.log(
+        "warn",
+        `Node "${node}" did not give up the session of "${clientId}" (${(error as Error).message}): it starts here without what that node held`,
+      );
+      return undefined;
+    }
+  }
+
+  /** Answers another node's request for a session. */
+  #give(data: Uint8Array): Uint8Array {
+    const { clientId, cleanStart } = decodeJson<{ clientId: string; cleanStart: boolean }>(data);
+    // No longer ours: ending it here must not delete the entry the claiming node is about to write.
+    this.#owned.delete(clientId);
+    const snapshot = this.#host?.takeSession(clientId, cleanStart);
+    if (snapshot !== undefined || this.#host?.hasSession(clientId) === false) this.counters.handedOver++;
+    return encodeJson(snapshot === undefined ? {} : { snapshot });
+  }
+}
+
+/** A cluster message as the broker machine takes it, its expiry counting from now. */
+function snapshotOf(message: ClusterMessage): MessageSnapshot {
+  const snapshot: MessageSnapshot = {
+    topic: message.topic,
+    payload: message.payload,
+    qos: message.qos,
+    retain: message.retain,
+  };
+  if (message.properties !== undefined) snapshot.properties = message.properties;
+  if (message.expiresAt !== undefined) snapshot.expiresInMs = Math.max(0, message.expiresAt - Date.now());
+  if (message.publisher !== undefined) snapshot.publisher = message.publisher;
+  return snapshot;
+}

@@ -1,0 +1,49 @@
+/**
+ * Broker clusters: several broker processes that share their clients' messages, retained messages and
+ * sessions through NATS with JetStream, so that a client may connect to any of them.
+ *
+ * ```ts ignore
+ * import { Broker } from "@x/mqtt/broker";
+ * import { natsCluster } from "@x/mqtt/cluster";
+ * const broker = new Broker({ cluster: await natsCluster({ servers: "nats://127.0.0.1:4222", node: "a" }) });
+ * await broker.listen({ port: 1883 });
+ * ```
+ *
+ * The NATS packages (`@nats-io/transport-node`, `@nats-io/jetstream`, `@nats-io/kv`) are optional peer
+ * dependencies, loaded only by {@linkcode natsCluster}. {@linkcode MemoryHub} runs a cluster inside one process.
+ *
+ * @module
+ */
+
+import { Cluster, type ClusterOptions } from "./cluster.ts";
+import { type NatsEngineOptions, openNatsEngine } from "./nats_engine.ts";
+
+export { Cluster, type ClusterOptions } from "./cluster.ts";
+export {
+  type BucketEntry,
+  type BucketOptions,
+  type ClusterEngine,
+  type EngineBucket,
+  type EngineHandler,
+  type EngineStatus,
+  type EngineSubscription,
+  RevisionConflict,
+  type StreamOptions,
+} from "./engine.ts";
+export { MemoryEngine, MemoryHub } from "./memory_engine.ts";
+export { type NatsEngineOptions, openNatsEngine } from "./nats_engine.ts";
+
+/** Options of {@linkcode natsCluster}: where NATS is, and the node's own options. */
+export type NatsClusterOptions = NatsEngineOptions & Omit<ClusterOptions, "engine">;
+
+/**
+ * Connects to NATS and makes a cluster node on it, for the `cluster` option of `Broker`.
+ *
+ * @param options The NATS servers, credentials and TLS, and the node's name.
+ * @returns The node, joined once a broker starts it.
+ * @throws {Error} When the NATS packages are not installed or no server can be reached.
+ */
+export async function natsCluster(options: NatsClusterOptions): Promise<Cluster> {
+  const engine = await openNatsEngine({ name: options.node, ...options });
+  return new Cluster({ ...options, engine });
+}
