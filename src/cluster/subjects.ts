@@ -53,6 +53,9 @@ for (let c = 0; c < 128; c++) {
   KEY_PLAIN[c] = /[A-Za-z0-9_/-]/.test(ch) ? 1 : 0;
 }
 
+/** Tokens of short escaped levels (`$SYS`, say), since topics repeat: escaping takes several times longer. */
+const escaped = new Map<string, string>();
+
 /** Whether `text` is one or more characters of `table`. */
 function allOf(table: Uint8Array, text: string): boolean {
   const length = text.length;
@@ -85,10 +88,17 @@ function allOf(table: Uint8Array, text: string): boolean {
  */
 export function levelToken(level: string): string {
   if (allOf(PLAIN, level)) return level;
+  let token = escaped.get(level);
+  if (token !== undefined) return token;
   if (level.includes("/")) {
     throw new TypeError(`Cannot make a subject token of level "${level}": a topic level cannot contain "/"`);
   }
-  return "=" + toBase64Url(encodeWtf8(level));
+  token = "=" + toBase64Url(encodeWtf8(level));
+  if (level.length <= 64) {
+    if (escaped.size >= 1024) escaped.clear();
+    escaped.set(level, token);
+  }
+  return token;
 }
 
 /**
