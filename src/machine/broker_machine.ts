@@ -116,7 +116,11 @@ export class BrokerMachine {
     this.#authorizeDelivery = options.authorizeDelivery;
     const journal = this.#journal = options.journal ? new BrokerJournal() : undefined;
     this.#sessions = new LocalSessionRegistry(options);
-    this.#router = new LocalRouter<SessionRecord>(options.authorizeDelivery);
+    this.#router = new LocalRouter<SessionRecord>({
+      authorize: options.authorizeDelivery,
+      sharedGroups: options.sharedGroups,
+      onInterest: options.onInterest,
+    });
     this.#retained = new LocalRetainedStore(
       journal === undefined ? undefined : (topic) => journal.retained(topic),
     );

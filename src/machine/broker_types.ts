@@ -50,6 +50,20 @@ export interface BrokerMachineOptions {
    * Record every change to what a store would keep, for {@linkcode BrokerMachine.pollChanges}. @default false
    */
   journal?: boolean;
+  /**
+   * Who hands messages to shared subscription groups: `"local"`, routing picks a member of every matching
+   * group; `"external"` (a cluster, whose engine gives each message to one node's group), routing leaves the
+   * groups out and the cluster calls {@linkcode BrokerMachine.routeShared} for the group it was given.
+   * @default "local"
+   */
+  sharedGroups?: "local" | "external";
+  /**
+   * Told when a topic filter gets its first subscription among all sessions (`present` `true`) and when it
+   * loses its last one (`false`); a shared subscription is told by its whole `$share/{group}/{filter}`. A
+   * cluster subscribes to the engine with it. Called while subscriptions change: keep it short and
+   * synchronous.
+   */
+  onInterest?: (filter: string, present: boolean) => void;
 }
 
 /** Who a session belongs to, for {@linkcode BrokerMachineOptions.authorizeDelivery}. */
