@@ -72,6 +72,7 @@ export class BrokerDelivery {
    * Delivers a message to one session (its connection, or its queue while offline), unless the read rules
    * refuse it, it is QoS 0 for an offline session (without `queueQoS0`), or it does not fit.
    *
+   * @param shared The shared subscription it goes through, if it does.
    * @returns Whether it was delivered or queued.
    */
   deliver(
@@ -81,6 +82,7 @@ export class BrokerDelivery {
     granted: QoS,
     retainAsPublished: boolean,
     subscriptionIdentifiers: number[] | undefined,
+    shared?: string,
   ): boolean {
     const authorize = this.#authorize;
     if (authorize !== undefined && !authorize(record, message)) return false;
@@ -95,7 +97,7 @@ export class BrokerDelivery {
       this.stats.dropped++;
       return false;
     }
-    const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers };
+    const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers, shared };
     if (connection !== undefined) {
       connection.deliver(now, delivery);
       this.markDirty(connection);

@@ -551,8 +551,8 @@ export class BrokerMachine {
     // Deliveries of this turn share encodings; a single one encodes straight into its session's outbox.
     if (matches.length > 1) message.encodings = new Map();
     let count = 0;
-    for (const { session, qos, retainAsPublished, identifiers } of matches) {
-      if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers)) count++;
+    for (const { session, qos, retainAsPublished, identifiers, shared } of matches) {
+      if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers, shared)) count++;
     }
     message.encodings = undefined;
     return count;

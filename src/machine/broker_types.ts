@@ -114,6 +114,8 @@ export interface DeliverySnapshot {
   retain: boolean;
   /** The identifiers of the matching subscriptions (MQTT 5). */
   subscriptionIdentifiers?: number[];
+  /** The shared subscription (`$share/{group}/{filter}`) it came through, when it did. */
+  shared?: string;
   /** The packet identifier, for a delivery in flight. */
   packetId?: number;
   /** PUBREL sent (QoS 2). */

@@ -236,6 +236,7 @@ export class SessionState {
       qos: delivery.qos,
       retain: delivery.retain,
       subscriptionIdentifiers: delivery.subscriptionIdentifiers,
+      shared: delivery.shared,
       packetId: id,
       released: false,
     };
