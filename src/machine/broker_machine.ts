@@ -361,7 +361,7 @@ export class BrokerMachine {
   /**
    * Removes the subscriptions of an UNSUBSCRIBE and answers it with an UNSUBACK [MQTT-3.10.4-4]: 0x00 per
    * filter removed, 0x11 where none existed [MQTT-3.10.4-5]. Deliveries already started complete
-   * [MQTT-3.10.4-3].
+   * [MQTT-3.10.4-3]; those of a shared subscription still queued go to another member of its group.
    *
    * @param now The current time.
    * @param session The attached session that sent it.
@@ -377,6 +377,7 @@ export class BrokerMachine {
       // [MQTT-3.10.4-1] filters compare character by character.
       if (record.subscriptions?.delete(filter)) {
         this.#router.remove(record, filter);
+        if (filter.startsWith("$share/")) this.#delivery.redistribute(now, record, this.#router, filter);
         codes.push(ReasonCode.Success);
       } else {
         codes.push(ReasonCode.NoSubscriptionExisted);
@@ -391,8 +392,9 @@ export class BrokerMachine {
   /**
    * Tells the broker a session's connection is over (its `closed` event): its will is published now, or
    * after its delay [MQTT-3.1.2-8], unless the client disconnected normally; the session ends now when its
-   * expiry interval is 0 [MQTT-3.1.2-23], or waits for its expiry [MQTT-4.1.0-2]. A session that was taken over
-   * or never attached is ignored.
+   * expiry interval is 0 [MQTT-3.1.2-23], or waits for its expiry [MQTT-4.1.0-2]. What it got through shared
+   * subscriptions and has not completed goes to other members of their groups (MQTT 5 §4.8.2), as on a
+   * takeover and when a session ends. A session that was taken over or never attached is ignored.
    *
    * @param now The current time.
    * @param session The session.
@@ -403,6 +405,7 @@ export class BrokerMachine {
     this.#delivery.forget(session);
     if (record === undefined || record.connection !== session) return;
     const will = this.#sessions.release(now, record, session);
+    this.#delivery.redistribute(now, record, this.#router); // MQTT 5 §4.8.2: to the group's other members
     if (will !== undefined) this.#publishWill(now, record, will);
     if (record.expiryInterval === 0) this.#endSession(now, record);
     else this.#journal?.changed(record);
@@ -517,6 +520,7 @@ export class BrokerMachine {
   /** Takes a session from its live connection, which is told so (DISCONNECT 0x8E); returns that one's will. */
   #takeOver(now: Millis, record: SessionRecord, connection: SessionMachine): Will | undefined {
     this.#sessions.disconnect(record);
+    this.#delivery.redistribute(now, record, this.#router); // MQTT 5 §4.8.2: to the group's other members
     const will = connection.will;
     connection.disconnect(now, ReasonCode.SessionTakenOver);
     this.#delivery.markDirty(connection);
@@ -585,6 +589,7 @@ export class BrokerMachine {
     if (will !== undefined) this.#publishWill(now, record, will);
     for (const filter of record.subscriptions?.keys() ?? []) this.#router.remove(record, filter);
     record.subscriptions = undefined;
+    this.#delivery.redistribute(now, record, this.#router);
     record.state.clear(now);
     record.state.journal = undefined;
     record.expiresAt = undefined;
