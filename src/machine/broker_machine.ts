@@ -515,6 +515,30 @@ export class BrokerMachine {
     }
   }
 
+  /**
+   * Delivers a message to one shared subscription only: to the next member of its group in turn that may
+   * read it (connected members first), as {@linkcode BrokerMachine.route} does for each matching group. A
+   * cluster whose engine hands each message to one node's group (option `sharedGroups: "external"`) calls it
+   * for that group. It neither stores a retained message nor counts the message as routed (where it was
+   * published did both); No Local never applies to a shared subscription [MQTT-3.8.3-4].
+   *
+   * @param now The current time.
+   * @param packet The PUBLISH, its topic alias resolved.
+   * @param shared The shared subscription, `$share/{group}/{filter}`.
+   * @returns 1 when a member got it or has it queued, else 0 (no such group, its filter does not match the
+   *   topic, or no member may have it).
+   */
+  routeShared(now: Millis, packet: PublishPacket, shared: string): number {
+    const message = messageFromPublish(now, packet, undefined);
+    const delivery = this.#delivery;
+    delivery.startRoute();
+    let count = 0;
+    for (const { session, qos, retainAsPublished, identifiers } of this.#router.match(message, shared)) {
+      if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers, shared)) count++;
+    }
+    return count;
+  }
+
   // ---------------------------------------------------------------------------------------------- internals
 
   /** Takes a session from its live connection, which is told so (DISCONNECT 0x8E); returns that one's will. */

@@ -8,7 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { PublishPacket, QoS } from "../../src/codec/packet.ts";
-import type { BrokerMachineOptions } from "../../src/machine/broker_machine.ts";
+import { BrokerMachine, type BrokerMachineOptions } from "../../src/machine/broker_machine.ts";
 import { type ConnectOptions, Harness, type TestClient, text } from "./_broker_helpers.ts";
 import { canonical, ModelStore } from "./_journal_helpers.ts";
 
@@ -327,4 +327,85 @@ test("Shared subscription: a restored session keeps the group of each delivery a
   assert.deepStrictEqual(back.takePublishes().map((p) => [text(p.payload), p.dup]), [["0", true]]);
   back.drop();
   assert.deepStrictEqual(payloads(b.takePublishes()), ["0", "1"]);
+});
+
+test("BrokerMachine with sharedGroups external: route() leaves the groups out, routeShared() gives one group's next member the message", () => {
+  const told: [string, boolean][] = [];
+  const h = new Harness({
+    sharedGroups: "external",
+    onInterest: (filter, present) => told.push([filter, present]),
+  });
+  const a = h.connected("a", 5, persistent());
+  a.subscribe(GROUP, 1);
+  const b = h.connected("b", 5);
+  b.subscribe(GROUP, 2);
+  const c = h.connected("c", 5);
+  c.subscribe("t", 0);
+  assert.deepStrictEqual(told, [[GROUP, true], ["t", true]]);
+  h.connected("p", 5).publish("t", "to c only", { qos: 1, retain: true });
+  assert.deepStrictEqual([a.take(), b.take(), payloads(c.takePublishes())], [[], [], ["to c only"]]);
+  const packet = (payload: string): PublishPacket => ({
+    type: "publish",
+    topic: "t",
+    payload: new TextEncoder().encode(payload),
+    qos: 2,
+    retain: true,
+    dup: false,
+  });
+  const routed = h.broker.stats.routed;
+  assert.equal(h.broker.routeShared(h.now, packet("x"), GROUP), 1);
+  assert.equal(h.broker.routeShared(h.now, packet("y"), GROUP), 1);
+  assert.equal(h.broker.routeShared(h.now, packet("z"), "$share/none/t"), 0);
+  assert.equal(h.broker.routeShared(h.now, packet("z"), "$share/g/u"), 0);
+  h.pump();
+  const [x] = a.takePublishes();
+  const [y] = b.takePublishes();
+  assert.deepStrictEqual([text(x.payload), x.qos, text(y.payload), y.qos], ["x", 1, "y", 2]);
+  assert.deepStrictEqual([x.retain, y.retain, c.take()], [false, false, []]);
+  assert.equal(h.broker.stats.routed, routed); // counted where it was published
+  assert.equal(h.broker.retainedCount, 1); // only the first message's
+  // A message it routed moves on like any other: a leaves without acknowledging x.
+  a.drop();
+  assert.deepStrictEqual(payloads(b.takePublishes()), ["x"]);
+  // The last subscriber of a filter gone, the filter is no longer of interest.
+  b.send({ type: "unsubscribe", packetId: 2, topicFilters: [GROUP] });
+  assert.deepStrictEqual(told.slice(2), []);
+  h.connected("a", 5, { cleanStart: true }); // a's session (and its membership) ends
+  c.drop();
+  assert.deepStrictEqual(told.slice(2), [[GROUP, false], ["t", false]]);
+});
+
+test("BrokerMachine.routeShared() also works with local groups, and route() still serves them", () => {
+  const h = new Harness();
+  const a = h.connected("a", 5);
+  a.subscribe(GROUP, 1);
+  h.connected("p", 5).publish("t", "routed", { qos: 1 });
+  assert.equal(
+    h.broker.routeShared(h.now, {
+      type: "publish",
+      topic: "t",
+      payload: new TextEncoder().encode("shared"),
+      qos: 1,
+      retain: false,
+      dup: false,
+    }, GROUP),
+    1,
+  );
+  h.pump();
+  assert.deepStrictEqual(payloads(a.takePublishes()), ["routed", "shared"]);
+});
+
+test("BrokerMachine.routeShared() to a group nobody subscribed to delivers nothing", () => {
+  const broker = new BrokerMachine();
+  assert.equal(
+    broker.routeShared(0, {
+      type: "publish",
+      topic: "t",
+      payload: new Uint8Array(),
+      qos: 0,
+      retain: false,
+      dup: false,
+    }, GROUP),
+    0,
+  );
 });
