@@ -322,8 +322,9 @@ export class Broker {
         this.#flushAll(undefined);
       },
       routeShared: (message, shared) => {
-        machine.routeShared(performance.now(), message, shared);
+        const count = machine.routeShared(performance.now(), message, shared);
         this.#flushAll(undefined);
+        return count;
       },
       setRetained: (topic, message) => {
         machine.setRetained(performance.now(), topic, message);
@@ -537,6 +538,7 @@ function clusterOptions(cluster: ClusterLink): BrokerMachineOptions {
     forward: (now, message) => cluster.forward(messageSnapshot(now, message, false)),
     onSessionEnded: (clientId) => cluster.ended(clientId),
     onInterest: (filter, present) => cluster.interest(filter, present),
+    handOffShared: (now, message, shared) => cluster.handOff(messageSnapshot(now, message, true), shared),
     sharedGroups: "external",
   };
 }

@@ -16,8 +16,12 @@ import type { LogLevel } from "./broker_options.ts";
 export interface ClusterHost {
   /** Routes a message another node published to this node's matching subscriptions (shared ones left out). */
   routeRemote(message: MessageSnapshot): void;
-  /** Hands a message to the next member of one shared subscription (`$share/group/filter`) on this node. */
-  routeShared(message: MessageSnapshot, shared: string): void;
+  /**
+   * Hands a message to the next member of one shared subscription (`$share/group/filter`) on this node.
+   *
+   * @returns 1 when a member took it, else 0.
+   */
+  routeShared(message: MessageSnapshot, shared: string): number;
   /** Sets (or clears) a retained message another node stored. */
   setRetained(topic: string, message: MessageSnapshot | undefined): void;
   /**
@@ -74,6 +78,13 @@ export interface ClusterLink {
   prepare(filters: readonly string[]): Promise<void>;
   /** Ends what {@linkcode ClusterLink.prepare} began: filters the SUBSCRIBE did not add are let go. */
   settle(filters: readonly string[]): void;
+  /**
+   * Hands a shared subscription's message that its member here left unacknowledged, and no other member here
+   * can take, to the group's members on other nodes.
+   *
+   * @returns Whether the cluster took it (else it stays with the member).
+   */
+  handOff(message: MessageSnapshot, shared: string): boolean;
   /** A session of this node ended (it did not move to another node). */
   ended(clientId: string): void;
   /** The `$SYS/cluster/…` values, by topic. */

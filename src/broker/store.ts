@@ -41,8 +41,11 @@ export interface BrokerStore {
   close(): void;
 }
 
-/** The schema version in the `meta` table: 2 added `sessions.username`. */
-const SCHEMA_VERSION = "2";
+/**
+ * The schema version in the `meta` table: 2 added `sessions.username`, 3 `deliveries.shared` (the shared
+ * subscription a delivery came through).
+ */
+const SCHEMA_VERSION = "3";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,7 +70,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
   subscription_ids TEXT,
   message BLOB NOT NULL,
   expires_at REAL,
-  publisher TEXT
+  publisher TEXT,
+  shared TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_client ON deliveries (client_id);
 CREATE TABLE IF NOT EXISTS retained (
@@ -93,7 +97,8 @@ export interface SqliteStoreOptions {
  * Opens (creating when needed) a SQLite file as a broker store: `node:sqlite` on Deno and Node, `bun:sqlite`
  * on Bun. Sessions (with their user name, for the ACL), their subscriptions, queued and in-flight messages,
  * inbound QoS 2 state, wills and their deadlines, and retained messages each have rows, changed one by one as
- * the broker's journal says. A file of schema version 1 is upgraded (its sessions have no user name).
+ * the broker's journal says. A file of schema version 1 or 2 is upgraded (a version 1 file's sessions have no
+ * user name; older files' deliveries came through no shared subscription).
  *
  * @param path The database file, or `":memory:"`.
  * @param options Durability.
@@ -137,10 +142,14 @@ export async function openSqliteStore(path: string, options: SqliteStoreOptions 
     db.exec(SCHEMA);
     const version = db.all("SELECT value FROM meta WHERE key = 'schema'")[0]?.value;
     if (version === undefined) db.run("INSERT INTO meta VALUES ('schema', ?)", SCHEMA_VERSION);
-    else if (version === "1") {
-      // Version 1 kept no user names: its sessions come back without one (as anonymous ones for an ACL).
+    else if (version === "1" || version === "2") {
       db.exec("BEGIN");
-      db.exec("ALTER TABLE sessions ADD COLUMN username TEXT");
+      // Version 1 kept no user names: its sessions come back without one (as anonymous ones for an ACL).
+      if (version === "1") db.exec("ALTER TABLE sessions ADD COLUMN username TEXT");
+      // Before version 3 no delivery kept its shared subscription (a table made just now by SCHEMA has it).
+      if (!db.all("PRAGMA table_info(deliveries)").some((column) => column.name === "shared")) {
+        db.exec("ALTER TABLE deliveries ADD COLUMN shared TEXT");
+      }
       db.run("UPDATE meta SET value = ? WHERE key = 'schema'", SCHEMA_VERSION);
       db.exec("COMMIT");
     } else if (version !== SCHEMA_VERSION) {
@@ -201,6 +210,7 @@ class SqliteStore implements BrokerStore {
       if (row.subscription_ids !== null) {
         delivery.subscriptionIdentifiers = JSON.parse(String(row.subscription_ids)) as number[];
       }
+      if (row.shared !== null && row.shared !== undefined) delivery.shared = String(row.shared);
       if (row.packet_id !== null) {
         delivery.packetId = Number(row.packet_id);
         delivery.released = row.released === 1;
@@ -254,7 +264,7 @@ class SqliteStore implements BrokerStore {
               break;
             }
             db.run(
-              "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              "INSERT OR REPLACE INTO deliveries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
               change.key,
               change.clientId,
               d.packetId ?? null,
@@ -265,6 +275,7 @@ class SqliteStore implements BrokerStore {
               encodeMessage(d.message),
               at(d.message.expiresInMs),
               d.message.publisher ?? null,
+              d.shared ?? null,
             );
             break;
           }

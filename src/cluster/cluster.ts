@@ -308,7 +308,39 @@ export class Cluster implements ClusterLink {
       if (message !== undefined) this.#host?.routeShared(message, filter);
     };
     interest.subscriptions = subjects.map((subject) => engine.subscribe(subject, onShared, queue));
+    // Messages a member on another node left unacknowledged, for this node's members of the group.
+    interest.subscriptions.push(engine.serve(`${this.#prefix}_ctl.share.${queue}`, (data) => {
+      const message = this.#receive(data, new Map(), true);
+      const routed = message === undefined ? 0 : this.#host?.routeShared(message, filter) ?? 0;
+      return new Uint8Array([routed > 0 ? 1 : 0]);
+    }, queue));
     return interest;
+  }
+
+  handOff(message: MessageSnapshot, shared: string): boolean {
+    const parsed = parseSharedSubscription(shared);
+    if (!this.available || parsed === undefined) return false;
+    // Our own copy: it is used after this turn.
+    const data = encodeMessage(this.#envelope(message)).slice();
+    const subject = `${this.#prefix}_ctl.share.${sharedQueue(parsed.group, parsed.filter)}`;
+    // After the turn: the member leaving may also have been this node's last, whose subscription goes first.
+    queueMicrotask(() => {
+      this.#engine.request(subject, data, this.#options.claimTimeoutMs ?? 3000).then(
+        (answer) => answer[0] === 1 ? undefined : Promise.reject(new Error("no member took it")),
+      ).catch((error) => {
+        // No member elsewhere: back to this node's group (an offline member's queue), if it has one.
+        const routed = this.#host?.routeShared(snapshotOf(decodeMessage(data)), shared) ?? 0;
+        if (routed === 0) {
+          this.#host?.log(
+            "warn",
+            `A message on "${message.topic}" for ${shared} found no member to take it over (${
+              (error as Error).message
+            }): dropped`,
+          );
+        }
+      });
+    });
+    return true;
   }
 
   ended(clientId: string): void {

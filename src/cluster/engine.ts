@@ -110,8 +110,15 @@ export interface ClusterEngine {
    * @throws {Error} When no one answers within `timeoutMs` or no one serves the subject.
    */
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
-  /** Answers the requests sent to `subject` with what `handler` returns. */
-  serve(subject: string, handler: (data: Uint8Array) => Promise<Uint8Array> | Uint8Array): EngineSubscription;
+  /**
+   * Answers the requests sent to `subject` with what `handler` returns; with `queue`, each request goes to one
+   * server of that queue name among all that share it.
+   */
+  serve(
+    subject: string,
+    handler: (data: Uint8Array) => Promise<Uint8Array> | Uint8Array,
+    queue?: string,
+  ): EngineSubscription;
   /** Opens a key-value bucket, making it when it does not exist. */
   bucket(name: string, options?: BucketOptions): Promise<EngineBucket>;
   /** Makes a stream, or updates the one of that name to these options. */

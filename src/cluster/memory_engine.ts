@@ -56,7 +56,10 @@ class Bucket {
   readonly entries = new Map<string, Stored>();
   readonly watchers = new Set<(entry: BucketEntry) => void>();
   revision = 0;
-  constructor(readonly maxAgeMs: number) {}
+  readonly maxAgeMs: number;
+  constructor(maxAgeMs: number) {
+    this.maxAgeMs = maxAgeMs;
+  }
 
   live(key: string): Stored | undefined {
     const stored = this.entries.get(key);
@@ -159,12 +162,13 @@ export class MemoryHub {
 
   /** @internal */
   server(subject: string): HubSubscription | undefined {
-    for (const sub of this.#subscriptions) {
-      if (sub.serve !== undefined && sub.engine.status === "connected" && subjectMatches(sub.subject, subject)) {
-        return sub;
-      }
-    }
-    return undefined;
+    const servers = [...this.#subscriptions].filter((sub) =>
+      sub.serve !== undefined && sub.engine.status === "connected" && subjectMatches(sub.subject, subject)
+    );
+    if (servers.length === 0) return undefined;
+    const turn = this.#turns.get(`serve ${subject}`) ?? 0;
+    this.#turns.set(`serve ${subject}`, turn + 1);
+    return servers[turn % servers.length];
   }
 
   /** @internal */
@@ -294,8 +298,12 @@ export class MemoryEngine implements ClusterEngine {
     });
   }
 
-  serve(subject: string, handler: (data: Uint8Array) => Promise<Uint8Array> | Uint8Array): EngineSubscription {
-    return this.#add({ engine: this, subject, queue: undefined, handler: () => {}, serve: handler, closed: false });
+  serve(
+    subject: string,
+    handler: (data: Uint8Array) => Promise<Uint8Array> | Uint8Array,
+    queue?: string,
+  ): EngineSubscription {
+    return this.#add({ engine: this, subject, queue, handler: () => {}, serve: handler, closed: false });
   }
 
   bucket(name: string, options: BucketOptions = {}): Promise<EngineBucket> {

@@ -47,6 +47,11 @@ export interface Delivery {
   readonly retain: boolean;
   /** The identifiers of the subscriptions that matched (MQTT 5), or `undefined`. */
   readonly subscriptionIdentifiers: number[] | undefined;
+  /**
+   * The shared subscription (`$share/{group}/{filter}`) it came through, when it did: until it is completed,
+   * it may be handed to another member of that group (MQTT 5 §4.8.2).
+   */
+  readonly shared?: string;
 }
 
 /** A delivery that has a packet identifier: sent and not yet completed. */

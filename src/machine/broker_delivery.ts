@@ -12,6 +12,7 @@ import type { BrokerMessage, Delivery } from "./_delivery.ts";
 import type { BrokerMachineOptions, BrokerStats } from "./broker_types.ts";
 import type { SessionMachine } from "./session_machine.ts";
 import { earlier, type HeldAck, type SessionRecord } from "./session_registry.ts";
+import type { RouteMatch, Router } from "./router.ts";
 import { minQoS } from "./session_state.ts";
 
 import type { Millis } from "./client_machine.ts";
@@ -27,6 +28,7 @@ export class BrokerDelivery {
   readonly #queueQoS0: boolean;
   readonly #slowConsumerTimeout: number;
   readonly #authorize: BrokerMachineOptions["authorizeDelivery"];
+  readonly #handOff: BrokerMachineOptions["handOffShared"];
   /** Sessions holding acknowledgements back (their timeout is in `pollTimeout`). */
   readonly #holding = new Set<SessionRecord>();
   /** Sessions the current route queued a QoS 1 or 2 delivery for beyond their bounds. */
@@ -37,6 +39,7 @@ export class BrokerDelivery {
     this.#queueQoS0 = options.queueQoS0 ?? false;
     this.#slowConsumerTimeout = options.slowConsumerTimeout ?? 30_000;
     this.#authorize = options.authorizeDelivery;
+    this.#handOff = options.handOffShared;
   }
 
   /** Notes a session with new output, for {@linkcode BrokerDelivery.pollSession}. */
@@ -72,6 +75,7 @@ export class BrokerDelivery {
    * Delivers a message to one session (its connection, or its queue while offline), unless the read rules
    * refuse it, it is QoS 0 for an offline session (without `queueQoS0`), or it does not fit.
    *
+   * @param shared The shared subscription it goes through, if it does.
    * @returns Whether it was delivered or queued.
    */
   deliver(
@@ -81,6 +85,7 @@ export class BrokerDelivery {
     granted: QoS,
     retainAsPublished: boolean,
     subscriptionIdentifiers: number[] | undefined,
+    shared?: string,
   ): boolean {
     const authorize = this.#authorize;
     if (authorize !== undefined && !authorize(record, message)) return false;
@@ -95,7 +100,7 @@ export class BrokerDelivery {
       this.stats.dropped++;
       return false;
     }
-    const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers };
+    const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers, shared };
     if (connection !== undefined) {
       connection.deliver(now, delivery);
       this.markDirty(connection);
@@ -110,6 +115,55 @@ export class BrokerDelivery {
     if (qos > 0 && !record.stalled && state.overLimit) this.#full.push(record);
     this.stats.delivered++;
     return true;
+  }
+
+  /**
+   * Hands the deliveries a session got through shared subscriptions and has not completed to the next member
+   * of each one's group in turn, as the router picks it (connected members first, then offline ones' queues),
+   * each at that member's subscription; a delivery with no other member to go to stays (MQTT 5 §4.8.2). The
+   * session's queue shrinks: acknowledgements it held back go out once it is within its bounds again.
+   *
+   * @param shared Only the queued deliveries of this shared subscription (its member unsubscribed while its
+   *   connection completes what it started [MQTT-3.10.4-3]); default: all of them, in flight and queued (its
+   *   connection is gone).
+   */
+  redistribute(now: Millis, record: SessionRecord, router: Router<SessionRecord>, shared?: string): void {
+    record.state.handOverShared(now, shared, shared === undefined, (delivery) => {
+      const message = delivery.message;
+      const group = delivery.shared as string;
+      let match = router.match(message, group)[0];
+      // The session may still be a member (offline): past it, to the next one in turn.
+      if (match?.session === record) match = router.match(message, group)[0];
+      if (match === undefined || match.session === record) return this.#handOff?.(now, message, group) ?? false;
+      return this.#handOver(now, match, message, group);
+    });
+  }
+
+  /**
+   * Gives a message taken from another member to the member a router picked, unless the read rules refuse it:
+   * it was accepted already, so it is never dropped for being over bounds (a QoS 0 one is not queued for an
+   * offline member without `queueQoS0`).
+   */
+  #handOver(now: Millis, match: RouteMatch<SessionRecord>, message: BrokerMessage, shared: string): boolean {
+    const record = match.session;
+    const authorize = this.#authorize;
+    if (authorize !== undefined && !authorize(record, message)) return false;
+    const qos = minQoS(message.qos, match.qos);
+    const delivery: Delivery = {
+      message,
+      qos,
+      // [MQTT-3.3.1-12] [MQTT-3.3.1-13] RETAIN as published only when asked.
+      retain: match.retainAsPublished && message.retain,
+      subscriptionIdentifiers: match.identifiers,
+      shared: match.shared ?? shared,
+    };
+    const connection = record.connection;
+    if (connection !== undefined) {
+      connection.deliver(now, delivery);
+      this.markDirty(connection);
+      return true;
+    }
+    return (qos > 0 || this.#queueQoS0) && record.state.enqueue(now, delivery);
   }
 
   /**

@@ -6,7 +6,6 @@
  * @module
  */
 
-import type { QoS } from "../codec/packet.ts";
 import type { BrokerMessage, Delivery, InflightDelivery } from "./_delivery.ts";
 import type {
   BrokerChange,
@@ -284,6 +283,7 @@ function deliverySnapshot(
   if (delivery.subscriptionIdentifiers !== undefined) {
     snapshot.subscriptionIdentifiers = [...delivery.subscriptionIdentifiers];
   }
+  if (delivery.shared !== undefined) snapshot.shared = delivery.shared;
   if ("packetId" in delivery) {
     snapshot.packetId = delivery.packetId;
     snapshot.released = delivery.released;
@@ -291,14 +291,12 @@ function deliverySnapshot(
   return snapshot;
 }
 
-function deliveryFromSnapshot(
-  now: Millis,
-  snapshot: DeliverySnapshot,
-): { message: BrokerMessage; qos: QoS; retain: boolean; subscriptionIdentifiers: number[] | undefined } {
+function deliveryFromSnapshot(now: Millis, snapshot: DeliverySnapshot): Delivery {
   return {
     message: messageFromSnapshot(now, snapshot.message),
     qos: snapshot.qos,
     retain: snapshot.retain,
     subscriptionIdentifiers: snapshot.subscriptionIdentifiers,
+    shared: snapshot.shared,
   };
 }

@@ -128,7 +128,11 @@ export class BrokerMachine {
     this.#onSessionEnded = options.onSessionEnded;
     const journal = this.#journal = options.journal ? new BrokerJournal() : undefined;
     this.#sessions = new LocalSessionRegistry(options);
-    this.#router = new LocalRouter<SessionRecord>(options.authorizeDelivery);
+    this.#router = new LocalRouter<SessionRecord>({
+      authorize: options.authorizeDelivery,
+      sharedGroups: options.sharedGroups,
+      onInterest: options.onInterest,
+    });
     this.#retained = new LocalRetainedStore(
       journal === undefined ? undefined : (topic) => journal.retained(topic),
     );
@@ -429,7 +433,7 @@ export class BrokerMachine {
   /**
    * Removes the subscriptions of an UNSUBSCRIBE and answers it with an UNSUBACK [MQTT-3.10.4-4]: 0x00 per
    * filter removed, 0x11 where none existed [MQTT-3.10.4-5]. Deliveries already started complete
-   * [MQTT-3.10.4-3].
+   * [MQTT-3.10.4-3]; those of a shared subscription still queued go to another member of its group.
    *
    * @param now The current time.
    * @param session The attached session that sent it.
@@ -445,6 +449,7 @@ export class BrokerMachine {
       // [MQTT-3.10.4-1] filters compare character by character.
       if (record.subscriptions?.delete(filter)) {
         this.#router.remove(record, filter);
+        if (filter.startsWith("$share/")) this.#delivery.redistribute(now, record, this.#router, filter);
         codes.push(ReasonCode.Success);
       } else {
         codes.push(ReasonCode.NoSubscriptionExisted);
@@ -459,8 +464,9 @@ export class BrokerMachine {
   /**
    * Tells the broker a session's connection is over (its `closed` event): its will is published now, or
    * after its delay [MQTT-3.1.2-8], unless the client disconnected normally; the session ends now when its
-   * expiry interval is 0 [MQTT-3.1.2-23], or waits for its expiry [MQTT-4.1.0-2]. A session that was taken over
-   * or never attached is ignored.
+   * expiry interval is 0 [MQTT-3.1.2-23], or waits for its expiry [MQTT-4.1.0-2]. What it got through shared
+   * subscriptions and has not completed goes to other members of their groups (MQTT 5 §4.8.2), as on a
+   * takeover and when a session ends. A session that was taken over or never attached is ignored.
    *
    * @param now The current time.
    * @param session The session.
@@ -471,6 +477,7 @@ export class BrokerMachine {
     this.#delivery.forget(session);
     if (record === undefined || record.connection !== session) return;
     const will = this.#sessions.release(now, record, session);
+    this.#delivery.redistribute(now, record, this.#router); // MQTT 5 §4.8.2: to the group's other members
     if (will !== undefined) this.#publishWill(now, record, will);
     if (record.expiryInterval === 0) this.#endSession(now, record);
     else this.#journal?.changed(record);
@@ -580,11 +587,36 @@ export class BrokerMachine {
     }
   }
 
+  /**
+   * Delivers a message to one shared subscription only: to the next member of its group in turn that may
+   * read it (connected members first), as {@linkcode BrokerMachine.route} does for each matching group. A
+   * cluster whose engine hands each message to one node's group (option `sharedGroups: "external"`) calls it
+   * for that group. It neither stores a retained message nor counts the message as routed (where it was
+   * published did both); No Local never applies to a shared subscription [MQTT-3.8.3-4].
+   *
+   * @param now The current time.
+   * @param snapshot The message, as another node of a cluster published it; its expiry counts from `now`.
+   * @param shared The shared subscription, `$share/{group}/{filter}`.
+   * @returns 1 when a member got it or has it queued, else 0 (no such group, its filter does not match the
+   *   topic, or no member may have it).
+   */
+  routeShared(now: Millis, snapshot: MessageSnapshot, shared: string): number {
+    const message = messageFromSnapshot(now, snapshot);
+    const delivery = this.#delivery;
+    delivery.startRoute();
+    let count = 0;
+    for (const { session, qos, retainAsPublished, identifiers } of this.#router.match(message, shared)) {
+      if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers, shared)) count++;
+    }
+    return count;
+  }
+
   // ---------------------------------------------------------------------------------------------- internals
 
   /** Takes a session from its live connection, which is told so (DISCONNECT 0x8E); returns that one's will. */
   #takeOver(now: Millis, record: SessionRecord, connection: SessionMachine): Will | undefined {
     this.#sessions.disconnect(record);
+    this.#delivery.redistribute(now, record, this.#router); // MQTT 5 §4.8.2: to the group's other members
     const will = connection.will;
     connection.disconnect(now, ReasonCode.SessionTakenOver);
     this.#delivery.markDirty(connection);
@@ -629,8 +661,8 @@ export class BrokerMachine {
     // Deliveries of this turn share encodings; a single one encodes straight into its session's outbox.
     if (matches.length > 1) message.encodings = new Map();
     let count = 0;
-    for (const { session, qos, retainAsPublished, identifiers } of matches) {
-      if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers)) count++;
+    for (const { session, qos, retainAsPublished, identifiers, shared } of matches) {
+      if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers, shared)) count++;
     }
     message.encodings = undefined;
     return count;
@@ -665,6 +697,8 @@ export class BrokerMachine {
     if (will !== undefined) this.#publishWill(now, record, will);
     for (const filter of record.subscriptions?.keys() ?? []) this.#router.remove(record, filter);
     record.subscriptions = undefined;
+    // A session moving to another node takes its deliveries along.
+    if (ended) this.#delivery.redistribute(now, record, this.#router);
     record.state.clear(now);
     record.state.journal = undefined;
     record.expiresAt = undefined;

@@ -62,6 +62,26 @@ export interface BrokerMachineOptions {
    * another node ({@linkcode BrokerMachine.takeSession}).
    */
   onSessionEnded?: (clientId: string) => void;
+  /**
+   * Who hands messages to shared subscription groups: `"local"`, routing picks a member of every matching
+   * group; `"external"` (a cluster, whose engine gives each message to one node's group), routing leaves the
+   * groups out and the cluster calls {@linkcode BrokerMachine.routeShared} for the group it was given.
+   * @default "local"
+   */
+  sharedGroups?: "local" | "external";
+  /**
+   * Told when a topic filter gets its first subscription among all sessions (`present` `true`) and when it
+   * loses its last one (`false`); a shared subscription is told by its whole `$share/{group}/{filter}`. A
+   * cluster subscribes to the engine with it. Called while subscriptions change: keep it short and
+   * synchronous.
+   */
+  onInterest?: (filter: string, present: boolean) => void;
+  /**
+   * Takes a shared subscription's delivery that its member left unacknowledged and that no other member of this
+   * machine can take (see {@linkcode BrokerMachine.detach}): a cluster hands it to the group on another node.
+   * Returns whether it took it; else the delivery stays with the member. The message is valid during the call.
+   */
+  handOffShared?: (now: number, message: BrokerMessage, shared: string) => boolean;
 }
 
 /** Who a session belongs to, for {@linkcode BrokerMachineOptions.authorizeDelivery}. */
@@ -112,6 +132,8 @@ export interface DeliverySnapshot {
   retain: boolean;
   /** The identifiers of the matching subscriptions (MQTT 5). */
   subscriptionIdentifiers?: number[];
+  /** The shared subscription (`$share/{group}/{filter}`) it came through, when it did. */
+  shared?: string;
   /** The packet identifier, for a delivery in flight. */
   packetId?: number;
   /** PUBREL sent (QoS 2). */

@@ -7,7 +7,7 @@
  */
 
 import type { QoS } from "../codec/packet.ts";
-import { parseSharedSubscription } from "../codec/topic.ts";
+import { parseSharedSubscription, topicMatches } from "../codec/topic.ts";
 import type { BrokerMessage } from "./_delivery.ts";
 import type { SessionSubscription } from "./broker_types.ts";
 import { TopicTree } from "./topic_tree.ts";
@@ -30,6 +30,8 @@ export interface RouteMatch<S> {
   retainAsPublished: boolean;
   /** Their subscription identifiers (MQTT 5), in match order. */
   identifiers: number[] | undefined;
+  /** The shared subscription (`$share/{group}/{filter}`) the match came through; `undefined` for the others. */
+  shared?: string;
 }
 
 /**
@@ -44,8 +46,28 @@ export interface Router<S extends RouterSession> {
   /**
    * The sessions a message goes to: one entry per session with ordinary subscriptions (not the publisher's
    * own No Local ones [MQTT-3.8.3-3]), then one per shared group whose next member in turn may read it.
+   * With `only` (a shared subscription, `$share/{group}/{filter}`), just the next member in turn of that one
+   * group that may read it, or none.
    */
-  match(message: BrokerMessage): RouteMatch<S>[];
+  match(message: BrokerMessage, only?: string): RouteMatch<S>[];
+}
+
+/** Options of {@linkcode LocalRouter}. */
+export interface LocalRouterOptions<S> {
+  /** The read rules, for choosing a shared group's member; default: anyone may read. */
+  authorize?: (session: S, message: BrokerMessage) => boolean;
+  /**
+   * Who hands a message to the shared groups: `"local"` (the default), `match(message)` picks a member of
+   * each matching group; `"external"`, `match(message)` leaves the groups out, and whoever routes (a
+   * cluster, which gives each message to one node's group) asks for one group with `match(message, only)`.
+   */
+  sharedGroups?: "local" | "external";
+  /**
+   * Told when a topic filter gets its first subscription (`present` `true`; any session) and when it loses
+   * its last one (`false`); a shared subscription is told by its whole `$share/{group}/{filter}` string. A
+   * cluster subscribes to the engine's subjects with it. Called from `add` and `remove`: keep it short.
+   */
+  onInterest?: (filter: string, present: boolean) => void;
 }
 
 interface ClientEntry<S> {
@@ -56,6 +78,10 @@ interface ClientEntry<S> {
 
 interface SharedGroup<S> {
   readonly kind: "shared";
+  /** The whole shared subscription, `$share/{group}/{filter}`. */
+  readonly name: string;
+  /** Its topic filter, without the `$share/{group}/` prefix. */
+  readonly filter: string;
   readonly members: ClientEntry<S>[];
   cursor: number;
 }
@@ -68,25 +94,42 @@ type TreeEntry<S> = ClientEntry<S> | SharedGroup<S>;
  */
 export class LocalRouter<S extends RouterSession> implements Router<S> {
   readonly #tree = new TopicTree<TreeEntry<S>>();
+  /** The shared groups by their whole `$share/{group}/{filter}`. */
+  readonly #groups = new Map<string, SharedGroup<S>>();
   readonly #authorize: ((session: S, message: BrokerMessage) => boolean) | undefined;
+  /** Whether `match(message)` leaves the shared groups out (`sharedGroups: "external"`). */
+  readonly #externalGroups: boolean;
+  readonly #onInterest: ((filter: string, present: boolean) => void) | undefined;
+  /** Sessions per ordinary filter, kept only for `onInterest`. */
+  readonly #interest: Map<string, number> | undefined;
 
-  /** @param authorize The read rules, for choosing a shared group's member; default: anyone may read. */
-  constructor(authorize?: (session: S, message: BrokerMessage) => boolean) {
-    this.#authorize = authorize;
+  /** @param options The read rules, who picks the shared groups' members, and who hears of interest. */
+  constructor(options: LocalRouterOptions<S> = {}) {
+    this.#authorize = options.authorize;
+    this.#externalGroups = options.sharedGroups === "external";
+    this.#onInterest = options.onInterest;
+    this.#interest = options.onInterest === undefined ? undefined : new Map();
   }
 
   add(session: S, filter: string, subscription: SessionSubscription): void {
     const shared = parseSharedSubscription(filter);
     const entry: ClientEntry<S> = { kind: "client", session, subscription };
     if (shared === undefined) {
-      this.#tree.add(filter, session.clientId, entry);
+      const replaced = this.#tree.add(filter, session.clientId, entry);
+      const interest = this.#interest;
+      if (interest !== undefined && replaced === undefined) {
+        const count = (interest.get(filter) ?? 0) + 1;
+        interest.set(filter, count);
+        if (count === 1) this.#onInterest!(filter, true);
+      }
       return;
     }
-    const key = `\0${shared.group}`;
-    let group = this.#tree.get(shared.filter, key) as SharedGroup<S> | undefined;
+    let group = this.#groups.get(filter);
     if (group === undefined) {
-      group = { kind: "shared", members: [], cursor: 0 };
-      this.#tree.add(shared.filter, key, group);
+      group = { kind: "shared", name: filter, filter: shared.filter, members: [], cursor: 0 };
+      this.#groups.set(filter, group);
+      this.#tree.add(shared.filter, `\0${shared.group}`, group);
+      this.#onInterest?.(filter, true);
     }
     const index = group.members.findIndex((m) => m.session === session);
     if (index === -1) group.members.push(entry);
@@ -96,19 +139,39 @@ export class LocalRouter<S extends RouterSession> implements Router<S> {
   remove(session: S, filter: string): void {
     const shared = parseSharedSubscription(filter);
     if (shared === undefined) {
-      this.#tree.remove(filter, session.clientId);
+      const removed = this.#tree.remove(filter, session.clientId);
+      const interest = this.#interest;
+      if (interest !== undefined && removed !== undefined) {
+        const count = (interest.get(filter) ?? 1) - 1;
+        if (count > 0) {
+          interest.set(filter, count);
+        } else {
+          interest.delete(filter);
+          this.#onInterest!(filter, false);
+        }
+      }
       return;
     }
-    const key = `\0${shared.group}`;
-    const group = this.#tree.get(shared.filter, key) as SharedGroup<S> | undefined;
+    const group = this.#groups.get(filter);
     if (group === undefined) return;
     const index = group.members.findIndex((m) => m.session === session);
     if (index !== -1) group.members.splice(index, 1);
-    if (group.members.length === 0) this.#tree.remove(shared.filter, key);
-    else if (group.cursor >= group.members.length) group.cursor = 0;
+    if (group.members.length === 0) {
+      this.#groups.delete(filter);
+      this.#tree.remove(shared.filter, `\0${shared.group}`);
+      this.#onInterest?.(filter, false);
+    } else if (group.cursor >= group.members.length) {
+      group.cursor = 0;
+    }
   }
 
-  match(message: BrokerMessage): RouteMatch<S>[] {
+  match(message: BrokerMessage, only?: string): RouteMatch<S>[] {
+    if (only !== undefined) {
+      const group = this.#groups.get(only);
+      if (group === undefined || !topicMatches(group.filter, message.topic)) return [];
+      const match = this.#pickMatch(group, message);
+      return match === undefined ? [] : [match];
+    }
     // The sessions that match, once each: the first in `first`, and all of them in `matches` once a second one
     // comes (most messages have one subscriber, which then costs no map).
     let first: RouteMatch<S> | undefined;
@@ -116,16 +179,9 @@ export class LocalRouter<S extends RouterSession> implements Router<S> {
     const shared: RouteMatch<S>[] = [];
     for (const entry of this.#tree.matchList(message.topic)) {
       if (entry.kind === "shared") {
-        const member = this.#pickMember(entry, message);
-        if (member !== undefined) {
-          const { subscription } = member;
-          shared.push({
-            session: member.session,
-            qos: subscription.qos,
-            retainAsPublished: subscription.retainAsPublished,
-            identifiers: subscription.identifier === undefined ? undefined : [subscription.identifier],
-          });
-        }
+        if (this.#externalGroups) continue;
+        const match = this.#pickMatch(entry, message);
+        if (match !== undefined) shared.push(match);
         continue;
       }
       const { session, subscription } = entry;
@@ -138,6 +194,7 @@ export class LocalRouter<S extends RouterSession> implements Router<S> {
           qos: subscription.qos,
           retainAsPublished: subscription.retainAsPublished,
           identifiers: subscription.identifier === undefined ? undefined : [subscription.identifier],
+          shared: undefined,
         };
         if (first === undefined) {
           first = added;
@@ -159,6 +216,20 @@ export class LocalRouter<S extends RouterSession> implements Router<S> {
     }
     if (first === undefined) return shared;
     return shared.length === 0 ? [first] : [first, ...shared];
+  }
+
+  /** The match of a shared group's next member in turn (see `#pickMember`), or `undefined`. */
+  #pickMatch(group: SharedGroup<S>, message: BrokerMessage): RouteMatch<S> | undefined {
+    const member = this.#pickMember(group, message);
+    if (member === undefined) return undefined;
+    const { subscription } = member;
+    return {
+      session: member.session,
+      qos: subscription.qos,
+      retainAsPublished: subscription.retainAsPublished,
+      identifiers: subscription.identifier === undefined ? undefined : [subscription.identifier],
+      shared: group.name,
+    };
   }
 
   /**

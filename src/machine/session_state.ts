@@ -236,6 +236,7 @@ export class SessionState {
       qos: delivery.qos,
       retain: delivery.retain,
       subscriptionIdentifiers: delivery.subscriptionIdentifiers,
+      shared: delivery.shared,
       packetId: id,
       released: false,
     };
@@ -269,6 +270,58 @@ export class SessionState {
   release(entry: InflightDelivery): void {
     entry.released = true;
     this.journal?.put(this, entry);
+  }
+
+  /**
+   * Offers the deliveries that came through a shared subscription and are not completed to `handOver`, in
+   * order (in flight, then queued), and removes those it takes: the broker gives them to another member of
+   * the group (MQTT 5 §4.8.2). A QoS 2 delivery already released (PUBREC received) stays: the client has the
+   * message. An in-flight delivery taken frees its packet identifier; a connection that resumes the session
+   * later simply no longer has it.
+   *
+   * @param now The current time.
+   * @param shared Only the deliveries of this shared subscription (`$share/{group}/{filter}`); default: all.
+   * @param inflight Whether in-flight deliveries are offered too, not only queued ones (only when no
+   *   connection sends from this state: one that does must complete what it started [MQTT-3.10.4-3]).
+   * @param handOver Takes a delivery elsewhere (`true`), or leaves it here (`false`).
+   * @returns How many deliveries were taken.
+   */
+  handOverShared(
+    now: Millis,
+    shared: string | undefined,
+    inflight: boolean,
+    handOver: (delivery: Delivery) => boolean,
+  ): number {
+    let taken = 0;
+    const offered = (delivery: Delivery): boolean =>
+      delivery.shared !== undefined && (shared === undefined || delivery.shared === shared) &&
+      handOver(delivery);
+    if (inflight && this.#inflight !== undefined) {
+      for (const entry of [...this.#inflight.values()]) {
+        if (entry.released || !offered(entry)) continue;
+        this.complete(entry.packetId);
+        taken++;
+      }
+    }
+    const queue = this.#queue;
+    if (queue === undefined) return taken;
+    let kept: Delivery[] | undefined;
+    for (let i = 0; i < queue.length; i++) {
+      const delivery = queue[i];
+      if (!offered(delivery)) {
+        kept?.push(delivery);
+        continue;
+      }
+      kept ??= queue.slice(0, i);
+      this.#queuedBytes -= delivery.message.payload.length;
+      this.journal?.delete(this, delivery);
+      taken++;
+    }
+    if (kept !== undefined) {
+      this.#queue = kept.length > 0 ? kept : undefined;
+      this.#roomCheck(now);
+    }
+    return taken;
   }
 
   /**

@@ -193,6 +193,42 @@ test("SQLite store: a schema 1 file (no user names) is upgraded and keeps its se
   }
 });
 
+test("SQLite store: a schema 2 file is upgraded; a delivery keeps the shared subscription it came through", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "mqtt-store-"));
+  const path = join(dir, "broker.db");
+  try {
+    const { openSqlite } = await import("../../src/runtime/sqlite.ts");
+    const db = await openSqlite(path);
+    // The deliveries table as version 2 made it: no `shared` column.
+    db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE deliveries (key INTEGER PRIMARY KEY, client_id TEXT NOT NULL, packet_id INTEGER,
+        released INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL, subscription_ids TEXT,
+        message BLOB NOT NULL, expires_at REAL, publisher TEXT)`);
+    db.run("INSERT INTO meta VALUES ('schema', '2')");
+    db.close();
+    let store = await openSqliteStore(path, { clock: () => 0 });
+    const message = { topic: "t", payload: new Uint8Array([1]), qos: 1 as const, retain: false };
+    store.write([
+      { type: "session", session: { clientId: "m", expiryInterval: 60, subscriptions: [], inboundQoS2: [] } },
+      {
+        type: "delivery",
+        clientId: "m",
+        key: 1,
+        delivery: { message, qos: 1, retain: false, shared: "$share/g/t" },
+      },
+      { type: "delivery", clientId: "m", key: 2, delivery: { message, qos: 1, retain: false } },
+    ]);
+    store.close();
+    store = await openSqliteStore(path, { clock: () => 0 });
+    const [session] = store.load().sessions;
+    assert.deepStrictEqual(session.queue.map((d) => d.shared), ["$share/g/t", undefined]);
+    assert.equal("shared" in session.queue[1], false);
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("SQLite store: a failed write changes nothing", async () => {
   const store = await openSqliteStore(":memory:", { clock: () => 0 });
   const h = new Harness({ journal: true });

@@ -116,7 +116,7 @@ test("LocalRouter.match() gives a shared group's messages to its members in turn
 
 test("LocalRouter.match() prefers connected members of a shared group, and skips those the read rules refuse", () => {
   const refused = new Set(["b"]);
-  const router = new LocalRouter<FakeSession>((s) => !refused.has(s.clientId));
+  const router = new LocalRouter<FakeSession>({ authorize: (s) => !refused.has(s.clientId) });
   const [a, b, c] = [session("a", false), session("b"), session("c")];
   for (const s of [a, b, c]) subscribe(router, s, "$share/g/t");
   assert.deepEqual(targets(router, "t"), ["c"]); // a is offline, b refused
@@ -143,4 +143,99 @@ test("deeperThan() counts a filter's levels, a $share/NAME/ prefix left out", ()
   assert.equal(deeperThan("a/b/c/d", 3), true);
   assert.equal(deeperThan("$share/g/a/b/c", 3), false);
   assert.equal(deeperThan("$share/g/a/b/c/d", 3), true);
+});
+
+test("LocalRouter.match(message, only) gives the message to the next member in turn of that one group, or to none", () => {
+  const router = new LocalRouter<FakeSession>();
+  const [a, b, c, d] = [session("a"), session("b"), session("c"), session("d")];
+  subscribe(router, a, "$share/g/jobs/+", 1);
+  subscribe(router, b, "$share/g/jobs/+", 2, { identifier: 5 });
+  subscribe(router, c, "$share/h/jobs/+");
+  subscribe(router, d, "jobs/#");
+  const picked = [];
+  for (let i = 0; i < 4; i++) {
+    const matches = router.match(message("jobs/1"), "$share/g/jobs/+");
+    assert.equal(matches.length, 1);
+    picked.push(matches[0]);
+  }
+  assert.deepEqual(picked.map((m) => m.session.clientId), ["a", "b", "a", "b"]);
+  assert.deepEqual(picked.slice(0, 2).map((m) => [m.qos, m.identifiers, m.shared]), [
+    [1, undefined, "$share/g/jobs/+"],
+    [2, [5], "$share/g/jobs/+"],
+  ]);
+  // The whole match, with the group's turn moved on by the calls above; ordinary matches are not shared.
+  const all = router.match(message("jobs/1"));
+  assert.deepEqual(all.map((m) => [m.session.clientId, m.shared]), [
+    ["d", undefined],
+    ["a", "$share/g/jobs/+"],
+    ["c", "$share/h/jobs/+"],
+  ]);
+  assert.deepEqual(router.match(message("jobs/1"), "$share/x/jobs/+"), []); // no such group
+  assert.deepEqual(router.match(message("jobs/1"), "$share/g/jobs/#"), []); // another filter, another group
+  assert.deepEqual(router.match(message("other"), "$share/g/jobs/+"), []); // the topic does not match
+  router.remove(a, "$share/g/jobs/+");
+  router.remove(b, "$share/g/jobs/+");
+  assert.deepEqual(router.match(message("jobs/1"), "$share/g/jobs/+"), []);
+});
+
+test("LocalRouter.match(message, only) prefers connected members and skips those the read rules refuse", () => {
+  const router = new LocalRouter<FakeSession>({ authorize: (s) => s.clientId !== "b" });
+  const [a, b, c] = [session("a", false), session("b"), session("c")];
+  for (const s of [a, b, c]) subscribe(router, s, "$share/g/t", 1);
+  const only = (): string[] => router.match(message("t"), "$share/g/t").map((m) => m.session.clientId);
+  assert.deepEqual([only(), only()], [["c"], ["c"]]);
+  c.connection = undefined;
+  assert.deepEqual(only(), ["a"]);
+});
+
+test("LocalRouter with sharedGroups external leaves the shared groups out of match(message), not out of match(message, only)", () => {
+  const router = new LocalRouter<FakeSession>({ sharedGroups: "external" });
+  const [a, b] = [session("a"), session("b")];
+  subscribe(router, a, "$share/g/t/+");
+  subscribe(router, b, "t/#");
+  assert.deepEqual(targets(router, "t/1"), ["b"]);
+  router.remove(b, "t/#");
+  assert.deepEqual(targets(router, "t/1"), []);
+  assert.deepEqual(router.match(message("t/1"), "$share/g/t/+").map((m) => m.session.clientId), ["a"]);
+  // The default is local: the group takes part in every match.
+  const local = new LocalRouter<FakeSession>({ sharedGroups: "local" });
+  subscribe(local, a, "$share/g/t/+");
+  assert.deepEqual(targets(local, "t/1"), ["a"]);
+});
+
+test("LocalRouter tells onInterest when a filter gets its first subscription and loses its last one", () => {
+  const told: [string, boolean][] = [];
+  const router = new LocalRouter<FakeSession>({
+    onInterest: (filter, present) => told.push([filter, present]),
+  });
+  const [a, b] = [session("a"), session("b")];
+  subscribe(router, a, "t/+");
+  subscribe(router, b, "t/+");
+  subscribe(router, a, "t/+", 1); // a replaces its own subscription: no news
+  assert.deepEqual(told, [["t/+", true]]);
+  router.remove(a, "t/+");
+  assert.deepEqual(told, [["t/+", true]]);
+  router.remove(a, "t/+"); // gone already: no news
+  router.remove(b, "t/+");
+  assert.deepEqual(told, [["t/+", true], ["t/+", false]]);
+  told.length = 0;
+  // Shared subscriptions by their whole name; each group is a filter of its own, and so is the plain filter.
+  subscribe(router, a, "$share/g/t/+");
+  subscribe(router, b, "$share/g/t/+");
+  subscribe(router, b, "$share/h/t/+");
+  subscribe(router, b, "t/+");
+  router.remove(a, "$share/g/t/+");
+  router.remove(b, "$share/g/t/+");
+  router.remove(b, "$share/h/t/+");
+  router.remove(b, "$share/h/t/+");
+  assert.deepEqual(told, [
+    ["$share/g/t/+", true],
+    ["$share/h/t/+", true],
+    ["t/+", true],
+    ["$share/g/t/+", false],
+    ["$share/h/t/+", false],
+  ]);
+  // Again after it was gone: present once more.
+  subscribe(router, a, "$share/g/t/+");
+  assert.deepEqual(told.at(-1), ["$share/g/t/+", true]);
 });
