@@ -156,7 +156,12 @@ class NatsEngine implements ClusterEngine {
     const sub = this.#nc.subscribe(subject, {
       queue,
       callback: (error, msg) => {
-        if (error === null) handler(bytes(msg.data), msg.subject);
+        if (error !== null) return;
+        try {
+          handler(bytes(msg.data), msg.subject);
+        } catch (error) {
+          rethrowLater(error);
+        }
       },
     });
     return { unsubscribe: () => quietly(() => sub.unsubscribe()) };
@@ -190,6 +195,7 @@ class NatsEngine implements ClusterEngine {
   }
 
   async bucket(name: string, options: BucketOptions = {}): Promise<EngineBucket> {
+    this.#requireConnected(`Cannot open the bucket "${name}"`);
     const maxAgeMs = options.maxAgeMs ?? 0;
     const kv = await new this.#modules.kv.Kvm(this.#js).create(name, { history: 1, ttl: maxAgeMs });
     const status = await kv.status();
@@ -206,6 +212,7 @@ class NatsEngine implements ClusterEngine {
   }
 
   async stream(name: string, options: StreamOptions): Promise<void> {
+    this.#requireConnected(`Cannot make the stream "${name}"`);
     const jsm = await this.#manager();
     const { DiscardPolicy, RetentionPolicy, StorageType, JetStreamApiError } = this.#modules.jetstream;
     const { nanos } = this.#modules.nats;
@@ -227,8 +234,10 @@ class NatsEngine implements ClusterEngine {
     }
   }
 
-  flush(): Promise<void> {
-    return this.#nc.flush();
+  async flush(): Promise<void> {
+    // nats.js would wait for the next connection; what was published meanwhile is dropped anyway.
+    this.#requireConnected("Cannot flush");
+    await this.#nc.flush();
   }
 
   async close(): Promise<void> {
@@ -267,7 +276,11 @@ class NatsEngine implements ClusterEngine {
     const delivered = new Promise<void>((resolve) => done = resolve);
     const messages = await consumer.consume({
       callback: (msg) => {
-        onMessage(msg);
+        try {
+          onMessage(msg);
+        } catch (error) {
+          rethrowLater(error);
+        }
         if (initial && msg.info.pending === 0) {
           initial = false;
           done();
@@ -330,7 +343,13 @@ class NatsEngine implements ClusterEngine {
   #setStatus(status: EngineStatus, detail: string): void {
     if (this.#status === status) return;
     this.#status = status;
-    for (const listener of this.#listeners) listener(status, detail);
+    for (const listener of this.#listeners) {
+      try {
+        listener(status, detail);
+      } catch (error) {
+        rethrowLater(error);
+      }
+    }
   }
 }
 
@@ -412,6 +431,16 @@ function bytes(data: Uint8Array): Uint8Array {
   return data.constructor === Uint8Array
     ? data
     : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Reports an error thrown by the caller's handler as an uncaught error, outside nats.js: thrown inside its
+ * message callback, it would stop the connection's reader.
+ */
+function rethrowLater(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
 }
 
 function quietly(action: () => unknown): void {

@@ -78,6 +78,8 @@ describe("openNatsEngine()", { skip }, () => {
       );
       await assert.rejects(a.request("restart.service", new Uint8Array([1]), 5000), /connection is down/);
       await assert.rejects(bucket.put("k", new Uint8Array([1])), /connection is down/);
+      await assert.rejects(a.flush(), /connection is down/);
+      await assert.rejects(a.bucket("other"), /connection is down/);
       assert.ok(Date.now() - started < 1000, "rejected at once");
       b.publish("restart.lost", new Uint8Array([1])); // does not throw
 
