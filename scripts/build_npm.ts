@@ -110,6 +110,7 @@ proc.exit(await runMain(proc));
 `,
 );
 chmodSync(join(out, "bin", "x-mqtt.js"), 0o755);
+const natsPackages = ["@nats-io/transport-node", "@nats-io/jetstream", "@nats-io/kv"];
 const packageJson = {
   name: deno.name,
   version: deno.version,
@@ -120,10 +121,12 @@ const packageJson = {
   exports: { ...exportsMap, "./package.json": "./package.json" },
   bin: { "x-mqtt": "./bin/x-mqtt.js" },
   files: ["esm", "bin", "README.md", "LICENSE"],
-  keywords: ["mqtt", "mqtt5", "broker", "client", "iot", "websocket"],
+  keywords: ["mqtt", "mqtt5", "broker", "client", "iot", "websocket", "nats"],
   sideEffects: false,
-  peerDependencies: { ws: ">=8" },
-  peerDependenciesMeta: { ws: { optional: true } },
+  // Optional: `ws` for the WebSocket listener on Node, the NATS client v3 for a cluster (`./cluster/nats`). The
+  // sources load them with a dynamic import() and tsc leaves those imports as they are.
+  peerDependencies: { ws: ">=8", ...Object.fromEntries(natsPackages.map((name) => [name, "^3.4.0"])) },
+  peerDependenciesMeta: Object.fromEntries(["ws", ...natsPackages].map((name) => [name, { optional: true }])),
 };
 writeFileSync(join(out, "package.json"), JSON.stringify(packageJson, null, 2) + "\n");
 copyFileSync(join(root, "README.md"), join(out, "README.md"));

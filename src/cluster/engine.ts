@@ -31,7 +31,11 @@ export interface BucketEntry {
 
 /** The error an engine throws when a compare-and-set found another revision. */
 export class RevisionConflict extends Error {
-  /** @param key The key whose revision was not the expected one. */
+  /**
+   * Makes the error for `key`.
+   *
+   * @param key The key whose revision was not the expected one.
+   */
   constructor(key: string) {
     super(`Cannot update "${key}": it changed meanwhile`);
     this.name = "RevisionConflict";

@@ -1,0 +1,487 @@
+/**
+ * The cluster engine on NATS with JetStream, through the official client v3 (`@nats-io/transport-node`,
+ * `@nats-io/jetstream`, `@nats-io/kv`), which runs on Deno, Bun and Node alike. Those packages are optional
+ * peer dependencies, loaded with a dynamic `import()` when an engine is opened. Everything here stays within
+ * what nats-server 2.9 offers (one filter subject per consumer, no per-message TTL).
+ *
+ * @module
+ */
+
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type { KV, KvEntry } from "@nats-io/kv";
+import {
+  type BucketEntry,
+  type BucketOptions,
+  type ClusterEngine,
+  type EngineBucket,
+  type EngineHandler,
+  type EngineStatus,
+  type EngineSubscription,
+  RevisionConflict,
+  type StreamOptions,
+} from "./engine.ts";
+
+/** Options of {@linkcode openNatsEngine}. */
+export interface NatsEngineOptions {
+  /** The server URLs (`nats://host:port`, `tls://host:port`) or `host:port`s. */
+  servers: string | string[];
+  /** The connection's name, shown by the server's monitoring. */
+  name?: string;
+  /** User name, with `pass`. */
+  user?: string;
+  /** Password, with `user`. */
+  pass?: string;
+  /** An authentication token. */
+  token?: string;
+  /** The contents of a `.creds` file (a user JWT and its NKey seed). */
+  credentials?: string;
+  /** TLS: the CA that signed the servers' certificates, and a client certificate, all as PEM text. */
+  tls?: { ca?: string; cert?: string; key?: string };
+  /** Milliseconds between reconnection attempts. @default 1000 */
+  reconnectWaitMs?: number;
+  /** Milliseconds to wait for the first connection, a stored publish's acknowledgement or a bucket operation. @default 5000 */
+  timeoutMs?: number;
+}
+
+/** The packages the engine loads. */
+interface NatsModules {
+  nats: typeof import("@nats-io/transport-node");
+  jetstream: typeof import("@nats-io/jetstream");
+  kv: typeof import("@nats-io/kv");
+}
+
+/** JetStream's error code when an expected last sequence did not match (and its 2.10+ variant). */
+const WRONG_LAST_SEQUENCE = [10071, 10164];
+/** JetStream's error code when a stream of that name exists with another configuration. */
+const STREAM_NAME_IN_USE = 10058;
+
+/**
+ * Connects to NATS and returns the cluster engine on that connection. It reconnects forever; `status`
+ * follows the connection.
+ *
+ * @example Open an engine (needs a nats-server with JetStream)
+ * ```ts ignore
+ * import { openNatsEngine } from "./nats_engine.ts";
+ * const engine = await openNatsEngine({ servers: "nats://127.0.0.1:4222", name: "broker-1" });
+ * engine.subscribe("mqtt.>", (data, subject) => console.log(subject, data.length));
+ * engine.publish("mqtt.sensors.1", new TextEncoder().encode("21.5"));
+ * await engine.close();
+ * ```
+ *
+ * @param options Servers, credentials, TLS and timings.
+ * @returns The engine, connected.
+ * @throws {Error} When the NATS packages are not installed, or the first connection fails.
+ */
+export async function openNatsEngine(options: NatsEngineOptions): Promise<ClusterEngine> {
+  let modules: NatsModules;
+  try {
+    const [nats, jetstream, kv] = await Promise.all([
+      import("@nats-io/transport-node"),
+      import("@nats-io/jetstream"),
+      import("@nats-io/kv"),
+    ]);
+    modules = { nats, jetstream, kv };
+  } catch (cause) {
+    throw new Error(
+      "Cannot use a NATS cluster: install the optional peer dependencies @nats-io/transport-node, @nats-io/jetstream and @nats-io/kv",
+      { cause },
+    );
+  }
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const { ca, cert, key } = options.tls ?? {};
+  const nc = await modules.nats.connect({
+    servers: options.servers,
+    name: options.name,
+    user: options.user,
+    pass: options.pass,
+    token: options.token,
+    authenticator: options.credentials === undefined
+      ? undefined
+      : modules.nats.credsAuthenticator(new TextEncoder().encode(options.credentials)),
+    tls: options.tls === undefined ? undefined : { ca, cert, key },
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: options.reconnectWaitMs ?? 1000,
+    timeout: timeoutMs,
+  });
+  return new NatsEngine(modules, nc, timeoutMs);
+}
+
+class NatsEngine implements ClusterEngine {
+  #modules: NatsModules;
+  #nc: NatsConnection;
+  #js: JetStreamClient;
+  #jsm: Promise<JetStreamManager> | undefined;
+  #timeoutMs: number;
+  #status: EngineStatus = "connected";
+  #listeners: ((status: EngineStatus, detail?: string) => void)[] = [];
+
+  constructor(modules: NatsModules, nc: NatsConnection, timeoutMs: number) {
+    this.#modules = modules;
+    this.#nc = nc;
+    this.#timeoutMs = timeoutMs;
+    this.#js = modules.jetstream.jetstream(nc, { timeout: timeoutMs });
+    void this.#followStatus();
+  }
+
+  get status(): EngineStatus {
+    return this.#status;
+  }
+
+  onStatus(listener: (status: EngineStatus, detail?: string) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  publish(subject: string, data: Uint8Array): void {
+    // At most once: while disconnected nats.js would buffer without bound, so drop instead.
+    if (this.#status !== "connected") return;
+    try {
+      this.#nc.publish(subject, data);
+    } catch {
+      // Closed meanwhile, an invalid subject or a payload over the server's limit: lost, as documented.
+    }
+  }
+
+  async store(subject: string, data: Uint8Array): Promise<void> {
+    const action = `Cannot store a message on "${subject}"`;
+    this.#requireConnected(action);
+    try {
+      await this.#js.publish(subject, data);
+    } catch (error) {
+      throw this.#explain(action, error, "no stream stores this subject");
+    }
+  }
+
+  subscribe(subject: string, handler: EngineHandler, queue?: string): EngineSubscription {
+    const sub = this.#nc.subscribe(subject, {
+      queue,
+      callback: (error, msg) => {
+        if (error !== null) return;
+        try {
+          handler(bytes(msg.data), msg.subject);
+        } catch (error) {
+          rethrowLater(error);
+        }
+      },
+    });
+    return { unsubscribe: () => quietly(() => sub.unsubscribe()) };
+  }
+
+  async request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    const action = `Cannot request "${subject}"`;
+    this.#requireConnected(action);
+    try {
+      return bytes((await this.#nc.request(subject, data, { timeout: timeoutMs })).data);
+    } catch (error) {
+      throw this.#explain(action, error, "no one serves this subject", timeoutMs);
+    }
+  }
+
+  serve(
+    subject: string,
+    handler: (data: Uint8Array) => Promise<Uint8Array> | Uint8Array,
+  ): EngineSubscription {
+    const sub = this.#nc.subscribe(subject, {
+      callback: (error, msg) => {
+        if (error !== null || msg.reply === undefined) return;
+        // A failed handler sends no answer: the requester times out.
+        Promise.resolve(bytes(msg.data)).then(handler).then(
+          (answer) => quietly(() => msg.respond(answer)),
+          () => {},
+        );
+      },
+    });
+    return { unsubscribe: () => quietly(() => sub.unsubscribe()) };
+  }
+
+  async bucket(name: string, options: BucketOptions = {}): Promise<EngineBucket> {
+    this.#requireConnected(`Cannot open the bucket "${name}"`);
+    const maxAgeMs = options.maxAgeMs ?? 0;
+    const kv = await new this.#modules.kv.Kvm(this.#js).create(name, { history: 1, ttl: maxAgeMs });
+    const status = await kv.status();
+    if (status.ttl !== maxAgeMs) {
+      // The bucket exists with another age limit: the latest opener's options win, as with streams.
+      const config = status.streamInfo.config;
+      await (await this.#manager()).streams.update(config.name, {
+        ...config,
+        max_age: this.#modules.nats.nanos(maxAgeMs),
+        duplicate_window: this.#modules.nats.nanos(duplicateWindow(maxAgeMs)),
+      });
+    }
+    return new NatsBucket(this, kv, name);
+  }
+
+  async stream(name: string, options: StreamOptions): Promise<void> {
+    this.#requireConnected(`Cannot make the stream "${name}"`);
+    const jsm = await this.#manager();
+    const { DiscardPolicy, RetentionPolicy, StorageType, JetStreamApiError } = this.#modules.jetstream;
+    const { nanos } = this.#modules.nats;
+    const config = {
+      name,
+      subjects: options.subjects,
+      max_age: nanos(options.maxAgeMs),
+      duplicate_window: nanos(duplicateWindow(options.maxAgeMs)),
+      max_bytes: options.maxBytes,
+      storage: StorageType.File,
+      retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old,
+    };
+    try {
+      await jsm.streams.add(config);
+    } catch (error) {
+      if (!(error instanceof JetStreamApiError && error.code === STREAM_NAME_IN_USE)) throw error;
+      await jsm.streams.update(name, config);
+    }
+  }
+
+  async flush(): Promise<void> {
+    // nats.js would wait for the next connection; what was published meanwhile is dropped anyway.
+    this.#requireConnected("Cannot flush");
+    await this.#nc.flush();
+  }
+
+  async close(): Promise<void> {
+    if (!this.#nc.isClosed()) await this.#nc.close();
+  }
+
+  /** Runs a bucket operation: rejects at once while disconnected, maps a revision mismatch. */
+  async bucketOperation<T>(action: string, key: string, operation: () => Promise<T>): Promise<T> {
+    this.#requireConnected(action);
+    try {
+      return await operation();
+    } catch (error) {
+      const { JetStreamApiError } = this.#modules.jetstream;
+      if (error instanceof JetStreamApiError && WRONG_LAST_SEQUENCE.includes(error.code)) {
+        throw new RevisionConflict(key);
+      }
+      throw this.#explain(action, error, "the bucket is gone");
+    }
+  }
+
+  /** A push consumer of every subject of a stream (the last message of each), for bucket watches. */
+  async watchLastValues(
+    stream: string,
+    filter: string,
+    onMessage: (msg: JsMsg) => void,
+  ): Promise<EngineSubscription> {
+    this.#requireConnected(`Cannot watch "${stream}"`);
+    const { DeliverPolicy } = this.#modules.jetstream;
+    const consumer = await this.#js.consumers.getPushConsumer(stream, {
+      filter_subjects: filter,
+      deliver_policy: DeliverPolicy.LastPerSubject,
+    });
+    // The initial values end with the message that leaves nothing pending (or at once when there is none).
+    let initial = (await consumer.info(true)).num_pending > 0;
+    let done!: () => void;
+    const delivered = new Promise<void>((resolve) => done = resolve);
+    const messages = await consumer.consume({
+      callback: (msg) => {
+        try {
+          onMessage(msg);
+        } catch (error) {
+          rethrowLater(error);
+        }
+        if (initial && msg.info.pending === 0) {
+          initial = false;
+          done();
+        }
+      },
+    });
+    try {
+      // Should the last initial value expire before delivery, no message would say so: ask the server.
+      while (initial) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          delivered,
+          new Promise((resolve) => timer = setTimeout(resolve, this.#timeoutMs)),
+        ]);
+        clearTimeout(timer);
+        if (initial && (await consumer.info()).num_pending === 0) initial = false;
+      }
+    } catch (error) {
+      messages.stop();
+      throw error;
+    }
+    return { unsubscribe: () => quietly(() => messages.stop()) };
+  }
+
+  #manager(): Promise<JetStreamManager> {
+    this.#jsm ??= this.#modules.jetstream.jetstreamManager(this.#nc, { timeout: this.#timeoutMs });
+    return this.#jsm;
+  }
+
+  #requireConnected(action: string): void {
+    if (this.#status !== "connected") {
+      throw new Error(`${action}: the NATS connection is ${this.#nc.isClosed() ? "closed" : "down"}`);
+    }
+  }
+
+  /** An Error saying what failed and why, with nats.js' error as the cause. */
+  #explain(action: string, error: unknown, noResponders: string, timeoutMs = this.#timeoutMs): Error {
+    let reason = error instanceof Error ? error.message : String(error);
+    if (error instanceof Error && error.name === "TimeoutError") reason = `no answer within ${timeoutMs} ms`;
+    // A JetStream publish that no stream takes gets "no responders", which nats.js calls JetStreamNotEnabled.
+    const { RequestError } = this.#modules.nats;
+    if (
+      error instanceof Error && error.name === "JetStreamNotEnabled" ||
+      error instanceof RequestError && error.isNoResponders()
+    ) reason = noResponders;
+    return new Error(`${action}: ${reason}`, { cause: error });
+  }
+
+  async #followStatus(): Promise<void> {
+    const closed = this.#nc.closed().then((error) => {
+      this.#setStatus("disconnected", error ? `closed: ${error.message}` : "closed");
+    });
+    for await (const event of this.#nc.status()) {
+      if (event.type === "disconnect") this.#setStatus("disconnected", `disconnected from ${event.server}`);
+      else if (event.type === "reconnect") this.#setStatus("connected", `reconnected to ${event.server}`);
+    }
+    await closed;
+  }
+
+  #setStatus(status: EngineStatus, detail: string): void {
+    if (this.#status === status) return;
+    this.#status = status;
+    for (const listener of this.#listeners) {
+      try {
+        listener(status, detail);
+      } catch (error) {
+        rethrowLater(error);
+      }
+    }
+  }
+}
+
+/** A KV bucket; keys outside NATS' key alphabet are escaped (see {@linkcode encodeKey}). */
+class NatsBucket implements EngineBucket {
+  #engine: NatsEngine;
+  #kv: KV;
+  #name: string;
+
+  constructor(engine: NatsEngine, kv: KV, name: string) {
+    this.#engine = engine;
+    this.#kv = kv;
+    this.#name = name;
+  }
+
+  get(key: string): Promise<BucketEntry | undefined> {
+    return this.#engine.bucketOperation(
+      `Cannot read "${key}"`,
+      key,
+      async () => entry(key, await this.#kv.get(encodeKey(key))),
+    );
+  }
+
+  put(key: string, value: Uint8Array): Promise<number> {
+    return this.#engine.bucketOperation(
+      `Cannot write "${key}"`,
+      key,
+      () => this.#kv.put(encodeKey(key), value),
+    );
+  }
+
+  update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    return this.#engine.bucketOperation(
+      `Cannot update "${key}"`,
+      key,
+      () =>
+        revision === 0
+          ? this.#kv.create(encodeKey(key), value)
+          : this.#kv.update(encodeKey(key), value, revision),
+    );
+  }
+
+  delete(key: string, revision?: number): Promise<void> {
+    return this.#engine.bucketOperation(
+      `Cannot delete "${key}"`,
+      key,
+      () => this.#kv.delete(encodeKey(key), revision === undefined ? undefined : { previousSeq: revision }),
+    );
+  }
+
+  watch(onEntry: (entry: BucketEntry) => void): Promise<EngineSubscription> {
+    const prefix = `$KV.${this.#name}.`;
+    return this.#engine.watchLastValues(`KV_${this.#name}`, `${prefix}>`, (msg) => {
+      const operation = msg.headers?.get("KV-Operation");
+      onEntry({
+        key: decodeKey(msg.subject.slice(prefix.length)),
+        value: operation === "DEL" || operation === "PURGE" ? undefined : bytes(msg.data),
+        revision: msg.seq,
+      });
+    });
+  }
+}
+
+/**
+ * JetStream's window for duplicate detection: 2 minutes, or `max_age` when shorter (the server's default at
+ * creation; an update to a shorter `max_age` must shorten it too, or the server refuses it).
+ */
+function duplicateWindow(maxAgeMs: number): number {
+  return maxAgeMs > 0 ? Math.min(maxAgeMs, 120_000) : 120_000;
+}
+
+function entry(key: string, kv: KvEntry | null): BucketEntry | undefined {
+  if (kv === null || kv.operation !== "PUT") return undefined;
+  return { key, value: bytes(kv.value), revision: kv.revision };
+}
+
+/** A plain `Uint8Array` view of nats.js' bytes (a `Buffer` on Node and Bun). */
+function bytes(data: Uint8Array): Uint8Array {
+  return data.constructor === Uint8Array
+    ? data
+    : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Reports an error thrown by the caller's handler as an uncaught error, outside nats.js: thrown inside its
+ * message callback, it would stop the connection's reader.
+ */
+function rethrowLater(error: unknown): void {
+  queueMicrotask(() => {
+    throw error;
+  });
+}
+
+function quietly(action: () => unknown): void {
+  try {
+    action();
+  } catch {
+    // Already closed: nothing left to stop.
+  }
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Characters a NATS KV key may hold as they are; anything else is written `=XX` per UTF-8 byte. */
+const PLAIN_KEY = /^[-\w/]+$/;
+
+/** Maps any string to a valid NATS KV key, reversibly (`"a.b"` → `"a=2Eb"`, `""` → `"="`). */
+function encodeKey(key: string): string {
+  if (PLAIN_KEY.test(key)) return key;
+  if (key === "") return "=";
+  let out = "";
+  for (const char of key) {
+    if (PLAIN_KEY.test(char)) {
+      out += char;
+      continue;
+    }
+    for (const byte of encoder.encode(char)) out += "=" + byte.toString(16).toUpperCase().padStart(2, "0");
+  }
+  return out;
+}
+
+/** The inverse of {@linkcode encodeKey}. */
+function decodeKey(key: string): string {
+  if (!key.includes("=")) return key;
+  if (key === "=") return "";
+  const bytes: number[] = [];
+  for (let i = 0; i < key.length; i++) {
+    if (key[i] === "=") {
+      bytes.push(parseInt(key.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else bytes.push(key.charCodeAt(i));
+  }
+  return decoder.decode(new Uint8Array(bytes));
+}
