@@ -123,7 +123,7 @@ const packageJson = {
   files: ["esm", "bin", "README.md", "LICENSE"],
   keywords: ["mqtt", "mqtt5", "broker", "client", "iot", "websocket", "nats"],
   sideEffects: false,
-  // Optional: `ws` for the WebSocket listener on Node, the NATS client v3 for a cluster (`./cluster/nats`). The
+  // Optional: `ws` for the WebSocket listener on Node, the NATS client v3 for a cluster (`./cluster`). The
   // sources load them with a dynamic import() and tsc leaves those imports as they are.
   peerDependencies: { ws: ">=8", ...Object.fromEntries(natsPackages.map((name) => [name, "^3.4.0"])) },
   peerDependenciesMeta: Object.fromEntries(["ws", ...natsPackages].map((name) => [name, { optional: true }])),

@@ -8,7 +8,7 @@ PATH="$PWD/node_modules/.bin:$PATH"
 export PATH NO_COLOR=1
 
 entry_points="mod.ts client.ts broker.ts src/codec/mod.ts src/machine/mod.ts src/transport/transport.ts
-src/transport/memory.ts src/transport/websocket.ts src/runtime/mod.ts src/cluster/engine.ts src/cluster/nats_engine.ts"
+src/transport/memory.ts src/transport/websocket.ts src/runtime/mod.ts src/cluster/mod.ts"
 
 echo "== deno doc --lint"
 # shellcheck disable=SC2086 # the lists are split on purpose

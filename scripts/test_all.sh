@@ -52,11 +52,11 @@ count "$logs/bun.log" 's/^ *\([0-9]*\) pass$/\1/p' 's/^ *\([0-9]*\) fail$/\1/p'
 step node node --test --test-timeout=60000 'tests/**/*_test.ts'
 count "$logs/node.log" 's/^ℹ pass \([0-9]*\)$/\1/p' 's/^ℹ fail \([0-9]*\)$/\1/p'
 
-# The public-API, socket and NATS engine tests again, against the built npm package (npm/esm), not the sources.
+# The public-API, socket and cluster tests again, against the built npm package (npm/esm), not the sources.
 step npm-build node scripts/build_npm.ts
 step node-npm node --import ./scripts/npm_hooks.ts --test --test-timeout=60000 \
   'tests/client/**/*_test.ts' 'tests/broker/**/*_test.ts' 'tests/transport/**/*_test.ts' \
-  'tests/interop/**/*_test.ts' 'tests/cli/**/*_test.ts' tests/cluster/nats_engine_test.ts
+  'tests/interop/**/*_test.ts' 'tests/cli/**/*_test.ts' 'tests/cluster/**/*_test.ts'
 count "$logs/node-npm.log" 's/^ℹ pass \([0-9]*\)$/\1/p' 's/^ℹ fail \([0-9]*\)$/\1/p'
 
 if [ "$total_pass" -eq 0 ]; then status=1; fi

@@ -243,7 +243,11 @@ export class ConnectAuth {
             this.#machine.restoreState(performance.now(), { sessions: [snapshot], retained: [] });
           }
         } catch (error) {
-          log(this.#options, "warn", `Cannot claim the session of "${connect.clientId}": ${(error as Error).message}`);
+          log(
+            this.#options,
+            "warn",
+            `Cannot claim the session of "${connect.clientId}": ${(error as Error).message}`,
+          );
           code = ReasonCode.ServerUnavailable;
         }
       } else {

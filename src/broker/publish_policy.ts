@@ -148,7 +148,12 @@ export class PublishPolicy {
    * routed here (refused when the cluster cannot store them: MQTT 5 gets 0x83, older clients lose the
    * connection, since their PUBACK cannot refuse); later packets of the connection wait their turn.
    */
-  #publishClustered(connection: Connection, packet: PublishPacket, code: ReasonCode, cluster: ClusterLink): void {
+  #publishClustered(
+    connection: Connection,
+    packet: PublishPacket,
+    code: ReasonCode,
+    cluster: ClusterLink,
+  ): void {
     const store = packet.qos > 0 && code < 0x80
       ? cluster.store(publishSnapshot(packet, connection.session.clientId)).then(() => true, (error) => {
         log(

@@ -9,8 +9,8 @@ import { Broker, type LogLevel } from "../broker/broker.ts";
 import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/password_file.ts";
 import {
   type BrokerConfig,
-  type ListenerConfig,
   type ClusterConfig,
+  type ListenerConfig,
   parseBrokerConfig,
   parseClusterConfig,
   parsePersistence,
@@ -165,7 +165,9 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
         break;
       case "--node": {
         const name = value();
-        if (!/^[A-Za-z0-9_-]+$/.test(name)) throw new Error(`--node takes letters, digits, - and _, not "${name}"`);
+        if (!/^[A-Za-z0-9_-]+$/.test(name)) {
+          throw new Error(`--node takes letters, digits, - and _, not "${name}"`);
+        }
         args.node = name;
         break;
       }

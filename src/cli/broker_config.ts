@@ -106,14 +106,21 @@ export function parseClusterConfig(value: unknown, where = "cluster"): ClusterCo
   if (typeof value === "string") value = { servers: value.split(",") };
   if (typeof value !== "object" || value === null || Array.isArray(value)) fail(where, "expected an object");
   const object = value as Record<string, unknown>;
-  unknownKeys(object, ["servers", "node", "prefix", "credentials", "user", "password", "token", "tls"], where);
+  unknownKeys(
+    object,
+    ["servers", "node", "prefix", "credentials", "user", "password", "token", "tls"],
+    where,
+  );
   const servers = typeof object.servers === "string" ? [object.servers] : object.servers;
   if (!Array.isArray(servers) || servers.length === 0) fail(`${where}.servers`, "expected a non-empty array");
   const config: ClusterConfig = {
     servers: servers.map((server, i) => {
       const url = text(server, `${where}.servers[${i}]`);
       if (!/^(nats|tls|ws|wss):\/\/[^/\s]+\/?$/.test(url)) {
-        fail(`${where}.servers[${i}]`, `expected nats://HOST:PORT or tls://HOST:PORT, got ${JSON.stringify(url)}`);
+        fail(
+          `${where}.servers[${i}]`,
+          `expected nats://HOST:PORT or tls://HOST:PORT, got ${JSON.stringify(url)}`,
+        );
       }
       return url;
     }),

@@ -132,7 +132,9 @@ export class Cluster implements ClusterLink {
       throw new TypeError(`Cannot use "${this.node}" as a node name: use letters, digits, "-" and "_"`);
     }
     if (!NAME.test(this.#prefix)) {
-      throw new TypeError(`Cannot use "${this.#prefix}" as a cluster prefix: use letters, digits, "-" and "_"`);
+      throw new TypeError(
+        `Cannot use "${this.#prefix}" as a cluster prefix: use letters, digits, "-" and "_"`,
+      );
     }
     this.#boot = `${this.node}:${crypto.randomUUID()}`;
   }
@@ -200,7 +202,9 @@ export class Cluster implements ClusterLink {
     }
     const data = encodeMessage(this.#envelope(message));
     const done = [this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data)];
-    if (message.retain) done.push(this.#retain(message.topic, message.payload.length === 0 ? undefined : data));
+    if (message.retain) {
+      done.push(this.#retain(message.topic, message.payload.length === 0 ? undefined : data));
+    }
     this.counters.stored++;
     return Promise.all(done).then(() => {}, (error) => {
       this.counters.refused++;
@@ -217,12 +221,18 @@ export class Cluster implements ClusterLink {
       this.#engine.publish(topicSubject(this.#prefix, "m", message.topic), data);
     } else {
       this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data).catch((error) => {
-        this.#host?.log("warn", `Could not store a message on "${message.topic}" in the cluster: ${error.message}`);
+        this.#host?.log(
+          "warn",
+          `Could not store a message on "${message.topic}" in the cluster: ${error.message}`,
+        );
       });
     }
     if (message.retain) {
       this.#retain(message.topic, message.payload.length === 0 ? undefined : data).catch((error) => {
-        this.#host?.log("warn", `Could not share the retained message of "${message.topic}": ${error.message}`);
+        this.#host?.log(
+          "warn",
+          `Could not share the retained message of "${message.topic}": ${error.message}`,
+        );
       });
     }
   }
@@ -459,7 +469,9 @@ export class Cluster implements ClusterLink {
     } catch (error) {
       this.#host?.log(
         "warn",
-        `Node "${node}" did not give up the session of "${clientId}" (${(error as Error).message}): it starts here without what that node held`,
+        `Node "${node}" did not give up the session of "${clientId}" (${
+          (error as Error).message
+        }): it starts here without what that node held`,
       );
       return undefined;
     }

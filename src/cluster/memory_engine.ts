@@ -53,9 +53,9 @@ interface Stored {
 }
 
 class Bucket {
-  readonly entries = new Map<string, Stored>();
-  readonly watchers = new Set<(entry: BucketEntry) => void>();
-  revision = 0;
+  readonly entries: Map<string, Stored> = new Map();
+  readonly watchers: Set<(entry: BucketEntry) => void> = new Set();
+  revision: number = 0;
   readonly maxAgeMs: number;
   constructor(maxAgeMs: number) {
     this.maxAgeMs = maxAgeMs;
@@ -359,7 +359,9 @@ class MemoryBucket implements EngineBucket {
   get(key: string): Promise<BucketEntry | undefined> {
     return this.#run(() => {
       const stored = this.#bucket.live(key);
-      return stored === undefined ? undefined : { key, value: stored.value?.slice(), revision: stored.revision };
+      return stored === undefined
+        ? undefined
+        : { key, value: stored.value?.slice(), revision: stored.revision };
     });
   }
 

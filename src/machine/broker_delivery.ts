@@ -134,7 +134,9 @@ export class BrokerDelivery {
       let match = router.match(message, group)[0];
       // The session may still be a member (offline): past it, to the next one in turn.
       if (match?.session === record) match = router.match(message, group)[0];
-      if (match === undefined || match.session === record) return this.#handOff?.(now, message, group) ?? false;
+      if (match === undefined || match.session === record) {
+        return this.#handOff?.(now, message, group) ?? false;
+      }
       return this.#handOver(now, match, message, group);
     });
   }

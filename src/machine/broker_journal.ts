@@ -182,7 +182,11 @@ export function exportState(now: Millis, sessions: SessionRegistry, retained: Re
 }
 
 /** One session as plain data, its payloads copied, as {@linkcode BrokerMachine.exportState} documents it. */
-export function sessionSnapshot(now: Millis, record: SessionRecord, sessions: SessionRegistry): SessionSnapshot {
+export function sessionSnapshot(
+  now: Millis,
+  record: SessionRecord,
+  sessions: SessionRegistry,
+): SessionSnapshot {
   const state = record.state;
   return {
     ...sessionMeta(now, record, sessions),

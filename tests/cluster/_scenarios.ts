@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Broker } from "../../src/broker/broker.ts";
 import type { PublishPacket, Subscription } from "../../src/codec/packet.ts";
-import { rawConnect, type RawClient } from "../_raw_client.ts";
+import { type RawClient, rawConnect } from "../_raw_client.ts";
 import { sleep } from "../_helpers.ts";
 
 /** A running cluster of brokers. */
@@ -30,10 +30,22 @@ const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytes = (value: string) => new TextEncoder().encode(value);
 
 function sub(filter: string, qos: 0 | 1 | 2, options: Partial<Subscription> = {}): Subscription {
-  return { topicFilter: filter, qos, noLocal: false, retainAsPublished: false, retainHandling: 0, ...options };
+  return {
+    topicFilter: filter,
+    qos,
+    noLocal: false,
+    retainAsPublished: false,
+    retainHandling: 0,
+    ...options,
+  };
 }
 
-function publish(topic: string, payload: string, qos: 0 | 1 | 2, extra: Partial<PublishPacket> = {}): PublishPacket {
+function publish(
+  topic: string,
+  payload: string,
+  qos: 0 | 1 | 2,
+  extra: Partial<PublishPacket> = {},
+): PublishPacket {
   return { type: "publish", topic, payload: bytes(payload), qos, retain: false, dup: false, ...extra };
 }
 
@@ -71,7 +83,9 @@ async function publishAcked(client: RawClient, packet: PublishPacket): Promise<n
 
 /** Acknowledges a received PUBLISH as its QoS asks. */
 async function ackPublish(client: RawClient, packet: PublishPacket): Promise<void> {
-  if (packet.qos === 1) await client.send({ type: "puback", packetId: packet.packetId as number, reasonCode: 0 });
+  if (packet.qos === 1) {
+    await client.send({ type: "puback", packetId: packet.packetId as number, reasonCode: 0 });
+  }
   if (packet.qos === 2) {
     await client.send({ type: "pubrec", packetId: packet.packetId as number, reasonCode: 0 });
     await client.next((p) => p.type === "pubrel" && p.packetId === packet.packetId);
@@ -85,7 +99,11 @@ async function noPublish(client: RawClient, ms = 300): Promise<void> {
 }
 
 /** Waits until `check` holds, for at most `ms`. */
-async function eventually(check: () => boolean | Promise<boolean>, ms = 5000, what = "the condition"): Promise<void> {
+async function eventually(
+  check: () => boolean | Promise<boolean>,
+  ms = 5000,
+  what = "the condition",
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
@@ -106,7 +124,10 @@ export function clusterScenarios(
   describe(name, () => {
     let cluster: ClusterFixture | undefined;
     const clients: RawClient[] = [];
-    const connect = async (node: number, ...args: Parameters<typeof rawConnect> extends [number, ...infer R] ? R : never) => {
+    const connect = async (
+      node: number,
+      ...args: Parameters<typeof rawConnect> extends [number, ...infer R] ? R : never
+    ) => {
       const client = await rawConnect((cluster as ClusterFixture).ports[node], ...args);
       clients.push(client);
       return client;
@@ -161,19 +182,43 @@ export function clusterScenarios(
       await noPublish(c, 200);
 
       // Topic aliases are per connection: resolved before the message leaves its node.
-      await a.send({ type: "publish", topic: "r/alias/x", payload: bytes("a1"), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } });
-      await a.send({ type: "publish", topic: "", payload: bytes("a2"), qos: 0, retain: false, dup: false, properties: { topicAlias: 3 } });
+      await a.send({
+        type: "publish",
+        topic: "r/alias/x",
+        payload: bytes("a1"),
+        qos: 0,
+        retain: false,
+        dup: false,
+        properties: { topicAlias: 3 },
+      });
+      await a.send({
+        type: "publish",
+        topic: "",
+        payload: bytes("a2"),
+        qos: 0,
+        retain: false,
+        dup: false,
+        properties: { topicAlias: 3 },
+      });
       const aliased = await b.publishes(2);
-      assert.deepEqual(aliased.map((p) => [p.topic, text(p.payload)]), [["r/alias/x", "a1"], ["r/alias/x", "a2"]]);
+      assert.deepEqual(aliased.map((p) => [p.topic, text(p.payload)]), [["r/alias/x", "a1"], [
+        "r/alias/x",
+        "a2",
+      ]]);
 
       // Message expiry goes on counting across the hop; properties cross it.
-      await publishAcked(a, publish("r/e/x", "expiring", 1, {
-        packetId: 4,
-        properties: { messageExpiryInterval: 60, contentType: "text/plain", userProperties: [["k", "v"]] },
-      }));
+      await publishAcked(
+        a,
+        publish("r/e/x", "expiring", 1, {
+          packetId: 4,
+          properties: { messageExpiryInterval: 60, contentType: "text/plain", userProperties: [["k", "v"]] },
+        }),
+      );
       const [expiring] = await b.publishes(1);
       assert(expiring.properties?.messageExpiryInterval !== undefined);
-      assert(expiring.properties.messageExpiryInterval <= 60 && expiring.properties.messageExpiryInterval >= 58);
+      assert(
+        expiring.properties.messageExpiryInterval <= 60 && expiring.properties.messageExpiryInterval >= 58,
+      );
       assert.equal(expiring.properties.contentType, "text/plain");
       assert.deepEqual(expiring.properties.userProperties, [["k", "v"]]);
       await ackPublish(b, expiring);
@@ -202,7 +247,9 @@ export function clusterScenarios(
         for (let acked = 1; acked <= count; acked++) {
           const packet = await a.next((p) => p.type === "puback" || p.type === "pubrec", 10_000);
           assert((packet.type === "puback" || packet.type === "pubrec") && packet.reasonCode === 0);
-          if (packet.type === "pubrec") await a.send({ type: "pubrel", packetId: packet.packetId, reasonCode: 0 });
+          if (packet.type === "pubrec") {
+            await a.send({ type: "pubrel", packetId: packet.packetId, reasonCode: 0 });
+          }
           // Every acknowledgement so far stands for a stored message.
           if (cluster?.stored !== undefined && before !== undefined) {
             assert((await cluster.stored()) - before >= acked);
@@ -232,12 +279,18 @@ export function clusterScenarios(
         await first.ended;
         const a = await connect(0, { clientId: `${id}-pub` });
         for (let i = 1; i <= 10; i++) {
-          assert.equal(await publishAcked(a, publish(`roam${version}/t`, `m${i}`, i % 2 === 0 ? 2 : 1, { packetId: i })), 0);
+          assert.equal(
+            await publishAcked(a, publish(`roam${version}/t`, `m${i}`, i % 2 === 0 ? 2 : 1, { packetId: i })),
+            0,
+          );
         }
         const back = await connect(2, { clientId: id, ...persistent }, version);
         assert.equal(back.connack.sessionPresent, true);
         const queued = await back.publishes(10);
-        assert.deepEqual(queued.map((p) => text(p.payload)), Array.from({ length: 10 }, (_, i) => `m${i + 1}`));
+        assert.deepEqual(
+          queued.map((p) => text(p.payload)),
+          Array.from({ length: 10 }, (_, i) => `m${i + 1}`),
+        );
         for (const p of queued) await ackPublish(back, p);
         // Its subscriptions came along: what is published now reaches it on its new node.
         await publishAcked(a, publish(`roam${version}/t`, "after", 1, { packetId: 11 }));
@@ -251,9 +304,17 @@ export function clusterScenarios(
 
     it("lets the same client connect on another node: the older connection is taken over", async (t) => {
       if (cluster === undefined) return t.skip("no cluster");
-      const first = await connect(0, { clientId: "twice", cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+      const first = await connect(0, {
+        clientId: "twice",
+        cleanStart: false,
+        properties: { sessionExpiryInterval: 60 },
+      });
       await subscribe(first, 1, [sub("twice/#", 1)]);
-      const second = await connect(2, { clientId: "twice", cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+      const second = await connect(2, {
+        clientId: "twice",
+        cleanStart: false,
+        properties: { sessionExpiryInterval: 60 },
+      });
       assert.equal(second.connack.sessionPresent, true);
       const disconnect = await first.next((p) => p.type === "disconnect");
       assert(disconnect.type === "disconnect");
@@ -266,12 +327,20 @@ export function clusterScenarios(
 
     it("ends a session when its expiry passes, wherever the client comes back", async (t) => {
       if (cluster === undefined) return t.skip("no cluster");
-      const first = await connect(1, { clientId: "expiring", cleanStart: false, properties: { sessionExpiryInterval: 1 } });
+      const first = await connect(1, {
+        clientId: "expiring",
+        cleanStart: false,
+        properties: { sessionExpiryInterval: 1 },
+      });
       await subscribe(first, 1, [sub("exp/#", 1)]);
       await first.send({ type: "disconnect", reasonCode: 0 });
       await first.ended;
       await sleep(1500);
-      const back = await connect(0, { clientId: "expiring", cleanStart: false, properties: { sessionExpiryInterval: 1 } });
+      const back = await connect(0, {
+        clientId: "expiring",
+        cleanStart: false,
+        properties: { sessionExpiryInterval: 1 },
+      });
       assert.equal(back.connack.sessionPresent, false);
     });
 
@@ -279,9 +348,20 @@ export function clusterScenarios(
       if (cluster === undefined) return t.skip("no cluster");
       const a = await connect(0, { clientId: "ret-a" });
       await publishAcked(a, publish("ret/1", "kept", 1, { packetId: 1, retain: true }));
-      await publishAcked(a, publish("ret/short", "gone soon", 1, { packetId: 2, retain: true, properties: { messageExpiryInterval: 1 } }));
+      await publishAcked(
+        a,
+        publish("ret/short", "gone soon", 1, {
+          packetId: 2,
+          retain: true,
+          properties: { messageExpiryInterval: 1 },
+        }),
+      );
       for (const node of [1, 2]) {
-        await eventually(() => (cluster as ClusterFixture).brokers[node].machine.retainedCount >= 2, 5000, "retained");
+        await eventually(
+          () => (cluster as ClusterFixture).brokers[node].machine.retainedCount >= 2,
+          5000,
+          "retained",
+        );
         const s = await connect(node, { clientId: `ret-s${node}` });
         await subscribe(s, 1, [sub("ret/#", 1)]);
         const got = await s.publishes(2);
@@ -324,22 +404,29 @@ export function clusterScenarios(
       const plain = await ordinary.publishes(count);
       assert.equal(plain.length, count);
       const received: string[][] = [[], [], []];
-      await eventually(async () => {
-        for (let i = 0; i < 3; i++) {
-          for (;;) {
-            const p = await members[i].next((q) => q.type === "publish", 10).catch(() => undefined);
-            if (p === undefined || p.type !== "publish") break;
-            received[i].push(text(p.payload));
-            await ackPublish(members[i], p);
+      await eventually(
+        async () => {
+          for (let i = 0; i < 3; i++) {
+            for (;;) {
+              const p = await members[i].next((q) => q.type === "publish", 10).catch(() => undefined);
+              if (p === undefined || p.type !== "publish") break;
+              received[i].push(text(p.payload));
+              await ackPublish(members[i], p);
+            }
           }
-        }
-        return received.flat().length >= count;
-      }, 10_000, "shared deliveries");
+          return received.flat().length >= count;
+        },
+        10_000,
+        "shared deliveries",
+      );
       await sleep(200);
       const all = received.flat();
       assert.equal(all.length, count, "each message once");
       assert.equal(new Set(all).size, count);
-      assert(received.filter((r) => r.length > 0).length >= 2, `spread over nodes: ${received.map((r) => r.length)}`);
+      assert(
+        received.filter((r) => r.length > 0).length >= 2,
+        `spread over nodes: ${received.map((r) => r.length)}`,
+      );
     });
 
     it("hands a shared message its member did not acknowledge to another member, on another node", async (t) => {
@@ -368,7 +455,13 @@ export function clusterScenarios(
       const delayed = await connect(2, {
         clientId: "will-later",
         properties: { sessionExpiryInterval: 10 },
-        will: { topic: "will/later", payload: bytes("gone later"), qos: 1, retain: false, properties: { willDelayInterval: 1 } },
+        will: {
+          topic: "will/later",
+          payload: bytes("gone later"),
+          qos: 1,
+          retain: false,
+          properties: { willDelayInterval: 1 },
+        },
       });
       now.close();
       const [first] = await watcher.publishes(1);
@@ -384,11 +477,18 @@ export function clusterScenarios(
     it("gives each node its own $SYS and the cluster's figures, and names the node in its logs", async (t) => {
       if (cluster === undefined) return t.skip("no cluster");
       const fixture = cluster;
-      await eventually(() => fixture.brokers[1].sysValues().get("$SYS/cluster/nodes") === "3", 5000, "3 nodes");
+      await eventually(
+        () => fixture.brokers[1].sysValues().get("$SYS/cluster/nodes") === "3",
+        5000,
+        "3 nodes",
+      );
       const values = fixture.brokers[1].sysValues();
       assert.equal(values.get("$SYS/cluster/engine"), "connected");
       assert(values.has("$SYS/broker/clients/connected"));
-      assert.notEqual(fixture.brokers[0].sysValues().get("$SYS/cluster/node"), values.get("$SYS/cluster/node"));
+      assert.notEqual(
+        fixture.brokers[0].sysValues().get("$SYS/cluster/node"),
+        values.get("$SYS/cluster/node"),
+      );
       const node = values.get("$SYS/cluster/node") as string;
       assert(fixture.logs[1].some((line) => line.startsWith(`[${node}] `)), "logs name the node");
       // Per node: a node's $SYS topics stay on that node.
@@ -404,7 +504,11 @@ export function clusterScenarios(
       await subscribe(local, 1, [sub("tr/#", 1)]);
       const v5 = await connect(0, { clientId: "trouble-v5" });
       await fixture.setEngine(false, 0);
-      await eventually(() => fixture.brokers[0].sysValues().get("$SYS/cluster/engine") === "disconnected", 10_000, "disconnected");
+      await eventually(
+        () => fixture.brokers[0].sysValues().get("$SYS/cluster/engine") === "disconnected",
+        10_000,
+        "disconnected",
+      );
       assert(fixture.logs[0].some((line) => line.includes("unreachable")));
       // QoS 0 still reaches the node's own clients.
       await v5.send(publish("tr/0", "local", 0));
@@ -417,22 +521,34 @@ export function clusterScenarios(
       await old.send(publish("tr/1", "refused", 1, { packetId: 1 }));
       await old.ended;
       // A persistent session cannot be claimed; a clean one is served here.
-      const persistent = await connect(0, { clientId: "trouble-p", cleanStart: false, properties: { sessionExpiryInterval: 60 } });
+      const persistent = await connect(0, {
+        clientId: "trouble-p",
+        cleanStart: false,
+        properties: { sessionExpiryInterval: 60 },
+      });
       assert.equal(persistent.connack.reasonCode, 0x88);
       const clean = await connect(0, { clientId: "trouble-clean" });
       assert.equal(clean.connack.reasonCode, 0);
       await noPublish(local, 100);
 
       await fixture.setEngine(true, 0);
-      await eventually(() => fixture.brokers[0].sysValues().get("$SYS/cluster/engine") === "connected", 20_000, "reconnected");
+      await eventually(
+        () => fixture.brokers[0].sysValues().get("$SYS/cluster/engine") === "connected",
+        20_000,
+        "reconnected",
+      );
       assert(fixture.logs[0].some((line) => line.includes("reachable again")));
       // Interest is back: what node 0 publishes reaches node 1's subscriber, and the other way round.
-      await eventually(async () => {
-        const code = await publishAcked(v5, publish("tr/2", "again", 1, { packetId: 2 })).catch(() => -1);
-        const p = await remote.next((q) => q.type === "publish", 500).catch(() => undefined);
-        if (p?.type === "publish") await ackPublish(remote, p);
-        return code === 0 && p !== undefined;
-      }, 20_000, "cross-node delivery after the engine came back");
+      await eventually(
+        async () => {
+          const code = await publishAcked(v5, publish("tr/2", "again", 1, { packetId: 2 })).catch(() => -1);
+          const p = await remote.next((q) => q.type === "publish", 500).catch(() => undefined);
+          if (p?.type === "publish") await ackPublish(remote, p);
+          return code === 0 && p !== undefined;
+        },
+        20_000,
+        "cross-node delivery after the engine came back",
+      );
       const b = await connect(1, { clientId: "trouble-b" });
       await publishAcked(b, publish("tr/3", "from b", 1, { packetId: 1 }));
       const fromB = await local.next((p) => p.type === "publish" && text(p.payload) === "from b", 5000);

@@ -23,7 +23,12 @@ clusterScenarios("cluster on nats-server", async (nodes) => {
   for (let i = 0; i < nodes; i++) {
     const lines: string[] = [];
     const broker = new Broker({
-      cluster: await natsCluster({ servers: server.url, node: `n${i}`, heartbeatMs: 200, reconnectWaitMs: 200 }),
+      cluster: await natsCluster({
+        servers: server.url,
+        node: `n${i}`,
+        heartbeatMs: 200,
+        reconnectWaitMs: 200,
+      }),
       sysInterval: 0,
       log: (_level, message) => lines.push(message),
     });

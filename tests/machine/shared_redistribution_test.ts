@@ -382,12 +382,10 @@ test("BrokerMachine.routeShared() also works with local groups, and route() stil
   h.connected("p", 5).publish("t", "routed", { qos: 1 });
   assert.equal(
     h.broker.routeShared(h.now, {
-      type: "publish",
       topic: "t",
       payload: new TextEncoder().encode("shared"),
       qos: 1,
       retain: false,
-      dup: false,
     }, GROUP),
     1,
   );
@@ -399,12 +397,10 @@ test("BrokerMachine.routeShared() to a group nobody subscribed to delivers nothi
   const broker = new BrokerMachine();
   assert.equal(
     broker.routeShared(0, {
-      type: "publish",
       topic: "t",
       payload: new Uint8Array(),
       qos: 0,
       retain: false,
-      dup: false,
     }, GROUP),
     0,
   );
