@@ -14,6 +14,7 @@ export {
   type ListenOptions,
   type LogLevel,
 } from "./broker.ts";
+export type { ClusterHost, ClusterLink } from "./cluster_link.ts";
 export { hashPassword, parsePasswordFile, type PasswordEntry, verifyPassword } from "./password_file.ts";
 export {
   type Access,

@@ -45,6 +45,22 @@ export interface ClusterOptions {
   heartbeatMs?: number;
 }
 
+/** Counters of a {@linkcode Cluster} node. */
+export interface ClusterCounters {
+  /** Messages published here and sent to the other nodes (QoS 0, wills, the broker's own). */
+  forwarded: number;
+  /** QoS 1 and 2 messages published here and stored by the engine before they were acknowledged. */
+  stored: number;
+  /** Messages from other nodes routed here. */
+  received: number;
+  /** QoS 1 and 2 messages refused because the engine could not store them. */
+  refused: number;
+  /** Sessions this node claimed for a connecting client. */
+  claimed: number;
+  /** Sessions this node gave up to another node. */
+  handedOver: number;
+}
+
 /** What the sessions bucket holds per client: the node that has its session. */
 interface SessionOwner {
   node: string;
@@ -115,7 +131,15 @@ export class Cluster implements ClusterLink {
   readonly #nodes = new Map<string, number>();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
   #closed = false;
-  readonly counters = { forwarded: 0, stored: 0, received: 0, refused: 0, claimed: 0, handedOver: 0 };
+  /** What the node did so far, as `$SYS/cluster/…` shows it. */
+  readonly counters: ClusterCounters = {
+    forwarded: 0,
+    stored: 0,
+    received: 0,
+    refused: 0,
+    claimed: 0,
+    handedOver: 0,
+  };
 
   /**
    * Makes a node; it joins the cluster when a broker starts it.

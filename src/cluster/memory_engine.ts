@@ -224,7 +224,11 @@ export class MemoryEngine implements ClusterEngine {
   #status: EngineStatus = "connected";
   #closed = false;
 
-  /** @param hub The hub it connects to. */
+  /**
+   * Connects to a hub; {@linkcode MemoryHub.engine} does it too.
+   *
+   * @param hub The hub it connects to.
+   */
   constructor(hub: MemoryHub) {
     this.#hub = hub;
   }

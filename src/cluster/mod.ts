@@ -18,7 +18,9 @@
 import { Cluster, type ClusterOptions } from "./cluster.ts";
 import { type NatsEngineOptions, openNatsEngine } from "./nats_engine.ts";
 
-export { Cluster, type ClusterOptions } from "./cluster.ts";
+export { Cluster, type ClusterCounters, type ClusterOptions } from "./cluster.ts";
+export type { ClusterHost, ClusterLink } from "../broker/cluster_link.ts";
+export type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
 export {
   type BucketEntry,
   type BucketOptions,
