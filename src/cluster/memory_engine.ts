@@ -262,11 +262,20 @@ export class MemoryEngine implements ClusterEngine {
     if (this.#status !== "connected") {
       return Promise.reject(new Error(`Cannot store on "${subject}": the engine is disconnected`));
     }
-    if (!this.#hub.store(subject, data)) {
-      return Promise.reject(new Error(`Cannot store on "${subject}": no stream takes that subject`));
-    }
-    this.#hub.deliver(subject, data);
-    return new Promise((resolve) => this.#hub.later(resolve));
+    const copy = data.slice();
+    // Stored on a later turn, as a server would: until then the message is nowhere.
+    return new Promise((resolve, reject) => {
+      this.#hub.later(() => {
+        if (this.#status !== "connected") {
+          reject(new Error(`Cannot store on "${subject}": the engine is disconnected`));
+        } else if (!this.#hub.store(subject, copy)) {
+          reject(new Error(`Cannot store on "${subject}": no stream takes that subject`));
+        } else {
+          this.#hub.deliver(subject, copy);
+          resolve();
+        }
+      });
+    });
   }
 
   subscribe(subject: string, handler: EngineHandler, queue?: string): EngineSubscription {

@@ -150,6 +150,9 @@ export function clusterScenarios(
       assert.deepEqual(await subscribe(c, 1, [sub("r/a/x", 0), sub("#", 0), sub("$app/#", 0)]), [0, 0, 0]);
       const a = await connect(0, { clientId: "route-a" });
       assert.deepEqual(await subscribe(a, 1, [sub("r/#", 1, { noLocal: true })]), [1]);
+      // On the publisher's node: routed there once, not again when the engine brings it back.
+      const near = await connect(0, { clientId: "route-near" });
+      assert.deepEqual(await subscribe(near, 1, [sub("r/a/x", 0), sub("r/+/x", 0)]), [0, 0]);
 
       // Overlapping subscriptions: one copy at the highest granted QoS, with both identifiers.
       assert.equal(await publishAcked(a, publish("r/a/x", "one", 2, { packetId: 1 })), 0);
@@ -162,8 +165,11 @@ export function clusterScenarios(
       const [atC] = await c.publishes(1);
       assert.equal(atC.qos, 0);
       assert.equal(text(atC.payload), "one");
+      const [atNear] = await near.publishes(1);
+      assert.equal(text(atNear.payload), "one");
       // No Local: not back to the publisher.
       await noPublish(a, 200);
+      await noPublish(near, 1);
       await noPublish(c, 200);
 
       // Retain as published: kept only for the subscription that asked.
