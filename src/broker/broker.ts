@@ -336,6 +336,8 @@ export class Broker {
         return session;
       },
       hasSession: (clientId) => machine.hasSession(clientId),
+      persistentSessions: () =>
+        machine.exportState(performance.now()).sessions.filter((session) => session.expiryInterval > 0),
       log: (level, message) => this.#log(level, message),
     };
   }

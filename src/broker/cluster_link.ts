@@ -29,6 +29,8 @@ export interface ClusterHost {
    * here, else it is returned.
    */
   takeSession(clientId: string, cleanStart: boolean): SessionSnapshot | undefined;
+  /** The sessions of this node that outlive their connection (expiry interval above 0), for a node leaving. */
+  persistentSessions(): SessionSnapshot[];
   /** Whether this node holds a session of that client identifier. */
   hasSession(clientId: string): boolean;
   /** Logs a line, as the broker does. */

@@ -26,6 +26,7 @@ import {
 } from "./engine.ts";
 import { type ClusterMessage, decodeJson, decodeMessage, encodeJson, encodeMessage } from "./envelope.ts";
 import { filterSubjects, keyOf, sharedQueue, topicSubject } from "./subjects.ts";
+import { concat } from "../bytes.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {
@@ -61,11 +62,18 @@ export interface ClusterCounters {
   handedOver: number;
 }
 
-/** What the sessions bucket holds per client: the node that has its session. */
+/** What the sessions bucket holds per client: the node that has its session, or where it waits for its client. */
 interface SessionOwner {
   node: string;
   boot: string;
+  /** Left by a node that stopped: the session is in this many parts (keys `KEY.pN`) of the bucket. */
+  parked?: number;
+  /** When a parked session expires (wall clock, ms); `undefined`: never. */
+  expiresAt?: number;
 }
+
+/** The size of one part of a parked session, well under NATS's default 1 MiB message limit. */
+const PART = 256 * 1024;
 
 /** The engine subscriptions of one topic filter, and who needs them. */
 interface Interest {
@@ -269,13 +277,18 @@ export class Cluster implements ClusterLink {
     for (let attempt = 0; attempt < 5; attempt++) {
       const entry = await sessions.get(key);
       const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
-      if (owner !== undefined && owner.node !== this.node) {
+      if (owner?.parked !== undefined) {
+        snapshot = await this.#unpark(key, owner, cleanStart) ?? snapshot;
+      } else if (owner !== undefined && owner.node !== this.node) {
         snapshot = await this.#take(owner.node, clientId, cleanStart) ?? snapshot;
       }
       try {
         const value = encodeJson({ node: this.node, boot: this.#boot } satisfies SessionOwner);
         this.#owned.set(clientId, await sessions.update(key, value, entry?.revision ?? 0));
         this.counters.claimed++;
+        if (owner?.parked !== undefined) {
+          for (let i = 0; i < owner.parked; i++) await sessions.delete(`${key}.p${i}`).catch(() => {});
+        }
         return snapshot;
       } catch (error) {
         if (!(error instanceof RevisionConflict)) throw error;
@@ -413,6 +426,7 @@ export class Cluster implements ClusterLink {
     for (const interest of this.#interest.values()) for (const s of interest.subscriptions) s.unsubscribe();
     this.#interest.clear();
     if (this.#engine.status === "connected") {
+      await this.#park();
       await this.#nodesBucket?.delete(this.node).catch(() => {});
       await this.#engine.flush().catch(() => {});
     }
@@ -479,6 +493,55 @@ export class Cluster implements ClusterLink {
     if (data === undefined) return retained.delete(key);
     this.#retainedTopics.set(key, topic);
     return retained.put(key, data).then(() => {});
+  }
+
+  /**
+   * Leaves this node's persistent sessions in the bucket, for whichever node their clients come back to: the
+   * session in parts, then the entry that points at them, written only while this node still holds it.
+   */
+  async #park(): Promise<void> {
+    const sessions = this.#sessions;
+    if (sessions === undefined) return;
+    let parked = 0;
+    for (const snapshot of this.#host?.persistentSessions() ?? []) {
+      const revision = this.#owned.get(snapshot.clientId);
+      if (revision === undefined) continue;
+      const key = keyOf(snapshot.clientId);
+      const data = encodeJson(snapshot);
+      const parts = Math.max(1, Math.ceil(data.length / PART));
+      const owner: SessionOwner = { node: this.node, boot: this.#boot, parked: parts };
+      if (snapshot.expiresInMs !== undefined) owner.expiresAt = Date.now() + snapshot.expiresInMs;
+      try {
+        for (let i = 0; i < parts; i++) {
+          await sessions.put(`${key}.p${i}`, data.subarray(i * PART, (i + 1) * PART));
+        }
+        await sessions.update(key, encodeJson(owner), revision);
+        parked++;
+      } catch (error) {
+        this.#host?.log(
+          "warn",
+          `Could not leave the session of "${snapshot.clientId}" in the cluster: ${error}`,
+        );
+      }
+    }
+    if (parked > 0) this.#host?.log("info", `Left ${parked} sessions in the cluster for their clients`);
+  }
+
+  /** A session a stopped node left in the bucket; `undefined` when it expired or the client starts clean. */
+  async #unpark(key: string, owner: SessionOwner, cleanStart: boolean): Promise<SessionSnapshot | undefined> {
+    const sessions = this.#sessions as EngineBucket;
+    if (cleanStart || (owner.expiresAt !== undefined && owner.expiresAt <= Date.now())) return undefined;
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < (owner.parked ?? 0); i++) {
+      const part = await sessions.get(`${key}.p${i}`);
+      if (part?.value === undefined) {
+        throw new Error(`a part of the session left by node "${owner.node}" is missing`);
+      }
+      parts.push(part.value);
+    }
+    const snapshot = decodeJson<SessionSnapshot>(concat(parts));
+    if (owner.expiresAt !== undefined) snapshot.expiresInMs = owner.expiresAt - Date.now();
+    return snapshot;
   }
 
   /** Asks the node that holds a session to give it up; `undefined` when it has none or does not answer. */

@@ -1,0 +1,101 @@
+/**
+ * `broker.ts --cluster` as users run it: broker processes on a nats-server the test starts, clients on each
+ * node, every node restarted while the cluster keeps its retained messages and sessions.
+ */
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { connect } from "../../src/client/connect.ts";
+import { type RunningBroker, startBroker } from "../_broker_process.ts";
+import { take } from "../_helpers.ts";
+import { rawConnect } from "../_raw_client.ts";
+import { type NatsServer, natsSkipReason, startNats } from "./_nats.ts";
+
+/** The port a broker process says it listens on. */
+function portOf(broker: RunningBroker): number {
+  const match = /listening on mqtt:\/\/[^:]+:(\d+)/.exec(broker.log());
+  assert(match !== null, broker.log());
+  return Number(match[1]);
+}
+
+async function stop(broker: RunningBroker): Promise<void> {
+  broker.child.kill("SIGTERM");
+  await broker.exited;
+}
+
+const skip = await natsSkipReason();
+if (skip !== undefined) console.log(skip);
+
+describe("broker.ts --cluster", () => {
+  let nats: NatsServer | undefined;
+  const running: RunningBroker[] = [];
+  const dir = mkdtempSync(join(tmpdir(), "cluster-cli-"));
+  const node = async (args: string[]) => {
+    const broker = await startBroker(args.includes("--config") ? args : ["--port", "0", ...args], 20_000);
+    running.push(broker);
+    return broker;
+  };
+
+  before(async () => {
+    if (skip === undefined) nats = await startNats();
+  });
+  after(async () => {
+    await Promise.all(running.map((broker) => broker.child.exitCode === null ? stop(broker) : undefined));
+    await nats?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("routes between processes and keeps retained messages and sessions across the restart of every node", {
+    skip,
+  }, async () => {
+    const url = (nats as NatsServer).url;
+    const config = join(dir, "b.json");
+    writeFileSync(
+      config,
+      JSON.stringify({ listeners: [{ port: 0 }], cluster: { servers: [url], node: "b" } }),
+    );
+    const a = await node(["--cluster", url, "--node", "a"]);
+    const b = await node(["--config", config]);
+    assert.match(a.log(), /node "a" listening/);
+    assert.match(b.log(), /\[b\] Joined the cluster as node "b"/);
+
+    const subscriber = await connect(`mqtt://127.0.0.1:${portOf(b)}`, {
+      clientId: "roamer",
+      cleanStart: false,
+      sessionExpiryInterval: 3600,
+      reconnect: false,
+    });
+    const live = await subscriber.subscribe("cli/#", { qos: 1 });
+    const publisher = await connect(`mqtt://127.0.0.1:${portOf(a)}`, { reconnect: false });
+    await publisher.publish("cli/status", "up", { qos: 1, retain: true });
+    await publisher.publish("cli/live", "hello", { qos: 1 });
+    const got = await take(live, 2, 10_000);
+    assert.deepEqual(got.map((m) => [m.topic, m.text()]), [["cli/status", "up"], ["cli/live", "hello"]]);
+    await subscriber.close();
+    for (let i = 0; i < 3; i++) await publisher.publish("cli/queued", `q${i}`, { qos: 1 });
+    await publisher.close();
+
+    // Every node goes; new ones take their place.
+    await Promise.all([stop(a), stop(b)]);
+    const c = await node(["--cluster", url, "--node", "c"]);
+    const fresh = await connect(`mqtt://127.0.0.1:${portOf(c)}`, { reconnect: false });
+    const retained = await fresh.subscribe("cli/status", { qos: 1 });
+    const [status] = await take(retained, 1, 10_000);
+    assert.equal(status.text(), "up");
+    assert.equal(status.retain, true);
+    await fresh.close();
+    // The session of a client that was away when its node stopped waits in the cluster, with its messages.
+    const back = await rawConnect(portOf(c), {
+      clientId: "roamer",
+      cleanStart: false,
+      properties: { sessionExpiryInterval: 3600 },
+    });
+    assert.equal(back.connack.sessionPresent, true);
+    const queued = await back.publishes(3, 10_000);
+    assert.deepEqual(queued.map((p) => new TextDecoder().decode(p.payload)), ["q0", "q1", "q2"]);
+    back.close();
+  });
+});
