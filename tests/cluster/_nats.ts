@@ -8,7 +8,22 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import process from "node:process";
 import { freePort } from "../_mosquitto.ts";
+
+/** Servers still running; killed when the test process exits, so that a failed test leaves none behind. */
+const running = new Set<ChildProcess>();
+let cleanupRegistered = false;
+
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once("exit", () => running.delete(child));
+  if (cleanupRegistered) return;
+  cleanupRegistered = true;
+  process.once("exit", () => {
+    for (const server of running) server.kill("SIGKILL");
+  });
+}
 
 /** A running (or stopped) nats-server of {@linkcode startNats}. */
 export interface NatsServer {
@@ -101,6 +116,7 @@ export async function startNats(options: StartNatsOptions = {}): Promise<NatsSer
     const started = output.length;
     const server = spawn("nats-server", args, { stdio: ["ignore", "ignore", "pipe"] });
     child = server;
+    track(server);
     exited = new Promise<void>((resolve) => server.once("exit", () => resolve()));
     server.stderr?.on("data", (chunk) => output += chunk);
     for (let waited = 0; waited < 10_000; waited += 20) {
