@@ -85,6 +85,9 @@ export interface StreamOptions {
   maxBytes: number;
 }
 
+/** Where {@linkcode ClusterEngine.replay} starts: a sequence number, or a wall-clock time. */
+export type ReplayStart = { sequence: number } | { timeMs: number };
+
 /** The engine a cluster node runs on: one connection's worth of NATS (or the in-memory one). */
 export interface ClusterEngine {
   /** Whether the engine is reachable now. */
@@ -127,6 +130,23 @@ export interface ClusterEngine {
   bucket(name: string, options?: BucketOptions): Promise<EngineBucket>;
   /** Makes a stream, or updates the one of that name to these options. */
   stream(name: string, options: StreamOptions): Promise<void>;
+  /**
+   * Reads what a stream holds from a start on, in the order it stored it, up to the last message it held when
+   * the call began: how a node catches up on what it missed.
+   *
+   * @param stream The stream's name.
+   * @param from Where to start: a sequence number, or a wall-clock time (ms since the epoch) at which the
+   *   first message read was stored or later.
+   * @param onMessage Called with each message and its sequence number.
+   * @param subject Only the messages on subjects matching this one (wildcards allowed). Default: all.
+   * @returns Resolves once the last message was handed over; rejects when the engine is unreachable.
+   */
+  replay(
+    stream: string,
+    from: ReplayStart,
+    onMessage: (data: Uint8Array, sequence: number) => void,
+    subject?: string,
+  ): Promise<void>;
   /** Waits until everything published so far reached the engine. */
   flush(): Promise<void>;
   /** Closes the connection; subscriptions end. */
