@@ -336,6 +336,16 @@ export class Broker {
         return session;
       },
       hasSession: (clientId) => machine.hasSession(clientId),
+      restoreSession: (session) => {
+        machine.restoreState(performance.now(), { sessions: [session], retained: [] });
+        this.#flushAll(undefined);
+      },
+      routeTo: (clientId, message) => {
+        const count = machine.routeTo(performance.now(), clientId, message);
+        this.#flushAll(undefined);
+        return count;
+      },
+      subscriptions: (clientId) => machine.subscriptionsOf(clientId),
       persistentSessions: () =>
         machine.exportState(performance.now()).sessions.filter((session) => session.expiryInterval > 0),
       log: (level, message) => this.#log(level, message),
@@ -537,7 +547,7 @@ export { MqttError };
 /** The broker machine's options that make it a node of a cluster. */
 function clusterOptions(cluster: ClusterLink): BrokerMachineOptions {
   return {
-    forward: (now, message) => cluster.forward(messageSnapshot(now, message, false)),
+    forward: (now, message, sent) => cluster.forward(messageSnapshot(now, message, false), sent),
     onSessionEnded: (clientId) => cluster.ended(clientId),
     onInterest: (filter, present) => cluster.interest(filter, present),
     handOffShared: (now, message, shared) => cluster.handOff(messageSnapshot(now, message, true), shared),

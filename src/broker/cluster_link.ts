@@ -29,6 +29,16 @@ export interface ClusterHost {
    * here, else it is returned.
    */
   takeSession(clientId: string, cleanStart: boolean): SessionSnapshot | undefined;
+  /** Makes a session another node gave up (or left) a session of this node, offline until its client attaches. */
+  restoreSession(session: SessionSnapshot): void;
+  /**
+   * Routes a message to one session of this node only (its matching subscriptions, not shared ones).
+   *
+   * @returns 1 when it was delivered or queued, else 0.
+   */
+  routeTo(clientId: string, message: MessageSnapshot): number;
+  /** The topic filters of a session of this node; none when it has no such session. */
+  subscriptions(clientId: string): string[];
   /** The sessions of this node that outlive their connection (expiry interval above 0), for a node leaving. */
   persistentSessions(): SessionSnapshot[];
   /** Whether this node holds a session of that client identifier. */
@@ -59,18 +69,22 @@ export interface ClusterLink {
    * @throws {Error} When the cluster could not store it: the broker then refuses it.
    */
   store(message: MessageSnapshot): Promise<void>;
-  /** Hands any other message published here (QoS 0, wills, the broker's own) to the other nodes, at most once. */
-  forward(message: MessageSnapshot): void;
+  /**
+   * Tells of each message published here as it is routed here: unless `sent` (a message
+   * {@linkcode ClusterLink.store} took), the cluster hands it to the other nodes, at most once (QoS 0, wills,
+   * the broker's own).
+   */
+  forward(message: MessageSnapshot, sent: boolean): void;
   /**
    * Claims the session of a client connecting to this node, before the broker accepts it: another node that
-   * holds it (connected or not) gives it up.
+   * holds it (connected or not) gives it up, and it is restored here ({@linkcode ClusterHost.restoreSession})
+   * with what was published for it while it moved.
    *
    * @param clientId The client identifier.
    * @param cleanStart Whether the client starts clean.
-   * @returns The session another node handed over, to restore here; `undefined` when there is none to resume.
    * @throws {Error} When the session cannot be claimed now: the broker refuses the connection.
    */
-  claim(clientId: string, cleanStart: boolean): Promise<SessionSnapshot | undefined>;
+  claim(clientId: string, cleanStart: boolean): Promise<void>;
   /** A topic filter gained its first (`present`) or lost its last subscription on this node. */
   interest(filter: string, present: boolean): void;
   /**

@@ -238,10 +238,7 @@ export class ConnectAuth {
         : !connect.cleanStart;
       if (cluster.available || persistent) {
         try {
-          const snapshot = await cluster.claim(connect.clientId, connect.cleanStart);
-          if (snapshot !== undefined) {
-            this.#machine.restoreState(performance.now(), { sessions: [snapshot], retained: [] });
-          }
+          await cluster.claim(connect.clientId, connect.cleanStart);
         } catch (error) {
           log(
             this.#options,

@@ -17,7 +17,7 @@
 
 import type { ClusterHost, ClusterLink } from "../broker/cluster_link.ts";
 import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
-import { parseSharedSubscription, topicFilterProblem } from "../codec/topic.ts";
+import { parseSharedSubscription, topicFilterProblem, topicMatches } from "../codec/topic.ts";
 import {
   type ClusterEngine,
   type EngineBucket,
@@ -70,6 +70,24 @@ interface SessionOwner {
   parked?: number;
   /** When a parked session expires (wall clock, ms); `undefined`: never. */
   expiresAt?: number;
+}
+
+/** A session moving to this node: its ordinary filters, and what came for it meanwhile. */
+interface Move {
+  readonly filters: string[];
+  readonly buffer: { message: MessageSnapshot; id: string; seq: number }[];
+}
+
+/** A node's answer when it gives up a session. */
+interface Given {
+  /** The session, unless it had none or the client starts clean. */
+  snapshot?: SessionSnapshot;
+  /** The last sequence number it received from each origin (its own: the last it published). */
+  seen: Record<string, number>;
+  /** Its own origin. */
+  boot: string;
+  /** Its own QoS 1 and 2 messages stored and not yet routed there. */
+  unrouted: number[];
 }
 
 /** The size of one part of a parked session, well under NATS's default 1 MiB message limit. */
@@ -133,6 +151,12 @@ export class Cluster implements ClusterLink {
   readonly #sharedSeen = new Map<string, Map<string, number>>();
   /** Retained topics by bucket key, to clear them when the key is deleted. */
   readonly #retainedTopics = new Map<string, string>();
+  /** Sessions moving here from another node, by client identifier: what comes for them meanwhile. */
+  readonly #moving = new Map<string, Move>();
+  /** The sequence number of each QoS 1 or 2 message published here that the engine took, by its payload. */
+  readonly #storedSeq = new WeakMap<Uint8Array, number>();
+  /** The sequence numbers of those not routed here yet (waiting for the engine's acknowledgement). */
+  readonly #unrouted = new Set<number>();
   /** The revision of the sessions-bucket entry this node wrote for each client it holds. */
   readonly #owned = new Map<string, number>();
   /** Live nodes: name to the wall-clock time of their last heartbeat. */
@@ -202,6 +226,7 @@ export class Cluster implements ClusterLink {
     const nodes = this.#nodesBucket = await engine.bucket(`${prefix}_nodes`, { maxAgeMs: heartbeat * 3 });
     this.#subscriptions.push(
       engine.serve(`${prefix}_ctl.node.${this.node}.take`, (data) => this.#give(data)),
+      engine.serve(`${prefix}_ctl.node.${this.node}.peek`, (data) => this.#peek(data)),
       await retained.watch((entry) => {
         const topic = entry.value === undefined ? this.#retainedTopics.get(entry.key) : undefined;
         if (entry.value === undefined) {
@@ -232,22 +257,35 @@ export class Cluster implements ClusterLink {
       this.counters.refused++;
       return Promise.reject(new Error("the cluster engine is unreachable"));
     }
-    const data = encodeMessage(this.#envelope(message));
+    const envelope = this.#envelope(message);
+    const data = encodeMessage(envelope);
     const done = [this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data)];
     if (message.retain) {
       done.push(this.#retain(message.topic, message.payload.length === 0 ? undefined : data));
     }
     this.counters.stored++;
+    // Until routed here (see `forward`): a node giving up a session tells the claiming node it has not.
+    this.#storedSeq.set(message.payload, envelope.seq);
+    this.#unrouted.add(envelope.seq);
     return Promise.all(done).then(() => {}, (error) => {
+      this.#unrouted.delete(envelope.seq);
       this.counters.refused++;
       throw error;
     });
   }
 
-  forward(message: MessageSnapshot): void {
+  forward(message: MessageSnapshot, sent: boolean): void {
+    if (sent) {
+      const seq = this.#storedSeq.get(message.payload) ?? 0;
+      this.#unrouted.delete(seq);
+      if (this.#moving.size > 0) this.#capture(message, this.#boot, seq);
+      return;
+    }
     // `$SYS` topics are each node's own.
     if (message.topic.startsWith("$SYS/") || this.#closed) return;
-    const data = encodeMessage(this.#envelope(message));
+    const envelope = this.#envelope(message);
+    if (this.#moving.size > 0) this.#capture(message, this.#boot, envelope.seq);
+    const data = encodeMessage(envelope);
     this.counters.forwarded++;
     if (message.qos === 0) {
       this.#engine.publish(topicSubject(this.#prefix, "m", message.topic), data);
@@ -269,32 +307,46 @@ export class Cluster implements ClusterLink {
     }
   }
 
-  async claim(clientId: string, cleanStart: boolean): Promise<SessionSnapshot | undefined> {
+  async claim(clientId: string, cleanStart: boolean): Promise<void> {
     const sessions = this.#sessions;
     if (!this.available || sessions === undefined) throw new Error("the cluster engine is unreachable");
     const key = keyOf(clientId);
     let snapshot: SessionSnapshot | undefined;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const entry = await sessions.get(key);
-      const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
-      if (owner?.parked !== undefined) {
-        snapshot = await this.#unpark(key, owner, cleanStart) ?? snapshot;
-      } else if (owner !== undefined && owner.node !== this.node) {
-        snapshot = await this.#take(owner.node, clientId, cleanStart) ?? snapshot;
-      }
-      try {
-        const value = encodeJson({ node: this.node, boot: this.#boot } satisfies SessionOwner);
-        this.#owned.set(clientId, await sessions.update(key, value, entry?.revision ?? 0));
+    let given: Given | undefined;
+    let move: Move | undefined;
+    try {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const entry = await sessions.get(key);
+        const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
+        if (owner?.parked !== undefined) {
+          snapshot = await this.#unpark(key, owner, cleanStart) ?? snapshot;
+        } else if (owner !== undefined && owner.node !== this.node) {
+          if (!cleanStart && move === undefined) move = await this.#startMove(owner.node, clientId);
+          given = await this.#take(owner.node, clientId, cleanStart) ?? given;
+          snapshot = given?.snapshot ?? snapshot;
+        }
+        try {
+          const value = encodeJson({ node: this.node, boot: this.#boot } satisfies SessionOwner);
+          this.#owned.set(clientId, await sessions.update(key, value, entry?.revision ?? 0));
+        } catch (error) {
+          if (error instanceof RevisionConflict) continue;
+          throw error;
+        }
         this.counters.claimed++;
+        // In one turn: from here on, what comes for the session is routed to it.
+        this.#moving.delete(clientId);
+        if (snapshot !== undefined) this.#host?.restoreSession(snapshot);
+        if (move !== undefined) this.#catchUp(clientId, move, given);
         if (owner?.parked !== undefined) {
           for (let i = 0; i < owner.parked; i++) await sessions.delete(`${key}.p${i}`).catch(() => {});
         }
-        return snapshot;
-      } catch (error) {
-        if (!(error instanceof RevisionConflict)) throw error;
+        return;
       }
+      throw new Error(`the session of "${clientId}" kept changing hands`);
+    } finally {
+      this.#moving.delete(clientId);
+      if (move !== undefined) this.settle(move.filters);
     }
-    throw new Error(`the session of "${clientId}" kept changing hands`);
   }
 
   interest(filter: string, present: boolean): void {
@@ -352,13 +404,13 @@ export class Cluster implements ClusterLink {
     this.#sharedSeen.set(filter, seen);
     const onShared = (data: Uint8Array) => {
       const message = this.#receive(data, seen, true);
-      if (message !== undefined) this.#host?.routeShared(message, filter);
+      if (message !== undefined) this.#host?.routeShared(snapshotOf(message), filter);
     };
     interest.subscriptions = subjects.map((subject) => engine.subscribe(subject, onShared, queue));
     // Messages a member on another node left unacknowledged, for this node's members of the group.
     interest.subscriptions.push(engine.serve(`${this.#prefix}_ctl.share.${queue}`, (data) => {
       const message = this.#receive(data, new Map(), true);
-      const routed = message === undefined ? 0 : this.#host?.routeShared(message, filter) ?? 0;
+      const routed = message === undefined ? 0 : this.#host?.routeShared(snapshotOf(message), filter) ?? 0;
       return new Uint8Array([routed > 0 ? 1 : 0]);
     }, queue));
     return interest;
@@ -437,15 +489,18 @@ export class Cluster implements ClusterLink {
 
   /** A message from an ordinary subscription. */
   readonly #onMessage = (data: Uint8Array): void => {
-    const message = this.#receive(data, this.#seen, false);
-    if (message !== undefined) this.#host?.routeRemote(message);
+    const received = this.#receive(data, this.#seen, false);
+    if (received === undefined) return;
+    const message = snapshotOf(received);
+    if (this.#moving.size > 0) this.#capture(message, received.id, received.seq);
+    this.#host?.routeRemote(message);
   };
 
   /**
    * Decodes a message from the engine; `undefined` when it is one this node already routed: its own (unless
    * `own`), or one that came again through an overlapping subscription.
    */
-  #receive(data: Uint8Array, seen: Map<string, number>, own: boolean): MessageSnapshot | undefined {
+  #receive(data: Uint8Array, seen: Map<string, number>, own: boolean): ClusterMessage | undefined {
     let message: ClusterMessage;
     try {
       message = decodeMessage(data);
@@ -458,7 +513,7 @@ export class Cluster implements ClusterLink {
     if (last !== undefined && message.seq <= last) return undefined;
     seen.set(message.id, message.seq);
     this.counters.received++;
-    return snapshotOf(message);
+    return message;
   }
 
   #decode(data: Uint8Array): MessageSnapshot | undefined {
@@ -493,6 +548,50 @@ export class Cluster implements ClusterLink {
     if (data === undefined) return retained.delete(key);
     this.#retainedTopics.set(key, topic);
     return retained.put(key, data).then(() => {});
+  }
+
+  /**
+   * Before a session moves here from `node`: this node subscribes to what its subscriptions match and keeps what
+   * comes for it until it is restored here, so that nothing published meanwhile misses it.
+   */
+  async #startMove(node: string, clientId: string): Promise<Move | undefined> {
+    let filters: string[];
+    try {
+      const answer = await this.#engine.request(
+        `${this.#prefix}_ctl.node.${node}.peek`,
+        encodeJson({ clientId }),
+        this.#options.claimTimeoutMs ?? 3000,
+      );
+      filters = decodeJson<{ filters: string[] }>(answer).filters.filter((f) => !f.startsWith("$share/"));
+    } catch {
+      return undefined;
+    }
+    if (filters.length === 0) return undefined;
+    const move: Move = { filters, buffer: [] };
+    this.#moving.set(clientId, move);
+    await this.prepare(filters);
+    return move;
+  }
+
+  /** Keeps a message for the sessions moving here whose subscriptions match it. */
+  #capture(message: MessageSnapshot, id: string, seq: number): void {
+    for (const move of this.#moving.values()) {
+      if (!move.filters.some((filter) => topicMatches(filter, message.topic))) continue;
+      move.buffer.push({ message: { ...message, payload: message.payload.slice() }, id, seq });
+    }
+  }
+
+  /**
+   * Gives a session that just moved here what came for it while it moved and the node it left did not route to
+   * it: from each origin, what that node had not received (its last sequence number per origin), and its own
+   * messages it had not routed yet.
+   */
+  #catchUp(clientId: string, move: Move, given: Given | undefined): void {
+    for (const { message, id, seq } of move.buffer) {
+      const routedThere = given !== undefined && seq <= (given.seen[id] ?? 0) &&
+        !(id === given.boot && given.unrouted.includes(seq));
+      if (!routedThere) this.#host?.routeTo(clientId, message);
+    }
   }
 
   /**
@@ -545,14 +644,14 @@ export class Cluster implements ClusterLink {
   }
 
   /** Asks the node that holds a session to give it up; `undefined` when it has none or does not answer. */
-  async #take(node: string, clientId: string, cleanStart: boolean): Promise<SessionSnapshot | undefined> {
+  async #take(node: string, clientId: string, cleanStart: boolean): Promise<Given | undefined> {
     try {
       const answer = await this.#engine.request(
         `${this.#prefix}_ctl.node.${node}.take`,
         encodeJson({ clientId, cleanStart }),
         this.#options.claimTimeoutMs ?? 3000,
       );
-      return decodeJson<{ snapshot?: SessionSnapshot }>(answer).snapshot;
+      return decodeJson<Given>(answer);
     } catch (error) {
       this.#host?.log(
         "warn",
@@ -570,8 +669,19 @@ export class Cluster implements ClusterLink {
     // No longer ours: ending it here must not delete the entry the claiming node is about to write.
     this.#owned.delete(clientId);
     const snapshot = this.#host?.takeSession(clientId, cleanStart);
-    if (snapshot !== undefined || this.#host?.hasSession(clientId) === false) this.counters.handedOver++;
-    return encodeJson(snapshot === undefined ? {} : { snapshot });
+    if (snapshot !== undefined) this.counters.handedOver++;
+    // What this node routed so far: the claiming node gives the session what came after.
+    const seen = Object.fromEntries(this.#seen);
+    seen[this.#boot] = this.#seq;
+    const given: Given = { seen, boot: this.#boot, unrouted: [...this.#unrouted] };
+    if (snapshot !== undefined) given.snapshot = snapshot;
+    return encodeJson(given);
+  }
+
+  /** Answers another node's question for the topic filters of a session about to move there. */
+  #peek(data: Uint8Array): Uint8Array {
+    const { clientId } = decodeJson<{ clientId: string }>(data);
+    return encodeJson({ filters: this.#host?.subscriptions(clientId) ?? [] });
   }
 }
 

@@ -253,6 +253,36 @@ export class BrokerMachine {
   }
 
   /**
+   * Routes a message to one session only, as {@linkcode BrokerMachine.routeRemote} would to it among others
+   * (its matching subscriptions, not shared ones): how a cluster node gives a session that just moved here
+   * what came while it moved.
+   *
+   * @param now The current time.
+   * @param clientId The session's client identifier.
+   * @param message The message; its expiry counts from `now`.
+   * @returns 1 when it was delivered or queued, else 0.
+   */
+  routeTo(now: Millis, clientId: string, message: MessageSnapshot): number {
+    const record = this.#sessions.get(clientId);
+    if (record === undefined) return 0;
+    const routed = messageFromSnapshot(now, message);
+    const match = this.#router.match(routed).find((m) => m.session === record && m.shared === undefined);
+    if (match === undefined) return 0;
+    const { qos, retainAsPublished, identifiers } = match;
+    return this.#delivery.deliver(now, record, routed, qos, retainAsPublished, identifiers) ? 1 : 0;
+  }
+
+  /**
+   * The topic filters of a session's subscriptions.
+   *
+   * @param clientId The client identifier.
+   * @returns The filters; none when there is no such session.
+   */
+  subscriptionsOf(clientId: string): string[] {
+    return [...this.#sessions.get(clientId)?.subscriptions?.keys() ?? []];
+  }
+
+  /**
    * Sets or clears the retained message of a topic without routing anything: how a cluster node applies what
    * another node retained.
    *
@@ -310,8 +340,8 @@ export class BrokerMachine {
    * @param session The session that published it.
    * @param packet The PUBLISH, from the `publish` event.
    * @param reasonCode The acknowledgement's reason code. @default 0x00
-   * @param forward Whether the `forward` option is told of it: `false` for a message the driver already
-   *   handed to a cluster (stored before it is acknowledged). @default true
+   * @param forward `false` for a message the driver already handed to a cluster (stored before it is
+   *   acknowledged): the `forward` option is told it was sent. @default true
    * @returns How many sessions it was delivered or queued to.
    *
    * @example A subscriber that is away: the second message waits for room before it is acknowledged
@@ -639,14 +669,14 @@ export class BrokerMachine {
   }
 
   /**
-   * Routes a message. `local`: published here, so it may set the retained message, else it came from another
-   * node of a cluster; `forward`: the `forward` option is told.
+   * Routes a message. `local`: published here, so it may set the retained message and the `forward` option is
+   * told, else it came from another node of a cluster; `forward`: it is still to be sent to the cluster.
    */
   #route(now: Millis, message: BrokerMessage, local: boolean, forward = local): number {
     const delivery = this.#delivery;
     delivery.stats.routed++;
     delivery.startRoute();
-    if (forward && this.#forward !== undefined) this.#forward(now, message);
+    if (local && this.#forward !== undefined) this.#forward(now, message, !forward);
     if (local && message.retain) {
       if (message.payload.length === 0) {
         // [MQTT-3.3.1-6] [MQTT-3.3.1-7] an empty retained message clears the topic and is not stored.

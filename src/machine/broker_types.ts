@@ -52,11 +52,11 @@ export interface BrokerMachineOptions {
   journal?: boolean;
   /**
    * Told of every message published on this machine as it is routed (PUBLISH, wills, the broker's own), before
-   * its deliveries: how a cluster node forwards it to the other nodes. Not told of messages routed with
-   * {@linkcode BrokerMachine.routeRemote}, nor of a PUBLISH the driver forwarded itself (see
-   * {@linkcode BrokerMachine.publish}). The message is valid during the call only: copy what is kept.
+   * its deliveries: how a cluster node forwards it to the other nodes. `sent` is `true` for a PUBLISH the
+   * driver handed to the cluster itself (see {@linkcode BrokerMachine.publish}). Not told of messages routed
+   * with {@linkcode BrokerMachine.routeRemote}. The message is valid during the call only: copy what is kept.
    */
-  forward?: (now: number, message: BrokerMessage) => void;
+  forward?: (now: number, message: BrokerMessage, sent: boolean) => void;
   /**
    * Told when a session ends (clean start, expiry, a connection with expiry 0 over), not when it moves to
    * another node ({@linkcode BrokerMachine.takeSession}).

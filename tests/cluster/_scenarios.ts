@@ -308,6 +308,67 @@ export function clusterScenarios(
       });
     }
 
+    it("moves a session between nodes under load without losing or repeating a QoS 2 message", async (t) => {
+      if (cluster === undefined) return t.skip("no cluster");
+      const id = "mover";
+      const persistent = { cleanStart: false, properties: { sessionExpiryInterval: 3600 } };
+      let client = await connect(1, { clientId: id, ...persistent });
+      await subscribe(client, 1, [sub("mv/#", 2)]);
+      const got: string[] = [];
+      // The client's side of QoS 2, kept across its connections: identifiers received, PUBREL not yet.
+      const awaiting = new Set<number>();
+      const count = 300;
+      const a = await connect(0, { clientId: "mover-pub" });
+      const publishing = (async () => {
+        for (let i = 1; i <= count; i++) {
+          await a.send(publish(`mv/${i % 3}`, String(i), 2, { packetId: i }));
+          if (i % 20 === 0) await sleep(5);
+        }
+        for (let acked = 0; acked < count; acked++) {
+          const ack = await a.next((p) => p.type === "pubrec", 20_000);
+          assert(ack.type === "pubrec" && ack.reasonCode === 0);
+          await a.send({ type: "pubrel", packetId: ack.packetId, reasonCode: 0 });
+        }
+      })();
+      /** Reads and acknowledges for `ms`, as a QoS 2 client must. */
+      const read = async (ms: number) => {
+        const until = Date.now() + ms;
+        for (;;) {
+          const left = until - Date.now();
+          if (left <= 0) return;
+          const packet = await client.next((p) => p.type === "publish" || p.type === "pubrel", left)
+            .catch(() => undefined);
+          if (packet === undefined) return;
+          if (packet.type === "publish") {
+            const packetId = packet.packetId as number;
+            if (!awaiting.has(packetId)) {
+              awaiting.add(packetId);
+              got.push(text(packet.payload));
+            }
+            await client.send({ type: "pubrec", packetId, reasonCode: 0 });
+          } else if (packet.type === "pubrel") {
+            awaiting.delete(packet.packetId);
+            await client.send({ type: "pubcomp", packetId: packet.packetId, reasonCode: 0 });
+          }
+        }
+      };
+      for (const [node, abrupt] of [[2, true], [1, false], [2, false], [1, true], [2, true]] as const) {
+        await read(60);
+        if (abrupt) client.close();
+        else await client.send({ type: "disconnect", reasonCode: 0 });
+        client = await connect(node, { clientId: id, ...persistent });
+        assert.equal(client.connack.sessionPresent, true);
+      }
+      await publishing;
+      await eventually(async () => {
+        await read(100);
+        return got.length >= count;
+      }, 20_000, `all ${count} messages (${got.length} so far)`);
+      await read(300);
+      assert.equal(got.length, count, "none twice");
+      assert.deepEqual(new Set(got).size, count);
+    });
+
     it("lets the same client connect on another node: the older connection is taken over", async (t) => {
       if (cluster === undefined) return t.skip("no cluster");
       const first = await connect(0, {
