@@ -15,6 +15,7 @@ import {
   type EngineHandler,
   type EngineStatus,
   type EngineSubscription,
+  type ReplayStart,
   RevisionConflict,
   type StreamOptions,
 } from "./engine.ts";
@@ -41,10 +42,26 @@ interface HubSubscription {
   closed: boolean;
 }
 
-interface Stream {
-  readonly options: StreamOptions;
-  readonly messages: { subject: string; data: Uint8Array; at: number }[];
+/** A message a stream holds. */
+interface StreamMessage {
+  readonly subject: string;
+  readonly data: Uint8Array;
+  /** When it was stored (`Date.now()`). */
+  readonly at: number;
+  /** Its number in the stream: 1 for the first one ever stored, +1 for each next one. */
+  readonly sequence: number;
 }
+
+interface Stream {
+  options: StreamOptions;
+  /** Oldest first, so in ascending sequence. */
+  readonly messages: StreamMessage[];
+  /** The sequence of the last message stored; 0 before the first one. It stays when old ones are trimmed. */
+  lastSequence: number;
+}
+
+/** How many messages a replay hands over per turn of the hub. */
+const REPLAY_BATCH = 1000;
 
 interface Stored {
   value: Uint8Array | undefined;
@@ -133,7 +150,7 @@ export class MemoryHub {
   store(subject: string, data: Uint8Array): boolean {
     for (const stream of this.#streams.values()) {
       if (!stream.options.subjects.some((s) => subjectMatches(s, subject))) continue;
-      stream.messages.push({ subject, data: data.slice(), at: Date.now() });
+      stream.messages.push({ subject, data: data.slice(), at: Date.now(), sequence: ++stream.lastSequence });
       let bytes = 0;
       for (const m of stream.messages) bytes += m.data.length;
       while (bytes > stream.options.maxBytes && stream.messages.length > 0) {
@@ -147,7 +164,13 @@ export class MemoryHub {
   /** @internal */
   stream(name: string, options: StreamOptions): void {
     const existing = this.#streams.get(name);
-    this.#streams.set(name, { options, messages: existing?.messages ?? [] });
+    if (existing === undefined) this.#streams.set(name, { options, messages: [], lastSequence: 0 });
+    else existing.options = options;
+  }
+
+  /** @internal The stream of that name, if there is one. */
+  streamNamed(name: string): Stream | undefined {
+    return this.#streams.get(name);
   }
 
   /**
@@ -332,6 +355,61 @@ export class MemoryEngine implements ClusterEngine {
     }
     this.#hub.stream(name, options);
     return Promise.resolve();
+  }
+
+  replay(
+    stream: string,
+    from: ReplayStart,
+    onMessage: (data: Uint8Array, sequence: number) => void,
+    subject?: string,
+  ): Promise<void> {
+    const action = `Cannot replay the stream "${stream}"`;
+    if (this.#status !== "connected") {
+      return Promise.reject(new Error(`${action}: the engine is disconnected`));
+    }
+    // The end is fixed now: what is stored from here on is not replayed.
+    const end = this.#hub.streamNamed(stream)?.lastSequence ?? 0;
+    let next = "sequence" in from ? from.sequence : 1;
+    return new Promise((resolve, reject) => {
+      // A batch per turn of the hub, as a server would send them: other deliveries go on meanwhile.
+      const deliver = () => {
+        if (this.#status !== "connected") return reject(new Error(`${action}: the engine is disconnected`));
+        const found = this.#hub.streamNamed(stream);
+        if (found === undefined) return reject(new Error(`${action}: no such stream`));
+        const { messages, options } = found;
+        // Messages are in ascending sequence: find the first one at `next` or after (some may be trimmed).
+        let low = 0;
+        let high = messages.length;
+        while (low < high) {
+          const middle = (low + high) >>> 1;
+          if (messages[middle].sequence < next) low = middle + 1;
+          else high = middle;
+        }
+        const now = Date.now();
+        let handed = 0;
+        let i = low;
+        for (; i < messages.length && messages[i].sequence <= end && handed < REPLAY_BATCH; i++) {
+          const message = messages[i];
+          next = message.sequence + 1;
+          // What NATS would have removed by now (this engine does not expire messages) is not replayed.
+          if (options.maxAgeMs > 0 && now - message.at >= options.maxAgeMs) continue;
+          if ("timeMs" in from && message.at < from.timeMs) continue;
+          if (subject !== undefined && !subjectMatches(subject, message.subject)) continue;
+          handed++;
+          try {
+            onMessage(message.data.slice(), message.sequence);
+          } catch (error) {
+            // The handler's error is its own: report it as uncaught, and go on with the replay.
+            queueMicrotask(() => {
+              throw error;
+            });
+          }
+        }
+        if (i === messages.length || messages[i].sequence > end) resolve();
+        else this.#hub.later(deliver);
+      };
+      this.#hub.later(deliver);
+    });
   }
 
   flush(): Promise<void> {

@@ -8,7 +8,13 @@
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
-import type { JetStreamClient, JetStreamManager, JsMsg } from "@nats-io/jetstream";
+import type {
+  Consumer,
+  ConsumerMessages,
+  JetStreamClient,
+  JetStreamManager,
+  JsMsg,
+} from "@nats-io/jetstream";
 import type { KV, KvEntry } from "@nats-io/kv";
 import {
   type BucketEntry,
@@ -18,6 +24,7 @@ import {
   type EngineHandler,
   type EngineStatus,
   type EngineSubscription,
+  type ReplayStart,
   RevisionConflict,
   type StreamOptions,
 } from "./engine.ts";
@@ -55,6 +62,8 @@ interface NatsModules {
 const WRONG_LAST_SEQUENCE = [10071, 10164];
 /** JetStream's error code when a stream of that name exists with another configuration. */
 const STREAM_NAME_IN_USE = 10058;
+/** How many messages a replay asks the server for at a time. */
+const REPLAY_BATCH = 1000;
 
 /**
  * Connects to NATS and returns the cluster engine on that connection. It reconnects forever; `status`
@@ -115,6 +124,8 @@ class NatsEngine implements ClusterEngine {
   #timeoutMs: number;
   #status: EngineStatus = "connected";
   #listeners: ((status: EngineStatus, detail?: string) => void)[] = [];
+  /** Called once when the connection goes down or closes; what waits on the server then gives up. */
+  #onDown: Set<() => void> = new Set();
 
   constructor(modules: NatsModules, nc: NatsConnection, timeoutMs: number) {
     this.#modules = modules;
@@ -234,6 +245,111 @@ class NatsEngine implements ClusterEngine {
     }
   }
 
+  async replay(
+    stream: string,
+    from: ReplayStart,
+    onMessage: (data: Uint8Array, sequence: number) => void,
+    subject?: string,
+  ): Promise<void> {
+    const action = `Cannot replay the stream "${stream}"`;
+    this.#requireConnected(action);
+    let gaveUp!: (error: Error) => void;
+    const down = new Promise<never>((_, reject) => gaveUp = reject);
+    down.catch(() => {});
+    const onDown = () =>
+      gaveUp(new Error(`${action}: the NATS connection is ${this.#nc.isClosed() ? "closed" : "down"}`));
+    this.#onDown.add(onDown);
+    let creating: Promise<Consumer> | undefined;
+    let messages: ConsumerMessages | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    /** Set once the replay ended (or gave up): nothing more goes to `onMessage`. */
+    let done = false;
+    try {
+      const { state } = await Promise.race([(await this.#manager()).streams.info(stream), down]);
+      // The end is fixed now: what is stored from here on is not replayed.
+      const end = state.last_seq;
+      if (state.messages === 0 || "sequence" in from && from.sequence > end) return;
+      // An ordered consumer: ephemeral, unacknowledged, in memory, recreated by nats.js should it miss a message
+      // (from a sequence; from a time, nats.js cannot recreate it and the replay times out).
+      creating = this.#js.consumers.get(stream, {
+        ...("sequence" in from
+          ? { opt_start_seq: Math.max(1, from.sequence) }
+          : { opt_start_time: new Date(from.timeMs).toISOString() }),
+        // A string, not an array: nats-server 2.9 takes one filter subject per consumer.
+        ...(subject === undefined ? {} : { filter_subjects: subject }),
+        inactive_threshold: Math.max(60_000, 2 * this.#timeoutMs),
+      });
+      const consumer = await Promise.race([creating, down]);
+      // Nothing from the start on (or nothing matching the filter).
+      if ((await consumer.info(true)).num_pending === 0) return;
+      let finish!: (error?: Error) => void;
+      const finished = new Promise<void>((resolve, reject) => {
+        finish = (error) => error === undefined ? resolve() : reject(error);
+      });
+      let lastMessageAt = Date.now();
+      const stop = (error?: Error) => {
+        if (done) return;
+        done = true;
+        finish(error);
+      };
+      messages = await Promise.race([
+        consumer.consume({
+          max_messages: REPLAY_BATCH,
+          callback: (msg) => {
+            if (done) return;
+            lastMessageAt = Date.now();
+            const sequence = msg.seq;
+            // Stored after the replay began (with a filter, the last match may come before `end`).
+            if (sequence > end) return stop();
+            try {
+              onMessage(bytes(msg.data), sequence);
+            } catch (error) {
+              rethrowLater(error);
+            }
+            if (sequence === end || msg.info.pending === 0) stop();
+          },
+        }),
+        down,
+      ]);
+      void messages.closed().then((error) => {
+        stop(
+          error
+            ? this.#explain(action, error, "the stream is gone")
+            : new Error(`${action}: the consumer stopped`),
+        );
+      });
+      const check = () => {
+        const idle = Date.now() - lastMessageAt;
+        if (idle < this.#timeoutMs) {
+          timer = setTimeout(check, this.#timeoutMs - idle);
+          return;
+        }
+        // Silent for timeoutMs: done if the server has nothing left for it (the last ones expired), else stuck.
+        consumer.info().then(
+          (info) =>
+            stop(
+              info.num_pending === 0
+                ? undefined
+                : new Error(`${action}: no message for ${this.#timeoutMs} ms`),
+            ),
+          (error) => stop(new Error(`${action}: no message for ${this.#timeoutMs} ms`, { cause: error })),
+        );
+      };
+      timer = setTimeout(check, this.#timeoutMs);
+      await Promise.race([finished, down]);
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith(action)) throw error;
+      throw this.#explain(action, error, "JetStream does not answer");
+    } finally {
+      done = true;
+      clearTimeout(timer);
+      this.#onDown.delete(onDown);
+      messages?.stop();
+      // Whenever the consumer was made (even after this gave up), delete it; the server would, once inactive.
+      creating?.then((consumer) => consumer.delete()).catch(() => {});
+    }
+  }
+
   async flush(): Promise<void> {
     // nats.js would wait for the next connection; what was published meanwhile is dropped anyway.
     this.#requireConnected("Cannot flush");
@@ -343,6 +459,9 @@ class NatsEngine implements ClusterEngine {
   #setStatus(status: EngineStatus, detail: string): void {
     if (this.#status === status) return;
     this.#status = status;
+    if (status === "disconnected") {
+      for (const onDown of this.#onDown) onDown();
+    }
     for (const listener of this.#listeners) {
       try {
         listener(status, detail);

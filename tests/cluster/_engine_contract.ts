@@ -9,7 +9,12 @@
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { type BucketEntry, type ClusterEngine, RevisionConflict } from "../../src/cluster/engine.ts";
+import {
+  type BucketEntry,
+  type ClusterEngine,
+  type ReplayStart,
+  RevisionConflict,
+} from "../../src/cluster/engine.ts";
 
 /** Engines connected to one cluster, and how to close them all. */
 export interface EngineCluster {
@@ -262,6 +267,126 @@ export function engineContract(name: string, open: () => Promise<EngineCluster |
         maxBytes: 1 << 21,
       });
       await a.store(`${subject}.b`, text("now"));
+    });
+
+    /** A stream of its own on engine a: its name, and the prefix of the subjects it stores. */
+    async function replayStream(maxBytes = 1 << 20): Promise<{ stream: string; p: string }> {
+      const stream = unique("REPLAY");
+      const p = stream.toLowerCase();
+      await a.stream(stream, { subjects: [`${p}.>`], maxAgeMs: 60_000, maxBytes });
+      return { stream, p };
+    }
+
+    /** What `engine.replay()` handed over, as [data, sequence], and whether every `data` was a plain Uint8Array. */
+    async function replayed(
+      engine: ClusterEngine,
+      stream: string,
+      from: ReplayStart,
+      subject?: string,
+    ): Promise<[string, number][]> {
+      const got: [string, number][] = [];
+      let plain = true;
+      await engine.replay(stream, from, (data, sequence) => {
+        plain &&= data.constructor === Uint8Array;
+        got.push([decoder.decode(data), sequence]);
+      }, subject);
+      assert.ok(plain, "plain Uint8Array");
+      return got;
+    }
+
+    test("replay() from a sequence hands over what the stream stored from there on, in order", async () => {
+      const { stream, p } = await replayStream();
+      for (let i = 1; i <= 5; i++) await (i % 2 ? a : b).store(`${p}.m`, text(`m${i}`));
+      const all: [string, number][] = [["m1", 1], ["m2", 2], ["m3", 3], ["m4", 4], ["m5", 5]];
+      assert.deepEqual(await replayed(b, stream, { sequence: 1 }), all);
+      assert.deepEqual(await replayed(a, stream, { sequence: 3 }), all.slice(2));
+      assert.deepEqual(await replayed(a, stream, { sequence: 5 }), all.slice(4));
+      assert.deepEqual(await replayed(a, stream, { sequence: 0 }), all);
+    });
+
+    test("replay() from a time hands over only what was stored at that time or later", async () => {
+      const { stream, p } = await replayStream();
+      for (const m of ["early1", "early2", "early3"]) await a.store(`${p}.m`, text(m));
+      await sleep(50);
+      const timeMs = Date.now();
+      for (const m of ["late1", "late2", "late3"]) await b.store(`${p}.m`, text(m));
+      assert.deepEqual(await replayed(b, stream, { timeMs }), [["late1", 4], ["late2", 5], ["late3", 6]]);
+      assert.deepEqual((await replayed(a, stream, { timeMs: timeMs - 60_000 })).length, 6);
+    });
+
+    test("replay() with a subject hands over only the messages on matching subjects", async () => {
+      const { stream, p } = await replayStream();
+      for (const s of ["a.1", "b.1", "a.2", "a.x.y", "b.2"]) await a.store(`${p}.${s}`, text(s));
+      // The last matching message is not the stream's last: the replay must end anyway, without a timeout.
+      const started = Date.now();
+      assert.deepEqual(await replayed(b, stream, { sequence: 1 }, `${p}.a.>`), [["a.1", 1], ["a.2", 3], [
+        "a.x.y",
+        4,
+      ]]);
+      assert.deepEqual(await replayed(b, stream, { sequence: 2 }, `${p}.*.1`), [["b.1", 2]]);
+      assert.deepEqual(await replayed(b, stream, { sequence: 1 }, `${p}.c.>`), []);
+      assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    });
+
+    test("replay() with nothing stored from the start on resolves at once, with no message", async () => {
+      const { stream, p } = await replayStream();
+      const started = Date.now();
+      assert.deepEqual(await replayed(a, stream, { sequence: 1 }), []);
+      assert.deepEqual(await replayed(a, stream, { timeMs: 0 }), []);
+      await a.store(`${p}.m`, text("only"));
+      await sleep(20);
+      assert.deepEqual(await replayed(b, stream, { sequence: 2 }), []);
+      assert.deepEqual(await replayed(b, stream, { sequence: 1000 }), []);
+      assert.deepEqual(await replayed(b, stream, { timeMs: Date.now() }), []);
+      assert.deepEqual(await replayed(b, stream, { timeMs: Date.now() + 60_000 }), []);
+      assert.ok(Date.now() - started < 2000, `took ${Date.now() - started} ms`);
+    });
+
+    test("replay() ends at the last message stored when it began, in batches of any size", async () => {
+      // With a filter, the last match (m2500) is not the stream's last message (x): only the end fixed at the
+      // start tells the replay to leave out the matches stored meanwhile.
+      for (const filter of [undefined, "m"]) {
+        const { stream, p } = await replayStream(1 << 24);
+        const count = 2500;
+        const stores: Promise<void>[] = [];
+        for (let i = 1; i <= count; i++) stores.push(a.store(`${p}.m`, text(`m${i}`)));
+        stores.push(a.store(`${p}.x`, text("x")));
+        await Promise.all(stores);
+        const during: Promise<void>[] = [];
+        const got: [string, number][] = [];
+        await a.replay(stream, { sequence: 1 }, (data, sequence) => {
+          got.push([decoder.decode(data), sequence]);
+          // Stored while the replay goes on: not part of it.
+          if (got.length % 500 === 1) during.push(b.store(`${p}.m`, text(`during${got.length}`)));
+        }, filter && `${p}.${filter}`);
+        await Promise.all(during);
+        const expected = Array.from({ length: count }, (_, i) => [`m${i + 1}`, i + 1]);
+        if (filter === undefined) expected.push(["x", count + 1]);
+        assert.equal(got.length, expected.length, `with the filter ${filter}`);
+        assert.deepEqual(got.map(([, sequence]) => sequence), expected.map(([, sequence]) => sequence));
+        assert.deepEqual(got.map(([data]) => data).sort(), expected.map(([data]) => data).sort());
+        const again = await replayed(b, stream, { sequence: count + 2 });
+        assert.deepEqual(again.map(([data]) => data), during.map((_, i) => `during${i * 500 + 1}`));
+        assert.deepEqual(again.map(([, sequence]) => sequence), during.map((_, i) => count + 2 + i));
+      }
+    });
+
+    test("replay() from a sequence no longer kept starts at the oldest kept; sequences survive the drop", async () => {
+      const { stream, p } = await replayStream(2000);
+      const filler = "x".repeat(100);
+      for (let i = 1; i <= 40; i++) await a.store(`${p}.m`, text(`${i} ${filler}`));
+      const got = await replayed(b, stream, { sequence: 1 });
+      assert.ok(got.length > 0 && got.length < 40, `${got.length} kept`);
+      got.forEach(([data, sequence], i) => {
+        assert.equal(sequence, 40 - got.length + 1 + i);
+        assert.equal(data, `${sequence} ${filler}`);
+      });
+      assert.deepEqual(await replayed(b, stream, { sequence: 40 }), [[`40 ${filler}`, 40]]);
+    });
+
+    test("replay() rejects when the stream does not exist", async () => {
+      await assert.rejects(a.replay(unique("NOSTREAM"), { sequence: 1 }, () => {}), Error);
+      await assert.rejects(a.replay(unique("NOSTREAM"), { timeMs: 0 }, () => {}, "x.>"), Error);
     });
 
     /** One bucket opened on both engines. */
