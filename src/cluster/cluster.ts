@@ -90,6 +90,9 @@ interface Given {
   unrouted: number[];
 }
 
+/** How far before an outage (or a node's leaving) catching up starts, for clocks a little apart. */
+const CATCH_UP_MARGIN_MS = 2000;
+
 /** The size of one part of a parked session, well under NATS's default 1 MiB message limit. */
 const PART = 256 * 1024;
 
@@ -151,6 +154,10 @@ export class Cluster implements ClusterLink {
   readonly #sharedSeen = new Map<string, Map<string, number>>();
   /** Retained topics by bucket key, to clear them when the key is deleted. */
   readonly #retainedTopics = new Map<string, string>();
+  /** When the engine went away (wall clock), while it is away. */
+  #downSince: number | undefined;
+  /** Messages that came while catching up after an outage, routed once it is done. */
+  #held: Uint8Array[] | undefined;
   /** Sessions moving here from another node, by client identifier: what comes for them meanwhile. */
   readonly #moving = new Map<string, Move>();
   /** The sequence number of each QoS 1 or 2 message published here that the engine took, by its payload. */
@@ -207,7 +214,11 @@ export class Cluster implements ClusterLink {
     engine.onStatus((status, detail) => {
       if (status === "connected") {
         host.log("info", `Cluster engine reachable again${detail ? ` (${detail})` : ""}`);
+        const since = this.#downSince;
+        this.#downSince = undefined;
+        if (since !== undefined && !this.#closed) void this.#catchUpOutage(since);
       } else if (!this.#closed) {
+        this.#downSince ??= Date.now();
         host.log(
           "warn",
           `Cluster engine unreachable${
@@ -489,12 +500,47 @@ export class Cluster implements ClusterLink {
 
   /** A message from an ordinary subscription. */
   readonly #onMessage = (data: Uint8Array): void => {
-    const received = this.#receive(data, this.#seen, false);
-    if (received === undefined) return;
-    const message = snapshotOf(received);
-    if (this.#moving.size > 0) this.#capture(message, received.id, received.seq);
-    this.#host?.routeRemote(message);
+    // Catching up after an outage: what comes now waits until what was missed is routed.
+    if (this.#held !== undefined) this.#held.push(data.slice());
+    else this.#route(data);
   };
+
+  /** Routes a message from an ordinary subscription, or from the stream when catching up. */
+  #route(data: Uint8Array): void {
+    try {
+      const received = this.#receive(data, this.#seen, false);
+      if (received === undefined) return;
+      const message = snapshotOf(received);
+      if (this.#moving.size > 0) this.#capture(message, received.id, received.seq);
+      this.#host?.routeRemote(message);
+    } catch (error) {
+      // Never into the engine's reader: that would stop its connection.
+      this.#host?.log("error", `Could not route a message from the cluster: ${(error as Error).stack}`);
+    }
+  }
+
+  /**
+   * Once the engine is back after an outage, routes the QoS 1 and 2 messages the other nodes stored meanwhile
+   * (from the stream, from shortly before the outage on: what was routed already is skipped by its origin's
+   * sequence number), then what arrived while doing so. Shared subscriptions are left out: the group's other
+   * nodes got their messages.
+   */
+  async #catchUpOutage(since: number): Promise<void> {
+    const held: Uint8Array[] = this.#held ??= [];
+    let count = 0;
+    try {
+      await this.#engine.replay(`${this.#prefix}_messages`, { timeMs: since - CATCH_UP_MARGIN_MS }, (data) => {
+        count++;
+        this.#route(data);
+      });
+      this.#host?.log("info", `Caught up on ${count} stored messages from the cluster's outage`);
+    } catch (error) {
+      this.#host?.log("warn", `Could not catch up on the messages stored during the outage: ${error}`);
+    } finally {
+      if (this.#held === held) this.#held = undefined;
+      for (const data of held) this.#route(data);
+    }
+  }
 
   /**
    * Decodes a message from the engine; `undefined` when it is one this node already routed: its own (unless

@@ -20,6 +20,8 @@ export interface ClusterFixture {
   logs: string[][];
   /** Cuts the engine off (`false`) or brings it back, for `node` or, when it cannot be told apart, for all. */
   setEngine(up: boolean, node: number): Promise<void>;
+  /** Whether `setEngine` cuts off one node alone (the others go on storing meanwhile). */
+  partial?: boolean;
   /** How many messages the cluster's stream holds, when the fixture can tell. */
   stored?(): Promise<number>;
   /** Stops everything. */
@@ -597,6 +599,13 @@ export function clusterScenarios(
       const clean = await connect(0, { clientId: "trouble-clean" });
       assert.equal(clean.connack.reasonCode, 0);
       await noPublish(local, 100);
+      // Stored by another node while this one is away: routed here once it is back.
+      const other = fixture.partial ? await connect(1, { clientId: "trouble-other" }) : undefined;
+      if (other !== undefined) {
+        assert.equal(await publishAcked(other, publish("tr/missed", "while away", 1, { packetId: 1 })), 0);
+        const [atRemote] = await remote.publishes(1);
+        await ackPublish(remote, atRemote);
+      }
 
       await fixture.setEngine(true, 0);
       await eventually(
@@ -605,6 +614,12 @@ export function clusterScenarios(
         "reconnected",
       );
       assert(fixture.logs[0].some((line) => line.includes("reachable again")));
+      if (other !== undefined) {
+        const missed = await local.next((p) => p.type === "publish", 10_000);
+        assert(missed.type === "publish");
+        assert.equal(text(missed.payload), "while away");
+        await ackPublish(local, missed);
+      }
       // Interest is back: what node 0 publishes reaches node 1's subscriber, and the other way round.
       await eventually(
         async () => {
