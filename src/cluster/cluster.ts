@@ -70,12 +70,26 @@ interface SessionOwner {
   parked?: number;
   /** When a parked session expires (wall clock, ms); `undefined`: never. */
   expiresAt?: number;
+  /** When the node that parked it stopped routing (wall clock, ms). */
+  since?: number;
+  /** What that node had routed by then (see {@linkcode Given}). */
+  seen?: Record<string, number>;
+  unrouted?: number[];
 }
 
 /** A session moving to this node: its ordinary filters, and what came for it meanwhile. */
 interface Move {
   readonly filters: string[];
-  readonly buffer: { message: MessageSnapshot; id: string; seq: number }[];
+  /** What the stream held for it (a parked session), oldest first, then what came live. */
+  readonly replayed: Captured[];
+  readonly buffer: Captured[];
+}
+
+/** A message kept for a session on its way here, with its origin and sequence number. */
+interface Captured {
+  message: MessageSnapshot;
+  id: string;
+  seq: number;
 }
 
 /** A node's answer when it gives up a session. */
@@ -331,6 +345,10 @@ export class Cluster implements ClusterLink {
         const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
         if (owner?.parked !== undefined) {
           snapshot = await this.#unpark(key, owner, cleanStart) ?? snapshot;
+          if (snapshot !== undefined && move === undefined) {
+            move = await this.#catchUpParked(clientId, snapshot, owner);
+            given = { seen: owner.seen ?? {}, boot: owner.boot, unrouted: owner.unrouted ?? [] };
+          }
         } else if (owner !== undefined && owner.node !== this.node) {
           if (!cleanStart && move === undefined) move = await this.#startMove(owner.node, clientId);
           given = await this.#take(owner.node, clientId, cleanStart) ?? given;
@@ -484,12 +502,14 @@ export class Cluster implements ClusterLink {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // What this node routed up to now: the sessions it leaves catch up on the rest from the stream.
+    const left = { since: Date.now(), ...this.#routedSoFar() };
     clearInterval(this.#heartbeat);
     for (const subscription of this.#subscriptions) subscription.unsubscribe();
     for (const interest of this.#interest.values()) for (const s of interest.subscriptions) s.unsubscribe();
     this.#interest.clear();
     if (this.#engine.status === "connected") {
-      await this.#park();
+      await this.#park(left);
       await this.#nodesBucket?.delete(this.node).catch(() => {});
       await this.#engine.flush().catch(() => {});
     }
@@ -529,10 +549,14 @@ export class Cluster implements ClusterLink {
     const held: Uint8Array[] = this.#held ??= [];
     let count = 0;
     try {
-      await this.#engine.replay(`${this.#prefix}_messages`, { timeMs: since - CATCH_UP_MARGIN_MS }, (data) => {
-        count++;
-        this.#route(data);
-      });
+      await this.#engine.replay(
+        `${this.#prefix}_messages`,
+        { timeMs: since - CATCH_UP_MARGIN_MS },
+        (data) => {
+          count++;
+          this.#route(data);
+        },
+      );
       this.#host?.log("info", `Caught up on ${count} stored messages from the cluster's outage`);
     } catch (error) {
       this.#host?.log("warn", `Could not catch up on the messages stored during the outage: ${error}`);
@@ -613,9 +637,41 @@ export class Cluster implements ClusterLink {
       return undefined;
     }
     if (filters.length === 0) return undefined;
-    const move: Move = { filters, buffer: [] };
+    const move: Move = { filters, replayed: [], buffer: [] };
     this.#moving.set(clientId, move);
     await this.prepare(filters);
+    return move;
+  }
+
+  /**
+   * For a session a stopped node left in the bucket: subscribes to what it matches, keeping what comes until it
+   * is restored, and reads from the stream what was stored for it since that node stopped routing.
+   */
+  async #catchUpParked(clientId: string, snapshot: SessionSnapshot, owner: SessionOwner): Promise<Move> {
+    const filters = snapshot.subscriptions.map((s) => s.topicFilter).filter((f) => !f.startsWith("$share/"));
+    const move: Move = { filters, replayed: [], buffer: [] };
+    if (filters.length === 0) return move;
+    this.#moving.set(clientId, move);
+    await this.prepare(filters);
+    const stored = new Map<number, Uint8Array>();
+    const stream = `${this.#prefix}_messages`;
+    const from = { timeMs: (owner.since ?? Date.now()) - CATCH_UP_MARGIN_MS };
+    for (const filter of filters) {
+      for (const subject of filterSubjects(this.#prefix, filter)) {
+        // The stored kind only: `mqtt.*.a.>` is read as `mqtt.s.a.>`.
+        const storedSubject = `${this.#prefix}.s.${subject.slice(this.#prefix.length + 3)}`;
+        await this.#engine.replay(
+          stream,
+          from,
+          (data, sequence) => stored.set(sequence, data.slice()),
+          storedSubject,
+        );
+      }
+    }
+    for (const sequence of [...stored.keys()].sort((a, b) => a - b)) {
+      const message = decodeMessage(stored.get(sequence) as Uint8Array);
+      move.replayed.push({ message: snapshotOf(message), id: message.id, seq: message.seq });
+    }
     return move;
   }
 
@@ -633,10 +689,14 @@ export class Cluster implements ClusterLink {
    * messages it had not routed yet.
    */
   #catchUp(clientId: string, move: Move, given: Given | undefined): void {
-    for (const { message, id, seq } of move.buffer) {
+    const done = new Set<string>();
+    for (const { message, id, seq } of [...move.replayed, ...move.buffer]) {
       const routedThere = given !== undefined && seq <= (given.seen[id] ?? 0) &&
         !(id === given.boot && given.unrouted.includes(seq));
-      if (!routedThere) this.#host?.routeTo(clientId, message);
+      const key = `${id} ${seq}`;
+      if (routedThere || done.has(key)) continue;
+      done.add(key);
+      this.#host?.routeTo(clientId, message);
     }
   }
 
@@ -644,7 +704,7 @@ export class Cluster implements ClusterLink {
    * Leaves this node's persistent sessions in the bucket, for whichever node their clients come back to: the
    * session in parts, then the entry that points at them, written only while this node still holds it.
    */
-  async #park(): Promise<void> {
+  async #park(left: Pick<SessionOwner, "since" | "seen" | "unrouted">): Promise<void> {
     const sessions = this.#sessions;
     if (sessions === undefined) return;
     let parked = 0;
@@ -654,7 +714,7 @@ export class Cluster implements ClusterLink {
       const key = keyOf(snapshot.clientId);
       const data = encodeJson(snapshot);
       const parts = Math.max(1, Math.ceil(data.length / PART));
-      const owner: SessionOwner = { node: this.node, boot: this.#boot, parked: parts };
+      const owner: SessionOwner = { node: this.node, boot: this.#boot, parked: parts, ...left };
       if (snapshot.expiresInMs !== undefined) owner.expiresAt = Date.now() + snapshot.expiresInMs;
       try {
         for (let i = 0; i < parts; i++) {
@@ -717,11 +777,16 @@ export class Cluster implements ClusterLink {
     const snapshot = this.#host?.takeSession(clientId, cleanStart);
     if (snapshot !== undefined) this.counters.handedOver++;
     // What this node routed so far: the claiming node gives the session what came after.
-    const seen = Object.fromEntries(this.#seen);
-    seen[this.#boot] = this.#seq;
-    const given: Given = { seen, boot: this.#boot, unrouted: [...this.#unrouted] };
+    const given: Given = { ...this.#routedSoFar(), boot: this.#boot };
     if (snapshot !== undefined) given.snapshot = snapshot;
     return encodeJson(given);
+  }
+
+  /** The last sequence number routed here from each origin (this node's: its last), and its own unrouted ones. */
+  #routedSoFar(): { seen: Record<string, number>; unrouted: number[] } {
+    const seen = Object.fromEntries(this.#seen);
+    seen[this.#boot] = this.#seq;
+    return { seen, unrouted: [...this.#unrouted] };
   }
 
   /** Answers another node's question for the topic filters of a session about to move there. */

@@ -76,10 +76,13 @@ describe("broker.ts --cluster", () => {
     assert.deepEqual(got.map((m) => [m.topic, m.text()]), [["cli/status", "up"], ["cli/live", "hello"]]);
     await subscriber.close();
     for (let i = 0; i < 3; i++) await publisher.publish("cli/queued", `q${i}`, { qos: 1 });
+    // The subscriber's node goes first: what is published next waits in the stream for its session.
+    await stop(b);
+    for (let i = 3; i < 5; i++) await publisher.publish("cli/queued", `q${i}`, { qos: 1 });
     await publisher.close();
 
     // Every node goes; new ones take their place.
-    await Promise.all([stop(a), stop(b)]);
+    await stop(a);
     const c = await node(["--cluster", url, "--node", "c"]);
     const fresh = await connect(`mqtt://127.0.0.1:${portOf(c)}`, { reconnect: false });
     const retained = await fresh.subscribe("cli/status", { qos: 1 });
@@ -94,8 +97,8 @@ describe("broker.ts --cluster", () => {
       properties: { sessionExpiryInterval: 3600 },
     });
     assert.equal(back.connack.sessionPresent, true);
-    const queued = await back.publishes(3, 10_000);
-    assert.deepEqual(queued.map((p) => new TextDecoder().decode(p.payload)), ["q0", "q1", "q2"]);
+    const queued = await back.publishes(5, 10_000);
+    assert.deepEqual(queued.map((p) => new TextDecoder().decode(p.payload)), ["q0", "q1", "q2", "q3", "q4"]);
     back.close();
   });
 });
