@@ -16,17 +16,14 @@
  */
 
 import type { ClusterHost, ClusterLink } from "../broker/cluster_link.ts";
-import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
-import { parseSharedSubscription, topicFilterProblem, topicMatches } from "../codec/topic.ts";
-import {
-  type ClusterEngine,
-  type EngineBucket,
-  type EngineSubscription,
-  RevisionConflict,
-} from "./engine.ts";
-import { type ClusterMessage, decodeJson, decodeMessage, encodeJson, encodeMessage } from "./envelope.ts";
+import type { MessageSnapshot } from "../machine/broker_machine.ts";
+import { parseSharedSubscription, topicFilterProblem } from "../codec/topic.ts";
+import type { ClusterEngine, EngineBucket, EngineSubscription } from "./engine.ts";
+import { type ClusterMessage, decodeMessage, encodeJson, encodeMessage } from "./envelope.ts";
 import { filterSubjects, keyOf, sharedQueue, topicSubject } from "./subjects.ts";
-import { concat } from "../bytes.ts";
+import { CATCH_UP_MARGIN_MS, type ClusterCounters, SessionMover, snapshotOf } from "./session_mover.ts";
+
+export type { ClusterCounters } from "./session_mover.ts";
 
 /** Options of {@linkcode Cluster}. */
 export interface ClusterOptions {
@@ -45,70 +42,6 @@ export interface ClusterOptions {
   /** How often a node tells it is alive, in milliseconds; it counts as gone after three times that. @default 5000 */
   heartbeatMs?: number;
 }
-
-/** Counters of a {@linkcode Cluster} node. */
-export interface ClusterCounters {
-  /** Messages published here and sent to the other nodes (QoS 0, wills, the broker's own). */
-  forwarded: number;
-  /** QoS 1 and 2 messages published here and stored by the engine before they were acknowledged. */
-  stored: number;
-  /** Messages from other nodes routed here. */
-  received: number;
-  /** QoS 1 and 2 messages refused because the engine could not store them. */
-  refused: number;
-  /** Sessions this node claimed for a connecting client. */
-  claimed: number;
-  /** Sessions this node gave up to another node. */
-  handedOver: number;
-}
-
-/** What the sessions bucket holds per client: the node that has its session, or where it waits for its client. */
-interface SessionOwner {
-  node: string;
-  boot: string;
-  /** Left by a node that stopped: the session is in this many parts (keys `KEY.pN`) of the bucket. */
-  parked?: number;
-  /** When a parked session expires (wall clock, ms); `undefined`: never. */
-  expiresAt?: number;
-  /** When the node that parked it stopped routing (wall clock, ms). */
-  since?: number;
-  /** What that node had routed by then (see {@linkcode Given}). */
-  seen?: Record<string, number>;
-  unrouted?: number[];
-}
-
-/** A session moving to this node: its ordinary filters, and what came for it meanwhile. */
-interface Move {
-  readonly filters: string[];
-  /** What the stream held for it (a parked session), oldest first, then what came live. */
-  readonly replayed: Captured[];
-  readonly buffer: Captured[];
-}
-
-/** A message kept for a session on its way here, with its origin and sequence number. */
-interface Captured {
-  message: MessageSnapshot;
-  id: string;
-  seq: number;
-}
-
-/** A node's answer when it gives up a session. */
-interface Given {
-  /** The session, unless it had none or the client starts clean. */
-  snapshot?: SessionSnapshot;
-  /** The last sequence number it received from each origin (its own: the last it published). */
-  seen: Record<string, number>;
-  /** Its own origin. */
-  boot: string;
-  /** Its own QoS 1 and 2 messages stored and not yet routed there. */
-  unrouted: number[];
-}
-
-/** How far before an outage (or a node's leaving) catching up starts, for clocks a little apart. */
-const CATCH_UP_MARGIN_MS = 2000;
-
-/** The size of one part of a parked session, well under NATS's default 1 MiB message limit. */
-const PART = 256 * 1024;
 
 /** The engine subscriptions of one topic filter, and who needs them. */
 interface Interest {
@@ -156,7 +89,6 @@ export class Cluster implements ClusterLink {
   readonly #boot: string;
   #seq = 0;
   #host: ClusterHost | undefined;
-  #sessions: EngineBucket | undefined;
   #retained: EngineBucket | undefined;
   #nodesBucket: EngineBucket | undefined;
   readonly #subscriptions: EngineSubscription[] = [];
@@ -172,14 +104,12 @@ export class Cluster implements ClusterLink {
   #downSince: number | undefined;
   /** Messages that came while catching up after an outage, routed once it is done. */
   #held: Uint8Array[] | undefined;
-  /** Sessions moving here from another node, by client identifier: what comes for them meanwhile. */
-  readonly #moving = new Map<string, Move>();
   /** The sequence number of each QoS 1 or 2 message published here that the engine took, by its payload. */
   readonly #storedSeq = new WeakMap<Uint8Array, number>();
   /** The sequence numbers of those not routed here yet (waiting for the engine's acknowledgement). */
   readonly #unrouted = new Set<number>();
-  /** The revision of the sessions-bucket entry this node wrote for each client it holds. */
-  readonly #owned = new Map<string, number>();
+  /** Claims, hand-overs and sessions left when stopping. */
+  readonly #mover: SessionMover;
   /** Live nodes: name to the wall-clock time of their last heartbeat. */
   readonly #nodes = new Map<string, number>();
   #heartbeat: ReturnType<typeof setInterval> | undefined;
@@ -214,6 +144,19 @@ export class Cluster implements ClusterLink {
       );
     }
     this.#boot = `${this.node}:${crypto.randomUUID()}`;
+    this.#mover = new SessionMover({
+      engine: this.#engine,
+      prefix: this.#prefix,
+      name: this.node,
+      boot: this.#boot,
+      claimTimeoutMs: options.claimTimeoutMs ?? 3000,
+      counters: this.counters,
+      host: () => this.#host,
+      available: () => this.available,
+      prepare: (filters) => this.prepare(filters),
+      settle: (filters) => this.settle(filters),
+      routedSoFar: () => this.#routedSoFar(),
+    });
   }
 
   get available(): boolean {
@@ -246,12 +189,12 @@ export class Cluster implements ClusterLink {
       maxAgeMs: this.#options.messageMaxAgeMs ?? 86_400_000,
       maxBytes: this.#options.messageMaxBytes ?? 1024 * 1024 * 1024,
     });
-    this.#sessions = await engine.bucket(`${prefix}_sessions`);
+    this.#mover.open(await engine.bucket(`${prefix}_sessions`));
     const retained = this.#retained = await engine.bucket(`${prefix}_retained`);
     const nodes = this.#nodesBucket = await engine.bucket(`${prefix}_nodes`, { maxAgeMs: heartbeat * 3 });
     this.#subscriptions.push(
-      engine.serve(`${prefix}_ctl.node.${this.node}.take`, (data) => this.#give(data)),
-      engine.serve(`${prefix}_ctl.node.${this.node}.peek`, (data) => this.#peek(data)),
+      engine.serve(`${prefix}_ctl.node.${this.node}.take`, (data) => this.#mover.give(data)),
+      engine.serve(`${prefix}_ctl.node.${this.node}.peek`, (data) => this.#mover.peek(data)),
       await retained.watch((entry) => {
         const topic = entry.value === undefined ? this.#retainedTopics.get(entry.key) : undefined;
         if (entry.value === undefined) {
@@ -303,13 +246,13 @@ export class Cluster implements ClusterLink {
     if (sent) {
       const seq = this.#storedSeq.get(message.payload) ?? 0;
       this.#unrouted.delete(seq);
-      if (this.#moving.size > 0) this.#capture(message, this.#boot, seq);
+      if (this.#mover.moving) this.#mover.capture(message, this.#boot, seq);
       return;
     }
     // `$SYS` topics are each node's own.
     if (message.topic.startsWith("$SYS/") || this.#closed) return;
     const envelope = this.#envelope(message);
-    if (this.#moving.size > 0) this.#capture(message, this.#boot, envelope.seq);
+    if (this.#mover.moving) this.#mover.capture(message, this.#boot, envelope.seq);
     const data = encodeMessage(envelope);
     this.counters.forwarded++;
     if (message.qos === 0) {
@@ -332,50 +275,12 @@ export class Cluster implements ClusterLink {
     }
   }
 
-  async claim(clientId: string, cleanStart: boolean): Promise<void> {
-    const sessions = this.#sessions;
-    if (!this.available || sessions === undefined) throw new Error("the cluster engine is unreachable");
-    const key = keyOf(clientId);
-    let snapshot: SessionSnapshot | undefined;
-    let given: Given | undefined;
-    let move: Move | undefined;
-    try {
-      for (let attempt = 0; attempt < 5; attempt++) {
-        const entry = await sessions.get(key);
-        const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
-        if (owner?.parked !== undefined) {
-          snapshot = await this.#unpark(key, owner, cleanStart) ?? snapshot;
-          if (snapshot !== undefined && move === undefined) {
-            move = await this.#catchUpParked(clientId, snapshot, owner);
-            given = { seen: owner.seen ?? {}, boot: owner.boot, unrouted: owner.unrouted ?? [] };
-          }
-        } else if (owner !== undefined && owner.node !== this.node) {
-          if (!cleanStart && move === undefined) move = await this.#startMove(owner.node, clientId);
-          given = await this.#take(owner.node, clientId, cleanStart) ?? given;
-          snapshot = given?.snapshot ?? snapshot;
-        }
-        try {
-          const value = encodeJson({ node: this.node, boot: this.#boot } satisfies SessionOwner);
-          this.#owned.set(clientId, await sessions.update(key, value, entry?.revision ?? 0));
-        } catch (error) {
-          if (error instanceof RevisionConflict) continue;
-          throw error;
-        }
-        this.counters.claimed++;
-        // In one turn: from here on, what comes for the session is routed to it.
-        this.#moving.delete(clientId);
-        if (snapshot !== undefined) this.#host?.restoreSession(snapshot);
-        if (move !== undefined) this.#catchUp(clientId, move, given);
-        if (owner?.parked !== undefined) {
-          for (let i = 0; i < owner.parked; i++) await sessions.delete(`${key}.p${i}`).catch(() => {});
-        }
-        return;
-      }
-      throw new Error(`the session of "${clientId}" kept changing hands`);
-    } finally {
-      this.#moving.delete(clientId);
-      if (move !== undefined) this.settle(move.filters);
-    }
+  claim(clientId: string, cleanStart: boolean): Promise<void> {
+    return this.#mover.claim(clientId, cleanStart);
+  }
+
+  ended(clientId: string): void {
+    this.#mover.ended(clientId);
   }
 
   interest(filter: string, present: boolean): void {
@@ -471,19 +376,6 @@ export class Cluster implements ClusterLink {
     return true;
   }
 
-  ended(clientId: string): void {
-    const revision = this.#owned.get(clientId);
-    if (revision === undefined) return;
-    // After the turn: a clean start ends the old session just before the new one of the same client begins.
-    queueMicrotask(() => {
-      if (this.#host?.hasSession(clientId) || this.#owned.get(clientId) !== revision) return;
-      this.#owned.delete(clientId);
-      this.#sessions?.delete(keyOf(clientId), revision).catch(() => {
-        // Claimed meanwhile by another node, or the engine is away: the entry then names a node without it.
-      });
-    });
-  }
-
   sysValues(): Map<string, string> {
     const c = this.counters;
     return new Map([
@@ -509,7 +401,7 @@ export class Cluster implements ClusterLink {
     for (const interest of this.#interest.values()) for (const s of interest.subscriptions) s.unsubscribe();
     this.#interest.clear();
     if (this.#engine.status === "connected") {
-      await this.#park(left);
+      await this.#mover.park(left);
       await this.#nodesBucket?.delete(this.node).catch(() => {});
       await this.#engine.flush().catch(() => {});
     }
@@ -531,7 +423,7 @@ export class Cluster implements ClusterLink {
       const received = this.#receive(data, this.#seen, false);
       if (received === undefined) return;
       const message = snapshotOf(received);
-      if (this.#moving.size > 0) this.#capture(message, received.id, received.seq);
+      if (this.#mover.moving) this.#mover.capture(message, received.id, received.seq);
       this.#host?.routeRemote(message);
     } catch (error) {
       // Never into the engine's reader: that would stop its connection.
@@ -620,192 +512,10 @@ export class Cluster implements ClusterLink {
     return retained.put(key, data).then(() => {});
   }
 
-  /**
-   * Before a session moves here from `node`: this node subscribes to what its subscriptions match and keeps what
-   * comes for it until it is restored here, so that nothing published meanwhile misses it.
-   */
-  async #startMove(node: string, clientId: string): Promise<Move | undefined> {
-    let filters: string[];
-    try {
-      const answer = await this.#engine.request(
-        `${this.#prefix}_ctl.node.${node}.peek`,
-        encodeJson({ clientId }),
-        this.#options.claimTimeoutMs ?? 3000,
-      );
-      filters = decodeJson<{ filters: string[] }>(answer).filters.filter((f) => !f.startsWith("$share/"));
-    } catch {
-      return undefined;
-    }
-    if (filters.length === 0) return undefined;
-    const move: Move = { filters, replayed: [], buffer: [] };
-    this.#moving.set(clientId, move);
-    await this.prepare(filters);
-    return move;
-  }
-
-  /**
-   * For a session a stopped node left in the bucket: subscribes to what it matches, keeping what comes until it
-   * is restored, and reads from the stream what was stored for it since that node stopped routing.
-   */
-  async #catchUpParked(clientId: string, snapshot: SessionSnapshot, owner: SessionOwner): Promise<Move> {
-    const filters = snapshot.subscriptions.map((s) => s.topicFilter).filter((f) => !f.startsWith("$share/"));
-    const move: Move = { filters, replayed: [], buffer: [] };
-    if (filters.length === 0) return move;
-    this.#moving.set(clientId, move);
-    await this.prepare(filters);
-    const stored = new Map<number, Uint8Array>();
-    const stream = `${this.#prefix}_messages`;
-    const from = { timeMs: (owner.since ?? Date.now()) - CATCH_UP_MARGIN_MS };
-    for (const filter of filters) {
-      for (const subject of filterSubjects(this.#prefix, filter)) {
-        // The stored kind only: `mqtt.*.a.>` is read as `mqtt.s.a.>`.
-        const storedSubject = `${this.#prefix}.s.${subject.slice(this.#prefix.length + 3)}`;
-        await this.#engine.replay(
-          stream,
-          from,
-          (data, sequence) => stored.set(sequence, data.slice()),
-          storedSubject,
-        );
-      }
-    }
-    for (const sequence of [...stored.keys()].sort((a, b) => a - b)) {
-      const message = decodeMessage(stored.get(sequence) as Uint8Array);
-      move.replayed.push({ message: snapshotOf(message), id: message.id, seq: message.seq });
-    }
-    return move;
-  }
-
-  /** Keeps a message for the sessions moving here whose subscriptions match it. */
-  #capture(message: MessageSnapshot, id: string, seq: number): void {
-    for (const move of this.#moving.values()) {
-      if (!move.filters.some((filter) => topicMatches(filter, message.topic))) continue;
-      move.buffer.push({ message: { ...message, payload: message.payload.slice() }, id, seq });
-    }
-  }
-
-  /**
-   * Gives a session that just moved here what came for it while it moved and the node it left did not route to
-   * it: from each origin, what that node had not received (its last sequence number per origin), and its own
-   * messages it had not routed yet.
-   */
-  #catchUp(clientId: string, move: Move, given: Given | undefined): void {
-    const done = new Set<string>();
-    for (const { message, id, seq } of [...move.replayed, ...move.buffer]) {
-      const routedThere = given !== undefined && seq <= (given.seen[id] ?? 0) &&
-        !(id === given.boot && given.unrouted.includes(seq));
-      const key = `${id} ${seq}`;
-      if (routedThere || done.has(key)) continue;
-      done.add(key);
-      this.#host?.routeTo(clientId, message);
-    }
-  }
-
-  /**
-   * Leaves this node's persistent sessions in the bucket, for whichever node their clients come back to: the
-   * session in parts, then the entry that points at them, written only while this node still holds it.
-   */
-  async #park(left: Pick<SessionOwner, "since" | "seen" | "unrouted">): Promise<void> {
-    const sessions = this.#sessions;
-    if (sessions === undefined) return;
-    let parked = 0;
-    for (const snapshot of this.#host?.persistentSessions() ?? []) {
-      const revision = this.#owned.get(snapshot.clientId);
-      if (revision === undefined) continue;
-      const key = keyOf(snapshot.clientId);
-      const data = encodeJson(snapshot);
-      const parts = Math.max(1, Math.ceil(data.length / PART));
-      const owner: SessionOwner = { node: this.node, boot: this.#boot, parked: parts, ...left };
-      if (snapshot.expiresInMs !== undefined) owner.expiresAt = Date.now() + snapshot.expiresInMs;
-      try {
-        for (let i = 0; i < parts; i++) {
-          await sessions.put(`${key}.p${i}`, data.subarray(i * PART, (i + 1) * PART));
-        }
-        await sessions.update(key, encodeJson(owner), revision);
-        parked++;
-      } catch (error) {
-        this.#host?.log(
-          "warn",
-          `Could not leave the session of "${snapshot.clientId}" in the cluster: ${error}`,
-        );
-      }
-    }
-    if (parked > 0) this.#host?.log("info", `Left ${parked} sessions in the cluster for their clients`);
-  }
-
-  /** A session a stopped node left in the bucket; `undefined` when it expired or the client starts clean. */
-  async #unpark(key: string, owner: SessionOwner, cleanStart: boolean): Promise<SessionSnapshot | undefined> {
-    const sessions = this.#sessions as EngineBucket;
-    if (cleanStart || (owner.expiresAt !== undefined && owner.expiresAt <= Date.now())) return undefined;
-    const parts: Uint8Array[] = [];
-    for (let i = 0; i < (owner.parked ?? 0); i++) {
-      const part = await sessions.get(`${key}.p${i}`);
-      if (part?.value === undefined) {
-        throw new Error(`a part of the session left by node "${owner.node}" is missing`);
-      }
-      parts.push(part.value);
-    }
-    const snapshot = decodeJson<SessionSnapshot>(concat(parts));
-    if (owner.expiresAt !== undefined) snapshot.expiresInMs = owner.expiresAt - Date.now();
-    return snapshot;
-  }
-
-  /** Asks the node that holds a session to give it up; `undefined` when it has none or does not answer. */
-  async #take(node: string, clientId: string, cleanStart: boolean): Promise<Given | undefined> {
-    try {
-      const answer = await this.#engine.request(
-        `${this.#prefix}_ctl.node.${node}.take`,
-        encodeJson({ clientId, cleanStart }),
-        this.#options.claimTimeoutMs ?? 3000,
-      );
-      return decodeJson<Given>(answer);
-    } catch (error) {
-      this.#host?.log(
-        "warn",
-        `Node "${node}" did not give up the session of "${clientId}" (${
-          (error as Error).message
-        }): it starts here without what that node held`,
-      );
-      return undefined;
-    }
-  }
-
-  /** Answers another node's request for a session. */
-  #give(data: Uint8Array): Uint8Array {
-    const { clientId, cleanStart } = decodeJson<{ clientId: string; cleanStart: boolean }>(data);
-    // No longer ours: ending it here must not delete the entry the claiming node is about to write.
-    this.#owned.delete(clientId);
-    const snapshot = this.#host?.takeSession(clientId, cleanStart);
-    if (snapshot !== undefined) this.counters.handedOver++;
-    // What this node routed so far: the claiming node gives the session what came after.
-    const given: Given = { ...this.#routedSoFar(), boot: this.#boot };
-    if (snapshot !== undefined) given.snapshot = snapshot;
-    return encodeJson(given);
-  }
-
   /** The last sequence number routed here from each origin (this node's: its last), and its own unrouted ones. */
   #routedSoFar(): { seen: Record<string, number>; unrouted: number[] } {
     const seen = Object.fromEntries(this.#seen);
     seen[this.#boot] = this.#seq;
     return { seen, unrouted: [...this.#unrouted] };
   }
-
-  /** Answers another node's question for the topic filters of a session about to move there. */
-  #peek(data: Uint8Array): Uint8Array {
-    const { clientId } = decodeJson<{ clientId: string }>(data);
-    return encodeJson({ filters: this.#host?.subscriptions(clientId) ?? [] });
-  }
-}
-
-/** A cluster message as the broker machine takes it, its expiry counting from now. */
-function snapshotOf(message: ClusterMessage): MessageSnapshot {
-  const snapshot: MessageSnapshot = {
-    topic: message.topic,
-    payload: message.payload,
-    qos: message.qos,
-    retain: message.retain,
-  };
-  if (message.properties !== undefined) snapshot.properties = message.properties;
-  if (message.expiresAt !== undefined) snapshot.expiresInMs = Math.max(0, message.expiresAt - Date.now());
-  if (message.publisher !== undefined) snapshot.publisher = message.publisher;
-  return snapshot;
 }

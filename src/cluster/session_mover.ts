@@ -1,0 +1,371 @@
+/**
+ * The sessions of a cluster node as they move between nodes: claiming a client's session from the node that has
+ * it, keeping what is published for it while it moves, leaving sessions in the sessions bucket when the node
+ * stops, and picking them up there (with what the stream stored for them meanwhile).
+ *
+ * @module
+ */
+
+import type { ClusterHost } from "../broker/cluster_link.ts";
+import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
+import { topicMatches } from "../codec/topic.ts";
+import { concat } from "../bytes.ts";
+import { type ClusterEngine, type EngineBucket, RevisionConflict } from "./engine.ts";
+import { decodeJson, decodeMessage, encodeJson } from "./envelope.ts";
+import { filterSubjects, keyOf } from "./subjects.ts";
+import type { ClusterMessage } from "./envelope.ts";
+
+/** How far before an outage (or a node's leaving) catching up starts, for clocks a little apart. */
+export const CATCH_UP_MARGIN_MS = 2000;
+
+/** Counters of a {@linkcode Cluster} node. */
+export interface ClusterCounters {
+  /** Messages published here and sent to the other nodes (QoS 0, wills, the broker's own). */
+  forwarded: number;
+  /** QoS 1 and 2 messages published here and stored by the engine before they were acknowledged. */
+  stored: number;
+  /** Messages from other nodes routed here. */
+  received: number;
+  /** QoS 1 and 2 messages refused because the engine could not store them. */
+  refused: number;
+  /** Sessions this node claimed for a connecting client. */
+  claimed: number;
+  /** Sessions this node gave up to another node. */
+  handedOver: number;
+}
+
+/** What the sessions part needs of its node. */
+export interface MoverNode {
+  readonly engine: ClusterEngine;
+  readonly prefix: string;
+  /** The node's name. */
+  readonly name: string;
+  /** This run of the node. */
+  readonly boot: string;
+  readonly claimTimeoutMs: number;
+  readonly counters: ClusterCounters;
+  /** The broker, once the node started. */
+  host(): ClusterHost | undefined;
+  /** Whether the engine can be used now. */
+  available(): boolean;
+  /** Subscribes to filters ahead of a session (see `Cluster.prepare`). */
+  prepare(filters: readonly string[]): Promise<void>;
+  settle(filters: readonly string[]): void;
+  /** What the node routed so far (see {@linkcode Given}). */
+  routedSoFar(): { seen: Record<string, number>; unrouted: number[] };
+}
+
+/** What the sessions bucket holds per client: the node that has its session, or where it waits for its client. */
+interface SessionOwner {
+  node: string;
+  boot: string;
+  /** Left by a node that stopped: the session is in this many parts (keys `KEY.pN`) of the bucket. */
+  parked?: number;
+  /** When a parked session expires (wall clock, ms); `undefined`: never. */
+  expiresAt?: number;
+  /** When the node that parked it stopped routing (wall clock, ms). */
+  since?: number;
+  /** What that node had routed by then (see {@linkcode Given}). */
+  seen?: Record<string, number>;
+  unrouted?: number[];
+}
+
+/** A session moving to this node: its ordinary filters, and what came for it meanwhile. */
+interface Move {
+  readonly filters: string[];
+  /** What the stream held for it (a parked session), oldest first, then what came live. */
+  readonly replayed: Captured[];
+  readonly buffer: Captured[];
+}
+
+/** A message kept for a session on its way here, with its origin and sequence number. */
+interface Captured {
+  message: MessageSnapshot;
+  id: string;
+  seq: number;
+}
+
+/** A node's answer when it gives up a session. */
+interface Given {
+  /** The session, unless it had none or the client starts clean. */
+  snapshot?: SessionSnapshot;
+  /** The last sequence number it received from each origin (its own: the last it published). */
+  seen: Record<string, number>;
+  /** Its own origin. */
+  boot: string;
+  /** Its own QoS 1 and 2 messages stored and not yet routed there. */
+  unrouted: number[];
+}
+
+/** The size of one part of a parked session, well under NATS's default 1 MiB message limit. */
+const PART = 256 * 1024;
+
+/** Moves sessions between nodes: the `claim`, `ended` and leaving side of {@linkcode Cluster}. */
+export class SessionMover {
+  readonly #node: MoverNode;
+  #bucket: EngineBucket | undefined;
+  /** Sessions moving here from another node, by client identifier: what comes for them meanwhile. */
+  readonly #moving = new Map<string, Move>();
+  /** The revision of the sessions-bucket entry this node wrote for each client it holds. */
+  readonly #owned = new Map<string, number>();
+
+  /** @param node The node it works for. */
+  constructor(node: MoverNode) {
+    this.#node = node;
+  }
+
+  /** Whether a session is on its way here (messages are then kept for it: see `capture`). */
+  get moving(): boolean {
+    return this.#moving.size > 0;
+  }
+
+  /** Starts working with the sessions bucket. */
+  open(bucket: EngineBucket): void {
+    this.#bucket = bucket;
+  }
+
+  async claim(clientId: string, cleanStart: boolean): Promise<void> {
+    const sessions = this.#bucket;
+    if (!this.#node.available() || sessions === undefined) {
+      throw new Error("the cluster engine is unreachable");
+    }
+    const key = keyOf(clientId);
+    let snapshot: SessionSnapshot | undefined;
+    let given: Given | undefined;
+    let move: Move | undefined;
+    try {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const entry = await sessions.get(key);
+        const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
+        if (owner?.parked !== undefined) {
+          snapshot = await this.#unpark(key, owner, cleanStart) ?? snapshot;
+          if (snapshot !== undefined && move === undefined) {
+            move = await this.#catchUpParked(clientId, snapshot, owner);
+            given = { seen: owner.seen ?? {}, boot: owner.boot, unrouted: owner.unrouted ?? [] };
+          }
+        } else if (owner !== undefined && owner.node !== this.#node.name) {
+          if (!cleanStart && move === undefined) move = await this.#startMove(owner.node, clientId);
+          given = await this.#take(owner.node, clientId, cleanStart) ?? given;
+          snapshot = given?.snapshot ?? snapshot;
+        }
+        try {
+          const value = encodeJson({ node: this.#node.name, boot: this.#node.boot } satisfies SessionOwner);
+          this.#owned.set(clientId, await sessions.update(key, value, entry?.revision ?? 0));
+        } catch (error) {
+          if (error instanceof RevisionConflict) continue;
+          throw error;
+        }
+        this.#node.counters.claimed++;
+        // In one turn: from here on, what comes for the session is routed to it.
+        this.#moving.delete(clientId);
+        if (snapshot !== undefined) this.#node.host()?.restoreSession(snapshot);
+        if (move !== undefined) this.#catchUp(clientId, move, given);
+        if (owner?.parked !== undefined) {
+          for (let i = 0; i < owner.parked; i++) await sessions.delete(`${key}.p${i}`).catch(() => {});
+        }
+        return;
+      }
+      throw new Error(`the session of "${clientId}" kept changing hands`);
+    } finally {
+      this.#moving.delete(clientId);
+      if (move !== undefined) this.#node.settle(move.filters);
+    }
+  }
+
+  ended(clientId: string): void {
+    const revision = this.#owned.get(clientId);
+    if (revision === undefined) return;
+    // After the turn: a clean start ends the old session just before the new one of the same client begins.
+    queueMicrotask(() => {
+      if (this.#node.host()?.hasSession(clientId) || this.#owned.get(clientId) !== revision) return;
+      this.#owned.delete(clientId);
+      this.#bucket?.delete(keyOf(clientId), revision).catch(() => {
+        // Claimed meanwhile by another node, or the engine is away: the entry then names a node without it.
+      });
+    });
+  }
+
+  /**
+   * Before a session moves here from `node`: this node subscribes to what its subscriptions match and keeps what
+   * comes for it until it is restored here, so that nothing published meanwhile misses it.
+   */
+  async #startMove(node: string, clientId: string): Promise<Move | undefined> {
+    let filters: string[];
+    try {
+      const answer = await this.#node.engine.request(
+        `${this.#node.prefix}_ctl.node.${node}.peek`,
+        encodeJson({ clientId }),
+        this.#node.claimTimeoutMs,
+      );
+      filters = decodeJson<{ filters: string[] }>(answer).filters.filter((f) => !f.startsWith("$share/"));
+    } catch {
+      return undefined;
+    }
+    if (filters.length === 0) return undefined;
+    const move: Move = { filters, replayed: [], buffer: [] };
+    this.#moving.set(clientId, move);
+    await this.#node.prepare(filters);
+    return move;
+  }
+
+  /**
+   * For a session a stopped node left in the bucket: subscribes to what it matches, keeping what comes until it
+   * is restored, and reads from the stream what was stored for it since that node stopped routing.
+   */
+  async #catchUpParked(clientId: string, snapshot: SessionSnapshot, owner: SessionOwner): Promise<Move> {
+    const filters = snapshot.subscriptions.map((s) => s.topicFilter).filter((f) => !f.startsWith("$share/"));
+    const move: Move = { filters, replayed: [], buffer: [] };
+    if (filters.length === 0) return move;
+    this.#moving.set(clientId, move);
+    await this.#node.prepare(filters);
+    const stored = new Map<number, Uint8Array>();
+    const stream = `${this.#node.prefix}_messages`;
+    const from = { timeMs: (owner.since ?? Date.now()) - CATCH_UP_MARGIN_MS };
+    for (const filter of filters) {
+      for (const subject of filterSubjects(this.#node.prefix, filter)) {
+        // The stored kind only: `mqtt.*.a.>` is read as `mqtt.s.a.>`.
+        const storedSubject = `${this.#node.prefix}.s.${subject.slice(this.#node.prefix.length + 3)}`;
+        await this.#node.engine.replay(
+          stream,
+          from,
+          (data, sequence) => stored.set(sequence, data.slice()),
+          storedSubject,
+        );
+      }
+    }
+    for (const sequence of [...stored.keys()].sort((a, b) => a - b)) {
+      const message = decodeMessage(stored.get(sequence) as Uint8Array);
+      move.replayed.push({ message: snapshotOf(message), id: message.id, seq: message.seq });
+    }
+    return move;
+  }
+
+  /** Keeps a message for the sessions moving here whose subscriptions match it. */
+  capture(message: MessageSnapshot, id: string, seq: number): void {
+    for (const move of this.#moving.values()) {
+      if (!move.filters.some((filter) => topicMatches(filter, message.topic))) continue;
+      move.buffer.push({ message: { ...message, payload: message.payload.slice() }, id, seq });
+    }
+  }
+
+  /**
+   * Gives a session that just moved here what came for it while it moved and the node it left did not route to
+   * it: from each origin, what that node had not received (its last sequence number per origin), and its own
+   * messages it had not routed yet.
+   */
+  #catchUp(clientId: string, move: Move, given: Given | undefined): void {
+    const done = new Set<string>();
+    for (const { message, id, seq } of [...move.replayed, ...move.buffer]) {
+      const routedThere = given !== undefined && seq <= (given.seen[id] ?? 0) &&
+        !(id === given.boot && given.unrouted.includes(seq));
+      const key = `${id} ${seq}`;
+      if (routedThere || done.has(key)) continue;
+      done.add(key);
+      this.#node.host()?.routeTo(clientId, message);
+    }
+  }
+
+  /**
+   * Leaves this node's persistent sessions in the bucket, for whichever node their clients come back to: the
+   * session in parts, then the entry that points at them, written only while this node still holds it.
+   */
+  async park(left: Pick<SessionOwner, "since" | "seen" | "unrouted">): Promise<void> {
+    const sessions = this.#bucket;
+    if (sessions === undefined) return;
+    let parked = 0;
+    for (const snapshot of this.#node.host()?.persistentSessions() ?? []) {
+      const revision = this.#owned.get(snapshot.clientId);
+      if (revision === undefined) continue;
+      const key = keyOf(snapshot.clientId);
+      const data = encodeJson(snapshot);
+      const parts = Math.max(1, Math.ceil(data.length / PART));
+      const owner: SessionOwner = { node: this.#node.name, boot: this.#node.boot, parked: parts, ...left };
+      if (snapshot.expiresInMs !== undefined) owner.expiresAt = Date.now() + snapshot.expiresInMs;
+      try {
+        for (let i = 0; i < parts; i++) {
+          await sessions.put(`${key}.p${i}`, data.subarray(i * PART, (i + 1) * PART));
+        }
+        await sessions.update(key, encodeJson(owner), revision);
+        parked++;
+      } catch (error) {
+        this.#node.host()?.log(
+          "warn",
+          `Could not leave the session of "${snapshot.clientId}" in the cluster: ${error}`,
+        );
+      }
+    }
+    if (parked > 0) {
+      this.#node.host()?.log("info", `Left ${parked} sessions in the cluster for their clients`);
+    }
+  }
+
+  /** A session a stopped node left in the bucket; `undefined` when it expired or the client starts clean. */
+  async #unpark(key: string, owner: SessionOwner, cleanStart: boolean): Promise<SessionSnapshot | undefined> {
+    const sessions = this.#bucket as EngineBucket;
+    if (cleanStart || (owner.expiresAt !== undefined && owner.expiresAt <= Date.now())) return undefined;
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < (owner.parked ?? 0); i++) {
+      const part = await sessions.get(`${key}.p${i}`);
+      if (part?.value === undefined) {
+        throw new Error(`a part of the session left by node "${owner.node}" is missing`);
+      }
+      parts.push(part.value);
+    }
+    const snapshot = decodeJson<SessionSnapshot>(concat(parts));
+    if (owner.expiresAt !== undefined) snapshot.expiresInMs = owner.expiresAt - Date.now();
+    return snapshot;
+  }
+
+  /** Asks the node that holds a session to give it up; `undefined` when it has none or does not answer. */
+  async #take(node: string, clientId: string, cleanStart: boolean): Promise<Given | undefined> {
+    try {
+      const answer = await this.#node.engine.request(
+        `${this.#node.prefix}_ctl.node.${node}.take`,
+        encodeJson({ clientId, cleanStart }),
+        this.#node.claimTimeoutMs,
+      );
+      return decodeJson<Given>(answer);
+    } catch (error) {
+      this.#node.host()?.log(
+        "warn",
+        `Node "${node}" did not give up the session of "${clientId}" (${
+          (error as Error).message
+        }): it starts here without what that node held`,
+      );
+      return undefined;
+    }
+  }
+
+  /** Answers another node's request for a session. */
+  give(data: Uint8Array): Uint8Array {
+    const { clientId, cleanStart } = decodeJson<{ clientId: string; cleanStart: boolean }>(data);
+    // No longer ours: ending it here must not delete the entry the claiming node is about to write.
+    this.#owned.delete(clientId);
+    const snapshot = this.#node.host()?.takeSession(clientId, cleanStart);
+    if (snapshot !== undefined) this.#node.counters.handedOver++;
+    // What this node routed so far: the claiming node gives the session what came after.
+    const given: Given = { ...this.#node.routedSoFar(), boot: this.#node.boot };
+    if (snapshot !== undefined) given.snapshot = snapshot;
+    return encodeJson(given);
+  }
+
+  /** Answers another node's question for the topic filters of a session about to move there. */
+  peek(data: Uint8Array): Uint8Array {
+    const { clientId } = decodeJson<{ clientId: string }>(data);
+    return encodeJson({ filters: this.#node.host()?.subscriptions(clientId) ?? [] });
+  }
+}
+
+/** A cluster message as the broker machine takes it, its expiry counting from now. */
+export function snapshotOf(message: ClusterMessage): MessageSnapshot {
+  const snapshot: MessageSnapshot = {
+    topic: message.topic,
+    payload: message.payload,
+    qos: message.qos,
+    retain: message.retain,
+  };
+  if (message.properties !== undefined) snapshot.properties = message.properties;
+  if (message.expiresAt !== undefined) snapshot.expiresInMs = Math.max(0, message.expiresAt - Date.now());
+  if (message.publisher !== undefined) snapshot.publisher = message.publisher;
+  return snapshot;
+}
