@@ -29,6 +29,7 @@ export {
   type EngineHandler,
   type EngineStatus,
   type EngineSubscription,
+  type ReplayStart,
   RevisionConflict,
   type StreamOptions,
 } from "./engine.ts";
