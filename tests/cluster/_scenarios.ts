@@ -362,10 +362,14 @@ export function clusterScenarios(
         assert.equal(client.connack.sessionPresent, true);
       }
       await publishing;
-      await eventually(async () => {
-        await read(100);
-        return got.length >= count;
-      }, 20_000, `all ${count} messages (${got.length} so far)`);
+      await eventually(
+        async () => {
+          await read(100);
+          return got.length >= count;
+        },
+        20_000,
+        `all ${count} messages (${got.length} so far)`,
+      );
       await read(300);
       assert.equal(got.length, count, "none twice");
       assert.deepEqual(new Set(got).size, count);

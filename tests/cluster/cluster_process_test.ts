@@ -10,7 +10,10 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect } from "../../src/client/connect.ts";
 import { type RunningBroker, startBroker } from "../_broker_process.ts";
+import { spawn } from "node:child_process";
+import mqtt from "mqtt";
 import { take } from "../_helpers.ts";
+import { mosquittoMissing } from "../_mosquitto.ts";
 import { rawConnect } from "../_raw_client.ts";
 import { type NatsServer, natsSkipReason, startNats } from "./_nats.ts";
 
@@ -19,6 +22,19 @@ function portOf(broker: RunningBroker): number {
   const match = /listening on mqtt:\/\/[^:]+:(\d+)/.exec(broker.log());
   assert(match !== null, broker.log());
   return Number(match[1]);
+}
+
+/** Runs a command to its end. */
+function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => stdout += chunk);
+    child.stderr.on("data", (chunk) => stderr += chunk);
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
 }
 
 async function stop(broker: RunningBroker): Promise<void> {
@@ -90,6 +106,46 @@ describe("broker.ts --cluster", () => {
     assert.equal(status.text(), "up");
     assert.equal(status.retain, true);
     await fresh.close();
+
+    // Real peers on different nodes: MQTT.js subscribes on one, mosquitto_pub and MQTT.js publish on the other.
+    const d = await node(["--cluster", url, "--node", "d"]);
+    const js = await mqtt.connectAsync(`mqtt://127.0.0.1:${portOf(d)}`, {
+      protocolVersion: 5,
+      reconnectPeriod: 0,
+    });
+    const peers: string[] = [];
+    const withMosquitto = mosquittoMissing() === undefined;
+    if (!withMosquitto) console.log("skipping mosquitto_pub: mosquitto-clients is not installed");
+    const expected = ["peer/js from MQTT.js 2", ...withMosquitto ? ["peer/mosq from mosquitto_pub 1"] : []];
+    const all = new Promise<void>((resolve) => {
+      js.on("message", (topic, payload, packet) => {
+        peers.push(`${topic} ${payload} ${packet.qos}`);
+        if (peers.length === expected.length) resolve();
+      });
+    });
+    await js.subscribeAsync("peer/#", { qos: 2 });
+    const publisherJs = await mqtt.connectAsync(`mqtt://127.0.0.1:${portOf(c)}`, { reconnectPeriod: 0 });
+    await publisherJs.publishAsync("peer/js", "from MQTT.js", { qos: 2 });
+    await publisherJs.endAsync();
+    if (withMosquitto) {
+      const args = [
+        "-h",
+        "127.0.0.1",
+        "-p",
+        String(portOf(c)),
+        "-q",
+        "1",
+        "-t",
+        "peer/mosq",
+        "-m",
+        "from mosquitto_pub",
+      ];
+      const sent = await run("mosquitto_pub", args);
+      assert.equal(sent.code, 0, sent.stderr);
+    }
+    await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    assert.deepEqual(peers.sort(), expected);
+    await js.endAsync();
     // The session of a client that was away when its node stopped waits in the cluster, with its messages.
     const back = await rawConnect(portOf(c), {
       clientId: "roamer",
