@@ -318,20 +318,20 @@ export class Broker {
     const machine = this.#machine;
     return {
       routeRemote: (message) => {
-        machine.routeRemote(performance.now(), message);
+        machine.cluster.routeRemote(performance.now(), message);
         this.#flushAll(undefined);
       },
       routeShared: (message, shared) => {
-        const count = machine.routeShared(performance.now(), message, shared);
+        const count = machine.cluster.routeShared(performance.now(), message, shared);
         this.#flushAll(undefined);
         return count;
       },
       setRetained: (topic, message) => {
-        machine.setRetained(performance.now(), topic, message);
+        machine.cluster.setRetained(performance.now(), topic, message);
         this.#persist();
       },
       takeSession: (clientId, cleanStart) => {
-        const session = machine.takeSession(performance.now(), clientId, cleanStart);
+        const session = machine.cluster.takeSession(performance.now(), clientId, cleanStart);
         this.#flushAll(undefined);
         return session;
       },
@@ -341,11 +341,11 @@ export class Broker {
         this.#flushAll(undefined);
       },
       routeTo: (clientId, message) => {
-        const count = machine.routeTo(performance.now(), clientId, message);
+        const count = machine.cluster.routeTo(performance.now(), clientId, message);
         this.#flushAll(undefined);
         return count;
       },
-      subscriptions: (clientId) => machine.subscriptionsOf(clientId),
+      subscriptions: (clientId) => machine.cluster.subscriptionsOf(clientId),
       persistentSessions: () =>
         machine.exportState(performance.now()).sessions.filter((session) => session.expiryInterval > 0),
       log: (level, message) => this.#log(level, message),

@@ -21,26 +21,19 @@ import { type BrokerMessage, keepMessage, messageFromPublish } from "./_delivery
 import type { SessionMachine } from "./session_machine.ts";
 import { OWNER } from "./_owner.ts";
 import { minQoS } from "./session_state.ts";
-import {
-  BrokerJournal,
-  exportState,
-  messageFromSnapshot,
-  restoreDeliveries,
-  sessionSnapshot,
-} from "./broker_journal.ts";
+import { BrokerJournal, exportState, messageFromSnapshot, restoreDeliveries } from "./broker_journal.ts";
 import type {
   AttachOptions,
   BrokerChange,
   BrokerMachineOptions,
   BrokerSnapshot,
   BrokerStats,
-  MessageSnapshot,
-  SessionSnapshot,
   SessionSubscription,
 } from "./broker_types.ts";
 import { LocalRetainedStore, type RetainedStore } from "./retained_store.ts";
 import { deeperThan, LocalRouter, type Router } from "./router.ts";
 import { BrokerDelivery } from "./broker_delivery.ts";
+import { BrokerClusterSide } from "./broker_cluster.ts";
 import {
   LocalSessionRegistry,
   type SessionRecord,
@@ -113,6 +106,11 @@ export class BrokerMachine {
   readonly #delivery: BrokerDelivery;
   readonly #authorizeDelivery: BrokerMachineOptions["authorizeDelivery"];
   readonly #forward: BrokerMachineOptions["forward"];
+  /**
+   * What a node of a cluster does with this machine beyond what one broker does: route what other nodes
+   * published, set their retained messages, hand sessions over. See {@linkcode BrokerClusterSide}.
+   */
+  readonly cluster: BrokerClusterSide;
   readonly #onSessionEnded: BrokerMachineOptions["onSessionEnded"];
 
   /**
@@ -136,6 +134,16 @@ export class BrokerMachine {
     this.#retained = new LocalRetainedStore(
       journal === undefined ? undefined : (topic) => journal.retained(topic),
     );
+    this.cluster = new BrokerClusterSide({
+      sessions: this.#sessions,
+      router: this.#router,
+      retained: this.#retained,
+      delivery: this.#delivery,
+      route: (now, message) => this.#route(now, message, false),
+      takeOver: (now, record, connection) => this.#takeOver(now, record, connection),
+      publishWill: (now, record, will) => this.#publishWill(now, record, will),
+      endSession: (now, record, ended) => this.#endSession(now, record, ended),
+    });
   }
 
   /** Counters of routed and delivered messages. */
@@ -237,93 +245,6 @@ export class BrokerMachine {
       ? undefined
       : this.#sessions.attached(from)?.clientId ?? from.clientId;
     return this.#route(now, messageFromPublish(now, packet, publisher), true);
-  }
-
-  /**
-   * Routes a message that another node of a cluster published (and that node already forwarded): like
-   * {@linkcode BrokerMachine.route}, but the retained store is left alone (a cluster shares retained messages
-   * through {@linkcode BrokerMachine.setRetained}) and `forward` is not called.
-   *
-   * @param now The current time.
-   * @param message The message; its expiry counts from `now`.
-   * @returns How many sessions it was delivered or queued to.
-   */
-  routeRemote(now: Millis, message: MessageSnapshot): number {
-    return this.#route(now, messageFromSnapshot(now, message), false);
-  }
-
-  /**
-   * Routes a message to one session only, as {@linkcode BrokerMachine.routeRemote} would to it among others
-   * (its matching subscriptions, not shared ones): how a cluster node gives a session that just moved here
-   * what came while it moved.
-   *
-   * @param now The current time.
-   * @param clientId The session's client identifier.
-   * @param message The message; its expiry counts from `now`.
-   * @returns 1 when it was delivered or queued, else 0.
-   */
-  routeTo(now: Millis, clientId: string, message: MessageSnapshot): number {
-    const record = this.#sessions.get(clientId);
-    if (record === undefined) return 0;
-    const routed = messageFromSnapshot(now, message);
-    const match = this.#router.match(routed).find((m) => m.session === record && m.shared === undefined);
-    if (match === undefined) return 0;
-    const { qos, retainAsPublished, identifiers } = match;
-    return this.#delivery.deliver(now, record, routed, qos, retainAsPublished, identifiers) ? 1 : 0;
-  }
-
-  /**
-   * The topic filters of a session's subscriptions.
-   *
-   * @param clientId The client identifier.
-   * @returns The filters; none when there is no such session.
-   */
-  subscriptionsOf(clientId: string): string[] {
-    return [...this.#sessions.get(clientId)?.subscriptions?.keys() ?? []];
-  }
-
-  /**
-   * Sets or clears the retained message of a topic without routing anything: how a cluster node applies what
-   * another node retained.
-   *
-   * @param now The current time.
-   * @param topic The topic name.
-   * @param message The retained message, or `undefined` to clear the topic.
-   */
-  setRetained(now: Millis, topic: string, message: MessageSnapshot | undefined): void {
-    this.#retained.set(topic, message === undefined ? undefined : messageFromSnapshot(now, message));
-  }
-
-  /**
-   * Hands a session over to another node of a cluster, whose client connects there: a live connection is
-   * taken over (DISCONNECT 0x8E, MQTT 5) [MQTT-3.1.4-3] and its will published when `cleanStart` or when it
-   * has no delay, as on a local takeover; then the session is gone from this machine. With `cleanStart` the
-   * session ends here (a will waiting for its delay is published [MQTT-3.1.2-8]) and nothing is returned;
-   * otherwise it is returned as plain data for {@linkcode BrokerMachine.restoreState} on the other node, which
-   * cancels a will waiting for its delay [MQTT-3.1.3-9] when the client attaches.
-   *
-   * @param now The current time.
-   * @param clientId The client identifier.
-   * @param cleanStart Whether the client connects with a clean start.
-   * @returns The session, or `undefined` when there was none or it ended.
-   */
-  takeSession(now: Millis, clientId: string, cleanStart: boolean): SessionSnapshot | undefined {
-    const record = this.#sessions.get(clientId);
-    if (record === undefined) return undefined;
-    const old = record.connection;
-    if (old !== undefined) {
-      const will = this.#takeOver(now, record, old);
-      if (will !== undefined && (cleanStart || willDelay(will) === 0)) this.#publishWill(now, record, will);
-    }
-    if (cleanStart) {
-      this.#endSession(now, record);
-      return undefined;
-    }
-    const snapshot = sessionSnapshot(now, record, this.#sessions);
-    // Resumed elsewhere: the will waiting here is cancelled by that connection, not published.
-    this.#sessions.takeWill(record);
-    this.#endSession(now, record, false);
-    return snapshot;
   }
 
   /**
@@ -615,30 +536,6 @@ export class BrokerMachine {
       if (record.expiresAt !== undefined || record.willAt !== undefined) sessions.schedule(record);
       this.#journal?.track(record);
     }
-  }
-
-  /**
-   * Delivers a message to one shared subscription only: to the next member of its group in turn that may
-   * read it (connected members first), as {@linkcode BrokerMachine.route} does for each matching group. A
-   * cluster whose engine hands each message to one node's group (option `sharedGroups: "external"`) calls it
-   * for that group. It neither stores a retained message nor counts the message as routed (where it was
-   * published did both); No Local never applies to a shared subscription [MQTT-3.8.3-4].
-   *
-   * @param now The current time.
-   * @param snapshot The message, as another node of a cluster published it; its expiry counts from `now`.
-   * @param shared The shared subscription, `$share/{group}/{filter}`.
-   * @returns 1 when a member got it or has it queued, else 0 (no such group, its filter does not match the
-   *   topic, or no member may have it).
-   */
-  routeShared(now: Millis, snapshot: MessageSnapshot, shared: string): number {
-    const message = messageFromSnapshot(now, snapshot);
-    const delivery = this.#delivery;
-    delivery.startRoute();
-    let count = 0;
-    for (const { session, qos, retainAsPublished, identifiers } of this.#router.match(message, shared)) {
-      if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers, shared)) count++;
-    }
-    return count;
   }
 
   // ---------------------------------------------------------------------------------------------- internals

@@ -54,18 +54,18 @@ export interface BrokerMachineOptions {
    * Told of every message published on this machine as it is routed (PUBLISH, wills, the broker's own), before
    * its deliveries: how a cluster node forwards it to the other nodes. `sent` is `true` for a PUBLISH the
    * driver handed to the cluster itself (see {@linkcode BrokerMachine.publish}). Not told of messages routed
-   * with {@linkcode BrokerMachine.routeRemote}. The message is valid during the call only: copy what is kept.
+   * with `machine.cluster.routeRemote`. The message is valid during the call only: copy what is kept.
    */
   forward?: (now: number, message: BrokerMessage, sent: boolean) => void;
   /**
    * Told when a session ends (clean start, expiry, a connection with expiry 0 over), not when it moves to
-   * another node ({@linkcode BrokerMachine.takeSession}).
+   * another node (`machine.cluster.takeSession`).
    */
   onSessionEnded?: (clientId: string) => void;
   /**
    * Who hands messages to shared subscription groups: `"local"`, routing picks a member of every matching
    * group; `"external"` (a cluster, whose engine gives each message to one node's group), routing leaves the
-   * groups out and the cluster calls {@linkcode BrokerMachine.routeShared} for the group it was given.
+   * groups out and the cluster calls `machine.cluster.routeShared` for the group it was given.
    * @default "local"
    */
   sharedGroups?: "local" | "external";

@@ -19,6 +19,7 @@
 export * from "./client_machine.ts";
 export * from "./session_machine.ts";
 export * from "./broker_machine.ts";
+export type { BrokerClusterSide } from "./broker_cluster.ts";
 export * from "./session_state.ts";
 export { TopicTree } from "./topic_tree.ts";
 export { PacketIdPool } from "./packet_ids.ts";

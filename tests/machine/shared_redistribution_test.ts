@@ -353,10 +353,10 @@ test("BrokerMachine with sharedGroups external: route() leaves the groups out, r
     dup: false,
   });
   const routed = h.broker.stats.routed;
-  assert.equal(h.broker.routeShared(h.now, packet("x"), GROUP), 1);
-  assert.equal(h.broker.routeShared(h.now, packet("y"), GROUP), 1);
-  assert.equal(h.broker.routeShared(h.now, packet("z"), "$share/none/t"), 0);
-  assert.equal(h.broker.routeShared(h.now, packet("z"), "$share/g/u"), 0);
+  assert.equal(h.broker.cluster.routeShared(h.now, packet("x"), GROUP), 1);
+  assert.equal(h.broker.cluster.routeShared(h.now, packet("y"), GROUP), 1);
+  assert.equal(h.broker.cluster.routeShared(h.now, packet("z"), "$share/none/t"), 0);
+  assert.equal(h.broker.cluster.routeShared(h.now, packet("z"), "$share/g/u"), 0);
   h.pump();
   const [x] = a.takePublishes();
   const [y] = b.takePublishes();
@@ -375,13 +375,13 @@ test("BrokerMachine with sharedGroups external: route() leaves the groups out, r
   assert.deepStrictEqual(told.slice(2), [[GROUP, false], ["t", false]]);
 });
 
-test("BrokerMachine.routeShared() also works with local groups, and route() still serves them", () => {
+test("BrokerMachine.cluster.routeShared() also works with local groups, and route() still serves them", () => {
   const h = new Harness();
   const a = h.connected("a", 5);
   a.subscribe(GROUP, 1);
   h.connected("p", 5).publish("t", "routed", { qos: 1 });
   assert.equal(
-    h.broker.routeShared(h.now, {
+    h.broker.cluster.routeShared(h.now, {
       topic: "t",
       payload: new TextEncoder().encode("shared"),
       qos: 1,
@@ -393,10 +393,10 @@ test("BrokerMachine.routeShared() also works with local groups, and route() stil
   assert.deepStrictEqual(payloads(a.takePublishes()), ["routed", "shared"]);
 });
 
-test("BrokerMachine.routeShared() to a group nobody subscribed to delivers nothing", () => {
+test("BrokerMachine.cluster.routeShared() to a group nobody subscribed to delivers nothing", () => {
   const broker = new BrokerMachine();
   assert.equal(
-    broker.routeShared(0, {
+    broker.cluster.routeShared(0, {
       topic: "t",
       payload: new Uint8Array(),
       qos: 0,
