@@ -79,6 +79,7 @@ export class BrokerClusterSide {
     const match = router.match(routed).find((m) => m.session === record && m.shared === undefined);
     if (match === undefined) return 0;
     const { qos, retainAsPublished, identifiers } = match;
+    delivery.startRoute(false);
     return delivery.deliver(now, record, routed, qos, retainAsPublished, identifiers) ? 1 : 0;
   }
 
@@ -98,7 +99,7 @@ export class BrokerClusterSide {
   routeShared(now: Millis, snapshot: MessageSnapshot, shared: string): number {
     const { router, delivery } = this.#parts;
     const message = messageFromSnapshot(now, snapshot);
-    delivery.startRoute();
+    delivery.startRoute(false);
     let count = 0;
     for (const { session, qos, retainAsPublished, identifiers } of router.match(message, shared)) {
       if (delivery.deliver(now, session, message, qos, retainAsPublished, identifiers, shared)) count++;

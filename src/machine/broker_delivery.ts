@@ -31,6 +31,8 @@ export class BrokerDelivery {
   readonly #handOff: BrokerMachineOptions["handOffShared"];
   /** Sessions holding acknowledgements back (their timeout is in `pollTimeout`). */
   readonly #holding = new Set<SessionRecord>();
+  /** Whether the current route's publisher can be held back (see `startRoute`). */
+  #holdable = true;
   /** Sessions the current route queued a QoS 1 or 2 delivery for beyond their bounds. */
   readonly #full: SessionRecord[] = [];
 
@@ -66,9 +68,14 @@ export class BrokerDelivery {
     return undefined;
   }
 
-  /** A route begins: the sessions it fills beyond their bounds are counted from none. */
-  startRoute(): void {
+  /**
+   * A route begins: the sessions it fills beyond their bounds are counted from none. `holdable`: the message is
+   * a client's PUBLISH, whose acknowledgement can wait for room; any other (a will, the broker's own, one from
+   * another node of a cluster) slows no one down, so it is dropped for a session already twice over its bounds.
+   */
+  startRoute(holdable = true): void {
     this.#full.length = 0;
+    this.#holdable = holdable;
   }
 
   /**
@@ -94,8 +101,9 @@ export class BrokerDelivery {
     const retain = retainAsPublished && message.retain;
     const connection = record.connection;
     const state = record.state;
-    if (qos > 0 && record.stalled && state.overLimit) {
-      // A slow consumer past its timeout: what does not fit is dropped, its publishers are not held back.
+    if (qos > 0 && state.overLimit && (record.stalled || (!this.#holdable && state.farOverLimit))) {
+      // A slow consumer past its timeout, or twice over its bounds for a message no publisher waits for: what
+      // does not fit is dropped, no publisher is held back.
       state.countDropped();
       this.stats.dropped++;
       return false;

@@ -562,17 +562,18 @@ export class BrokerMachine {
 
   #routePublish(now: Millis, from: SessionMachine, packet: PublishPacket, forward: boolean): number {
     const publisher = this.#sessions.attached(from)?.clientId ?? from.clientId;
-    return this.#route(now, messageFromPublish(now, packet, publisher), true, forward);
+    return this.#route(now, messageFromPublish(now, packet, publisher), true, forward, true);
   }
 
   /**
    * Routes a message. `local`: published here, so it may set the retained message and the `forward` option is
-   * told, else it came from another node of a cluster; `forward`: it is still to be sent to the cluster.
+   * told, else it came from another node of a cluster; `forward`: it is still to be sent to the cluster;
+   * `holdable`: a client's PUBLISH, whose acknowledgement can wait for full queues (see `publish`).
    */
-  #route(now: Millis, message: BrokerMessage, local: boolean, forward = local): number {
+  #route(now: Millis, message: BrokerMessage, local: boolean, forward = local, holdable = false): number {
     const delivery = this.#delivery;
     delivery.stats.routed++;
-    delivery.startRoute();
+    delivery.startRoute(holdable);
     if (local && this.#forward !== undefined) this.#forward(now, message, !forward);
     if (local && message.retain) {
       if (message.payload.length === 0) {

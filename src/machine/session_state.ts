@@ -121,6 +121,14 @@ export class SessionState {
   }
 
   /**
+   * Whether the queue holds more than twice its bounds: past it, what no publisher can be slowed down for is
+   * dropped (see `BrokerDelivery.startRoute`).
+   */
+  get farOverLimit(): boolean {
+    return this.queue.length > 2 * this.maxQueuedMessages || this.#queuedBytes > 2 * this.maxQueuedBytes;
+  }
+
+  /**
    * Called once when the queue, over its bounds, gets back within them; set by whoever waits for that.
    */
   onRoom: ((now: Millis) => void) | undefined;
