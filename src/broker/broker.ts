@@ -336,6 +336,21 @@ export class Broker {
         return session;
       },
       hasSession: (clientId) => machine.hasSession(clientId),
+      publishWill: (clientId, will) => {
+        const { willDelayInterval: _, ...properties } = will.properties ?? {};
+        const packet: PublishPacket = {
+          type: "publish",
+          topic: will.topic,
+          payload: will.payload,
+          qos: will.qos,
+          retain: will.retain,
+          dup: false,
+          properties,
+        };
+        this.#log("info", `Publishing the will of "${clientId}", whose session no node holds any more`);
+        machine.route(performance.now(), undefined, packet);
+        this.#flushAll(undefined);
+      },
       restoreSession: (session) => {
         machine.restoreState(performance.now(), { sessions: [session], retained: [] });
         this.#flushAll(undefined);

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { PublishPacket } from "../codec/packet.ts";
+import type { PublishPacket, Will } from "../codec/packet.ts";
 import { hasProperties } from "../codec/properties.ts";
 import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
 import type { LogLevel } from "./broker_options.ts";
@@ -41,6 +41,8 @@ export interface ClusterHost {
   subscriptions(clientId: string): string[];
   /** The sessions of this node that outlive their connection (expiry interval above 0), for a node leaving. */
   persistentSessions(): SessionSnapshot[];
+  /** Publishes the will of a session no node holds any more (its delay or its session's expiry passed). */
+  publishWill(clientId: string, will: Will): void;
   /** Whether this node holds a session of that client identifier. */
   hasSession(clientId: string): boolean;
   /** Logs a line, as the broker does. */

@@ -190,6 +190,7 @@ export class Cluster implements ClusterLink {
       maxBytes: this.#options.messageMaxBytes ?? 1024 * 1024 * 1024,
     });
     this.#mover.open(await engine.bucket(`${prefix}_sessions`));
+    this.#subscriptions.push(await this.#mover.watchParked(await engine.bucket(`${prefix}_parked`)));
     const retained = this.#retained = await engine.bucket(`${prefix}_retained`);
     const nodes = this.#nodesBucket = await engine.bucket(`${prefix}_nodes`, { maxAgeMs: heartbeat * 3 });
     this.#subscriptions.push(

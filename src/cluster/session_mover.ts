@@ -10,7 +10,12 @@ import type { ClusterHost } from "../broker/cluster_link.ts";
 import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
 import { topicMatches } from "../codec/topic.ts";
 import { concat } from "../bytes.ts";
-import { type ClusterEngine, type EngineBucket, RevisionConflict } from "./engine.ts";
+import {
+  type ClusterEngine,
+  type EngineBucket,
+  type EngineSubscription,
+  RevisionConflict,
+} from "./engine.ts";
 import { decodeJson, decodeMessage, encodeJson } from "./envelope.ts";
 import { filterSubjects, keyOf } from "./subjects.ts";
 import type { ClusterMessage } from "./envelope.ts";
@@ -70,6 +75,21 @@ interface SessionOwner {
   unrouted?: number[];
 }
 
+/** A session a stopped node left, as the parked bucket lists it for every node to watch over. */
+interface ParkedEntry {
+  clientId: string;
+  /** Its entry's revision in the sessions bucket: whoever ends it deletes that revision. */
+  revision: number;
+  /** How many parts it is stored in. */
+  parts: number;
+  /** When it expires (wall clock, ms); `undefined`: never. */
+  expiresAt?: number;
+  /** When its will is due, if it has one waiting. */
+  willAt?: number;
+  /** Whether that will went out. */
+  willDone?: boolean;
+}
+
 /** A session moving to this node: its ordinary filters, and what came for it meanwhile. */
 interface Move {
   readonly filters: string[];
@@ -108,6 +128,10 @@ export class SessionMover {
   readonly #moving = new Map<string, Move>();
   /** The revision of the sessions-bucket entry this node wrote for each client it holds. */
   readonly #owned = new Map<string, number>();
+  /** The sessions stopped nodes left, by key, as the parked bucket lists them, and their revisions there. */
+  readonly #parked = new Map<string, { entry: ParkedEntry; revision: number }>();
+  #parkedBucket: EngineBucket | undefined;
+  #sweepTimer: ReturnType<typeof setTimeout> | undefined;
 
   /** @param node The node it works for. */
   constructor(node: MoverNode) {
@@ -122,6 +146,93 @@ export class SessionMover {
   /** Starts working with the sessions bucket. */
   open(bucket: EngineBucket): void {
     this.#bucket = bucket;
+  }
+
+  /**
+   * Watches over the sessions stopped nodes left (the parked bucket): whichever node gets there first publishes
+   * a will whose delay passed and ends a session whose expiry passed, so that both hold with no client back.
+   *
+   * @returns The watch; unsubscribing it also stops the timer.
+   */
+  async watchParked(parked: EngineBucket): Promise<EngineSubscription> {
+    this.#parkedBucket = parked;
+    const watch = await parked.watch((entry) => {
+      if (entry.value === undefined) this.#parked.delete(entry.key);
+      else {this.#parked.set(entry.key, {
+          entry: decodeJson<ParkedEntry>(entry.value),
+          revision: entry.revision,
+        });}
+      this.#scheduleSweep();
+    });
+    return {
+      unsubscribe: () => {
+        watch.unsubscribe();
+        clearTimeout(this.#sweepTimer);
+        this.#parked.clear();
+      },
+    };
+  }
+
+  /** Sets the timer for the earliest will or expiry of a parked session. */
+  #scheduleSweep(): void {
+    clearTimeout(this.#sweepTimer);
+    let next = Infinity;
+    for (const { entry } of this.#parked.values()) {
+      if (entry.willAt !== undefined && !entry.willDone) next = Math.min(next, entry.willAt);
+      if (entry.expiresAt !== undefined) next = Math.min(next, entry.expiresAt);
+    }
+    if (next === Infinity) return;
+    this.#sweepTimer = setTimeout(() => void this.#sweep(), Math.max(0, next - Date.now()));
+  }
+
+  /** Publishes the wills and ends the parked sessions that came due, each on one node only (compare-and-set). */
+  async #sweep(): Promise<void> {
+    const sessions = this.#bucket;
+    const parked = this.#parkedBucket;
+    if (sessions === undefined || parked === undefined || !this.#node.available()) return;
+    const now = Date.now();
+    for (const [key, { entry, revision }] of [...this.#parked]) {
+      const expired = entry.expiresAt !== undefined && entry.expiresAt <= now;
+      const willDue = entry.willAt !== undefined && !entry.willDone && entry.willAt <= now;
+      if (!expired && !willDue) continue;
+      try {
+        if (expired) {
+          const snapshot = entry.willDone ? undefined : await this.#readParked(key, entry.parts);
+          // The one node that deletes the entry at its revision ends the session (a client back meanwhile
+          // changed the revision).
+          await sessions.delete(key, entry.revision);
+          for (let i = 0; i < entry.parts; i++) await sessions.delete(`${key}.p${i}`).catch(() => {});
+          await parked.delete(key).catch(() => {});
+          // [MQTT-3.1.2-8] a will still waiting goes out when the session ends.
+          if (snapshot?.will !== undefined) this.#node.host()?.publishWill(entry.clientId, snapshot.will);
+          this.#node.host()?.log(
+            "info",
+            `Ended the session "${entry.clientId}" left by a stopped node: it expired`,
+          );
+        } else {
+          await parked.update(key, encodeJson({ ...entry, willDone: true }), revision);
+          const snapshot = await this.#readParked(key, entry.parts);
+          if (snapshot.will !== undefined) this.#node.host()?.publishWill(entry.clientId, snapshot.will);
+        }
+      } catch (error) {
+        if (!(error instanceof RevisionConflict)) {
+          this.#node.host()?.log("warn", `Could not end the parked session "${entry.clientId}": ${error}`);
+        }
+      }
+    }
+    this.#scheduleSweep();
+  }
+
+  /** Reads a parked session's parts. */
+  async #readParked(key: string, count: number): Promise<SessionSnapshot> {
+    const sessions = this.#bucket as EngineBucket;
+    const parts: Uint8Array[] = [];
+    for (let i = 0; i < count; i++) {
+      const part = await sessions.get(`${key}.p${i}`);
+      if (part?.value === undefined) throw new Error(`a part of the parked session "${key}" is missing`);
+      parts.push(part.value);
+    }
+    return decodeJson<SessionSnapshot>(concat(parts));
   }
 
   async claim(clientId: string, cleanStart: boolean): Promise<void> {
@@ -161,6 +272,7 @@ export class SessionMover {
         if (snapshot !== undefined) this.#node.host()?.restoreSession(snapshot);
         if (move !== undefined) this.#catchUp(clientId, move, given);
         if (owner?.parked !== undefined) {
+          await this.#parkedBucket?.delete(key).catch(() => {});
           for (let i = 0; i < owner.parked; i++) await sessions.delete(`${key}.p${i}`).catch(() => {});
         }
         return;
@@ -285,7 +397,13 @@ export class SessionMover {
         for (let i = 0; i < parts; i++) {
           await sessions.put(`${key}.p${i}`, data.subarray(i * PART, (i + 1) * PART));
         }
-        await sessions.update(key, encodeJson(owner), revision);
+        const parkedAt = await sessions.update(key, encodeJson(owner), revision);
+        const entry: ParkedEntry = { clientId: snapshot.clientId, revision: parkedAt, parts };
+        if (owner.expiresAt !== undefined) entry.expiresAt = owner.expiresAt;
+        if (snapshot.will !== undefined && snapshot.willInMs !== undefined) {
+          entry.willAt = Date.now() + snapshot.willInMs;
+        }
+        await this.#parkedBucket?.put(key, encodeJson(entry));
         parked++;
       } catch (error) {
         this.#node.host()?.log(

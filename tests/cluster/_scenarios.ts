@@ -22,6 +22,8 @@ export interface ClusterFixture {
   setEngine(up: boolean, node: number): Promise<void>;
   /** Whether `setEngine` cuts off one node alone (the others go on storing meanwhile). */
   partial?: boolean;
+  /** Stops one node (its broker closes, leaving its sessions in the cluster); the others go on. */
+  stopNode(node: number): Promise<void>;
   /** How many messages the cluster's stream holds, when the fixture can tell. */
   stored?(): Promise<number>;
   /** Stops everything. */
@@ -639,6 +641,41 @@ export function clusterScenarios(
       await publishAcked(b, publish("tr/3", "from b", 1, { packetId: 1 }));
       const fromB = await local.next((p) => p.type === "publish" && text(p.payload) === "from b", 5000);
       assert(fromB.type === "publish");
+    });
+
+    it("publishes the will and ends the session of a client whose node stopped and who never came back", async (t) => {
+      if (cluster === undefined) return t.skip("no cluster");
+      const watcher = await connect(0, { clientId: "parked-watch" });
+      await subscribe(watcher, 1, [sub("will/#", 1)]);
+      const client = await connect(2, {
+        clientId: "parked",
+        properties: { sessionExpiryInterval: 2 },
+        will: {
+          topic: "will/parked",
+          payload: bytes("gone for good"),
+          qos: 1,
+          retain: false,
+          properties: { willDelayInterval: 1 },
+        },
+      });
+      await subscribe(client, 1, [sub("pk/#", 1)]);
+      const stoppedAt = Date.now();
+      // Its node stops: the session (and its will, waiting for its delay) is left in the cluster.
+      await cluster.stopNode(2);
+      const [will] = await watcher.publishes(1, 5000);
+      assert.equal(will.topic, "will/parked");
+      assert.equal(text(will.payload), "gone for good");
+      assert(Date.now() - stoppedAt >= 900, `the will waited its delay (${Date.now() - stoppedAt} ms)`);
+      await ackPublish(watcher, will);
+      // Published by one node only, though every node watches over it.
+      await noPublish(watcher, 1500);
+      await sleep(Math.max(0, stoppedAt + 2300 - Date.now()));
+      const back = await connect(1, {
+        clientId: "parked",
+        cleanStart: false,
+        properties: { sessionExpiryInterval: 2 },
+      });
+      assert.equal(back.connack.sessionPresent, false, "expired everywhere");
     });
   });
 }

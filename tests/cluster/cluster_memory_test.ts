@@ -37,6 +37,7 @@ clusterScenarios("cluster on the in-memory engine", async (nodes) => {
     },
     partial: true,
     stored: () => Promise.resolve(hub.storedCount("mqtt_messages")),
+    stopNode: (node) => brokers[node].close(),
     close: async () => {
       await Promise.all(brokers.map((broker) => broker.close()));
     },

@@ -41,6 +41,7 @@ clusterScenarios("cluster on nats-server", async (nodes) => {
     brokers,
     logs,
     setEngine: (up) => up ? server.restart() : server.kill(),
+    stopNode: (node) => brokers[node].close(),
     close: async () => {
       await Promise.all(brokers.map((broker) => broker.close()));
       await server.stop();
