@@ -36,6 +36,8 @@ export type {
 
 /** How long a connection the broker ended waits for the client to close it (see `#shut`). */
 const LINGER_MS = 1000;
+/** How long after its reads went on a paused connection's keep-alive waits for what its client sent meanwhile. */
+const RESUME_GRACE_MS = 1000;
 /** How much a client may still send meanwhile before its connection is closed at once (read, then dropped). */
 const LINGER_BYTES = 65_536;
 
@@ -463,11 +465,14 @@ export class Broker {
 
   /**
    * A connection's deadline came. While its reads are paused for a client that is behind, what its client
-   * sends waits unread, so the keep-alive cannot tell: ask again once the reads went on.
+   * sends waits unread, so the keep-alive cannot tell: ask again once the reads went on and what waited had
+   * time to come in (`RESUME_GRACE_MS`: on a busy machine the first read after a pause of seconds came after
+   * the keep-alive had fired, and closed a client that had sent all along).
    */
   #timeout(connection: Connection): void {
     connection.timer = undefined;
-    if (connection.heldBy > 0 && !connection.closed) {
+    const resuming = performance.now() - connection.resumedAt < RESUME_GRACE_MS;
+    if ((connection.heldBy > 0 || resuming) && !connection.closed) {
       connection.timerAt = performance.now() + 100;
       connection.timer = setTimeout(() => this.#timeout(connection), 100);
       return;

@@ -37,6 +37,7 @@ class ConnectionExtras {
   noHoldUntil = 0;
   holdSince = 0;
   progressAt = 0;
+  resumedAt = 0;
   resumed: { promise: Promise<void>; resolve(): void } | undefined = undefined;
   authenticating: ClientInfo | undefined = undefined;
 }
@@ -221,8 +222,14 @@ export class Connection implements TransportSink {
     }
   }
 
+  /** When its reads last went on after a pause (`performance.now()`), 0 when never: see `Broker.#timeout`. */
+  get resumedAt(): number {
+    return this.#extras?.resumedAt ?? 0;
+  }
+
   /** Reads again. */
   resumeReads(): void {
+    this.#more().resumedAt = performance.now();
     if (this.direct !== undefined) {
       this.direct.resume();
       return;

@@ -262,3 +262,113 @@ test("a subscriber that reads slowly but keeps reading holds its publisher to it
     await broker.close();
   }
 });
+
+/**
+ * A connection whose bytes the test hands over by hand, on the callback path (`direct`): it honours pause and
+ * resume, and its writes are taken only when `drain()` says so.
+ */
+class HandTransport {
+  readonly readable = new ReadableStream<Uint8Array>();
+  readonly writable = new WritableStream<Uint8Array>();
+  readonly written: Uint8Array[] = [];
+  paused = false;
+  closed = false;
+  /** Writes waiting to be taken; `undefined` while writes are taken at once. */
+  waiting: (() => void)[] | undefined;
+  #sink: { data(chunk: Uint8Array): void; end(error?: unknown): void } | undefined;
+  #queued: Uint8Array[] = [];
+  /** Delay between a resume and the first chunk read after it, as on a busy machine. */
+  resumeLagMs = 0;
+  readonly direct = {
+    start: (sink: { data(chunk: Uint8Array): void; end(error?: unknown): void }) => this.#sink = sink,
+    write: (chunk: Uint8Array) => {
+      if (this.closed) throw new Error("closed");
+      this.written.push(chunk);
+      if (this.waiting === undefined) return undefined;
+      return new Promise<void>((resolve) => (this.waiting as (() => void)[]).push(resolve));
+    },
+    end: () => {},
+    pause: () => this.paused = true,
+    resume: () => {
+      if (!this.paused) return;
+      this.paused = false;
+      setTimeout(() => this.#flush(), this.resumeLagMs);
+    },
+  };
+  /** The client sends bytes: read at once unless paused. */
+  send(bytes: Uint8Array): void {
+    this.#queued.push(bytes);
+    if (!this.paused) this.#flush();
+  }
+  /** Takes every waiting write, and the later ones at once. */
+  drain(): void {
+    const waiting = this.waiting ?? [];
+    this.waiting = undefined;
+    for (const resolve of waiting) resolve();
+  }
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.#sink?.end();
+    }
+    return Promise.resolve();
+  }
+  #flush(): void {
+    while (!this.paused && this.#queued.length > 0 && !this.closed) {
+      this.#sink?.data(this.#queued.shift() as Uint8Array);
+    }
+  }
+}
+
+test("a publisher paused longer than its keep-alive is not closed as silent when what it sent comes in late after the pause", async () => {
+  const log: string[] = [];
+  const broker = new Broker({
+    sysInterval: 0,
+    backpressureBytes: 64 * 1024,
+    maxPublisherPause: 60_000,
+    maxWriteStall: 60_000,
+    log: (_level, message) => log.push(message),
+  });
+  const sub = new HandTransport();
+  const pub = new HandTransport();
+  void broker.handle(sub);
+  void broker.handle(pub);
+  try {
+    sub.send(
+      encode({ type: "connect", protocolVersion: 4, clientId: "sub", cleanStart: true, keepAlive: 0 }, 4),
+    );
+    sub.send(encode({
+      type: "subscribe",
+      packetId: 1,
+      subscriptions: [{
+        topicFilter: "k",
+        qos: 0,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      }],
+    }, 4));
+    await sleep(50);
+    // The subscriber stops taking what is written to it; the publisher (keep-alive 1 s) sends 32 KiB messages.
+    sub.waiting = [];
+    pub.resumeLagMs = 400;
+    pub.send(
+      encode({ type: "connect", protocolVersion: 4, clientId: "pub", cleanStart: true, keepAlive: 1 }, 4),
+    );
+    const payload = new Uint8Array(32 * 1024);
+    for (let i = 0; i < 20; i++) {
+      pub.send(encode({ type: "publish", topic: "k", payload, qos: 0, retain: false, dup: false }, 4));
+    }
+    assert.ok(pub.paused, "the publisher's reads are paused");
+    // Paused for twice its keep-alive: what it sends meanwhile waits unread.
+    await sleep(2000);
+    assert.ok(pub.paused && !pub.closed);
+    // The subscriber takes everything; the publisher's reads go on, its bytes come in 400 ms later.
+    sub.drain();
+    await sleep(1500);
+    assert.ok(!pub.closed, log.join("\n"));
+    assert.ok(!log.some((m) => m.includes("Cannot keep the connection")), log.join("\n"));
+  } finally {
+    await broker.close();
+  }
+});
