@@ -100,6 +100,9 @@ export class Cluster implements ClusterLink {
   readonly #sharedSeen = new Map<string, Map<string, number>>();
   /** Retained topics by bucket key, to clear them when the key is deleted. */
   readonly #retainedTopics = new Map<string, string>();
+  /** Whether the stream, buckets and watches are set up on the engine. */
+  #joined = false;
+  #joining: Promise<void> | undefined;
   /** When the engine went away (wall clock), while it is away. */
   #downSince: number | undefined;
   /** Messages that came while catching up after an outage, routed once it is done. */
@@ -160,17 +163,19 @@ export class Cluster implements ClusterLink {
   }
 
   get available(): boolean {
-    return this.#engine.status === "connected" && !this.#closed;
+    return this.#engine.status === "connected" && this.#joined && !this.#closed;
   }
 
   async start(host: ClusterHost): Promise<void> {
     this.#host = host;
-    const engine = this.#engine;
-    const prefix = this.#prefix;
-    const heartbeat = this.#options.heartbeatMs ?? 5000;
-    engine.onStatus((status, detail) => {
+    this.#engine.onStatus((status, detail) => {
       if (status === "connected") {
         host.log("info", `Cluster engine reachable again${detail ? ` (${detail})` : ""}`);
+        if (!this.#joined && !this.#closed) {
+          void this.#join(host).catch((error) =>
+            host.log("warn", `Could not join the cluster yet: ${error}`)
+          );
+        }
         const since = this.#downSince;
         this.#downSince = undefined;
         if (since !== undefined && !this.#closed) void this.#catchUpOutage(since);
@@ -184,6 +189,28 @@ export class Cluster implements ClusterLink {
         );
       }
     });
+    if (this.#engine.status === "connected") return await this.#join(host);
+    host.log(
+      "warn",
+      `Cluster engine not reachable yet: serving local clients only; QoS 1/2 messages and persistent sessions are refused until it is`,
+    );
+  }
+
+  /** Makes what the node needs on the engine (stream, buckets, watches, heartbeat), once. */
+  #join(host: ClusterHost): Promise<void> {
+    return this.#joining ??= this.#setUp(host).then(() => {
+      this.#joined = true;
+      host.log("info", `Joined the cluster as node "${this.node}"`);
+    }, (error) => {
+      this.#joining = undefined;
+      throw error;
+    });
+  }
+
+  async #setUp(host: ClusterHost): Promise<void> {
+    const engine = this.#engine;
+    const prefix = this.#prefix;
+    const heartbeat = this.#options.heartbeatMs ?? 5000;
     await engine.stream(`${prefix}_messages`, {
       subjects: [`${prefix}.s.>`],
       maxAgeMs: this.#options.messageMaxAgeMs ?? 86_400_000,
@@ -218,7 +245,6 @@ export class Cluster implements ClusterLink {
     };
     beat();
     this.#heartbeat = setInterval(beat, heartbeat);
-    host.log("info", `Joined the cluster as node "${this.node}"`);
   }
 
   store(message: MessageSnapshot): Promise<void> {

@@ -17,6 +17,8 @@
 
 import { Cluster, type ClusterOptions } from "./cluster.ts";
 import { type NatsEngineOptions, openNatsEngine } from "./nats_engine.ts";
+import { DeferredEngine } from "./deferred_engine.ts";
+import type { ClusterEngine } from "./engine.ts";
 
 export { Cluster, type ClusterCounters, type ClusterOptions } from "./cluster.ts";
 export type { ClusterHost, ClusterLink } from "../broker/cluster_link.ts";
@@ -43,10 +45,19 @@ export type NatsClusterOptions = NatsEngineOptions & Omit<ClusterOptions, "engin
  * Connects to NATS and makes a cluster node on it, for the `cluster` option of `Broker`.
  *
  * @param options The NATS servers, credentials and TLS, and the node's name.
- * @returns The node, joined once a broker starts it.
- * @throws {Error} When the NATS packages are not installed or no server can be reached.
+ * @returns The node, joined once a broker starts it and NATS answers: a node whose NATS servers do not answer
+ *   yet serves its own clients and keeps trying (every `reconnectWaitMs`).
+ * @throws {Error} When the NATS packages are not installed.
  */
 export async function natsCluster(options: NatsClusterOptions): Promise<Cluster> {
-  const engine = await openNatsEngine({ name: options.node, ...options });
+  const open = () => openNatsEngine({ name: options.node, ...options });
+  let engine: ClusterEngine;
+  try {
+    engine = await open();
+  } catch (error) {
+    // Without the packages there is nothing to wait for; a server that does not answer yet is tried again.
+    if ((error as Error).message.startsWith("Cannot use a NATS cluster")) throw error;
+    engine = new DeferredEngine(open, options.reconnectWaitMs ?? 1000);
+  }
   return new Cluster({ ...options, engine });
 }

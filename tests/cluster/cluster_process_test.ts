@@ -13,7 +13,7 @@ import { type RunningBroker, startBroker } from "../_broker_process.ts";
 import { spawn } from "node:child_process";
 import mqtt from "mqtt";
 import { take } from "../_helpers.ts";
-import { mosquittoMissing } from "../_mosquitto.ts";
+import { freePort, mosquittoMissing } from "../_mosquitto.ts";
 import { rawConnect } from "../_raw_client.ts";
 import { type NatsServer, natsSkipReason, startNats } from "./_nats.ts";
 
@@ -156,5 +156,59 @@ describe("broker.ts --cluster", () => {
     const queued = await back.publishes(5, 10_000);
     assert.deepEqual(queued.map((p) => new TextDecoder().decode(p.payload)), ["q0", "q1", "q2", "q3", "q4"]);
     back.close();
+  });
+});
+
+describe("broker.ts --cluster before NATS is up", () => {
+  let nats: NatsServer | undefined;
+  const running: RunningBroker[] = [];
+  after(async () => {
+    await Promise.all(running.map((broker) => broker.child.exitCode === null ? stop(broker) : undefined));
+    await nats?.stop();
+  });
+
+  it("serves its own clients at once, refuses what it cannot guarantee, and joins when NATS comes", {
+    skip,
+  }, async () => {
+    const port = await freePort();
+    const url = `nats://127.0.0.1:${port}`;
+    const a = await startBroker(["--port", "0", "--cluster", url, "--node", "early"], 20_000);
+    running.push(a);
+    assert.match(a.log(), /not reachable yet/);
+    // Its own clients: QoS 0 goes; a persistent session cannot be claimed.
+    const local = await rawConnect(portOf(a), { clientId: "early-local" });
+    await local.send({
+      type: "subscribe",
+      packetId: 1,
+      subscriptions: [{
+        topicFilter: "early/#",
+        qos: 1,
+        noLocal: false,
+        retainAsPublished: false,
+        retainHandling: 0,
+      }],
+    });
+    await local.next((p) => p.type === "suback");
+    const persistent = await rawConnect(portOf(a), {
+      clientId: "early-persistent",
+      cleanStart: false,
+      properties: { sessionExpiryInterval: 60 },
+    });
+    assert.equal(persistent.connack.reasonCode, 0x88);
+    nats = await startNats({ port });
+    // Joined: a node started later reaches its subscriber.
+    const deadline = Date.now() + 15_000;
+    while (!a.log().includes('Joined the cluster as node "early"') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.match(a.log(), /Joined the cluster as node "early"/);
+    const b = await startBroker(["--port", "0", "--cluster", url, "--node", "late"], 20_000);
+    running.push(b);
+    const publisher = await connect(`mqtt://127.0.0.1:${portOf(b)}`, { reconnect: false });
+    await publisher.publish("early/1", "across", { qos: 1 });
+    await publisher.close();
+    const [got] = await local.publishes(1, 10_000);
+    assert.equal(new TextDecoder().decode(got.payload), "across");
+    local.close();
   });
 });
