@@ -645,6 +645,13 @@ export function clusterScenarios(
 
     it("publishes the will and ends the session of a client whose node stopped and who never came back", async (t) => {
       if (cluster === undefined) return t.skip("no cluster");
+      const fixture = cluster;
+      // After the engine trouble above, every node must be back before sessions can be claimed.
+      await eventually(
+        () => fixture.brokers.every((b) => b.sysValues().get("$SYS/cluster/engine") === "connected"),
+        20_000,
+        "every node reconnected",
+      );
       const watcher = await connect(0, { clientId: "parked-watch" });
       await subscribe(watcher, 1, [sub("will/#", 1)]);
       const client = await connect(2, {
@@ -658,6 +665,7 @@ export function clusterScenarios(
           properties: { willDelayInterval: 1 },
         },
       });
+      assert.equal(client.connack.reasonCode, 0);
       await subscribe(client, 1, [sub("pk/#", 1)]);
       const stoppedAt = Date.now();
       // Its node stops: the session (and its will, waiting for its delay) is left in the cluster.
