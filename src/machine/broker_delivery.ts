@@ -71,7 +71,8 @@ export class BrokerDelivery {
   /**
    * A route begins: the sessions it fills beyond their bounds are counted from none. `holdable`: the message is
    * a client's PUBLISH, whose acknowledgement can wait for room; any other (a will, the broker's own, one from
-   * another node of a cluster) slows no one down, so it is dropped for a session already twice over its bounds.
+   * another node of a cluster) slows no one down, so it is dropped for a session far over its bounds (see
+   * `#beyondReach`).
    */
   startRoute(holdable = true): void {
     this.#full.length = 0;
@@ -101,7 +102,7 @@ export class BrokerDelivery {
     const retain = retainAsPublished && message.retain;
     const connection = record.connection;
     const state = record.state;
-    if (qos > 0 && state.overLimit && (record.stalled || (!this.#holdable && state.farOverLimit))) {
+    if (qos > 0 && state.overLimit && (record.stalled || (!this.#holdable && this.#beyondReach(record)))) {
       // A slow consumer past its timeout, or twice over its bounds for a message no publisher waits for: what
       // does not fit is dropped, no publisher is held back.
       state.countDropped();
@@ -174,6 +175,16 @@ export class BrokerDelivery {
       return true;
     }
     return (qos > 0 || this.#queueQoS0) && record.state.enqueue(now, delivery);
+  }
+
+  /**
+   * Whether a session's queue is too far over its bounds to take a message no publisher can be slowed down
+   * for: twice its bounds while it is offline; while it is connected (a subscriber catching up on a burst from
+   * other nodes), 64 times its message bound or 4 times its byte bound, past which it is dropping behind for
+   * good rather than catching up (the slow-consumer rules deal with one that stopped reading).
+   */
+  #beyondReach(record: SessionRecord): boolean {
+    return record.connection === undefined ? record.state.over(2, 2) : record.state.over(64, 4);
   }
 
   /**

@@ -121,11 +121,12 @@ export class SessionState {
   }
 
   /**
-   * Whether the queue holds more than twice its bounds: past it, what no publisher can be slowed down for is
-   * dropped (see `BrokerDelivery.startRoute`).
+   * Whether the queue holds more than `messages` times its message bound or `bytes` times its byte bound: past
+   * it, what no publisher can be slowed down for is dropped (see `BrokerDelivery.startRoute`).
    */
-  get farOverLimit(): boolean {
-    return this.queue.length > 2 * this.maxQueuedMessages || this.#queuedBytes > 2 * this.maxQueuedBytes;
+  over(messages: number, bytes: number): boolean {
+    return this.queue.length > messages * this.maxQueuedMessages ||
+      this.#queuedBytes > bytes * this.maxQueuedBytes;
   }
 
   /**

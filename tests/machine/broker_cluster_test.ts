@@ -194,3 +194,20 @@ test("what no publisher can be slowed down for stops at twice a session's bounds
   assert.deepEqual(got, [...Array.from({ length: 11 }, (_, i) => `remote ${i}`), "held"]);
   assert.equal(pub.take().filter((p) => p.type === "puback").length, 1);
 });
+
+test("a connected subscriber catching up on a burst from other nodes keeps far more than its bounds before losing any", () => {
+  const h = new Harness({ maxQueuedMessages: 5 });
+  // One message in flight at a time: the rest of the burst waits in its queue.
+  const sub = h.connected("sub", 5, { properties: { receiveMaximum: 1 } });
+  sub.subscribe("b/#", 1);
+  for (let i = 0; i < 400; i++) h.broker.cluster.routeRemote(h.now, message("b/1", `m${i}`));
+  h.pump();
+  // In flight 1, queued up to 64 times the bound (and one more), the rest dropped and counted.
+  const kept = 1 + 64 * 5 + 1;
+  assert.equal(h.broker.stats.dropped, 400 - kept);
+  const got: string[] = [];
+  for (let round = 0; round < 1000 && got.length < kept; round++) {
+    got.push(...sub.ackAll().map((p) => text(p.payload)));
+  }
+  assert.deepEqual(got, Array.from({ length: kept }, (_, i) => `m${i}`));
+});
