@@ -29,6 +29,13 @@ export interface TlsOptions {
 export interface ConnectOptions extends Omit<ClientOptions, "transport"> {
   /** `mqtt://`, `mqtts://`, `ws://` or `wss://`, with optional `user:password@`, port and WebSocket path. */
   url?: string;
+  /**
+   * Several brokers (the nodes of a cluster, say), as URLs: the first connection goes to the first, and each
+   * new attempt (after a failed one, or a lost connection) to the next in turn, as MQTT.js's `servers`; an
+   * attempt whose broker does not answer goes on to the next at once, each at most once. The user name and
+   * password of the first URL that has them apply unless `username` and `password` are given.
+   */
+  servers?: string[];
   /** A transport to use instead of a URL (an in-memory pair, a custom socket…). */
   transport?: ClientOptions["transport"];
   /** TLS settings for `mqtts://` and `wss://` URLs. */
@@ -84,7 +91,8 @@ export async function openTransport(
 /**
  * Connects to a broker.
  *
- * @param target A URL (`mqtt://user:pass@host:1883`, `mqtts://`, `ws://host/mqtt`, `wss://`), or options.
+ * @param target A URL (`mqtt://user:pass@host:1883`, `mqtts://`, `ws://host/mqtt`, `wss://`), several (tried in
+ *   turn, see {@linkcode ConnectOptions.servers}), or options.
  * @param options More options when the first argument is a URL.
  * @returns A connected client, once the broker accepted the CONNECT.
  * @throws {MqttError} The broker's refusal (`source: "peer"`) or a transport failure (`source: "transport"`).
@@ -125,19 +133,35 @@ export async function openTransport(
  * ```
  */
 export async function connect(
-  target: string | ConnectOptions,
+  target: string | string[] | ConnectOptions,
   options: ConnectOptions = {},
 ): Promise<MqttClient> {
-  const merged: ConnectOptions = typeof target === "string" ? { ...options, url: target } : target;
+  const merged: ConnectOptions = typeof target === "string"
+    ? { ...options, url: target }
+    : Array.isArray(target)
+    ? { ...options, servers: target }
+    : target;
   let transport = merged.transport;
   let { username, password } = merged;
   if (transport === undefined) {
-    if (merged.url === undefined) throw new TypeError("Cannot connect: give a URL or a transport");
-    const address = parseBrokerUrl(merged.url);
-    username ??= address.username;
-    password ??= address.password;
+    const urls = merged.servers ?? (merged.url === undefined ? [] : [merged.url]);
+    if (urls.length === 0) throw new TypeError("Cannot connect: give a URL or a transport");
+    const addresses = urls.map((url) => parseBrokerUrl(url));
+    const credentials = addresses.find((address) => address.username !== undefined);
+    username ??= credentials?.username;
+    password ??= credentials?.password;
     const tls = merged.tls ?? {};
-    transport = (signal) => openTransport(address, tls, signal);
+    // Each attempt to the next broker in turn; within one attempt, on to the next when one does not answer.
+    let next = 0;
+    transport = async (signal) => {
+      for (let tried = 1;; tried++) {
+        try {
+          return await openTransport(addresses[next++ % addresses.length], tls, signal);
+        } catch (error) {
+          if (tried >= addresses.length || signal.aborted) throw error;
+        }
+      }
+    };
   }
   const client = new MqttClient({ ...merged, transport, username, password });
   await client.start();
