@@ -21,6 +21,12 @@ import {
 } from "./_broker_wire.ts";
 import { type BrokerProcess, cpuTimes, type CpuUse, cpuUse, rssKiB } from "./_broker_procs.ts";
 
+/**
+ * What the load cases need of a broker: a single {@linkcode BrokerProcess}, or several processes (a cluster)
+ * put together by the caller.
+ */
+export type LoadTarget = Pick<BrokerProcess, "port" | "pid" | "exited" | "subscriberPorts" | "otherPids">;
+
 /** How long the cases run. */
 export interface Timing {
   /** Untimed running before the timed window of each pass. */
@@ -118,6 +124,8 @@ export interface CaseResult {
   /** Subscribers that read (and are counted in the rate): all but the stuck ones. */
   readingSubscribers?: number;
   brokerCpu?: CpuUse;
+  /** CPU use of the target's {@linkcode BrokerProcess.otherPids}, by label. */
+  otherCpu?: Record<string, CpuUse>;
   generatorCpu?: CpuUse;
   latency?: LatencyStats;
   /** The latency samples of a pass, in ms, for merging; dropped by {@linkcode mergePasses}. */
@@ -285,12 +293,16 @@ class Publisher {
   }
 }
 
-/** Opens one connection per client identifier, 50 at a time. */
-async function openClients(port: number, ids: string[]): Promise<BenchClient[]> {
+/** Opens one connection per client identifier, 50 at a time; client i to `ports[i % ports.length]`. */
+async function openClients(ports: readonly number[], ids: string[]): Promise<BenchClient[]> {
   const clients: BenchClient[] = [];
   try {
     for (let i = 0; i < ids.length; i += 50) {
-      clients.push(...await Promise.all(ids.slice(i, i + 50).map((id) => BenchClient.connect(port, id))));
+      clients.push(
+        ...await Promise.all(
+          ids.slice(i, i + 50).map((id, j) => BenchClient.connect(ports[(i + j) % ports.length], id)),
+        ),
+      );
     }
   } catch (error) {
     for (const client of clients) client.destroy();
@@ -323,16 +335,33 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
-/** Reads broker and generator CPU over a stretch of time. */
-function cpuMeter(broker: BrokerProcess): () => { broker: CpuUse; generator: CpuUse } {
+/** The ports subscribers connect to. */
+function subscriberPorts(broker: LoadTarget): readonly number[] {
+  return broker.subscriberPorts?.length ? broker.subscriberPorts : [broker.port];
+}
+
+/** Reads broker (and its other processes') and generator CPU over a stretch of time. */
+function cpuMeter(
+  broker: LoadTarget,
+): () => { broker: CpuUse; generator: CpuUse; others?: Record<string, CpuUse> } {
   const start = performance.now();
   const brokerBefore = cpuTimes(broker.pid);
+  const othersBefore = [...(broker.otherPids ?? [])].map(([label, pid]) => ({
+    label,
+    pid,
+    at: cpuTimes(pid),
+  }));
   const selfBefore = cpuTimes(process.pid);
   return () => {
     const seconds = (performance.now() - start) / 1000;
     return {
       broker: cpuUse(brokerBefore, cpuTimes(broker.pid), seconds),
       generator: cpuUse(selfBefore, cpuTimes(process.pid), seconds),
+      ...(othersBefore.length === 0 ? {} : {
+        others: Object.fromEntries(
+          othersBefore.map(({ label, pid, at }) => [label, cpuUse(at, cpuTimes(pid), seconds)]),
+        ),
+      }),
     };
   };
 }
@@ -358,7 +387,7 @@ const DRAIN_LIMIT_MS = 30_000;
  * @returns The window's rate, CPU use and the deliveries lost; `error` when the pass could not finish.
  */
 export async function runThroughput(
-  broker: BrokerProcess,
+  broker: LoadTarget,
   spec: ThroughputCase,
   timing: Timing,
 ): Promise<CaseResult> {
@@ -376,7 +405,7 @@ export async function runThroughput(
   const stuck: BenchClient[] = [];
   try {
     const subClients = await openClients(
-      broker.port,
+      subscriberPorts(broker),
       Array.from({ length: spec.subscribers }, (_, i) => `${run}-sub-${i}`),
     );
     clients.push(...subClients.slice(0, readingCount));
@@ -385,7 +414,7 @@ export async function runThroughput(
     // From here on, before anything is published, the stuck subscribers read nothing.
     for (const client of stuck) client.socket.pause();
     const pubClients = await openClients(
-      broker.port,
+      [broker.port],
       Array.from({ length: spec.publishers }, (_, i) => `${run}-pub-${i}`),
     );
     clients.push(...pubClients);
@@ -435,6 +464,7 @@ export async function runThroughput(
     if (broker.exited() !== undefined) throw new Error(`the broker exited (${broker.exited()})`);
     if (inWindow === 0) throw new Error(`stalled: nothing received for ${timing.windowMs} ms`);
     result.brokerCpu = cpu.broker;
+    if (cpu.others !== undefined) result.otherCpu = cpu.others;
     result.generatorCpu = cpu.generator;
     result.rate = inWindow / seconds;
     result.rounds.push(result.rate);
@@ -526,7 +556,7 @@ export async function runThroughput(
  * @returns The percentiles, and the samples for {@linkcode mergePasses}.
  */
 export async function runLatency(
-  broker: BrokerProcess,
+  broker: LoadTarget,
   spec: LatencyCase,
   timing: Timing,
 ): Promise<CaseResult> {
@@ -536,8 +566,10 @@ export async function runLatency(
   const clients: BenchClient[] = [];
   let timer: ReturnType<typeof setInterval> | undefined;
   try {
-    const [subClient, pubClient] = await openClients(broker.port, [`${run}-sub`, `${run}-pub`]);
-    clients.push(subClient, pubClient);
+    const [subClient] = await openClients(subscriberPorts(broker), [`${run}-sub`]);
+    clients.push(subClient);
+    const [pubClient] = await openClients([broker.port], [`${run}-pub`]);
+    clients.push(pubClient);
     await subClient.subscribe(topic, 0);
     const subscriber = new Subscriber(subClient, 1, () => {});
     pubClient.onFrame = (first) => {
@@ -574,6 +606,7 @@ export async function runLatency(
     subscriber.latencies = undefined;
     const cpu = meter();
     result.brokerCpu = cpu.broker;
+    if (cpu.others !== undefined) result.otherCpu = cpu.others;
     result.generatorCpu = cpu.generator;
     await sleep(200);
     const lost = lostConnections(clients);
@@ -608,12 +641,12 @@ export async function runLatency(
  * @param timing How many connections.
  * @returns The memory per connection; notes when some could not connect.
  */
-export async function runIdle(broker: BrokerProcess, timing: Timing): Promise<CaseResult> {
+export async function runIdle(broker: LoadTarget, timing: Timing): Promise<CaseResult> {
   const result: CaseResult = { rate: NaN, rounds: [], notes: [] };
   const run = `idle-${Date.now().toString(36)}`;
   const clients: BenchClient[] = [];
   try {
-    const warm = await openClients(broker.port, Array.from({ length: 100 }, (_, i) => `${run}-warm-${i}`));
+    const warm = await openClients([broker.port], Array.from({ length: 100 }, (_, i) => `${run}-warm-${i}`));
     await Promise.all(warm.map((client) => client.close()));
     await sleep(500);
     const before = rssKiB(broker.pid);
@@ -716,6 +749,14 @@ export function mergePasses(passes: readonly CaseResult[]): CaseResult {
   }
   merged.brokerCpu = meanCpu(good.map((pass) => pass.brokerCpu));
   merged.generatorCpu = meanCpu(good.map((pass) => pass.generatorCpu));
+  const labels = Object.keys(good[0].otherCpu ?? {});
+  if (labels.length > 0) {
+    merged.otherCpu = {};
+    for (const label of labels) {
+      const mean = meanCpu(good.map((pass) => pass.otherCpu?.[label]));
+      if (mean !== undefined) merged.otherCpu[label] = mean;
+    }
+  }
   if (good.every((pass) => pass.lost !== undefined)) {
     merged.lost = good.reduce((sum, pass) => sum + (pass.lost ?? 0), 0);
     merged.expected = good.reduce((sum, pass) => sum + (pass.expected ?? 0), 0);

@@ -40,6 +40,14 @@ export interface BrokerProcess {
   name: BrokerName;
   /** Its TCP port on 127.0.0.1. */
   port: number;
+  /**
+   * The ports the load's subscribers connect to, in turn (subscriber i to `subscriberPorts[i % length]`);
+   * publishers connect to `port`. Unset (as {@linkcode startBroker} leaves it): `[port]`. For a cluster of
+   * several nodes, so that messages cross between them.
+   */
+  subscriberPorts?: readonly number[];
+  /** More processes whose CPU use the load cases report besides `pid` (a cluster's other nodes), by label. */
+  otherPids?: ReadonlyMap<string, number>;
   /** The id of the process that serves the connections (the runtime itself, not a wrapper). */
   pid: number;
   /** Lines it wrote that look like warnings or errors, the first 20. */
