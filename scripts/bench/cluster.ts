@@ -11,6 +11,7 @@
  *
  * - `--only a,b`: run only these targets (`ours-1 ours-2 nats-mqtt nats-mqtt-2 mosquitto`).
  * - `--cases a,b`: run only these cases (`qos0 qos1 fanout latency connect`).
+ * - `--runtime deno|bun|node`: the runtime of our nodes (default deno).
  * - `--quick`: one short pass per case and 500 connections in the connect case (about a minute).
  * - `--json`: print the results as JSON instead of tables (progress still goes to stderr).
  *
@@ -103,6 +104,9 @@ for (const name of only) {
 }
 const targets = TARGET_NAMES.filter((name) => only.includes(name));
 const onlyCases = listOption("--cases");
+/** The runtime of our nodes (`--runtime deno|bun|node`). */
+const nodeRuntime = (listOption("--runtime")?.[0] ?? "deno") as "deno" | "bun" | "node";
+if (!["deno", "bun", "node"].includes(nodeRuntime)) throw new Error("--runtime takes deno, bun or node");
 
 const timing: Timing = quick
   ? { warmupMs: 300, windowMs: 400, passes: 1, latencyMs: 1000, idleConnections: 0, windowBytes: 0 }
@@ -190,7 +194,7 @@ async function startTarget(name: TargetName): Promise<Target> {
   const brokers: BrokerProcess[] = [];
   const nats: NatsProcess[] = [];
   const node = (engine: NatsProcess, id: string) =>
-    startBroker("ours-deno", {
+    startBroker(`ours-${nodeRuntime}`, {
       args: ["--cluster", `nats://127.0.0.1:${engine.port}`, "--node", id],
     });
   const target = (load: Omit<LoadTarget, "exited">): Target => ({
