@@ -126,6 +126,12 @@ class NatsEngine implements ClusterEngine {
   #listeners: ((status: EngineStatus, detail?: string) => void)[] = [];
   /** Called once when the connection goes down or closes; what waits on the server then gives up. */
   #onDown: Set<() => void> = new Set();
+  /** The inbox the stream's acknowledgements of `store` come to, once one was made. */
+  #ackInbox: string | undefined;
+  #ackSeq = 0;
+  /** Stores waiting for their acknowledgement, by reply token, in order of sending. */
+  #acks: Map<string, { resolve(): void; reject(error: Error): void; at: number; action: string }> = new Map();
+  #ackSweep: ReturnType<typeof setInterval> | undefined;
 
   constructor(modules: NatsModules, nc: NatsConnection, timeoutMs: number) {
     this.#modules = modules;
@@ -153,14 +159,79 @@ class NatsEngine implements ClusterEngine {
     }
   }
 
-  async store(subject: string, data: Uint8Array): Promise<void> {
+  /**
+   * A JetStream publish without nats.js's per-request machinery (a promise, a timer and two Error objects each,
+   * which capped stores at about 25,000/s here): a plain publish whose reply subject is a token under one
+   * inbox of this connection, answered by the stream's acknowledgement; a sweep twice a second times out the
+   * ones that waited too long.
+   */
+  store(subject: string, data: Uint8Array): Promise<void> {
     const action = `Cannot store a message on "${subject}"`;
-    this.#requireConnected(action);
-    try {
-      await this.#js.publish(subject, data);
-    } catch (error) {
-      throw this.#explain(action, error, "no stream stores this subject");
+    if (this.#status !== "connected") {
+      return Promise.reject(
+        new Error(`${action}: the NATS connection is ${this.#nc.isClosed() ? "closed" : "down"}`),
+      );
     }
+    const inbox = this.#ackInbox ??= this.#openAckInbox();
+    const token = (++this.#ackSeq).toString(36);
+    const waiting = new Promise<void>((resolve, reject) => {
+      this.#acks.set(token, { resolve, reject, at: Date.now(), action });
+    });
+    try {
+      this.#nc.publish(subject, data, { reply: `${inbox}.${token}` });
+    } catch (error) {
+      this.#acks.delete(token);
+      return Promise.reject(this.#explain(action, error, "no stream stores this subject"));
+    }
+    return waiting;
+  }
+
+  /** Subscribes to the inbox the stream's acknowledgements come to, and starts the sweep of late ones. */
+  #openAckInbox(): string {
+    const inbox = this.#modules.nats.createInbox();
+    this.#nc.subscribe(`${inbox}.*`, {
+      callback: (error, msg) => {
+        if (error !== null) return;
+        const token = msg.subject.slice(inbox.length + 1);
+        const waiting = this.#acks.get(token);
+        if (waiting === undefined) return;
+        this.#acks.delete(token);
+        // "No responders": nothing, not even a stream, takes the subject.
+        if (msg.headers?.code === 503) {
+          waiting.reject(new Error(`${waiting.action}: no stream stores this subject`));
+          return;
+        }
+        let answer: { error?: { description?: string } } | undefined;
+        try {
+          answer = JSON.parse(new TextDecoder().decode(msg.data));
+        } catch {
+          // Not an acknowledgement.
+        }
+        if (answer === undefined || answer === null) {
+          waiting.reject(new Error(`${waiting.action}: an answer that is no acknowledgement`));
+        } else if (answer.error !== undefined) {
+          waiting.reject(new Error(`${waiting.action}: ${answer.error.description ?? "refused"}`));
+        } else waiting.resolve();
+      },
+    });
+    this.#ackSweep = setInterval(() => {
+      const late = Date.now() - this.#timeoutMs;
+      for (const [token, waiting] of this.#acks) {
+        if (waiting.at > late) break; // in order of sending
+        this.#acks.delete(token);
+        waiting.reject(new Error(`${waiting.action}: no answer within ${this.#timeoutMs} ms`));
+      }
+    }, 500);
+    (this.#ackSweep as { unref?(): void }).unref?.();
+    // What waits when the connection goes is not coming: refused at once (the message may have been stored).
+    this.#onDown.add(() => this.#failAcks("the NATS connection is down"));
+    return inbox;
+  }
+
+  /** Rejects every store waiting for its acknowledgement. */
+  #failAcks(reason: string): void {
+    for (const waiting of this.#acks.values()) waiting.reject(new Error(`${waiting.action}: ${reason}`));
+    this.#acks.clear();
   }
 
   subscribe(subject: string, handler: EngineHandler, queue?: string): EngineSubscription {
@@ -357,6 +428,8 @@ class NatsEngine implements ClusterEngine {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#ackSweep);
+    this.#failAcks("the NATS connection is closed");
     if (!this.#nc.isClosed()) await this.#nc.close();
   }
 
