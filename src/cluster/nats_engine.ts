@@ -8,6 +8,7 @@
  */
 
 import type { NatsConnection } from "@nats-io/transport-node";
+import { type BucketHost, bytes, NatsBucket } from "./nats_bucket.ts";
 import type {
   Consumer,
   ConsumerMessages,
@@ -15,9 +16,7 @@ import type {
   JetStreamManager,
   JsMsg,
 } from "@nats-io/jetstream";
-import type { KV, KvEntry } from "@nats-io/kv";
 import {
-  type BucketEntry,
   type BucketOptions,
   type ClusterEngine,
   type EngineBucket,
@@ -116,7 +115,7 @@ export async function openNatsEngine(options: NatsEngineOptions): Promise<Cluste
   return new NatsEngine(modules, nc, timeoutMs);
 }
 
-class NatsEngine implements ClusterEngine {
+class NatsEngine implements ClusterEngine, BucketHost {
   #modules: NatsModules;
   #nc: NatsConnection;
   #js: JetStreamClient;
@@ -545,84 +544,12 @@ class NatsEngine implements ClusterEngine {
   }
 }
 
-/** A KV bucket; keys outside NATS' key alphabet are escaped (see {@linkcode encodeKey}). */
-class NatsBucket implements EngineBucket {
-  #engine: NatsEngine;
-  #kv: KV;
-  #name: string;
-
-  constructor(engine: NatsEngine, kv: KV, name: string) {
-    this.#engine = engine;
-    this.#kv = kv;
-    this.#name = name;
-  }
-
-  get(key: string): Promise<BucketEntry | undefined> {
-    return this.#engine.bucketOperation(
-      `Cannot read "${key}"`,
-      key,
-      async () => entry(key, await this.#kv.get(encodeKey(key))),
-    );
-  }
-
-  put(key: string, value: Uint8Array): Promise<number> {
-    return this.#engine.bucketOperation(
-      `Cannot write "${key}"`,
-      key,
-      () => this.#kv.put(encodeKey(key), value),
-    );
-  }
-
-  update(key: string, value: Uint8Array, revision: number): Promise<number> {
-    return this.#engine.bucketOperation(
-      `Cannot update "${key}"`,
-      key,
-      () =>
-        revision === 0
-          ? this.#kv.create(encodeKey(key), value)
-          : this.#kv.update(encodeKey(key), value, revision),
-    );
-  }
-
-  delete(key: string, revision?: number): Promise<void> {
-    return this.#engine.bucketOperation(
-      `Cannot delete "${key}"`,
-      key,
-      () => this.#kv.delete(encodeKey(key), revision === undefined ? undefined : { previousSeq: revision }),
-    );
-  }
-
-  watch(onEntry: (entry: BucketEntry) => void): Promise<EngineSubscription> {
-    const prefix = `$KV.${this.#name}.`;
-    return this.#engine.watchLastValues(`KV_${this.#name}`, `${prefix}>`, (msg) => {
-      const operation = msg.headers?.get("KV-Operation");
-      onEntry({
-        key: decodeKey(msg.subject.slice(prefix.length)),
-        value: operation === "DEL" || operation === "PURGE" ? undefined : bytes(msg.data),
-        revision: msg.seq,
-      });
-    });
-  }
-}
-
 /**
  * JetStream's window for duplicate detection: 2 minutes, or `max_age` when shorter (the server's default at
  * creation; an update to a shorter `max_age` must shorten it too, or the server refuses it).
  */
 function duplicateWindow(maxAgeMs: number): number {
   return maxAgeMs > 0 ? Math.min(maxAgeMs, 120_000) : 120_000;
-}
-
-function entry(key: string, kv: KvEntry | null): BucketEntry | undefined {
-  if (kv === null || kv.operation !== "PUT") return undefined;
-  return { key, value: bytes(kv.value), revision: kv.revision };
-}
-
-/** A plain `Uint8Array` view of nats.js' bytes (a `Buffer` on Node and Bun). */
-function bytes(data: Uint8Array): Uint8Array {
-  return data.constructor === Uint8Array
-    ? data
-    : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 
 /**
@@ -641,39 +568,4 @@ function quietly(action: () => unknown): void {
   } catch {
     // Already closed: nothing left to stop.
   }
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** Characters a NATS KV key may hold as they are; anything else is written `=XX` per UTF-8 byte. */
-const PLAIN_KEY = /^[-\w/]+$/;
-
-/** Maps any string to a valid NATS KV key, reversibly (`"a.b"` → `"a=2Eb"`, `""` → `"="`). */
-function encodeKey(key: string): string {
-  if (PLAIN_KEY.test(key)) return key;
-  if (key === "") return "=";
-  let out = "";
-  for (const char of key) {
-    if (PLAIN_KEY.test(char)) {
-      out += char;
-      continue;
-    }
-    for (const byte of encoder.encode(char)) out += "=" + byte.toString(16).toUpperCase().padStart(2, "0");
-  }
-  return out;
-}
-
-/** The inverse of {@linkcode encodeKey}. */
-function decodeKey(key: string): string {
-  if (!key.includes("=")) return key;
-  if (key === "=") return "";
-  const bytes: number[] = [];
-  for (let i = 0; i < key.length; i++) {
-    if (key[i] === "=") {
-      bytes.push(parseInt(key.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else bytes.push(key.charCodeAt(i));
-  }
-  return decoder.decode(new Uint8Array(bytes));
 }
