@@ -11,6 +11,7 @@ import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
 import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
 import { messageSnapshot } from "../machine/broker_journal.ts";
+import { willPublish } from "../machine/_delivery.ts";
 import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 import { Backpressure } from "./backpressure.ts";
@@ -355,18 +356,8 @@ export class Broker {
       },
       hasSession: (clientId) => machine.hasSession(clientId),
       publishWill: (clientId, will) => {
-        const { willDelayInterval: _, ...properties } = will.properties ?? {};
-        const packet: PublishPacket = {
-          type: "publish",
-          topic: will.topic,
-          payload: will.payload,
-          qos: will.qos,
-          retain: will.retain,
-          dup: false,
-          properties,
-        };
         this.#log("info", `Publishing the will of "${clientId}", whose session no node holds any more`);
-        machine.route(performance.now(), undefined, packet);
+        machine.route(performance.now(), undefined, willPublish(will));
         this.#flushAll(undefined);
       },
       restoreSession: (session) => {

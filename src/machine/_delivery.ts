@@ -6,7 +6,7 @@
  */
 
 import { encode } from "../codec/encode.ts";
-import type { ProtocolVersion, PublishPacket, PublishProperties, QoS } from "../codec/packet.ts";
+import type { ProtocolVersion, PublishPacket, PublishProperties, QoS, Will } from "../codec/packet.ts";
 
 import type { Millis } from "./client_machine.ts";
 import { hasProperties } from "../codec/properties.ts";
@@ -191,4 +191,19 @@ export function publishPacket(
     if (properties !== undefined) packet.properties = properties;
   }
   return packet;
+}
+
+/** The PUBLISH a will becomes: its topic, payload, QoS, RETAIN flag [MQTT-3.1.2-14] [MQTT-3.1.2-15] and
+ * properties, without the will delay. */
+export function willPublish(will: Will): PublishPacket {
+  const { willDelayInterval: _, ...properties } = will.properties ?? {};
+  return {
+    type: "publish",
+    topic: will.topic,
+    payload: will.payload,
+    qos: will.qos,
+    retain: will.retain,
+    dup: false,
+    properties,
+  };
 }

@@ -188,6 +188,30 @@ export class BrokerDelivery {
   }
 
   /**
+   * Sends a new subscription its retained messages (each with the subscription's QoS and identifier), those
+   * the read rules let it have, then marks the session.
+   */
+  deliverRetained(
+    now: Millis,
+    record: SessionRecord,
+    session: SessionMachine,
+    retained: readonly [BrokerMessage, QoS, number | undefined][],
+  ): void {
+    const authorize = this.#authorize;
+    for (const [message, qos, id] of retained) {
+      if (authorize !== undefined && !authorize(record, message)) continue;
+      // [MQTT-3.3.1-8] (3.1.1) a retained message sent for a new subscription keeps RETAIN 1.
+      session.deliver(now, {
+        message,
+        qos: minQoS(message.qos, qos),
+        retain: true,
+        subscriptionIdentifiers: id === undefined ? undefined : [id],
+      });
+    }
+    this.markDirty(session);
+  }
+
+  /**
    * Acknowledges a routed PUBLISH now, or, when the route filled sessions beyond their bounds, once they all
    * have room again.
    */

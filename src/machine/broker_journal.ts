@@ -16,6 +16,7 @@ import type {
   SessionSnapshot,
 } from "./broker_types.ts";
 import type { RetainedStore } from "./retained_store.ts";
+import type { Router } from "./router.ts";
 import { NEVER, type SessionRecord, type SessionRegistry, willDelay } from "./session_registry.ts";
 import type { SessionJournal, SessionState } from "./session_state.ts";
 
@@ -193,6 +194,30 @@ export function sessionSnapshot(
     inflight: [...state.inflight.values()].map((d) => deliverySnapshot(now, d, true)),
     queue: state.queue.map((d) => deliverySnapshot(now, d, true)),
   };
+}
+
+/**
+ * Makes a session from its snapshot (offline, its deliveries, deadlines and subscriptions), registered and
+ * routed to; a session of that client identifier must be gone first.
+ */
+export function restoreSession(
+  now: Millis,
+  snapshot: SessionSnapshot,
+  sessions: SessionRegistry,
+  router: Router<SessionRecord>,
+): SessionRecord {
+  const record = sessions.create(snapshot.clientId, snapshot.expiryInterval);
+  restoreDeliveries(now, record.state, snapshot);
+  record.username = snapshot.username;
+  record.expiresAt = snapshot.expiresInMs === undefined ? undefined : now + snapshot.expiresInMs;
+  record.will = snapshot.will;
+  record.willAt = snapshot.willInMs === undefined ? undefined : now + snapshot.willInMs;
+  for (const subscription of snapshot.subscriptions) {
+    (record.subscriptions ??= new Map()).set(subscription.topicFilter, { ...subscription });
+    router.add(record, subscription.topicFilter, subscription);
+  }
+  if (record.expiresAt !== undefined || record.willAt !== undefined) sessions.schedule(record);
+  return record;
 }
 
 /** Fills an empty session state with the deliveries and QoS 2 identifiers of a snapshot. */

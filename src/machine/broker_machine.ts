@@ -17,11 +17,11 @@ import type {
 } from "../codec/packet.ts";
 import { topicFilterProblem } from "../codec/topic.ts";
 import { ReasonCode } from "../errors.ts";
-import { type BrokerMessage, keepMessage, messageFromPublish } from "./_delivery.ts";
+import { type BrokerMessage, keepMessage, messageFromPublish, willPublish } from "./_delivery.ts";
 import type { SessionMachine } from "./session_machine.ts";
 import { OWNER } from "./_owner.ts";
 import { minQoS } from "./session_state.ts";
-import { BrokerJournal, exportState, messageFromSnapshot, restoreDeliveries } from "./broker_journal.ts";
+import { BrokerJournal, exportState, messageFromSnapshot, restoreSession } from "./broker_journal.ts";
 import type {
   AttachOptions,
   BrokerChange,
@@ -104,7 +104,6 @@ export class BrokerMachine {
   readonly #journal: BrokerJournal | undefined;
   readonly #maxTopicLevels: number;
   readonly #delivery: BrokerDelivery;
-  readonly #authorizeDelivery: BrokerMachineOptions["authorizeDelivery"];
   readonly #forward: BrokerMachineOptions["forward"];
   /**
    * What a node of a cluster does with this machine beyond what one broker does: route what other nodes
@@ -121,7 +120,6 @@ export class BrokerMachine {
   constructor(options: BrokerMachineOptions = {}) {
     this.#maxTopicLevels = options.maxTopicLevels ?? 128;
     this.#delivery = new BrokerDelivery(options);
-    this.#authorizeDelivery = options.authorizeDelivery;
     this.#forward = options.forward;
     this.#onSessionEnded = options.onSessionEnded;
     const journal = this.#journal = options.journal ? new BrokerJournal() : undefined;
@@ -241,10 +239,7 @@ export class BrokerMachine {
    * @returns How many sessions it was delivered or queued to.
    */
   route(now: Millis, from: SessionMachine | undefined, packet: PublishPacket): number {
-    const publisher = from === undefined
-      ? undefined
-      : this.#sessions.attached(from)?.clientId ?? from.clientId;
-    return this.#route(now, messageFromPublish(now, packet, publisher), true);
+    return this.#route(now, messageFromPublish(now, packet, this.#publisherOf(from)), true);
   }
 
   /**
@@ -308,7 +303,10 @@ export class BrokerMachine {
     forward = true,
   ): number {
     this.#delivery.startRoute(); // what the broker's own messages routed last left
-    const count = reasonCode < 0x80 ? this.#routePublish(now, session, packet, forward) : 0;
+    const message = reasonCode < 0x80
+      ? messageFromPublish(now, packet, this.#publisherOf(session))
+      : undefined;
+    const count = message === undefined ? 0 : this.#route(now, message, true, forward, true);
     if (packet.packetId !== undefined) this.#delivery.acknowledge(now, session, packet.packetId, reasonCode);
     return count;
   }
@@ -366,18 +364,7 @@ export class BrokerMachine {
     }
     session.grant(now, packet.packetId, codes);
     this.#journal?.changed(record);
-    const authorize = this.#authorizeDelivery;
-    for (const [message, qos, id] of retained) {
-      if (authorize !== undefined && !authorize(record, message)) continue;
-      // [MQTT-3.3.1-8] (3.1.1) a retained message sent for a new subscription keeps RETAIN 1.
-      session.deliver(now, {
-        message,
-        qos: minQoS(message.qos, qos),
-        retain: true,
-        subscriptionIdentifiers: id === undefined ? undefined : [id],
-      });
-    }
-    this.#delivery.markDirty(session);
+    this.#delivery.deliverRetained(now, record, session, retained);
     return codes;
   }
 
@@ -523,17 +510,7 @@ export class BrokerMachine {
         if (connection !== undefined) this.#takeOver(now, existing, connection);
         this.#endSession(now, existing);
       }
-      const record = sessions.create(s.clientId, s.expiryInterval);
-      restoreDeliveries(now, record.state, s);
-      record.username = s.username;
-      record.expiresAt = s.expiresInMs === undefined ? undefined : now + s.expiresInMs;
-      record.will = s.will;
-      record.willAt = s.willInMs === undefined ? undefined : now + s.willInMs;
-      for (const subscription of s.subscriptions) {
-        (record.subscriptions ??= new Map()).set(subscription.topicFilter, { ...subscription });
-        this.#router.add(record, subscription.topicFilter, subscription);
-      }
-      if (record.expiresAt !== undefined || record.willAt !== undefined) sessions.schedule(record);
+      const record = restoreSession(now, s, sessions, this.#router);
       this.#journal?.track(record);
     }
   }
@@ -560,9 +537,9 @@ export class BrokerMachine {
     return record;
   }
 
-  #routePublish(now: Millis, from: SessionMachine, packet: PublishPacket, forward: boolean): number {
-    const publisher = this.#sessions.attached(from)?.clientId ?? from.clientId;
-    return this.#route(now, messageFromPublish(now, packet, publisher), true, forward, true);
+  /** The client identifier a session publishes as (for No Local); `undefined` for the broker's own. */
+  #publisherOf(from: SessionMachine | undefined): string | undefined {
+    return from === undefined ? undefined : this.#sessions.attached(from)?.clientId ?? from.clientId;
   }
 
   /**
@@ -597,25 +574,7 @@ export class BrokerMachine {
   }
 
   #publishWill(now: Millis, record: SessionRecord, will: Will): void {
-    const { willDelayInterval: _, ...properties } = will.properties ?? {};
-    this.#route(
-      now,
-      messageFromPublish(
-        now,
-        {
-          type: "publish",
-          topic: will.topic,
-          payload: will.payload,
-          qos: will.qos,
-          // [MQTT-3.1.2-14] [MQTT-3.1.2-15] the will's RETAIN flag.
-          retain: will.retain,
-          dup: false,
-          properties,
-        },
-        record.clientId,
-      ),
-      true,
-    );
+    this.#route(now, messageFromPublish(now, willPublish(will), record.clientId), true);
   }
 
   /** Ends a session: its will, subscriptions and state; `ended`: it is over, not moved to another node. */
