@@ -3,6 +3,7 @@
  */
 
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { concat } from "../src/bytes.ts";
 import type { Message } from "../src/client/message.ts";
 import type { Subscription } from "../src/client/subscription.ts";
@@ -73,4 +74,20 @@ export async function readAll(
     if (slow !== undefined && chunks.length % slow.pauseEvery === 0) await sleep(slow.pauseMs);
   }
   return concat(chunks);
+}
+
+/** Runs a command to its end. */
+export function run(
+  command: string,
+  args: string[],
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => stdout += chunk);
+    child.stderr.on("data", (chunk) => stderr += chunk);
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
 }

@@ -10,9 +10,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { connect } from "../../src/client/connect.ts";
 import { type RunningBroker, startBroker } from "../_broker_process.ts";
-import { spawn } from "node:child_process";
 import mqtt from "mqtt";
-import { take } from "../_helpers.ts";
+import { run, take } from "../_helpers.ts";
 import { freePort, mosquittoMissing } from "../_mosquitto.ts";
 import { rawConnect } from "../_raw_client.ts";
 import { type NatsServer, natsSkipReason, startNats } from "./_nats.ts";
@@ -22,19 +21,6 @@ function portOf(broker: RunningBroker): number {
   const match = /listening on mqtt:\/\/[^:]+:(\d+)/.exec(broker.log());
   assert(match !== null, broker.log());
   return Number(match[1]);
-}
-
-/** Runs a command to its end. */
-function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => stdout += chunk);
-    child.stderr.on("data", (chunk) => stderr += chunk);
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
 }
 
 async function stop(broker: RunningBroker): Promise<void> {

@@ -13,21 +13,9 @@ import { join } from "node:path";
 import mqtt from "mqtt";
 import { startBroker } from "../_broker_process.ts";
 import { freePort, mosquittoMissing } from "../_mosquitto.ts";
+import { run } from "../_helpers.ts";
 
 const missing = mosquittoMissing();
-
-/** Runs a command; resolves with its exit code and output. */
-function run(command: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => stdout += chunk);
-    child.stderr.on("data", (chunk) => stderr += chunk);
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
 
 const mosq = (port: number, ...args: string[]) => ["-h", "127.0.0.1", "-p", String(port), ...args];
 
