@@ -24,6 +24,9 @@ step() { # name, command...
     echo "   FAILED ($*)"
     # Progress lines ("Check file", "Download …") hide the errors: show the rest first.
     grep -v -E '^(Check|Download) ' "$logs/$name.log" | tail -n 60
+    # Bun's summary names the failed tests only: show their errors too.
+    echo "   -- errors:"
+    grep -n -B2 -A12 -E '^error: |^\(fail\) ' "$logs/$name.log" | head -n 120
     status=1
   fi
 }
