@@ -254,7 +254,9 @@ export class Cluster implements ClusterLink {
     }
     const envelope = this.#envelope(message);
     const data = encodeMessage(envelope);
-    const done = [this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data)];
+    const done: Promise<unknown>[] = [
+      this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data),
+    ];
     if (message.retain) {
       done.push(this.#retain(message.topic, message.payload.length === 0 ? undefined : data));
     }

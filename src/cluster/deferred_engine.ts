@@ -74,7 +74,7 @@ export class DeferredEngine implements ClusterEngine {
     this.#inner?.publish(subject, data);
   }
 
-  store(subject: string, data: Uint8Array): Promise<void> {
+  store(subject: string, data: Uint8Array): Promise<number> {
     return this.#inner?.store(subject, data) ?? this.#away(`store on "${subject}"`);
   }
 
@@ -109,6 +109,10 @@ export class DeferredEngine implements ClusterEngine {
     subject?: string,
   ): Promise<void> {
     return this.#inner?.replay(stream, from, onMessage, subject) ?? this.#away(`replay "${stream}"`);
+  }
+
+  purge(stream: string, subject: string, before: number): Promise<void> {
+    return this.#inner?.purge(stream, subject, before) ?? this.#away(`purge "${stream}"`);
   }
 
   flush(): Promise<void> {

@@ -42,6 +42,19 @@ export class RevisionConflict extends Error {
   }
 }
 
+/** The error {@linkcode ClusterEngine.request} throws when nothing serves the subject (now). */
+export class NoResponders extends Error {
+  /**
+   * Makes the error for `subject`.
+   *
+   * @param action What could not be done, for the message.
+   */
+  constructor(action: string) {
+    super(`${action}: no one serves this subject`);
+    this.name = "NoResponders";
+  }
+}
+
 /** A key-value bucket of the engine, kept where every node finds it. */
 export interface EngineBucket {
   /** The entry of a key; `undefined` when it has none or was deleted. */
@@ -103,9 +116,10 @@ export interface ClusterEngine {
    * Publishes on a subject that a stream stores, and resolves once the engine stored it: it is delivered to
    * subscribers like {@linkcode ClusterEngine.publish} and kept as the stream's options say.
    *
+   * @returns The message's sequence number in its stream.
    * @throws {Error} When the engine could not store it (unreachable, no stream, timeout).
    */
-  store(subject: string, data: Uint8Array): Promise<void>;
+  store(subject: string, data: Uint8Array): Promise<number>;
   /**
    * Receives what is published on subjects matching `subject` (`*` one token, `>` the rest). With `queue`,
    * each message goes to one subscriber of that queue name among all that share it.
@@ -114,7 +128,8 @@ export interface ClusterEngine {
   /**
    * Sends a request to whoever serves `subject`, and resolves with the first answer.
    *
-   * @throws {Error} When no one answers within `timeoutMs` or no one serves the subject.
+   * @throws {NoResponders} When no one serves the subject.
+   * @throws {Error} When no one answers within `timeoutMs`, or the engine is unreachable.
    */
   request(subject: string, data: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
   /**
@@ -147,6 +162,12 @@ export interface ClusterEngine {
     onMessage: (data: Uint8Array, sequence: number) => void,
     subject?: string,
   ): Promise<void>;
+  /**
+   * Removes the messages of a stream on one subject (no wildcards) whose sequence number is below `before`.
+   *
+   * @throws {Error} When the engine is unreachable or has no such stream.
+   */
+  purge(stream: string, subject: string, before: number): Promise<void>;
   /** Waits until everything published so far reached the engine. */
   flush(): Promise<void>;
   /** Closes the connection; subscriptions end. */

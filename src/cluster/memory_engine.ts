@@ -15,6 +15,7 @@ import {
   type EngineHandler,
   type EngineStatus,
   type EngineSubscription,
+  NoResponders,
   type ReplayStart,
   RevisionConflict,
   type StreamOptions,
@@ -147,7 +148,7 @@ export class MemoryHub {
   }
 
   /** @internal Stores a message in the stream whose subjects match. */
-  store(subject: string, data: Uint8Array): boolean {
+  store(subject: string, data: Uint8Array): number | undefined {
     for (const stream of this.#streams.values()) {
       if (!stream.options.subjects.some((s) => subjectMatches(s, subject))) continue;
       stream.messages.push({ subject, data: data.slice(), at: Date.now(), sequence: ++stream.lastSequence });
@@ -156,9 +157,9 @@ export class MemoryHub {
       while (bytes > stream.options.maxBytes && stream.messages.length > 0) {
         bytes -= (stream.messages.shift() as { data: Uint8Array }).data.length;
       }
-      return true;
+      return stream.lastSequence;
     }
-    return false;
+    return undefined;
   }
 
   /** @internal */
@@ -281,7 +282,7 @@ export class MemoryEngine implements ClusterEngine {
     if (this.#status === "connected") this.#hub.deliver(subject, data);
   }
 
-  store(subject: string, data: Uint8Array): Promise<void> {
+  store(subject: string, data: Uint8Array): Promise<number> {
     if (this.#status !== "connected") {
       return Promise.reject(new Error(`Cannot store on "${subject}": the engine is disconnected`));
     }
@@ -289,13 +290,14 @@ export class MemoryEngine implements ClusterEngine {
     // Stored on a later turn, as a server would: until then the message is nowhere.
     return new Promise((resolve, reject) => {
       this.#hub.later(() => {
+        const sequence = this.#status === "connected" ? this.#hub.store(subject, copy) : undefined;
         if (this.#status !== "connected") {
           reject(new Error(`Cannot store on "${subject}": the engine is disconnected`));
-        } else if (!this.#hub.store(subject, copy)) {
+        } else if (sequence === undefined) {
           reject(new Error(`Cannot store on "${subject}": no stream takes that subject`));
         } else {
           this.#hub.deliver(subject, copy);
-          resolve();
+          resolve(sequence);
         }
       });
     });
@@ -311,7 +313,7 @@ export class MemoryEngine implements ClusterEngine {
     }
     const server = this.#hub.server(subject);
     if (server?.serve === undefined) {
-      return Promise.reject(new Error(`Cannot request "${subject}": no responders`));
+      return Promise.reject(new NoResponders(`Cannot request "${subject}"`));
     }
     const serve = server.serve;
     const copy = data.slice();
@@ -410,6 +412,19 @@ export class MemoryEngine implements ClusterEngine {
       };
       this.#hub.later(deliver);
     });
+  }
+
+  purge(stream: string, subject: string, before: number): Promise<void> {
+    if (this.#status !== "connected") {
+      return Promise.reject(new Error(`Cannot purge the stream "${stream}": the engine is disconnected`));
+    }
+    const found = this.#hub.streamNamed(stream);
+    if (found === undefined) {
+      return Promise.reject(new Error(`Cannot purge the stream "${stream}": no such stream`));
+    }
+    const kept = found.messages.filter((m) => m.subject !== subject || m.sequence >= before);
+    found.messages.splice(0, found.messages.length, ...kept);
+    return Promise.resolve();
   }
 
   flush(): Promise<void> {

@@ -31,6 +31,7 @@ export {
   type EngineHandler,
   type EngineStatus,
   type EngineSubscription,
+  NoResponders,
   type ReplayStart,
   RevisionConflict,
   type StreamOptions,

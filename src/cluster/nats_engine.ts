@@ -23,6 +23,7 @@ import {
   type EngineHandler,
   type EngineStatus,
   type EngineSubscription,
+  NoResponders,
   type ReplayStart,
   RevisionConflict,
   type StreamOptions,
@@ -129,7 +130,10 @@ class NatsEngine implements ClusterEngine, BucketHost {
   #ackInbox: string | undefined;
   #ackSeq = 0;
   /** Stores waiting for their acknowledgement, by reply token, in order of sending. */
-  #acks: Map<string, { resolve(): void; reject(error: Error): void; at: number; action: string }> = new Map();
+  #acks: Map<
+    string,
+    { resolve(sequence: number): void; reject(error: Error): void; at: number; action: string }
+  > = new Map();
   #ackSweep: ReturnType<typeof setInterval> | undefined;
 
   constructor(modules: NatsModules, nc: NatsConnection, timeoutMs: number) {
@@ -164,7 +168,7 @@ class NatsEngine implements ClusterEngine, BucketHost {
    * inbox of this connection, answered by the stream's acknowledgement; a sweep twice a second times out the
    * ones that waited too long.
    */
-  store(subject: string, data: Uint8Array): Promise<void> {
+  store(subject: string, data: Uint8Array): Promise<number> {
     const action = `Cannot store a message on "${subject}"`;
     if (this.#status !== "connected") {
       return Promise.reject(
@@ -173,7 +177,7 @@ class NatsEngine implements ClusterEngine, BucketHost {
     }
     const inbox = this.#ackInbox ??= this.#openAckInbox();
     const token = (++this.#ackSeq).toString(36);
-    const waiting = new Promise<void>((resolve, reject) => {
+    const waiting = new Promise<number>((resolve, reject) => {
       this.#acks.set(token, { resolve, reject, at: Date.now(), action });
     });
     try {
@@ -200,7 +204,7 @@ class NatsEngine implements ClusterEngine, BucketHost {
           waiting.reject(new Error(`${waiting.action}: no stream stores this subject`));
           return;
         }
-        let answer: { error?: { description?: string } } | undefined;
+        let answer: { error?: { description?: string }; seq?: number } | undefined;
         try {
           answer = JSON.parse(new TextDecoder().decode(msg.data));
         } catch {
@@ -210,7 +214,7 @@ class NatsEngine implements ClusterEngine, BucketHost {
           waiting.reject(new Error(`${waiting.action}: an answer that is no acknowledgement`));
         } else if (answer.error !== undefined) {
           waiting.reject(new Error(`${waiting.action}: ${answer.error.description ?? "refused"}`));
-        } else waiting.resolve();
+        } else waiting.resolve(answer.seq ?? 0);
       },
     });
     this.#ackSweep = setInterval(() => {
@@ -254,6 +258,9 @@ class NatsEngine implements ClusterEngine, BucketHost {
     try {
       return bytes((await this.#nc.request(subject, data, { timeout: timeoutMs })).data);
     } catch (error) {
+      if (error instanceof this.#modules.nats.RequestError && error.isNoResponders()) {
+        throw new NoResponders(action);
+      }
       throw this.#explain(action, error, "no one serves this subject", timeoutMs);
     }
   }
@@ -312,6 +319,16 @@ class NatsEngine implements ClusterEngine, BucketHost {
     } catch (error) {
       if (!(error instanceof JetStreamApiError && error.code === STREAM_NAME_IN_USE)) throw error;
       await jsm.streams.update(name, config);
+    }
+  }
+
+  async purge(stream: string, subject: string, before: number): Promise<void> {
+    const action = `Cannot purge the stream "${stream}"`;
+    this.#requireConnected(action);
+    try {
+      await (await this.#manager()).streams.purge(stream, { filter: subject, seq: before });
+    } catch (error) {
+      throw this.#explain(action, error, "JetStream does not answer");
     }
   }
 

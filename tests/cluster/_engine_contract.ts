@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import {
   type BucketEntry,
   type ClusterEngine,
+  NoResponders,
   type ReplayStart,
   RevisionConflict,
 } from "../../src/cluster/engine.ts";
@@ -217,8 +218,10 @@ export function engineContract(name: string, open: () => Promise<EngineCluster |
       later.unsubscribe();
     });
 
-    test("request() rejects when no one serves the subject", async () => {
-      await assert.rejects(a.request(unique("nobody"), text("?"), 1000), Error);
+    test("request() rejects with NoResponders, at once, when no one serves the subject", async () => {
+      const started = Date.now();
+      await assert.rejects(a.request(unique("nobody"), text("?"), 5000), NoResponders);
+      assert.ok(Date.now() - started < 2000, "at once, not after the timeout");
     });
 
     test("request() rejects after timeoutMs when the server does not answer", async () => {
@@ -249,6 +252,18 @@ export function engineContract(name: string, open: () => Promise<EngineCluster |
       // it (NATS can deliver b's later message first).
       assert.deepEqual(received.items.sort(), [[`${subject}.one`, "kept"], [`${subject}.two`, "also kept"]]);
       subscription.unsubscribe();
+    });
+
+    test("store() resolves with the stream's sequence number, and purge() removes one subject's older messages", async () => {
+      const { stream, p } = await replayStream();
+      const sequences: number[] = [];
+      for (let i = 1; i <= 6; i++) {
+        sequences.push(await (i % 2 ? a : b).store(`${p}.${i % 3 ? "x" : "y"}`, text(`m${i}`)));
+      }
+      assert.deepEqual(sequences, [1, 2, 3, 4, 5, 6]);
+      await a.purge(stream, `${p}.x`, 5);
+      // x: m1 m2 m4 m5 (1, 2, 4, 5), y: m3 m6 (3, 6); the x ones below 5 are gone.
+      assert.deepEqual(await replayed(b, stream, { sequence: 1 }), [["m3", 3], ["m5", 5], ["m6", 6]]);
     });
 
     test("store() rejects when no stream stores the subject", async () => {
@@ -348,11 +363,11 @@ export function engineContract(name: string, open: () => Promise<EngineCluster |
       for (const filter of [undefined, "m"]) {
         const { stream, p } = await replayStream(1 << 24);
         const count = 2500;
-        const stores: Promise<void>[] = [];
+        const stores: Promise<unknown>[] = [];
         for (let i = 1; i <= count; i++) stores.push(a.store(`${p}.m`, text(`m${i}`)));
         stores.push(a.store(`${p}.x`, text("x")));
         await Promise.all(stores);
-        const during: Promise<void>[] = [];
+        const during: Promise<unknown>[] = [];
         const got: [string, number][] = [];
         await a.replay(stream, { sequence: 1 }, (data, sequence) => {
           got.push([decoder.decode(data), sequence]);
