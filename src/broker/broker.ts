@@ -85,6 +85,12 @@ export class Broker {
   readonly #counters: SysCounters;
   /** A flush waits for the end of the turn (`#flushSoon`). */
   #flushQueued = false;
+  /**
+   * The cluster's journal write the packets of the latest turns wait for (see `ClusterLink.journal`), and
+   * those packets, per connection in order.
+   */
+  #gate: Promise<void> | undefined;
+  readonly #held = new Map<Connection, Uint8Array[]>();
   /** Joining the cluster, when the broker is a node of one; `listen` waits for it. */
   readonly #joined: Promise<void> | undefined;
   /** `#flushAll` as a function, for the parts. */
@@ -118,7 +124,7 @@ export class Broker {
     this.#machine = new BrokerMachine({
       ...options,
       authorizeDelivery: deliveryCheck(options),
-      journal: store !== undefined,
+      journal: store !== undefined || cluster !== undefined,
       ...(cluster === undefined ? {} : clusterOptions(cluster)),
     });
     this.#sys = new SysTopics(this.#machine, this.#connections);
@@ -355,6 +361,7 @@ export class Broker {
         return session;
       },
       hasSession: (clientId) => machine.hasSession(clientId),
+      checkpoint: () => machine.cluster.checkpoint(performance.now()),
       publishWill: (clientId, will) => {
         this.#log("info", `Publishing the will of "${clientId}", whose session no node holds any more`);
         machine.route(performance.now(), undefined, willPublish(will));
@@ -388,18 +395,24 @@ export class Broker {
     log(this.#options, level, message);
   }
 
-  /** Writes the machine's changes to the store, before any packet that acknowledges them goes out. */
+  /**
+   * Writes the machine's changes to the store, and to the cluster's journal, before any packet that
+   * acknowledges them goes out.
+   */
   #persist(): void {
     const store = this.#store;
-    if (store === undefined) return;
+    const cluster = this.#options.cluster;
+    if (store === undefined && cluster === undefined) return;
     const changes = this.#machine.pollChanges(performance.now());
     if (changes.length === 0) return;
     try {
       // `$SYS` values are the broker's own and published again on start.
-      store.write(changes.filter((c) => c.type !== "retained" || !c.topic.startsWith("$SYS/")));
+      store?.write(changes.filter((c) => c.type !== "retained" || !c.topic.startsWith("$SYS/")));
     } catch (error) {
       this.#log("error", `Could not write to the store: ${(error as Error).message}`);
     }
+    const recorded = cluster?.journal(changes);
+    if (recorded !== undefined) this.#hold(recorded);
   }
 
   /**
@@ -434,24 +447,15 @@ export class Broker {
   #flush(connection: Connection): void {
     this.#persist();
     const session = connection.session;
-    const pressure = this.#pressure;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       this.#counters.bytesSent += bytes.length;
       if (this.#options.logPackets) tracePackets(this.#options, connection, "out", bytes);
-      // The transport keeps writes in order: hand each over at once instead of after the previous one settled.
-      const size = bytes.length;
-      if (!pressure.queue(connection, size)) continue;
-      const written = connection.write(bytes);
-      if (written === undefined) {
-        connection.pendingBytes -= size;
-        continue;
+      if (this.#gate === undefined) this.#send(connection, bytes);
+      else {
+        const held = this.#held.get(connection);
+        if (held === undefined) this.#held.set(connection, [bytes]);
+        else held.push(bytes);
       }
-      connection.writing = written.then(() => pressure.wrote(connection, size), () => {
-        if (!connection.closed) {
-          session.handleClose(performance.now(), new Error("write failed"));
-          this.#flushAll(connection);
-        }
-      });
     }
     for (let event = session.pollEvent(); event !== undefined; event = session.pollEvent()) {
       this.#dispatch(connection, event);
@@ -476,6 +480,37 @@ export class Broker {
    * time to come in (`RESUME_GRACE_MS`: on a busy machine the first read after a pause of seconds came after
    * the keep-alive had fired, and closed a client that had sent all along).
    */
+  /** Writes to a connection; the transport keeps writes in order: each is handed over at once. */
+  #send(connection: Connection, bytes: Uint8Array): void {
+    const size = bytes.length;
+    const pressure = this.#pressure;
+    if (!pressure.queue(connection, size)) return;
+    const written = connection.write(bytes);
+    if (written === undefined) {
+      connection.pendingBytes -= size;
+      return;
+    }
+    connection.writing = written.then(() => pressure.wrote(connection, size), () => {
+      if (!connection.closed) {
+        connection.session.handleClose(performance.now(), new Error("write failed"));
+        this.#flushAll(connection);
+      }
+    });
+  }
+
+  /** Holds what is sent from now on until the cluster's journal stored this turn's changes. */
+  #hold(recorded: Promise<void>): void {
+    this.#gate = recorded;
+    void recorded.then(() => {
+      // A later turn's write is waited for instead; it settles after this one.
+      if (this.#gate !== recorded) return;
+      this.#gate = undefined;
+      const held = [...this.#held];
+      this.#held.clear();
+      for (const [connection, packets] of held) for (const bytes of packets) this.#send(connection, bytes);
+    });
+  }
+
   #timeout(connection: Connection): void {
     connection.timer = undefined;
     const resuming = performance.now() - connection.resumedAt < RESUME_GRACE_MS;
@@ -556,6 +591,8 @@ export class Broker {
    */
   async #shut(connection: Connection, linger = false): Promise<void> {
     this.#connections.delete(connection.session);
+    // What it still has to send waits for the cluster's journal.
+    while (this.#gate !== undefined && this.#held.has(connection)) await this.#gate;
     await connection.finish();
     if (linger) {
       let timer: ReturnType<typeof setTimeout> | undefined;

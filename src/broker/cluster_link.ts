@@ -9,7 +9,7 @@
 
 import type { PublishPacket, Will } from "../codec/packet.ts";
 import { hasProperties } from "../codec/properties.ts";
-import type { MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
+import type { BrokerChange, MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
 import type { LogLevel } from "./broker_options.ts";
 
 /** What a broker offers the cluster it belongs to. */
@@ -43,6 +43,11 @@ export interface ClusterHost {
   persistentSessions(): SessionSnapshot[];
   /** Publishes the will of a session no node holds any more (its delay or its session's expiry passed). */
   publishWill(clientId: string, will: Will): void;
+  /**
+   * Everything a store of this node's sessions would hold now, as changes (the broker machine's
+   * `cluster.checkpoint`), for a journal that starts over.
+   */
+  checkpoint(): BrokerChange[];
   /** Whether this node holds a session of that client identifier. */
   hasSession(clientId: string): boolean;
   /** Logs a line, as the broker does. */
@@ -68,9 +73,12 @@ export interface ClusterLink {
    * Stores a QoS 1 or 2 message a client of this node published, before the broker acknowledges it and routes
    * it here; the other nodes receive it from the cluster.
    *
+   * @param message The message.
+   * @param packetId The publisher's packet identifier, for a QoS 2 message: a node that takes over the
+   *   publisher's session if this one dies learns from it that the message is stored.
    * @throws {Error} When the cluster could not store it: the broker then refuses it.
    */
-  store(message: MessageSnapshot): Promise<void>;
+  store(message: MessageSnapshot, packetId?: number): Promise<void>;
   /**
    * Tells of each message published here as it is routed here: unless `sent` (a message
    * {@linkcode ClusterLink.store} took), the cluster hands it to the other nodes, at most once (QoS 0, wills,
@@ -103,6 +111,15 @@ export interface ClusterLink {
    * @returns Whether the cluster took it (else it stays with the member).
    */
   handOff(message: MessageSnapshot, shared: string): boolean;
+  /**
+   * Records a turn's changes to the sessions that outlive their connection (the broker machine's
+   * `pollChanges`) where another node finds them if this one dies; the broker sends that turn's packets (and
+   * those of every later turn) only once the returned promise settled, so that no client sees a state the
+   * cluster could lose. It never rejects: when the cluster cannot keep them, it says so in the log.
+   *
+   * @returns `undefined` when there is nothing to wait for.
+   */
+  journal(changes: readonly BrokerChange[]): Promise<void> | undefined;
   /** A session of this node ended (it did not move to another node). */
   ended(clientId: string): void;
   /** The `$SYS/cluster/…` values, by topic. */

@@ -155,16 +155,19 @@ export class PublishPolicy {
     cluster: ClusterLink,
   ): void {
     const store = packet.qos > 0 && code < 0x80
-      ? cluster.store(publishSnapshot(packet, connection.session.clientId)).then(() => true, (error) => {
-        log(
-          this.#options,
-          "warn",
-          `Refused a QoS ${packet.qos} message from "${connection.session.clientId}" on "${packet.topic}": ${
-            (error as Error).message
-          }`,
-        );
-        return false;
-      })
+      ? cluster.store(publishSnapshot(packet, connection.session.clientId), packet.packetId).then(
+        () => true,
+        (error) => {
+          log(
+            this.#options,
+            "warn",
+            `Refused a QoS ${packet.qos} message from "${connection.session.clientId}" on "${packet.topic}": ${
+              (error as Error).message
+            }`,
+          );
+          return false;
+        },
+      )
       : true;
     const previous = this.#waiting.get(connection);
     const turn = (previous ?? Promise.resolve()).then(() => store).then((stored) => {

@@ -374,6 +374,7 @@ async function joinCluster(config: ClusterConfig, proc: RuntimeProcess): Promise
     servers: config.servers,
     node: config.node,
     prefix: config.prefix,
+    heartbeatMs: config.heartbeatMs,
     credentials: await read(config.credentials),
     user: config.user,
     pass: config.password,

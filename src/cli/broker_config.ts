@@ -84,6 +84,11 @@ export interface ClusterConfig {
   node?: string;
   /** The first token of the cluster's subjects, buckets and stream. Default `mqtt`. */
   prefix?: string;
+  /**
+   * How often the node tells it is alive, in milliseconds: a node silent for three times that is taken for dead
+   * and its sessions (and their wills) taken over. Default 5000.
+   */
+  heartbeatMs?: number;
   /** A NATS `.creds` file (JWT and NKey seed). */
   credentials?: string;
   /** A NATS user and password, or a token. */
@@ -108,7 +113,7 @@ export function parseClusterConfig(value: unknown, where = "cluster"): ClusterCo
   const object = value as Record<string, unknown>;
   unknownKeys(
     object,
-    ["servers", "node", "prefix", "credentials", "user", "password", "token", "tls"],
+    ["servers", "node", "prefix", "heartbeatMs", "credentials", "user", "password", "token", "tls"],
     where,
   );
   const servers = typeof object.servers === "string" ? [object.servers] : object.servers;
@@ -130,6 +135,13 @@ export function parseClusterConfig(value: unknown, where = "cluster"): ClusterCo
     const name = text(object[key], `${where}.${key}`);
     if (!/^[A-Za-z0-9_-]+$/.test(name)) fail(`${where}.${key}`, "expected letters, digits, - and _");
     config[key] = name;
+  }
+  if (object.heartbeatMs !== undefined) {
+    const ms = object.heartbeatMs;
+    if (typeof ms !== "number" || !Number.isInteger(ms) || ms < 100 || ms > 3_600_000) {
+      fail(`${where}.heartbeatMs`, "expected a whole number of milliseconds from 100 to 3600000");
+    }
+    config.heartbeatMs = ms;
   }
   for (const key of ["credentials", "user", "password", "token"] as const) {
     if (object[key] !== undefined) config[key] = text(object[key], `${where}.${key}`);

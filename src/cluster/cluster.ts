@@ -19,9 +19,12 @@ import type { ClusterHost, ClusterLink } from "../broker/cluster_link.ts";
 import type { MessageSnapshot } from "../machine/broker_machine.ts";
 import { parseSharedSubscription, topicFilterProblem } from "../codec/topic.ts";
 import type { ClusterEngine, EngineBucket, EngineSubscription } from "./engine.ts";
-import { type ClusterMessage, decodeMessage, encodeJson, encodeMessage } from "./envelope.ts";
+import { type ClusterMessage, decodeMessage, encodeMessage } from "./envelope.ts";
 import { filterSubjects, keyOf, sharedQueue, topicSubject } from "./subjects.ts";
 import { CATCH_UP_MARGIN_MS, type ClusterCounters, SessionMover, snapshotOf } from "./session_mover.ts";
+import { journalStream, NodeJournal } from "./node_journal.ts";
+import { NodeWatch } from "./node_watch.ts";
+import type { BrokerChange } from "../machine/broker_machine.ts";
 
 export type { ClusterCounters } from "./session_mover.ts";
 
@@ -90,7 +93,6 @@ export class Cluster implements ClusterLink {
   #seq = 0;
   #host: ClusterHost | undefined;
   #retained: EngineBucket | undefined;
-  #nodesBucket: EngineBucket | undefined;
   readonly #subscriptions: EngineSubscription[] = [];
   /** The engine subscriptions of each topic filter held here. */
   readonly #interest = new Map<string, Interest>();
@@ -113,9 +115,10 @@ export class Cluster implements ClusterLink {
   readonly #unrouted = new Set<number>();
   /** Claims, hand-overs and sessions left when stopping. */
   readonly #mover: SessionMover;
-  /** Live nodes: name to the wall-clock time of their last heartbeat. */
-  readonly #nodes = new Map<string, number>();
-  #heartbeat: ReturnType<typeof setInterval> | undefined;
+  /** The other nodes' heartbeats, and the take-over of those that die. */
+  readonly #watch: NodeWatch;
+  /** This node's journal: what another node needs to take over its sessions if it dies. */
+  readonly #journal: NodeJournal;
   #closed = false;
   /** What the node did so far, as `$SYS/cluster/…` shows it. */
   readonly counters: ClusterCounters = {
@@ -159,6 +162,32 @@ export class Cluster implements ClusterLink {
       prepare: (filters) => this.prepare(filters),
       settle: (filters) => this.settle(filters),
       routedSoFar: () => this.#routedSoFar(),
+      alive: (boot) => this.#watch.alive(boot),
+      settled: (id, seq) => {
+        // Only for an origin that is gone: one alive may still have older messages on their way here.
+        if (!this.#watch.alive(id) && seq > (this.#seen.get(id) ?? 0)) this.#seen.set(id, seq);
+      },
+      reap: (boot, node) => this.#watch.reap(boot, node),
+    });
+    const log = (level: "info" | "warn", message: string) => this.#host?.log(level, message);
+    this.#watch = new NodeWatch({
+      engine: this.#engine,
+      prefix: this.#prefix,
+      name: this.node,
+      boot: this.#boot,
+      heartbeatMs: options.heartbeatMs ?? 5000,
+      host: () => this.#host,
+      available: () => this.available,
+      leaveFor: (state, boot, node) => this.#mover.leaveFor(state, boot, node),
+    });
+    this.#journal = new NodeJournal({
+      engine: this.#engine,
+      prefix: this.#prefix,
+      boot: this.#boot,
+      checkpoint: () => this.#host?.checkpoint() ?? [],
+      routedSoFar: () => this.#routedSoFar(),
+      available: () => this.available,
+      log,
     });
   }
 
@@ -211,15 +240,14 @@ export class Cluster implements ClusterLink {
     const engine = this.#engine;
     const prefix = this.#prefix;
     const heartbeat = this.#options.heartbeatMs ?? 5000;
-    await engine.stream(`${prefix}_messages`, {
-      subjects: [`${prefix}.s.>`],
-      maxAgeMs: this.#options.messageMaxAgeMs ?? 86_400_000,
-      maxBytes: this.#options.messageMaxBytes ?? 1024 * 1024 * 1024,
-    });
+    const maxAgeMs = this.#options.messageMaxAgeMs ?? 86_400_000;
+    const maxBytes = this.#options.messageMaxBytes ?? 1024 * 1024 * 1024;
+    await engine.stream(`${prefix}_messages`, { subjects: [`${prefix}.s.>`], maxAgeMs, maxBytes });
+    await engine.stream(journalStream(prefix), { subjects: [`${prefix}_j.>`], maxAgeMs, maxBytes });
     this.#mover.open(await engine.bucket(`${prefix}_sessions`));
     this.#subscriptions.push(await this.#mover.watchParked(await engine.bucket(`${prefix}_parked`)));
     const retained = this.#retained = await engine.bucket(`${prefix}_retained`);
-    const nodes = this.#nodesBucket = await engine.bucket(`${prefix}_nodes`, { maxAgeMs: heartbeat * 3 });
+    const nodes = await engine.bucket(`${prefix}_nodes`, { maxAgeMs: heartbeat * 3 });
     this.#subscriptions.push(
       engine.serve(`${prefix}_ctl.node.${this.node}.take`, (data) => this.#mover.give(data)),
       engine.serve(`${prefix}_ctl.node.${this.node}.peek`, (data) => this.#mover.peek(data)),
@@ -235,24 +263,17 @@ export class Cluster implements ClusterLink {
         this.#retainedTopics.set(entry.key, message.topic);
         host.setRetained(message.topic, message);
       }),
-      await nodes.watch((entry) => {
-        if (entry.value === undefined) this.#nodes.delete(entry.key);
-        else this.#nodes.set(entry.key, Date.now());
-      }),
+      await this.#watch.open(nodes, await engine.bucket(`${prefix}_reaped`, { maxAgeMs })),
     );
-    const beat = () => {
-      nodes.put(this.node, encodeJson({ boot: this.#boot })).catch(() => {});
-    };
-    beat();
-    this.#heartbeat = setInterval(beat, heartbeat);
   }
 
-  store(message: MessageSnapshot): Promise<void> {
+  store(message: MessageSnapshot, packetId?: number): Promise<void> {
     if (!this.available) {
       this.counters.refused++;
       return Promise.reject(new Error("the cluster engine is unreachable"));
     }
     const envelope = this.#envelope(message);
+    if (message.qos === 2 && packetId !== undefined) envelope.packetId = packetId;
     const data = encodeMessage(envelope);
     const done: Promise<unknown>[] = [
       this.#engine.store(topicSubject(this.#prefix, "s", message.topic), data),
@@ -302,6 +323,10 @@ export class Cluster implements ClusterLink {
         );
       });
     }
+  }
+
+  journal(changes: readonly BrokerChange[]): Promise<void> | undefined {
+    return this.#joined ? this.#journal.write(changes) : undefined;
   }
 
   claim(clientId: string, cleanStart: boolean): Promise<void> {
@@ -409,7 +434,7 @@ export class Cluster implements ClusterLink {
     const c = this.counters;
     return new Map([
       ["$SYS/cluster/node", this.node],
-      ["$SYS/cluster/nodes", String(Math.max(this.#nodes.size, 1))],
+      ["$SYS/cluster/nodes", String(this.#watch.count)],
       ["$SYS/cluster/engine", this.#engine.status],
       ["$SYS/cluster/messages/forwarded", String(c.forwarded)],
       ["$SYS/cluster/messages/stored", String(c.stored)],
@@ -425,13 +450,13 @@ export class Cluster implements ClusterLink {
     this.#closed = true;
     // What this node routed up to now: the sessions it leaves catch up on the rest from the stream.
     const left = { since: Date.now(), ...this.#routedSoFar() };
-    clearInterval(this.#heartbeat);
     for (const subscription of this.#subscriptions) subscription.unsubscribe();
     for (const interest of this.#interest.values()) for (const s of interest.subscriptions) s.unsubscribe();
     this.#interest.clear();
     if (this.#engine.status === "connected") {
       await this.#mover.park(left);
-      await this.#nodesBucket?.delete(this.node).catch(() => {});
+      await this.#journal.close(true);
+      await this.#watch.leave();
       await this.#engine.flush().catch(() => {});
     }
     await this.#engine.close();

@@ -8,12 +8,13 @@
  * | bytes | field |
  * | --- | --- |
  * | 1 | version, 1 |
- * | 1 | flags: bits 0-1 QoS, bit 2 retain, bit 3 has expiry, bit 4 has publisher, bit 5 has properties |
+ * | 1 | flags: bits 0-1 QoS, bit 2 retain, bit 3 has expiry, bit 4 has publisher, bit 5 has properties, bit 6 has packet id |
  * | 8 | `seq`, an IEEE 754 double holding an integer from 1 to 2^53 - 1 |
  * | 8 | `expiresAt`, a double (with the expiry flag) |
  * | 2 + n | `id`, length-prefixed UTF-8 |
  * | 2 + n | `topic`, length-prefixed UTF-8 |
  * | 2 + n | `publisher`, length-prefixed UTF-8 (with the publisher flag) |
+ * | 2 | `packetId` (with the packet id flag) |
  * | v + n | `properties` as on an MQTT 5 PUBLISH: variable byte integer length, then the properties (with the flag) |
  * | 4 | the payload's length, which must be exactly what is left |
  * | n | the payload |
@@ -59,6 +60,11 @@ export interface ClusterMessage {
   expiresAt?: number;
   /** The client identifier of the publisher, for No Local. */
   publisher?: string;
+  /**
+   * The publisher's packet identifier of a QoS 2 message: a node taking over the publisher's session from a
+   * node that died learns from it which of the publisher's QoS 2 messages are stored already.
+   */
+  packetId?: number;
 }
 
 /** The version byte of the message envelopes {@linkcode encodeMessage} writes. */
@@ -69,7 +75,8 @@ const RETAIN = 0x04;
 const HAS_EXPIRY = 0x08;
 const HAS_PUBLISHER = 0x10;
 const HAS_PROPERTIES = 0x20;
-const KNOWN_FLAGS = 0x3f;
+const HAS_PACKET_ID = 0x40;
+const KNOWN_FLAGS = 0x7f;
 /** The PUBLISH packet type: which properties may appear. */
 const PUBLISH = 3;
 
@@ -159,13 +166,13 @@ function stringLength(text: string, what: string): number {
  * const message = {
  *   id: "node-a", seq: 7, topic: "a/b", payload: new Uint8Array(), qos: 2 as const, retain: true,
  *   properties: { contentType: "text/plain", userProperties: [["k", "v"]] as [string, string][] },
- *   expiresAt: 1_700_000_000_000, publisher: "client-1",
+ *   expiresAt: 1_700_000_000_000, publisher: "client-1", packetId: 7,
  * };
  * assert.deepEqual(decodeMessage(encodeMessage(message)), message);
  * ```
  */
 export function encodeMessage(message: ClusterMessage): Uint8Array {
-  const { id, seq, topic, payload, qos, retain, properties, expiresAt, publisher } = message;
+  const { id, seq, topic, payload, qos, retain, properties, expiresAt, publisher, packetId } = message;
   if (!Number.isSafeInteger(seq) || seq < 1) {
     throw new RangeError(`Cannot encode cluster message: seq ${seq} is not an integer from 1 to 2^53 - 1`);
   }
@@ -189,6 +196,13 @@ export function encodeMessage(message: ClusterMessage): Uint8Array {
     publisherLength = stringLength(publisher, "publisher");
     flags |= HAS_PUBLISHER;
     size += 2 + publisherLength;
+  }
+  if (packetId !== undefined) {
+    if (!Number.isInteger(packetId) || packetId < 1 || packetId > 0xffff) {
+      throw new RangeError(`Cannot encode cluster message: packet id ${packetId} is not from 1 to 65535`);
+    }
+    flags |= HAS_PACKET_ID;
+    size += 2;
   }
   let propsSize = 0;
   if (hasProperties(properties)) {
@@ -225,6 +239,11 @@ export function encodeMessage(message: ClusterMessage): Uint8Array {
   position = writeString(out, position, id, idLength);
   position = writeString(out, position, topic, topicLength);
   if (publisher !== undefined) position = writeString(out, position, publisher, publisherLength);
+  if (packetId !== undefined) {
+    out[position] = packetId >>> 8;
+    out[position + 1] = packetId & 0xff;
+    position += 2;
+  }
   if (propsSize > 0) {
     const writer = new Writer(out, position);
     writeProperties(writer, properties, propsSize);
@@ -295,6 +314,10 @@ function readMessage(bytes: Uint8Array): ClusterMessage {
   };
   if (expiresAt !== undefined) message.expiresAt = expiresAt;
   if ((flags & HAS_PUBLISHER) !== 0) message.publisher = reader.string("publisher");
+  if ((flags & HAS_PACKET_ID) !== 0) {
+    message.packetId = reader.u16("packet id");
+    if (message.packetId === 0) fail("packet id 0");
+  }
   if ((flags & HAS_PROPERTIES) !== 0) {
     const properties = readProperties(reader, PUBLISH);
     if (properties === undefined) fail("the properties flag is set but there are none");

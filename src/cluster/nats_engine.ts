@@ -325,6 +325,8 @@ class NatsEngine implements ClusterEngine, BucketHost {
   async purge(stream: string, subject: string, before: number): Promise<void> {
     const action = `Cannot purge the stream "${stream}"`;
     this.#requireConnected(action);
+    // The server takes a sequence of 0 or 1 as "no limit": everything on the subject would go.
+    if (before <= 1) return;
     try {
       await (await this.#manager()).streams.purge(stream, { filter: subject, seq: before });
     } catch (error) {

@@ -14,11 +14,13 @@ import {
   type ClusterEngine,
   type EngineBucket,
   type EngineSubscription,
+  NoResponders,
   RevisionConflict,
 } from "./engine.ts";
 import { decodeJson, decodeMessage, encodeJson } from "./envelope.ts";
 import { filterSubjects, keyOf } from "./subjects.ts";
 import type { ClusterMessage } from "./envelope.ts";
+import type { JournalState } from "./node_journal.ts";
 
 /** How far before an outage (or a node's leaving) catching up starts, for clocks a little apart. */
 export const CATCH_UP_MARGIN_MS = 2000;
@@ -58,6 +60,16 @@ export interface MoverNode {
   settle(filters: readonly string[]): void;
   /** What the node routed so far (see {@linkcode Given}). */
   routedSoFar(): { seen: Record<string, number>; unrouted: number[] };
+  /**
+   * A message of this origin and sequence number was routed to a session that moved here (here or where it
+   * was): what this node tells as routed so far must include it once its origin is gone, or the next node the
+   * session moves to would route it again.
+   */
+  settled(id: string, seq: number): void;
+  /** Whether a run of a node is alive (see `NodeWatch.alive`). */
+  alive(boot: string): boolean;
+  /** Leaves the sessions of a run that died in the bucket (see `NodeWatch.reap`). */
+  reap(boot: string, node: string): Promise<void>;
 }
 
 /** What the sessions bucket holds per client: the node that has its session, or where it waits for its client. */
@@ -244,6 +256,8 @@ export class SessionMover {
     let snapshot: SessionSnapshot | undefined;
     let given: Given | undefined;
     let move: Move | undefined;
+    /** Runs of nodes whose sessions this claim had left in the bucket. */
+    const reaped = new Set<string>();
     try {
       for (let attempt = 0; attempt < 5; attempt++) {
         const entry = await sessions.get(key);
@@ -254,9 +268,25 @@ export class SessionMover {
             move = await this.#catchUpParked(clientId, snapshot, owner);
             given = { seen: owner.seen ?? {}, boot: owner.boot, unrouted: owner.unrouted ?? [] };
           }
-        } else if (owner !== undefined && owner.node !== this.#node.name) {
-          if (!cleanStart && move === undefined) move = await this.#startMove(owner.node, clientId);
-          given = await this.#take(owner.node, clientId, cleanStart) ?? given;
+        } else if (owner !== undefined && owner.boot !== this.#node.boot) {
+          // A run that died (this node's past run, one that stopped beating or that no longer serves its
+          // requests): its sessions are left in the bucket first, then read from there.
+          const dead = owner.node === this.#node.name || !this.#node.alive(owner.boot);
+          if (dead && !reaped.has(owner.boot)) {
+            reaped.add(owner.boot);
+            this.#node.host()?.log("info", `Node "${owner.node}", which had "${clientId}", is gone`);
+            await this.#node.reap(owner.boot, owner.node);
+            continue;
+          }
+          if (!cleanStart && move === undefined && !dead) move = await this.#startMove(owner.node, clientId);
+          const taken = dead ? undefined : await this.#take(owner.node, clientId, cleanStart);
+          if (taken === "gone" && !reaped.has(owner.boot)) {
+            reaped.add(owner.boot);
+            this.#node.host()?.log("info", `Node "${owner.node}", which had "${clientId}", does not answer`);
+            await this.#node.reap(owner.boot, owner.node);
+            continue;
+          }
+          if (taken !== "gone") given = taken ?? given;
           snapshot = given?.snapshot ?? snapshot;
         }
         try {
@@ -367,9 +397,11 @@ export class SessionMover {
    */
   #catchUp(clientId: string, move: Move, given: Given | undefined): void {
     const done = new Set<string>();
+    for (const [id, seq] of Object.entries(given?.seen ?? {})) this.#node.settled(id, seq);
     for (const { message, id, seq } of [...move.replayed, ...move.buffer]) {
       const routedThere = given !== undefined && seq <= (given.seen[id] ?? 0) &&
         !(id === given.boot && given.unrouted.includes(seq));
+      this.#node.settled(id, seq);
       const key = `${id} ${seq}`;
       if (routedThere || done.has(key)) continue;
       done.add(key);
@@ -382,38 +414,105 @@ export class SessionMover {
    * session in parts, then the entry that points at them, written only while this node still holds it.
    */
   async park(left: Pick<SessionOwner, "since" | "seen" | "unrouted">): Promise<void> {
-    const sessions = this.#bucket;
-    if (sessions === undefined) return;
     let parked = 0;
     for (const snapshot of this.#node.host()?.persistentSessions() ?? []) {
       const revision = this.#owned.get(snapshot.clientId);
       if (revision === undefined) continue;
-      const key = keyOf(snapshot.clientId);
-      const data = encodeJson(snapshot);
-      const parts = Math.max(1, Math.ceil(data.length / PART));
-      const owner: SessionOwner = { node: this.#node.name, boot: this.#node.boot, parked: parts, ...left };
-      if (snapshot.expiresInMs !== undefined) owner.expiresAt = Date.now() + snapshot.expiresInMs;
-      try {
-        for (let i = 0; i < parts; i++) {
-          await sessions.put(`${key}.p${i}`, data.subarray(i * PART, (i + 1) * PART));
-        }
-        const parkedAt = await sessions.update(key, encodeJson(owner), revision);
-        const entry: ParkedEntry = { clientId: snapshot.clientId, revision: parkedAt, parts };
-        if (owner.expiresAt !== undefined) entry.expiresAt = owner.expiresAt;
-        if (snapshot.will !== undefined && snapshot.willInMs !== undefined) {
-          entry.willAt = Date.now() + snapshot.willInMs;
-        }
-        await this.#parkedBucket?.put(key, encodeJson(entry));
-        parked++;
-      } catch (error) {
-        this.#node.host()?.log(
-          "warn",
-          `Could not leave the session of "${snapshot.clientId}" in the cluster: ${error}`,
-        );
-      }
+      const owner: SessionOwner = { node: this.#node.name, boot: this.#node.boot, ...left };
+      if (await this.#parkOne(snapshot, revision, owner)) parked++;
     }
     if (parked > 0) {
       this.#node.host()?.log("info", `Left ${parked} sessions in the cluster for their clients`);
+    }
+  }
+
+  /**
+   * Leaves the sessions of a run of a node that died, as its journal has them, as {@linkcode SessionMover.park}
+   * would have: the persistent ones its entries still name it for are parked (their wills then wait in the
+   * parked bucket); the will of one that ended with its connection goes out now.
+   */
+  async leaveFor(state: JournalState, boot: string, node: string): Promise<void> {
+    const sessions = this.#bucket;
+    if (sessions === undefined) return;
+    const stored = await this.#storedQoS2(state, boot);
+    for (const snapshot of state.sessions) {
+      const ids = stored.get(snapshot.clientId);
+      if (ids !== undefined) snapshot.inboundQoS2 = [...new Set([...snapshot.inboundQoS2, ...ids])];
+      const key = keyOf(snapshot.clientId);
+      const entry = await sessions.get(key);
+      const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
+      if (entry === undefined || owner?.boot !== boot || owner.parked !== undefined) continue;
+      if (snapshot.expiryInterval > 0) {
+        await this.#parkOne(snapshot, entry.revision, {
+          node,
+          boot,
+          since: state.at,
+          seen: state.seen,
+          unrouted: state.unrouted,
+        });
+        continue;
+      }
+      try {
+        await sessions.delete(key, entry.revision);
+      } catch (error) {
+        // Its client connected elsewhere meanwhile: the connection it had still ended without DISCONNECT.
+        if (!(error instanceof RevisionConflict)) throw error;
+      }
+      if (snapshot.will !== undefined) this.#node.host()?.publishWill(snapshot.clientId, snapshot.will);
+    }
+  }
+
+  /**
+   * The QoS 2 messages a run that died stored after its last journal record (or had not routed by then), as
+   * their publishers' packet identifiers by client: those are received already, so that a PUBLISH sent again
+   * is acknowledged without being routed twice.
+   */
+  async #storedQoS2(state: JournalState, boot: string): Promise<Map<string, number[]>> {
+    const stored = new Map<string, number[]>();
+    const last = state.seen[boot] ?? 0;
+    const unrouted = new Set(state.unrouted);
+    await this.#node.engine.replay(
+      `${this.#node.prefix}_messages`,
+      { timeMs: state.at - CATCH_UP_MARGIN_MS },
+      (data) => {
+        const message = decodeMessage(data);
+        const { packetId, publisher } = message;
+        if (message.id !== boot || packetId === undefined || publisher === undefined) return;
+        if (message.seq <= last && !unrouted.has(message.seq)) return;
+        const ids = stored.get(publisher);
+        if (ids === undefined) stored.set(publisher, [packetId]);
+        else ids.push(packetId);
+      },
+    );
+    return stored;
+  }
+
+  /** Parks one session under the entry at `revision`; whether it did. */
+  async #parkOne(snapshot: SessionSnapshot, revision: number, owner: SessionOwner): Promise<boolean> {
+    const sessions = this.#bucket as EngineBucket;
+    const key = keyOf(snapshot.clientId);
+    const data = encodeJson(snapshot);
+    const parts = Math.max(1, Math.ceil(data.length / PART));
+    owner.parked = parts;
+    if (snapshot.expiresInMs !== undefined) owner.expiresAt = Date.now() + snapshot.expiresInMs;
+    try {
+      for (let i = 0; i < parts; i++) {
+        await sessions.put(`${key}.p${i}`, data.subarray(i * PART, (i + 1) * PART));
+      }
+      const parkedAt = await sessions.update(key, encodeJson(owner), revision);
+      const entry: ParkedEntry = { clientId: snapshot.clientId, revision: parkedAt, parts };
+      if (owner.expiresAt !== undefined) entry.expiresAt = owner.expiresAt;
+      if (snapshot.will !== undefined && snapshot.willInMs !== undefined) {
+        entry.willAt = Date.now() + snapshot.willInMs;
+      }
+      await this.#parkedBucket?.put(key, encodeJson(entry));
+      return true;
+    } catch (error) {
+      this.#node.host()?.log(
+        "warn",
+        `Could not leave the session of "${snapshot.clientId}" in the cluster: ${error}`,
+      );
+      return false;
     }
   }
 
@@ -434,8 +533,14 @@ export class SessionMover {
     return snapshot;
   }
 
-  /** Asks the node that holds a session to give it up; `undefined` when it has none or does not answer. */
-  async #take(node: string, clientId: string, cleanStart: boolean): Promise<Given | undefined> {
+  /**
+   * Asks the node that holds a session to give it up: its answer (`undefined` when it had no such session), or
+   * `"gone"` when that node no longer serves its requests (nothing subscribes to them: it died or lost NATS) or
+   * does not answer and stopped beating.
+   *
+   * @throws {Error} When it does not answer but is alive: the session cannot be had now.
+   */
+  async #take(node: string, clientId: string, cleanStart: boolean): Promise<Given | "gone"> {
     try {
       const answer = await this.#node.engine.request(
         `${this.#node.prefix}_ctl.node.${node}.take`,
@@ -444,13 +549,10 @@ export class SessionMover {
       );
       return decodeJson<Given>(answer);
     } catch (error) {
-      this.#node.host()?.log(
-        "warn",
-        `Node "${node}" did not give up the session of "${clientId}" (${
-          (error as Error).message
-        }): it starts here without what that node held`,
-      );
-      return undefined;
+      if (error instanceof NoResponders) return "gone";
+      throw new Error(`node "${node}" holds it and did not give it up: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
   }
 

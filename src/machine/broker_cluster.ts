@@ -10,8 +10,8 @@
 import type { Will } from "../codec/packet.ts";
 import type { BrokerMessage } from "./_delivery.ts";
 import type { BrokerDelivery } from "./broker_delivery.ts";
-import { messageFromSnapshot, sessionSnapshot } from "./broker_journal.ts";
-import type { MessageSnapshot, SessionSnapshot } from "./broker_types.ts";
+import { type BrokerJournal, messageFromSnapshot, sessionSnapshot } from "./broker_journal.ts";
+import type { BrokerChange, MessageSnapshot, SessionSnapshot } from "./broker_types.ts";
 import type { RetainedStore } from "./retained_store.ts";
 import type { Router } from "./router.ts";
 import { type SessionRecord, type SessionRegistry, willDelay } from "./session_registry.ts";
@@ -25,6 +25,8 @@ export interface ClusterSideParts {
   readonly router: Router<SessionRecord>;
   readonly retained: RetainedStore;
   readonly delivery: BrokerDelivery;
+  /** The journal, when the machine keeps one. */
+  readonly journal: BrokerJournal | undefined;
   /** Routes a message from another node: no retained store, no `forward`. */
   route(now: Millis, message: BrokerMessage): number;
   /** Takes a session from its live connection (DISCONNECT 0x8E); returns that connection's will. */
@@ -59,6 +61,23 @@ export class BrokerClusterSide {
    */
   routeRemote(now: Millis, message: MessageSnapshot): number {
     return this.#parts.route(now, messageFromSnapshot(now, message));
+  }
+
+  /**
+   * Everything the journal describes now, as changes under their current keys: the sessions a store keeps
+   * (those with an expiry interval or a will) and the deliveries of those with an expiry interval. A store
+   * that starts over (a checkpoint) writes these, then goes on with what {@linkcode BrokerMachine.pollChanges}
+   * returns next (which may repeat some of them, to the same effect). Retained messages are left out: a
+   * cluster shares them otherwise. Needs the `journal` option.
+   *
+   * @param now The current time; the times in the changes are relative to it.
+   * @returns The changes; payloads are views, as with `pollChanges`.
+   * @throws {Error} When the machine was created without `journal`.
+   */
+  checkpoint(now: Millis): BrokerChange[] {
+    const { journal, sessions } = this.#parts;
+    if (journal === undefined) throw new Error("Cannot make a checkpoint: the machine keeps no journal");
+    return journal.checkpoint(now, sessions);
   }
 
   /**

@@ -108,6 +108,24 @@ export class BrokerJournal {
     this.changed(record);
   }
 
+  /** What the journal describes now, as `machine.cluster.checkpoint()` documents it. */
+  checkpoint(now: Millis, sessions: SessionRegistry): BrokerChange[] {
+    const changes: BrokerChange[] = [];
+    for (const record of sessions.values()) {
+      if (!record.stored) continue;
+      const clientId = record.clientId;
+      changes.push({ type: "session", session: sessionMeta(now, record, sessions) });
+      const state = record.state;
+      if (state.journal === undefined) continue;
+      for (const delivery of [...state.inflight.values(), ...state.queue]) {
+        const key = this.#keys.get(delivery);
+        if (key === undefined) continue;
+        changes.push({ type: "delivery", clientId, key, delivery: deliverySnapshot(now, delivery, false) });
+      }
+    }
+    return changes;
+  }
+
   /** The changes since the last poll, as {@linkcode BrokerMachine.pollChanges} documents them. */
   poll(now: Millis, sessions: SessionRegistry, retainedStore: RetainedStore): BrokerChange[] {
     const journal = this.#entries;

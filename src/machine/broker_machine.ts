@@ -137,6 +137,7 @@ export class BrokerMachine {
       router: this.#router,
       retained: this.#retained,
       delivery: this.#delivery,
+      journal,
       route: (now, message) => this.#route(now, message, false),
       takeOver: (now, record, connection) => this.#takeOver(now, record, connection),
       publishWill: (now, record, will) => this.#publishWill(now, record, will),

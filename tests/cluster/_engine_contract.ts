@@ -261,6 +261,9 @@ export function engineContract(name: string, open: () => Promise<EngineCluster |
         sequences.push(await (i % 2 ? a : b).store(`${p}.${i % 3 ? "x" : "y"}`, text(`m${i}`)));
       }
       assert.deepEqual(sequences, [1, 2, 3, 4, 5, 6]);
+      await a.purge(stream, `${p}.x`, 1);
+      await a.purge(stream, `${p}.x`, 0);
+      assert.equal((await replayed(b, stream, { sequence: 1 })).length, 6, "nothing is below 1");
       await a.purge(stream, `${p}.x`, 5);
       // x: m1 m2 m4 m5 (1, 2, 4, 5), y: m3 m6 (3, 6); the x ones below 5 are gone.
       assert.deepEqual(await replayed(b, stream, { sequence: 1 }), [["m3", 3], ["m5", 5], ["m6", 6]]);

@@ -65,10 +65,13 @@ const message: fc.Arbitrary<ClusterMessage> = fc.record({
   properties: forwarded,
   expiresAt: fc.option(expiresAt, { nil: undefined }),
   publisher: fc.option(text(), { nil: undefined }),
+  packetId: fc.option(fc.integer({ min: 1, max: 0xffff }), { nil: undefined }),
 }).map((m) => {
   // Absent fields are left out, as decodeMessage leaves them out.
   const out: Record<string, unknown> = { ...m };
-  for (const key of ["properties", "expiresAt", "publisher"]) if (out[key] === undefined) delete out[key];
+  for (const key of ["properties", "expiresAt", "publisher", "packetId"]) {
+    if (out[key] === undefined) delete out[key];
+  }
   return out as unknown as ClusterMessage;
 });
 
@@ -186,6 +189,8 @@ describe("encodeMessage() and decodeMessage()", () => {
       [{ topic: "x".repeat(65_536) }, RangeError],
       [{ topic: "a\0b" }, TypeError],
       [{ publisher: "\ud800" }, TypeError],
+      [{ packetId: 0 }, RangeError],
+      [{ packetId: 65_536 }, RangeError],
       [{ properties: { topicAlias: 1 } }, TypeError],
       [{ properties: { subscriptionIdentifiers: [1] } }, TypeError],
       [{ properties: { messageExpiryInterval: 10 } }, TypeError],
