@@ -69,7 +69,8 @@ describe("broker.ts --cluster: kill -9 of a node under load", () => {
 
   before(async () => {
     if (skip !== undefined) return;
-    const server = nats = await startNats();
+    const server = await startNats();
+    nats = server;
     for (const name of ["a", "b", "c"]) {
       const port = await freePort();
       const config = join(dir, `${name}.json`);
