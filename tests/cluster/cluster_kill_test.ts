@@ -70,6 +70,7 @@ describe("broker.ts --cluster: kill -9 of a node under load", () => {
   before(async () => {
     if (skip !== undefined) return;
     const server = await startNats();
+    assert(server !== undefined, "nats-server did not start");
     nats = server;
     for (const name of ["a", "b", "c"]) {
       const port = await freePort();
