@@ -441,6 +441,8 @@ export class Broker {
     } finally {
       this.#draining = false;
     }
+    // What changed without a packet to send (a session that ended with its connection) is written too.
+    this.#persist();
     this.#scheduleBroker();
   }
 

@@ -220,4 +220,60 @@ describe("broker.ts --cluster: kill -9 of a node under load", () => {
       }; ${peers.map((p) => `${p.name} reconnected ${p.resumed.length}×`).join(", ")}`,
     );
   });
+
+  it(
+    "publishes the wills of a killed node's clients on a live node, exactly once, within 4 heartbeats and the take-over, plus the will delay",
+    {
+      skip,
+      timeout: 60_000,
+    },
+    async () => {
+      const [a, b, c] = nodes;
+      for (const node of [a, b, c]) if (node.broker === undefined) await start(node);
+      const url = (node: Node) => `mqtt://127.0.0.1:${node.port}`;
+      const watcher = await connect(url(a), { reconnect: false });
+      const wills: [string, number][] = [];
+      const messages = await watcher.subscribe("will/#", { qos: 1 });
+      void (async () => {
+        for await (const message of messages) wills.push([message.text(), Date.now()]);
+      })();
+      const will = (payload: string, delayInterval?: number) => ({
+        topic: `will/${payload}`,
+        payload,
+        qos: 1 as const,
+        properties: delayInterval === undefined ? undefined : { willDelayInterval: delayInterval },
+      });
+      // A clean session, a persistent one whose will waits 1 s, and one that says goodbye (no will then).
+      const clean = await connect(url(c), { clientId: "w-clean", reconnect: false, will: will("clean") });
+      const persistent = await connect(url(c), {
+        clientId: "w-persistent",
+        cleanStart: false,
+        sessionExpiryInterval: 3600,
+        reconnect: false,
+        will: will("persistent", 1),
+      });
+      const polite = await connect(url(c), { clientId: "w-polite", reconnect: false, will: will("polite") });
+      await polite.close();
+      await sleep(200);
+      const killedAt = Date.now();
+      await kill(c);
+      // Three heartbeats missed, one check, and the take-over (well under a second here, doubled for a loaded CI).
+      const bound = 4 * HEARTBEAT_MS + 2000;
+      for (let waited = 0; wills.length < 2 && waited < bound + 3000; waited += 50) await sleep(50);
+      // Any second copy would come within this.
+      await sleep(1500);
+      const seen = wills.map(([payload, at]) => `${payload} after ${at - killedAt} ms`);
+      assert.deepEqual(
+        wills.map(([payload]) => payload).sort(),
+        ["clean", "persistent"],
+        `${seen}\n${logs()}`,
+      );
+      const after = new Map(wills.map(([payload, at]) => [payload, at - killedAt]));
+      assert.ok((after.get("clean") as number) <= bound, `${seen}`);
+      assert.ok((after.get("persistent") as number) >= 1000, `the will delay was not kept: ${seen}`);
+      assert.ok((after.get("persistent") as number) <= bound + 1000, `${seen}`);
+      console.log(`wills: ${seen.join(", ")} (bound ${bound} ms + the will delay)`);
+      await Promise.all([watcher, clean, persistent].map((client) => client.close().catch(() => {})));
+    },
+  );
 });
