@@ -362,6 +362,11 @@ export class Broker {
       },
       hasSession: (clientId) => machine.hasSession(clientId),
       checkpoint: () => machine.cluster.checkpoint(performance.now()),
+      dropSessions: () => {
+        const count = machine.cluster.dropAll(performance.now());
+        this.#flushAll(undefined);
+        return count;
+      },
       publishWill: (clientId, will) => {
         this.#log("info", `Publishing the will of "${clientId}", whose session no node holds any more`);
         machine.route(performance.now(), undefined, willPublish(will));

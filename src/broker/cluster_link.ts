@@ -48,6 +48,13 @@ export interface ClusterHost {
    * `cluster.checkpoint`), for a journal that starts over.
    */
   checkpoint(): BrokerChange[];
+  /**
+   * Gives up every session of this node without publishing wills, disconnecting their clients (MQTT 5: 0x8E
+   * session taken over): the rest of the cluster took this node for dead and took them over.
+   *
+   * @returns How many sessions there were.
+   */
+  dropSessions(): number;
   /** Whether this node holds a session of that client identifier. */
   hasSession(clientId: string): boolean;
   /** Logs a line, as the broker does. */

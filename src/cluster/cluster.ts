@@ -89,7 +89,7 @@ export class Cluster implements ClusterLink {
   readonly #prefix: string;
   readonly #options: ClusterOptions;
   /** This run of the node: messages carry it, so that a restarted node's sequence starts afresh. */
-  readonly #boot: string;
+  #boot: string;
   #seq = 0;
   #host: ClusterHost | undefined;
   #retained: EngineBucket | undefined;
@@ -118,7 +118,7 @@ export class Cluster implements ClusterLink {
   /** The other nodes' heartbeats, and the take-over of those that die. */
   readonly #watch: NodeWatch;
   /** This node's journal: what another node needs to take over its sessions if it dies. */
-  readonly #journal: NodeJournal;
+  #journal: NodeJournal;
   #closed = false;
   /** What the node did so far, as `$SYS/cluster/…` shows it. */
   readonly counters: ClusterCounters = {
@@ -150,11 +150,15 @@ export class Cluster implements ClusterLink {
       );
     }
     this.#boot = `${this.node}:${crypto.randomUUID()}`;
+    // A new run begins when the cluster took this one for dead (see `#rejoin`).
+    const boot = () => this.#boot;
     this.#mover = new SessionMover({
       engine: this.#engine,
       prefix: this.#prefix,
       name: this.node,
-      boot: this.#boot,
+      get boot() {
+        return boot();
+      },
       claimTimeoutMs: options.claimTimeoutMs ?? 3000,
       counters: this.counters,
       host: () => this.#host,
@@ -169,25 +173,31 @@ export class Cluster implements ClusterLink {
       },
       reap: (boot, node) => this.#watch.reap(boot, node),
     });
-    const log = (level: "info" | "warn", message: string) => this.#host?.log(level, message);
     this.#watch = new NodeWatch({
       engine: this.#engine,
       prefix: this.#prefix,
       name: this.node,
-      boot: this.#boot,
+      get boot() {
+        return boot();
+      },
       heartbeatMs: options.heartbeatMs ?? 5000,
       host: () => this.#host,
       available: () => this.available,
       leaveFor: (state, boot, node) => this.#mover.leaveFor(state, boot, node),
     });
-    this.#journal = new NodeJournal({
+    this.#journal = this.#newJournal();
+  }
+
+  /** A journal for this run. */
+  #newJournal(): NodeJournal {
+    return new NodeJournal({
       engine: this.#engine,
       prefix: this.#prefix,
       boot: this.#boot,
       checkpoint: () => this.#host?.checkpoint() ?? [],
       routedSoFar: () => this.#routedSoFar(),
       available: () => this.available,
-      log,
+      log: (level, message) => this.#host?.log(level, message),
     });
   }
 
@@ -207,7 +217,7 @@ export class Cluster implements ClusterLink {
         }
         const since = this.#downSince;
         this.#downSince = undefined;
-        if (since !== undefined && !this.#closed) void this.#catchUpOutage(since);
+        if (since !== undefined && !this.#closed) void this.#rejoin(since);
       } else if (!this.#closed) {
         this.#downSince ??= Date.now();
         host.log(
@@ -483,6 +493,32 @@ export class Cluster implements ClusterLink {
       // Never into the engine's reader: that would stop its connection.
       this.#host?.log("error", `Could not route a message from the cluster: ${(error as Error).stack}`);
     }
+  }
+
+  /**
+   * Once the engine is back after an outage: when the rest of the cluster took this run for dead meanwhile (it
+   * was away for over three heartbeats) and took its sessions over, this node drops its sessions (their clients
+   * reconnect and resume them where the cluster left them) and goes on as a new run; otherwise it catches up.
+   */
+  async #rejoin(since: number): Promise<void> {
+    let fenced = false;
+    try {
+      fenced = await this.#watch.wasTakenOver(this.#boot);
+    } catch {
+      // Away again: this is asked again when it is back.
+    }
+    if (!fenced) return await this.#catchUpOutage(since);
+    this.#boot = `${this.node}:${crypto.randomUUID()}`;
+    this.#seq = 0;
+    this.#unrouted.clear();
+    this.#mover.forget();
+    void this.#journal.close(false);
+    this.#journal = this.#newJournal();
+    const dropped = this.#host?.dropSessions() ?? 0;
+    this.#host?.log(
+      "error",
+      `The cluster took this node for dead while it was cut off and took over its sessions: dropped its ${dropped} sessions (their clients reconnect and resume them there) and went on as a new run`,
+    );
   }
 
   /**

@@ -82,7 +82,7 @@ export class NodeWatch {
   async open(nodes: EngineBucket, reaped: EngineBucket): Promise<EngineSubscription> {
     this.#nodes = nodes;
     this.#reaped = reaped;
-    const { name, boot, heartbeatMs } = this.#node;
+    const { name, heartbeatMs } = this.#node;
     const watch = await nodes.watch((entry) => {
       if (entry.value === undefined) {
         this.#beats.delete(entry.key);
@@ -97,7 +97,7 @@ export class NodeWatch {
       }
     });
     const beat = () => {
-      nodes.put(name, encodeJson({ boot } satisfies Beat)).catch(() => {});
+      nodes.put(name, encodeJson({ boot: this.#node.boot } satisfies Beat)).catch(() => {});
       this.#check();
     };
     beat();
@@ -113,6 +113,12 @@ export class NodeWatch {
   /** Tells this node's leaving: its heartbeat goes at once. */
   async leave(): Promise<void> {
     await this.#nodes?.delete(this.#node.name).catch(() => {});
+  }
+
+  /** Whether a run of a node was taken over (by any node). */
+  async wasTakenOver(boot: string): Promise<boolean> {
+    const entry = await this.#reaped?.get(keyOf(boot));
+    return entry?.value !== undefined;
   }
 
   /** Whether a run of a node beat within the last three heartbeats (this node's own run: always). */

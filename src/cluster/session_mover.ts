@@ -155,6 +155,11 @@ export class SessionMover {
     return this.#moving.size > 0;
   }
 
+  /** Forgets the sessions this node held: the cluster took them over while this node was cut off. */
+  forget(): void {
+    this.#owned.clear();
+  }
+
   /** Starts working with the sessions bucket. */
   open(bucket: EngineBucket): void {
     this.#bucket = bucket;

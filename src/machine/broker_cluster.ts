@@ -161,6 +161,26 @@ export class BrokerClusterSide {
    * @param cleanStart Whether the client connects with a clean start.
    * @returns The session, or `undefined` when there was none or it ended.
    */
+  /**
+   * Gives up every session at once, as a node does when the rest of its cluster took it for dead and took its
+   * sessions over: live connections are taken over (MQTT 5: DISCONNECT 0x8E) and no will is published (the
+   * node that took over did, or will).
+   *
+   * @param now The current time.
+   * @returns How many sessions there were.
+   */
+  dropAll(now: Millis): number {
+    const parts = this.#parts;
+    const records = [...parts.sessions.values()];
+    for (const record of records) {
+      const connection = record.connection;
+      if (connection !== undefined) parts.takeOver(now, record, connection);
+      parts.sessions.takeWill(record);
+      parts.endSession(now, record, false);
+    }
+    return records.length;
+  }
+
   takeSession(now: Millis, clientId: string, cleanStart: boolean): SessionSnapshot | undefined {
     const parts = this.#parts;
     const record = parts.sessions.get(clientId);

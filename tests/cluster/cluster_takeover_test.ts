@@ -65,6 +65,7 @@ interface Setup {
   engineA: ReturnType<typeof holdable>;
   rawA: MemoryEngine;
   proxyA: CuttingProxy;
+  portA: number;
   portB: number;
   brokers: Broker[];
   logs: string[];
@@ -86,20 +87,27 @@ async function setUp(): Promise<Setup> {
   const portA = (await a.listen({ hostname: "127.0.0.1", port: 0 })).port;
   const portB = (await b.listen({ hostname: "127.0.0.1", port: 0 })).port;
   const proxyA = await startCuttingProxy({ target: portA, seed: 1, minMs: 1e9, maxMs: 1e9 });
-  return { engineA, rawA, proxyA, portB, brokers: [a, b], logs };
+  return { engineA, rawA, proxyA, portA, portB, brokers: [a, b], logs };
 }
+
+/** Proxies still open (closing one twice never settles under Deno). */
+const proxies = new Set<CuttingProxy>();
 
 /** Node a dies: off the engine and away from its clients at once; what it held back is then refused. */
 async function killA(setup: Setup): Promise<void> {
   setup.rawA.setConnected(false);
+  proxies.delete(setup.proxyA);
   await setup.proxyA.close();
   setup.engineA.release();
 }
 
-/** A persistent-session client of node a (through its proxy) that moves to b when a is gone. */
-function client(setup: Setup, clientId: string, resumed: boolean[]): Promise<MqttClient> {
+/**
+ * A persistent-session client of node a (through its proxy, unless `direct`) that moves to b when a is gone.
+ */
+function client(setup: Setup, clientId: string, resumed: boolean[], direct = false): Promise<MqttClient> {
   let first = true;
-  return connect([`mqtt://127.0.0.1:${setup.proxyA.port}`, `mqtt://127.0.0.1:${setup.portB}`], {
+  const a = direct ? setup.portA : setup.proxyA.port;
+  return connect([`mqtt://127.0.0.1:${a}`, `mqtt://127.0.0.1:${setup.portB}`], {
     clientId,
     cleanStart: false,
     sessionExpiryInterval: 600,
@@ -117,12 +125,14 @@ describe("cluster: a node dies while its journal write is on its way", () => {
   const brokers: Broker[] = [];
   after(async () => {
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
+    await Promise.all([...proxies].map((p) => p.close()));
     await Promise.all(brokers.map((b) => b.close()));
   });
 
   it("a delivery its node had not journaled is not sent, and comes once from the node that takes over", async () => {
     const setup = await setUp();
     brokers.push(...setup.brokers);
+    proxies.add(setup.proxyA);
     const resumed: boolean[] = [];
     const subscriber = await client(setup, "s", resumed);
     clients.push(subscriber);
@@ -146,6 +156,7 @@ describe("cluster: a node dies while its journal write is on its way", () => {
   it("a QoS 2 message stored by a node that died before its PUBREC went out is not routed twice", async () => {
     const setup = await setUp();
     brokers.push(...setup.brokers);
+    proxies.add(setup.proxyA);
     const subscriber = await connect(`mqtt://127.0.0.1:${setup.portB}`, {
       clientId: "s2",
       cleanStart: false,
@@ -167,5 +178,53 @@ describe("cluster: a node dies while its journal write is on its way", () => {
     await sleep(500);
     assert.deepEqual(got, ["n1"], setup.logs.join("\n"));
     assert.deepEqual(resumed, [true]);
+  });
+
+  it("a node cut off for longer than three heartbeats lets go of the sessions the cluster took over meanwhile", async () => {
+    const setup = await setUp();
+    brokers.push(...setup.brokers);
+    proxies.add(setup.proxyA);
+    // a's clients stay connected to it: it is cut off the engine only.
+    proxies.delete(setup.proxyA);
+    await setup.proxyA.close();
+    const b = `mqtt://127.0.0.1:${setup.portB}`;
+    const a = `mqtt://127.0.0.1:${setup.portA}`;
+    const watcher = await connect(b);
+    clients.push(watcher);
+    const wills = collect(await watcher.subscribe("will/#", { qos: 1 }));
+    const withWill = await connect(a, {
+      clientId: "w",
+      reconnect: false,
+      will: { topic: "will/w", payload: "gone", qos: 1 },
+    });
+    clients.push(withWill);
+    const resumed: boolean[] = [];
+    const subscriber = await client(setup, "s3", resumed, true);
+    clients.push(subscriber);
+    const got = collect(await subscriber.subscribe("p/#", { qos: 1 }));
+
+    setup.rawA.setConnected(false);
+    // b takes a for dead: w's will goes out, s3's session waits in the cluster for its client.
+    assert.deepEqual(await until(wills, 1, 5000), ["gone"], setup.logs.join("\n"));
+    for (let i = 0; i < 100 && !setup.logs.some((l) => l.includes('Took over from node "a"')); i++) {
+      await sleep(20);
+    }
+    const publisher = await connect(b);
+    clients.push(publisher);
+    await publisher.publish("p/1", "while a was away", { qos: 1 });
+
+    // a is back: its clients are told to go, and s3 resumes where the cluster left its session.
+    setup.rawA.setConnected(true);
+    assert.deepEqual(await until(got, 1, 10_000), ["while a was away"], setup.logs.join("\n"));
+    await sleep(500);
+    assert.deepEqual(got, ["while a was away"]);
+    assert.deepEqual(resumed, [true]);
+    assert.deepEqual(wills, ["gone"], "the will went out once");
+    assert.ok(setup.logs.some((l) => l.includes("took this node for dead")), setup.logs.join("\n"));
+    // a goes on as a node: a new client there is served and reaches b.
+    const fresh = await connect(a, { reconnect: false });
+    clients.push(fresh);
+    await fresh.publish("p/2", "a again", { qos: 1 });
+    assert.deepEqual(await until(got, 2), ["while a was away", "a again"]);
   });
 });
