@@ -149,19 +149,6 @@ export class BrokerClusterSide {
   }
 
   /**
-   * Hands a session over to another node, whose client connects there: a live connection is taken over
-   * (DISCONNECT 0x8E, MQTT 5) [MQTT-3.1.4-3] and its will published when `cleanStart` or when it has no delay,
-   * as on a local takeover; then the session is gone from this machine. With `cleanStart` the session ends here
-   * (a will waiting for its delay is published [MQTT-3.1.2-8]) and nothing is returned; otherwise it is returned
-   * as plain data for `BrokerMachine.restoreState` on the other node, which cancels a will waiting for its
-   * delay [MQTT-3.1.3-9] when the client attaches.
-   *
-   * @param now The current time.
-   * @param clientId The client identifier.
-   * @param cleanStart Whether the client connects with a clean start.
-   * @returns The session, or `undefined` when there was none or it ended.
-   */
-  /**
    * Gives up every session at once, as a node does when the rest of its cluster took it for dead and took its
    * sessions over: live connections are taken over (MQTT 5: DISCONNECT 0x8E) and no will is published (the
    * node that took over did, or will).
@@ -181,6 +168,19 @@ export class BrokerClusterSide {
     return records.length;
   }
 
+  /**
+   * Hands a session over to another node, whose client connects there: a live connection is taken over
+   * (DISCONNECT 0x8E, MQTT 5) [MQTT-3.1.4-3] and its will published when `cleanStart` or when it has no delay,
+   * as on a local takeover; then the session is gone from this machine. With `cleanStart` the session ends here
+   * (a will waiting for its delay is published [MQTT-3.1.2-8]) and nothing is returned; otherwise it is returned
+   * as plain data for `BrokerMachine.restoreState` on the other node, which cancels a will waiting for its
+   * delay [MQTT-3.1.3-9] when the client attaches.
+   *
+   * @param now The current time.
+   * @param clientId The client identifier.
+   * @param cleanStart Whether the client connects with a clean start.
+   * @returns The session, or `undefined` when there was none or it ended.
+   */
   takeSession(now: Millis, clientId: string, cleanStart: boolean): SessionSnapshot | undefined {
     const parts = this.#parts;
     const record = parts.sessions.get(clientId);
