@@ -61,8 +61,10 @@ export interface JournalNode {
 
 /** The most bytes of changes in one record, well under NATS's default 1 MiB message limit. */
 const RECORD_BYTES = 256 * 1024;
-/** A checkpoint is written after this many records or bytes since the last one, or this long. */
-const CHECKPOINT_RECORDS = 4096;
+/**
+ * A checkpoint is written once the records since the last one take this many bytes and twice its size (so that
+ * a large state is not written again and again), or after this long.
+ */
 const CHECKPOINT_BYTES = 32 * 1024 * 1024;
 const CHECKPOINT_MS = 10 * 60_000;
 /** How many checkpoints in a row may fail before the journal gives up until the next write. */
@@ -87,8 +89,9 @@ export class NodeJournal {
   #last: Promise<void> = Promise.resolve();
   /** A record went missing (or the engine was away): the next write is a checkpoint. */
   #broken = true;
-  #records = 0;
+  /** Bytes written since the last checkpoint, and that checkpoint's size. */
   #bytes = 0;
+  #checkpointBytes = 0;
   #checkpointAt = 0;
   #closed = false;
 
@@ -112,7 +115,7 @@ export class NodeJournal {
       return undefined;
     }
     if (
-      this.#broken || this.#records >= CHECKPOINT_RECORDS || this.#bytes >= CHECKPOINT_BYTES ||
+      this.#broken || this.#bytes >= Math.max(CHECKPOINT_BYTES, 2 * this.#checkpointBytes) ||
       Date.now() - this.#checkpointAt >= CHECKPOINT_MS
     ) return this.#chain(this.#checkpoint(0));
     const stored = this.#append(kept, undefined);
@@ -138,10 +141,11 @@ export class NodeJournal {
   /** Writes the whole state, then purges what came before it; resolves once it is stored. */
   #checkpoint(attempt: number): Promise<void> {
     this.#broken = false;
-    this.#records = 0;
     this.#bytes = 0;
     this.#checkpointAt = Date.now();
     const stored = this.#append(this.#node.checkpoint(), this.#n + 1);
+    this.#checkpointBytes = this.#bytes;
+    this.#bytes = 0;
     return stored.then((first) => {
       this.#node.engine.purge(journalStream(this.#node.prefix), this.#subject, first).catch(() => {});
     }, (error) => this.#recover(error, attempt + 1));
@@ -190,7 +194,6 @@ export class NodeJournal {
       const head: Omit<JournalRecord, "changes"> = { n: ++this.#n, at, ...routed };
       if (checkpoint !== undefined) head.cp = { first: checkpoint, parts: chunks.length };
       const data = joinRecord(encodeJson(head), chunk);
-      this.#records++;
       this.#bytes += data.length;
       stores.push(this.#node.engine.store(this.#subject, data));
     }
