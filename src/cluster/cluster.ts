@@ -217,7 +217,11 @@ export class Cluster implements ClusterLink {
         }
         const since = this.#downSince;
         this.#downSince = undefined;
-        if (since !== undefined && !this.#closed) void this.#rejoin(since);
+        if (since !== undefined && !this.#closed) {
+          // What comes from now on waits until what was missed is routed (or this run is found taken over).
+          this.#held ??= [];
+          void this.#rejoin(since);
+        }
       } else if (!this.#closed) {
         this.#downSince ??= Date.now();
         host.log(
@@ -508,6 +512,8 @@ export class Cluster implements ClusterLink {
       // Away again: this is asked again when it is back.
     }
     if (!fenced) return await this.#catchUpOutage(since);
+    const held = this.#held ?? [];
+    this.#held = undefined;
     this.#boot = `${this.node}:${crypto.randomUUID()}`;
     this.#seq = 0;
     this.#unrouted.clear();
@@ -519,6 +525,7 @@ export class Cluster implements ClusterLink {
       "error",
       `The cluster took this node for dead while it was cut off and took over its sessions: dropped its ${dropped} sessions (their clients reconnect and resume them there) and went on as a new run`,
     );
+    for (const data of held) this.#route(data);
   }
 
   /**
