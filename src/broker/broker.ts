@@ -14,6 +14,7 @@ import { messageSnapshot } from "../machine/broker_journal.ts";
 import { willPublish } from "../machine/_delivery.ts";
 import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
+import { OutputGate } from "./output_gate.ts";
 import { Backpressure } from "./backpressure.ts";
 import { type BrokerOptions, type ListenOptions, log, type LogLevel } from "./broker_options.ts";
 import { ConnectAuth } from "./connect_auth.ts";
@@ -85,12 +86,8 @@ export class Broker {
   readonly #counters: SysCounters;
   /** A flush waits for the end of the turn (`#flushSoon`). */
   #flushQueued = false;
-  /**
-   * The cluster's journal write the packets of the latest turns wait for (see `ClusterLink.journal`), and
-   * those packets, per connection in order.
-   */
-  #gate: Promise<void> | undefined;
-  readonly #held = new Map<Connection, Uint8Array[]>();
+  /** What is sent waits for the cluster's journal (see `ClusterLink.journal`). */
+  readonly #gate = new OutputGate((connection, bytes) => this.#send(connection, bytes));
   /** Joining the cluster, when the broker is a node of one; `listen` waits for it. */
   readonly #joined: Promise<void> | undefined;
   /** `#flushAll` as a function, for the parts. */
@@ -417,7 +414,7 @@ export class Broker {
       this.#log("error", `Could not write to the store: ${(error as Error).message}`);
     }
     const recorded = cluster?.journal(changes);
-    if (recorded !== undefined) this.#hold(recorded);
+    if (recorded !== undefined) this.#gate.hold(recorded);
   }
 
   /**
@@ -457,12 +454,7 @@ export class Broker {
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       this.#counters.bytesSent += bytes.length;
       if (this.#options.logPackets) tracePackets(this.#options, connection, "out", bytes);
-      if (this.#gate === undefined) this.#send(connection, bytes);
-      else {
-        const held = this.#held.get(connection);
-        if (held === undefined) this.#held.set(connection, [bytes]);
-        else held.push(bytes);
-      }
+      this.#gate.pass(connection, bytes);
     }
     for (let event = session.pollEvent(); event !== undefined; event = session.pollEvent()) {
       this.#dispatch(connection, event);
@@ -502,19 +494,6 @@ export class Broker {
         connection.session.handleClose(performance.now(), new Error("write failed"));
         this.#flushAll(connection);
       }
-    });
-  }
-
-  /** Holds what is sent from now on until the cluster's journal stored this turn's changes. */
-  #hold(recorded: Promise<void>): void {
-    this.#gate = recorded;
-    void recorded.then(() => {
-      // A later turn's write is waited for instead; it settles after this one.
-      if (this.#gate !== recorded) return;
-      this.#gate = undefined;
-      const held = [...this.#held];
-      this.#held.clear();
-      for (const [connection, packets] of held) for (const bytes of packets) this.#send(connection, bytes);
     });
   }
 
@@ -599,7 +578,7 @@ export class Broker {
   async #shut(connection: Connection, linger = false): Promise<void> {
     this.#connections.delete(connection.session);
     // What it still has to send waits for the cluster's journal.
-    while (this.#gate !== undefined && this.#held.has(connection)) await this.#gate;
+    await this.#gate.drained(connection);
     await connection.finish();
     if (linger) {
       let timer: ReturnType<typeof setTimeout> | undefined;

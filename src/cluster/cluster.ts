@@ -10,7 +10,7 @@
  *   sessions may want, and matches topics exactly again before delivering.
  * - `mqtt_ctl.node.<node>.take`: requests to a node to give up a session.
  * - buckets `mqtt_sessions` (which node holds each client's session), `mqtt_retained` (retained messages by
- *   topic) and `mqtt_nodes` (a heartbeat per live node).
+ *   topic) and `mqtt_nodes` (each node's last heartbeat).
  *
  * @module
  */
@@ -253,7 +253,6 @@ export class Cluster implements ClusterLink {
   async #setUp(host: ClusterHost): Promise<void> {
     const engine = this.#engine;
     const prefix = this.#prefix;
-    const heartbeat = this.#options.heartbeatMs ?? 5000;
     const maxAgeMs = this.#options.messageMaxAgeMs ?? 86_400_000;
     const maxBytes = this.#options.messageMaxBytes ?? 1024 * 1024 * 1024;
     await engine.stream(`${prefix}_messages`, { subjects: [`${prefix}.s.>`], maxAgeMs, maxBytes });
@@ -261,7 +260,9 @@ export class Cluster implements ClusterLink {
     this.#mover.open(await engine.bucket(`${prefix}_sessions`));
     this.#subscriptions.push(await this.#mover.watchParked(await engine.bucket(`${prefix}_parked`)));
     const retained = this.#retained = await engine.bucket(`${prefix}_retained`);
-    const nodes = await engine.bucket(`${prefix}_nodes`, { maxAgeMs: heartbeat * 3 });
+    // Without an age limit: the last beat of a run that died stays until a node takes that run over, even when
+    // every node was down at once.
+    const nodes = await engine.bucket(`${prefix}_nodes`);
     this.#subscriptions.push(
       engine.serve(`${prefix}_ctl.node.${this.node}.take`, (data) => this.#mover.give(data)),
       engine.serve(`${prefix}_ctl.node.${this.node}.peek`, (data) => this.#mover.peek(data)),

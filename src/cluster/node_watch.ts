@@ -168,7 +168,8 @@ export class NodeWatch {
 
   async #reapOnce(boot: string, node: string): Promise<void> {
     const reaped = this.#reaped;
-    if (reaped === undefined) throw new Error("the cluster has not started");
+    const nodes = this.#nodes;
+    if (reaped === undefined || nodes === undefined) throw new Error("the cluster has not started");
     const key = keyOf(boot);
     const started = Date.now();
     for (;;) {
@@ -196,6 +197,11 @@ export class NodeWatch {
     if (state !== undefined) await this.#node.leaveFor(state, boot, node);
     await engine.purge(journalStream(prefix), journalSubject(prefix, boot), Number.MAX_SAFE_INTEGER);
     await reaped.put(key, encodeJson({ by: this.#node.name, at: Date.now(), done: true } satisfies Reaping));
+    // Its last heartbeat goes, unless the node beats again under a new run.
+    const last = await nodes.get(node);
+    if (last?.value !== undefined && decodeJson<Beat>(last.value).boot === boot) {
+      await nodes.delete(node, last.revision).catch(() => {});
+    }
     this.#node.host()?.log(
       "info",
       `Took over from node "${node}", which stopped: ${

@@ -276,4 +276,36 @@ describe("broker.ts --cluster: kill -9 of a node under load", () => {
       await Promise.all([watcher, clean, persistent].map((client) => client.close().catch(() => {})));
     },
   );
+
+  it(
+    "takes over the nodes that died while no node was up, once one starts again",
+    { skip, timeout: 60_000 },
+    async () => {
+      const [a, b, c] = nodes;
+      for (const node of [a, b]) if (node.broker === undefined) await start(node);
+      if (c.broker !== undefined) await kill(c);
+      const url = (node: Node) => `mqtt://127.0.0.1:${node.port}`;
+      const clean = await connect(url(a), {
+        clientId: "w-all-down",
+        reconnect: false,
+        will: { topic: "will/all-down", payload: "all down", qos: 1 },
+      });
+      await sleep(200);
+      // Every node dies; longer than three heartbeats pass before one starts again.
+      await Promise.all([kill(a), kill(b)]);
+      await sleep(6 * HEARTBEAT_MS);
+      await start(c);
+      const watcher = await connect(url(c), { reconnect: false });
+      const wills: string[] = [];
+      const messages = await watcher.subscribe("will/#", { qos: 1 });
+      void (async () => {
+        for await (const message of messages) wills.push(message.text());
+      })();
+      const bound = 4 * HEARTBEAT_MS + 2000;
+      for (let waited = 0; wills.length === 0 && waited < bound; waited += 50) await sleep(50);
+      await sleep(1000);
+      assert.deepEqual(wills, ["all down"], logs());
+      await Promise.all([watcher, clean].map((client) => client.close().catch(() => {})));
+    },
+  );
 });
