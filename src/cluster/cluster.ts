@@ -512,7 +512,10 @@ export class Cluster implements ClusterLink {
     } catch {
       // Away again: this is asked again when it is back.
     }
-    if (!fenced) return await this.#catchUpOutage(since);
+    if (!fenced) {
+      this.#journal.repair();
+      return await this.#catchUpOutage(since);
+    }
     const held = this.#held ?? [];
     this.#held = undefined;
     this.#boot = `${this.node}:${crypto.randomUUID()}`;

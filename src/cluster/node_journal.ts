@@ -122,6 +122,14 @@ export class NodeJournal {
     return this.#chain(stored.then(() => {}, (error) => this.#recover(error, 0)));
   }
 
+  /**
+   * Writes a checkpoint now if records went missing (the engine was away): what changed meanwhile is then in
+   * the journal without waiting for the next change.
+   */
+  repair(): void {
+    if (this.#broken && !this.#closed && this.#node.available()) void this.#chain(this.#checkpoint(0));
+  }
+
   /** Stops writing; with `purge`, removes the journal (its sessions were left elsewhere). */
   async close(purge: boolean): Promise<void> {
     this.#closed = true;

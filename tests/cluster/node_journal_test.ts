@@ -34,7 +34,7 @@ function delivery(clientId: string, key: number, text: string, packetId?: number
 }
 
 /** A journal on its own hub, whose engine refuses the stores numbered in `refused` (from 1, this run's). */
-async function setUp(state: () => BrokerChange[], refused: number[] = []) {
+async function setUp(state: () => BrokerChange[], refused: number[] = [], up = { value: true }) {
   const hub = new MemoryHub();
   const engine = hub.engine();
   await engine.stream(journalStream("mqtt"), { subjects: ["mqtt_j.>"], maxAgeMs: 60_000, maxBytes: 1 << 30 });
@@ -58,7 +58,7 @@ async function setUp(state: () => BrokerChange[], refused: number[] = []) {
     boot: BOOT,
     checkpoint: state,
     routedSoFar: () => ({ seen: { [BOOT]: stores }, unrouted: [] }),
-    available: () => true,
+    available: () => up.value,
     log: (_level, message) => logs.push(message),
   });
   const records = () => hub.streamNamed(journalStream("mqtt"))?.messages.length ?? 0;
@@ -148,5 +148,20 @@ describe("node journal", () => {
     whole = [meta("s"), big(7), big(8), big(9)];
     await journal.write([delivery("s", 5, "refused")]);
     assert.deepEqual((await read()).map((t) => t.slice(0, 1)), ["1", "2", "3", "s"]);
+  });
+
+  it("writes nothing while the engine is away, and a checkpoint when repaired once it is back", async () => {
+    const up = { value: true };
+    let whole: BrokerChange[] = [meta("s"), delivery("s", 1, "before")];
+    const { journal, read } = await setUp(() => whole, [], up);
+    await journal.write([meta("s")]);
+    up.value = false;
+    assert.equal(journal.write([delivery("s", 2, "while away")]), undefined, "nothing to wait for");
+    whole = [meta("s"), delivery("s", 1, "before"), delivery("s", 2, "while away")];
+    assert.deepEqual(await read(), ["before"]);
+    up.value = true;
+    journal.repair();
+    await journal.close(false);
+    assert.deepEqual(await read(), ["before", "while away"]);
   });
 });
