@@ -167,6 +167,7 @@ export class Cluster implements ClusterLink {
       settle: (filters) => this.settle(filters),
       routedSoFar: () => this.#routedSoFar(),
       alive: (boot) => this.#watch.alive(boot),
+      gone: (boot) => this.#watch.gone(boot),
       settled: (id, seq) => {
         // Only for an origin that is gone: one alive may still have older messages on their way here.
         if (!this.#watch.alive(id) && seq > (this.#seen.get(id) ?? 0)) this.#seen.set(id, seq);

@@ -41,6 +41,8 @@ interface Beat {
 
 /** Who takes over a dead run, as the reaped bucket holds it. */
 interface Reaping {
+  /** The run taken over. */
+  boot: string;
   by: string;
   at: number;
   done?: boolean;
@@ -83,6 +85,10 @@ export class NodeWatch {
     this.#nodes = nodes;
     this.#reaped = reaped;
     const { name, heartbeatMs } = this.#node;
+    // Every node learns at once of a run taken over, whoever takes it over.
+    const reapings = await reaped.watch((entry) => {
+      if (entry.value !== undefined) this.#gone.add(decodeJson<Reaping>(entry.value).boot);
+    });
     const watch = await nodes.watch((entry) => {
       if (entry.value === undefined) {
         this.#beats.delete(entry.key);
@@ -105,6 +111,7 @@ export class NodeWatch {
     return {
       unsubscribe: () => {
         watch.unsubscribe();
+        reapings.unsubscribe();
         clearInterval(this.#timer);
       },
     };
@@ -113,6 +120,11 @@ export class NodeWatch {
   /** Tells this node's leaving: its heartbeat goes at once. */
   async leave(): Promise<void> {
     await this.#nodes?.delete(this.#node.name).catch(() => {});
+  }
+
+  /** Notes that a run is gone: its sessions were left in the cluster (it stopped, or was taken over). */
+  gone(boot: string): void {
+    if (boot !== this.#node.boot) this.#gone.add(boot);
   }
 
   /** Whether a run of a node was taken over (by any node). */
@@ -185,7 +197,7 @@ export class NodeWatch {
         continue;
       }
       try {
-        const mine: Reaping = { by: this.#node.name, at: Date.now() };
+        const mine: Reaping = { boot, by: this.#node.name, at: Date.now() };
         await reaped.update(key, encodeJson(mine), entry?.revision ?? 0);
         break;
       } catch (error) {
@@ -196,7 +208,10 @@ export class NodeWatch {
     const state = await readJournal(engine, prefix, boot);
     if (state !== undefined) await this.#node.leaveFor(state, boot, node);
     await engine.purge(journalStream(prefix), journalSubject(prefix, boot), Number.MAX_SAFE_INTEGER);
-    await reaped.put(key, encodeJson({ by: this.#node.name, at: Date.now(), done: true } satisfies Reaping));
+    await reaped.put(
+      key,
+      encodeJson({ boot, by: this.#node.name, at: Date.now(), done: true } satisfies Reaping),
+    );
     // Its last heartbeat goes, unless the node beats again under a new run.
     const last = await nodes.get(node);
     if (last?.value !== undefined && decodeJson<Beat>(last.value).boot === boot) {

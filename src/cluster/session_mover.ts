@@ -66,6 +66,8 @@ export interface MoverNode {
    * session moves to would route it again.
    */
   settled(id: string, seq: number): void;
+  /** Notes that a run is gone (see `NodeWatch.gone`). */
+  gone(boot: string): void;
   /** Whether a run of a node is alive (see `NodeWatch.alive`). */
   alive(boot: string): boolean;
   /** Leaves the sessions of a run that died in the bucket (see `NodeWatch.reap`). */
@@ -268,6 +270,8 @@ export class SessionMover {
         const entry = await sessions.get(key);
         const owner = entry?.value === undefined ? undefined : decodeJson<SessionOwner>(entry.value);
         if (owner?.parked !== undefined) {
+          // The run that left it is gone (stopped, or taken over): what it routed is final.
+          this.#node.gone(owner.boot);
           snapshot = await this.#unpark(key, owner, cleanStart) ?? snapshot;
           if (snapshot !== undefined && move === undefined) {
             move = await this.#catchUpParked(clientId, snapshot, owner);
