@@ -15,6 +15,7 @@ import { willPublish } from "../machine/_delivery.ts";
 import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 import { OutputGate } from "./output_gate.ts";
+import { exposition, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import { Backpressure } from "./backpressure.ts";
 import { type BrokerOptions, type ListenOptions, log, type LogLevel } from "./broker_options.ts";
 import { ConnectAuth } from "./connect_auth.ts";
@@ -167,7 +168,7 @@ export class Broker {
    */
   async listen(options: ListenOptions = {}): Promise<{ hostname: string; port: number }> {
     await this.#joined;
-    const listener = await openListener(options);
+    const listener = await openListener(options, options.http ? (request) => this.#http(request) : undefined);
     this.#listeners.add(listener);
     serveListener(
       this.#options,
@@ -205,6 +206,7 @@ export class Broker {
     }
     const session = new SessionMachine(performance.now(), this.#options);
     const connection = new Connection(this.#host, session, transport, remote);
+    this.#counters.accepted++;
     if (listener !== undefined) {
       connection.listener = listener;
       listener.open++;
@@ -319,6 +321,29 @@ export class Broker {
     const values = this.#sys.values();
     for (const [topic, value] of this.#options.cluster?.sysValues() ?? []) values.set(topic, value);
     return values;
+  }
+
+  /**
+   * The broker's figures in Prometheus' text exposition format, as `GET /metrics` of an HTTP listener serves
+   * them (`listen({ http: true })`).
+   *
+   * @returns The text.
+   */
+  metrics(): string {
+    const cluster = this.#options.cluster;
+    return exposition(
+      this.#sys.metrics(cluster?.sysValues()),
+      cluster === undefined ? {} : { node: cluster.node },
+    );
+  }
+
+  /** Answers an HTTP listener's requests besides its WebSocket. */
+  #http(request: Request): Response {
+    const { pathname } = new URL(request.url);
+    if (pathname === "/metrics" && (request.method === "GET" || request.method === "HEAD")) {
+      return new Response(this.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
+    }
+    return new Response("Not found", { status: 404, headers: { "content-type": "text/plain" } });
   }
 
   /**

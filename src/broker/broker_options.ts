@@ -208,6 +208,11 @@ export interface ListenOptions {
   websocket?: boolean;
   /** The WebSocket path. Default `/mqtt`. */
   path?: string;
+  /**
+   * An HTTP listener: MQTT over WebSocket at `path`, and `GET /metrics` (Prometheus' text format) on the same
+   * port.
+   */
+  http?: boolean;
   /** The most connections at once through this listener (besides the broker's `maxConnections`). */
   maxConnections?: number;
 }

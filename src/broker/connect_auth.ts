@@ -197,6 +197,7 @@ export class ConnectAuth {
           connection.remote ? ` from ${connection.remote}` : ""
         }: 0x${code.toString(16)}`,
       );
+      this.#counters.refused.set(code, (this.#counters.refused.get(code) ?? 0) + 1);
       session.reject(now, code);
     } else {
       this.#machine.attach(now, session, properties === undefined ? {} : { properties });

@@ -8,6 +8,7 @@
 
 import { runtimeNet } from "../runtime/mod.ts";
 import { listenWebSocket } from "../runtime/ws_server.ts";
+import type { HttpHandler } from "../runtime/ws_types.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 import { type BrokerOptions, type ListenOptions, log } from "./broker_options.ts";
 import type { Connection, ListenerCount } from "./connection.ts";
@@ -18,16 +19,17 @@ import type { Connection, ListenerCount } from "./connection.ts";
  * @param options Address, port, TLS files and WebSocket path.
  * @returns The listener.
  */
-export async function openListener(options: ListenOptions): Promise<Listener> {
+export async function openListener(options: ListenOptions, http?: HttpHandler): Promise<Listener> {
   const hostname = options.hostname ?? "127.0.0.1";
   const port = options.port ?? 1883;
-  if (options.websocket) {
+  if (options.websocket || options.http) {
     return await listenWebSocket({
       hostname,
       port,
       path: options.path,
       cert: options.cert,
       key: options.key,
+      http,
     });
   }
   const net = await runtimeNet();
@@ -87,8 +89,12 @@ export function serveListener(
  * @returns Its URL, such as `mqtt://127.0.0.1:1883`.
  */
 export function listenerUrl(listen: ListenOptions, listener: Listener): string {
-  const scheme = (listen.websocket ? "ws" : "mqtt") + (listen.cert !== undefined ? "s" : "");
-  return `${scheme}://${listener.hostname}:${listener.port}${listen.websocket ? listen.path ?? "/mqtt" : ""}`;
+  const web = listen.websocket || listen.http;
+  const scheme = (listen.http ? "http" : listen.websocket ? "ws" : "mqtt") +
+    (listen.cert !== undefined ? "s" : "");
+  return `${scheme}://${listener.hostname}:${listener.port}${
+    web && !listen.http ? listen.path ?? "/mqtt" : ""
+  }`;
 }
 
 /** The connections that have not sent their CONNECT yet, oldest first, for `maxConnecting`. */

@@ -131,6 +131,7 @@ export class PublishPolicy {
    */
   #publishDecided(connection: Connection, packet: PublishPacket, code: ReasonCode): void {
     this.#counters.messagesReceived++;
+    this.#counters.receivedByQos[packet.qos]++;
     // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
     if (packet.qos > 0 && !reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
       code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;

@@ -8,6 +8,7 @@
 import type { BrokerMachine } from "../machine/broker_machine.ts";
 import type { SessionMachine } from "../machine/session_machine.ts";
 import { runtimeHeapUsed } from "../runtime/memory.ts";
+import { type Metric, reasonLabel } from "./metrics.ts";
 import type { Connection } from "./connection.ts";
 
 /** The version in `$SYS/broker/version`. */
@@ -16,6 +17,12 @@ const VERSION = "0.1.0";
 /** What the broker counts for `$SYS`; it bumps these fields directly, on its hot paths. */
 export interface SysCounters {
   messagesReceived: number;
+  /** PUBLISH packets received, by QoS. */
+  receivedByQos: [number, number, number];
+  /** Network connections accepted. */
+  accepted: number;
+  /** CONNECTs refused, by reason code. */
+  refused: Map<number, number>;
   bytesReceived: number;
   bytesSent: number;
   connected: number;
@@ -27,6 +34,9 @@ export interface SysCounters {
 export class SysTopics {
   readonly counters: SysCounters = {
     messagesReceived: 0,
+    receivedByQos: [0, 0, 0],
+    accepted: 0,
+    refused: new Map(),
     bytesReceived: 0,
     bytesSent: 0,
     connected: 0,
@@ -83,6 +93,99 @@ export class SysTopics {
   }
 
   /**
+   * The broker's figures as Prometheus metrics (see `metrics.ts`).
+   *
+   * @param cluster The cluster's `$SYS/cluster/…` values, when a node of one.
+   * @returns The metrics.
+   */
+  metrics(cluster: Map<string, string> | undefined): Metric[] {
+    const c = this.counters;
+    const machine = this.#machine;
+    const stats = machine.stats;
+    let dropped = c.dropped + stats.dropped;
+    let queued = 0;
+    for (const connection of this.#connections.values()) {
+      dropped += connection.session.droppedWhileCongested;
+      queued += connection.pendingBytes;
+    }
+    const metrics: Metric[] = [
+      gauge(
+        "mqtt_uptime_seconds",
+        "Seconds since the broker started.",
+        (performance.now() - this.#startedAt) / 1000,
+      ),
+      gauge("mqtt_connections", "Network connections open.", this.#connections.size),
+      counter("mqtt_connections_total", "Network connections accepted.", c.accepted),
+      {
+        name: "mqtt_connections_refused_total",
+        type: "counter",
+        help: "CONNECT packets refused, by reason code.",
+        samples: [...c.refused].map(([code, count]) => [{ reason: reasonLabel(code) }, count]),
+      },
+      {
+        name: "mqtt_sessions",
+        type: "gauge",
+        help: "Sessions, by whether their client is connected.",
+        samples: [
+          [{ state: "connected" }, c.connected],
+          [{ state: "offline" }, Math.max(0, machine.sessionCount - c.connected)],
+        ],
+      },
+      gauge("mqtt_sessions_connected_max", "The most sessions connected at once.", c.maximum),
+      gauge("mqtt_retained_messages", "Retained messages held.", machine.retainedCount),
+      {
+        name: "mqtt_messages_received_total",
+        type: "counter",
+        help: "PUBLISH packets received from clients, by QoS.",
+        samples: c.receivedByQos.map((count, qos) => [{ qos: String(qos) }, count]),
+      },
+      counter(
+        "mqtt_messages_routed_total",
+        "Messages routed (PUBLISH, wills, the broker's own).",
+        stats.routed,
+      ),
+      counter("mqtt_deliveries_total", "Deliveries to sessions, sent or queued.", stats.delivered),
+      counter("mqtt_messages_dropped_total", "Deliveries dropped (queues full, clients behind).", dropped),
+      gauge("mqtt_outgoing_bytes", "Bytes written to connections and not yet sent.", queued),
+      counter("mqtt_received_bytes_total", "Bytes received from clients.", c.bytesReceived),
+      counter("mqtt_sent_bytes_total", "Bytes sent to clients.", c.bytesSent),
+    ];
+    if (this.#heapUsed !== undefined) {
+      metrics.push(gauge("mqtt_heap_used_bytes", "JavaScript heap in use.", this.#heapUsed()));
+    }
+    if (cluster !== undefined) {
+      const value = (topic: string) => Number(cluster.get(`$SYS/cluster/${topic}`) ?? 0);
+      metrics.push(
+        gauge("mqtt_cluster_nodes", "Live nodes of the cluster, this one included.", value("nodes")),
+        gauge(
+          "mqtt_cluster_engine_up",
+          "Whether the cluster's engine (NATS) is reachable: 1 or 0.",
+          cluster.get("$SYS/cluster/engine") === "connected" ? 1 : 0,
+        ),
+        {
+          name: "mqtt_cluster_messages_total",
+          type: "counter",
+          help: "Messages between nodes: forwarded, stored before acknowledged, received, refused.",
+          samples: ["forwarded", "stored", "received", "refused"].map((kind) => [
+            { kind },
+            value(`messages/${kind}`),
+          ]),
+        },
+        {
+          name: "mqtt_cluster_sessions_total",
+          type: "counter",
+          help: "Sessions claimed from other nodes, and handed over to them.",
+          samples: [
+            [{ kind: "claimed" }, value("sessions/claimed")],
+            [{ kind: "handed_over" }, value("sessions/handed-over")],
+          ],
+        },
+      );
+    }
+    return metrics;
+  }
+
+  /**
    * Publishes the values now, then every `interval` seconds; nothing when `interval` is 0 or already started.
    *
    * @param interval `sysInterval`.
@@ -110,4 +213,12 @@ export class SysTopics {
   stop(): void {
     clearInterval(this.#timer);
   }
+}
+
+function gauge(name: string, help: string, value: number): Metric {
+  return { name, type: "gauge", help, samples: [[{}, value]] };
+}
+
+function counter(name: string, help: string, value: number): Metric {
+  return { name, type: "counter", help, samples: [[{}, value]] };
 }

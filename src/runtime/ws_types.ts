@@ -15,7 +15,15 @@ export interface WebSocketListenOptions {
   /** PEM certificate and key for `wss://`. */
   cert?: string;
   key?: string;
+  /**
+   * Answers the HTTP requests that are not for the WebSocket's path (a listener that also serves pages and
+   * data); without it they get 404.
+   */
+  http?: HttpHandler;
 }
+
+/** Answers one HTTP request. */
+export type HttpHandler = (request: Request) => Response | Promise<Response>;
 
 /** Whether a client's `Sec-WebSocket-Protocol` header offers `mqtt` [MQTT-6.0.0-3]. */
 export function offersMqtt(header: string | null | undefined): boolean {

@@ -33,7 +33,7 @@ declare const Bun: {
     hostname: string;
     port: number;
     tls?: { cert: string; key: string };
-    fetch(request: Request, server: BunWebServer): Response | undefined;
+    fetch(request: Request, server: BunWebServer): Response | Promise<Response> | undefined;
     websocket: {
       open(ws: BunServerWebSocket): void;
       message(ws: BunServerWebSocket, message: string | Uint8Array): void;
@@ -99,7 +99,9 @@ export function listenWebSocket(options: WebSocketListenOptions): Promise<Listen
       ? { cert: options.cert, key: options.key }
       : undefined,
     fetch(request, server) {
-      if (new URL(request.url).pathname !== path) return new Response("Not found", { status: 404 });
+      if (new URL(request.url).pathname !== path) {
+        return options.http?.(request) ?? new Response("Not found", { status: 404 });
+      }
       if (!offersMqtt(request.headers.get("sec-websocket-protocol"))) {
         return new Response("The WebSocket subprotocol must be mqtt", { status: 400 });
       }

@@ -38,7 +38,9 @@ export function listenWebSocket(options: WebSocketListenOptions): Promise<Listen
           }));
         },
         handler: (request, info) => {
-          if (new URL(request.url).pathname !== path) return new Response("Not found", { status: 404 });
+          if (new URL(request.url).pathname !== path) {
+            return options.http?.(request) ?? new Response("Not found", { status: 404 });
+          }
           if ((request.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
             return new Response("This endpoint speaks MQTT over WebSocket", { status: 426 });
           }
