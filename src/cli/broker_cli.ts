@@ -25,6 +25,8 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --host ADDRESS          listen address (default 127.0.0.1)
   --port PORT             TCP port (default 1883; 0 picks a free one)
   --ws-port PORT          also accept MQTT over WebSocket on this port (path /mqtt)
+  --http-port PORT        serve GET /metrics (Prometheus) and MQTT over WebSocket (/mqtt) on this port of
+                          127.0.0.1 (a configuration file's "http" listener may take another host)
   --tls-port PORT         also accept MQTT over TLS on this port (needs --cert and --key)
   --cert FILE, --key FILE the TLS listener's PEM certificate (chain) and private key
   --persistence memory|sqlite:PATH   where sessions, queued and retained messages live (default memory)
@@ -56,6 +58,8 @@ export interface BrokerArgs {
   passwordFile?: string;
   aclFile?: string;
   wsPort?: number;
+  /** `--http-port`. */
+  httpPort?: number;
   tlsPort?: number;
   cert?: string;
   key?: string;
@@ -101,6 +105,7 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
         break;
       }
       case "--ws-port":
+      case "--http-port":
       case "--tls-port": {
         const text = value();
         const port = Number(text);
@@ -108,6 +113,7 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
           throw new Error(`${flag} takes 0 to 65535, not "${text}"`);
         }
         if (flag === "--ws-port") args.wsPort = port;
+        else if (flag === "--http-port") args.httpPort = port;
         else args.tlsPort = port;
         break;
       }
@@ -268,17 +274,19 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
   for (const listener of config.listeners) {
     const files = tls.get(listener);
     const websocket = listener.type === "ws" || listener.type === "wss";
+    const http = listener.type === "http";
     try {
       const bound = await broker.listen({
         hostname: listener.host,
         port: listener.port,
         websocket,
+        http,
         path: listener.path,
         cert: files?.cert,
         key: files?.key,
         maxConnections: listener.maxConnections,
       });
-      const scheme = { tcp: "mqtt", tls: "mqtts", ws: "ws", wss: "wss" }[listener.type];
+      const scheme = { tcp: "mqtt", tls: "mqtts", ws: "ws", wss: "wss", http: "http" }[listener.type];
       urls.push(`${scheme}://${bound.hostname}:${bound.port}${websocket ? listener.path : ""}`);
     } catch (error) {
       proc.stderr(`Error: cannot listen on ${listener.host}:${listener.port}: ${(error as Error).message}\n`);
@@ -313,9 +321,9 @@ async function configFrom(
   const given = (flag: string) => argv.includes(flag);
   let config: BrokerConfig;
   if (args.configFile !== undefined) {
-    if (["--host", "--port", "-p", "--ws-port", "--tls-port"].some(given)) {
+    if (["--host", "--port", "-p", "--ws-port", "--http-port", "--tls-port"].some(given)) {
       throw new Error(
-        "--host, --port, --ws-port and --tls-port cannot be combined with --config: set the file's listeners",
+        "--host, --port, --ws-port, --http-port and --tls-port cannot be combined with --config: set the file's listeners",
       );
     }
     let text: string;
@@ -334,6 +342,10 @@ async function configFrom(
     };
     if (args.wsPort !== undefined) {
       config.listeners.push({ type: "ws", host: args.host, port: args.wsPort, path: "/mqtt" });
+    }
+    if (args.httpPort !== undefined) {
+      // Pages and figures of the broker: on loopback unless a configuration file says otherwise.
+      config.listeners.push({ type: "http", host: "127.0.0.1", port: args.httpPort, path: "/mqtt" });
     }
     if (args.tlsPort !== undefined) {
       config.listeners.push({

@@ -6,7 +6,8 @@
  *   "listeners": [
  *     { "type": "tcp", "host": "0.0.0.0", "port": 1883 },
  *     { "type": "tls", "port": 8883, "cert": "server.pem", "key": "server.key" },
- *     { "type": "ws", "port": 9001, "path": "/mqtt", "maxConnections": 500 }
+ *     { "type": "ws", "port": 9001, "path": "/mqtt", "maxConnections": 500 },
+ *     { "type": "http", "port": 8080 }
  *   ],
  *   "allowAnonymous": false,
  *   "passwordFile": "passwords",
@@ -24,7 +25,8 @@
 
 /** One listener of the configuration. */
 export interface ListenerConfig {
-  type: "tcp" | "tls" | "ws" | "wss";
+  /** `http`: MQTT over WebSocket at `path`, and `GET /metrics`. */
+  type: "tcp" | "tls" | "ws" | "wss" | "http";
   host: string;
   port: number;
   /** WebSocket path. */
@@ -265,15 +267,15 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     const l = item as Record<string, unknown>;
     unknownKeys(l, ["type", "host", "port", "path", "cert", "key", "maxConnections"], where);
     const type = l.type ?? "tcp";
-    if (type !== "tcp" && type !== "tls" && type !== "ws" && type !== "wss") {
-      fail(`${where}.type`, `expected "tcp", "tls", "ws" or "wss", got ${JSON.stringify(type)}`);
+    if (type !== "tcp" && type !== "tls" && type !== "ws" && type !== "wss" && type !== "http") {
+      fail(`${where}.type`, `expected "tcp", "tls", "ws", "wss" or "http", got ${JSON.stringify(type)}`);
     }
     const listener: ListenerConfig = {
       type,
       host: l.host === undefined ? "127.0.0.1" : text(l.host, `${where}.host`),
       port: integer(l.port, `${where}.port`, 0, 65_535),
     };
-    if (type === "ws" || type === "wss") {
+    if (type === "ws" || type === "wss" || type === "http") {
       listener.path = l.path === undefined ? "/mqtt" : text(l.path, `${where}.path`);
     } else if (l.path !== undefined) fail(`${where}.path`, "only WebSocket listeners have a path");
     if (type === "tls" || type === "wss") {

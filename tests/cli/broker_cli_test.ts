@@ -232,7 +232,7 @@ test("configuration files: defaults, every listener type, and errors that name t
       port: 9002,
       cert: "c",
       key: "k",
-    }],
+    }, { type: "http", host: "0.0.0.0", port: 8080 }],
     allowAnonymous: false,
     limits: { maxConnections: 10, maximumPacketSize: 1024, maxKeepAlive: 300 },
     logLevel: "warn",
@@ -241,6 +241,7 @@ test("configuration files: defaults, every listener type, and errors that name t
     { type: "tcp", host: "127.0.0.1", port: 1883 },
     { type: "ws", host: "127.0.0.1", port: 9001, path: "/mqtt" },
     { type: "wss", host: "127.0.0.1", port: 9002, path: "/mqtt", cert: "c", key: "k" },
+    { type: "http", host: "0.0.0.0", port: 8080, path: "/mqtt" },
   ]);
   assert.deepEqual(config.limits, { maxConnections: 10, maximumPacketSize: 1024, maxKeepAlive: 300 });
   assert.deepEqual(parseBrokerConfig("{}").listeners, [{ type: "tcp", host: "127.0.0.1", port: 1883 }]);
