@@ -91,6 +91,7 @@ export class Backpressure {
         this.#options,
         "info",
         `Client "${who(connection)}" caught up (${dropped} QoS 0 messages dropped in all)`,
+        { client: who(connection), event: "caught_up" },
       );
       session.setCongested(performance.now(), false);
       this.#flushAll(connection);
@@ -167,6 +168,7 @@ export class Backpressure {
       `Client "${
         who(connection)
       }" is behind by ${connection.pendingBytes} bytes: dropping its QoS 0 messages`,
+      { client: who(connection), event: "behind" },
     );
     session.setCongested(performance.now(), true);
     connection.slowTimer = setTimeout(() => {
@@ -181,6 +183,7 @@ export class Backpressure {
       this.#options,
       "warn",
       `Disconnecting slow consumer "${who(connection)}": ${connection.pendingBytes} bytes unsent`,
+      { client: who(connection), event: "slow_consumer" },
     );
     clearTimeout(connection.slowTimer);
     connection.slowTimer = undefined;

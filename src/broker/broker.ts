@@ -34,6 +34,7 @@ export type {
   EnhancedAuthResult,
   EnhancedAuthStep,
   ListenOptions,
+  LogFields,
   LogLevel,
 } from "./broker_options.ts";
 
@@ -114,7 +115,11 @@ export class Broker {
     if (cluster !== undefined && options.log !== undefined) {
       // Logs name the node.
       const log = options.log;
-      options = { ...options, log: (level, message) => log(level, `[${cluster.node}] ${message}`) };
+      options = {
+        ...options,
+        log: (level, message, fields) =>
+          log(level, `[${cluster.node}] ${message}`, { ...fields, node: cluster.node }),
+      };
     }
     this.#options = options;
     this.#pressure = new Backpressure(options, this.#flushOne);
@@ -589,8 +594,9 @@ export class Broker {
     const who = `"${connection.info?.clientId ?? "(not connected)"}"${
       connection.remote ? ` (${connection.remote})` : ""
     }`;
-    if (error === undefined) this.#log("info", `Client ${who} disconnected`);
-    else this.#log("info", `Client ${who} closed: ${error.message}`);
+    const fields = { client: connection.info?.clientId, event: "disconnected" };
+    if (error === undefined) log(this.#options, "info", `Client ${who} disconnected`, fields);
+    else log(this.#options, "info", `Client ${who} closed: ${error.message}`, fields);
     void this.#shut(connection, !this.#closing);
   }
 

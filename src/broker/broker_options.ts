@@ -48,6 +48,16 @@ export interface EnhancedAuthStep {
 /** Log levels, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
+/** What a log line is about, for structured logs (`--log-format json`). */
+export interface LogFields {
+  /** The client identifier the line is about. */
+  client?: string;
+  /** What happened: `connected`, `disconnected`, `refused`, `behind`, `caught_up`, `slow_consumer`. */
+  event?: string;
+  /** The cluster node that logged it. */
+  node?: string;
+}
+
 /** Options of a {@linkcode Broker}. */
 export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptions {
   /** Accept clients without a user name. Default true. */
@@ -177,8 +187,11 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
   maxConnecting?: number;
   /** Seconds between `$SYS/broker/…` updates, as mosquitto's `sys_interval`; 0 turns them off. Default 10. */
   sysInterval?: number;
-  /** Where log lines go. Default: nowhere. Lines never contain passwords or payloads. */
-  log?: (level: LogLevel, message: string) => void;
+  /**
+   * Where log lines go, with what they are about when that is known. Default: nowhere. Lines never contain
+   * passwords or payloads.
+   */
+  log?: (level: LogLevel, message: string, fields?: LogFields) => void;
   /**
    * Where sessions, their subscriptions and messages, wills and retained messages outlive the process (see
    * `openSqliteStore`). The broker restores it when created (publishing wills that came due meanwhile), writes
@@ -225,6 +238,6 @@ export function decisionCode(decision: Decision, fallback: ReasonCode): ReasonCo
 }
 
 /** Logs through `options.log`, when set (called as its method, as the broker always did). */
-export function log(options: BrokerOptions, level: LogLevel, message: string): void {
-  options.log?.(level, message);
+export function log(options: BrokerOptions, level: LogLevel, message: string, fields?: LogFields): void {
+  options.log?.(level, message, fields);
 }

@@ -196,6 +196,7 @@ export class ConnectAuth {
         `Refused "${packet.clientId}"${info.username ? ` (user "${info.username}")` : ""}${
           connection.remote ? ` from ${connection.remote}` : ""
         }: 0x${code.toString(16)}`,
+        { client: packet.clientId, event: "refused" },
       );
       this.#counters.refused.set(code, (this.#counters.refused.get(code) ?? 0) + 1);
       session.reject(now, code);
@@ -210,6 +211,7 @@ export class ConnectAuth {
         `Client "${session.clientId}" connected (MQTT level ${packet.protocolVersion})${
           connection.remote ? ` from ${connection.remote}` : ""
         }`,
+        { client: session.clientId, event: "connected" },
       );
     }
     this.#flushAll(connection);

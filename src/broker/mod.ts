@@ -12,6 +12,7 @@ export {
   type EnhancedAuthResult,
   type EnhancedAuthStep,
   type ListenOptions,
+  type LogFields,
   type LogLevel,
 } from "./broker.ts";
 export type { ClusterHost, ClusterLink } from "./cluster_link.ts";

@@ -5,7 +5,7 @@
  */
 
 import { type AclFile, parseAclFile } from "../broker/acl_file.ts";
-import { Broker, type LogLevel } from "../broker/broker.ts";
+import { Broker, type LogFields, type LogLevel } from "../broker/broker.ts";
 import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/password_file.ts";
 import {
   type BrokerConfig,
@@ -44,6 +44,7 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   -c, --config FILE       a JSON configuration: listeners (tcp, tls, ws, wss), users, ACL, limits, logLevel,
                           cluster
   -v, --verbose           log every connection in detail
+  --log-format text|json  json: one object a line (time, level, node, client, event, message)
 
   broker.ts passwd [-c] FILE USER PASSWORD    add or update a user (-c: create the file anew)
   broker.ts passwd -D FILE USER               delete a user
@@ -55,6 +56,8 @@ export interface BrokerArgs {
   port: number;
   allowAnonymous: boolean;
   verbose: boolean;
+  /** `--log-format`. */
+  logFormat?: "text" | "json";
   passwordFile?: string;
   aclFile?: string;
   wsPort?: number;
@@ -160,6 +163,14 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
       case "--verbose":
         args.verbose = true;
         break;
+      case "--log-format": {
+        const format = value();
+        if (format !== "text" && format !== "json") {
+          throw new Error(`--log-format takes text or json, not "${format}"`);
+        }
+        args.logFormat = format;
+        break;
+      }
       case "--password-file":
         args.passwordFile = value();
         break;
@@ -256,6 +267,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     }
   }
   const order: LogLevel[] = ["debug", "info", "warn", "error"];
+  const json = config.logFormat === "json";
   const threshold = order.indexOf(config.logLevel);
   const broker = new Broker({
     store,
@@ -266,8 +278,8 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     acl,
     sysInterval: config.sysInterval,
     logPackets: config.logLevel === "debug",
-    log: (level, message) => {
-      if (order.indexOf(level) >= threshold) proc.stderr(`${new Date().toISOString()} ${level} ${message}\n`);
+    log: (level, message, fields) => {
+      if (order.indexOf(level) >= threshold) proc.stderr(logLine(json, level, message, fields));
     },
   });
   const urls: string[] = [];
@@ -294,12 +306,15 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
       return 1;
     }
   }
+  const started = `@x/mqtt broker${cluster ? ` node "${cluster.node}"` : ""} listening on ${
+    urls.join(" and ")
+  } (state ${config.persistence === undefined ? "in memory" : `in sqlite:${config.persistence.sqlite}`}, ${
+    config.allowAnonymous ? "anonymous clients allowed" : "user name required"
+  }${passwords ? `, ${passwords.size} users` : ""}${acl ? ", ACL on" : ""})`;
   proc.stderr(
-    `@x/mqtt broker${cluster ? ` node "${cluster.node}"` : ""} listening on ${urls.join(" and ")} (state ${
-      config.persistence === undefined ? "in memory" : `in sqlite:${config.persistence.sqlite}`
-    }, ${config.allowAnonymous ? "anonymous clients allowed" : "user name required"}${
-      passwords ? `, ${passwords.size} users` : ""
-    }${acl ? ", ACL on" : ""})\n`,
+    json
+      ? logLine(true, "info", started, { event: "listening", ...cluster ? { node: cluster.node } : {} })
+      : `${started}\n`,
   );
   await new Promise<void>((resolve) => {
     const stop = proc.onInterrupt(() => {
@@ -369,6 +384,7 @@ async function configFrom(
     config.limits = { ...config.limits, maximumPacketSize: args.maxPacketSize };
   }
   if (args.verbose) config.logLevel = "debug";
+  if (args.logFormat !== undefined) config.logFormat = args.logFormat;
   if (args.cluster !== undefined) config.cluster = { ...config.cluster, ...args.cluster };
   if (args.node !== undefined) {
     if (config.cluster === undefined) throw new Error("--node needs --cluster (or a cluster section)");
@@ -437,4 +453,20 @@ export async function runPasswd(proc: RuntimeProcess, argv: readonly string[]): 
   if (!remove) kept.push(`${user}:${await hashPassword(password as string)}`);
   await proc.writeFile(file, new TextEncoder().encode(kept.map((line) => line + "\n").join("")));
   return 0;
+}
+
+/**
+ * One log line: `TIME LEVEL MESSAGE`, or with `json` one JSON object (time, level, node, client, event,
+ * message; a cluster node's `[node] ` prefix left out of the message, since `node` holds it).
+ */
+function logLine(json: boolean, level: LogLevel, message: string, fields: LogFields | undefined): string {
+  const time = new Date().toISOString();
+  if (!json) return `${time} ${level} ${message}\n`;
+  const node = fields?.node;
+  const text = node !== undefined && message.startsWith(`[${node}] `)
+    ? message.slice(node.length + 3)
+    : message;
+  return `${
+    JSON.stringify({ time, level, node, client: fields?.client, event: fields?.event, message: text })
+  }\n`;
 }

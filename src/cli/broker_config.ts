@@ -72,6 +72,8 @@ export interface BrokerConfig {
   limits: LimitsConfig;
   sysInterval?: number;
   logLevel: "debug" | "info" | "warn" | "error";
+  /** `text` (the default) or `json`: one object a line (time, level, node, client, event, message). */
+  logFormat?: "text" | "json";
   /** Where the state is kept: in memory (`undefined`) or in a SQLite file. */
   persistence?: { sqlite: string };
   /** The NATS cluster this broker is a node of. */
@@ -255,6 +257,7 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     "limits",
     "sysInterval",
     "logLevel",
+    "logFormat",
     "persistence",
     "cluster",
   ], "");
@@ -329,6 +332,12 @@ export function parseBrokerConfig(json: string): BrokerConfig {
       fail("logLevel", `expected "debug", "info", "warn" or "error", got ${JSON.stringify(level)}`);
     }
     config.logLevel = level;
+  }
+  if (object.logFormat !== undefined) {
+    if (object.logFormat !== "text" && object.logFormat !== "json") {
+      fail("logFormat", `expected "text" or "json", got ${JSON.stringify(object.logFormat)}`);
+    }
+    config.logFormat = object.logFormat;
   }
   return config;
 }

@@ -329,3 +329,30 @@ test("broker.ts --config starts every listener of the file", async () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("--log-format json: one JSON object a line, with the client and what happened", async () => {
+  const broker = await startBroker(["--port", "0", "--log-format", "json"]);
+  try {
+    const lines = () => broker.log().split("\n").filter((line) => line !== "");
+    const started = lines().map((line) => JSON.parse(line)).find((record) => record.event === "listening");
+    assert.ok(started !== undefined, broker.log());
+    const port = Number(/mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(started.message)?.[1]);
+    const client = await connect(`mqtt://127.0.0.1:${port}`, { clientId: "json-1", reconnect: false });
+    await client.close();
+    for (let i = 0; i < 100 && !broker.log().includes('"disconnected"'); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const records = lines().map((line) => JSON.parse(line));
+    for (const record of records) {
+      assert.ok(!Number.isNaN(Date.parse(record.time)), JSON.stringify(record));
+      assert.ok(["debug", "info", "warn", "error"].includes(record.level), JSON.stringify(record));
+      assert.equal(typeof record.message, "string");
+    }
+    const about = records.filter((r) => r.client === "json-1").map((r) => r.event);
+    assert.deepEqual(about, ["connected", "disconnected"]);
+  } finally {
+    broker.child.kill("SIGTERM");
+    await broker.exited;
+  }
+  assert.throws(() => parseBrokerArgs(["--log-format", "xml"]), /--log-format takes text or json/);
+});
