@@ -16,6 +16,7 @@ import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts
 import type { Listener, Transport } from "../transport/transport.ts";
 import { OutputGate } from "./output_gate.ts";
 import { exposition, METRICS_CONTENT_TYPE } from "./metrics.ts";
+import { adminApi, type AdminHost, adminHost } from "./admin_api.ts";
 import { Backpressure } from "./backpressure.ts";
 import { type BrokerOptions, type ListenOptions, log, type LogLevel } from "./broker_options.ts";
 import { ConnectAuth } from "./connect_auth.ts";
@@ -343,8 +344,9 @@ export class Broker {
   }
 
   /** Answers an HTTP listener's requests besides its WebSocket. */
-  #http(request: Request): Response {
+  #http(request: Request): Response | Promise<Response> {
     const { pathname } = new URL(request.url);
+    if (pathname.startsWith("/api/")) return adminApi(request, this.#adminHost());
     if (pathname === "/metrics" && (request.method === "GET" || request.method === "HEAD")) {
       return new Response(this.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
     }
@@ -362,6 +364,16 @@ export class Broker {
     queueMicrotask(() => {
       this.#flushQueued = false;
       this.#flushAll(undefined);
+    });
+  }
+
+  /** What the admin API reads and does. */
+  #adminHost(): AdminHost {
+    return adminHost({
+      machine: this.#machine,
+      connections: this.#connections,
+      options: this.#options,
+      flushAll: (connection) => this.#flushAll(connection),
     });
   }
 

@@ -68,6 +68,11 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    */
   passwords?: ReadonlyMap<string, PasswordEntry>;
   /**
+   * Users of {@linkcode BrokerOptions.passwords} who may use the admin API of an HTTP listener (`/api/…`, HTTP
+   * Basic authentication). Without any, the API answers 403.
+   */
+  adminUsers?: readonly string[];
+  /**
    * Access rules (a mosquitto ACL file, see `parseAclFile`), checked before the authorization hooks. A publish
    * they do not allow is refused (MQTT 5: reason 0x87; 3.x: dropped). A subscription is granted when some
    * topic it can match is readable (`canSubscribe`), else refused (0x87; 3.x: 0x80); every message delivered,

@@ -32,6 +32,8 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
   --persistence memory|sqlite:PATH   where sessions, queued and retained messages live (default memory)
   --allow-anonymous true|false   accept clients without a user name (default true)
   --password-file FILE    users and passwords, in mosquitto_passwd's format
+  --admin-user USER       a user of the password file who may use the HTTP listener's admin API (/api/…);
+                          may be given more than once
   --acl-file FILE         access rules, in mosquitto's acl_file format
   --max-keepalive SECONDS the longest keep-alive a client may ask for, as mosquitto's max_keepalive: MQTT 5
                           clients asking for more or for 0 are told this one, 3.1.1 and 3.1 clients are
@@ -59,6 +61,8 @@ export interface BrokerArgs {
   /** `--log-format`. */
   logFormat?: "text" | "json";
   passwordFile?: string;
+  /** `--admin-user`, each. */
+  adminUsers?: string[];
   aclFile?: string;
   wsPort?: number;
   /** `--http-port`. */
@@ -174,6 +178,9 @@ export function parseBrokerArgs(argv: readonly string[]): BrokerArgs {
       case "--password-file":
         args.passwordFile = value();
         break;
+      case "--admin-user":
+        (args.adminUsers ??= []).push(value());
+        break;
       case "--acl-file":
         args.aclFile = value();
         break;
@@ -234,6 +241,11 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     if (config.passwordFile !== undefined) {
       passwords = parsePasswordFile(decode(await proc.readFile(config.passwordFile)));
     }
+    for (const user of config.adminUsers ?? []) {
+      if (passwords?.has(user) !== true) {
+        throw new Error(`the admin user "${user}" is not in the password file (--password-file)`);
+      }
+    }
     if (config.aclFile !== undefined) acl = parseAclFile(decode(await proc.readFile(config.aclFile)));
     for (const listener of config.listeners) {
       if (listener.cert !== undefined && listener.key !== undefined) {
@@ -275,6 +287,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     ...config.limits,
     allowAnonymous: config.allowAnonymous,
     passwords,
+    adminUsers: config.adminUsers,
     acl,
     sysInterval: config.sysInterval,
     logPackets: config.logLevel === "debug",
@@ -378,6 +391,7 @@ async function configFrom(
   }
   if (given("--allow-anonymous")) config.allowAnonymous = args.allowAnonymous;
   if (args.passwordFile !== undefined) config.passwordFile = args.passwordFile;
+  if (args.adminUsers !== undefined) config.adminUsers = [...config.adminUsers ?? [], ...args.adminUsers];
   if (args.aclFile !== undefined) config.aclFile = args.aclFile;
   if (args.maxKeepAlive !== undefined) config.limits = { ...config.limits, maxKeepAlive: args.maxKeepAlive };
   if (args.maxPacketSize !== undefined) {

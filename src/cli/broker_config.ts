@@ -68,6 +68,8 @@ export interface BrokerConfig {
   listeners: ListenerConfig[];
   allowAnonymous: boolean;
   passwordFile?: string;
+  /** Users of the password file who may use the admin API of an HTTP listener. */
+  adminUsers?: string[];
   aclFile?: string;
   limits: LimitsConfig;
   sysInterval?: number;
@@ -253,6 +255,7 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     "listeners",
     "allowAnonymous",
     "passwordFile",
+    "adminUsers",
     "aclFile",
     "limits",
     "sysInterval",
@@ -297,6 +300,10 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     config.allowAnonymous = object.allowAnonymous;
   }
   if (object.passwordFile !== undefined) config.passwordFile = text(object.passwordFile, "passwordFile");
+  if (object.adminUsers !== undefined) {
+    if (!Array.isArray(object.adminUsers)) fail("adminUsers", "expected an array of user names");
+    config.adminUsers = object.adminUsers.map((user, i) => text(user, `adminUsers[${i}]`));
+  }
   if (object.aclFile !== undefined) config.aclFile = text(object.aclFile, "aclFile");
   if (object.limits !== undefined) {
     if (typeof object.limits !== "object" || object.limits === null) fail("limits", "expected an object");

@@ -132,6 +132,11 @@ export class SessionMachine {
     return this.#hs.connect;
   }
 
+  /** The keep-alive in effect, in seconds: the client's, or the server's when it set one; 0 when none. */
+  get keepAlive(): number {
+    return this.#hs.keepAliveMs / 1000;
+  }
+
   /** The MQTT 5 authentication method of the CONNECT, which a re-authentication keeps [MQTT-4.12.1-1]. */
   get authenticationMethod(): string | undefined {
     return this.#hs.client.authenticationMethod;

@@ -1,0 +1,211 @@
+/**
+ * The admin API of an HTTP listener, as JSON under `/api/`: the connected clients (and disconnecting one),
+ * the sessions and the retained messages. Every request needs HTTP Basic credentials of a user of the broker's
+ * password file named in `adminUsers`; without them it gets 401 (403 when no admin user is configured at all).
+ * Nothing it answers holds a password or a hash.
+ *
+ * @module
+ */
+
+import { ReasonCode } from "../errors.ts";
+import type { BrokerMachine, SessionSnapshot } from "../machine/broker_machine.ts";
+import type { SessionMachine } from "../machine/session_machine.ts";
+import { type BrokerOptions, log } from "./broker_options.ts";
+import type { Connection } from "./connection.ts";
+import type { PasswordEntry } from "./password_file.ts";
+import { verifyPassword } from "./password_file.ts";
+
+/** A connected client, as `GET /api/clients` lists it. */
+export interface AdminClient {
+  clientId: string;
+  /** The peer's address, when known. */
+  address?: string;
+  username?: string;
+  protocolVersion?: number;
+  keepAlive?: number;
+  /** Its subscriptions' topic filters. */
+  subscriptions: string[];
+  /** Deliveries waiting in its queue, and in flight. */
+  queued: number;
+  inflight: number;
+}
+
+/** A session, as `GET /api/sessions` lists it. */
+export interface AdminSession {
+  clientId: string;
+  connected: boolean;
+  /** Seconds it outlives its connection. */
+  expiryInterval: number;
+  subscriptions: string[];
+  queued: number;
+  inflight: number;
+}
+
+/** A retained message, as `GET /api/retained` lists it: the payload as text when it is UTF-8, else base64. */
+export interface AdminRetained {
+  topic: string;
+  qos: number;
+  size: number;
+  payload?: string;
+  payloadBase64?: string;
+}
+
+/** What the API reads and does on its broker. */
+export interface AdminHost {
+  clients(): AdminClient[];
+  sessions(): AdminSession[];
+  retained(): AdminRetained[];
+  /** Disconnects a connected client; whether there was one. */
+  disconnect(clientId: string): boolean;
+  /** The broker's password file and the users of it that may use the API. */
+  passwords: ReadonlyMap<string, PasswordEntry> | undefined;
+  adminUsers: readonly string[];
+}
+
+const JSON_TYPE = { "content-type": "application/json; charset=utf-8" };
+
+/**
+ * Answers a request under `/api/`.
+ *
+ * @param request The request.
+ * @param host The broker's side.
+ * @returns The answer.
+ */
+export async function adminApi(request: Request, host: AdminHost): Promise<Response> {
+  if (host.adminUsers.length === 0 || host.passwords === undefined) {
+    return json({ error: "the admin API is off: no admin user is configured" }, 403);
+  }
+  if (!await authorized(request.headers.get("authorization"), host)) {
+    return new Response(JSON.stringify({ error: "credentials of an admin user are required" }), {
+      status: 401,
+      headers: { ...JSON_TYPE, "www-authenticate": 'Basic realm="mqtt admin", charset="UTF-8"' },
+    });
+  }
+  const { pathname } = new URL(request.url);
+  const method = request.method;
+  if (method === "GET" && pathname === "/api/clients") return json(host.clients());
+  if (method === "GET" && pathname === "/api/sessions") return json(host.sessions());
+  if (method === "GET" && pathname === "/api/retained") return json(host.retained());
+  const client = /^\/api\/clients\/([^/]+)$/.exec(pathname);
+  if (client !== null) {
+    if (method !== "DELETE" && method !== "GET") return json({ error: `${method} is not allowed here` }, 405);
+    let clientId: string;
+    try {
+      clientId = decodeURIComponent(client[1]);
+    } catch {
+      return json({ error: "the client identifier is not well-formed" }, 400);
+    }
+    if (method === "GET") {
+      const found = host.clients().find((c) => c.clientId === clientId);
+      return found === undefined ? json({ error: `no client "${clientId}" is connected` }, 404) : json(found);
+    }
+    return host.disconnect(clientId)
+      ? new Response(null, { status: 204 })
+      : json({ error: `no client "${clientId}" is connected` }, 404);
+  }
+  return json({ error: "not found" }, 404);
+}
+
+async function authorized(header: string | null, host: AdminHost): Promise<boolean> {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? "");
+  if (match === null) return false;
+  let decoded: string;
+  try {
+    decoded = new TextDecoder("utf-8", { fatal: true }).decode(
+      Uint8Array.from(atob(match[1]), (c) => c.charCodeAt(0)),
+    );
+  } catch {
+    return false;
+  }
+  const colon = decoded.indexOf(":");
+  if (colon < 0) return false;
+  const user = decoded.slice(0, colon);
+  const entry = host.passwords?.get(user);
+  if (entry === undefined || !host.adminUsers.includes(user)) return false;
+  return await verifyPassword(entry, new TextEncoder().encode(decoded.slice(colon + 1)));
+}
+
+function json(value: unknown, status = 200): Response {
+  return new Response(JSON.stringify(value), { status, headers: JSON_TYPE });
+}
+
+/** A retained message's payload for the API: text when it is well-formed UTF-8, else base64. */
+export function payloadFields(payload: Uint8Array): Pick<AdminRetained, "payload" | "payloadBase64"> {
+  try {
+    return { payload: new TextDecoder("utf-8", { fatal: true }).decode(payload) };
+  } catch {
+    let binary = "";
+    for (const byte of payload) binary += String.fromCharCode(byte);
+    return { payloadBase64: btoa(binary) };
+  }
+}
+
+/** What {@linkcode adminHost} reads and acts on: a broker's parts. */
+export interface AdminParts {
+  machine: BrokerMachine;
+  connections: ReadonlyMap<SessionMachine, Connection>;
+  options: BrokerOptions;
+  flushAll(connection: Connection): void;
+}
+
+/** The admin API's view of a broker. */
+export function adminHost(parts: AdminParts): AdminHost {
+  const { machine, options } = parts;
+  const state = () => machine.exportState(performance.now());
+  const counts = (session: SessionSnapshot) => ({
+    subscriptions: session.subscriptions.map((s) => s.topicFilter),
+    queued: session.queue.length,
+    inflight: session.inflight.length,
+  });
+  return {
+    passwords: options.passwords,
+    adminUsers: options.adminUsers ?? [],
+    clients: () => {
+      const sessions = new Map(state().sessions.map((s) => [s.clientId, s]));
+      const clients: AdminClient[] = [];
+      for (const connection of parts.connections.values()) {
+        const info = connection.info;
+        if (info === undefined || connection.closed) continue;
+        const session = sessions.get(connection.session.clientId);
+        clients.push({
+          clientId: connection.session.clientId,
+          address: connection.remote,
+          username: info.username,
+          protocolVersion: info.protocolVersion,
+          keepAlive: connection.session.keepAlive,
+          ...session === undefined ? { subscriptions: [], queued: 0, inflight: 0 } : counts(session),
+        });
+      }
+      return clients;
+    },
+    sessions: () =>
+      state().sessions.map((session) => ({
+        clientId: session.clientId,
+        connected: session.connected === true,
+        expiryInterval: session.expiryInterval,
+        ...counts(session),
+      })),
+    retained: () =>
+      state().retained.map((message) => ({
+        topic: message.topic,
+        qos: message.qos,
+        size: message.payload.length,
+        ...payloadFields(message.payload),
+      })),
+    disconnect: (clientId) => {
+      for (const connection of parts.connections.values()) {
+        if (connection.info === undefined || connection.closed || connection.session.clientId !== clientId) {
+          continue;
+        }
+        log(options, "info", `Disconnecting "${clientId}": asked through the admin API`, {
+          client: clientId,
+          event: "disconnected_by_admin",
+        });
+        connection.session.disconnect(performance.now(), ReasonCode.AdministrativeAction);
+        parts.flushAll(connection);
+        return true;
+      }
+      return false;
+    },
+  };
+}
