@@ -28,6 +28,9 @@ export class Backpressure {
    * @param flushAll The broker's flush of a connection and of all it fed.
    * @throws {RangeError} When a size or time option is not more than 0.
    */
+  /** How many slow consumers were disconnected. */
+  slowDisconnects = 0;
+
   constructor(options: BrokerOptions, flushAll: (connection: Connection) => void) {
     this.#options = options;
     this.#flushAll = flushAll;
@@ -179,6 +182,7 @@ export class Backpressure {
 
   /** Closes the connection of a client that does not read, so that it holds up no one and no memory. */
   disconnectSlow(connection: Connection): void {
+    this.slowDisconnects++;
     log(
       this.#options,
       "warn",

@@ -338,7 +338,7 @@ export class Broker {
   metrics(): string {
     const cluster = this.#options.cluster;
     return exposition(
-      this.#sys.metrics(cluster?.sysValues()),
+      this.#sys.metrics(cluster?.sysValues(), this.#pressure.slowDisconnects),
       cluster === undefined ? {} : { node: cluster.node },
     );
   }

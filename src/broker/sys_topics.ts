@@ -96,9 +96,10 @@ export class SysTopics {
    * The broker's figures as Prometheus metrics (see `metrics.ts`).
    *
    * @param cluster The cluster's `$SYS/cluster/…` values, when a node of one.
+   * @param slowDisconnects How many slow consumers were disconnected.
    * @returns The metrics.
    */
-  metrics(cluster: Map<string, string> | undefined): Metric[] {
+  metrics(cluster: Map<string, string> | undefined, slowDisconnects: number): Metric[] {
     const c = this.counters;
     const machine = this.#machine;
     const stats = machine.stats;
@@ -146,6 +147,11 @@ export class SysTopics {
       ),
       counter("mqtt_deliveries_total", "Deliveries to sessions, sent or queued.", stats.delivered),
       counter("mqtt_messages_dropped_total", "Deliveries dropped (queues full, clients behind).", dropped),
+      counter(
+        "mqtt_slow_consumer_disconnects_total",
+        "Clients disconnected for staying behind past slowConsumerTimeout.",
+        slowDisconnects,
+      ),
       gauge("mqtt_outgoing_bytes", "Bytes written to connections and not yet sent.", queued),
       counter("mqtt_received_bytes_total", "Bytes received from clients.", c.bytesReceived),
       counter("mqtt_sent_bytes_total", "Bytes sent to clients.", c.bytesSent),

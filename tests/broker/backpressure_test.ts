@@ -188,6 +188,7 @@ test("a subscriber that stays behind past maxPublisherPause loses its QoS 0 mess
     const dropped = Number(broker.sysValues().get("$SYS/broker/publish/messages/dropped"));
     assert.ok(dropped > 0, `${dropped} QoS 0 messages dropped for the stuck subscriber`);
     assert.ok(dropped < COUNT, `${dropped} dropped: the stuck one got what its buffers took`);
+    assert.match(broker.metrics(), /^mqtt_slow_consumer_disconnects_total 1$/m);
   } finally {
     pub.socket.destroy();
     stuck.socket.destroy();
