@@ -145,7 +145,12 @@ export class SysTopics {
         "Messages routed (PUBLISH, wills, the broker's own).",
         stats.routed,
       ),
-      counter("mqtt_deliveries_total", "Deliveries to sessions, sent or queued.", stats.delivered),
+      {
+        name: "mqtt_deliveries_total",
+        type: "counter",
+        help: "Deliveries to sessions, sent or queued, by the QoS they are delivered with.",
+        samples: stats.deliveredByQos.map((count, qos) => [{ qos: String(qos) }, count]),
+      },
       counter("mqtt_messages_dropped_total", "Deliveries dropped (queues full, clients behind).", dropped),
       counter(
         "mqtt_slow_consumer_disconnects_total",

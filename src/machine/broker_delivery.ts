@@ -20,7 +20,7 @@ import type { Millis } from "./client_machine.ts";
 /** Delivers to sessions and holds publishers back for the slow ones; see {@linkcode BrokerMachine.publish}. */
 export class BrokerDelivery {
   /** Counters, for {@linkcode BrokerMachine.stats}. */
-  readonly stats: BrokerStats = { routed: 0, delivered: 0, dropped: 0 };
+  readonly stats: BrokerStats = { routed: 0, delivered: 0, deliveredByQos: [0, 0, 0], dropped: 0 };
   /** Sessions with new output, in the order they got it, without repeats (`#dirtySet` says who is in). */
   readonly #dirty: SessionMachine[] = [];
   readonly #dirtySet = new Set<SessionMachine>();
@@ -123,6 +123,7 @@ export class BrokerDelivery {
     // Kept beyond the queue's bounds: the publisher's acknowledgement waits for room (see `acknowledge`).
     if (qos > 0 && !record.stalled && state.overLimit) this.#full.push(record);
     this.stats.delivered++;
+    this.stats.deliveredByQos[qos]++;
     return true;
   }
 

@@ -221,6 +221,8 @@ export interface BrokerStats {
   routed: number;
   /** Deliveries made to sessions, online or queued. */
   delivered: number;
+  /** The same by the QoS delivered with (the lower of the message's and the subscription's). */
+  deliveredByQos: [number, number, number];
   /**
    * Deliveries dropped: QoS 0 ones that did not fit an offline session's queue, and QoS 1 and 2 ones for a
    * session that stayed over its queue bounds past `slowConsumerTimeout`.
