@@ -9,9 +9,7 @@
 import type { PublishPacket, QoS } from "../codec/packet.ts";
 import { validateTopicName } from "../codec/topic.ts";
 import { MqttError, ReasonCode } from "../errors.ts";
-import { BrokerMachine, type BrokerMachineOptions } from "../machine/broker_machine.ts";
-import { messageSnapshot } from "../machine/broker_journal.ts";
-import { willPublish } from "../machine/_delivery.ts";
+import { BrokerMachine } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 import { OutputGate } from "./output_gate.ts";
@@ -25,7 +23,7 @@ import { ConnectingLimit, listenerUrl, openListener, serveListener } from "./lis
 import { tracePackets } from "./packet_trace.ts";
 import { deliveryCheck, PublishPolicy } from "./publish_policy.ts";
 import type { BrokerStore } from "./store.ts";
-import type { ClusterHost, ClusterLink } from "./cluster_link.ts";
+import { brokerClusterHost, type ClusterHost, clusterMachineOptions } from "./cluster_link.ts";
 import { type SysCounters, SysTopics } from "./sys_topics.ts";
 
 export type {
@@ -129,7 +127,7 @@ export class Broker {
       ...options,
       authorizeDelivery: deliveryCheck(options),
       journal: store !== undefined || cluster !== undefined,
-      ...(cluster === undefined ? {} : clusterOptions(cluster)),
+      ...(cluster === undefined ? {} : clusterMachineOptions(cluster)),
     });
     this.#sys = new SysTopics(this.#machine, this.#connections);
     this.#counters = this.#sys.counters;
@@ -379,52 +377,13 @@ export class Broker {
 
   /** What the cluster may do to this broker. */
   #clusterHost(): ClusterHost {
-    const machine = this.#machine;
-    return {
-      routeRemote: (message) => {
-        machine.cluster.routeRemote(performance.now(), message);
-        this.#flushSoon();
-      },
-      routeShared: (message, shared) => {
-        const count = machine.cluster.routeShared(performance.now(), message, shared);
-        this.#flushSoon();
-        return count;
-      },
-      setRetained: (topic, message) => {
-        machine.cluster.setRetained(performance.now(), topic, message);
-        this.#persist();
-      },
-      takeSession: (clientId, cleanStart) => {
-        const session = machine.cluster.takeSession(performance.now(), clientId, cleanStart);
-        this.#flushAll(undefined);
-        return session;
-      },
-      hasSession: (clientId) => machine.hasSession(clientId),
-      checkpoint: () => machine.cluster.checkpoint(performance.now()),
-      dropSessions: () => {
-        const count = machine.cluster.dropAll(performance.now());
-        this.#flushAll(undefined);
-        return count;
-      },
-      publishWill: (clientId, will) => {
-        this.#log("info", `Publishing the will of "${clientId}", whose session no node holds any more`);
-        machine.route(performance.now(), undefined, willPublish(will));
-        this.#flushAll(undefined);
-      },
-      restoreSession: (session) => {
-        machine.restoreState(performance.now(), { sessions: [session], retained: [] });
-        this.#flushAll(undefined);
-      },
-      routeTo: (clientId, message) => {
-        const count = machine.cluster.routeTo(performance.now(), clientId, message);
-        this.#flushAll(undefined);
-        return count;
-      },
-      subscriptions: (clientId) => machine.cluster.subscriptionsOf(clientId),
-      persistentSessions: () =>
-        machine.exportState(performance.now()).sessions.filter((session) => session.expiryInterval > 0),
+    return brokerClusterHost({
+      machine: this.#machine,
+      flushAll: () => this.#flushAll(undefined),
+      flushSoon: () => this.#flushSoon(),
+      persist: () => this.#persist(),
       log: (level, message) => this.#log(level, message),
-    };
+    });
   }
 
   #startSys(): void {
@@ -636,14 +595,3 @@ export class Broker {
 }
 
 export { MqttError };
-
-/** The broker machine's options that make it a node of a cluster. */
-function clusterOptions(cluster: ClusterLink): BrokerMachineOptions {
-  return {
-    forward: (now, message, sent) => cluster.forward(messageSnapshot(now, message, false), sent),
-    onSessionEnded: (clientId) => cluster.ended(clientId),
-    onInterest: (filter, present) => cluster.interest(filter, present),
-    handOffShared: (now, message, shared) => cluster.handOff(messageSnapshot(now, message, true), shared),
-    sharedGroups: "external",
-  };
-}

@@ -9,7 +9,15 @@
 
 import type { PublishPacket, Will } from "../codec/packet.ts";
 import { hasProperties } from "../codec/properties.ts";
-import type { BrokerChange, MessageSnapshot, SessionSnapshot } from "../machine/broker_machine.ts";
+import { willPublish } from "../machine/_delivery.ts";
+import { messageSnapshot } from "../machine/broker_journal.ts";
+import type {
+  BrokerChange,
+  BrokerMachine,
+  BrokerMachineOptions,
+  MessageSnapshot,
+  SessionSnapshot,
+} from "../machine/broker_machine.ts";
 import type { LogLevel } from "./broker_options.ts";
 
 /** What a broker offers the cluster it belongs to. */
@@ -157,4 +165,77 @@ export function publishSnapshot(packet: PublishPacket, publisher: string): Messa
     if (hasProperties(rest)) message.properties = rest;
   }
   return message;
+}
+
+/** The broker machine's options that make it a node of a cluster. */
+export function clusterMachineOptions(cluster: ClusterLink): BrokerMachineOptions {
+  return {
+    forward: (now, message, sent) => cluster.forward(messageSnapshot(now, message, false), sent),
+    onSessionEnded: (clientId) => cluster.ended(clientId),
+    onInterest: (filter, present) => cluster.interest(filter, present),
+    handOffShared: (now, message, shared) => cluster.handOff(messageSnapshot(now, message, true), shared),
+    sharedGroups: "external",
+  };
+}
+
+/** What {@linkcode brokerClusterHost} works with: a broker's machine and how it writes. */
+export interface ClusterHostParts {
+  machine: BrokerMachine;
+  /** Writes what every session has to send. */
+  flushAll(): void;
+  /** The same once the current turn is over. */
+  flushSoon(): void;
+  /** Writes the machine's changes to the store and the cluster's journal. */
+  persist(): void;
+  log(level: LogLevel, message: string): void;
+}
+
+/** A broker's side of its cluster: what the cluster may do to it. */
+export function brokerClusterHost(parts: ClusterHostParts): ClusterHost {
+  const { machine, flushAll, flushSoon } = parts;
+  return {
+    routeRemote: (message) => {
+      machine.cluster.routeRemote(performance.now(), message);
+      flushSoon();
+    },
+    routeShared: (message, shared) => {
+      const count = machine.cluster.routeShared(performance.now(), message, shared);
+      flushSoon();
+      return count;
+    },
+    setRetained: (topic, message) => {
+      machine.cluster.setRetained(performance.now(), topic, message);
+      parts.persist();
+    },
+    takeSession: (clientId, cleanStart) => {
+      const session = machine.cluster.takeSession(performance.now(), clientId, cleanStart);
+      flushAll();
+      return session;
+    },
+    hasSession: (clientId) => machine.hasSession(clientId),
+    checkpoint: () => machine.cluster.checkpoint(performance.now()),
+    dropSessions: () => {
+      const count = machine.cluster.dropAll(performance.now());
+      flushAll();
+      return count;
+    },
+    publishWill: (clientId, will) => {
+      parts.log("info", `Publishing the will of "${clientId}", whose session no node holds any more`);
+      machine.route(performance.now(), undefined, willPublish(will));
+      flushAll();
+    },
+    restoreSession: (session) => {
+      machine.restoreState(performance.now(), { sessions: [session], retained: [] });
+      flushAll();
+    },
+    routeTo: (clientId, message) => {
+      const count = machine.cluster.routeTo(performance.now(), clientId, message);
+      flushAll();
+      return count;
+    },
+    subscriptions: (clientId) => machine.cluster.subscriptionsOf(clientId),
+    persistentSessions: () =>
+      machine.exportState(performance.now()).sessions.filter((session) => session.expiryInterval > 0),
+    log: (level, message) => parts.log(level, message),
+  };
 }

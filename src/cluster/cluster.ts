@@ -17,13 +17,14 @@
 
 import type { ClusterHost, ClusterLink } from "../broker/cluster_link.ts";
 import type { MessageSnapshot } from "../machine/broker_machine.ts";
-import { parseSharedSubscription, topicFilterProblem } from "../codec/topic.ts";
+import { parseSharedSubscription } from "../codec/topic.ts";
 import type { ClusterEngine, EngineBucket, EngineSubscription } from "./engine.ts";
 import { type ClusterMessage, decodeMessage, encodeMessage } from "./envelope.ts";
-import { filterSubjects, keyOf, sharedQueue, topicSubject } from "./subjects.ts";
+import { keyOf, sharedQueue, topicSubject } from "./subjects.ts";
 import { CATCH_UP_MARGIN_MS, type ClusterCounters, SessionMover, snapshotOf } from "./session_mover.ts";
 import { journalStream, NodeJournal } from "./node_journal.ts";
 import { NodeWatch } from "./node_watch.ts";
+import { Interests } from "./interest.ts";
 import type { BrokerChange } from "../machine/broker_machine.ts";
 
 export type { ClusterCounters } from "./session_mover.ts";
@@ -44,15 +45,6 @@ export interface ClusterOptions {
   claimTimeoutMs?: number;
   /** How often a node tells it is alive, in milliseconds; it counts as gone after three times that. @default 5000 */
   heartbeatMs?: number;
-}
-
-/** The engine subscriptions of one topic filter, and who needs them. */
-interface Interest {
-  subscriptions: EngineSubscription[];
-  /** A session of this node holds the filter. */
-  held: boolean;
-  /** SUBSCRIBE packets on their way that ask for it. */
-  prepared: number;
 }
 
 const NAME = /^[A-Za-z0-9_-]+$/;
@@ -95,11 +87,9 @@ export class Cluster implements ClusterLink {
   #retained: EngineBucket | undefined;
   readonly #subscriptions: EngineSubscription[] = [];
   /** The engine subscriptions of each topic filter held here. */
-  readonly #interest = new Map<string, Interest>();
+  readonly #interests: Interests;
   /** The last sequence number routed from each origin, for ordinary subscriptions (overlaps arrive twice). */
   readonly #seen = new Map<string, number>();
-  /** The same per shared subscription. */
-  readonly #sharedSeen = new Map<string, Map<string, number>>();
   /** Retained topics by bucket key, to clear them when the key is deleted. */
   readonly #retainedTopics = new Map<string, string>();
   /** Whether the stream, buckets and watches are set up on the engine. */
@@ -187,6 +177,16 @@ export class Cluster implements ClusterLink {
       leaveFor: (state, boot, node) => this.#mover.leaveFor(state, boot, node),
     });
     this.#journal = this.#newJournal();
+    this.#interests = new Interests({
+      engine: this.#engine,
+      prefix: this.#prefix,
+      available: () => this.available,
+      onMessage: this.#onMessage,
+      onShared: (data, filter, seen) => {
+        const message = this.#receive(data, seen, true);
+        return message !== undefined && (this.#host?.routeShared(snapshotOf(message), filter) ?? 0) > 0;
+      },
+    });
   }
 
   /** A journal for this run. */
@@ -354,70 +354,15 @@ export class Cluster implements ClusterLink {
   }
 
   interest(filter: string, present: boolean): void {
-    const interest = present ? this.#subscribe(filter) : this.#interest.get(filter);
-    if (interest === undefined) return;
-    interest.held = present;
-    this.#letGo(filter, interest);
+    this.#interests.set(filter, present);
   }
 
-  async prepare(filters: readonly string[]): Promise<void> {
-    let added = false;
-    for (const filter of filters) {
-      if (topicFilterProblem(filter) !== undefined) continue;
-      const existed = this.#interest.has(filter);
-      const interest = this.#subscribe(filter);
-      interest.prepared++;
-      added ||= !existed;
-    }
-    // Once the engine has the new subscriptions, what is published anywhere after the SUBACK comes here.
-    if (added && this.available) await this.#engine.flush();
+  prepare(filters: readonly string[]): Promise<void> {
+    return this.#interests.prepare(filters);
   }
 
   settle(filters: readonly string[]): void {
-    for (const filter of filters) {
-      const interest = this.#interest.get(filter);
-      if (interest === undefined) continue;
-      interest.prepared--;
-      this.#letGo(filter, interest);
-    }
-  }
-
-  /** Drops the engine subscriptions of a filter that neither a session nor a SUBSCRIBE on its way needs. */
-  #letGo(filter: string, interest: Interest): void {
-    if (interest.held || interest.prepared > 0) return;
-    for (const subscription of interest.subscriptions) subscription.unsubscribe();
-    this.#interest.delete(filter);
-    this.#sharedSeen.delete(filter);
-  }
-
-  /** The engine subscriptions of a filter, made when it has none. */
-  #subscribe(filter: string): Interest {
-    const existing = this.#interest.get(filter);
-    if (existing !== undefined) return existing;
-    const interest: Interest = { subscriptions: [], held: false, prepared: 0 };
-    this.#interest.set(filter, interest);
-    const shared = parseSharedSubscription(filter);
-    const subjects = filterSubjects(this.#prefix, shared?.filter ?? filter);
-    const engine = this.#engine;
-    if (shared === undefined) {
-      interest.subscriptions = subjects.map((subject) => engine.subscribe(subject, this.#onMessage));
-      return interest;
-    }
-    const queue = sharedQueue(shared.group, shared.filter);
-    const seen = new Map<string, number>();
-    this.#sharedSeen.set(filter, seen);
-    const onShared = (data: Uint8Array) => {
-      const message = this.#receive(data, seen, true);
-      if (message !== undefined) this.#host?.routeShared(snapshotOf(message), filter);
-    };
-    interest.subscriptions = subjects.map((subject) => engine.subscribe(subject, onShared, queue));
-    // Messages a member on another node left unacknowledged, for this node's members of the group.
-    interest.subscriptions.push(engine.serve(`${this.#prefix}_ctl.share.${queue}`, (data) => {
-      const message = this.#receive(data, new Map(), true);
-      const routed = message === undefined ? 0 : this.#host?.routeShared(snapshotOf(message), filter) ?? 0;
-      return new Uint8Array([routed > 0 ? 1 : 0]);
-    }, queue));
-    return interest;
+    this.#interests.settle(filters);
   }
 
   handOff(message: MessageSnapshot, shared: string): boolean {
@@ -467,8 +412,7 @@ export class Cluster implements ClusterLink {
     // What this node routed up to now: the sessions it leaves catch up on the rest from the stream.
     const left = { since: Date.now(), ...this.#routedSoFar() };
     for (const subscription of this.#subscriptions) subscription.unsubscribe();
-    for (const interest of this.#interest.values()) for (const s of interest.subscriptions) s.unsubscribe();
-    this.#interest.clear();
+    this.#interests.close();
     if (this.#engine.status === "connected") {
       await this.#mover.park(left);
       await this.#journal.close(true);
