@@ -76,18 +76,22 @@ export async function readAll(
   return concat(chunks);
 }
 
-/** Runs a command to its end. */
+/** Runs a command to its end, giving it `stdin` as its input when set. */
 export function run(
   command: string,
   args: string[],
+  stdin?: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (chunk) => stdout += chunk);
-    child.stderr.on("data", (chunk) => stderr += chunk);
+    child.stdout?.on("data", (chunk) => stdout += chunk);
+    child.stderr?.on("data", (chunk) => stderr += chunk);
     child.once("error", reject);
     child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A command that does not read its input may close it first: EPIPE then says nothing about the test.
+    child.stdin?.on("error", () => {});
+    child.stdin?.end(stdin);
   });
 }

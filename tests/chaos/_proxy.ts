@@ -150,7 +150,7 @@ export async function startCuttingProxy(options: CuttingProxyOptions): Promise<C
 }
 
 /** Sends RST instead of FIN: what was not yet read on either side is lost. */
-function resetSocket(socket: Socket): void {
+export function resetSocket(socket: Socket): void {
   try {
     socket.resetAndDestroy();
   } catch {

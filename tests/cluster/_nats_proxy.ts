@@ -7,6 +7,7 @@
  */
 
 import { createServer, type Server, Socket } from "node:net";
+import { resetSocket } from "../chaos/_proxy.ts";
 
 /** A running {@linkcode startPartitionProxy}. */
 export interface PartitionProxy {
@@ -98,13 +99,4 @@ export async function startPartitionProxy(target: number): Promise<PartitionProx
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-/** Sends RST instead of FIN: what was not yet read on either side is lost. */
-function resetSocket(socket: Socket): void {
-  try {
-    socket.resetAndDestroy();
-  } catch {
-    socket.destroy();
-  }
 }

@@ -1,30 +1,10 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import process from "node:process";
+import { run } from "../_helpers.ts";
 import { type Mosquitto, mosquittoMissing, startMosquitto } from "../_mosquitto.ts";
 
 const missing = mosquittoMissing();
-
-/** Runs a command; resolves with its exit code and output. */
-function run(
-  command: string,
-  args: string[],
-  stdin = "",
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => stdout += chunk);
-    child.stderr.on("data", (chunk) => stderr += chunk);
-    child.once("error", reject);
-    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    // A command that does not read its input may close it first: EPIPE then says nothing about the test.
-    child.stdin.on("error", () => {});
-    child.stdin.end(stdin);
-  });
-}
 
 /** Our client.ts under the runtime running this test. */
 function ours(args: string[], stdin?: string): ReturnType<typeof run> {
