@@ -8,7 +8,7 @@
  */
 
 import { ReasonCode } from "../errors.ts";
-import type { BrokerMachine, SessionSnapshot } from "../machine/broker_machine.ts";
+import type { BrokerMachine, SessionSummary } from "../machine/broker_machine.ts";
 import type { SessionMachine } from "../machine/session_machine.ts";
 import { type BrokerOptions, log } from "./broker_options.ts";
 import type { Connection } from "./connection.ts";
@@ -48,13 +48,18 @@ export interface AdminRetained {
   size: number;
   payload?: string;
   payloadBase64?: string;
+  /** Set when the payload above is only its first bytes (`?preview=`). */
+  truncated?: boolean;
 }
 
 /** What the API reads and does on its broker. */
 export interface AdminHost {
   clients(): AdminClient[];
   sessions(): AdminSession[];
-  retained(): AdminRetained[];
+  /** At most `limit` retained messages, payloads cut to `preview` bytes. */
+  retained(limit: number, preview: number): AdminRetained[];
+  /** How many retained messages there are. */
+  retainedCount(): number;
   /** Disconnects a connected client; whether there was one. */
   disconnect(clientId: string): boolean;
   /** The broker's password file and the users of it that may use the API. */
@@ -85,7 +90,9 @@ export async function adminApi(request: Request, host: AdminHost): Promise<Respo
   const method = request.method;
   if (method === "GET" && pathname === "/api/clients") return json(host.clients());
   if (method === "GET" && pathname === "/api/sessions") return json(host.sessions());
-  if (method === "GET" && pathname === "/api/retained") return json(host.retained());
+  if (method === "GET" && pathname === "/api/retained") {
+    return retained(new URL(request.url).searchParams, host);
+  }
   const client = /^\/api\/clients\/([^/]+)$/.exec(pathname);
   if (client !== null) {
     if (method !== "DELETE" && method !== "GET") return json({ error: `${method} is not allowed here` }, 405);
@@ -104,6 +111,27 @@ export async function adminApi(request: Request, host: AdminHost): Promise<Respo
       : json({ error: `no client "${clientId}" is connected` }, 404);
   }
   return json({ error: "not found" }, 404);
+}
+
+/**
+ * `GET /api/retained[?limit=N][&preview=BYTES]`: every retained message by default; `limit` keeps the first N
+ * (in the order their topics were first retained), `preview` cuts payloads to that many bytes. The header
+ * `x-total-count` tells how many there are in all.
+ */
+function retained(query: URLSearchParams, host: AdminHost): Response {
+  const number = (name: string) => {
+    const text = query.get(name);
+    if (text === null) return Infinity;
+    return /^\d{1,9}$/.test(text) ? Number(text) : undefined;
+  };
+  const limit = number("limit");
+  const preview = number("preview");
+  if (limit === undefined || preview === undefined) {
+    return json({ error: "limit and preview must be whole numbers" }, 400);
+  }
+  const response = json(host.retained(limit, preview));
+  response.headers.set("x-total-count", String(host.retainedCount()));
+  return response;
 }
 
 async function authorized(header: string | null, host: AdminHost): Promise<boolean> {
@@ -148,20 +176,22 @@ export interface AdminParts {
   flushAll(connection: Connection): void;
 }
 
-/** The admin API's view of a broker. */
+/** The admin API's view of a broker. It reads the machine in place: cheap enough for a page asking every second. */
 export function adminHost(parts: AdminParts): AdminHost {
   const { machine, options } = parts;
-  const state = () => machine.exportState(performance.now());
-  const counts = (session: SessionSnapshot) => ({
-    subscriptions: session.subscriptions.map((s) => s.topicFilter),
-    queued: session.queue.length,
-    inflight: session.inflight.length,
+  const counts = (session: SessionSummary) => ({
+    subscriptions: session.subscriptions,
+    queued: session.queued,
+    inflight: session.inflight,
   });
   return {
     passwords: options.passwords,
     adminUsers: options.adminUsers ?? [],
     clients: () => {
-      const sessions = new Map(state().sessions.map((s) => [s.clientId, s]));
+      const sessions = new Map<string, SessionSummary>();
+      for (const session of machine.sessionSummaries()) {
+        if (session.connected) sessions.set(session.clientId, session);
+      }
       const clients: AdminClient[] = [];
       for (const connection of parts.connections.values()) {
         const info = connection.info;
@@ -179,19 +209,28 @@ export function adminHost(parts: AdminParts): AdminHost {
       return clients;
     },
     sessions: () =>
-      state().sessions.map((session) => ({
+      [...machine.sessionSummaries()].map((session) => ({
         clientId: session.clientId,
-        connected: session.connected === true,
+        connected: session.connected,
         expiryInterval: session.expiryInterval,
         ...counts(session),
       })),
-    retained: () =>
-      state().retained.map((message) => ({
-        topic: message.topic,
-        qos: message.qos,
-        size: message.payload.length,
-        ...payloadFields(message.payload),
-      })),
+    retainedCount: () => machine.retainedCount,
+    retained: (limit, preview) => {
+      const retained: AdminRetained[] = [];
+      for (const message of machine.retainedMessages()) {
+        if (retained.length >= limit) break;
+        const size = message.payload.length;
+        retained.push({
+          topic: message.topic,
+          qos: message.qos,
+          size,
+          ...payloadFields(size > preview ? message.payload.subarray(0, preview) : message.payload),
+          ...size > preview ? { truncated: true } : {},
+        });
+      }
+      return retained;
+    },
     disconnect: (clientId) => {
       for (const connection of parts.connections.values()) {
         if (connection.info === undefined || connection.closed || connection.session.clientId !== clientId) {

@@ -29,6 +29,7 @@ import type {
   BrokerSnapshot,
   BrokerStats,
   SessionSubscription,
+  SessionSummary,
 } from "./broker_types.ts";
 import { LocalRetainedStore, type RetainedStore } from "./retained_store.ts";
 import { deeperThan, LocalRouter, type Router } from "./router.ts";
@@ -55,6 +56,7 @@ export type {
   SessionMeta,
   SessionSnapshot,
   SessionSubscription,
+  SessionSummary,
 } from "./broker_types.ts";
 
 /**
@@ -470,6 +472,40 @@ export class BrokerMachine {
    */
   exportState(now: Millis): BrokerSnapshot {
     return exportState(now, this.#sessions, this.#retained);
+  }
+
+  /**
+   * Every session's figures, read in place (nothing is copied): for an operator's view of the broker, cheap
+   * enough to be asked every second.
+   *
+   * @returns One summary per session, connected or not.
+   */
+  *sessionSummaries(): IterableIterator<SessionSummary> {
+    for (const record of this.#sessions.values()) {
+      const state = record.state;
+      yield {
+        clientId: record.clientId,
+        username: record.username,
+        connected: record.connection !== undefined,
+        expiryInterval: record.expiryInterval,
+        subscriptions: [...record.subscriptions?.keys() ?? []],
+        queued: state.queue.length,
+        queuedBytes: state.queuedBytes,
+        inflight: state.inflight.size,
+      };
+    }
+  }
+
+  /**
+   * The retained messages, read in place: their payloads are views, valid until the next call into the
+   * machine.
+   *
+   * @returns Every retained message, expired or not, in the order their topics were first retained.
+   */
+  *retainedMessages(): IterableIterator<{ topic: string; qos: QoS; payload: Uint8Array }> {
+    for (const message of this.#retained.values()) {
+      yield { topic: message.topic, qos: message.qos, payload: message.payload };
+    }
   }
 
   /**

@@ -229,3 +229,20 @@ export interface BrokerStats {
    */
   dropped: number;
 }
+
+/** A session's figures, as {@linkcode BrokerMachine.sessionSummaries} reads them. */
+export interface SessionSummary {
+  clientId: string;
+  username: string | undefined;
+  /** Whether a connection holds it now. */
+  connected: boolean;
+  /** Seconds it outlives its connection, as last set. */
+  expiryInterval: number;
+  /** Its subscriptions' topic filters. */
+  subscriptions: string[];
+  /** Deliveries waiting in its queue, and their payload bytes. */
+  queued: number;
+  queuedBytes: number;
+  /** Deliveries sent and not yet acknowledged. */
+  inflight: number;
+}

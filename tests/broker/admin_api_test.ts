@@ -114,6 +114,19 @@ describe("the admin API", () => {
         { topic: "kept/text", qos: 1, size: 5, payload: "hello" },
       ],
     );
+    // A page asking every second takes a few, their payloads cut short; the header tells how many there are.
+    const first = await api("/api/retained?limit=1&preview=2", admin);
+    assert.equal(first.headers.get("x-total-count"), "2");
+    const [cut] = await first.json();
+    assert.deepEqual(
+      cut,
+      cut.topic === "kept/text"
+        ? { topic: "kept/text", qos: 1, size: 5, payload: "he", truncated: true }
+        : { topic: "kept/binary", qos: 0, size: 3, payloadBase64: "/wA=", truncated: true },
+    );
+    const bad = await api("/api/retained?limit=many", admin);
+    assert.equal(bad.status, 400);
+    await bad.body?.cancel();
     // Nothing holds a password or a hash.
     for (const text of [clientsText, JSON.stringify(sessions), JSON.stringify(retained)]) {
       assert.ok(!text.includes("ada-pw") && !text.includes("s3cret") && !text.includes("$7$"), text);
