@@ -1,8 +1,9 @@
 /**
- * Builds the browser bundle of the client: `mod.ts` (connect, MqttClient, errors) as one minified ES module,
- * WebSocket transport only (`ws://`, `wss://`), no polyfills. Prints its minified and gzipped sizes.
+ * Builds the browser bundle of the client (see `_browser_bundle.ts`) and prints its minified and gzipped
+ * sizes. `--embed` also writes the broker's copy, which its HTTP listener serves at `/mqtt.min.js`; run it
+ * after changing the client (a test says when the copy is behind).
  *
- *     node scripts/build_browser.ts [--out dist/browser/mqtt.min.js]   # or: deno run -A, bun
+ *     node scripts/build_browser.ts [--out dist/browser/mqtt.min.js] [--embed]   # or: deno run -A, bun
  *
  * In a page:
  *
@@ -14,42 +15,24 @@
  * @module
  */
 
-import { build, type Plugin } from "esbuild";
 import { gzipSync } from "node:zlib";
-import { readFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
+import { browserBundle, EMBEDDED_PATH, embeddedModule } from "./_browser_bundle.ts";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const flag = process.argv.indexOf("--out");
 const out = resolve(flag === -1 ? join(root, "dist", "browser", "mqtt.min.js") : process.argv[flag + 1]);
 
-/** Browsers have no TCP or TLS sockets: the runtime shims give way to a clear error. */
-const noSockets: Plugin = {
-  name: "no-sockets",
-  setup(b) {
-    b.onResolve({ filter: /[/\\]runtime[/\\]mod\.ts$/ }, () => ({ path: "runtime", namespace: "browser" }));
-    b.onLoad({ filter: /.*/, namespace: "browser" }, () => ({
-      contents: `export function runtimeNet() {
-  return Promise.reject(new TypeError("Browsers have no TCP or TLS sockets: connect with ws:// or wss://"));
-}`,
-      loader: "js",
-    }));
-  },
-};
-
-await build({
-  entryPoints: [join(root, "mod.ts")],
-  bundle: true,
-  format: "esm",
-  platform: "browser",
-  target: ["es2022"],
-  minify: true,
-  outfile: out,
-  plugins: [noSockets],
-  logLevel: "warning",
-});
-const bytes = readFileSync(out);
+const code = await browserBundle();
+mkdirSync(dirname(out), { recursive: true });
+writeFileSync(out, code);
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
+const bytes = new TextEncoder().encode(code);
 console.log(`${out}: ${kib(bytes.length)} minified, ${kib(gzipSync(bytes, { level: 9 }).length)} gzipped`);
+if (process.argv.includes("--embed")) {
+  writeFileSync(EMBEDDED_PATH, embeddedModule(code));
+  console.log(`${EMBEDDED_PATH}: written`);
+}

@@ -81,9 +81,14 @@ export async function adminApi(request: Request, host: AdminHost): Promise<Respo
     return json({ error: "the admin API is off: no admin user is configured" }, 403);
   }
   if (!await authorized(request.headers.get("authorization"), host)) {
+    // A script that asks for credentials itself (the dashboard page, which sends `x-requested-with`) gets no
+    // challenge: with one, the browser would put up its own prompt and hold the request until it is answered.
+    const challenge = request.headers.has("x-requested-with")
+      ? {}
+      : { "www-authenticate": 'Basic realm="mqtt admin", charset="UTF-8"' };
     return new Response(JSON.stringify({ error: "credentials of an admin user are required" }), {
       status: 401,
-      headers: { ...JSON_TYPE, "www-authenticate": 'Basic realm="mqtt admin", charset="UTF-8"' },
+      headers: { ...JSON_TYPE, ...challenge },
     });
   }
   const { pathname } = new URL(request.url);

@@ -15,6 +15,7 @@ import type { Listener, Transport } from "../transport/transport.ts";
 import { OutputGate } from "./output_gate.ts";
 import { exposition, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import { adminApi, type AdminHost, adminHost } from "./admin_api.ts";
+import { dashboardFile } from "./dashboard/serve.ts";
 import { Backpressure } from "./backpressure.ts";
 import { type BrokerOptions, type ListenOptions, log, type LogLevel } from "./broker_options.ts";
 import { ConnectAuth } from "./connect_auth.ts";
@@ -348,6 +349,8 @@ export class Broker {
     if (pathname === "/metrics" && (request.method === "GET" || request.method === "HEAD")) {
       return new Response(this.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
     }
+    const file = dashboardFile(request, pathname);
+    if (file !== undefined) return file;
     return new Response("Not found", { status: 404, headers: { "content-type": "text/plain" } });
   }
 

@@ -48,6 +48,13 @@ describe("the admin API", () => {
         await response.body?.cancel();
       }
     }
+    // A script that asks for credentials itself gets no challenge, so the browser does not prompt.
+    const scripted = await fetch(`http://127.0.0.1:${http.port}/api/clients`, {
+      headers: { "x-requested-with": "dashboard" },
+    });
+    assert.equal(scripted.status, 401);
+    assert.equal(scripted.headers.get("www-authenticate"), null);
+    await scripted.body?.cancel();
 
     const admin = basic("admin", "s3cret");
     let reason: number | undefined;

@@ -14,16 +14,13 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { Broker } from "../../src/broker/broker.ts";
 import { connect } from "../../src/client/connect.ts";
+import { CLIENT_BUNDLE } from "../../src/broker/dashboard/client_bundle.ts";
+import { browserBundle } from "../../scripts/_browser_bundle.ts";
+import { chromiumFlags, chromiumPath } from "../_chromium.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 const isNode = !("Deno" in globalThis) && !("Bun" in globalThis);
-const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find((path) => {
-  try {
-    return spawnSync(path, ["--version"]).status === 0;
-  } catch {
-    return false;
-  }
-});
+const chromium = chromiumPath;
 
 function skipReason(): string | false {
   if (!isNode) return "run once, under Node";
@@ -96,18 +93,13 @@ try {
     assert.match(built.stdout, /KiB gzipped/);
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as { port: number };
-    browser = spawn(chromium as string, [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      "--disable-quic",
-      "--no-first-run",
-      `--user-data-dir=${join(dir, "profile")}`,
-      `http://127.0.0.1:${port}/`,
-    ], { stdio: "ignore" });
+    browser = spawn(
+      chromium as string,
+      [...chromiumFlags(join(dir, "profile")), `http://127.0.0.1:${port}/`],
+      {
+        stdio: "ignore",
+      },
+    );
     const timeout = setTimeout(
       () => report({ ok: false, error: "no report from the page within 30 s" }),
       30_000,
@@ -136,3 +128,16 @@ try {
     }
   }
 });
+
+test(
+  "the broker's copy of the browser bundle (its dashboard's /mqtt.min.js) is the client's current bundle",
+  {
+    skip: isNode ? false : "run once, under Node",
+  },
+  async () => {
+    assert.ok(
+      CLIENT_BUNDLE === await browserBundle(),
+      "src/broker/dashboard/client_bundle.ts is behind the client's sources: run `node scripts/build_browser.ts --embed`",
+    );
+  },
+);
