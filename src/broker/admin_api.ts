@@ -83,7 +83,7 @@ export async function adminApi(request: Request, host: AdminHost): Promise<Respo
   if (!await authorized(request.headers.get("authorization"), host)) {
     // A script that asks for credentials itself (the dashboard page, which sends `x-requested-with`) gets no
     // challenge: with one, the browser would put up its own prompt and hold the request until it is answered.
-    const challenge = request.headers.has("x-requested-with")
+    const challenge: Record<string, string> = request.headers.has("x-requested-with")
       ? {}
       : { "www-authenticate": 'Basic realm="mqtt admin", charset="UTF-8"' };
     return new Response(JSON.stringify({ error: "credentials of an admin user are required" }), {

@@ -232,7 +232,9 @@ export interface BrokerStats {
 
 /** A session's figures, as {@linkcode BrokerMachine.sessionSummaries} reads them. */
 export interface SessionSummary {
+  /** The client identifier. */
   clientId: string;
+  /** The user name it connected with last, when any. */
   username: string | undefined;
   /** Whether a connection holds it now. */
   connected: boolean;
@@ -240,8 +242,9 @@ export interface SessionSummary {
   expiryInterval: number;
   /** Its subscriptions' topic filters. */
   subscriptions: string[];
-  /** Deliveries waiting in its queue, and their payload bytes. */
+  /** Deliveries waiting in its queue. */
   queued: number;
+  /** Their payload bytes. */
   queuedBytes: number;
   /** Deliveries sent and not yet acknowledged. */
   inflight: number;
