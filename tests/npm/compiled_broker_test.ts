@@ -22,7 +22,10 @@ async function start(binary: string, args: string[], cwd: string) {
   child.stderr.on("data", (d) => log += d);
   const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
   for (let i = 0; i < 100 && !log.includes("listening on"); i++) await new Promise((r) => setTimeout(r, 50));
-  assert.match(log, /listening on mqtt:\/\/127\.0\.0\.1:\d+ and http:\/\/127\.0\.0\.1:\d+ \(state in sqlite:/);
+  assert.match(
+    log,
+    /listening on mqtt:\/\/127\.0\.0\.1:\d+ and http:\/\/127\.0\.0\.1:\d+ \(state in sqlite:/,
+  );
   return { child, exited, log: () => log };
 }
 
