@@ -5,6 +5,7 @@
  * @module
  */
 
+import type { BridgeOptions } from "./bridge_options.ts";
 import type { PublishPacket, PublishProperties, QoS, Subscription } from "../codec/packet.ts";
 import { ReasonCode } from "../errors.ts";
 import type { BrokerMachineOptions } from "../machine/broker_machine.ts";
@@ -72,6 +73,8 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
    * Basic authentication). Without any, the API answers 403.
    */
   adminUsers?: readonly string[];
+  /** Bridges to other brokers, each started by `listen` or `start` and stopped by `close`. */
+  bridges?: readonly BridgeOptions[];
   /**
    * Access rules (a mosquitto ACL file, see `parseAclFile`), checked before the authorization hooks. A publish
    * they do not allow is refused (MQTT 5: reason 0x87; 3.x: dropped). A subscription is granted when some
