@@ -15,6 +15,7 @@ export {
   type LogFields,
   type LogLevel,
 } from "./broker.ts";
+export type { BridgeOptions, BridgeTopic } from "./bridge_options.ts";
 export type { ClusterHost, ClusterLink } from "./cluster_link.ts";
 export { hashPassword, parsePasswordFile, type PasswordEntry, verifyPassword } from "./password_file.ts";
 export {

@@ -14,11 +14,23 @@ import type { Subscription } from "./subscription.ts";
 /** The longest the read loop waits for a full subscription to make room before reading (and dropping) on. */
 const MAX_READ_PAUSE_MS = 1000;
 
+/**
+ * How long messages of a resumed session that match no subscription yet are held for the application's
+ * `subscribe()` by default (`ClientOptions.unclaimedHoldMs`, {@linkcode SubscriptionTable.holdUnclaimed}).
+ */
+export const CLAIM_WINDOW_MS = 10_000;
+
 /** Subscriptions by number and numbers by subscription. */
 export class SubscriptionTable {
   readonly #byNumber = new Map<number, Subscription>();
   readonly #byObject = new Map<Subscription, number>();
   readonly #acknowledge: (packetId: number) => void;
+  /** Messages held for a subscription to come, while the claim window is open; at most `#holdLimit`. */
+  #unclaimed: PublishPacket[] = [];
+  #holding = false;
+  #holdLimit = 0;
+  #holdTimer: ReturnType<typeof setTimeout> | undefined;
+  #released = 0;
 
   /** @param acknowledge Acknowledges a QoS 1 or 2 message once every subscription it went to took it. */
   constructor(acknowledge: (packetId: number) => void) {
@@ -49,8 +61,57 @@ export class SubscriptionTable {
     this.#byNumber.delete(number);
   }
 
+  /**
+   * Opens the claim window: a session the broker resumed may send its queued messages right after CONNACK,
+   * before the application could call `subscribe()` on a new client. For `ms` milliseconds, messages that match
+   * no subscription are held, not acknowledged, and handed to the first subscription made that matches them
+   * (see {@linkcode SubscriptionTable.claim}); those left when it closes are acknowledged and counted in
+   * {@linkcode SubscriptionTable.released}.
+   *
+   * @param ms How long it stays open.
+   * @param limit The most messages held; beyond it they are acknowledged and counted at once.
+   */
+  holdUnclaimed(ms: number, limit: number): void {
+    this.#holding = true;
+    this.#holdLimit = limit;
+    this.#holdTimer = setTimeout(() => this.#closeWindow(), ms);
+  }
+
+  /** Messages of a resumed session that no subscription claimed within the claim window. */
+  get released(): number {
+    return this.#released;
+  }
+
+  /**
+   * Hands the held messages a new subscription matches to it.
+   *
+   * @param route The local subscriptions a message matches now (the machine's routing).
+   */
+  claim(route: (packet: PublishPacket) => readonly number[]): void {
+    if (this.#unclaimed.length === 0) return;
+    const left: PublishPacket[] = [];
+    for (const packet of this.#unclaimed) {
+      const numbers = route(packet);
+      if (numbers.some((n) => this.#byNumber.has(n))) this.deliver(packet, numbers);
+      else left.push(packet);
+    }
+    this.#unclaimed = left;
+  }
+
+  #closeWindow(): void {
+    clearTimeout(this.#holdTimer);
+    this.#holding = false;
+    const held = this.#unclaimed;
+    this.#unclaimed = [];
+    this.#released += held.length;
+    for (const packet of held) if (packet.packetId !== undefined) this.#acknowledge(packet.packetId);
+  }
+
   /** Ends every subscription (with the error, if any) and empties the table. */
   endAll(error: MqttError | undefined): void {
+    clearTimeout(this.#holdTimer);
+    this.#holding = false;
+    this.#unclaimed = [];
     for (const subscription of this.#byNumber.values()) subscription.end(error);
     this.#byNumber.clear();
     this.#byObject.clear();
@@ -72,7 +133,11 @@ export class SubscriptionTable {
       this.#acknowledge(packetId);
     };
     if (waiting === 0) {
-      acknowledge();
+      if (this.#holding && this.#unclaimed.length < this.#holdLimit) this.#unclaimed.push(packet);
+      else {
+        if (this.#holding) this.#released++;
+        acknowledge();
+      }
       return;
     }
     const message = new Message(packet);

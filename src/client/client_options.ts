@@ -98,6 +98,12 @@ export interface ClientOptions {
   transport: (signal: AbortSignal) => Promise<Transport>;
   /** The client identifier. Default: `mqttx_` and 16 random hex digits. */
   clientId?: string;
+  /**
+   * 3.1 and 3.1.1: connect as another broker's bridge (the bridge bit of the protocol level, mosquitto's
+   * `try_private`), so that a broker that knows it sends back nothing this client published and keeps the
+   * retain flag. Brokers that do not know it refuse the connection (unsupported protocol version).
+   */
+  bridge?: boolean;
   /** 3 (MQTT 3.1), 4 (3.1.1) or 5 (5.0). Default 5. */
   protocolVersion?: ProtocolVersion;
   /** Keep-alive in seconds. Default 60. */
@@ -138,6 +144,13 @@ export interface ClientOptions {
    * some; after a second without room, the oldest QoS 0 messages beyond it are dropped. Default 1,000.
    */
   subscriptionBufferLimit?: number;
+  /**
+   * Milliseconds that messages of a resumed session (`cleanStart: false`, the broker kept it) that match no
+   * subscription yet are held, unacknowledged, for the application's first `subscribe()` calls: the broker may
+   * send what it queued right after CONNACK, before `connect()` has even returned. What no subscription claims
+   * in that time is acknowledged and counted in `MqttClient.releasedUnclaimed`. Default 10,000; 0 holds nothing.
+   */
+  unclaimedHoldMs?: number;
   /** Aborts the first connection attempt. */
   signal?: AbortSignal;
   /**
@@ -199,6 +212,15 @@ export interface SubscribeOptions {
   userProperties?: UserProperty[];
   /** Stops waiting for the connection or the SUBACK. */
   signal?: AbortSignal;
+  /**
+   * Acknowledge QoS 1 and 2 messages only when {@linkcode Subscription.ack} is called with them, not when they
+   * are taken: the broker keeps a message (and resends it after a reconnect) until the application is done with
+   * it, at the cost of its in-flight window. Acknowledgements still leave in arrival order, so one message not
+   * acknowledged holds back those after it.
+   *
+   * @default {false}
+   */
+  manualAck?: boolean;
 }
 
 /** The default client identifier: `mqttx_` and 16 random hex digits. */
@@ -218,6 +240,7 @@ export function machineConnectOptions(
   password: Uint8Array | undefined,
 ): MachineConnectOptions {
   const connect: MachineConnectOptions = { cleanStart: options.cleanStart ?? true };
+  if (options.bridge === true) connect.bridge = true;
   if (username !== undefined) connect.username = username;
   if (password !== undefined) connect.password = password;
   if (options.will !== undefined) {

@@ -14,7 +14,7 @@ import { type ClientEvent, ClientMachine } from "../machine/client_machine.ts";
 import { toBytes } from "./_bytes.ts";
 import { Clock, MachineTimer } from "./_clock.ts";
 import { Connection } from "./_connection.ts";
-import { SubscriptionTable } from "./_subscription_table.ts";
+import { CLAIM_WINDOW_MS, SubscriptionTable } from "./_subscription_table.ts";
 import { deferred, onAbort, type Waiter } from "./_waiter.ts";
 import { WritePath } from "./_write_path.ts";
 import {
@@ -78,6 +78,7 @@ export class MqttClient implements SubscriptionOwner {
   readonly #subscriptions: SubscriptionTable;
   readonly #connection: Connection;
   #closing = false;
+  #everConnected = false;
   #closedDeferred = deferred<void>();
   #connected: (Waiter<void> & { promise: Promise<void> }) | undefined;
   readonly #publishes = new Map<number, Waiter<void>>();
@@ -137,6 +138,14 @@ export class MqttClient implements SubscriptionOwner {
   /** The client identifier (as assigned by the server when it chose one). */
   get clientId(): string {
     return this.#machine.clientId;
+  }
+
+  /**
+   * Messages of a resumed session that no subscription claimed within `unclaimedHoldMs` of connecting (or that
+   * did not fit): acknowledged without being handed out.
+   */
+  get releasedUnclaimed(): number {
+    return this.#subscriptions.released;
   }
 
   /** Whether a connection is up. */
@@ -227,8 +236,15 @@ export class MqttClient implements SubscriptionOwner {
       })),
       options.userProperties === undefined ? undefined : { userProperties: options.userProperties },
     );
-    const subscription = new Subscription(this, list, [], this.#options.subscriptionBufferLimit ?? 1000);
+    const subscription = new Subscription(
+      this,
+      list,
+      [],
+      this.#options.subscriptionBufferLimit ?? 1000,
+      options.manualAck === true,
+    );
     this.#subscriptions.add(number, subscription);
+    this.#subscriptions.claim((packet) => this.#machine.route(packet));
     this.#write.flush();
     const waiter = deferred<ReasonCode[]>();
     this.#control.set(packetId, waiter);
@@ -355,6 +371,14 @@ export class MqttClient implements SubscriptionOwner {
   #dispatch(event: ClientEvent): void {
     switch (event.type) {
       case "connected":
+        if (event.sessionPresent && !this.#everConnected && this.#options.unclaimedHoldMs !== 0) {
+          // A new client on a session the broker kept: hold what comes before the application subscribes.
+          this.#subscriptions.holdUnclaimed(
+            this.#options.unclaimedHoldMs ?? CLAIM_WINDOW_MS,
+            this.#options.subscriptionBufferLimit ?? 1000,
+          );
+        }
+        this.#everConnected = true;
         this.#reconnect.attempt = 0;
         this.#options.onStateChange?.({
           type: "connected",

@@ -61,6 +61,8 @@ export class Subscription implements AsyncIterable<Message> {
   #error: unknown;
   #dropped = 0;
   #room: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** With `manualAck`: the acknowledgements of messages taken, until {@linkcode Subscription.ack}. */
+  readonly #unacked: Map<Message, () => void> | undefined;
 
   /**
    * Created by the client's `subscribe()`.
@@ -70,17 +72,44 @@ export class Subscription implements AsyncIterable<Message> {
    * @param reasonCodes The granted reason codes.
    * @param limit How many messages the buffer holds before the client pauses reading (and, after a while,
    *   drops its oldest QoS 0 messages).
+   * @param manualAck Whether QoS 1 and 2 messages wait for {@linkcode Subscription.ack} (`SubscribeOptions`).
    */
   constructor(
     owner: SubscriptionOwner,
     filters: readonly string[],
     reasonCodes: readonly ReasonCode[],
     limit: number,
+    manualAck = false,
   ) {
     this.#owner = owner;
     this.filters = filters;
     this.reasonCodes = reasonCodes;
     this.#limit = limit;
+    if (manualAck) this.#unacked = new Map();
+  }
+
+  /**
+   * With `manualAck`: acknowledges a message this subscription handed out, once the application is done with
+   * it. Nothing happens for a QoS 0 message, one already acknowledged, or without `manualAck`.
+   *
+   * @param message The message.
+   */
+  ack(message: Message): void {
+    const taken = this.#unacked?.get(message);
+    if (taken === undefined) return;
+    this.#unacked!.delete(message);
+    taken();
+  }
+
+  /** With `manualAck`: how many messages were taken and not yet acknowledged. */
+  get unacknowledged(): number {
+    return this.#unacked?.size ?? 0;
+  }
+
+  /** Hands a message out: acknowledged now, or kept for `ack` with `manualAck`. */
+  #take(message: Message, taken: () => void): void {
+    if (this.#unacked !== undefined && message.qos > 0) this.#unacked.set(message, taken);
+    else taken();
   }
 
   /** How many QoS 0 messages were dropped because the consumer fell behind. */
@@ -107,7 +136,7 @@ export class Subscription implements AsyncIterable<Message> {
     const waiter = this.#waiter;
     if (waiter !== undefined) {
       this.#waiter = undefined;
-      taken();
+      this.#take(message, taken);
       waiter({ value: message, done: false });
       return;
     }
@@ -134,6 +163,9 @@ export class Subscription implements AsyncIterable<Message> {
 
   #drain(): void {
     for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i].taken();
+    // Those handed out and not acknowledged would otherwise hold back every acknowledgement after them.
+    for (const taken of this.#unacked?.values() ?? []) taken();
+    this.#unacked?.clear();
     this.#queue = [];
     this.#head = 0;
   }
@@ -193,7 +225,7 @@ export class Subscription implements AsyncIterable<Message> {
         this.#queue = this.#queue.slice(this.#head);
         this.#head = 0;
       }
-      queued.taken();
+      this.#take(queued.message, queued.taken);
       return Promise.resolve({ value: queued.message, done: false });
     }
     if (this.#ended) {

@@ -266,7 +266,10 @@ const PACKET_NUMBERS = { puback: 4, pubrec: 5, pubrel: 6, pubcomp: 7, disconnect
 
 function decodeConnect(reader: Reader): ConnectPacket {
   const name = reader.string("protocol name");
-  const level = reader.u8("protocol level");
+  let level = reader.u8("protocol level");
+  // A bridge's bit (mosquitto's try_private), on 3.1 and 3.1.1 only.
+  const bridge = (level === 0x83 && name === "MQIsdp") || (level === 0x84 && name === "MQTT");
+  if (bridge) level &= 0x7f;
   if (name === "MQTT") {
     if (level !== 4 && level !== 5) {
       throw new MqttError(
@@ -311,6 +314,7 @@ function decodeConnect(reader: Reader): ConnectPacket {
     cleanStart: (flags & 0x02) !== 0,
     keepAlive,
   };
+  if (bridge) packet.bridge = true;
   if (hasWill) {
     const willProperties = version === 5 ? readProperties(reader, WILL_PROPERTIES) : undefined;
     const willTopic = reader.string("will topic");

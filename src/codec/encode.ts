@@ -314,7 +314,13 @@ function encodeConnect(packet: ConnectPacket, version: ProtocolVersion): Uint8Ar
   }
   const writer = startPacket(0x10, 64 + (will?.payload.length ?? 0));
   writer.string(version === 3 ? "MQIsdp" : "MQTT");
-  writer.u8(version);
+  if (packet.bridge === true && version === 5) {
+    throw new MqttError(
+      ReasonCode.ProtocolError,
+      "Cannot encode CONNECT: the bridge bit is for 3.1 and 3.1.1 only",
+    );
+  }
+  writer.u8(packet.bridge === true ? version | 0x80 : version);
   writer.u8(flags);
   writer.u16(packet.keepAlive);
   if (version === 5) {

@@ -270,6 +270,12 @@ export interface ConnectPacket {
   will?: Will;
   /** MQTT 5 only. */
   properties?: ConnectProperties;
+  /**
+   * 3.1 and 3.1.1: the client is another broker's bridge, flagged by the top bit (0x80) of the protocol level
+   * (mosquitto's `try_private`, outside the specification). Its broker sends it back nothing it published and
+   * keeps the retain flag of what it forwards, as MQTT 5's No Local and Retain As Published would.
+   */
+  bridge?: boolean;
 }
 
 /** CONNACK (§3.2). In 3.1 and 3.1.1 the return code is mapped to its MQTT 5 reason code. */

@@ -352,7 +352,9 @@ export class BrokerMachine {
         continue;
       }
       const qos = minQoS(requested.qos, decided as QoS);
-      const subscription: SessionSubscription = { ...requested, qos };
+      const subscription: SessionSubscription = session.bridge
+        ? { ...requested, qos, noLocal: true, retainAsPublished: true }
+        : { ...requested, qos };
       if (identifier !== undefined) subscription.identifier = identifier;
       const subscriptions = record.subscriptions ??= new Map();
       const existed = subscriptions.has(filter);

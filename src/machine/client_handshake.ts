@@ -63,6 +63,7 @@ export class ClientHandshake {
       cleanStart,
       keepAlive: this.#keepAlive,
     };
+    if (options.bridge === true && this.#version !== 5) connect.bridge = true;
     if (options.username !== undefined) connect.username = options.username;
     if (options.password !== undefined) connect.password = options.password;
     if (options.will !== undefined) {

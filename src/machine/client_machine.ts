@@ -571,6 +571,17 @@ export class ClientMachine {
     }
   }
 
+  /**
+   * The local subscriptions a message matches now, as its `message` event would list them: for a message
+   * received before the subscription that wants it was made.
+   *
+   * @param packet The PUBLISH.
+   * @returns The subscriptions' numbers.
+   */
+  route(packet: PublishPacket): readonly number[] {
+    return this.#subscriptions.route(packet);
+  }
+
   #deliver(packet: PublishPacket): void {
     this.#emit({ type: "message", packet, subscriptions: this.#subscriptions.route(packet) });
   }

@@ -93,6 +93,8 @@ export interface ConnectOptions {
   will?: Will;
   /** MQTT 5 CONNECT properties (session expiry, receive maximum, maximum packet size, topic alias maximum…). */
   properties?: ConnectProperties;
+  /** 3.1 and 3.1.1: the bridge bit of the protocol level (see `ConnectPacket.bridge`); ignored on 5. */
+  bridge?: boolean;
 }
 
 /** A message to publish. */

@@ -53,6 +53,8 @@ export class SessionHandshake {
   connect: ConnectPacket | undefined;
   /** The client identifier: from the CONNECT, or the one assigned on accept. */
   clientId = "";
+  /** Whether the client is a bridge (the CONNECT's bridge bit, 3.1 and 3.1.1). */
+  bridge = false;
   /** The will message to publish when the connection is over, if any. */
   will: Will | undefined;
   /** The session expiry interval in seconds. */
@@ -119,6 +121,7 @@ export class SessionHandshake {
     this.version = version;
     this.connect = packet;
     this.clientId = packet.clientId;
+    this.bridge = packet.bridge === true;
     this.#early = undefined; // the CONNECT decoded: its protocol level is known
     this.keepAliveMs = packet.keepAlive * 1000;
     const properties = packet.properties;

@@ -118,6 +118,14 @@ export class SessionMachine {
     return this.#hs.version;
   }
 
+  /**
+   * Whether the client is another broker's bridge (3.1 and 3.1.1, the bridge bit of its CONNECT): its
+   * subscriptions get none of its own messages back and keep the retain flag (see `ConnectPacket.bridge`).
+   */
+  get bridge(): boolean {
+    return this.#hs.bridge;
+  }
+
   /** The client identifier: from the CONNECT, or the one assigned on `accept`. */
   get clientId(): string {
     return this.#hs.clientId;

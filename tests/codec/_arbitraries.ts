@@ -429,6 +429,7 @@ export function connectPacket(version: ProtocolVersion): fc.Arbitrary<ConnectPac
     password: fc.option(version === 3 ? utf8Bytes : binary, { nil: undefined }),
     will: fc.option(will(version), { nil: undefined }),
     properties: version === 5 ? connectProperties : fc.constant(undefined),
+    bridge: version === 5 ? fc.constant(false) : fc.boolean(),
   }).map((r) => {
     const packet: ConnectPacket = {
       type: "connect",
@@ -442,6 +443,7 @@ export function connectPacket(version: ProtocolVersion): fc.Arbitrary<ConnectPac
     // [MQTT-3.1.2-22] before MQTT 5, a password needs a user name.
     if (r.password !== undefined && (version === 5 || r.username !== undefined)) packet.password = r.password;
     if (r.will !== undefined) packet.will = r.will;
+    if (r.bridge) packet.bridge = true;
     return withProperties(packet, r.properties);
   });
 }
@@ -956,7 +958,11 @@ export function normalFormProblems(packet: Packet, version: ProtocolVersion): st
         packet,
         where,
         ["type", "protocolVersion", "clientId", "cleanStart", "keepAlive"],
-        withProps("username", "password", "will"),
+        withProps("username", "password", "will", "bridge"),
+      );
+      p.check(
+        packet.bridge === undefined || (packet.bridge === true && version !== 5),
+        "connect: bridge is true, on 3.1 and 3.1.1 only, or absent",
       );
       p.check(
         packet.protocolVersion === version,

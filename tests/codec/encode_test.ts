@@ -155,6 +155,29 @@ test("CONNECT: the level must match, and before MQTT 5 a password needs a user n
   );
 });
 
+test("CONNECT: a bridge sets the top bit of the 3.1 and 3.1.1 level (mosquitto's try_private), never of 5", () => {
+  const connect = { type: "connect", clientId: "b", cleanStart: false, keepAlive: 60, bridge: true } as const;
+  for (const version of [3, 4] as const) {
+    const bytes = encode({ ...connect, protocolVersion: version }, version);
+    // Fixed header (2), the protocol name's length (2) and name, then the level.
+    assert.equal(bytes[4 + (version === 3 ? 6 : 4)], version | 0x80);
+    assert.deepEqual(roundTrip({ ...connect, protocolVersion: version }, version), {
+      ...connect,
+      protocolVersion: version,
+    });
+  }
+  assert.throws(
+    () => encode({ ...connect, protocolVersion: 5 }, 5),
+    isMqttError(ReasonCode.ProtocolError, /bridge/),
+  );
+  // Level 0x85 is no protocol, nor 0x84 with MQIsdp.
+  const five = encode({ ...connect, bridge: undefined, protocolVersion: 4 }, 4);
+  five[8] = 0x85;
+  const decoder = new PacketDecoder({});
+  decoder.push(five);
+  assert.throws(() => decoder.next(), isMqttError(ReasonCode.UnsupportedProtocolVersion, /level 133/));
+});
+
 test("SUBSCRIBE and UNSUBSCRIBE need a filter [MQTT-3.8.3-2] [MQTT-3.10.3-2]", () => {
   assert.throws(() => encode({ type: "subscribe", packetId: 1, subscriptions: [] }, 4), /MQTT-3\.8\.3-2/);
   assert.throws(() => encode({ type: "unsubscribe", packetId: 1, topicFilters: [] }, 4), /MQTT-3\.10\.3-2/);

@@ -166,8 +166,9 @@ function rawConnect(name: string, level: number, properties: boolean): Uint8Arra
 }
 
 test("SessionMachine answers a CONNECT of an unknown protocol level with CONNACK 0x01 in the 3.1.1 form and closes [MQTT-3.1.2-2]", () => {
-  // Levels 0-2 and 6-255, 3 with "MQTT" and 4 or 5 with "MQIsdp": mosquitto 2.0.11 answers each of them with
-  // the same four bytes, which a client of any level can read.
+  // Levels 0-2 and 6-255 (but a bridge's 0x83 with "MQIsdp" and 0x84 with "MQTT"), 3 with "MQTT" and 4 or 5
+  // with "MQIsdp": mosquitto 2.0.11 answers each of them with the same four bytes, which a client of any level
+  // can read.
   const cases: [string, number][] = [
     ["MQTT", 0],
     ["MQTT", 1],
@@ -175,10 +176,12 @@ test("SessionMachine answers a CONNECT of an unknown protocol level with CONNACK
     ["MQTT", 3],
     ["MQTT", 6],
     ["MQTT", 7],
-    ["MQTT", 0x84],
+    ["MQTT", 0x83],
+    ["MQTT", 0x85],
     ["MQTT", 255],
     ["MQIsdp", 4],
     ["MQIsdp", 5],
+    ["MQIsdp", 0x84],
   ];
   for (const [name, level] of cases) {
     for (const properties of [false, true]) {
@@ -199,6 +202,21 @@ test("SessionMachine answers a CONNECT of an unknown protocol level with CONNACK
       }
     }
   }
+});
+
+test("SessionMachine takes a bridge's CONNECT (level 0x84 with MQTT, 0x83 with MQIsdp) as 3.1.1 or 3.1 and knows it is a bridge", () => {
+  for (const [name, level] of [["MQTT", 0x84], ["MQIsdp", 0x83]] as const) {
+    const session = new SessionMachine(0);
+    session.handleBytes(0, rawConnect(name, level, false));
+    const event = session.pollEvent();
+    assert.equal(event?.type, "connect", name);
+    assert.equal(session.version, level & 0x7f);
+    assert.equal(session.bridge, true);
+  }
+  const plain = new SessionMachine(0);
+  plain.handleBytes(0, rawConnect("MQTT", 4, false));
+  plain.pollEvent();
+  assert.equal(plain.bridge, false);
 });
 
 test("SessionMachine answers a malformed MQTT 5 CONNECT with an MQTT 5 CONNACK and its reason code [MQTT-3.1.2-3] [MQTT-3.1.4-1]", () => {

@@ -1,0 +1,70 @@
+/**
+ * A new client on a session the broker kept (`cleanStart: false`): what the broker queued while it was away
+ * arrives right after CONNACK, before the application could call `subscribe()`. It must reach the subscription
+ * made then, not be acknowledged and dropped; what no subscription claims is let go after `unclaimedHoldMs`.
+ * Against our broker and mosquitto.
+ */
+
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { Broker } from "../../src/broker/broker.ts";
+import { connect } from "../../src/client/connect.ts";
+import { type Mosquitto, mosquittoMissing, startMosquitto } from "../_mosquitto.ts";
+import { sleep, take } from "../_helpers.ts";
+
+const servers: Record<string, () => Promise<{ url: string; stop(): Promise<void> }>> = {
+  "our broker": async () => {
+    const broker = new Broker({ sysInterval: 0 });
+    const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+    return { url: `mqtt://127.0.0.1:${port}`, stop: () => broker.close() };
+  },
+  mosquitto: async () => {
+    const mosquitto: Mosquitto = await startMosquitto();
+    return { url: `mqtt://127.0.0.1:${mosquitto.port}`, stop: () => mosquitto.stop() };
+  },
+};
+
+for (const [name, start] of Object.entries(servers)) {
+  const skip = name === "mosquitto" ? mosquittoMissing() ?? false : false;
+  for (const protocolVersion of [4, 5] as const) {
+    describe(`a resumed session's queued messages, MQTT ${protocolVersion === 5 ? "5" : "3.1.1"}, ${name}`, {
+      skip,
+    }, () => {
+      const stops: (() => Promise<void>)[] = [];
+      after(async () => {
+        for (const stop of stops.reverse()) await stop();
+      });
+
+      it("reach the subscription made after connect(), and what none claims is let go in time", async () => {
+        const server = await start();
+        stops.push(() => server.stop());
+        const options = {
+          clientId: `resumed-${protocolVersion}`,
+          protocolVersion,
+          cleanStart: false,
+          sessionExpiryInterval: 300,
+          reconnect: false,
+          unclaimedHoldMs: 500,
+        };
+        let client = await connect(server.url, options);
+        await client.subscribe(["queued/#", "other/#"], { qos: 1 });
+        await client.close();
+        const publisher = await connect(server.url, { protocolVersion, reconnect: false });
+        stops.push(() => publisher.close());
+        for (const n of [1, 2, 3]) await publisher.publish(`queued/${n}`, `while away ${n}`, { qos: 1 });
+        await publisher.publish("other/1", "nobody asks again", { qos: 1 });
+
+        client = await connect(server.url, options);
+        stops.push(() => client.close());
+        const subscription = await client.subscribe("queued/#", { qos: 1 });
+        const got = (await take(subscription, 3)).map((m) => m.text());
+        assert.deepEqual(got, ["while away 1", "while away 2", "while away 3"]);
+        // other/1 came too, and no subscription took it: let go (acknowledged) once the window closed.
+        await sleep(800);
+        assert.equal(client.releasedUnclaimed, 1);
+        await publisher.publish("queued/4", "live", { qos: 1 });
+        assert.deepEqual((await take(subscription, 1)).map((m) => m.text()), ["live"]);
+      });
+    });
+  }
+}
