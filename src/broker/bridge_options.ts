@@ -45,7 +45,9 @@ export interface BridgeOptions {
   clientId?: string;
   /** The client identifier of the bridge's side on this broker. Default `local.<clientId>`. */
   localClientId?: string;
+  /** The user name on the remote broker. */
   username?: string;
+  /** Its password. */
   password?: string;
   /** TLS to the remote (`mqtts://`, `wss://`): verified against `caCerts` (or the system's) unless `insecure`. */
   tls?: TlsOptions;
@@ -73,6 +75,7 @@ export interface BridgeOptions {
   notifications?: boolean;
   /** Default `$SYS/broker/connection/<clientId>/state`, as mosquitto's. */
   notificationTopic?: string;
+  /** Publish the notifications on this broker only. Default false. */
   notificationsLocalOnly?: boolean;
   /** Seconds before reconnecting after the connection is lost: the first wait and the longest. Default 5 and 30. */
   restartTimeout?: { base: number; cap: number };
