@@ -20,7 +20,16 @@ import type { Millis } from "./client_machine.ts";
 /** Delivers to sessions and holds publishers back for the slow ones; see {@linkcode BrokerMachine.publish}. */
 export class BrokerDelivery {
   /** Counters, for {@linkcode BrokerMachine.stats}. */
-  readonly stats: BrokerStats = { routed: 0, delivered: 0, deliveredByQos: [0, 0, 0], dropped: 0 };
+  readonly stats: BrokerStats = {
+    routed: 0,
+    delivered: 0,
+    deliveredByQos: [0, 0, 0],
+    deliveredBytesByQos: [0, 0, 0],
+    dropped: 0,
+    droppedQueueFull: 0,
+    droppedSlowConsumer: 0,
+    droppedExpired: 0,
+  };
   /** Sessions with new output, in the order they got it, without repeats (`#dirtySet` says who is in). */
   readonly #dirty: SessionMachine[] = [];
   readonly #dirtySet = new Set<SessionMachine>();
@@ -107,6 +116,8 @@ export class BrokerDelivery {
       // does not fit is dropped, no publisher is held back.
       state.countDropped();
       this.stats.dropped++;
+      if (record.stalled) this.stats.droppedSlowConsumer++;
+      else this.stats.droppedQueueFull++;
       return false;
     }
     const delivery: Delivery = { message, qos, retain, subscriptionIdentifiers, shared };
@@ -117,13 +128,16 @@ export class BrokerDelivery {
       if (qos === 0 && !this.#queueQoS0) return false;
       if (!state.enqueue(now, delivery)) {
         this.stats.dropped++;
+        this.stats.droppedQueueFull++;
         return false;
       }
     }
     // Kept beyond the queue's bounds: the publisher's acknowledgement waits for room (see `acknowledge`).
     if (qos > 0 && !record.stalled && state.overLimit) this.#full.push(record);
-    this.stats.delivered++;
-    this.stats.deliveredByQos[qos]++;
+    const stats = this.stats;
+    stats.delivered++;
+    stats.deliveredByQos[qos]++;
+    stats.deliveredBytesByQos[qos] += message.payload.length;
     return true;
   }
 
@@ -175,7 +189,11 @@ export class BrokerDelivery {
       this.markDirty(connection);
       return true;
     }
-    return (qos > 0 || this.#queueQoS0) && record.state.enqueue(now, delivery);
+    if (qos === 0 && !this.#queueQoS0) return false;
+    if (record.state.enqueue(now, delivery)) return true;
+    this.stats.dropped++;
+    this.stats.droppedQueueFull++;
+    return false;
   }
 
   /**

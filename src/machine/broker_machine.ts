@@ -125,7 +125,7 @@ export class BrokerMachine {
     this.#forward = options.forward;
     this.#onSessionEnded = options.onSessionEnded;
     const journal = this.#journal = options.journal ? new BrokerJournal() : undefined;
-    this.#sessions = new LocalSessionRegistry(options);
+    this.#sessions = new LocalSessionRegistry({ ...options, stats: this.#delivery.stats });
     this.#router = new LocalRouter<SessionRecord>({
       authorize: options.authorizeDelivery,
       sharedGroups: options.sharedGroups,
@@ -160,6 +160,33 @@ export class BrokerMachine {
   /** How many retained messages are stored. */
   get retainedCount(): number {
     return this.#retained.size;
+  }
+
+  /**
+   * What the sessions hold, connected or not: their queued messages (not in flight) and those messages' payload
+   * bytes, and their subscriptions. Reads counts each session keeps, so it takes time in the number of
+   * sessions, not of messages.
+   *
+   * @returns The totals.
+   *
+   * @example A broker without sessions
+   * ```ts
+   * import { BrokerMachine } from "@x/mqtt/machine";
+   * const broker = new BrokerMachine();
+   * console.log(broker.sessionTotals()); // { queuedMessages: 0, queuedBytes: 0, subscriptions: 0 }
+   * ```
+   */
+  sessionTotals(): { queuedMessages: number; queuedBytes: number; subscriptions: number } {
+    let queuedMessages = 0;
+    let queuedBytes = 0;
+    let subscriptions = 0;
+    for (const record of this.#sessions.values()) {
+      const state = record.state;
+      queuedMessages += state.queue.length;
+      queuedBytes += state.queuedBytes;
+      subscriptions += record.subscriptions?.size ?? 0;
+    }
+    return { queuedMessages, queuedBytes, subscriptions };
   }
 
   /**

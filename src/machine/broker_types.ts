@@ -223,11 +223,19 @@ export interface BrokerStats {
   delivered: number;
   /** The same by the QoS delivered with (the lower of the message's and the subscription's). */
   deliveredByQos: [number, number, number];
-  /**
-   * Deliveries dropped: QoS 0 ones that did not fit an offline session's queue, and QoS 1 and 2 ones for a
-   * session that stayed over its queue bounds past `slowConsumerTimeout`.
-   */
+  /** The payload bytes of those deliveries, by the QoS delivered with. */
+  deliveredBytesByQos: [number, number, number];
+  /** Deliveries dropped: the sum of the causes below. */
   dropped: number;
+  /**
+   * Dropped for a full queue: QoS 0 ones that did not fit an offline session's queue, and those no publisher
+   * can be held back for (wills, the broker's own, other nodes') for a session far over its bounds.
+   */
+  droppedQueueFull: number;
+  /** Dropped for a slow consumer: QoS 1 and 2 ones for a session over its bounds past `slowConsumerTimeout`. */
+  droppedSlowConsumer: number;
+  /** Dropped because their Message Expiry Interval passed before they were sent [MQTT-3.3.2-5]. */
+  droppedExpired: number;
 }
 
 /** A session's figures, as {@linkcode BrokerMachine.sessionSummaries} reads them. */

@@ -138,7 +138,10 @@ export class SessionOutbound {
   /** Sends a QoS 1 or 2 delivery with a new packet identifier, or drops it. */
   #startDelivery(now: Millis, delivery: Delivery): void {
     const expiry = remainingSeconds(delivery.message, now);
-    if (expiry === 0) return; // [MQTT-3.3.2-5]
+    if (expiry === 0) { // [MQTT-3.3.2-5]
+      this.session.countExpired();
+      return;
+    }
     const entry = this.session.startInflight(delivery);
     if (entry === undefined) {
       this.session.enqueue(now, delivery);

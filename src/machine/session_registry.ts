@@ -11,7 +11,7 @@ import { OWNER } from "./_owner.ts";
 import type { ReasonCode } from "../errors.ts";
 import type { SessionSubscription } from "./broker_types.ts";
 import type { SessionMachine } from "./session_machine.ts";
-import { SessionState } from "./session_state.ts";
+import { type ExpiryStats, SessionState } from "./session_state.ts";
 
 import type { Millis } from "./client_machine.ts";
 
@@ -107,6 +107,8 @@ export interface SessionRegistryOptions {
   maximumSessionExpiryInterval?: number;
   maxQueuedMessages?: number;
   maxQueuedBytes?: number;
+  /** Counters the sessions' states share (see `SessionStateOptions.stats`). */
+  stats?: ExpiryStats;
 }
 
 /** The in-process {@linkcode SessionRegistry}: a map by client identifier and the set of sessions with deadlines. */
@@ -122,6 +124,7 @@ export class LocalSessionRegistry implements SessionRegistry {
   readonly #maximumExpiry: number;
   readonly #maxQueuedMessages: number;
   readonly #maxQueuedBytes: number;
+  readonly #stats: ExpiryStats | undefined;
 
   /** @param options Session expiry and queue limits. */
   constructor(options: SessionRegistryOptions = {}) {
@@ -129,6 +132,7 @@ export class LocalSessionRegistry implements SessionRegistry {
     this.#maximumExpiry = options.maximumSessionExpiryInterval ?? NEVER;
     this.#maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
+    this.#stats = options.stats;
   }
 
   get size(): number {
@@ -180,6 +184,7 @@ export class LocalSessionRegistry implements SessionRegistry {
       state: new SessionState(clientId, {
         maxQueuedMessages: this.#maxQueuedMessages,
         maxQueuedBytes: this.#maxQueuedBytes,
+        stats: this.#stats,
       }),
       subscriptions: undefined,
       connection: undefined,

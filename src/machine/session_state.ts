@@ -38,6 +38,16 @@ export interface SessionStateOptions {
   maxQueuedMessages?: number;
   /** The most payload bytes queued for the client; beyond it new messages are dropped. @default 16777216 */
   maxQueuedBytes?: number;
+  /** Counters shared by a broker's sessions (its `BrokerMachine.stats`): bumped for each expired message. */
+  stats?: ExpiryStats;
+}
+
+/** Counters of messages dropped because they expired, shared by sessions (see {@linkcode SessionStateOptions}). */
+export interface ExpiryStats {
+  /** Every message dropped. */
+  dropped: number;
+  /** Messages dropped because they expired. */
+  droppedExpired: number;
 }
 
 /** What an empty session's getters return (read-only views; nothing adds to them). */
@@ -89,6 +99,7 @@ export class SessionState {
   #queuedBytes = 0;
   #nextPacketId = 1;
   #dropped = 0;
+  readonly #stats: ExpiryStats | undefined;
 
   /**
    * Creates an empty session state.
@@ -100,6 +111,7 @@ export class SessionState {
     this.clientId = clientId;
     this.maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
+    this.#stats = options.stats;
   }
 
   /** Payload bytes in the queue. */
@@ -168,6 +180,16 @@ export class SessionState {
     this.#dropped++;
   }
 
+  /** Counts a delivery dropped because it expired [MQTT-3.3.2-5], here and in the shared `stats`. */
+  countExpired(): void {
+    this.#dropped++;
+    const stats = this.#stats;
+    if (stats !== undefined) {
+      stats.dropped++;
+      stats.droppedExpired++;
+    }
+  }
+
   /**
    * Takes the oldest queued delivery that has not expired, dropping expired ones on the way
    * [MQTT-3.3.2-5].
@@ -188,7 +210,7 @@ export class SessionState {
       this.journal?.delete(this, delivery);
       const expiresAt = delivery.message.expiresAt;
       if (expiresAt !== undefined && expiresAt <= now) {
-        this.#dropped++;
+        this.countExpired();
         continue;
       }
       this.#roomCheck(now);
@@ -208,7 +230,7 @@ export class SessionState {
       const expiresAt = delivery.message.expiresAt;
       if (expiresAt !== undefined && expiresAt <= now) {
         this.#queuedBytes -= delivery.message.payload.length;
-        this.#dropped++;
+        this.countExpired();
         this.journal?.delete(this, delivery);
       } else {
         kept.push(delivery);

@@ -350,6 +350,8 @@ test("BrokerMachine drops queued messages that expire while the session is offli
     "long",
     30,
   ]]);
+  assert.equal(h.broker.stats.droppedExpired, 1);
+  assert.equal(h.broker.stats.dropped, 1);
 });
 
 test("BrokerMachine queues QoS 0 for offline sessions only when configured", () => {

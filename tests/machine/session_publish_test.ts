@@ -269,6 +269,13 @@ test("SessionMachine forwards the remaining message expiry interval [MQTT-3.3.2-
   assert.equal(text(third.payload), "3");
   assert.equal(third.properties?.messageExpiryInterval, 14);
   assert.equal(sub.session.session.dropped, 1);
+  assert.equal(h.broker.stats.droppedExpired, 1);
+  // One that expired before its delivery started is dropped too, and counted.
+  sub.send({ type: "puback", packetId: third.packetId as number, reasonCode: 0 });
+  pub.publish("a", "4", { qos: 1, packetId: 4, properties: { messageExpiryInterval: 0 } });
+  assert.equal(sub.takePublishes().length, 0);
+  assert.equal(h.broker.stats.droppedExpired, 2);
+  assert.equal(h.broker.stats.dropped, 2);
 });
 
 test("SessionMachine forwards publish properties unaltered to MQTT 5 clients and none to 3.1.1 [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16] [MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]", () => {
