@@ -175,12 +175,12 @@ export class Broker {
     await this.#joined;
     const listener = await openListener(options, options.http ? (request) => this.#http(request) : undefined);
     this.#listeners.add(listener);
-    serveListener(
+    this.#counters.listeners.push(serveListener(
       this.#options,
       options,
       listener,
       (transport, remote, count) => this.#accept(transport, remote, count),
-    );
+    ));
     this.#startSys();
     this.#log("info", `Listening on ${listenerUrl(options, listener)}`);
     return { hostname: listener.hostname, port: listener.port };

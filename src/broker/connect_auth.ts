@@ -57,17 +57,23 @@ export class ConnectAuth {
     if (packet.username !== undefined) info.username = packet.username;
     if (connection.remote !== undefined) info.remote = connection.remote;
     let code: ReasonCode = ReasonCode.Success;
+    /** Whether the credentials were refused (not the identifier, nor a hook that failed). */
+    let refused = false;
     const passwords = this.#options.passwords;
     const maxIdLength = this.#options.maxClientIdLength ?? 256;
     if (new TextEncoder().encode(packet.clientId).length > maxIdLength) {
       code = ReasonCode.ClientIdentifierNotValid;
     } else if (packet.username === undefined && this.#options.allowAnonymous === false) {
       code = ReasonCode.NotAuthorized;
+      refused = true;
     } else if (packet.username !== undefined && passwords !== undefined) {
       const entry = passwords.get(packet.username);
       const ok = entry !== undefined && packet.password !== undefined &&
         await verifyPassword(entry, packet.password);
-      if (!ok) code = ReasonCode.BadUserNameOrPassword;
+      if (!ok) {
+        code = ReasonCode.BadUserNameOrPassword;
+        refused = true;
+      }
     }
     if (code === ReasonCode.Success && this.#options.authenticate !== undefined) {
       try {
@@ -75,6 +81,7 @@ export class ConnectAuth {
           await this.#options.authenticate(info, packet.password),
           ReasonCode.BadUserNameOrPassword,
         );
+        refused = code !== ReasonCode.Success;
       } catch (error) {
         log(
           this.#options,
@@ -88,12 +95,14 @@ export class ConnectAuth {
     if (code === ReasonCode.Success && method !== undefined) {
       if (this.#options.enhancedAuthenticate === undefined) {
         code = ReasonCode.BadAuthenticationMethod;
+        refused = true;
       } else {
         connection.authenticating = info;
         return this.onAuth(connection, packet.properties?.authenticationData);
       }
     }
     if (connection.closed) return;
+    if (refused) this.#counters.authenticationFailures++;
     this.#finishConnect(connection, info, packet.protocolVersion, code);
   }
 
@@ -112,6 +121,8 @@ export class ConnectAuth {
     }
     const reauthenticating = connection.authenticating === undefined;
     let result: EnhancedAuthResult;
+    /** Whether the hook threw: not a refusal of the client's credentials. */
+    let failed = false;
     try {
       result = await hook(client, { method, data: data?.slice(), reauthenticating });
     } catch (error) {
@@ -121,6 +132,7 @@ export class ConnectAuth {
         `enhancedAuthenticate hook failed for "${client.clientId}": ${(error as Error).message}`,
       );
       result = ReasonCode.UnspecifiedError;
+      failed = true;
     }
     if (connection.closed) return;
     const now = performance.now();
@@ -145,6 +157,7 @@ export class ConnectAuth {
       }
     } else {
       const code = decisionCode(result, ReasonCode.NotAuthorized);
+      if (code !== ReasonCode.Success && !failed) this.#counters.authenticationFailures++;
       if (reauthenticating) {
         session.disconnect(now, code);
       } else {

@@ -18,7 +18,12 @@ export interface ConnectionHost {
 
 /** Open connections of one listener, for its `maxConnections`. */
 export interface ListenerCount {
+  /** The listener's URL, such as `mqtt://127.0.0.1:1883`. */
+  readonly url: string;
+  /** Its connections open now. */
   open: number;
+  /** Its connections accepted. */
+  accepted: number;
 }
 
 /** The state of a connection that an idle one does not use, made when first set (see `Connection`). */

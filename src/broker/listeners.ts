@@ -46,15 +46,16 @@ export async function openListener(options: ListenOptions, http?: HttpHandler): 
  * @param listen The listener's options.
  * @param listener The listener.
  * @param accept Starts serving a connection; undefined when it is refused.
+ * @returns The listener's connections, open and accepted, for metrics.
  */
 export function serveListener(
   options: BrokerOptions,
   listen: ListenOptions,
   listener: Listener,
   accept: (transport: Transport, remote: string | undefined, count: ListenerCount) => Connection | undefined,
-): void {
+): ListenerCount {
   const limit = listen.maxConnections ?? Infinity;
-  const count: ListenerCount = { open: 0 };
+  const count: ListenerCount = { url: listenerUrl(listen, listener), open: 0, accepted: 0 };
   (async () => {
     for await (const transport of listener) {
       if (count.open >= limit) {
@@ -68,7 +69,7 @@ export function serveListener(
       }
       if (accept(transport, transport.remoteAddress, count) === undefined) {
         void Promise.resolve(transport.close()).catch(() => {});
-      }
+      } else count.accepted++;
     }
   })().catch((error) =>
     log(
@@ -79,6 +80,7 @@ export function serveListener(
       }`,
     )
   );
+  return count;
 }
 
 /**

@@ -96,6 +96,7 @@ export class PublishPolicy {
       acl !== undefined && connection.info !== undefined && !canPublish(acl, connection.info, packet.topic)
     ) {
       code = ReasonCode.NotAuthorized;
+      this.#counters.deniedPublishes++;
       log(
         this.#options,
         "info",
@@ -118,6 +119,7 @@ export class PublishPolicy {
     let code: ReasonCode;
     try {
       code = decisionCode(await hook(info, packet), ReasonCode.NotAuthorized);
+      if (code >= 0x80) this.#counters.deniedPublishes++;
     } catch {
       code = ReasonCode.UnspecifiedError;
     }
@@ -130,8 +132,10 @@ export class PublishPolicy {
    * answered as a duplicate, so this is the one chance to route the message [MQTT-4.3.3-10].
    */
   #publishDecided(connection: Connection, packet: PublishPacket, code: ReasonCode): void {
-    this.#counters.messagesReceived++;
-    this.#counters.receivedByQos[packet.qos]++;
+    const counters = this.#counters;
+    counters.messagesReceived++;
+    counters.receivedByQos[packet.qos]++;
+    counters.receivedBytesByQos[packet.qos] += packet.payload.length;
     // A hook may answer with any reason code; PUBACK and PUBREC carry only some.
     if (packet.qos > 0 && !reasonCodeAllowed(packet.qos === 1 ? "puback" : "pubrec", code)) {
       code = code >= 0x80 ? ReasonCode.UnspecifiedError : ReasonCode.Success;
@@ -214,8 +218,10 @@ export class PublishPolicy {
       codes = [];
       for (const subscription of subscriptions) {
         let decision: Decision | QoS = true;
+        let denied = false;
         if (acl !== undefined && !canSubscribe(acl, connection.info, subscription.topicFilter)) {
           decision = false;
+          denied = true;
           log(
             this.#options,
             "info",
@@ -224,6 +230,7 @@ export class PublishPolicy {
         } else if (hook !== undefined) {
           try {
             decision = await hook(connection.info, subscription);
+            denied = decision === false || (typeof decision === "number" && decision >= 0x80);
           } catch {
             decision = ReasonCode.UnspecifiedError;
           }
@@ -233,6 +240,7 @@ export class PublishPolicy {
         else if (decision === 0 || decision === 1 || decision === 2) {
           codes.push(Math.min(decision, subscription.qos) as ReasonCode);
         } else codes.push(reasonCodeAllowed("suback", decision) ? decision : ReasonCode.UnspecifiedError);
+        if (denied) this.#counters.deniedSubscriptions++;
       }
     }
     const cluster = this.#options.cluster;

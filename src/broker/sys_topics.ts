@@ -9,7 +9,7 @@ import type { BrokerMachine } from "../machine/broker_machine.ts";
 import type { SessionMachine } from "../machine/session_machine.ts";
 import { runtimeHeapUsed } from "../runtime/memory.ts";
 import { type Metric, reasonLabel } from "./metrics.ts";
-import type { Connection } from "./connection.ts";
+import type { Connection, ListenerCount } from "./connection.ts";
 
 /** The version in `$SYS/broker/version`. */
 const VERSION = "0.1.0";
@@ -19,6 +19,8 @@ export interface SysCounters {
   messagesReceived: number;
   /** PUBLISH packets received, by QoS. */
   receivedByQos: [number, number, number];
+  /** Their payload bytes, by QoS. */
+  receivedBytesByQos: [number, number, number];
   /** Network connections accepted. */
   accepted: number;
   /** CONNECTs refused, by reason code. */
@@ -27,7 +29,16 @@ export interface SysCounters {
   bytesSent: number;
   connected: number;
   maximum: number;
+  /** QoS 0 messages dropped while their client was behind, by connections now closed (see `droppedWhileCongested`). */
   dropped: number;
+  /** CONNECTs refused by authentication: anonymous access, the password file, the authentication hooks. */
+  authenticationFailures: number;
+  /** PUBLISH packets refused by the ACL file or `authorizePublish`. */
+  deniedPublishes: number;
+  /** Topic filters of SUBSCRIBE packets refused by the ACL file or `authorizeSubscribe`. */
+  deniedSubscriptions: number;
+  /** Each listener's connections, with its URL. */
+  listeners: ListenerCount[];
 }
 
 /** The `$SYS` values of one broker and the timer that publishes them. */
@@ -35,6 +46,7 @@ export class SysTopics {
   readonly counters: SysCounters = {
     messagesReceived: 0,
     receivedByQos: [0, 0, 0],
+    receivedBytesByQos: [0, 0, 0],
     accepted: 0,
     refused: new Map(),
     bytesReceived: 0,
@@ -42,6 +54,10 @@ export class SysTopics {
     connected: 0,
     maximum: 0,
     dropped: 0,
+    authenticationFailures: 0,
+    deniedPublishes: 0,
+    deniedSubscriptions: 0,
+    listeners: [],
   };
   readonly #machine: BrokerMachine;
   readonly #connections: ReadonlyMap<SessionMachine, Connection>;
@@ -72,8 +88,7 @@ export class SysTopics {
     const c = this.counters;
     const machine = this.#machine;
     const stats = machine.stats;
-    let dropped = c.dropped + stats.dropped;
-    for (const connection of this.#connections.values()) dropped += connection.session.droppedWhileCongested;
+    const dropped = this.#droppedCongested() + stats.dropped;
     const values = new Map([
       ["$SYS/broker/version", `@x/mqtt ${VERSION}`],
       ["$SYS/broker/uptime", `${Math.floor((performance.now() - this.#startedAt) / 1000)} seconds`],
@@ -103,12 +118,9 @@ export class SysTopics {
     const c = this.counters;
     const machine = this.#machine;
     const stats = machine.stats;
-    let dropped = c.dropped + stats.dropped;
-    let queued = 0;
-    for (const connection of this.#connections.values()) {
-      dropped += connection.session.droppedWhileCongested;
-      queued += connection.pendingBytes;
-    }
+    let outgoing = 0;
+    for (const connection of this.#connections.values()) outgoing += connection.pendingBytes;
+    const sessions = machine.sessionTotals();
     const metrics: Metric[] = [
       gauge(
         "mqtt_uptime_seconds",
@@ -118,10 +130,36 @@ export class SysTopics {
       gauge("mqtt_connections", "Network connections open.", this.#connections.size),
       counter("mqtt_connections_total", "Network connections accepted.", c.accepted),
       {
+        name: "mqtt_listener_connections",
+        type: "gauge",
+        help: "Network connections open, by listener.",
+        samples: c.listeners.map((listener) => [{ listener: listener.url }, listener.open]),
+      },
+      {
+        name: "mqtt_listener_connections_total",
+        type: "counter",
+        help: "Network connections accepted, by listener.",
+        samples: c.listeners.map((listener) => [{ listener: listener.url }, listener.accepted]),
+      },
+      {
         name: "mqtt_connections_refused_total",
         type: "counter",
         help: "CONNECT packets refused, by reason code.",
         samples: [...c.refused].map(([code, count]) => [{ reason: reasonLabel(code) }, count]),
+      },
+      counter(
+        "mqtt_authentication_failures_total",
+        "CONNECT packets refused by authentication (anonymous access, password file, authentication hooks).",
+        c.authenticationFailures,
+      ),
+      {
+        name: "mqtt_authorization_denials_total",
+        type: "counter",
+        help: "PUBLISH packets and SUBSCRIBE topic filters refused by the ACL file or the authorize hooks.",
+        samples: [
+          [{ action: "publish" }, c.deniedPublishes],
+          [{ action: "subscribe" }, c.deniedSubscriptions],
+        ],
       },
       {
         name: "mqtt_sessions",
@@ -134,11 +172,24 @@ export class SysTopics {
       },
       gauge("mqtt_sessions_connected_max", "The most sessions connected at once.", c.maximum),
       gauge("mqtt_retained_messages", "Retained messages held.", machine.retainedCount),
+      gauge("mqtt_subscriptions", "Subscriptions of all sessions, connected or not.", sessions.subscriptions),
+      gauge(
+        "mqtt_queued_messages",
+        "Messages queued in sessions, connected or not, waiting to be sent (not in flight).",
+        sessions.queuedMessages,
+      ),
+      gauge("mqtt_queued_payload_bytes", "Payload bytes of the queued messages.", sessions.queuedBytes),
       {
         name: "mqtt_messages_received_total",
         type: "counter",
         help: "PUBLISH packets received from clients, by QoS.",
         samples: c.receivedByQos.map((count, qos) => [{ qos: String(qos) }, count]),
+      },
+      {
+        name: "mqtt_received_payload_bytes_total",
+        type: "counter",
+        help: "Payload bytes of the PUBLISH packets received from clients, by QoS.",
+        samples: c.receivedBytesByQos.map((count, qos) => [{ qos: String(qos) }, count]),
       },
       counter(
         "mqtt_messages_routed_total",
@@ -151,13 +202,32 @@ export class SysTopics {
         help: "Deliveries to sessions, sent or queued, by the QoS they are delivered with.",
         samples: stats.deliveredByQos.map((count, qos) => [{ qos: String(qos) }, count]),
       },
-      counter("mqtt_messages_dropped_total", "Deliveries dropped (queues full, clients behind).", dropped),
+      {
+        name: "mqtt_delivered_payload_bytes_total",
+        type: "counter",
+        help: "Payload bytes of the deliveries to sessions, by the QoS they are delivered with.",
+        samples: stats.deliveredBytesByQos.map((count, qos) => [{ qos: String(qos) }, count]),
+      },
+      {
+        name: "mqtt_messages_dropped_total",
+        type: "counter",
+        help:
+          "Deliveries dropped, by cause: queue_full (a session's queue bounds), slow_consumer (QoS 1 and 2 " +
+          "for a session over its bounds past slowConsumerTimeout), congested (QoS 0 for a client behind on its " +
+          "connection), expired (Message Expiry Interval).",
+        samples: [
+          [{ cause: "queue_full" }, stats.droppedQueueFull],
+          [{ cause: "slow_consumer" }, stats.droppedSlowConsumer],
+          [{ cause: "congested" }, this.#droppedCongested()],
+          [{ cause: "expired" }, stats.droppedExpired],
+        ],
+      },
       counter(
         "mqtt_slow_consumer_disconnects_total",
         "Clients disconnected for staying behind past slowConsumerTimeout.",
         slowDisconnects,
       ),
-      gauge("mqtt_outgoing_bytes", "Bytes written to connections and not yet sent.", queued),
+      gauge("mqtt_outgoing_bytes", "Bytes written to connections and not yet sent.", outgoing),
       counter("mqtt_received_bytes_total", "Bytes received from clients.", c.bytesReceived),
       counter("mqtt_sent_bytes_total", "Bytes sent to clients.", c.bytesSent),
     ];
@@ -194,6 +264,13 @@ export class SysTopics {
       );
     }
     return metrics;
+  }
+
+  /** QoS 0 messages dropped while their client was behind, by connections closed and open. */
+  #droppedCongested(): number {
+    let dropped = this.counters.dropped;
+    for (const connection of this.#connections.values()) dropped += connection.session.droppedWhileCongested;
+    return dropped;
   }
 
   /**
