@@ -7,7 +7,11 @@
 import { type AclFile, parseAclFile } from "../broker/acl_file.ts";
 import { Broker, type LogFields, type LogLevel } from "../broker/broker.ts";
 import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/password_file.ts";
+import type { BridgeOptions } from "../broker/bridge_options.ts";
+import type { TlsOptions } from "../client/connect.ts";
+import { parseMosquittoConf } from "./mosquitto_conf.ts";
 import {
+  type BridgeConfig,
   type BrokerConfig,
   type ClusterConfig,
   type ListenerConfig,
@@ -44,7 +48,9 @@ export const BROKER_USAGE: string = `Usage: broker.ts [options]
                           needs the npm packages @nats-io/transport-node, @nats-io/jetstream, @nats-io/kv
   --node NAME             this node's name in the cluster (default: a random one)
   -c, --config FILE       a JSON configuration: listeners (tcp, tls, ws, wss), users, ACL, limits, logLevel,
-                          cluster
+                          cluster, bridges; or a mosquitto.conf (a name ending in .conf, or a file not starting
+                          with "{"): listeners, users, ACL, limits, persistence and bridges (connection
+                          sections), other keys refused
   -v, --verbose           log every connection in detail
   --log-format text|json  json: one object a line (time, level, node, client, event, message)
 
@@ -237,6 +243,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
   let passwords: Map<string, PasswordEntry> | undefined;
   let acl: AclFile | undefined;
   const tls = new Map<ListenerConfig, { cert: string; key: string }>();
+  const bridges: BridgeOptions[] = [];
   try {
     if (config.passwordFile !== undefined) {
       passwords = parsePasswordFile(decode(await proc.readFile(config.passwordFile)));
@@ -255,6 +262,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
         });
       }
     }
+    for (const bridge of config.bridges ?? []) bridges.push(await bridgeOptions(bridge, proc));
   } catch (error) {
     proc.stderr(`Error: ${(error as Error).message}\n`);
     return 1;
@@ -289,6 +297,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     passwords,
     adminUsers: config.adminUsers,
     acl,
+    bridges: bridges.length > 0 ? bridges : undefined,
     sysInterval: config.sysInterval,
     logPackets: config.logLevel === "debug",
     log: (level, message, fields) => {
@@ -323,7 +332,9 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     urls.join(" and ")
   } (state ${config.persistence === undefined ? "in memory" : `in sqlite:${config.persistence.sqlite}`}, ${
     config.allowAnonymous ? "anonymous clients allowed" : "user name required"
-  }${passwords ? `, ${passwords.size} users` : ""}${acl ? ", ACL on" : ""})`;
+  }${passwords ? `, ${passwords.size} users` : ""}${acl ? ", ACL on" : ""}${
+    bridges.length > 0 ? `, bridges ${bridges.map((b) => `${b.name} to ${b.urls.join(" ")}`).join(", ")}` : ""
+  })`;
   proc.stderr(
     json
       ? logLine(true, "info", started, { event: "listening", ...cluster ? { node: cluster.node } : {} })
@@ -360,7 +371,16 @@ async function configFrom(
     } catch (error) {
       throw new Error(`cannot read configuration file "${args.configFile}": ${(error as Error).message}`);
     }
-    config = parseBrokerConfig(text);
+    if (isMosquittoConf(args.configFile, text)) {
+      try {
+        config = parseMosquittoConf(text, {
+          hostname: () => proc.hostname(),
+          onNote: (line, note) => proc.stderr(`Note: ${args.configFile}, line ${line}: ${note}\n`),
+        });
+      } catch (error) {
+        throw new Error(`${args.configFile}, ${(error as Error).message}`);
+      }
+    } else config = parseBrokerConfig(text);
   } else {
     config = {
       listeners: [{ type: "tcp", host: args.host, port: args.port }],
@@ -405,6 +425,40 @@ async function configFrom(
     config.cluster = { ...config.cluster, node: args.node };
   }
   return config;
+}
+
+/** Whether a configuration file is a mosquitto.conf: named `*.conf`, or not starting with `{` (JSON's object). */
+function isMosquittoConf(file: string, text: string): boolean {
+  if (file.endsWith(".conf")) return true;
+  const first = text.split(/\r?\n/).map((line) => line.trim()).find((line) =>
+    line !== "" && !line.startsWith("#")
+  );
+  return first !== undefined && !first.startsWith("{");
+}
+
+/** A bridge of the configuration with its TLS files read. */
+async function bridgeOptions(config: BridgeConfig, proc: RuntimeProcess): Promise<BridgeOptions> {
+  const { tls: files, ...rest } = config;
+  const bridge: BridgeOptions = rest;
+  if (files !== undefined) {
+    const read = async (file: string, what: string) => {
+      try {
+        return new TextDecoder().decode(await proc.readFile(file));
+      } catch (error) {
+        throw new Error(
+          `cannot read the ${what} of bridge ${config.name}, "${file}": ${(error as Error).message}`,
+        );
+      }
+    };
+    const tls: TlsOptions = {};
+    if (files.ca !== undefined) tls.caCerts = [await read(files.ca, "CA file")];
+    if (files.cert !== undefined) tls.cert = await read(files.cert, "certificate");
+    if (files.key !== undefined) tls.key = await read(files.key, "key");
+    if (files.serverName !== undefined) tls.serverName = files.serverName;
+    if (files.insecure !== undefined) tls.insecure = files.insecure;
+    bridge.tls = tls;
+  }
+  return bridge;
 }
 
 /** Connects to NATS as the configuration says, reading its credentials and TLS files. */

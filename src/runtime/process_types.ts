@@ -14,6 +14,8 @@ export interface RuntimeProcess {
   stderr(text: string): void;
   /** Standard input as bytes. */
   stdin(): ReadableStream<Uint8Array>;
+  /** This computer's host name (mosquitto's default bridge client identifiers carry it). */
+  hostname(): string;
   /** A whole file. */
   readFile(path: string): Promise<Uint8Array>;
   /** Writes a whole file, creating or replacing it. */

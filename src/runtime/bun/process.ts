@@ -4,6 +4,7 @@
  * @module
  */
 
+import { hostname } from "node:os";
 import type { RuntimeProcess } from "../process_types.ts";
 
 interface BunProcess {
@@ -29,6 +30,7 @@ export const runtimeProcess: RuntimeProcess = {
   stdout: (text) => void bunProcess.stdout.write(text),
   stderr: (text) => void bunProcess.stderr.write(text),
   stdin: () => Bun.stdin.stream(),
+  hostname: () => hostname(),
   readFile: (path) => Bun.file(path).bytes(),
   writeFile: async (path, data) => void await Bun.write(path, data),
   onInterrupt(listener) {

@@ -19,6 +19,7 @@ export const runtimeProcess: RuntimeProcess = {
   stdout: (text) => writeAll(Deno.stdout, text),
   stderr: (text) => writeAll(Deno.stderr, text),
   stdin: () => Deno.stdin.readable,
+  hostname: () => Deno.hostname(),
   readFile: (path) => Deno.readFile(path),
   writeFile: (path, data) => Deno.writeFile(path, data),
   onInterrupt(listener) {

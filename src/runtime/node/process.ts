@@ -7,6 +7,7 @@
 import process from "node:process";
 import { readFile, writeFile } from "node:fs/promises";
 import { writeSync } from "node:fs";
+import { hostname } from "node:os";
 import type { RuntimeProcess } from "../process_types.ts";
 
 const encoder = new TextEncoder();
@@ -39,6 +40,7 @@ export const runtimeProcess: RuntimeProcess = {
         process.stdin.destroy();
       },
     }),
+  hostname: () => hostname(),
   readFile: async (path) => {
     const data = await readFile(path);
     return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
