@@ -55,9 +55,14 @@ export interface Mosquitto {
  * Starts mosquitto with the given extra configuration lines; resolves once it accepts connections.
  *
  * @param config Extra lines for mosquitto.conf (a listener on a free port and anonymous access are added).
+ * @param options `port`: the listener's port instead of a free one (to start it again where it was);
+ *   `persistence`: a directory where it keeps its state across restarts.
  */
-export async function startMosquitto(config: string[] = []): Promise<Mosquitto> {
-  const port = await freePort();
+export async function startMosquitto(
+  config: string[] = [],
+  options: { port?: number; persistence?: string } = {},
+): Promise<Mosquitto> {
+  const port = options.port ?? await freePort();
   const dir = mkdtempSync(join(tmpdir(), "mosquitto-"));
   const file = join(dir, "mosquitto.conf");
   writeFileSync(
@@ -65,7 +70,9 @@ export async function startMosquitto(config: string[] = []): Promise<Mosquitto> 
     [
       `listener ${port} 127.0.0.1`,
       "allow_anonymous true",
-      "persistence false",
+      ...options.persistence === undefined
+        ? ["persistence false"]
+        : ["persistence true", `persistence_location ${options.persistence}/`, "autosave_interval 1"],
       "max_inflight_messages 0",
       // Started as root, mosquitto switches to its own user and then cannot read test files such as keys.
       ...(process.getuid?.() === 0 ? ["user root"] : []),

@@ -16,6 +16,9 @@ import { OutputGate } from "./output_gate.ts";
 import { exposition, METRICS_CONTENT_TYPE } from "./metrics.ts";
 import { adminApi, type AdminHost, adminHost } from "./admin_api.ts";
 import { dashboardFile } from "./dashboard/serve.ts";
+import { Bridges } from "./bridges.ts";
+import type { Bridge } from "./bridge.ts";
+import { memoryPair } from "../transport/memory.ts";
 import { Backpressure } from "./backpressure.ts";
 import { type BrokerOptions, type ListenOptions, log, type LogLevel } from "./broker_options.ts";
 import { ConnectAuth } from "./connect_auth.ts";
@@ -85,6 +88,7 @@ export class Broker {
   #closing = false;
   #store: BrokerStore | undefined;
   readonly #sys: SysTopics;
+  readonly #bridges: Bridges;
   readonly #counters: SysCounters;
   /** A flush waits for the end of the turn (`#flushSoon`). */
   #flushQueued = false;
@@ -123,17 +127,28 @@ export class Broker {
     }
     this.#options = options;
     this.#pressure = new Backpressure(options, this.#flushOne);
+    this.#bridges = new Bridges(options.bridges, {
+      localTransport: () => this.#localTransport(),
+      publish: (topic, payload, publish) => void this.publish(topic, payload, publish),
+      log: (level, message, fields) => log(this.#options, level, message, fields),
+    });
     const store = options.store;
     this.#machine = new BrokerMachine({
       ...options,
-      authorizeDelivery: deliveryCheck(options),
+      authorizeDelivery: deliveryCheck(options, this.#bridges.trusted),
       journal: store !== undefined || cluster !== undefined,
       ...(cluster === undefined ? {} : clusterMachineOptions(cluster)),
     });
     this.#sys = new SysTopics(this.#machine, this.#connections);
     this.#counters = this.#sys.counters;
     this.#connecting = new ConnectingLimit(options, this.#flushOne);
-    this.#auth = new ConnectAuth(options, this.#machine, this.#counters, this.#flushOne);
+    this.#auth = new ConnectAuth(
+      options,
+      this.#machine,
+      this.#counters,
+      this.#flushOne,
+      this.#bridges.trusted,
+    );
     this.#policy = new PublishPolicy(options, this.#machine, this.#counters, this.#pressure, this.#flushOne);
     this.#joined = cluster?.start(this.#clusterHost());
     // Until `listen` waits for it.
@@ -153,6 +168,12 @@ export class Broker {
         `Restored ${this.#machine.sessionCount} sessions and ${this.#machine.retainedCount} retained messages`,
       );
     }
+    this.#bridges.start();
+  }
+
+  /** The bridges to other brokers (`BrokerOptions.bridges`), with their state and figures. */
+  get bridges(): readonly Bridge[] {
+    return this.#bridges.list;
   }
 
   /** The routing machine, for statistics. */
@@ -199,8 +220,25 @@ export class Broker {
     else await connection.done();
   }
 
+  /** An in-process connection for a bridge's side on this broker, which trusts it. */
+  async #localTransport(): Promise<Transport> {
+    await this.#joined;
+    const [client, server] = memoryPair();
+    const connection = this.#accept(server, "bridge", undefined, true);
+    if (connection === undefined) {
+      await server.close();
+      throw new Error("the broker is closing");
+    }
+    return client;
+  }
+
   /** Starts serving a connection; undefined when it is refused (closing, or too many open). */
-  #accept(transport: Transport, remote: string | undefined, listener: ListenerCount | undefined) {
+  #accept(
+    transport: Transport,
+    remote: string | undefined,
+    listener: ListenerCount | undefined,
+    trusted = false,
+  ) {
     if (this.#closing) return undefined;
     if (this.#connections.size >= (this.#options.maxConnections ?? 10_000)) {
       this.#log(
@@ -211,6 +249,7 @@ export class Broker {
     }
     const session = new SessionMachine(performance.now(), this.#options);
     const connection = new Connection(this.#host, session, transport, remote);
+    connection.trusted = trusted;
     this.#counters.accepted++;
     if (listener !== undefined) {
       connection.listener = listener;
@@ -297,6 +336,7 @@ export class Broker {
    */
   async close(): Promise<void> {
     if (this.#closing) return;
+    await this.#bridges.stop();
     this.#closing = true;
     this.#sys.stop();
     await Promise.all([...this.#listeners].map((listener) => listener.close().catch(() => {})));
@@ -325,6 +365,7 @@ export class Broker {
   sysValues(): Map<string, string> {
     const values = this.#sys.values();
     for (const [topic, value] of this.#options.cluster?.sysValues() ?? []) values.set(topic, value);
+    for (const [topic, value] of this.#bridges.sysValues(this.#machine)) values.set(topic, value);
     return values;
   }
 
@@ -337,7 +378,10 @@ export class Broker {
   metrics(): string {
     const cluster = this.#options.cluster;
     return exposition(
-      this.#sys.metrics(cluster?.sysValues(), this.#pressure.slowDisconnects),
+      [
+        ...this.#sys.metrics(cluster?.sysValues(), this.#pressure.slowDisconnects),
+        ...this.#bridges.metrics(this.#machine),
+      ],
       cluster === undefined ? {} : { node: cluster.node },
     );
   }

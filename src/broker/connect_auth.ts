@@ -27,6 +27,7 @@ export class ConnectAuth {
   readonly #machine: BrokerMachine;
   readonly #counters: SysCounters;
   readonly #flushAll: (connection: Connection) => void;
+  readonly #reserved: ReadonlySet<string>;
 
   /**
    * Keeps what the pipeline needs.
@@ -35,17 +36,20 @@ export class ConnectAuth {
    * @param machine The routing machine a connected session is attached to.
    * @param counters The `$SYS` counters of connected clients.
    * @param flushAll The broker's flush of a connection and of all it fed.
+   * @param reserved Client identifiers of the broker's own clients, refused to any other connection.
    */
   constructor(
     options: BrokerOptions,
     machine: BrokerMachine,
     counters: SysCounters,
     flushAll: (connection: Connection) => void,
+    reserved: ReadonlySet<string> = new Set(),
   ) {
     this.#options = options;
     this.#machine = machine;
     this.#counters = counters;
     this.#flushAll = flushAll;
+    this.#reserved = reserved;
   }
 
   /**
@@ -61,7 +65,13 @@ export class ConnectAuth {
     let refused = false;
     const passwords = this.#options.passwords;
     const maxIdLength = this.#options.maxClientIdLength ?? 256;
-    if (new TextEncoder().encode(packet.clientId).length > maxIdLength) {
+    if (connection.trusted) {
+      // The broker's own client: nothing to check.
+    } else if (this.#reserved.has(packet.clientId)) {
+      // The identifier of the broker's own client (a bridge's side): taking over its session would take what
+      // it carries.
+      code = ReasonCode.ClientIdentifierNotValid;
+    } else if (new TextEncoder().encode(packet.clientId).length > maxIdLength) {
       code = ReasonCode.ClientIdentifierNotValid;
     } else if (packet.username === undefined && this.#options.allowAnonymous === false) {
       code = ReasonCode.NotAuthorized;
@@ -75,7 +85,7 @@ export class ConnectAuth {
         refused = true;
       }
     }
-    if (code === ReasonCode.Success && this.#options.authenticate !== undefined) {
+    if (code === ReasonCode.Success && this.#options.authenticate !== undefined && !connection.trusted) {
       try {
         code = decisionCode(
           await this.#options.authenticate(info, packet.password),

@@ -72,6 +72,11 @@ export class Connection implements TransportSink {
   timer: ReturnType<typeof setTimeout> | undefined;
   timerAt = 0;
   info: ClientInfo | undefined;
+  /**
+   * The broker's own client (a bridge's side on this broker): connected without credentials, and past the ACL
+   * and the authorization hooks.
+   */
+  trusted = false;
   closed = false;
   #extras: ConnectionExtras | undefined;
 

@@ -16,6 +16,7 @@ export {
   type LogLevel,
 } from "./broker.ts";
 export type { BridgeOptions, BridgeTopic } from "./bridge_options.ts";
+export { Bridge, type BridgeHost, type BridgeState, type BridgeStats } from "./bridge.ts";
 export type { ClusterHost, ClusterLink } from "./cluster_link.ts";
 export { hashPassword, parsePasswordFile, type PasswordEntry, verifyPassword } from "./password_file.ts";
 export {

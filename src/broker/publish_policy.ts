@@ -29,7 +29,10 @@ function levelCount(topic: string, limit: number): number {
  * The machine's check of each delivery: the ACL's read rules, `authorizeRead` and `authorizeDelivery`, all
  * of which must allow; none at all when none is set, so that deliveries then cost nothing more.
  */
-export function deliveryCheck(options: BrokerOptions): BrokerMachineOptions["authorizeDelivery"] {
+export function deliveryCheck(
+  options: BrokerOptions,
+  trusted: ReadonlySet<string> = new Set(),
+): BrokerMachineOptions["authorizeDelivery"] {
   const checks: NonNullable<BrokerMachineOptions["authorizeDelivery"]>[] = [];
   if (options.acl !== undefined) {
     const canRead = aclReadCheck(options.acl);
@@ -47,8 +50,15 @@ export function deliveryCheck(options: BrokerOptions): BrokerMachineOptions["aut
     });
   }
   if (options.authorizeDelivery !== undefined) checks.push(options.authorizeDelivery);
-  if (checks.length <= 1) return checks[0];
-  return (session, message) => checks.every((check) => check(session, message));
+  if (checks.length === 0) return undefined;
+  // The broker's own clients (a bridge's side here) read what they subscribed to; their identifiers are
+  // refused to anyone else (`ConnectAuth`).
+  if (checks.length === 1) {
+    const check = checks[0];
+    return (session, message) => trusted.has(session.clientId) || check(session, message);
+  }
+  return (session, message) =>
+    trusted.has(session.clientId) || checks.every((check) => check(session, message));
 }
 
 /** Decides and routes the PUBLISH and SUBSCRIBE packets of one broker's clients. */
@@ -90,7 +100,9 @@ export class PublishPolicy {
     const hook = this.#options.authorizePublish;
     const acl = this.#options.acl;
     const limited = this.#limitPublish(connection, packet);
-    if (limited !== undefined) {
+    if (connection.trusted) {
+      // The broker's own client (a bridge): what it was configured to carry, as it comes.
+    } else if (limited !== undefined) {
       code = limited;
     } else if (
       acl !== undefined && connection.info !== undefined && !canPublish(acl, connection.info, packet.topic)
@@ -214,7 +226,7 @@ export class PublishPolicy {
     const hook = this.#options.authorizeSubscribe;
     const acl = this.#options.acl;
     let codes: ReasonCode[] | undefined;
-    if ((hook !== undefined || acl !== undefined) && connection.info !== undefined) {
+    if ((hook !== undefined || acl !== undefined) && connection.info !== undefined && !connection.trusted) {
       codes = [];
       for (const subscription of subscriptions) {
         let decision: Decision | QoS = true;

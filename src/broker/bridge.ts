@@ -1,0 +1,487 @@
+/**
+ * A bridge to another broker, built of two of our own clients: one on this broker (over an in-process
+ * connection the broker trusts) and one on the remote. Messages matching an `out` topic go from the first to
+ * the second, `in` ones back, renamed by the topic's prefixes.
+ *
+ * Nothing is lost on the way: each message is acknowledged to the side it came from only once the other side
+ * acknowledged it (manual acknowledgements, QoS 1 and 2), and both sessions outlive their connections, so a
+ * message taken when a connection drops comes again. Nothing loops: the bridge's subscriptions on both sides
+ * take none of its own messages back (MQTT 5's No Local; with a 3.1.1 remote, the bridge bit of the CONNECT,
+ * else the bridge drops the one echo it expects of each message it sent).
+ *
+ * @module
+ */
+
+import type { PublishProperties, QoS } from "../codec/packet.ts";
+import { connect, type ConnectOptions } from "../client/connect.ts";
+import type { Message } from "../client/message.ts";
+import type { MqttClient } from "../client/mqtt_client.ts";
+import type { Subscription } from "../client/subscription.ts";
+import { MqttError, ReasonCode } from "../errors.ts";
+import type { Transport } from "../transport/transport.ts";
+import type { LogFields, LogLevel } from "./broker_options.ts";
+import type { BridgeOptions, BridgeTopic } from "./bridge_options.ts";
+
+/** What a bridge needs of its broker. */
+export interface BridgeHost {
+  /** A new in-process connection into the broker, which trusts it (no credentials, no ACL). */
+  localTransport(): Promise<Transport>;
+  /** Publishes the broker's own message (the bridge's local notifications). */
+  publish(topic: string, payload: string, options: { qos: QoS; retain: boolean }): void;
+  log(level: LogLevel, message: string, fields?: LogFields): void;
+}
+
+/** Where a bridge's connection to its remote broker is. */
+export type BridgeState = "connecting" | "connected" | "disconnected" | "stopped";
+
+/** A bridge's figures, for `$SYS` and metrics. */
+export interface BridgeStats {
+  /** Messages sent to the remote broker and acknowledged by it (QoS 0: sent). */
+  sent: number;
+  /** Messages received from the remote broker and published here. */
+  received: number;
+  /** Messages one side refused (an MQTT 5 negative acknowledgement): let go, not retried. */
+  dropped: number;
+  /** Messages of a 3.1.1 remote without the bridge bit dropped as the echo of one the bridge sent. */
+  echoes: number;
+}
+
+/** The default of {@linkcode BridgeOptions.maxInflight}. */
+const MAX_INFLIGHT = 100;
+/** How long a stopping bridge waits for the remote to take its last state. */
+const STOP_NOTICE_MS = 1000;
+/** How long an expected echo is waited for before it is forgotten. */
+const ECHO_MS = 30_000;
+
+/** A count of permits: at most `limit` messages on their way in one direction. */
+class Window {
+  #free: number;
+  readonly #waiting: (() => void)[] = [];
+  constructor(limit: number) {
+    this.#free = limit;
+  }
+  get busy(): number {
+    return this.#waiting.length;
+  }
+  acquire(): Promise<void> | undefined {
+    if (this.#free > 0) {
+      this.#free--;
+      return undefined;
+    }
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.#waiting.shift();
+    if (next !== undefined) next();
+    else this.#free++;
+  }
+}
+
+/** One running bridge; see the module documentation. */
+export class Bridge {
+  /** The bridge's name. */
+  readonly name: string;
+  /** Its figures. */
+  readonly stats: BridgeStats = { sent: 0, received: 0, dropped: 0, echoes: 0 };
+  readonly #options: BridgeOptions;
+  readonly #host: BridgeHost;
+  readonly #abort = new AbortController();
+  readonly #clientId: string;
+  readonly #notificationTopic: string;
+  #state: BridgeState = "connecting";
+  #local: MqttClient | undefined;
+  #remote: MqttClient | undefined;
+  /** Waiters for the next remote client, while there is none. */
+  #remoteWaiters: ((client: MqttClient | undefined) => void)[] = [];
+  readonly #outWindow: Window;
+  readonly #inWindow: Window;
+  /** Messages sent out that a 3.1.1 remote without the bridge bit will echo, by remote topic. */
+  readonly #echoes = new Map<string, { payload: Uint8Array; at: number }[]>();
+  #useEcho = false;
+  #inFlightOut = 0;
+  #inFlightIn = 0;
+  readonly #running: Promise<void>[] = [];
+
+  /**
+   * Checks the options; nothing connects until {@linkcode Bridge.start}.
+   *
+   * @param options The bridge.
+   * @param host Its broker.
+   * @throws {TypeError} When the options cannot work (no URL, no topic).
+   */
+  constructor(options: BridgeOptions, host: BridgeHost) {
+    if (options.urls.length === 0) {
+      throw new TypeError(`Cannot start bridge "${options.name}": it has no URL`);
+    }
+    if (options.topics.length === 0) {
+      throw new TypeError(`Cannot start bridge "${options.name}": it has no topic`);
+    }
+    this.name = options.name;
+    this.#options = options;
+    this.#host = host;
+    this.#clientId = options.clientId ?? `bridge-${options.name}`;
+    this.#notificationTopic = options.notificationTopic ?? `$SYS/broker/connection/${this.#clientId}/state`;
+    const limit = options.maxInflight ?? MAX_INFLIGHT;
+    this.#outWindow = new Window(limit);
+    this.#inWindow = new Window(limit);
+  }
+
+  /** The client identifier of the bridge's side on this broker. */
+  get localClientId(): string {
+    return this.#options.localClientId ?? `local.${this.#clientId}`;
+  }
+
+  /** Where the connection to the remote broker is. */
+  get state(): BridgeState {
+    return this.#state;
+  }
+
+  /** Messages on their way: taken from one side and not yet acknowledged by the other. */
+  get inFlight(): { out: number; in: number } {
+    return { out: this.#inFlightOut, in: this.#inFlightIn };
+  }
+
+  /**
+   * Connects both sides and starts carrying messages; resolves once this broker's side is subscribed (the
+   * remote side keeps trying in the background until {@linkcode Bridge.stop}).
+   */
+  async start(): Promise<void> {
+    const options = this.#options;
+    const limit = options.maxInflight ?? MAX_INFLIGHT;
+    this.#notify("0");
+    const local = await connect({
+      transport: () => this.#host.localTransport(),
+      clientId: this.localClientId,
+      protocolVersion: 5,
+      cleanStart: false,
+      sessionExpiryInterval: 0xffffffff,
+      keepAlive: 0,
+      reconnect: { initialDelayMs: 100, maxDelayMs: 1000 },
+      properties: { receiveMaximum: limit },
+      subscriptionBufferLimit: limit,
+    });
+    this.#local = local;
+    for (const topic of options.topics) {
+      if (topic.direction === "in") continue;
+      const subscription = await local.subscribe(localFilter(topic), {
+        qos: topic.qos,
+        noLocal: true,
+        retainAsPublished: true,
+        // Its session outlives restarts: retained messages it already carried do not go again.
+        retainHandling: 1,
+        manualAck: true,
+      });
+      this.#running.push(this.#pump(subscription, topic, "out"));
+    }
+    this.#running.push(this.#runRemote());
+  }
+
+  /** Stops: tells the remote the bridge is gone (notifications), disconnects both sides. */
+  async stop(): Promise<void> {
+    if (this.#state === "stopped") return;
+    const remote = this.#remote;
+    if (
+      remote?.connected === true && this.#options.notifications !== false &&
+      !this.#options.notificationsLocalOnly
+    ) {
+      // A disconnect sends no will: the remote's copy of the state is set here, if the remote answers soon.
+      const said = remote.publish(this.#notificationTopic, "0", { qos: 1, retain: true }).catch(() => {});
+      await Promise.race([said, sleep(STOP_NOTICE_MS, new AbortController().signal)]);
+    }
+    this.#state = "stopped";
+    this.#abort.abort();
+    this.#setRemote(undefined);
+    await Promise.all([remote?.close(), this.#local?.close()]);
+    await Promise.allSettled(this.#running);
+    this.#notify("0");
+  }
+
+  /** Connects to the remote broker, subscribes the `in` topics and carries them; again whenever it gives up. */
+  async #runRemote(): Promise<void> {
+    const options = this.#options;
+    const base = (options.restartTimeout?.base ?? 5) * 1000;
+    const cap = (options.restartTimeout?.cap ?? 30) * 1000;
+    const version = options.protocolVersion ?? 4;
+    let bridgeBit = version !== 5 && options.tryPrivate !== false;
+    let delay = base;
+    while (!this.#abort.signal.aborted) {
+      this.#state = "connecting";
+      let remote: MqttClient;
+      try {
+        remote = await connect(this.#remoteOptions(bridgeBit, base, cap));
+      } catch (error) {
+        if (this.#abort.signal.aborted) return;
+        if (
+          bridgeBit && error instanceof MqttError &&
+          error.reasonCode === ReasonCode.UnsupportedProtocolVersion
+        ) {
+          this.#host.log(
+            "info",
+            `Bridge ${this.name}: the remote broker refused the bridge bit; without it now`,
+          );
+          bridgeBit = false;
+          continue;
+        }
+        this.#state = "disconnected";
+        this.#host.log(
+          "warn",
+          `Bridge ${this.name}: cannot connect to ${options.urls.join(", ")}: ${
+            (error as Error).message
+          }; again in ${delay / 1000} s`,
+          { event: "bridge_down" },
+        );
+        await sleep(delay, this.#abort.signal);
+        delay = Math.min(delay * 2, cap);
+        continue;
+      }
+      delay = base;
+      this.#useEcho = version !== 5 && !bridgeBit;
+      this.#connected(remote);
+      const pumps: Promise<void>[] = [];
+      try {
+        for (const topic of options.topics) {
+          if (topic.direction === "out") continue;
+          const subscription = await remote.subscribe(remoteFilter(topic), {
+            qos: topic.qos,
+            noLocal: version === 5,
+            retainAsPublished: version === 5,
+            manualAck: true,
+          });
+          pumps.push(this.#pump(subscription, topic, "in"));
+        }
+        this.#setRemote(remote);
+      } catch (error) {
+        this.#host.log(
+          "warn",
+          `Bridge ${this.name}: cannot subscribe on the remote broker: ${(error as Error).message}`,
+        );
+        await remote.close();
+      }
+      // Until the client gives up for good (it reconnects by itself meanwhile) or the bridge stops.
+      await remote.closed;
+      this.#setRemote(undefined);
+      await Promise.allSettled(pumps);
+      if (!this.#abort.signal.aborted) {
+        this.#state = "disconnected";
+        this.#notify("0");
+      }
+    }
+  }
+
+  #remoteOptions(bridgeBit: boolean, base: number, cap: number): ConnectOptions {
+    const options = this.#options;
+    const notify = options.notifications !== false && !options.notificationsLocalOnly;
+    const version = options.protocolVersion ?? 4;
+    const cleanStart = options.cleanStart ?? false;
+    const limit = options.maxInflight ?? MAX_INFLIGHT;
+    return {
+      servers: options.urls,
+      clientId: this.#clientId,
+      protocolVersion: version,
+      bridge: bridgeBit,
+      cleanStart,
+      ...version === 5
+        ? {
+          sessionExpiryInterval: options.sessionExpiryInterval ?? (cleanStart ? 0 : 0xffffffff),
+          properties: { receiveMaximum: limit },
+        }
+        : {},
+      keepAlive: options.keepAlive ?? 60,
+      username: options.username,
+      password: options.password,
+      tls: options.tls,
+      subscriptionBufferLimit: limit,
+      reconnect: { initialDelayMs: base, maxDelayMs: cap },
+      signal: this.#abort.signal,
+      ...notify ? { will: { topic: this.#notificationTopic, payload: "0", qos: 1, retain: true } } : {},
+      onStateChange: (event) => {
+        if (this.#abort.signal.aborted) return;
+        if (event.type === "connected") {
+          this.#state = "connected";
+          this.#notify("1");
+          // A reconnection of the same client: the remote's copy was set to 0 by the will.
+          const remote = this.#remote;
+          if (remote !== undefined && notify) {
+            remote.publish(this.#notificationTopic, "1", { qos: 1, retain: true }).catch(() => {});
+          }
+        } else {
+          this.#state = event.type === "reconnecting" ? "connecting" : "disconnected";
+          this.#notify("0");
+        }
+      },
+    };
+  }
+
+  /** A remote client connected: log, notify. */
+  #connected(remote: MqttClient): void {
+    this.#state = "connected";
+    this.#host.log("info", `Bridge ${this.name} connected to ${this.#options.urls.join(", ")}`, {
+      event: "bridge_up",
+    });
+    this.#notify("1");
+    if (this.#options.notifications !== false && !this.#options.notificationsLocalOnly) {
+      remote.publish(this.#notificationTopic, "1", { qos: 1, retain: true }).catch(() => {});
+    }
+  }
+
+  /** Publishes the state here, retained, when it changed. */
+  #notify(value: "0" | "1"): void {
+    if (this.#options.notifications === false) return;
+    if (this.#lastNotified === value) return;
+    this.#lastNotified = value;
+    try {
+      this.#host.publish(this.#notificationTopic, value, { qos: 1, retain: true });
+    } catch (error) {
+      this.#host.log("warn", `Bridge ${this.name}: cannot publish its state: ${(error as Error).message}`);
+    }
+  }
+  #lastNotified: "0" | "1" | undefined;
+
+  #setRemote(remote: MqttClient | undefined): void {
+    this.#remote = remote;
+    if (remote === undefined) return;
+    const waiters = this.#remoteWaiters;
+    this.#remoteWaiters = [];
+    for (const waiter of waiters) waiter(remote);
+  }
+
+  /** The remote client, once there is one; `undefined` once the bridge stops. */
+  #remoteClient(): Promise<MqttClient | undefined> | MqttClient {
+    if (this.#remote !== undefined) return this.#remote;
+    if (this.#abort.signal.aborted) return Promise.resolve(undefined);
+    return new Promise((resolve) => {
+      this.#remoteWaiters.push(resolve);
+      this.#abort.signal.addEventListener("abort", () => resolve(undefined), { once: true });
+    });
+  }
+
+  /** Carries one subscription's messages to the other side, at most the window's number at once. */
+  async #pump(subscription: Subscription, topic: BridgeTopic, direction: "out" | "in"): Promise<void> {
+    const window = direction === "out" ? this.#outWindow : this.#inWindow;
+    try {
+      for await (const message of subscription) {
+        const waiting = window.acquire();
+        if (waiting !== undefined) await waiting;
+        if (direction === "out") this.#inFlightOut++;
+        else this.#inFlightIn++;
+        void this.#carry(subscription, topic, direction, message).finally(() => {
+          if (direction === "out") this.#inFlightOut--;
+          else this.#inFlightIn--;
+          window.release();
+        });
+      }
+    } catch {
+      // The subscription ended with its client: the bridge stops, or the remote client gave up.
+    }
+  }
+
+  /** Publishes one message on the other side, then acknowledges it where it came from. */
+  async #carry(subscription: Subscription, topic: BridgeTopic, direction: "out" | "in", message: Message) {
+    const out = direction === "out";
+    const target = out
+      ? rename(message.topic, topic.localPrefix, topic.remotePrefix)
+      : rename(message.topic, topic.remotePrefix, topic.localPrefix);
+    if (!out && this.#useEcho && topic.direction === "both" && this.#isEcho(message)) {
+      this.stats.echoes++;
+      subscription.ack(message);
+      return;
+    }
+    for (;;) {
+      const client = out ? await this.#remoteClient() : this.#local;
+      if (client === undefined || this.#abort.signal.aborted) return;
+      const toVersion = out ? this.#options.protocolVersion ?? 4 : 5;
+      const fromVersion = out ? 5 : this.#options.protocolVersion ?? 4;
+      const properties = toVersion === 5 && fromVersion === 5 ? forwarded(message.properties) : undefined;
+      if (out && this.#useEcho && topic.direction === "both") this.#expectEcho(target, message.payload);
+      try {
+        await client.publish(target, message.payload, {
+          qos: message.qos,
+          retain: message.retain,
+          ...properties === undefined ? {} : { properties },
+        });
+        if (out) this.stats.sent++;
+        else this.stats.received++;
+        subscription.ack(message);
+        return;
+      } catch (error) {
+        if (this.#abort.signal.aborted) return;
+        if (error instanceof MqttError && error.source === "peer") {
+          // Refused by that broker (not authorized, quota, topic): resending would be refused again.
+          this.stats.dropped++;
+          this.#host.log(
+            "warn",
+            `Bridge ${this.name}: "${target}" refused by the ${
+              out ? "remote" : "local"
+            } broker: ${error.message}`,
+          );
+          subscription.ack(message);
+          return;
+        }
+        // The connection went (its session may be gone): again on the next one.
+        if (!out) await sleep(100, this.#abort.signal);
+      }
+    }
+  }
+
+  #expectEcho(topic: string, payload: Uint8Array): void {
+    const now = Date.now();
+    const list = this.#echoes.get(topic);
+    if (list === undefined) this.#echoes.set(topic, [{ payload, at: now }]);
+    else {
+      while (list.length > 0 && now - list[0].at > ECHO_MS) list.shift();
+      list.push({ payload, at: now });
+    }
+  }
+
+  #isEcho(message: Message): boolean {
+    const list = this.#echoes.get(message.topic);
+    if (list === undefined) return false;
+    const now = Date.now();
+    const index = list.findIndex((e) => now - e.at <= ECHO_MS && sameBytes(e.payload, message.payload));
+    if (index < 0) return false;
+    list.splice(index, 1);
+    if (list.length === 0) this.#echoes.delete(message.topic);
+    return true;
+  }
+}
+
+/** The topic filter of a topic line on this broker. */
+export function localFilter(topic: BridgeTopic): string {
+  return (topic.localPrefix ?? "") + topic.pattern;
+}
+
+/** The topic filter of a topic line on the remote broker. */
+export function remoteFilter(topic: BridgeTopic): string {
+  return (topic.remotePrefix ?? "") + topic.pattern;
+}
+
+/** A topic from one side on the other: one prefix off, the other on. */
+function rename(topic: string, from: string | undefined, to: string | undefined): string {
+  const stripped = from !== undefined && topic.startsWith(from) ? topic.slice(from.length) : topic;
+  return (to ?? "") + stripped;
+}
+
+/** The MQTT 5 properties a message keeps across the bridge (not its alias, nor its subscription's ids). */
+function forwarded(properties: PublishProperties): PublishProperties | undefined {
+  const { topicAlias: _alias, subscriptionIdentifiers: _ids, ...kept } = properties;
+  return Object.keys(kept).length === 0 ? undefined : kept;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+    signal.addEventListener("abort", done, { once: true });
+  });
+}
