@@ -28,6 +28,7 @@ export interface BridgeHost {
   localTransport(): Promise<Transport>;
   /** Publishes the broker's own message (the bridge's local notifications). */
   publish(topic: string, payload: string, options: { qos: QoS; retain: boolean }): void;
+  /** Logs as the broker does. */
   log(level: LogLevel, message: string, fields?: LogFields): void;
 }
 
