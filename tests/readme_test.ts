@@ -50,3 +50,18 @@ test("the README's program connects, subscribes, publishes and receives", async 
     await broker.close();
   }
 });
+
+test("the README's bridge, in JSON and in mosquitto.conf, reads as the same bridge", async () => {
+  const { parseBrokerConfig } = await import("../src/cli/broker_config.ts");
+  const { parseMosquittoConf } = await import("../src/cli/mosquitto_conf.ts");
+  const readme = readFileSync(new URL("README.md", root), "utf8");
+  const section = readme.slice(readme.indexOf("## Bridges"));
+  const json = /```json\n([\s\S]*?)```/.exec(section)?.[1];
+  const conf = /```\n(listener[\s\S]*?)```/.exec(section)?.[1];
+  assert.ok(json !== undefined && conf !== undefined, "both examples are in the Bridges section");
+  const fromJson = parseBrokerConfig(json).bridges;
+  const fromConf = parseMosquittoConf(conf, { hostname: "edge" }).bridges;
+  assert.equal(fromJson?.length, 1);
+  // The same but for the default client id, which a mosquitto.conf takes from the host name as mosquitto does.
+  assert.deepEqual({ ...fromConf?.[0], clientId: undefined }, { ...fromJson?.[0], clientId: undefined });
+});
