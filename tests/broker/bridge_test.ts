@@ -21,9 +21,11 @@ import type { Subscription } from "../../src/client/subscription.ts";
 import { ReasonCode } from "../../src/errors.ts";
 import { freePort, mosquittoMissing, startMosquitto } from "../_mosquitto.ts";
 import { startBroker } from "../_broker_process.ts";
-import { sleep, within } from "../_helpers.ts";
+import { run, sleep, within } from "../_helpers.ts";
+import { spawnSync } from "node:child_process";
 
 const missing = mosquittoMissing();
+const promtool = spawnSync("promtool", ["--version"]).error === undefined;
 const certs = (name: string) => fileURLToPath(new URL(`../_certs/${name}`, import.meta.url));
 
 /** A remote broker that can be stopped and started again on its port, its state kept. */
@@ -218,7 +220,16 @@ for (const { name, remote: makeRemote, bridge, skip } of CASES) {
       assert.ok(edge.stats.sent >= 4 && edge.stats.received >= 3, JSON.stringify(edge.stats));
       if (bridge.tryPrivate === false) assert.ok(edge.stats.echoes >= 1, JSON.stringify(edge.stats));
       else assert.equal(edge.stats.echoes, 0);
-      assert.match(broker.metrics(), /^mqtt_bridge_up\{bridge="edge"\} 1$/m);
+      const metrics = broker.metrics();
+      assert.match(metrics, /^mqtt_bridge_up\{bridge="edge"\} 1$/m);
+      assert.match(
+        metrics,
+        new RegExp(`^mqtt_bridge_messages_total\\{bridge="edge",direction="out"\\} ${edge.stats.sent}$`, "m"),
+      );
+      if (promtool) {
+        const checked = await run("promtool", ["check", "metrics"], metrics);
+        assert.equal(checked.code, 0, `promtool: ${checked.stdout}${checked.stderr}`);
+      }
     });
   });
 }
