@@ -69,6 +69,37 @@ describe(
       await post.body?.cancel();
     });
 
+    it("shows its bridges with their state and what they carried, from /metrics (no sign-in)", async () => {
+      const remote = new Broker({ sysInterval: 0 });
+      brokers.push(remote);
+      const { port } = await remote.listen({ hostname: "127.0.0.1", port: 0 });
+      const broker = new Broker({
+        sysInterval: 0,
+        bridges: [{
+          name: "cloud",
+          urls: [`mqtt://127.0.0.1:${port}`],
+          topics: [{ pattern: "up/#", direction: "out", qos: 1 }],
+        }],
+      });
+      brokers.push(broker);
+      const mqtt = await broker.listen({ hostname: "127.0.0.1", port: 0 });
+      const http = await broker.listen({ hostname: "127.0.0.1", port: 0, http: true });
+      const publisher = await connect(`mqtt://127.0.0.1:${mqtt.port}`, { reconnect: false });
+      clients.push(publisher);
+      const page = await openPage(`http://127.0.0.1:${http.port}/`);
+      pages.push(page);
+      for (let n = 0; n < 3; n++) await publisher.publish(`up/${n}`, "x", { qos: 1 });
+      await page.waitFor(
+        `document.querySelector('#bridges tr[data-bridge="cloud"] td:nth-child(3)')?.textContent === "3"`,
+        "the bridge's row with 3 sent",
+      );
+      const row = await page.evaluate<string[]>(
+        `[...document.querySelector('#bridges tr[data-bridge="cloud"]').cells].map((td) => td.textContent)`,
+      );
+      assert.deepEqual(row, ["cloud", "connected", "3", "0", "0", "0"]);
+      assert.equal(await page.evaluate(`document.getElementById("bridges-section").hidden`), false);
+    });
+
     it("shows the clients, the rates, the retained messages and $SYS live, to an admin user", async () => {
       const passwords = parsePasswordFile(
         `admin:${await hashPassword("s3cret")}\nada:${await hashPassword("ada-pw")}\n`,

@@ -86,6 +86,14 @@ export const DASHBOARD_HTML: string = `<!doctype html>
       <polyline id="rate-out" fill="none" stroke="var(--out)" stroke-width="2" points=""></polyline>
     </svg>
   </section>
+  <section class="wide" id="bridges-section" hidden>
+    <h2>Bridges</h2>
+    <table id="bridges">
+      <thead><tr><th>Bridge</th><th>State</th><th class="n">Sent</th><th class="n">Received</th>
+        <th class="n">Queued</th><th class="n">Refused</th></tr></thead>
+      <tbody></tbody>
+    </table>
+  </section>
   <section class="wide">
     <h2>Connected clients <span id="clients-count" class="note"></span></h2>
     <table id="clients">
@@ -265,7 +273,31 @@ async function readMetrics() {
     el("div", { class: "figure" }, el("b", {}, number(value)), el("span", {}, label))
   ));
   $("uptime").textContent = "up " + duration(sums.mqtt_uptime_seconds ?? 0);
+  renderBridges(samples);
   renderPlot();
+}
+function renderBridges(samples) {
+  const bridges = new Map();
+  for (const sample of samples) {
+    const name = /bridge="([^"]*)"/.exec(sample.labels)?.[1];
+    if (name === undefined || !sample.name.startsWith("mqtt_bridge_")) continue;
+    const bridge = bridges.get(name) ?? {};
+    bridges.set(name, bridge);
+    const direction = /direction="(\\w+)"/.exec(sample.labels)?.[1];
+    bridge[sample.name.slice("mqtt_bridge_".length) + (direction === undefined ? "" : "_" + direction)] =
+      sample.value;
+  }
+  state.bridges = Object.fromEntries(bridges);
+  $("bridges-section").hidden = bridges.size === 0;
+  $("bridges").tBodies[0].replaceChildren(...[...bridges].map(([name, b]) =>
+    el("tr", { "data-bridge": name },
+      el("td", {}, name),
+      el("td", {}, el("span", { class: "status " + (b.up === 1 ? "up" : "down") }, b.up === 1 ? "connected" : "down")),
+      el("td", { class: "n" }, number(b.messages_total_out)),
+      el("td", { class: "n" }, number(b.messages_total_in)),
+      el("td", { class: "n" }, number(b.queued_messages)),
+      el("td", { class: "n" }, number(b.dropped_total)))
+  ));
 }
 function renderPlot() {
   const width = 900, height = 200, top = 10, bottom = 190, left = 48;
