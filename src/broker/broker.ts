@@ -13,9 +13,9 @@ import { BrokerMachine } from "../machine/broker_machine.ts";
 import { type SessionEvent, SessionMachine } from "../machine/session_machine.ts";
 import type { Listener, Transport } from "../transport/transport.ts";
 import { OutputGate } from "./output_gate.ts";
-import { exposition, METRICS_CONTENT_TYPE } from "./metrics.ts";
-import { adminApi, type AdminHost, adminHost } from "./admin_api.ts";
-import { dashboardFile } from "./dashboard/serve.ts";
+import { exposition } from "./metrics.ts";
+import { adminHost } from "./admin_api.ts";
+import { httpRoutes } from "./http_routes.ts";
 import { Bridges } from "./bridges.ts";
 import type { Bridge } from "./bridge.ts";
 import { memoryPair } from "../transport/memory.ts";
@@ -26,7 +26,7 @@ import { Connection, type ConnectionHost, type ListenerCount } from "./connectio
 import { ConnectingLimit, listenerUrl, openListener, serveListener } from "./listeners.ts";
 import { tracePackets } from "./packet_trace.ts";
 import { deliveryCheck, PublishPolicy } from "./publish_policy.ts";
-import type { BrokerStore } from "./store.ts";
+import { Persistence } from "./persistence.ts";
 import { brokerClusterHost, type ClusterHost, clusterMachineOptions } from "./cluster_link.ts";
 import { type SysCounters, SysTopics } from "./sys_topics.ts";
 
@@ -86,9 +86,11 @@ export class Broker {
   readonly #listeners = new Set<Listener>();
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closing = false;
-  #store: BrokerStore | undefined;
+  readonly #persistence: Persistence;
   readonly #sys: SysTopics;
   readonly #bridges: Bridges;
+  /** Answers an HTTP listener's requests besides its WebSocket (`http_routes.ts`). */
+  readonly #http: (request: Request) => Response | Promise<Response>;
   readonly #counters: SysCounters;
   /** A flush waits for the end of the turn (`#flushSoon`). */
   #flushQueued = false;
@@ -132,13 +134,13 @@ export class Broker {
       publish: (topic, payload, publish) => void this.publish(topic, payload, publish),
       log: (level, message, fields) => log(this.#options, level, message, fields),
     });
-    const store = options.store;
     this.#machine = new BrokerMachine({
       ...options,
       authorizeDelivery: deliveryCheck(options, this.#bridges.trusted),
-      journal: store !== undefined || cluster !== undefined,
+      journal: options.store !== undefined || cluster !== undefined,
       ...(cluster === undefined ? {} : clusterMachineOptions(cluster)),
     });
+    this.#persistence = new Persistence(this.#machine, options, this.#gate);
     this.#sys = new SysTopics(this.#machine, this.#connections);
     this.#counters = this.#sys.counters;
     this.#connecting = new ConnectingLimit(options, this.#flushOne);
@@ -149,25 +151,20 @@ export class Broker {
       this.#flushOne,
       this.#bridges.trusted,
     );
+    this.#http = httpRoutes(
+      adminHost({
+        machine: this.#machine,
+        connections: this.#connections,
+        options,
+        flushAll: this.#flushOne,
+      }),
+      () => this.metrics(),
+    );
     this.#policy = new PublishPolicy(options, this.#machine, this.#counters, this.#pressure, this.#flushOne);
     this.#joined = cluster?.start(this.#clusterHost());
     // Until `listen` waits for it.
     this.#joined?.catch(() => {});
-    if (store !== undefined) {
-      this.#store = store;
-      const now = performance.now();
-      const saved = store.load();
-      this.#machine.restoreState(now, saved);
-      // Written back whole under the new machine's keys, then what came due while the broker was down.
-      store.write(this.#machine.pollChanges(now), true);
-      this.#machine.handleTimeout(now);
-      this.#persist();
-      this.#scheduleBroker();
-      this.#log(
-        "info",
-        `Restored ${this.#machine.sessionCount} sessions and ${this.#machine.retainedCount} retained messages`,
-      );
-    }
+    if (this.#persistence.restore()) this.#scheduleBroker();
     this.#bridges.start();
   }
 
@@ -194,7 +191,7 @@ export class Broker {
    */
   async listen(options: ListenOptions = {}): Promise<{ hostname: string; port: number }> {
     await this.#joined;
-    const listener = await openListener(options, options.http ? (request) => this.#http(request) : undefined);
+    const listener = await openListener(options, options.http ? this.#http : undefined);
     this.#listeners.add(listener);
     this.#counters.listeners.push(serveListener(
       this.#options,
@@ -351,9 +348,7 @@ export class Broker {
     }
     await Promise.all([...this.#connections.values()].map((c) => this.#shut(c)));
     clearTimeout(this.#timer);
-    this.#persist();
-    this.#store?.close();
-    this.#store = undefined;
+    this.#persistence.close();
     await this.#options.cluster?.close();
   }
 
@@ -386,18 +381,6 @@ export class Broker {
     );
   }
 
-  /** Answers an HTTP listener's requests besides its WebSocket. */
-  #http(request: Request): Response | Promise<Response> {
-    const { pathname } = new URL(request.url);
-    if (pathname.startsWith("/api/")) return adminApi(request, this.#adminHost());
-    if (pathname === "/metrics" && (request.method === "GET" || request.method === "HEAD")) {
-      return new Response(this.metrics(), { headers: { "content-type": METRICS_CONTENT_TYPE } });
-    }
-    const file = dashboardFile(request, pathname);
-    if (file !== undefined) return file;
-    return new Response("Not found", { status: 404, headers: { "content-type": "text/plain" } });
-  }
-
   /**
    * Flushes once the current turn is over: the engine hands over the messages of one read one by one, and
    * flushing after each would write each to its subscribers' sockets alone (a third of a node's time went to
@@ -412,23 +395,13 @@ export class Broker {
     });
   }
 
-  /** What the admin API reads and does. */
-  #adminHost(): AdminHost {
-    return adminHost({
-      machine: this.#machine,
-      connections: this.#connections,
-      options: this.#options,
-      flushAll: (connection) => this.#flushAll(connection),
-    });
-  }
-
   /** What the cluster may do to this broker. */
   #clusterHost(): ClusterHost {
     return brokerClusterHost({
       machine: this.#machine,
       flushAll: () => this.#flushAll(undefined),
       flushSoon: () => this.#flushSoon(),
-      persist: () => this.#persist(),
+      persist: () => this.#persistence.write(),
       log: (level, message) => this.#log(level, message),
     });
   }
@@ -443,26 +416,6 @@ export class Broker {
 
   #log(level: LogLevel, message: string): void {
     log(this.#options, level, message);
-  }
-
-  /**
-   * Writes the machine's changes to the store, and to the cluster's journal, before any packet that
-   * acknowledges them goes out.
-   */
-  #persist(): void {
-    const store = this.#store;
-    const cluster = this.#options.cluster;
-    if (store === undefined && cluster === undefined) return;
-    const changes = this.#machine.pollChanges(performance.now());
-    if (changes.length === 0) return;
-    try {
-      // `$SYS` values are the broker's own and published again on start.
-      store?.write(changes.filter((c) => c.type !== "retained" || !c.topic.startsWith("$SYS/")));
-    } catch (error) {
-      this.#log("error", `Could not write to the store: ${(error as Error).message}`);
-    }
-    const recorded = cluster?.journal(changes);
-    if (recorded !== undefined) this.#gate.hold(recorded);
   }
 
   /**
@@ -492,12 +445,12 @@ export class Broker {
       this.#draining = false;
     }
     // What changed without a packet to send (a session that ended with its connection) is written too.
-    this.#persist();
+    this.#persistence.write();
     this.#scheduleBroker();
   }
 
   #flush(connection: Connection): void {
-    this.#persist();
+    this.#persistence.write();
     const session = connection.session;
     for (let bytes = session.pollTransmit(); bytes !== undefined; bytes = session.pollTransmit()) {
       this.#counters.bytesSent += bytes.length;
