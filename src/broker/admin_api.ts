@@ -194,7 +194,7 @@ export function adminHost(parts: AdminParts): AdminHost {
     adminUsers: options.adminUsers ?? [],
     clients: () => {
       const sessions = new Map<string, SessionSummary>();
-      for (const session of machine.sessionSummaries()) {
+      for (const session of machine.views.sessionSummaries()) {
         if (session.connected) sessions.set(session.clientId, session);
       }
       const clients: AdminClient[] = [];
@@ -214,7 +214,7 @@ export function adminHost(parts: AdminParts): AdminHost {
       return clients;
     },
     sessions: () =>
-      [...machine.sessionSummaries()].map((session) => ({
+      [...machine.views.sessionSummaries()].map((session) => ({
         clientId: session.clientId,
         connected: session.connected,
         expiryInterval: session.expiryInterval,
@@ -223,7 +223,7 @@ export function adminHost(parts: AdminParts): AdminHost {
     retainedCount: () => machine.retainedCount,
     retained: (limit, preview) => {
       const retained: AdminRetained[] = [];
-      for (const message of machine.retainedMessages()) {
+      for (const message of machine.views.retainedMessages()) {
         if (retained.length >= limit) break;
         const size = message.payload.length;
         retained.push({

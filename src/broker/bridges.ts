@@ -71,7 +71,7 @@ export class Bridges {
     if (this.list.length === 0) return queued;
     const byId = new Map(this.list.map((b) => [b.localClientId, b]));
     for (const bridge of this.list) queued.set(bridge.name, bridge.inFlight.out);
-    for (const session of machine.sessionSummaries()) {
+    for (const session of machine.views.sessionSummaries()) {
       const bridge = byId.get(session.clientId);
       if (bridge !== undefined) queued.set(bridge.name, (queued.get(bridge.name) ?? 0) + session.queued);
     }

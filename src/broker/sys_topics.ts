@@ -120,7 +120,7 @@ export class SysTopics {
     const stats = machine.stats;
     let outgoing = 0;
     for (const connection of this.#connections.values()) outgoing += connection.pendingBytes;
-    const sessions = machine.sessionTotals();
+    const sessions = machine.views.sessionTotals();
     const metrics: Metric[] = [
       gauge(
         "mqtt_uptime_seconds",

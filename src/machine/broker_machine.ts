@@ -29,12 +29,12 @@ import type {
   BrokerSnapshot,
   BrokerStats,
   SessionSubscription,
-  SessionSummary,
 } from "./broker_types.ts";
 import { LocalRetainedStore, type RetainedStore } from "./retained_store.ts";
 import { deeperThan, LocalRouter, type Router } from "./router.ts";
 import { BrokerDelivery } from "./broker_delivery.ts";
 import { BrokerClusterSide } from "./broker_cluster.ts";
+import { BrokerViews } from "./broker_views.ts";
 import {
   LocalSessionRegistry,
   type SessionRecord,
@@ -113,6 +113,8 @@ export class BrokerMachine {
    */
   readonly cluster: BrokerClusterSide;
   readonly #onSessionEnded: BrokerMachineOptions["onSessionEnded"];
+  /** Read-only views of the sessions and retained messages, for an operator (`$SYS`, metrics, an admin API). */
+  readonly views: BrokerViews;
 
   /**
    * Creates an empty broker state.
@@ -134,6 +136,7 @@ export class BrokerMachine {
     this.#retained = new LocalRetainedStore(
       journal === undefined ? undefined : (topic) => journal.retained(topic),
     );
+    this.views = new BrokerViews(this.#sessions, this.#retained);
     this.cluster = new BrokerClusterSide({
       sessions: this.#sessions,
       router: this.#router,
@@ -162,39 +165,7 @@ export class BrokerMachine {
     return this.#retained.size;
   }
 
-  /**
-   * What the sessions hold, connected or not: their queued messages (not in flight) and those messages' payload
-   * bytes, and their subscriptions. Reads counts each session keeps, so it takes time in the number of
-   * sessions, not of messages.
-   *
-   * @returns The totals.
-   *
-   * @example A broker without sessions
-   * ```ts
-   * import { BrokerMachine } from "@x/mqtt/machine";
-   * const broker = new BrokerMachine();
-   * console.log(broker.sessionTotals()); // { queuedMessages: 0, queuedBytes: 0, subscriptions: 0 }
-   * ```
-   */
-  sessionTotals(): { queuedMessages: number; queuedBytes: number; subscriptions: number } {
-    let queuedMessages = 0;
-    let queuedBytes = 0;
-    let subscriptions = 0;
-    for (const record of this.#sessions.values()) {
-      const state = record.state;
-      queuedMessages += state.queue.length;
-      queuedBytes += state.queuedBytes;
-      subscriptions += record.subscriptions?.size ?? 0;
-    }
-    return { queuedMessages, queuedBytes, subscriptions };
-  }
-
-  /**
-   * Whether a session exists for a client identifier.
-   *
-   * @param clientId The client identifier.
-   * @returns `true` when the broker holds a session for it.
-   */
+  /** Whether the broker holds a session for a client identifier. */
   hasSession(clientId: string): boolean {
     return this.#sessions.get(clientId) !== undefined;
   }
@@ -379,9 +350,8 @@ export class BrokerMachine {
         continue;
       }
       const qos = minQoS(requested.qos, decided as QoS);
-      const subscription: SessionSubscription = session.bridge
-        ? { ...requested, qos, noLocal: true, retainAsPublished: true }
-        : { ...requested, qos };
+      const subscription: SessionSubscription = { ...requested, qos };
+      if (session.bridge) subscription.noLocal = subscription.retainAsPublished = true; // see ConnectPacket.bridge
       if (identifier !== undefined) subscription.identifier = identifier;
       const subscriptions = record.subscriptions ??= new Map();
       const existed = subscriptions.has(filter);
@@ -501,40 +471,6 @@ export class BrokerMachine {
    */
   exportState(now: Millis): BrokerSnapshot {
     return exportState(now, this.#sessions, this.#retained);
-  }
-
-  /**
-   * Every session's figures, read in place (nothing is copied): for an operator's view of the broker, cheap
-   * enough to be asked every second.
-   *
-   * @returns One summary per session, connected or not.
-   */
-  *sessionSummaries(): IterableIterator<SessionSummary> {
-    for (const record of this.#sessions.values()) {
-      const state = record.state;
-      yield {
-        clientId: record.clientId,
-        username: record.username,
-        connected: record.connection !== undefined,
-        expiryInterval: record.expiryInterval,
-        subscriptions: [...record.subscriptions?.keys() ?? []],
-        queued: state.queue.length,
-        queuedBytes: state.queuedBytes,
-        inflight: state.inflight.size,
-      };
-    }
-  }
-
-  /**
-   * The retained messages, read in place: their payloads are views, valid until the next call into the
-   * machine.
-   *
-   * @returns Every retained message, expired or not, in the order their topics were first retained.
-   */
-  *retainedMessages(): IterableIterator<{ topic: string; qos: QoS; payload: Uint8Array }> {
-    for (const message of this.#retained.values()) {
-      yield { topic: message.topic, qos: message.qos, payload: message.payload };
-    }
   }
 
   /**

@@ -238,7 +238,7 @@ export interface BrokerStats {
   droppedExpired: number;
 }
 
-/** A session's figures, as {@linkcode BrokerMachine.sessionSummaries} reads them. */
+/** A session's figures, as `BrokerMachine.views.sessionSummaries` reads them. */
 export interface SessionSummary {
   /** The client identifier. */
   clientId: string;

@@ -22,4 +22,5 @@ export * from "./broker_machine.ts";
 export type { BrokerClusterSide } from "./broker_cluster.ts";
 export * from "./session_state.ts";
 export { TopicTree } from "./topic_tree.ts";
+export { BrokerViews } from "./broker_views.ts";
 export { PacketIdPool } from "./packet_ids.ts";
