@@ -10,8 +10,8 @@ import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/p
 import type { BridgeOptions } from "../broker/bridge_options.ts";
 import type { TlsOptions } from "../client/connect.ts";
 import { parseMosquittoConf } from "./mosquitto_conf.ts";
+import type { BridgeConfig } from "./bridge_config.ts";
 import {
-  type BridgeConfig,
   type BrokerConfig,
   type ClusterConfig,
   type ListenerConfig,

@@ -60,13 +60,8 @@
  */
 
 import type { BridgeTopic } from "../broker/bridge_options.ts";
-import {
-  type BridgeConfig,
-  bridgeNameProblem,
-  bridgeTopicProblem,
-  type BrokerConfig,
-  type ListenerConfig,
-} from "./broker_config.ts";
+import { type BridgeConfig, bridgeNameProblem, bridgeTopicProblem } from "./bridge_config.ts";
+import type { BrokerConfig, ListenerConfig } from "./broker_config.ts";
 import { topicNameProblem } from "../codec/topic.ts";
 
 /** Options of {@linkcode parseMosquittoConf}. */
