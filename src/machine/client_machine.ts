@@ -571,13 +571,7 @@ export class ClientMachine {
     }
   }
 
-  /**
-   * The local subscriptions a message matches now, as its `message` event would list them: for a message
-   * received before the subscription that wants it was made.
-   *
-   * @param packet The PUBLISH.
-   * @returns The subscriptions' numbers.
-   */
+  /** The local subscriptions a message matches now, as its `message` event lists them (for one held since). */
   route(packet: PublishPacket): readonly number[] {
     return this.#subscriptions.route(packet);
   }
