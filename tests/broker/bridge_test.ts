@@ -466,6 +466,54 @@ describe("a bridge over TLS to mosquitto", { skip: missing }, () => {
   });
 });
 
+describe("broker.ts -c config.json with a bridge over TLS", { skip: missing }, () => {
+  it("reads the CA file the configuration names and bridges to mosquitto", async () => {
+    const tlsPort = await freePort();
+    const mosquitto = await startMosquitto([
+      `listener ${tlsPort} 127.0.0.1`,
+      `cafile ${certs("ca.pem")}`,
+      `certfile ${certs("server.pem")}`,
+      `keyfile ${certs("server.key")}`,
+    ]);
+    cleanups.push(() => mosquitto.stop());
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), "bridge-json-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, "broker.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        listeners: [{ type: "tcp", host: "127.0.0.1", port }],
+        bridges: [{
+          name: "secure",
+          url: `mqtts://127.0.0.1:${tlsPort}`,
+          protocolVersion: 5,
+          tls: { ca: certs("ca.pem") },
+          restartTimeout: { base: 1, cap: 2 },
+          topics: [{
+            pattern: "#",
+            direction: "both",
+            qos: 1,
+            localPrefix: "edge/",
+            remotePrefix: "central/",
+          }],
+        }],
+      }),
+    );
+    const running = await startBroker(["-c", file]);
+    cleanups.push(async () => {
+      running.child.kill("SIGTERM");
+      await running.exited;
+    });
+    const here = await client(`mqtt://127.0.0.1:${port}`);
+    const there = await client(`mqtt://127.0.0.1:${mosquitto.port}`);
+    const atRemote = collect(await there.subscribe("central/#", { qos: 1 }));
+    const atLocal = collect(await here.subscribe("edge/#", { qos: 1 }));
+    await crossing(here, "edge/up", atRemote.got, "central/up");
+    await crossing(there, "central/down", atLocal.got, "edge/down");
+  });
+});
+
 describe("mosquitto's own bridge to our broker", { skip: missing }, () => {
   it("connects with the bridge bit, and a `both` topic does not loop", async () => {
     const broker = new Broker({ sysInterval: 0 });
