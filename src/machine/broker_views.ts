@@ -46,7 +46,7 @@ export class BrokerViews {
     let subscriptions = 0;
     for (const record of this.#sessions.values()) {
       const state = record.state;
-      queuedMessages += state.queue.length;
+      queuedMessages += state.queuedCount;
       queuedBytes += state.queuedBytes;
       subscriptions += record.subscriptions?.size ?? 0;
     }
@@ -67,7 +67,7 @@ export class BrokerViews {
         connected: record.connection !== undefined,
         expiryInterval: record.expiryInterval,
         subscriptions: [...record.subscriptions?.keys() ?? []],
-        queued: state.queue.length,
+        queued: state.queuedCount,
         queuedBytes: state.queuedBytes,
         inflight: state.inflight.size,
       };

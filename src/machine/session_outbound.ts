@@ -62,7 +62,7 @@ export class SessionOutbound {
     }
     const session = this.session;
     if (
-      this.congested || this.#unsent !== undefined || session.queue.length > 0 ||
+      this.congested || this.#unsent !== undefined || session.queuedCount > 0 ||
       session.inflight.size >= this.client.receiveMaximum
     ) {
       session.enqueue(now, delivery);
@@ -177,7 +177,7 @@ export class SessionOutbound {
       this.#unsent = undefined;
     }
     while (
-      !this.congested && session.queue.length > 0 && session.inflight.size < this.client.receiveMaximum
+      !this.congested && session.queuedCount > 0 && session.inflight.size < this.client.receiveMaximum
     ) {
       const delivery = session.dequeue(now);
       if (delivery === undefined) break;
