@@ -48,7 +48,7 @@ export interface BridgeStats {
 }
 
 /** The default of {@linkcode BridgeOptions.maxInflight}. */
-const MAX_INFLIGHT = 100;
+const MAX_INFLIGHT = 1000;
 /** How long a stopping bridge waits for the remote to take its last state. */
 const STOP_NOTICE_MS = 1000;
 /** How long an expected echo is waited for before it is forgotten. */

@@ -79,6 +79,6 @@ export interface BridgeOptions {
   notificationsLocalOnly?: boolean;
   /** Seconds before reconnecting after the connection is lost: the first wait and the longest. Default 5 and 30. */
   restartTimeout?: { base: number; cap: number };
-  /** Messages each way that may be on their way to the other side at once. Default 100. */
+  /** Messages each way that may be on their way to the other side at once. Default 1,000. */
   maxInflight?: number;
 }
