@@ -102,6 +102,8 @@ export class Bridge {
   #inFlightOut = 0;
   #inFlightIn = 0;
   readonly #running: Promise<void>[] = [];
+  /** Messages one of the bridge's subscriptions took already. */
+  readonly #carried = new WeakSet<Message>();
 
   /**
    * Checks the options; nothing connects until {@linkcode Bridge.start}.
@@ -361,6 +363,12 @@ export class Bridge {
     const window = direction === "out" ? this.#outWindow : this.#inWindow;
     try {
       for await (const message of subscription) {
+        // Topic lines that overlap hand the same message to each of their subscriptions: it crosses once.
+        if (this.#carried.has(message)) {
+          subscription.ack(message);
+          continue;
+        }
+        this.#carried.add(message);
         const waiting = window.acquire();
         if (waiting !== undefined) await waiting;
         if (direction === "out") this.#inFlightOut++;

@@ -354,6 +354,28 @@ describe("a bridge across a restart of its own broker", () => {
   });
 });
 
+describe("a bridge with overlapping topic lines", () => {
+  it("carries a message that matches two of them once", async () => {
+    const remote = await ourRemote();
+    const remoteUrl = `mqtt://127.0.0.1:${remote.port}`;
+    const { url } = await bridged({
+      urls: [remoteUrl],
+      protocolVersion: 5,
+      topics: [{ pattern: "#", direction: "out", qos: 1 }, { pattern: "a/#", direction: "out", qos: 1 }],
+    });
+    const here = await client(url);
+    const there = await client(remoteUrl);
+    const atRemote = collect(await there.subscribe("#", { qos: 1 }));
+    await crossing(here, "probe", atRemote.got, "probe");
+    atRemote.got.length = 0;
+    await here.publish("a/1", "once", { qos: 1 });
+    await here.publish("b/1", "once", { qos: 1 });
+    await until(() => atRemote.got.length >= 2, "both messages");
+    await sleep(300);
+    assert.deepEqual(atRemote.got.sort(), ["a/1=once", "b/1=once"]);
+  });
+});
+
 describe("the bridge's state", () => {
   it("is published here and on the remote broker (1 up, 0 down, by its will when it dies)", async () => {
     const remote = await ourRemote();
