@@ -51,6 +51,8 @@ export interface BridgeStats {
 const MAX_INFLIGHT = 1000;
 /** How long a stopping bridge waits for the remote to take its last state. */
 const STOP_NOTICE_MS = 1000;
+/** The most echoes expected at once. */
+const MAX_ECHOES = 10_000;
 /** How long an expected echo is waited for before it is forgotten. */
 const ECHO_MS = 30_000;
 
@@ -99,6 +101,7 @@ export class Bridge {
   /** Messages sent out that a 3.1.1 remote without the bridge bit will echo, by remote topic. */
   readonly #echoes = new Map<string, { payload: Uint8Array; at: number }[]>();
   #useEcho = false;
+  #echoCount = 0;
   #inFlightOut = 0;
   #inFlightIn = 0;
   readonly #running: Promise<void>[] = [];
@@ -395,13 +398,13 @@ export class Bridge {
       subscription.ack(message);
       return;
     }
+    if (out && this.#useEcho && topic.direction === "both") this.#expectEcho(target, message.payload);
     for (;;) {
       const client = out ? await this.#remoteClient() : this.#local;
       if (client === undefined || this.#abort.signal.aborted) return;
       const toVersion = out ? this.#options.protocolVersion ?? 4 : 5;
       const fromVersion = out ? 5 : this.#options.protocolVersion ?? 4;
       const properties = toVersion === 5 && fromVersion === 5 ? forwarded(message.properties) : undefined;
-      if (out && this.#useEcho && topic.direction === "both") this.#expectEcho(target, message.payload);
       try {
         await client.publish(target, message.payload, {
           qos: message.qos,
@@ -434,10 +437,19 @@ export class Bridge {
 
   #expectEcho(topic: string, payload: Uint8Array): void {
     const now = Date.now();
+    // Echoes that never come (the remote routes none back) are forgotten in bulk past the bound: one missed
+    // costs a duplicate here, not a loop, since this side's subscriptions take none of the bridge's own.
+    if (++this.#echoCount > MAX_ECHOES) {
+      this.#echoes.clear();
+      this.#echoCount = 1;
+    }
     const list = this.#echoes.get(topic);
     if (list === undefined) this.#echoes.set(topic, [{ payload, at: now }]);
     else {
-      while (list.length > 0 && now - list[0].at > ECHO_MS) list.shift();
+      while (list.length > 0 && now - list[0].at > ECHO_MS) {
+        list.shift();
+        this.#echoCount--;
+      }
       list.push({ payload, at: now });
     }
   }
@@ -449,6 +461,7 @@ export class Bridge {
     const index = list.findIndex((e) => now - e.at <= ECHO_MS && sameBytes(e.payload, message.payload));
     if (index < 0) return false;
     list.splice(index, 1);
+    this.#echoCount--;
     if (list.length === 0) this.#echoes.delete(message.topic);
     return true;
   }
