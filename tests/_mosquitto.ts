@@ -97,7 +97,8 @@ export async function startMosquitto(
     log: () => output,
     async stop() {
       child.kill("SIGTERM");
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000))]);
+      // It saves its state (persistence) before it exits.
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
       child.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     },

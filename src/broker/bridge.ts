@@ -45,6 +45,11 @@ export interface BridgeStats {
   dropped: number;
   /** Messages of a 3.1.1 remote without the bridge bit dropped as the echo of one the bridge sent. */
   echoes: number;
+  /**
+   * Times the remote broker had not kept the bridge's session (it lost its state): what was on its way then
+   * was sent again, so QoS 2 messages among it may have arrived twice.
+   */
+  sessionsLost: number;
 }
 
 /** The default of {@linkcode BridgeOptions.maxInflight}. */
@@ -85,7 +90,7 @@ export class Bridge {
   /** The bridge's name. */
   readonly name: string;
   /** Its figures. */
-  readonly stats: BridgeStats = { sent: 0, received: 0, dropped: 0, echoes: 0 };
+  readonly stats: BridgeStats = { sent: 0, received: 0, dropped: 0, echoes: 0, sessionsLost: 0 };
   readonly #options: BridgeOptions;
   readonly #host: BridgeHost;
   readonly #abort = new AbortController();
@@ -101,6 +106,8 @@ export class Bridge {
   /** Messages sent out that a 3.1.1 remote without the bridge bit will echo, by remote topic. */
   readonly #echoes = new Map<string, { payload: Uint8Array; at: number }[]>();
   #useEcho = false;
+  /** Whether a connection to the remote broker was up before: a session it kept should be there. */
+  #wasConnected = false;
   #echoCount = 0;
   #inFlightOut = 0;
   #inFlightIn = 0;
@@ -303,6 +310,12 @@ export class Bridge {
       onStateChange: (event) => {
         if (this.#abort.signal.aborted) return;
         if (event.type === "connected") {
+          if (!cleanStart && this.#wasConnected && !event.sessionPresent) {
+            // What was on its way may come twice: it is sent again as new messages.
+            this.stats.sessionsLost++;
+            this.#host.log("warn", `Bridge ${this.name}: the remote broker lost the bridge's session`);
+          }
+          this.#wasConnected = true;
           this.#state = "connected";
           this.#notify("1");
           // A reconnection of the same client: the remote's copy was set to 0 by the will.

@@ -94,6 +94,7 @@ export class Bridges {
       values.set(`${at}/messages/received`, String(bridge.stats.received));
       values.set(`${at}/messages/dropped`, String(bridge.stats.dropped));
       values.set(`${at}/messages/queued`, String(queued.get(bridge.name) ?? 0));
+      values.set(`${at}/sessions/lost`, String(bridge.stats.sessionsLost));
     }
     return values;
   }
@@ -130,6 +131,12 @@ export class Bridges {
         type: "counter",
         help: "Messages a broker refused to take from the bridge (MQTT 5 negative acknowledgements).",
         samples: each((b) => b.stats.dropped),
+      },
+      {
+        name: "mqtt_bridge_sessions_lost_total",
+        type: "counter",
+        help: "Times the remote broker had not kept the bridge's session (what was on its way went again).",
+        samples: each((b) => b.stats.sessionsLost),
       },
       {
         name: "mqtt_bridge_queued_messages",

@@ -248,7 +248,7 @@ describe("a bridge across a restart of its remote broker", () => {
       async () => {
         const remote = await makeRemote();
         const remoteUrl = `mqtt://127.0.0.1:${remote.port}`;
-        const { url } = await bridged({
+        const { broker, url } = await bridged({
           urls: [remoteUrl],
           protocolVersion,
           topics: TOPICS,
@@ -293,7 +293,15 @@ describe("a bridge across a restart of its remote broker", () => {
           const missingIn = [...Array(N).keys()].filter((n) => !numbers(atLocal.got, "down/").includes(n));
           throw new Error(`${error.message}; out missing ${missingOut}, in missing ${missingIn}`);
         });
-        // QoS 2 ones exactly once.
+        // QoS 2 ones exactly once, as long as the remote kept the bridge's session: mosquitto saves its state on
+        // SIGTERM, but one killed before it did (the test's stop waits 5 s) would have lost it, and said so.
+        const [edge] = broker.bridges;
+        if (edge.stats.sessionsLost > 0) {
+          console.log(
+            `the remote lost the bridge's session ${edge.stats.sessionsLost} time(s): QoS 2 not checked`,
+          );
+          return;
+        }
         for (const [got, prefix] of [[atRemote.got, "from-edge/"], [atLocal.got, "down/"]] as const) {
           const even = numbers(got, prefix).filter((n) => n % 2 === 0);
           assert.equal(even.length, new Set(even).size, `QoS 2 twice at ${prefix}: ${even}`);
@@ -351,6 +359,32 @@ describe("a bridge across a restart of its own broker", () => {
         throw new Error(`${error.message}; got ${numbers()}`);
       },
     );
+  });
+});
+
+describe("a bridge whose remote broker forgets its state", () => {
+  it("counts the lost session and carries on", async () => {
+    const port = await freePort();
+    let remote = new Broker({ sysInterval: 0 });
+    await remote.listen({ hostname: "127.0.0.1", port });
+    cleanups.push(() => remote.close());
+    const remoteUrl = `mqtt://127.0.0.1:${port}`;
+    const { broker, url } = await bridged({
+      urls: [remoteUrl],
+      protocolVersion: 5,
+      topics: [{ pattern: "x/#", direction: "out", qos: 1 }],
+      restartTimeout: { base: 0.2, cap: 0.5 },
+    });
+    await until(() => broker.bridges[0].state === "connected", "connected");
+    assert.equal(broker.bridges[0].stats.sessionsLost, 0);
+    await remote.close();
+    remote = new Broker({ sysInterval: 0 });
+    await remote.listen({ hostname: "127.0.0.1", port });
+    await until(() => broker.bridges[0].stats.sessionsLost === 1, "the lost session counted");
+    const there = await client(remoteUrl);
+    const atRemote = collect(await there.subscribe("x/#", { qos: 1 }));
+    const here = await client(url);
+    await crossing(here, "x/after", atRemote.got, "x/after");
   });
 });
 
