@@ -30,6 +30,8 @@ export class SubscriptionTable {
   #holding = false;
   #holdLimit = 0;
   #holdTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Read loops waiting while `#holdLimit` messages are held. */
+  #claimWaiters: (() => void)[] = [];
   #released = 0;
 
   /** @param acknowledge Acknowledges a QoS 1 or 2 message once every subscription it went to took it. */
@@ -69,7 +71,8 @@ export class SubscriptionTable {
    * {@linkcode SubscriptionTable.released}.
    *
    * @param ms How long it stays open.
-   * @param limit The most messages held; beyond it they are acknowledged and counted at once.
+   * @param limit The most messages held: past it, reading pauses until a subscription takes some or the window
+   *   closes.
    */
   holdUnclaimed(ms: number, limit: number): void {
     this.#holding = true;
@@ -96,6 +99,14 @@ export class SubscriptionTable {
       else left.push(packet);
     }
     this.#unclaimed = left;
+    if (left.length < this.#holdLimit) this.#wakeReader();
+  }
+
+  /** Lets a read loop paused for held messages go on. */
+  #wakeReader(): void {
+    const waiters = this.#claimWaiters;
+    this.#claimWaiters = [];
+    for (const waiter of waiters) waiter();
   }
 
   #closeWindow(): void {
@@ -105,6 +116,7 @@ export class SubscriptionTable {
     this.#unclaimed = [];
     this.#released += held.length;
     for (const packet of held) if (packet.packetId !== undefined) this.#acknowledge(packet.packetId);
+    this.#wakeReader();
   }
 
   /** Ends every subscription (with the error, if any) and empties the table. */
@@ -112,6 +124,7 @@ export class SubscriptionTable {
     clearTimeout(this.#holdTimer);
     this.#holding = false;
     this.#unclaimed = [];
+    this.#wakeReader();
     for (const subscription of this.#byNumber.values()) subscription.end(error);
     this.#byNumber.clear();
     this.#byObject.clear();
@@ -133,11 +146,9 @@ export class SubscriptionTable {
       this.#acknowledge(packetId);
     };
     if (waiting === 0) {
-      if (this.#holding && this.#unclaimed.length < this.#holdLimit) this.#unclaimed.push(packet);
-      else {
-        if (this.#holding) this.#released++;
-        acknowledge();
-      }
+      // Past the limit, the read loop waits (`room`) rather than let go of a message it holds for nobody yet.
+      if (this.#holding) this.#unclaimed.push(packet);
+      else acknowledge();
       return;
     }
     const message = new Message(packet);
@@ -150,6 +161,9 @@ export class SubscriptionTable {
 
   /** Resumes a read loop paused for a full subscription once it has room, or after `MAX_READ_PAUSE_MS`. */
   async room(): Promise<void> {
+    if (this.#holding && this.#unclaimed.length >= this.#holdLimit) {
+      await new Promise<void>((resolve) => this.#claimWaiters.push(resolve));
+    }
     for (const subscription of this.#byNumber.values()) {
       if (!subscription.full) continue;
       let timer: ReturnType<typeof setTimeout> | undefined;

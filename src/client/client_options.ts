@@ -148,7 +148,8 @@ export interface ClientOptions {
    * Milliseconds that messages of a resumed session (`cleanStart: false`, the broker kept it) that match no
    * subscription yet are held, unacknowledged, for the application's first `subscribe()` calls: the broker may
    * send what it queued right after CONNACK, before `connect()` has even returned. What no subscription claims
-   * in that time is acknowledged and counted in `MqttClient.releasedUnclaimed`. Default 10,000; 0 holds nothing.
+   * in that time is acknowledged and counted in `MqttClient.releasedUnclaimed`. While `subscriptionBufferLimit`
+   * messages are held, reading pauses. Default 10,000; 0 holds nothing.
    */
   unclaimedHoldMs?: number;
   /** Aborts the first connection attempt. */

@@ -141,8 +141,8 @@ export class MqttClient implements SubscriptionOwner {
   }
 
   /**
-   * Messages of a resumed session that no subscription claimed within `unclaimedHoldMs` of connecting (or that
-   * did not fit): acknowledged without being handed out.
+   * Messages of a resumed session that no subscription claimed within `unclaimedHoldMs` of connecting:
+   * acknowledged without being handed out.
    */
   get releasedUnclaimed(): number {
     return this.#subscriptions.released;

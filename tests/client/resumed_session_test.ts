@@ -65,6 +65,33 @@ for (const [name, start] of Object.entries(servers)) {
         await publisher.publish("queued/4", "live", { qos: 1 });
         assert.deepEqual((await take(subscription, 1)).map((m) => m.text()), ["live"]);
       });
+
+      it("lets none go when more wait than a subscription buffers: reading pauses instead", async () => {
+        const server = await start();
+        stops.push(() => server.stop());
+        const options = {
+          clientId: `many-${protocolVersion}`,
+          protocolVersion,
+          cleanStart: false,
+          sessionExpiryInterval: 300,
+          reconnect: false,
+          subscriptionBufferLimit: 5,
+        };
+        let client = await connect(server.url, options);
+        await client.subscribe("many/#", { qos: 1 });
+        await client.close();
+        const publisher = await connect(server.url, { protocolVersion, reconnect: false });
+        stops.push(() => publisher.close());
+        for (let n = 0; n < 40; n++) await publisher.publish(`many/${n}`, String(n), { qos: 1 });
+        client = await connect(server.url, options);
+        stops.push(() => client.close());
+        // The application is slow to subscribe: the broker sent what it had meanwhile.
+        await sleep(300);
+        const subscription = await client.subscribe("many/#", { qos: 1 });
+        const got = (await take(subscription, 40)).map((m) => Number(m.text()));
+        assert.deepEqual(got, [...Array(40).keys()]);
+        assert.equal(client.releasedUnclaimed, 0);
+      });
     });
   }
 }
