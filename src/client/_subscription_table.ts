@@ -25,7 +25,7 @@ export class SubscriptionTable {
   readonly #byNumber = new Map<number, Subscription>();
   readonly #byObject = new Map<Subscription, number>();
   readonly #acknowledge: (packetId: number) => void;
-  /** Messages held for a subscription to come, while the claim window is open; at most `#holdLimit`. */
+  /** Messages held for a subscription to come, while the claim window is open; reading pauses past the limit. */
   #unclaimed: PublishPacket[] = [];
   #holding = false;
   #holdLimit = 0;
