@@ -35,6 +35,19 @@ interface Remote {
   start(): Promise<void>;
 }
 
+/** Listens on a port just given up: the runtime may take a moment to free it (Deno: AddrInUse). */
+async function listenAgain(broker: Broker, port: number): Promise<void> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      await broker.listen({ hostname: "127.0.0.1", port });
+      return;
+    } catch (error) {
+      if (attempt >= 40 || !/in use/i.test(String(error))) throw error;
+      await sleep(50);
+    }
+  }
+}
+
 async function ourRemote(): Promise<Remote> {
   const dir = mkdtempSync(join(tmpdir(), "bridge-remote-"));
   const port = await freePort();
@@ -43,7 +56,7 @@ async function ourRemote(): Promise<Remote> {
     port,
     async start() {
       broker = new Broker({ sysInterval: 0, store: await openSqliteStore(join(dir, "state.db")) });
-      await broker.listen({ hostname: "127.0.0.1", port });
+      await listenAgain(broker, port);
     },
     async stop() {
       await broker?.close();
@@ -379,7 +392,7 @@ describe("a bridge whose remote broker forgets its state", () => {
     assert.equal(broker.bridges[0].stats.sessionsLost, 0);
     await remote.close();
     remote = new Broker({ sysInterval: 0 });
-    await remote.listen({ hostname: "127.0.0.1", port });
+    await listenAgain(remote, port);
     await until(() => broker.bridges[0].stats.sessionsLost === 1, "the lost session counted");
     const there = await client(remoteUrl);
     const atRemote = collect(await there.subscribe("x/#", { qos: 1 }));
