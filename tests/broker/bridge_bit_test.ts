@@ -9,31 +9,12 @@
 
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
-import { Broker } from "../../src/broker/broker.ts";
 import { connect } from "../../src/client/connect.ts";
 import type { Message } from "../../src/client/message.ts";
-import { type Mosquitto, mosquittoMissing, startMosquitto } from "../_mosquitto.ts";
+import { SERVERS } from "../_servers.ts";
 import { sleep, take } from "../_helpers.ts";
 
-interface Server {
-  url: string;
-  stop(): Promise<void>;
-}
-
-const servers: Record<string, () => Promise<Server>> = {
-  "our broker": async () => {
-    const broker = new Broker({ sysInterval: 0 });
-    const { port } = await broker.listen({ hostname: "127.0.0.1", port: 0 });
-    return { url: `mqtt://127.0.0.1:${port}`, stop: () => broker.close() };
-  },
-  mosquitto: async () => {
-    const mosquitto: Mosquitto = await startMosquitto();
-    return { url: `mqtt://127.0.0.1:${mosquitto.port}`, stop: () => mosquitto.stop() };
-  },
-};
-
-for (const [name, start] of Object.entries(servers)) {
-  const skip = name === "mosquitto" ? mosquittoMissing() ?? false : false;
+for (const [name, { start, skip }] of Object.entries(SERVERS)) {
   describe(`bridge pieces against ${name}`, { skip }, () => {
     const stops: (() => Promise<void>)[] = [];
     after(async () => {

@@ -93,6 +93,19 @@ async function mosquittoRemote(config: string[] = []): Promise<Remote> {
   return remote;
 }
 
+/** mosquitto with a TLS listener besides its plain one, its certificate from the test CA. */
+async function tlsMosquitto() {
+  const tlsPort = await freePort();
+  const mosquitto = await startMosquitto([
+    `listener ${tlsPort} 127.0.0.1`,
+    `cafile ${certs("ca.pem")}`,
+    `certfile ${certs("server.pem")}`,
+    `keyfile ${certs("server.key")}`,
+  ]);
+  cleanups.push(() => mosquitto.stop());
+  return { mosquitto, tlsPort };
+}
+
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 after(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup();
@@ -492,14 +505,7 @@ describe("the bridge's side on its own broker", () => {
 
 describe("a bridge over TLS to mosquitto", { skip: missing }, () => {
   it("verifies mosquitto's certificate against the test CA and carries messages", async () => {
-    const tlsPort = await freePort();
-    const mosquitto = await startMosquitto([
-      `listener ${tlsPort} 127.0.0.1`,
-      `cafile ${certs("ca.pem")}`,
-      `certfile ${certs("server.pem")}`,
-      `keyfile ${certs("server.key")}`,
-    ]);
-    cleanups.push(() => mosquitto.stop());
+    const { mosquitto, tlsPort } = await tlsMosquitto();
     const { url } = await bridged({
       urls: [`mqtts://127.0.0.1:${tlsPort}`],
       tls: { caCerts: [readFileSync(certs("ca.pem"), "utf8")] },
@@ -515,14 +521,7 @@ describe("a bridge over TLS to mosquitto", { skip: missing }, () => {
   });
 
   it("does not connect to a certificate of another CA", async () => {
-    const tlsPort = await freePort();
-    const mosquitto = await startMosquitto([
-      `listener ${tlsPort} 127.0.0.1`,
-      `cafile ${certs("ca.pem")}`,
-      `certfile ${certs("server.pem")}`,
-      `keyfile ${certs("server.key")}`,
-    ]);
-    cleanups.push(() => mosquitto.stop());
+    const { mosquitto, tlsPort } = await tlsMosquitto();
     const { broker } = await bridged({
       urls: [`mqtts://127.0.0.1:${tlsPort}`],
       tls: { caCerts: [readFileSync(certs("other_ca.pem"), "utf8")] },
@@ -537,14 +536,7 @@ describe("a bridge over TLS to mosquitto", { skip: missing }, () => {
 
 describe("broker.ts -c config.json with a bridge over TLS", { skip: missing }, () => {
   it("reads the CA file the configuration names and bridges to mosquitto", async () => {
-    const tlsPort = await freePort();
-    const mosquitto = await startMosquitto([
-      `listener ${tlsPort} 127.0.0.1`,
-      `cafile ${certs("ca.pem")}`,
-      `certfile ${certs("server.pem")}`,
-      `keyfile ${certs("server.key")}`,
-    ]);
-    cleanups.push(() => mosquitto.stop());
+    const { mosquitto, tlsPort } = await tlsMosquitto();
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), "bridge-json-"));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
