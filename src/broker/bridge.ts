@@ -199,7 +199,9 @@ export class Bridge {
     ) {
       // A disconnect sends no will: the remote's copy of the state is set here, if the remote answers soon.
       const said = remote.publish(this.#notificationTopic, "0", { qos: 1, retain: true }).catch(() => {});
-      await Promise.race([said, sleep(STOP_NOTICE_MS, new AbortController().signal)]);
+      const answered = new AbortController();
+      await Promise.race([said, sleep(STOP_NOTICE_MS, answered.signal)]);
+      answered.abort(); // no timer left behind once the remote answered
     }
     this.#state = "stopped";
     this.#abort.abort();
