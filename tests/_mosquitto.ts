@@ -70,10 +70,16 @@ export async function startMosquitto(
     [
       `listener ${port} 127.0.0.1`,
       "allow_anonymous true",
-      ...options.persistence === undefined
-        ? ["persistence false"]
-        : ["persistence true", `persistence_location ${options.persistence}/`, "autosave_interval 1"],
-      "max_inflight_messages 0",
+      ...options.persistence === undefined ? ["persistence false", "max_inflight_messages 0"] : [
+        "persistence true",
+        `persistence_location ${options.persistence}/`,
+        "autosave_interval 1",
+        // Not 0 (no limit) with persistence: mosquitto 2.0.11 then restores every in-flight message of a
+        // session into its queue, so a QoS 2 message whose PUBREL it had sent before the restart goes again
+        // as a PUBLISH (DUP) and reaches its subscriber twice, which MQTT 5 forbids [MQTT-4.3.3-6]. Seen in
+        // its -v log: PUBREL m20, restart, PUBLISH (d1, m20). With a limit, it resends the PUBREL.
+        "max_inflight_messages 1000",
+      ],
       // Started as root, mosquitto switches to its own user and then cannot read test files such as keys.
       ...(process.getuid?.() === 0 ? ["user root"] : []),
       ...config,
