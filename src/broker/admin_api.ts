@@ -54,8 +54,16 @@ export interface AdminRetained {
 
 /** What the API reads and does on its broker. */
 export interface AdminHost {
-  clients(): AdminClient[];
-  sessions(): AdminSession[];
+  /** At most `limit` connected clients, in the order they connected. */
+  clients(limit: number): AdminClient[];
+  /** How many clients are connected. */
+  clientCount(): number;
+  /** One connected client. */
+  client(clientId: string): AdminClient | undefined;
+  /** At most `limit` sessions, connected or not. */
+  sessions(limit: number): AdminSession[];
+  /** How many sessions there are. */
+  sessionCount(): number;
   /** At most `limit` retained messages, payloads cut to `preview` bytes. */
   retained(limit: number, preview: number): AdminRetained[];
   /** How many retained messages there are. */
@@ -91,12 +99,21 @@ export async function adminApi(request: Request, host: AdminHost): Promise<Respo
       headers: { ...JSON_TYPE, ...challenge },
     });
   }
-  const { pathname } = new URL(request.url);
+  const { pathname, searchParams } = new URL(request.url);
   const method = request.method;
-  if (method === "GET" && pathname === "/api/clients") return json(host.clients());
-  if (method === "GET" && pathname === "/api/sessions") return json(host.sessions());
+  if (method === "GET" && pathname === "/api/clients") {
+    return listing(searchParams, [], (limit) => host.clients(limit), host.clientCount());
+  }
+  if (method === "GET" && pathname === "/api/sessions") {
+    return listing(searchParams, [], (limit) => host.sessions(limit), host.sessionCount());
+  }
   if (method === "GET" && pathname === "/api/retained") {
-    return retained(new URL(request.url).searchParams, host);
+    return listing(
+      searchParams,
+      ["preview"],
+      (limit, numbers) => host.retained(limit, numbers.preview),
+      host.retainedCount(),
+    );
   }
   const client = /^\/api\/clients\/([^/]+)$/.exec(pathname);
   if (client !== null) {
@@ -108,7 +125,7 @@ export async function adminApi(request: Request, host: AdminHost): Promise<Respo
       return json({ error: "the client identifier is not well-formed" }, 400);
     }
     if (method === "GET") {
-      const found = host.clients().find((c) => c.clientId === clientId);
+      const found = host.client(clientId);
       return found === undefined ? json({ error: `no client "${clientId}" is connected` }, 404) : json(found);
     }
     return host.disconnect(clientId)
@@ -119,23 +136,31 @@ export async function adminApi(request: Request, host: AdminHost): Promise<Respo
 }
 
 /**
- * `GET /api/retained[?limit=N][&preview=BYTES]`: every retained message by default; `limit` keeps the first N
- * (in the order their topics were first retained), `preview` cuts payloads to that many bytes. The header
- * `x-total-count` tells how many there are in all.
+ * A list (`/api/clients`, `/api/sessions`, `/api/retained`): all of it by default; `?limit=N` keeps the first N
+ * (the retained messages also take `&preview=BYTES`, which cuts their payloads). The header `x-total-count`
+ * tells how many there are in all.
+ *
+ * @param query The request's query.
+ * @param names The list's own numeric parameters besides `limit`.
+ * @param list The first `limit` entries, given the parameters (`Infinity` for one not given).
+ * @param total How many entries there are.
  */
-function retained(query: URLSearchParams, host: AdminHost): Response {
-  const number = (name: string) => {
+function listing(
+  query: URLSearchParams,
+  names: readonly string[],
+  list: (limit: number, numbers: Record<string, number>) => unknown[],
+  total: number,
+): Response {
+  const numbers: Record<string, number> = {};
+  for (const name of ["limit", ...names]) {
     const text = query.get(name);
-    if (text === null) return Infinity;
-    return /^\d{1,9}$/.test(text) ? Number(text) : undefined;
-  };
-  const limit = number("limit");
-  const preview = number("preview");
-  if (limit === undefined || preview === undefined) {
-    return json({ error: "limit and preview must be whole numbers" }, 400);
+    if (text !== null && !/^\d{1,9}$/.test(text)) {
+      return json({ error: `${["limit", ...names].join(" and ")} must be whole numbers` }, 400);
+    }
+    numbers[name] = text === null ? Infinity : Number(text);
   }
-  const response = json(host.retained(limit, preview));
-  response.headers.set("x-total-count", String(host.retainedCount()));
+  const response = json(list(numbers.limit, numbers));
+  response.headers.set("x-total-count", String(total));
   return response;
 }
 
@@ -189,37 +214,61 @@ export function adminHost(parts: AdminParts): AdminHost {
     queued: session.queued,
     inflight: session.inflight,
   });
+  /** The connections whose client was accepted and is still there. */
+  function* connected(): IterableIterator<Connection> {
+    for (const connection of parts.connections.values()) {
+      if (connection.info !== undefined && !connection.closed) yield connection;
+    }
+  }
+  const client = (connection: Connection): AdminClient => {
+    const session = machine.views.sessionSummary(connection.session.clientId);
+    return {
+      clientId: connection.session.clientId,
+      address: connection.remote,
+      username: connection.info?.username,
+      protocolVersion: connection.info?.protocolVersion,
+      keepAlive: connection.session.keepAlive,
+      ...session === undefined || !session.connected
+        ? { subscriptions: [], queued: 0, inflight: 0 }
+        : counts(session),
+    };
+  };
   return {
     passwords: options.passwords,
     adminUsers: options.adminUsers ?? [],
-    clients: () => {
-      const sessions = new Map<string, SessionSummary>();
-      for (const session of machine.views.sessionSummaries()) {
-        if (session.connected) sessions.set(session.clientId, session);
-      }
+    clients: (limit) => {
       const clients: AdminClient[] = [];
-      for (const connection of parts.connections.values()) {
-        const info = connection.info;
-        if (info === undefined || connection.closed) continue;
-        const session = sessions.get(connection.session.clientId);
-        clients.push({
-          clientId: connection.session.clientId,
-          address: connection.remote,
-          username: info.username,
-          protocolVersion: info.protocolVersion,
-          keepAlive: connection.session.keepAlive,
-          ...session === undefined ? { subscriptions: [], queued: 0, inflight: 0 } : counts(session),
-        });
+      for (const connection of connected()) {
+        if (clients.length >= limit) break;
+        clients.push(client(connection));
       }
       return clients;
     },
-    sessions: () =>
-      [...machine.views.sessionSummaries()].map((session) => ({
-        clientId: session.clientId,
-        connected: session.connected,
-        expiryInterval: session.expiryInterval,
-        ...counts(session),
-      })),
+    clientCount: () => {
+      let count = 0;
+      for (const _ of connected()) count++;
+      return count;
+    },
+    client: (clientId) => {
+      for (const connection of connected()) {
+        if (connection.session.clientId === clientId) return client(connection);
+      }
+      return undefined;
+    },
+    sessions: (limit) => {
+      const sessions: AdminSession[] = [];
+      for (const session of machine.views.sessionSummaries()) {
+        if (sessions.length >= limit) break;
+        sessions.push({
+          clientId: session.clientId,
+          connected: session.connected,
+          expiryInterval: session.expiryInterval,
+          ...counts(session),
+        });
+      }
+      return sessions;
+    },
+    sessionCount: () => machine.views.sessionCount,
     retainedCount: () => machine.retainedCount,
     retained: (limit, preview) => {
       const retained: AdminRetained[] = [];
@@ -237,10 +286,8 @@ export function adminHost(parts: AdminParts): AdminHost {
       return retained;
     },
     disconnect: (clientId) => {
-      for (const connection of parts.connections.values()) {
-        if (connection.info === undefined || connection.closed || connection.session.clientId !== clientId) {
-          continue;
-        }
+      for (const connection of connected()) {
+        if (connection.session.clientId !== clientId) continue;
         log(options, "info", `Disconnecting "${clientId}": asked through the admin API`, {
           client: clientId,
           event: "disconnected_by_admin",

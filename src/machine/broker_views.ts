@@ -9,7 +9,7 @@
 import type { QoS } from "../codec/packet.ts";
 import type { SessionSummary } from "./broker_types.ts";
 import type { RetainedStore } from "./retained_store.ts";
-import type { SessionRegistry } from "./session_registry.ts";
+import type { SessionRecord, SessionRegistry } from "./session_registry.ts";
 
 /** The views of one machine (`BrokerMachine.views`): they read its state and change nothing. */
 export class BrokerViews {
@@ -59,19 +59,23 @@ export class BrokerViews {
    * @returns One summary per session, connected or not.
    */
   *sessionSummaries(): IterableIterator<SessionSummary> {
-    for (const record of this.#sessions.values()) {
-      const state = record.state;
-      yield {
-        clientId: record.clientId,
-        username: record.username,
-        connected: record.connection !== undefined,
-        expiryInterval: record.expiryInterval,
-        subscriptions: [...record.subscriptions?.keys() ?? []],
-        queued: state.queuedCount,
-        queuedBytes: state.queuedBytes,
-        inflight: state.inflight.size,
-      };
-    }
+    for (const record of this.#sessions.values()) yield summary(record);
+  }
+
+  /**
+   * One session's figures.
+   *
+   * @param clientId The session's client identifier.
+   * @returns Its summary, or `undefined` when there is no such session.
+   */
+  sessionSummary(clientId: string): SessionSummary | undefined {
+    const record = this.#sessions.get(clientId);
+    return record === undefined ? undefined : summary(record);
+  }
+
+  /** How many sessions there are, connected or not. */
+  get sessionCount(): number {
+    return this.#sessions.size;
   }
 
   /**
@@ -84,4 +88,18 @@ export class BrokerViews {
       yield { topic: message.topic, qos: message.qos, payload: message.payload };
     }
   }
+}
+
+function summary(record: SessionRecord): SessionSummary {
+  const state = record.state;
+  return {
+    clientId: record.clientId,
+    username: record.username,
+    connected: record.connection !== undefined,
+    expiryInterval: record.expiryInterval,
+    subscriptions: [...record.subscriptions?.keys() ?? []],
+    queued: state.queuedCount,
+    queuedBytes: state.queuedBytes,
+    inflight: state.inflight.size,
+  };
 }

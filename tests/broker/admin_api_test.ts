@@ -100,6 +100,24 @@ describe("the admin API", () => {
     assert.match(clients[0].address, /^127\.0\.0\.1:\d+$/);
     const one = await api("/api/clients/ada-1", admin);
     assert.deepEqual(await one.json(), clients[0]);
+    const noOne = await api("/api/clients/nobody", admin);
+    assert.equal(noOne.status, 404);
+    await noOne.body?.cancel();
+    // A broker with many clients answers a page with a few, and says how many there are.
+    const second = await connect(`mqtt://ada@127.0.0.1:${mqtt.port}`, {
+      clientId: "ada-2",
+      password: "ada-pw",
+    });
+    const firstClients = await api("/api/clients?limit=1", admin);
+    assert.equal(firstClients.headers.get("x-total-count"), "2");
+    assert.deepEqual(await firstClients.json(), clients);
+    const firstSessions = await api("/api/sessions?limit=2", admin);
+    assert.equal(firstSessions.headers.get("x-total-count"), "3");
+    assert.equal((await firstSessions.json()).length, 2);
+    await second.close();
+    const badLimit = await api("/api/clients?limit=-1", admin);
+    assert.equal(badLimit.status, 400);
+    await badLimit.body?.cancel();
 
     const sessions = await (await api("/api/sessions", admin)).json();
     const away = sessions.find((s: { clientId: string }) => s.clientId === "away");

@@ -344,7 +344,7 @@ function note(id, text) {
   $(id).textContent = text ?? "";
 }
 async function readClients() {
-  const answer = await api("/api/clients");
+  const answer = await api("/api/clients?limit=500");
   if (answer.status !== 200) {
     note("clients-note", answer.status === 403
       ? "The admin API is off: start the broker with --admin-user NAME (a user of its password file) to list clients."
@@ -353,8 +353,9 @@ async function readClients() {
   }
   note("clients-note", undefined);
   state.clients = answer.body.sort((a, b) => a.clientId.localeCompare(b.clientId));
-  $("clients-count").textContent = "(" + state.clients.length + ")";
-  const rows = state.clients.slice(0, 500).map((c) =>
+  state.clientsTotal = Number(answer.total ?? answer.body.length);
+  $("clients-count").textContent = "(" + state.clientsTotal + (state.clientsTotal > answer.body.length ? ", the first " + answer.body.length + " shown)" : ")");
+  const rows = state.clients.map((c) =>
     el(
       "tr",
       { "data-client": c.clientId },
@@ -375,7 +376,6 @@ async function readClients() {
       }, "Disconnect")),
     )
   );
-  if (state.clients.length > 500) rows.push(el("tr", {}, el("td", { colspan: 9 }, "and " + (state.clients.length - 500) + " more")));
   $("clients").tBodies[0].replaceChildren(...rows);
 }
 
