@@ -144,6 +144,11 @@ export class Bridge {
     return this.#options.localClientId ?? `local.${this.#clientId}`;
   }
 
+  /** The user the bridge's side on this broker is, whose ACL rules it keeps; none: it is past them. */
+  get localUsername(): string | undefined {
+    return this.#options.localUsername;
+  }
+
   /** Where the connection to the remote broker is. */
   get state(): BridgeState {
     return this.#state;
@@ -165,6 +170,7 @@ export class Bridge {
     const local = await connect({
       transport: () => this.#host.localTransport(),
       clientId: this.localClientId,
+      username: options.localUsername,
       protocolVersion: 5,
       cleanStart: false,
       sessionExpiryInterval: 0xffffffff,
@@ -176,14 +182,25 @@ export class Bridge {
     this.#local = local;
     for (const topic of options.topics) {
       if (topic.direction === "in") continue;
-      const subscription = await local.subscribe(localFilter(topic), {
-        qos: topic.qos,
-        noLocal: true,
-        retainAsPublished: true,
-        // Its session outlives restarts: retained messages it already carried do not go again.
-        retainHandling: 1,
-        manualAck: true,
-      });
+      let subscription: Subscription;
+      try {
+        subscription = await local.subscribe(localFilter(topic), {
+          qos: topic.qos,
+          noLocal: true,
+          retainAsPublished: true,
+          // Its session outlives restarts: retained messages it already carried do not go again.
+          retainHandling: 1,
+          manualAck: true,
+        });
+      } catch (error) {
+        // Refused by this broker's ACL (`localUsername`): the other topics still cross.
+        if (!(error instanceof MqttError && error.source === "peer")) throw error;
+        this.#host.log(
+          "warn",
+          `Bridge ${this.name}: "${localFilter(topic)}" refused on this broker: ${error.message}`,
+        );
+        continue;
+      }
       this.#running.push(this.#pump(subscription, topic, "out"));
     }
     this.#running.push(this.#runRemote());

@@ -45,6 +45,12 @@ export interface BridgeOptions {
   clientId?: string;
   /** The client identifier of the bridge's side on this broker. Default `local.<clientId>`. */
   localClientId?: string;
+  /**
+   * The user the bridge's side on this broker is, as mosquitto's `local_username`: it logs in without a
+   * password, and the ACL and the authorization hooks treat it as that user (messages it may not read do not go
+   * out; those it may not publish are dropped as they come in). Default none: past the ACL and the hooks.
+   */
+  localUsername?: string;
   /** The user name on the remote broker. */
   username?: string;
   /** Its password. */

@@ -14,7 +14,9 @@ import type { Metric } from "./metrics.ts";
 export class Bridges {
   /** The bridges, in the order configured. */
   readonly list: readonly Bridge[];
-  /** The client identifiers of their sides on this broker: trusted, and refused to anyone else. */
+  /** The client identifiers of their sides on this broker, refused to anyone else. */
+  readonly reserved: ReadonlySet<string>;
+  /** Those of the sides past the ACL and the read hooks: all but those that log in as a user (`localUsername`). */
   readonly trusted: ReadonlySet<string>;
   readonly #host: BridgeHost;
 
@@ -43,7 +45,8 @@ export class Bridges {
       ids.add(bridge.localClientId);
     }
     this.list = list;
-    this.trusted = ids;
+    this.reserved = ids;
+    this.trusted = new Set(list.filter((b) => b.localUsername === undefined).map((b) => b.localClientId));
   }
 
   /** Starts every bridge; one that cannot start is logged, and the others go on. */

@@ -149,7 +149,7 @@ export class Broker {
       this.#machine,
       this.#counters,
       this.#flushOne,
-      this.#bridges.trusted,
+      this.#bridges.reserved,
     );
     this.#http = httpRoutes(
       adminHost({

@@ -74,11 +74,20 @@ export class Connection implements TransportSink {
   info: ClientInfo | undefined;
   /**
    * The broker's own client (a bridge's side on this broker): connected without credentials, and past the ACL
-   * and the authorization hooks.
+   * and the authorization hooks unless it gave a user name (see {@linkcode Connection.unchecked}).
    */
   trusted = false;
   closed = false;
   #extras: ConnectionExtras | undefined;
+
+  /**
+   * Whether the ACL and the authorization hooks pass over this connection: the broker's own client that gave
+   * no user name. One that gave one (a bridge's `localUsername`, mosquitto's `local_username`) is held to the
+   * rules of that user.
+   */
+  get unchecked(): boolean {
+    return this.trusted && this.info?.username === undefined;
+  }
 
   constructor(
     host: ConnectionHost,

@@ -100,9 +100,10 @@ export class PublishPolicy {
     const hook = this.#options.authorizePublish;
     const acl = this.#options.acl;
     const limited = this.#limitPublish(connection, packet);
-    if (connection.trusted) {
+    if (connection.unchecked) {
       // The broker's own client (a bridge): what it was configured to carry, as it comes.
-    } else if (limited !== undefined) {
+    } else if (limited !== undefined && !connection.trusted) {
+      // (The broker's own client with a user name is held to that user's rules, not to the limits.)
       code = limited;
     } else if (
       acl !== undefined && connection.info !== undefined && !canPublish(acl, connection.info, packet.topic)
@@ -226,7 +227,7 @@ export class PublishPolicy {
     const hook = this.#options.authorizeSubscribe;
     const acl = this.#options.acl;
     let codes: ReasonCode[] | undefined;
-    if ((hook !== undefined || acl !== undefined) && connection.info !== undefined && !connection.trusted) {
+    if ((hook !== undefined || acl !== undefined) && connection.info !== undefined && !connection.unchecked) {
       codes = [];
       for (const subscription of subscriptions) {
         let decision: Decision | QoS = true;

@@ -23,7 +23,8 @@
  * ```
  *
  * A bridge takes `name` (unique), `url` or `urls`, `protocolVersion` (3, 4 or 5), `clientId`, `localClientId`,
- * `username`, `password`, `tls` (`ca`, `cert` and `key` are PEM files; `serverName`, `insecure`), `cleanStart`,
+ * `localUsername`, `username`, `password`, `tls` (`ca`, `cert` and `key` are PEM files, `caPath` a directory of
+ * them; `serverName`, `insecure`), `cleanStart`,
  * `sessionExpiryInterval`, `keepAlive`, `topics` (at least one: `pattern`, `direction` `out` (the default), `in`
  * or `both`, `qos` (default 0), `localPrefix`, `remotePrefix`), `tryPrivate`, `notifications`,
  * `notificationTopic`, `notificationsLocalOnly`, `restartTimeout` (`base` and `cap`, in seconds) and
@@ -47,6 +48,8 @@ export interface BridgeConfig extends Omit<BridgeOptions, "tls"> {
 export interface BridgeTlsConfig {
   /** The CA certificates to verify the remote broker with, instead of the system's. */
   ca?: string;
+  /** A directory of CA certificates (PEM files; mosquitto's `bridge_capath`), with or instead of `ca`. */
+  caPath?: string;
   /** A client certificate (chain) and its private key, for remote brokers that require one. */
   cert?: string;
   key?: string;
@@ -128,6 +131,7 @@ const BRIDGE_KEYS = [
   "protocolVersion",
   "clientId",
   "localClientId",
+  "localUsername",
   "username",
   "password",
   "tls",
@@ -186,7 +190,7 @@ function parseBridge(value: unknown, where: string): BridgeConfig {
     }
     bridge.protocolVersion = version;
   }
-  for (const key of ["clientId", "localClientId", "username", "password"] as const) {
+  for (const key of ["clientId", "localClientId", "localUsername", "username", "password"] as const) {
     if (b[key] !== undefined) bridge[key] = text(b[key], `${where}.${key}`);
   }
   if (bridge.password !== undefined && bridge.username === undefined && bridge.protocolVersion !== 5) {
@@ -194,9 +198,9 @@ function parseBridge(value: unknown, where: string): BridgeConfig {
   }
   if (b.tls !== undefined) {
     const tls = record(b.tls, `${where}.tls`);
-    unknownKeys(tls, ["ca", "cert", "key", "serverName", "insecure"], `${where}.tls`);
+    unknownKeys(tls, ["ca", "caPath", "cert", "key", "serverName", "insecure"], `${where}.tls`);
     bridge.tls = {};
-    for (const key of ["ca", "cert", "key", "serverName"] as const) {
+    for (const key of ["ca", "caPath", "cert", "key", "serverName"] as const) {
       if (tls[key] !== undefined) bridge.tls[key] = text(tls[key], `${where}.tls.${key}`);
     }
     if (tls.insecure !== undefined) bridge.tls.insecure = boolean(tls.insecure, `${where}.tls.insecure`);

@@ -451,7 +451,10 @@ async function bridgeOptions(config: BridgeConfig, proc: RuntimeProcess): Promis
       }
     };
     const tls: TlsOptions = {};
-    if (files.ca !== undefined) tls.caCerts = [await read(files.ca, "CA file")];
+    const caCerts: string[] = [];
+    if (files.ca !== undefined) caCerts.push(await read(files.ca, "CA file"));
+    if (files.caPath !== undefined) caCerts.push(...await caDirectory(files.caPath, config.name, proc));
+    if (caCerts.length > 0) tls.caCerts = caCerts;
     if (files.cert !== undefined) tls.cert = await read(files.cert, "certificate");
     if (files.key !== undefined) tls.key = await read(files.key, "key");
     if (files.serverName !== undefined) tls.serverName = files.serverName;
@@ -459,6 +462,35 @@ async function bridgeOptions(config: BridgeConfig, proc: RuntimeProcess): Promis
     bridge.tls = tls;
   }
   return bridge;
+}
+
+/**
+ * The CA certificates of a directory (mosquitto's `bridge_capath`): each file in it that holds one or more PEM
+ * certificates, once each (OpenSSL's hashed names are links to the same files).
+ */
+async function caDirectory(dir: string, bridge: string, proc: RuntimeProcess): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await proc.readDir(dir);
+  } catch (error) {
+    throw new Error(
+      `cannot read the CA directory of bridge ${bridge}, "${dir}": ${(error as Error).message}`,
+    );
+  }
+  const certificates = new Set<string>();
+  for (const name of names.sort()) {
+    let text: string;
+    try {
+      text = new TextDecoder().decode(await proc.readFile(`${dir.replace(/\/+$/, "")}/${name}`));
+    } catch {
+      continue; // a subdirectory, or a link to nothing
+    }
+    if (text.includes("-----BEGIN CERTIFICATE-----")) certificates.add(text);
+  }
+  if (certificates.size === 0) {
+    throw new Error(`the CA directory of bridge ${bridge}, "${dir}", holds no PEM certificate`);
+  }
+  return [...certificates];
 }
 
 /** Connects to NATS as the configuration says, reading its credentials and TLS files. */

@@ -5,24 +5,26 @@
  * | Key | Here |
  * | --- | --- |
  * | `connection NAME` | `name` |
- * | `address`, `addresses` | `urls`: each `host[:port]`, separated by spaces or commas, is `mqtt://host:port`, or `mqtts://` when `bridge_cafile` or `bridge_certfile` is set; port 1883 by default (as mosquitto, even with TLS); IPv6 as `[::1]:1883` or `::1:1883` |
+ * | `address`, `addresses` | `urls`: each `host[:port]`, separated by spaces or commas, is `mqtt://host:port`, or `mqtts://` when `bridge_cafile`, `bridge_capath` or `bridge_certfile` is set; port 1883 by default (as mosquitto, even with TLS); IPv6 as `[::1]:1883` or `::1:1883` |
  * | `topic` | one of `topics`: `topic PATTERN [[[out\|in\|both] QOS] LOCAL-PREFIX [REMOTE-PREFIX]]`, `""` for an empty pattern or prefix |
  * | `bridge_protocol_version` | `protocolVersion`: `mqttv31` 3, `mqttv311` 4, `mqttv50` 5 |
  * | `remote_clientid`, `clientid` | `clientId`; default `HOSTNAME.NAME`, as mosquitto does (its manual says `NAME.HOSTNAME`) |
  * | `local_clientid` | `localClientId` |
+ * | `local_username` | `localUsername`: the ACL applies to the bridge's side here as that user |
+ * | `local_password` | ignored: the bridge's side here is not asked for a password |
  * | `remote_username`, `username`, `remote_password`, `password` | `username`, `password` (a password needs a username) |
  * | `cleansession` | `cleanStart` |
  * | `keepalive_interval` | `keepAlive` (5 to 65535) |
  * | `try_private`, `notifications`, `notification_topic`, `notifications_local_only` | `tryPrivate`, `notifications`, `notificationTopic`, `notificationsLocalOnly` |
  * | `restart_timeout BASE CAP`, `restart_timeout CONSTANT` | `restartTimeout` (a constant is base and cap) |
- * | `bridge_cafile`, `bridge_certfile`, `bridge_keyfile` | `tls.ca`, `tls.cert`, `tls.key` (certfile and keyfile go together) |
+ * | `bridge_cafile`, `bridge_capath`, `bridge_certfile`, `bridge_keyfile` | `tls.ca`, `tls.caPath`, `tls.cert`, `tls.key` (certfile and keyfile go together) |
  * | `bridge_insecure` | `tls.insecure`: this skips the whole verification of the remote's certificate, not only its host name |
  * | `round_robin true` | nothing (bridges go round robin); `false` refused with several addresses (several addresses without `round_robin` go round robin too) |
  * | `start_type automatic` | nothing (the default); `lazy` and `once` refused |
  * | `bridge_tls_version tlsv1.2\|tlsv1.3` | ignored: TLS 1.2 or later is negotiated; other versions refused |
  * | `bridge_outgoing_retain true` | nothing (the default); `false` refused |
  * | `bridge_attempt_unsubscribe`, `idle_timeout`, `threshold` | ignored (the last two only matter to `start_type lazy`) |
- * | `bridge_capath`, `bridge_alpn`, `bridge_bind_address`, `bridge_identity`, `bridge_psk`, `bridge_require_ocsp`, `bridge_max_packet_size`, `local_cleansession`, `local_username`, `local_password`, any other | refused |
+ * | `bridge_alpn`, `bridge_bind_address`, `bridge_identity`, `bridge_psk`, `bridge_require_ocsp`, `bridge_max_packet_size`, `local_cleansession`, any other | refused |
  *
  * @module
  */
@@ -52,6 +54,8 @@ export interface BridgeDraft {
   notificationsLocalOnly?: boolean;
   restartTimeout?: { base: number; cap: number };
   ca?: string;
+  caPath?: string;
+  localUsername?: string;
   cert?: string;
   key?: string;
   insecure?: boolean;
@@ -67,6 +71,8 @@ const BRIDGE_KEYS: Record<string, string> = {
   remote_clientid: "remote_clientid",
   clientid: "remote_clientid",
   local_clientid: "local_clientid",
+  local_username: "local_username",
+  local_password: "local_password",
   remote_username: "remote_username",
   username: "remote_username",
   remote_password: "remote_password",
@@ -79,6 +85,7 @@ const BRIDGE_KEYS: Record<string, string> = {
   notifications_local_only: "notifications_local_only",
   restart_timeout: "restart_timeout",
   bridge_cafile: "bridge_cafile",
+  bridge_capath: "bridge_capath",
   bridge_certfile: "bridge_certfile",
   bridge_keyfile: "bridge_keyfile",
   bridge_insecure: "bridge_insecure",
@@ -93,7 +100,6 @@ const BRIDGE_KEYS: Record<string, string> = {
 
 /** mosquitto's bridge keys that are refused. */
 const REFUSED_BRIDGE_KEYS: Record<string, string> = {
-  bridge_capath: "a CA directory cannot be read: give the CA certificates in one file with bridge_cafile",
   bridge_alpn: "ALPN cannot be set",
   bridge_bind_address: "the local address of the connection cannot be chosen",
   bridge_identity: "TLS with a pre-shared key is not supported",
@@ -101,10 +107,6 @@ const REFUSED_BRIDGE_KEYS: Record<string, string> = {
   bridge_require_ocsp: "OCSP is not checked",
   bridge_max_packet_size: "the size of the packets sent to the remote broker cannot be limited",
   local_cleansession: "the bridge's session on this broker follows cleansession",
-  local_username:
-    "the bridge's side on this broker does not log in: the password file and ACL do not apply to it",
-  local_password:
-    "the bridge's side on this broker does not log in: the password file and ACL do not apply to it",
 };
 
 /**
@@ -173,6 +175,12 @@ function bridgeKey(line: ConfLine, b: BridgeDraft): void {
     case "local_clientid":
       b.localClientId = one();
       return;
+    case "local_username":
+      b.localUsername = string();
+      return;
+    case "local_password":
+      note("local_password is ignored: the bridge's side on this broker is not asked for a password");
+      return;
     case "remote_username":
     case "username":
       b.username = string();
@@ -215,6 +223,9 @@ function bridgeKey(line: ConfLine, b: BridgeDraft): void {
     }
     case "bridge_cafile":
       b.ca = string();
+      return;
+    case "bridge_capath":
+      b.caPath = string();
       return;
     case "bridge_certfile":
       b.cert = string();
@@ -320,9 +331,11 @@ export function finishBridge(draft: BridgeDraft, options: MosquittoConfOptions):
         "a bridge goes on to the next address after each failure and does not go back to the first",
     );
   }
-  const tls = draft.ca !== undefined || draft.cert !== undefined;
+  const tls = draft.ca !== undefined || draft.caPath !== undefined || draft.cert !== undefined;
   if (draft.insecure === true && !tls) {
-    throw new Error(`${where} has bridge_insecure without TLS (bridge_cafile or bridge_certfile)`);
+    throw new Error(
+      `${where} has bridge_insecure without TLS (bridge_cafile, bridge_capath or bridge_certfile)`,
+    );
   }
   const hostname = () => typeof options.hostname === "string" ? options.hostname : options.hostname();
   const bridge: BridgeConfig = {
@@ -335,6 +348,7 @@ export function finishBridge(draft: BridgeDraft, options: MosquittoConfOptions):
     const key of [
       "protocolVersion",
       "localClientId",
+      "localUsername",
       "username",
       "password",
       "cleanStart",
@@ -351,6 +365,7 @@ export function finishBridge(draft: BridgeDraft, options: MosquittoConfOptions):
   if (tls) {
     bridge.tls = {};
     if (draft.ca !== undefined) bridge.tls.ca = draft.ca;
+    if (draft.caPath !== undefined) bridge.tls.caPath = draft.caPath;
     if (draft.cert !== undefined) bridge.tls.cert = draft.cert;
     if (draft.key !== undefined) bridge.tls.key = draft.key;
     if (draft.insecure !== undefined) bridge.tls.insecure = draft.insecure;

@@ -18,6 +18,8 @@ export interface RuntimeProcess {
   hostname(): string;
   /** A whole file. */
   readFile(path: string): Promise<Uint8Array>;
+  /** The names of a directory's entries. */
+  readDir(path: string): Promise<string[]>;
   /** Writes a whole file, creating or replacing it. */
   writeFile(path: string, data: Uint8Array): Promise<void>;
   /** Calls `listener` on SIGINT and SIGTERM; returns a function that stops listening. */

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -503,6 +503,46 @@ describe("the bridge's side on its own broker", () => {
   });
 });
 
+describe("a bridge's side here with a user name (localUsername, mosquitto's local_username)", () => {
+  it("is held to that user's ACL: it carries out only what the user may read, and in what it may write", async () => {
+    const remote = await ourRemote();
+    const remoteUrl = `mqtt://127.0.0.1:${remote.port}`;
+    const { parseAclFile } = await import("../../src/broker/acl_file.ts");
+    const { hashPassword, parsePasswordFile } = await import("../../src/broker/password_file.ts");
+    const { broker, url } = await bridged({
+      urls: [remoteUrl],
+      protocolVersion: 5,
+      localUsername: "edge",
+      topics: [
+        { pattern: "site/out/#", direction: "out", qos: 1 },
+        { pattern: "site/secret/#", direction: "out", qos: 1 },
+        { pattern: "site/in/#", direction: "in", qos: 1 },
+        { pattern: "site/forbidden/#", direction: "in", qos: 1 },
+      ],
+    }, {
+      allowAnonymous: false,
+      passwords: parsePasswordFile(`ada:${await hashPassword("pw")}\n`),
+      acl: parseAclFile(
+        "user ada\ntopic readwrite site/#\n\nuser edge\ntopic read site/out/#\ntopic write site/in/#\n",
+      ),
+    });
+    const ada = await client(url, { clientId: "ada", username: "ada", password: "pw" });
+    const there = await client(remoteUrl, { clientId: "there" });
+    const atRemote = collect(await there.subscribe("site/#", { qos: 1 }));
+    const atAda = collect(await ada.subscribe("site/#", { qos: 1 }));
+    await crossing(ada, "site/out/probe", atRemote.got, "site/out/probe");
+    await crossing(there, "site/in/probe", atAda.got, "site/in/probe");
+    await ada.publish("site/secret/1", "stays here", { qos: 1 });
+    await there.publish("site/forbidden/1", "stays there", { qos: 1 });
+    await ada.publish("site/out/last", "goes", { qos: 1 });
+    await until(() => atRemote.got.includes("site/out/last=goes"), "the last message out");
+    await until(() => broker.bridges[0].stats.dropped === 1, "the refused message counted");
+    await sleep(200);
+    assert.equal(atRemote.got.some((s) => s.startsWith("site/secret")), false, atRemote.got.join());
+    assert.equal(atAda.got.some((s) => s.startsWith("site/forbidden")), false, atAda.got.join());
+  });
+});
+
 describe("a bridge over TLS to mosquitto", { skip: missing }, () => {
   it("verifies mosquitto's certificate against the test CA and carries messages", async () => {
     const { mosquitto, tlsPort } = await tlsMosquitto();
@@ -606,12 +646,17 @@ describe("mosquitto's own bridge to our broker", { skip: missing }, () => {
 });
 
 describe("broker.ts -c mosquitto.conf with a bridge section", { skip: missing }, () => {
-  it("bridges to mosquitto as the section says", async () => {
-    const mosquitto = await startMosquitto();
-    cleanups.push(() => mosquitto.stop());
+  it("bridges to mosquitto as the section says, over TLS verified with a CA directory", async () => {
+    const { mosquitto, tlsPort } = await tlsMosquitto();
     const port = await freePort();
     const dir = mkdtempSync(join(tmpdir(), "bridge-conf-"));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    // bridge_capath: a directory of CA certificates, beside files that are none.
+    mkdirSync(join(dir, "certs"));
+    writeFileSync(join(dir, "certs", "README"), "not a certificate\n");
+    writeFileSync(join(dir, "certs", "other.pem"), readFileSync(certs("other_ca.pem")));
+    writeFileSync(join(dir, "certs", "test.pem"), readFileSync(certs("ca.pem")));
+    mkdirSync(join(dir, "certs", "sub"));
     const file = join(dir, "mosquitto.conf");
     writeFileSync(
       file,
@@ -620,7 +665,8 @@ describe("broker.ts -c mosquitto.conf with a bridge section", { skip: missing },
         "allow_anonymous true",
         "",
         "connection upstream",
-        `address 127.0.0.1:${mosquitto.port}`,
+        `address 127.0.0.1:${tlsPort}`,
+        `bridge_capath ${join(dir, "certs")}`,
         "topic sensors/# out 1 edge/ plant/",
         'topic commands/# in 1 "" plant/',
         "cleansession false",

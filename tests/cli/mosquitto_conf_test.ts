@@ -171,6 +171,19 @@ test("parseMosquittoConf() defaults: the client id is HOSTNAME.NAME, port 1883 (
     cert: "c.pem",
     key: "k.pem",
   });
+  // A CA directory makes the connection TLS as a CA file does.
+  const capath = parse(section("bridge_capath /etc/ssl/certs")).bridges?.[0];
+  assert.deepEqual(capath?.urls, ["mqtts://127.0.0.1:1883"]);
+  assert.deepEqual(capath?.tls, { caPath: "/etc/ssl/certs" });
+  // The bridge's side here logs in as local_username, for the ACL; local_password is not needed.
+  const notes: [number, string][] = [];
+  const local = parse(section("local_username edge", "local_password pw"), notes).bridges?.[0];
+  assert.equal(local?.localUsername, "edge");
+  assert.equal("localPassword" in (local ?? {}), false);
+  assert.deepEqual(notes, [[
+    5,
+    "local_password is ignored: the bridge's side on this broker is not asked for a password",
+  ]]);
 });
 
 test("parseMosquittoConf() reads topic lines in every form", () => {
@@ -266,10 +279,6 @@ test("parseMosquittoConf() refuses what it cannot honour, naming the line and th
       "connection b\naddress a b\ntopic #\nround_robin false",
       /^Error: line 4: bridge key round_robin false is not supported/,
     ],
-    [
-      section("bridge_capath /etc/ssl/certs"),
-      /^Error: line 4: bridge key bridge_capath is not supported: a CA directory/,
-    ],
     [section("bridge_alpn mqtt"), /^Error: line 4: bridge key bridge_alpn is not supported/],
     [
       section("bridge_bind_address 10.0.0.1"),
@@ -286,11 +295,7 @@ test("parseMosquittoConf() refuses what it cannot honour, naming the line and th
       /^Error: line 4: bridge key bridge_max_packet_size is not supported/,
     ],
     [section("local_cleansession true"), /^Error: line 4: bridge key local_cleansession is not supported/],
-    [
-      section("local_username u"),
-      /^Error: line 4: bridge key local_username is not supported: .*ACL do not apply/,
-    ],
-    [section("local_password p"), /^Error: line 4: bridge key local_password is not supported/],
+    [section("local_username a", "local_username b"), /^Error: line 5: local_username is given twice/],
     [
       section("start_type lazy"),
       /^Error: line 4: bridge key start_type lazy is not supported: only automatic/,

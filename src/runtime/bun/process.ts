@@ -4,6 +4,7 @@
  * @module
  */
 
+import { readdir } from "node:fs/promises";
 import { hostname } from "node:os";
 import type { RuntimeProcess } from "../process_types.ts";
 
@@ -32,6 +33,7 @@ export const runtimeProcess: RuntimeProcess = {
   stdin: () => Bun.stdin.stream(),
   hostname: () => hostname(),
   readFile: (path) => Bun.file(path).bytes(),
+  readDir: (path) => readdir(path),
   writeFile: async (path, data) => void await Bun.write(path, data),
   onInterrupt(listener) {
     bunProcess.on("SIGINT", listener);

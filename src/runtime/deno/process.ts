@@ -21,6 +21,7 @@ export const runtimeProcess: RuntimeProcess = {
   stdin: () => Deno.stdin.readable,
   hostname: () => Deno.hostname(),
   readFile: (path) => Deno.readFile(path),
+  readDir: (path) => Array.fromAsync(Deno.readDir(path), (entry) => entry.name),
   writeFile: (path, data) => Deno.writeFile(path, data),
   onInterrupt(listener) {
     Deno.addSignalListener("SIGINT", listener);

@@ -5,7 +5,7 @@
  */
 
 import process from "node:process";
-import { readFile, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { writeSync } from "node:fs";
 import { hostname } from "node:os";
 import type { RuntimeProcess } from "../process_types.ts";
@@ -45,6 +45,7 @@ export const runtimeProcess: RuntimeProcess = {
     const data = await readFile(path);
     return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   },
+  readDir: (path) => readdir(path),
   writeFile: (path, data) => writeFile(path, data),
   onInterrupt(listener) {
     process.on("SIGINT", listener);
