@@ -12,7 +12,7 @@
  * @module
  */
 
-import type { PublishProperties, QoS } from "../codec/packet.ts";
+import type { QoS } from "../codec/packet.ts";
 import { connect, type ConnectOptions } from "../client/connect.ts";
 import type { Message } from "../client/message.ts";
 import type { MqttClient } from "../client/mqtt_client.ts";
@@ -21,6 +21,7 @@ import { MqttError, ReasonCode } from "../errors.ts";
 import type { Transport } from "../transport/transport.ts";
 import type { LogFields, LogLevel } from "./broker_options.ts";
 import type { BridgeOptions, BridgeTopic } from "./bridge_options.ts";
+import { Echoes, forwarded, rename, sleep, Window } from "./_bridge_parts.ts";
 
 /** What a bridge needs of its broker. */
 export interface BridgeHost {
@@ -56,35 +57,6 @@ export interface BridgeStats {
 const MAX_INFLIGHT = 1000;
 /** How long a stopping bridge waits for the remote to take its last state. */
 const STOP_NOTICE_MS = 1000;
-/** The most echoes expected at once. */
-const MAX_ECHOES = 10_000;
-/** How long an expected echo is waited for before it is forgotten. */
-const ECHO_MS = 30_000;
-
-/** A count of permits: at most `limit` messages on their way in one direction. */
-class Window {
-  #free: number;
-  readonly #waiting: (() => void)[] = [];
-  constructor(limit: number) {
-    this.#free = limit;
-  }
-  get busy(): number {
-    return this.#waiting.length;
-  }
-  acquire(): Promise<void> | undefined {
-    if (this.#free > 0) {
-      this.#free--;
-      return undefined;
-    }
-    return new Promise((resolve) => this.#waiting.push(resolve));
-  }
-  release(): void {
-    const next = this.#waiting.shift();
-    if (next !== undefined) next();
-    else this.#free++;
-  }
-}
-
 /** One running bridge; see the module documentation. */
 export class Bridge {
   /** The bridge's name. */
@@ -104,11 +76,10 @@ export class Bridge {
   readonly #outWindow: Window;
   readonly #inWindow: Window;
   /** Messages sent out that a 3.1.1 remote without the bridge bit will echo, by remote topic. */
-  readonly #echoes = new Map<string, { payload: Uint8Array; at: number }[]>();
+  readonly #echoes = new Echoes();
   #useEcho = false;
   /** Whether a connection to the remote broker was up before: a session it kept should be there. */
   #wasConnected = false;
-  #echoCount = 0;
   #inFlightOut = 0;
   #inFlightIn = 0;
   readonly #running: Promise<void>[] = [];
@@ -425,12 +396,17 @@ export class Bridge {
     const target = out
       ? rename(message.topic, topic.localPrefix, topic.remotePrefix)
       : rename(message.topic, topic.remotePrefix, topic.localPrefix);
-    if (!out && this.#useEcho && topic.direction === "both" && this.#isEcho(message)) {
+    if (
+      !out && this.#useEcho && topic.direction === "both" &&
+      this.#echoes.take(message.topic, message.payload, Date.now())
+    ) {
       this.stats.echoes++;
       subscription.ack(message);
       return;
     }
-    if (out && this.#useEcho && topic.direction === "both") this.#expectEcho(target, message.payload);
+    if (out && this.#useEcho && topic.direction === "both") {
+      this.#echoes.expect(target, message.payload, Date.now());
+    }
     for (;;) {
       const client = out ? await this.#remoteClient() : this.#local;
       if (client === undefined || this.#abort.signal.aborted) return;
@@ -466,37 +442,6 @@ export class Bridge {
       }
     }
   }
-
-  #expectEcho(topic: string, payload: Uint8Array): void {
-    const now = Date.now();
-    // Echoes that never come (the remote routes none back) are forgotten in bulk past the bound: one missed
-    // costs a duplicate here, not a loop, since this side's subscriptions take none of the bridge's own.
-    if (++this.#echoCount > MAX_ECHOES) {
-      this.#echoes.clear();
-      this.#echoCount = 1;
-    }
-    const list = this.#echoes.get(topic);
-    if (list === undefined) this.#echoes.set(topic, [{ payload, at: now }]);
-    else {
-      while (list.length > 0 && now - list[0].at > ECHO_MS) {
-        list.shift();
-        this.#echoCount--;
-      }
-      list.push({ payload, at: now });
-    }
-  }
-
-  #isEcho(message: Message): boolean {
-    const list = this.#echoes.get(message.topic);
-    if (list === undefined) return false;
-    const now = Date.now();
-    const index = list.findIndex((e) => now - e.at <= ECHO_MS && sameBytes(e.payload, message.payload));
-    if (index < 0) return false;
-    list.splice(index, 1);
-    this.#echoCount--;
-    if (list.length === 0) this.#echoes.delete(message.topic);
-    return true;
-  }
 }
 
 /** The topic filter of a topic line on this broker. */
@@ -507,35 +452,4 @@ export function localFilter(topic: BridgeTopic): string {
 /** The topic filter of a topic line on the remote broker. */
 export function remoteFilter(topic: BridgeTopic): string {
   return (topic.remotePrefix ?? "") + topic.pattern;
-}
-
-/** A topic from one side on the other: one prefix off, the other on. */
-function rename(topic: string, from: string | undefined, to: string | undefined): string {
-  const stripped = from !== undefined && topic.startsWith(from) ? topic.slice(from.length) : topic;
-  return (to ?? "") + stripped;
-}
-
-/** The MQTT 5 properties a message keeps across the bridge (not its alias, nor its subscription's ids). */
-function forwarded(properties: PublishProperties): PublishProperties | undefined {
-  const { topicAlias: _alias, subscriptionIdentifiers: _ids, ...kept } = properties;
-  return Object.keys(kept).length === 0 ? undefined : kept;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }
