@@ -83,6 +83,11 @@ export class Bridge {
   #inFlightOut = 0;
   #inFlightIn = 0;
   readonly #running: Promise<void>[] = [];
+  /** `lazy`: the messages waiting to go out that make the bridge connect, and who waits for them. */
+  readonly #threshold: number;
+  #onDemand: (() => void) | undefined;
+  /** When a message last crossed, or the remote connection was made. */
+  #lastActivity = 0;
   /** Messages one of the bridge's subscriptions took already. */
   readonly #carried = new WeakSet<Message>();
 
@@ -106,6 +111,7 @@ export class Bridge {
     this.#clientId = options.clientId ?? `bridge-${options.name}`;
     this.#notificationTopic = options.notificationTopic ?? `$SYS/broker/connection/${this.#clientId}/state`;
     const limit = options.maxInflight ?? MAX_INFLIGHT;
+    this.#threshold = Math.max(1, Math.min(options.threshold ?? 10, limit));
     this.#outWindow = new Window(limit);
     this.#inWindow = new Window(limit);
   }
@@ -181,22 +187,55 @@ export class Bridge {
   async stop(): Promise<void> {
     if (this.#state === "stopped") return;
     const remote = this.#remote;
-    if (
-      remote?.connected === true && this.#options.notifications !== false &&
-      !this.#options.notificationsLocalOnly
-    ) {
-      // A disconnect sends no will: the remote's copy of the state is set here, if the remote answers soon.
-      const said = remote.publish(this.#notificationTopic, "0", { qos: 1, retain: true }).catch(() => {});
-      const answered = new AbortController();
-      await Promise.race([said, sleep(STOP_NOTICE_MS, answered.signal)]);
-      answered.abort(); // no timer left behind once the remote answered
-    }
+    await this.#sayGone(remote);
     this.#state = "stopped";
     this.#abort.abort();
     this.#setRemote(undefined);
     await Promise.all([remote?.close(), this.#local?.close()]);
     await Promise.allSettled(this.#running);
     this.#notify("0");
+  }
+
+  /** Tells the remote the bridge goes (its will only speaks for a connection lost), if it answers soon. */
+  async #sayGone(remote: MqttClient | undefined): Promise<void> {
+    const options = this.#options;
+    if (remote?.connected !== true || options.notifications === false || options.notificationsLocalOnly) {
+      return;
+    }
+    const said = remote.publish(this.#notificationTopic, "0", { qos: 1, retain: true }).catch(() => {});
+    const answered = new AbortController();
+    await Promise.race([said, sleep(STOP_NOTICE_MS, answered.signal)]);
+    answered.abort(); // no timer left behind once the remote answered
+  }
+
+  /** `lazy`: resolves once `threshold` messages wait to go out, or the bridge stops. */
+  #demanded(): Promise<void> {
+    if (this.#inFlightOut >= this.#threshold || this.#abort.signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const signal = this.#abort.signal;
+      const done = () => {
+        signal.removeEventListener("abort", done);
+        this.#onDemand = undefined;
+        resolve();
+      };
+      this.#onDemand = done;
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  /** `lazy`: disconnects from the remote once no message crossed either way for `idleTimeout`. */
+  async #closeWhenIdle(remote: MqttClient, ended: () => boolean): Promise<void> {
+    const idle = (this.#options.idleTimeout ?? 60) * 1000;
+    while (!ended() && !this.#abort.signal.aborted) {
+      const quiet = Date.now() - this.#lastActivity;
+      if (quiet >= idle && this.#inFlightOut === 0 && this.#inFlightIn === 0) {
+        this.#host.log("info", `Bridge ${this.name}: idle for ${idle / 1000} s, disconnecting until needed`);
+        await this.#sayGone(remote);
+        await remote.close();
+        return;
+      }
+      await sleep(Math.min(Math.max(idle - quiet, 50), 1000), this.#abort.signal);
+    }
   }
 
   /** Connects to the remote broker, subscribes the `in` topics and carries them; again whenever it gives up. */
@@ -206,8 +245,14 @@ export class Bridge {
     const cap = (options.restartTimeout?.cap ?? 30) * 1000;
     const version = options.protocolVersion ?? 4;
     let bridgeBit = version !== 5 && options.tryPrivate !== false;
+    const startType = options.startType ?? "automatic";
     let delay = base;
     while (!this.#abort.signal.aborted) {
+      if (startType === "lazy") {
+        this.#state = "disconnected";
+        await this.#demanded();
+        if (this.#abort.signal.aborted) return;
+      }
       this.#state = "connecting";
       let remote: MqttClient;
       try {
@@ -233,11 +278,13 @@ export class Bridge {
           }; again in ${delay / 1000} s`,
           { event: "bridge_down" },
         );
+        if (startType === "once") return;
         await sleep(delay, this.#abort.signal);
         delay = Math.min(delay * 2, cap);
         continue;
       }
       delay = base;
+      this.#lastActivity = Date.now();
       this.#useEcho = version !== 5 && !bridgeBit;
       this.#connected(remote);
       const pumps: Promise<void>[] = [];
@@ -260,14 +307,19 @@ export class Bridge {
         );
         await remote.close();
       }
-      // Until the client gives up for good (it reconnects by itself meanwhile) or the bridge stops.
+      // Until the client gives up for good (it reconnects by itself meanwhile, unless `once`), the bridge
+      // stops, or (`lazy`) nothing crossed for a while.
+      let ended = false;
+      const idle = startType === "lazy" ? this.#closeWhenIdle(remote, () => ended) : undefined;
       await remote.closed;
+      ended = true;
       this.#setRemote(undefined);
-      await Promise.allSettled(pumps);
+      await Promise.allSettled([...pumps, idle]);
       if (!this.#abort.signal.aborted) {
         this.#state = "disconnected";
         this.#notify("0");
       }
+      if (startType === "once") return;
     }
   }
 
@@ -294,7 +346,7 @@ export class Bridge {
       password: options.password,
       tls: options.tls,
       subscriptionBufferLimit: limit,
-      reconnect: { initialDelayMs: base, maxDelayMs: cap },
+      reconnect: options.startType === "once" ? false : { initialDelayMs: base, maxDelayMs: cap },
       signal: this.#abort.signal,
       ...notify ? { will: { topic: this.#notificationTopic, payload: "0", qos: 1, retain: true } } : {},
       onStateChange: (event) => {
@@ -377,8 +429,9 @@ export class Bridge {
         this.#carried.add(message);
         const waiting = window.acquire();
         if (waiting !== undefined) await waiting;
-        if (direction === "out") this.#inFlightOut++;
-        else this.#inFlightIn++;
+        if (direction === "out") {
+          if (++this.#inFlightOut >= this.#threshold) this.#onDemand?.();
+        } else this.#inFlightIn++;
         void this.#carry(subscription, topic, direction, message).finally(() => {
           if (direction === "out") this.#inFlightOut--;
           else this.#inFlightIn--;
@@ -421,6 +474,7 @@ export class Bridge {
         });
         if (out) this.stats.sent++;
         else this.stats.received++;
+        this.#lastActivity = Date.now();
         subscription.ack(message);
         return;
       } catch (error) {

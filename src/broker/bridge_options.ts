@@ -83,6 +83,17 @@ export interface BridgeOptions {
   notificationTopic?: string;
   /** Publish the notifications on this broker only. Default false. */
   notificationsLocalOnly?: boolean;
+  /**
+   * When the bridge connects to the remote broker, as mosquitto's `start_type`: `automatic` (the default) at
+   * start, and again after each loss; `lazy` only once `threshold` messages wait to go out, and it disconnects
+   * after `idleTimeout` seconds in which nothing crossed either way (what the remote has for it meanwhile waits
+   * in its session there); `once` at start, and never again once that connection is lost.
+   */
+  startType?: "automatic" | "lazy" | "once";
+  /** `lazy`: how many messages waiting to go out make the bridge connect. Default 10; at most `maxInflight`. */
+  threshold?: number;
+  /** `lazy`: seconds without a message either way after which the bridge disconnects. Default 60. */
+  idleTimeout?: number;
   /** Seconds before reconnecting after the connection is lost: the first wait and the longest. Default 5 and 30. */
   restartTimeout?: { base: number; cap: number };
   /** Messages each way that may be on their way to the other side at once. Default 1,000. */

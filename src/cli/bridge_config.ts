@@ -27,8 +27,8 @@
  * them; `serverName`, `insecure`), `cleanStart`,
  * `sessionExpiryInterval`, `keepAlive`, `topics` (at least one: `pattern`, `direction` `out` (the default), `in`
  * or `both`, `qos` (default 0), `localPrefix`, `remotePrefix`), `tryPrivate`, `notifications`,
- * `notificationTopic`, `notificationsLocalOnly`, `restartTimeout` (`base` and `cap`, in seconds) and
- * `maxInflight`, as {@linkcode BridgeOptions} describes them.
+ * `notificationTopic`, `notificationsLocalOnly`, `restartTimeout` (`base` and `cap`, in seconds),
+ * `maxInflight`, `startType` (`automatic`, `lazy` or `once`), `threshold` and `idleTimeout`, as {@linkcode BridgeOptions} describes them.
  *
  * @module
  */
@@ -145,6 +145,9 @@ const BRIDGE_KEYS = [
   "notificationsLocalOnly",
   "restartTimeout",
   "maxInflight",
+  "startType",
+  "threshold",
+  "idleTimeout",
 ];
 
 /** Parses one entry of `bridges`. */
@@ -223,6 +226,17 @@ function parseBridge(value: unknown, where: string): BridgeConfig {
   if (b.keepAlive !== undefined) bridge.keepAlive = integer(b.keepAlive, `${where}.keepAlive`, 0, 65_535);
   if (b.maxInflight !== undefined) {
     bridge.maxInflight = integer(b.maxInflight, `${where}.maxInflight`, 1, 65_535);
+  }
+  if (b.startType !== undefined) {
+    const type = b.startType;
+    if (type !== "automatic" && type !== "lazy" && type !== "once") {
+      fail(`${where}.startType`, `expected "automatic", "lazy" or "once", got ${JSON.stringify(type)}`);
+    }
+    bridge.startType = type;
+  }
+  if (b.threshold !== undefined) bridge.threshold = integer(b.threshold, `${where}.threshold`, 1, 65_535);
+  if (b.idleTimeout !== undefined) {
+    bridge.idleTimeout = integer(b.idleTimeout, `${where}.idleTimeout`, 1, 86_400);
   }
   if (b.notificationTopic !== undefined) {
     const topic = text(b.notificationTopic, `${where}.notificationTopic`);

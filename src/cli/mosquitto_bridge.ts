@@ -20,10 +20,10 @@
  * | `bridge_cafile`, `bridge_capath`, `bridge_certfile`, `bridge_keyfile` | `tls.ca`, `tls.caPath`, `tls.cert`, `tls.key` (certfile and keyfile go together) |
  * | `bridge_insecure` | `tls.insecure`: this skips the whole verification of the remote's certificate, not only its host name |
  * | `round_robin true` | nothing (bridges go round robin); `false` refused with several addresses (several addresses without `round_robin` go round robin too) |
- * | `start_type automatic` | nothing (the default); `lazy` and `once` refused |
+ * | `start_type`, `threshold`, `idle_timeout` | `startType` (`automatic`, `lazy`, `once`), `threshold`, `idleTimeout` |
  * | `bridge_tls_version tlsv1.2\|tlsv1.3` | ignored: TLS 1.2 or later is negotiated; other versions refused |
  * | `bridge_outgoing_retain true` | nothing (the default); `false` refused |
- * | `bridge_attempt_unsubscribe`, `idle_timeout`, `threshold` | ignored (the last two only matter to `start_type lazy`) |
+ * | `bridge_attempt_unsubscribe` | ignored |
  * | `bridge_alpn`, `bridge_bind_address`, `bridge_identity`, `bridge_psk`, `bridge_require_ocsp`, `bridge_max_packet_size`, `local_cleansession`, any other | refused |
  *
  * @module
@@ -59,6 +59,9 @@ export interface BridgeDraft {
   cert?: string;
   key?: string;
   insecure?: boolean;
+  startType?: "automatic" | "lazy" | "once";
+  threshold?: number;
+  idleTimeout?: number;
   roundRobin?: { line: number; value: boolean };
 }
 
@@ -244,9 +247,18 @@ function bridgeKey(line: ConfLine, b: BridgeDraft): void {
       return;
     case "start_type": {
       const value = one();
-      if (value !== "automatic") error(`bridge key start_type ${value} is not supported: only automatic`);
+      if (value !== "automatic" && value !== "lazy" && value !== "once") {
+        error(`start_type takes automatic, lazy or once, not ${JSON.stringify(value)}`);
+      }
+      b.startType = value;
       return;
     }
+    case "threshold":
+      b.threshold = int(1, 65_535);
+      return;
+    case "idle_timeout":
+      b.idleTimeout = int(1, 86_400);
+      return;
     case "bridge_tls_version": {
       const value = one();
       if (value !== "tlsv1.2" && value !== "tlsv1.3") {
@@ -263,8 +275,7 @@ function bridgeKey(line: ConfLine, b: BridgeDraft): void {
       note("bridge_attempt_unsubscribe is ignored");
       return;
     default:
-      int(0, 4_294_967_295);
-      note(`${key} is ignored: it only matters to start_type lazy`);
+      error(`bridge key ${key} is not read`);
   }
 }
 
@@ -358,6 +369,9 @@ export function finishBridge(draft: BridgeDraft, options: MosquittoConfOptions):
       "notificationTopic",
       "notificationsLocalOnly",
       "restartTimeout",
+      "startType",
+      "threshold",
+      "idleTimeout",
     ] as const
   ) {
     if (draft[key] !== undefined) (bridge as unknown as Record<string, unknown>)[key] = draft[key];

@@ -543,6 +543,76 @@ describe("a bridge's side here with a user name (localUsername, mosquitto's loca
   });
 });
 
+describe("a bridge's start type (mosquitto's start_type)", () => {
+  const UP_DOWN: BridgeOptions["topics"] = [
+    { pattern: "up/#", direction: "out", qos: 1 },
+    { pattern: "down/#", direction: "in", qos: 1 },
+  ];
+
+  it("lazy: connects once `threshold` messages wait to go out, and disconnects when nothing crossed for `idleTimeout`", async () => {
+    const remote = await ourRemote();
+    const remoteUrl = `mqtt://127.0.0.1:${remote.port}`;
+    const { broker, url } = await bridged({
+      urls: [remoteUrl],
+      protocolVersion: 5,
+      startType: "lazy",
+      threshold: 3,
+      idleTimeout: 1,
+      topics: UP_DOWN,
+    });
+    const [bridge] = broker.bridges;
+    const here = await client(url);
+    const there = await client(remoteUrl);
+    const atRemote = collect(await there.subscribe("up/#", { qos: 1 }));
+    const atLocal = collect(await here.subscribe("down/#", { qos: 1 }));
+    await here.publish("up/1", "1", { qos: 1 });
+    await here.publish("up/2", "2", { qos: 1 });
+    await sleep(300);
+    assert.notEqual(bridge.state, "connected");
+    assert.deepEqual(atRemote.got, []);
+    await here.publish("up/3", "3", { qos: 1 });
+    await until(() => atRemote.got.length === 3, "the three messages, once three waited");
+    assert.equal(bridge.state, "connected");
+    await there.publish("down/now", "in", { qos: 1 });
+    await until(() => atLocal.got.includes("down/now=in"), "a message in while connected");
+
+    await until(() => bridge.state === "disconnected", "a disconnect after a second of nothing", 5000);
+    // What the remote has for the bridge meanwhile waits in the bridge's session there.
+    await there.publish("down/later", "kept", { qos: 1 });
+    await sleep(300);
+    assert.equal(atLocal.got.includes("down/later=kept"), false);
+    for (const n of [4, 5, 6]) await here.publish(`up/${n}`, String(n), { qos: 1 });
+    await until(
+      () => atLocal.got.includes("down/later=kept") && atRemote.got.length === 6,
+      "both ways again once three more waited",
+    );
+    assert.deepEqual(atRemote.got, ["up/1=1", "up/2=2", "up/3=3", "up/4=4", "up/5=5", "up/6=6"]);
+  });
+
+  it("once: does not connect again once its connection is lost", async () => {
+    const remote = await ourRemote();
+    const remoteUrl = `mqtt://127.0.0.1:${remote.port}`;
+    const { broker, url } = await bridged({
+      urls: [remoteUrl],
+      protocolVersion: 5,
+      startType: "once",
+      restartTimeout: { base: 0.1, cap: 0.2 },
+      topics: UP_DOWN,
+    });
+    const [bridge] = broker.bridges;
+    const here = await client(url);
+    const there = await client(remoteUrl, { reconnect: { initialDelayMs: 50, maxDelayMs: 100 } });
+    const atRemote = collect(await there.subscribe("up/#", { qos: 1 }));
+    await crossing(here, "up/probe", atRemote.got, "up/probe");
+    await remote.stop();
+    await until(() => bridge.state === "disconnected", "the bridge down with its remote");
+    await remote.start();
+    await until(() => there.connected, "the remote back");
+    await sleep(800); // four times the longest restart timeout
+    assert.equal(bridge.state, "disconnected");
+  });
+});
+
 describe("a bridge over TLS to mosquitto", { skip: missing }, () => {
   it("verifies mosquitto's certificate against the test CA and carries messages", async () => {
     const { mosquitto, tlsPort } = await tlsMosquitto();

@@ -40,6 +40,9 @@ test("parseBrokerConfig() reads every key of a bridge", () => {
     notificationsLocalOnly: true,
     restartTimeout: { base: 0.5, cap: 60 },
     maxInflight: 10,
+    startType: "lazy",
+    threshold: 5,
+    idleTimeout: 30,
   };
   assert.deepEqual(bridges(full), [{
     ...full,
@@ -81,6 +84,12 @@ test("parseBrokerConfig() refuses a bad bridge, naming the key", () => {
     [{ ...minimal, clientId: "" }, /"bridges\[0\]\.clientId": expected a non-empty string/],
     [{ ...minimal, localClientId: 1 }, /"bridges\[0\]\.localClientId"/],
     [{ ...minimal, localUsername: "" }, /"bridges\[0\]\.localUsername": expected a non-empty string/],
+    [
+      { ...minimal, startType: "sometimes" },
+      /"bridges\[0\]\.startType": expected "automatic", "lazy" or "once"/,
+    ],
+    [{ ...minimal, threshold: 0 }, /"bridges\[0\]\.threshold"/],
+    [{ ...minimal, idleTimeout: 0.5 }, /"bridges\[0\]\.idleTimeout"/],
     [{ ...minimal, password: "p" }, /"bridges\[0\]\.password": a password needs a username before MQTT 5/],
     [
       { ...minimal, tls: { ca: "ca.pem" } },

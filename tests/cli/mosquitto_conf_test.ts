@@ -59,7 +59,9 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
         notificationTopic: "bridges/cloud/state",
         notificationsLocalOnly: true,
         restartTimeout: { base: 2, cap: 20 },
-        tls: { ca: `${certs}/ca.pem`, insecure: false },
+        startType: "automatic",
+        localUsername: "edge",
+        tls: { ca: `${certs}/ca.pem`, caPath: certs, insecure: false },
         topics: [
           { pattern: "sensors/#", direction: "out", qos: 1, localPrefix: "site/", remotePrefix: "north/" },
           { pattern: "#", direction: "both", qos: 1, localPrefix: "local/", remotePrefix: "remote/" },
@@ -77,11 +79,14 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
         username: "north",
         password: "secret",
         restartTimeout: { base: 10, cap: 10 },
+        startType: "lazy",
+        threshold: 5,
+        idleTimeout: 30,
         topics: [{ pattern: "#", direction: "out", qos: 2 }],
       },
     ],
   });
-  assert.deepEqual(notes.map(([line]) => line), [14, 15, 33, 37]);
+  assert.deepEqual(notes.map(([line]) => line), [14, 15, 33, 39]);
   assert.match(notes[0][1], /log_dest is ignored: the broker logs to standard error/);
   assert.match(notes[2][1], /bridge_attempt_unsubscribe is ignored/);
   assert.match(notes[3][1], /bridge_tls_version is ignored: TLS 1\.2 or later/);
@@ -296,11 +301,9 @@ test("parseMosquittoConf() refuses what it cannot honour, naming the line and th
     ],
     [section("local_cleansession true"), /^Error: line 4: bridge key local_cleansession is not supported/],
     [section("local_username a", "local_username b"), /^Error: line 5: local_username is given twice/],
-    [
-      section("start_type lazy"),
-      /^Error: line 4: bridge key start_type lazy is not supported: only automatic/,
-    ],
-    [section("start_type once"), /^Error: line 4: bridge key start_type once is not supported/],
+    [section("start_type sometimes"), /^Error: line 4: start_type takes automatic, lazy or once/],
+    [section("threshold 0"), /^Error: line 4: threshold/],
+    [section("idle_timeout x"), /^Error: line 4: idle_timeout/],
     [
       section("bridge_tls_version tlsv1.1"),
       /^Error: line 4: bridge key bridge_tls_version tlsv1\.1 is not supported/,
