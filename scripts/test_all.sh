@@ -18,10 +18,13 @@ step() { # name, command...
   # A step that hangs (a leaked socket keeping a test process alive) fails after 10 minutes instead. (Not
   # node's --test-force-exit: it ends each file's process before all of its results reached the runner,
   # which then reports fewer tests than ran.)
-  if timeout -k 10 600 "$@" >"$logs/$name.log" 2>&1; then
-    echo "   ok"
+  began=$(date +%s)
+  timeout -k 10 600 "$@" >"$logs/$name.log" 2>&1
+  code=$?
+  if [ "$code" -eq 0 ]; then
+    echo "   ok ($(($(date +%s) - began)) s)"
   else
-    echo "   FAILED ($*)"
+    echo "   FAILED after $(($(date +%s) - began)) s, exit $code$([ "$code" -ge 124 ] && echo ' (timeout?)') ($*)"
     # Progress lines ("Check file", "Download …") hide the errors: show the rest first.
     grep -v -E '^(Check|Download) ' "$logs/$name.log" | tail -n 60
     # Bun's summary names the failed tests only: show their errors too.
