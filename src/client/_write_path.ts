@@ -19,6 +19,8 @@ import type { Waiter } from "./_waiter.ts";
  * many, for some 10-15 % of receive throughput at QoS 1.
  */
 const ACK_BATCH = 16;
+/** How many flushes of one turn of the event loop run as microtasks (see `WritePath.flush`). */
+const MICROTASK_FLUSHES = 4;
 /** How often settling QoS 0 publishes checks that the event loop still turns (see `WritePath.#settleWritten`). */
 const YIELD_EVERY_MS = 5;
 /**
@@ -84,12 +86,22 @@ export class WritePath {
     if (transport !== undefined) void this.#writing.finally(() => transport.close()).catch(() => {});
   }
 
-  /** Schedules one flush for this turn of the event loop, so commands coalesce into one write. */
+  /**
+   * Schedules a flush, so that the commands of one microtask coalesce into one write. The first few of a turn
+   * of the event loop run as microtasks, at once; past those, the rest of the turn's commands wait for one flush
+   * on the next turn: a producer that publishes one message per microtask (a consumer handing on what it
+   * receives) would otherwise make one write, one system call, per message.
+   */
   flush(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
-    queueMicrotask(this.#queuedFlush);
+    if (this.#flushesThisTurn < MICROTASK_FLUSHES) {
+      if (this.#flushesThisTurn++ === 0) nextTurn(this.#newTurn);
+      queueMicrotask(this.#queuedFlush);
+    } else nextTurn(this.#queuedFlush);
   }
+  #flushesThisTurn = 0;
+  readonly #newTurn = () => this.#flushesThisTurn = 0;
 
   /** Settles a QoS 0 publish once the write of this turn's flush is done (or rejects when there is none). */
   settleOnWrite(waiter: Waiter<void>): void {
