@@ -315,3 +315,53 @@ test("after a credentials refusal, reconnecting continues only if beforeConnect 
     "new",
   ]);
 });
+
+test("a burst of commands, one per microtask, leaves in a few writes; a lone command leaves at once", async () => {
+  const broker = new FakeBroker();
+  let writes = 0;
+  const client = new MqttClient({
+    transport: async () => {
+      const transport = await broker.transport();
+      const writer = transport.writable.getWriter();
+      // Counts the writes the client hands over, each a chunk of one flush.
+      const counted = new WritableStream<Uint8Array>({
+        write: (chunk) => {
+          writes++;
+          return writer.write(chunk);
+        },
+        close: () => writer.close(),
+      });
+      return { readable: transport.readable, writable: counted, close: transport.close };
+    },
+    protocolVersion: 5,
+    clientId: "burst",
+  });
+  await within(client.start());
+  // A lone publish is written in its own turn of the event loop, without waiting for the next one.
+  let before = writes;
+  void client.publish("lone", "x");
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+  assert.equal(writes - before, 1);
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  // A consumer republishing what it receives publishes one message per microtask: one write each would be one
+  // system call per message.
+  before = writes;
+  const published: Promise<void>[] = [];
+  for (let i = 0; i < 200; i++) {
+    published.push(client.publish("burst", String(i)));
+    await Promise.resolve();
+  }
+  await within(Promise.all(published));
+  assert.ok(writes - before <= 10, `${writes - before} writes for 200 publishes`);
+  for (let i = 0; i < 100 && broker.received.filter((p) => p.type === "publish").length < 201; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const burst = broker.received.filter((p) => p.type === "publish" && p.topic === "burst");
+  assert.deepEqual(
+    burst.map((p) => p.type === "publish" && new TextDecoder().decode(p.payload)),
+    [
+      ...Array(200).keys(),
+    ].map(String),
+  );
+  await client.close();
+});
