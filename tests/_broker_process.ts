@@ -5,6 +5,7 @@
 
 import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
+import { settledWithin } from "./_helpers.ts";
 
 /** A started {@linkcode startBroker}. */
 export interface RunningBroker {
@@ -36,7 +37,7 @@ export async function startBroker(args: string[], timeoutMs = 10_000): Promise<R
   }
   if (!log.includes("listening on")) {
     child.kill("SIGKILL");
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    await settledWithin(exited, 5000);
     throw new Error(`broker.ts did not start:\n${log}`);
   }
   return { child, log: () => log, exited };

@@ -7,6 +7,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { settledWithin } from "./_helpers.ts";
 
 /** The Chromium executable, or `undefined` when there is none (`.ci/run` installs Debian's `chromium`). */
 export const chromiumPath: string | undefined = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(
@@ -71,7 +72,7 @@ export async function openPage(url: string, size = { width: 1280, height: 1000 }
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((resolve) => child.once("exit", resolve));
       child.kill("SIGKILL");
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      await settledWithin(exited, 5000);
     }
     // Chromium's helper processes may still be writing to the profile for a moment after the main one died.
     try {

@@ -9,6 +9,7 @@ import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
+import { settledWithin } from "./_helpers.ts";
 
 /** Why mosquitto cannot be used here, or undefined when it can. */
 export function mosquittoMissing(): string | undefined {
@@ -104,7 +105,7 @@ export async function startMosquitto(
     async stop() {
       child.kill("SIGTERM");
       // It saves its state (persistence) before it exits.
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      await settledWithin(exited, 5000);
       child.kill("SIGKILL");
       rmSync(dir, { recursive: true, force: true });
     },

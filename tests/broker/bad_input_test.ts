@@ -15,6 +15,7 @@ import { encode } from "../../src/codec/encode.ts";
 import { PacketDecoder } from "../../src/codec/decoder.ts";
 import { connectWebSocket } from "../../src/transport/websocket.ts";
 import { runtimeNet } from "../../src/runtime/mod.ts";
+import { settledWithin } from "../_helpers.ts";
 
 /** Opens a raw TCP socket, writes `bytes`, and resolves when the broker closes it (or after `ms`). */
 function raw(
@@ -289,7 +290,7 @@ test("a client that keeps sending after the broker ended its connection still re
       if (!socket.destroyed) socket.write(encode({ type: "pingreq" }, 5));
     }
     socket.resume();
-    await Promise.race([ended, new Promise((resolve) => setTimeout(resolve, 3000))]);
+    await settledWithin(ended, 3000);
     assert.equal(failure, undefined, `no reset: ${failure?.message}`);
     const decoder = new PacketDecoder({ version: 5 });
     const packets = [];

@@ -10,6 +10,7 @@ import { parseMosquittoConf } from "../../src/cli/mosquitto_conf.ts";
 import { connect } from "../../src/client/connect.ts";
 import { startBroker } from "../_broker_process.ts";
 import { freePort, mosquittoMissing } from "../_mosquitto.ts";
+import { settledWithin } from "../_helpers.ts";
 
 const certs = new URL("../_certs", import.meta.url).pathname;
 
@@ -124,7 +125,7 @@ test("mosquitto itself starts with the fixture (it is a valid mosquitto.conf)", 
     assert.doesNotMatch(log, /Error found at/);
   } finally {
     child.kill("SIGTERM");
-    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    await settledWithin(exited, 2000);
     child.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { connect } from "../../src/client/connect.ts";
 import { type RunningBroker, startBroker } from "../_broker_process.ts";
 import mqtt from "mqtt";
-import { run, take } from "../_helpers.ts";
+import { run, settledWithin, take } from "../_helpers.ts";
 import { freePort, mosquittoMissing } from "../_mosquitto.ts";
 import { rawConnect } from "../_raw_client.ts";
 import { type NatsServer, natsSkipReason, startNats } from "./_nats.ts";
@@ -129,7 +129,7 @@ describe("broker.ts --cluster", () => {
       const sent = await run("mosquitto_pub", args);
       assert.equal(sent.code, 0, sent.stderr);
     }
-    await Promise.race([all, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    await settledWithin(all, 10_000);
     assert.deepEqual(peers.sort(), expected);
     await js.endAsync();
     // The session of a client that was away when its node stopped waits in the cluster, with its messages.

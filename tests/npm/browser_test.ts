@@ -13,6 +13,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { Broker } from "../../src/broker/broker.ts";
+import { settledWithin } from "../_helpers.ts";
 import { connect } from "../../src/client/connect.ts";
 import { CLIENT_BUNDLE } from "../../src/broker/dashboard/client_bundle.ts";
 import { browserBundle } from "../../scripts/_browser_bundle.ts";
@@ -116,7 +117,7 @@ try {
     if (browser !== undefined && browser.exitCode === null && browser.signalCode === null) {
       const exited = new Promise((resolve) => browser?.once("exit", resolve));
       browser.kill("SIGKILL");
-      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      await settledWithin(exited, 5000);
     }
     server.close();
     await broker.close();
