@@ -27,6 +27,12 @@ export class SubscriptionTable {
   readonly #acknowledge: (packetId: number) => void;
   /** Messages held for a subscription to come, while the claim window is open; reading pauses past the limit. */
   #unclaimed: PublishPacket[] = [];
+  /**
+   * Subscriptions whose `subscribe()` awaits the SUBACK: their consumer cannot take anything yet, and the SUBACK
+   * may be behind the messages in the stream, so reading never pauses for them (a resumed session's backlog
+   * claimed by a new subscription filled it, and reading paused a second per chunk until the SUBACK came).
+   */
+  readonly #awaitingAck = new Set<Subscription>();
   #holding = false;
   #holdLimit = 0;
   #holdTimer: ReturnType<typeof setTimeout> | undefined;
@@ -40,9 +46,15 @@ export class SubscriptionTable {
   }
 
   /** Adds a subscription under the machine's number for it. */
-  add(number: number, subscription: Subscription): void {
+  add(number: number, subscription: Subscription, awaitingAck = false): void {
     this.#byNumber.set(number, subscription);
     this.#byObject.set(subscription, number);
+    if (awaitingAck) this.#awaitingAck.add(subscription);
+  }
+
+  /** The broker answered a subscription's SUBACK: its consumer can take what it holds from now on. */
+  acknowledged(subscription: Subscription): void {
+    this.#awaitingAck.delete(subscription);
   }
 
   /** The subscription of a number. */
@@ -61,6 +73,7 @@ export class SubscriptionTable {
     if (number === undefined) return;
     this.#byObject.delete(subscription);
     this.#byNumber.delete(number);
+    this.#awaitingAck.delete(subscription);
   }
 
   /**
@@ -165,7 +178,7 @@ export class SubscriptionTable {
       await new Promise<void>((resolve) => this.#claimWaiters.push(resolve));
     }
     for (const subscription of this.#byNumber.values()) {
-      if (!subscription.full) continue;
+      if (!subscription.full || this.#awaitingAck.has(subscription)) continue;
       let timer: ReturnType<typeof setTimeout> | undefined;
       const roomy = await Promise.race([
         subscription.room().then(() => true),

@@ -243,7 +243,7 @@ export class MqttClient implements SubscriptionOwner {
       this.#options.subscriptionBufferLimit ?? 1000,
       options.manualAck === true,
     );
-    this.#subscriptions.add(number, subscription);
+    this.#subscriptions.add(number, subscription, true);
     this.#subscriptions.claim((packet) => this.#machine.route(packet));
     this.#write.flush();
     const waiter = deferred<ReasonCode[]>();
@@ -263,6 +263,7 @@ export class MqttClient implements SubscriptionOwner {
       if (!subscription.ended) await this.unsubscribe(subscription).catch(() => {});
       throw error;
     } finally {
+      this.#subscriptions.acknowledged(subscription);
       stop();
     }
   }

@@ -52,3 +52,27 @@ test("Subscription.shed() drops the oldest QoS 0 messages beyond the limit and k
   subscription.end();
   assert.equal((await iterator.next()).done, true);
 });
+
+test("SubscriptionTable.room() does not pause reading for a full subscription whose SUBACK has not come yet", async () => {
+  const { SubscriptionTable } = await import("../../src/client/_subscription_table.ts");
+  const table = new SubscriptionTable(() => {});
+  const subscription = new Subscription(owner, ["t"], [], 2);
+  table.add(1, subscription, true);
+  for (const text of ["a", "b", "c"]) subscription.push(message(text, 1), () => {});
+  assert.equal(subscription.full, true);
+  // Its consumer waits for subscribe(), which waits for the SUBACK, which may be behind these messages.
+  const outcome = (room: Promise<void>) =>
+    Promise.race([
+      room.then(() => "read on"),
+      new Promise<string>((resolve) => setTimeout(() => resolve("paused"), 300)),
+    ]);
+  assert.equal(await outcome(table.room()), "read on");
+  // Once the SUBACK came, a full subscription pauses reading until its consumer makes room.
+  table.acknowledged(subscription);
+  const paused = table.room();
+  assert.equal(await outcome(paused), "paused");
+  const iterator = subscription[Symbol.asyncIterator]();
+  await iterator.next();
+  await iterator.next();
+  assert.equal(await outcome(paused), "read on");
+});
