@@ -10,6 +10,7 @@ import { hashPassword, parsePasswordFile, type PasswordEntry } from "../broker/p
 import type { BridgeOptions } from "../broker/bridge_options.ts";
 import type { TlsOptions } from "../client/connect.ts";
 import { parseMosquittoConf } from "./mosquitto_conf.ts";
+import { readMosquittoConf } from "./mosquitto_include.ts";
 import type { BridgeConfig } from "./bridge_config.ts";
 import {
   type BrokerConfig,
@@ -372,13 +373,14 @@ async function configFrom(
       throw new Error(`cannot read configuration file "${args.configFile}": ${(error as Error).message}`);
     }
     if (isMosquittoConf(args.configFile, text)) {
+      const conf = await readMosquittoConf(args.configFile, text, proc);
       try {
-        config = parseMosquittoConf(text, {
+        config = parseMosquittoConf(conf.text, {
           hostname: () => proc.hostname(),
-          onNote: (line, note) => proc.stderr(`Note: ${args.configFile}, line ${line}: ${note}\n`),
+          onNote: (line, note) => proc.stderr(`Note: ${conf.locate(`line ${line}`)}: ${note}\n`),
         });
       } catch (error) {
-        throw new Error(`${args.configFile}, ${(error as Error).message}`);
+        throw new Error(conf.locate((error as Error).message));
       }
     } else config = parseBrokerConfig(text);
   } else {

@@ -31,6 +31,7 @@
  * | `autosave_interval`, `autosave_on_changes` | ignored: the SQLite store writes every change |
  * | `log_dest`, `log_type`, `log_timestamp`, `log_timestamp_format`, `log_facility`, `connection_messages` | ignored: the broker logs to standard error (`--verbose`, `--log-format`) |
  * | `pid_file`, `user` | ignored: the broker writes no pid file and does not change user |
+ * | `include_dir DIR` | the directory's `.conf` files in place of the line (`mosquitto_include.ts` splices them in before this parser runs; here, refused) |
  * | any other | refused |
  *
  * @module
