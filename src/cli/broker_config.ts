@@ -70,6 +70,8 @@ export interface LimitsConfig {
   maxInflightMessages?: number;
   maxQueuedMessages?: number;
   maxQueuedBytes?: number;
+  /** Seconds an MQTT 3.1 / 3.1.1 persistent session outlives its connection (mosquitto's `persistent_client_expiration`). */
+  persistentSessionExpiryInterval?: number;
   maxClientIdLength?: number;
   /** Seconds, as mosquitto's `max_keepalive` (0 to 65535; 0 sets no maximum). */
   maxKeepAlive?: number;
@@ -213,6 +215,7 @@ const LIMIT_KEYS: readonly (keyof LimitsConfig)[] = [
   "maxInflightMessages",
   "maxQueuedMessages",
   "maxQueuedBytes",
+  "persistentSessionExpiryInterval",
   "maxClientIdLength",
   "maxKeepAlive",
   "maxTopicLength",
@@ -310,7 +313,11 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     unknownKeys(limits, LIMIT_KEYS, "limits");
     for (const key of LIMIT_KEYS) {
       if (limits[key] !== undefined) {
-        const maximum = key === "maxKeepAlive" ? 65_535 : 268_435_460;
+        const maximum = key === "maxKeepAlive"
+          ? 65_535
+          : key === "persistentSessionExpiryInterval"
+          ? 0xffffffff
+          : 268_435_460;
         config.limits[key] = integer(limits[key], `limits.${key}`, 0, maximum);
         if (key === "maximumPacketSize" && limits[key] === 1) {
           fail("limits.maximumPacketSize", "expected 0 (no limit) or 2 to 268435460, got 1");

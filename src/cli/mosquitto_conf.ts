@@ -26,6 +26,8 @@
  * | `max_packet_size` | `limits.maximumPacketSize` (0: no limit; 1 to 19 refused, as mosquitto does) |
  * | `max_queued_messages` | `limits.maxQueuedMessages`; 0 (no limit) refused |
  * | `max_inflight_messages` | `limits.maxInflightMessages`; 0 (no limit) is 65535 |
+ * | `max_queued_bytes` | `limits.maxQueuedBytes`; 0 (no limit) refused |
+ * | `persistent_client_expiration` | `limits.persistentSessionExpiryInterval`: how long an MQTT 3.1 / 3.1.1 persistent session outlives its connection (`h`, `d`, `w`, `m` 30 days, `y` 365 days); MQTT 5 clients keep the expiry they ask for |
  * | `sys_interval` | `sysInterval` |
  * | `persistence`, `persistence_location`, `persistence_file` | `persistence: { sqlite }` at LOCATION/FILE, FILE by default `mosquitto.sqlite` (not mosquitto's `mosquitto.db`: the format differs) |
  * | `autosave_interval`, `autosave_on_changes` | ignored: the SQLite store writes every change |
@@ -281,6 +283,22 @@ export function parseMosquittoConf(text: string, options: MosquittoConfOptions):
         const count = int(0, 268_435_460);
         if (count === 0) error("max_queued_messages 0 (no limit) is not supported: give the most messages");
         config.limits.maxQueuedMessages = count;
+        return;
+      }
+      case "max_queued_bytes": {
+        const bytes = int(0, Number.MAX_SAFE_INTEGER);
+        if (bytes === 0) error("max_queued_bytes 0 (no limit) is not supported: give the most bytes");
+        config.limits.maxQueuedBytes = bytes;
+        return;
+      }
+      case "persistent_client_expiration": {
+        // mosquitto's durations: a number and h, d, w, m (30 days) or y (365 days).
+        const found = /^(\d{1,6})([hdwmy])$/.exec(one());
+        if (found === null) {
+          error(`persistent_client_expiration takes a duration such as 12h, 14d, 2w, 1m or 1y`);
+        }
+        const unit = { h: 3600, d: 86_400, w: 604_800, m: 2_592_000, y: 31_536_000 }[found[2] as "h"];
+        config.limits.persistentSessionExpiryInterval = Math.min(Number(found[1]) * unit, 0xfffffffe);
         return;
       }
       case "max_inflight_messages": {

@@ -234,7 +234,12 @@ test("configuration files: defaults, every listener type, and errors that name t
       key: "k",
     }, { type: "http", host: "0.0.0.0", port: 8080 }],
     allowAnonymous: false,
-    limits: { maxConnections: 10, maximumPacketSize: 1024, maxKeepAlive: 300 },
+    limits: {
+      maxConnections: 10,
+      maximumPacketSize: 1024,
+      maxKeepAlive: 300,
+      persistentSessionExpiryInterval: 0xfffffffe,
+    },
     logLevel: "warn",
   }));
   assert.deepEqual(config.listeners, [
@@ -243,7 +248,12 @@ test("configuration files: defaults, every listener type, and errors that name t
     { type: "wss", host: "127.0.0.1", port: 9002, path: "/mqtt", cert: "c", key: "k" },
     { type: "http", host: "0.0.0.0", port: 8080, path: "/mqtt" },
   ]);
-  assert.deepEqual(config.limits, { maxConnections: 10, maximumPacketSize: 1024, maxKeepAlive: 300 });
+  assert.deepEqual(config.limits, {
+    maxConnections: 10,
+    maximumPacketSize: 1024,
+    maxKeepAlive: 300,
+    persistentSessionExpiryInterval: 0xfffffffe,
+  });
   assert.deepEqual(parseBrokerConfig("{}").listeners, [{ type: "tcp", host: "127.0.0.1", port: 1883 }]);
   assert.equal(parseBrokerConfig("{}").persistence, undefined);
   assert.equal(parseBrokerConfig(`{"persistence": "memory"}`).persistence, undefined);

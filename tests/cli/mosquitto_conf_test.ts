@@ -40,6 +40,8 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
       maxKeepAlive: 300,
       maximumPacketSize: 65536,
       maxQueuedMessages: 500,
+      maxQueuedBytes: 1048576,
+      persistentSessionExpiryInterval: 14 * 86_400,
       maxInflightMessages: 65535,
     },
     logLevel: "info",
@@ -87,7 +89,7 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
       },
     ],
   });
-  assert.deepEqual(notes.map(([line]) => line), [14, 15, 33, 39]);
+  assert.deepEqual(notes.map(([line]) => line), [16, 17, 35, 41]);
   assert.match(notes[0][1], /log_dest is ignored: the broker logs to standard error/);
   assert.match(notes[2][1], /bridge_attempt_unsubscribe is ignored/);
   assert.match(notes[3][1], /bridge_tls_version is ignored: TLS 1\.2 or later/);
@@ -248,6 +250,14 @@ test("parseMosquittoConf() reads the general keys", () => {
   assert.equal(config.aclFile, "/etc/mosquitto/acl");
   assert.deepEqual(config.limits, { maxInflightMessages: 20, maximumPacketSize: 0, maxKeepAlive: 0 });
   assert.equal(config.sysInterval, 0);
+  for (
+    const [duration, seconds] of [["12h", 43_200], ["2w", 1_209_600], ["1m", 2_592_000], ["1y", 31_536_000]]
+  ) {
+    assert.equal(
+      parse(`persistent_client_expiration ${duration}`).limits.persistentSessionExpiryInterval,
+      seconds,
+    );
+  }
   assert.equal(parse("persistence false\npersistence_location /var/lib/m/").persistence, undefined);
   assert.deepEqual(parse("persistence true").persistence, { sqlite: "mosquitto.sqlite" });
   assert.deepEqual(parse("persistence true\npersistence_location /var/lib/m/").persistence, {
@@ -303,6 +313,12 @@ test("parseMosquittoConf() refuses what it cannot honour, naming the line and th
     [section("local_cleansession true"), /^Error: line 4: bridge key local_cleansession is not supported/],
     [section("local_username a", "local_username b"), /^Error: line 5: local_username is given twice/],
     [section("start_type sometimes"), /^Error: line 4: start_type takes automatic, lazy or once/],
+    [
+      "persistent_client_expiration 5",
+      /^Error: line 1: persistent_client_expiration takes a duration such as 12h/,
+    ],
+    ["persistent_client_expiration 2s", /^Error: line 1: persistent_client_expiration takes a duration/],
+    ["max_queued_bytes 0", /^Error: line 1: max_queued_bytes 0 \(no limit\) is not supported/],
     [section("threshold 0"), /^Error: line 4: threshold/],
     [section("idle_timeout x"), /^Error: line 4: idle_timeout/],
     [
@@ -427,7 +443,7 @@ test("broker.ts -c x.conf starts with a bridge section, says so, serves clients;
         `listening on mqtt://127\\.0\\.0\\.1:${port} .*bridges cloud to mqtts://127\\.0\\.0\\.1:\\d+ `,
       ),
     );
-    assert.match(broker.log(), /Note: .*broker\.conf, line 14: log_dest is ignored/);
+    assert.match(broker.log(), /Note: .*broker\.conf, line 16: log_dest is ignored/);
     const client = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
     await client.close();
   } finally {
