@@ -300,6 +300,7 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     acl,
     bridges: bridges.length > 0 ? bridges : undefined,
     sysInterval: config.sysInterval,
+    queueQoS0: config.queueQoS0,
     logPackets: config.logLevel === "debug",
     log: (level, message, fields) => {
       if (order.indexOf(level) >= threshold) proc.stderr(logLine(json, level, message, fields));

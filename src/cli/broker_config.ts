@@ -94,6 +94,8 @@ export interface BrokerConfig {
   adminUsers?: string[];
   aclFile?: string;
   limits: LimitsConfig;
+  /** Queue QoS 0 messages for offline persistent sessions too (mosquitto's `queue_qos0_messages`). */
+  queueQoS0?: boolean;
   sysInterval?: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /** `text` (the default) or `json`: one object a line (time, level, node, client, event, message). */
@@ -259,6 +261,7 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     "adminUsers",
     "aclFile",
     "limits",
+    "queueQoS0",
     "sysInterval",
     "logLevel",
     "logFormat",
@@ -337,6 +340,10 @@ export function parseBrokerConfig(json: string): BrokerConfig {
   }
   if (object.cluster !== undefined) config.cluster = parseClusterConfig(object.cluster);
   if (object.bridges !== undefined) config.bridges = parseBridgesConfig(object.bridges);
+  if (object.queueQoS0 !== undefined) {
+    if (typeof object.queueQoS0 !== "boolean") fail("queueQoS0", "expected true or false");
+    config.queueQoS0 = object.queueQoS0;
+  }
   if (object.sysInterval !== undefined) {
     config.sysInterval = integer(object.sysInterval, "sysInterval", 0, 86_400);
   }

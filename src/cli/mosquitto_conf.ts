@@ -27,6 +27,7 @@
  * | `max_queued_messages` | `limits.maxQueuedMessages`; 0 (no limit) refused |
  * | `max_inflight_messages` | `limits.maxInflightMessages`; 0 (no limit) is 65535 |
  * | `max_queued_bytes` | `limits.maxQueuedBytes`; 0 (no limit) refused |
+ * | `queue_qos0_messages` | `queueQoS0`: QoS 0 messages are queued for offline persistent sessions too |
  * | `persistent_client_expiration` | `limits.persistentSessionExpiryInterval`: how long an MQTT 3.1 / 3.1.1 persistent session outlives its connection (`h`, `d`, `w`, `m` 30 days, `y` 365 days); MQTT 5 clients keep the expiry they ask for |
  * | `sys_interval` | `sysInterval` |
  * | `persistence`, `persistence_location`, `persistence_file` | `persistence: { sqlite }` at LOCATION/FILE, FILE by default `mosquitto.sqlite` (not mosquitto's `mosquitto.db`: the format differs) |
@@ -107,6 +108,9 @@ const ONCE_KEYS = [
   "max_keepalive",
   "max_packet_size",
   "max_queued_messages",
+  "max_queued_bytes",
+  "queue_qos0_messages",
+  "persistent_client_expiration",
   "max_inflight_messages",
   "sys_interval",
   "persistence",
@@ -285,6 +289,9 @@ export function parseMosquittoConf(text: string, options: MosquittoConfOptions):
         config.limits.maxQueuedMessages = count;
         return;
       }
+      case "queue_qos0_messages":
+        config.queueQoS0 = bool();
+        return;
       case "max_queued_bytes": {
         const bytes = int(0, Number.MAX_SAFE_INTEGER);
         if (bytes === 0) error("max_queued_bytes 0 (no limit) is not supported: give the most bytes");

@@ -11,6 +11,7 @@ import { ReasonCode } from "../../src/errors.ts";
 import { startBroker } from "../_broker_process.ts";
 import { freePort } from "../_mosquitto.ts";
 import { rawConnect } from "../_raw_client.ts";
+import { take } from "../_helpers.ts";
 
 test("broker arguments", () => {
   assert.deepEqual(parseBrokerArgs([]), {
@@ -256,6 +257,7 @@ test("configuration files: defaults, every listener type, and errors that name t
   });
   assert.deepEqual(parseBrokerConfig("{}").listeners, [{ type: "tcp", host: "127.0.0.1", port: 1883 }]);
   assert.equal(parseBrokerConfig("{}").persistence, undefined);
+  assert.equal(parseBrokerConfig(`{"queueQoS0": true}`).queueQoS0, true);
   assert.equal(parseBrokerConfig(`{"persistence": "memory"}`).persistence, undefined);
   assert.deepEqual(parseBrokerConfig(`{"persistence": "sqlite:/var/lib/b.db"}`).persistence, {
     sqlite: "/var/lib/b.db",
@@ -272,6 +274,7 @@ test("configuration files: defaults, every listener type, and errors that name t
     [{ limits: { maxKeepAlive: 65_536 } }, /"limits\.maxKeepAlive": expected a whole number from 0 to 65535/],
     [{ limits: { maximumPacketSize: 1 } }, /"limits\.maximumPacketSize": expected 0 \(no limit\) or 2/],
     [{ logLevel: "loud" }, /"logLevel"/],
+    [{ queueQoS0: "yes" }, /"queueQoS0": expected true or false/],
     [{ extra: true }, /"extra": unknown key/],
     [{ persistence: "redis:x" }, /"persistence": it takes "memory" or "sqlite:PATH"/],
     [{ persistence: "sqlite:" }, /"persistence"/],
@@ -365,4 +368,31 @@ test("--log-format json: one JSON object a line, with the client and what happen
     await broker.exited;
   }
   assert.throws(() => parseBrokerArgs(["--log-format", "xml"]), /--log-format takes text or json/);
+});
+
+test("broker.ts with queueQoS0 (mosquitto's queue_qos0_messages) queues QoS 0 for an offline persistent session", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "config-"));
+  const file = join(dir, "broker.json");
+  const port = await freePort();
+  writeFileSync(file, JSON.stringify({ listeners: [{ port }], queueQoS0: true, sysInterval: 0 }));
+  const broker = await startBroker(["--config", file]);
+  try {
+    const url = `mqtt://127.0.0.1:${port}`;
+    const options = { clientId: "away", protocolVersion: 4, cleanStart: false, reconnect: false } as const;
+    let away = await connect(url, options);
+    await away.subscribe("q0/#", { qos: 1 });
+    await away.close();
+    const publisher = await connect(url, { reconnect: false });
+    await publisher.publish("q0/while-away", "kept", { qos: 0 });
+    await publisher.close();
+    away = await connect(url, options);
+    const subscription = await away.subscribe("q0/#", { qos: 1 });
+    const [message] = await take(subscription, 1);
+    assert.equal(message.text(), "kept", broker.log());
+    await away.close();
+  } finally {
+    broker.child.kill("SIGTERM");
+    await broker.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

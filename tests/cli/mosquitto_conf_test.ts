@@ -45,6 +45,7 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
       maxInflightMessages: 65535,
     },
     logLevel: "info",
+    queueQoS0: true,
     sysInterval: 15,
     bridges: [
       {
@@ -89,7 +90,7 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
       },
     ],
   });
-  assert.deepEqual(notes.map(([line]) => line), [16, 17, 35, 41]);
+  assert.deepEqual(notes.map(([line]) => line), [17, 18, 36, 42]);
   assert.match(notes[0][1], /log_dest is ignored: the broker logs to standard error/);
   assert.match(notes[2][1], /bridge_attempt_unsubscribe is ignored/);
   assert.match(notes[3][1], /bridge_tls_version is ignored: TLS 1\.2 or later/);
@@ -319,6 +320,8 @@ test("parseMosquittoConf() refuses what it cannot honour, naming the line and th
     ],
     ["persistent_client_expiration 2s", /^Error: line 1: persistent_client_expiration takes a duration/],
     ["max_queued_bytes 0", /^Error: line 1: max_queued_bytes 0 \(no limit\) is not supported/],
+    ["queue_qos0_messages yes", /^Error: line 1: queue_qos0_messages takes true or false/],
+    ["max_queued_bytes 1\nmax_queued_bytes 2", /^Error: line 2: max_queued_bytes is given twice/],
     [section("threshold 0"), /^Error: line 4: threshold/],
     [section("idle_timeout x"), /^Error: line 4: idle_timeout/],
     [
@@ -443,7 +446,7 @@ test("broker.ts -c x.conf starts with a bridge section, says so, serves clients;
         `listening on mqtt://127\\.0\\.0\\.1:${port} .*bridges cloud to mqtts://127\\.0\\.0\\.1:\\d+ `,
       ),
     );
-    assert.match(broker.log(), /Note: .*broker\.conf, line 16: log_dest is ignored/);
+    assert.match(broker.log(), /Note: .*broker\.conf, line 17: log_dest is ignored/);
     const client = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
     await client.close();
   } finally {
