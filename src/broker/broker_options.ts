@@ -166,6 +166,11 @@ export interface BrokerOptions extends BrokerMachineOptions, SessionMachineOptio
   /** The longest client identifier accepted, in UTF-8 bytes; longer ones get 0x85. Default 256. */
   maxClientIdLength?: number;
   /**
+   * Whether a client may connect with an empty client identifier and be assigned one (`autoIdPrefix`), as
+   * mosquitto's `allow_zero_length_clientid`. False refuses it with 0x85 (3.1.1: 0x02). Default true.
+   */
+  allowZeroLengthClientId?: boolean;
+  /**
    * The longest keep-alive a client may ask for, in seconds, as mosquitto's `max_keepalive`. An MQTT 5 client
    * that asks for more, or for 0 (none), gets this value as Server Keep Alive in its CONNACK and must use it
    * [MQTT-3.2.2-21]; the broker then closes its connection after 1.5 times it without a packet

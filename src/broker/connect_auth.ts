@@ -73,6 +73,9 @@ export class ConnectAuth {
       code = ReasonCode.ClientIdentifierNotValid;
     } else if (new TextEncoder().encode(packet.clientId).length > maxIdLength) {
       code = ReasonCode.ClientIdentifierNotValid;
+    } else if (packet.clientId === "" && this.#options.allowZeroLengthClientId === false) {
+      // mosquitto's allow_zero_length_clientid false: no identifier is assigned.
+      code = ReasonCode.ClientIdentifierNotValid;
     } else if (packet.username === undefined && this.#options.allowAnonymous === false) {
       code = ReasonCode.NotAuthorized;
       refused = true;
@@ -257,7 +260,11 @@ export class ConnectAuth {
     if (connect === undefined) return;
     let code: ReasonCode = ReasonCode.Success;
     if (connect.clientId === "") {
-      properties = { ...properties, assignedClientIdentifier: `auto-${cluster.node}-${crypto.randomUUID()}` };
+      const prefix = this.#options.autoIdPrefix ?? "auto-";
+      properties = {
+        ...properties,
+        assignedClientIdentifier: `${prefix}${cluster.node}-${crypto.randomUUID()}`,
+      };
     } else {
       const persistent = connect.protocolVersion === 5
         ? (connect.properties?.sessionExpiryInterval ?? 0) > 0

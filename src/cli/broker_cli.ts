@@ -301,6 +301,8 @@ export async function runBroker(proc: RuntimeProcess): Promise<number> {
     bridges: bridges.length > 0 ? bridges : undefined,
     sysInterval: config.sysInterval,
     queueQoS0: config.queueQoS0,
+    allowZeroLengthClientId: config.allowZeroLengthClientId,
+    autoIdPrefix: config.autoIdPrefix,
     logPackets: config.logLevel === "debug",
     log: (level, message, fields) => {
       if (order.indexOf(level) >= threshold) proc.stderr(logLine(json, level, message, fields));

@@ -96,6 +96,10 @@ export interface BrokerConfig {
   limits: LimitsConfig;
   /** Queue QoS 0 messages for offline persistent sessions too (mosquitto's `queue_qos0_messages`). */
   queueQoS0?: boolean;
+  /** Whether an empty client identifier is accepted, and one assigned (mosquitto's `allow_zero_length_clientid`). */
+  allowZeroLengthClientId?: boolean;
+  /** The start of assigned client identifiers (mosquitto's `auto_id_prefix`). */
+  autoIdPrefix?: string;
   sysInterval?: number;
   logLevel: "debug" | "info" | "warn" | "error";
   /** `text` (the default) or `json`: one object a line (time, level, node, client, event, message). */
@@ -262,6 +266,8 @@ export function parseBrokerConfig(json: string): BrokerConfig {
     "aclFile",
     "limits",
     "queueQoS0",
+    "allowZeroLengthClientId",
+    "autoIdPrefix",
     "sysInterval",
     "logLevel",
     "logFormat",
@@ -340,10 +346,12 @@ export function parseBrokerConfig(json: string): BrokerConfig {
   }
   if (object.cluster !== undefined) config.cluster = parseClusterConfig(object.cluster);
   if (object.bridges !== undefined) config.bridges = parseBridgesConfig(object.bridges);
-  if (object.queueQoS0 !== undefined) {
-    if (typeof object.queueQoS0 !== "boolean") fail("queueQoS0", "expected true or false");
-    config.queueQoS0 = object.queueQoS0;
+  for (const key of ["queueQoS0", "allowZeroLengthClientId"] as const) {
+    if (object[key] === undefined) continue;
+    if (typeof object[key] !== "boolean") fail(key, "expected true or false");
+    config[key] = object[key];
   }
+  if (object.autoIdPrefix !== undefined) config.autoIdPrefix = text(object.autoIdPrefix, "autoIdPrefix");
   if (object.sysInterval !== undefined) {
     config.sysInterval = integer(object.sysInterval, "sysInterval", 0, 86_400);
   }

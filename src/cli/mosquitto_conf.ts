@@ -28,6 +28,8 @@
  * | `max_inflight_messages` | `limits.maxInflightMessages`; 0 (no limit) is 65535 |
  * | `max_queued_bytes` | `limits.maxQueuedBytes`; 0 (no limit) refused |
  * | `queue_qos0_messages` | `queueQoS0`: QoS 0 messages are queued for offline persistent sessions too |
+ * | `allow_zero_length_clientid`, `auto_id_prefix` | `allowZeroLengthClientId`, `autoIdPrefix` (assigned identifiers are the prefix and a number, or on a cluster the node and a UUID) |
+ * | `set_tcp_nodelay` | nothing: TCP_NODELAY is always on (`false` is ignored with a note) |
  * | `persistent_client_expiration` | `limits.persistentSessionExpiryInterval`: how long an MQTT 3.1 / 3.1.1 persistent session outlives its connection (`h`, `d`, `w`, `m` 30 days, `y` 365 days); MQTT 5 clients keep the expiry they ask for |
  * | `sys_interval` | `sysInterval` |
  * | `persistence`, `persistence_location`, `persistence_file` | `persistence: { sqlite }` at LOCATION/FILE, FILE by default `mosquitto.sqlite` (not mosquitto's `mosquitto.db`: the format differs) |
@@ -110,6 +112,9 @@ const ONCE_KEYS = [
   "max_queued_messages",
   "max_queued_bytes",
   "queue_qos0_messages",
+  "allow_zero_length_clientid",
+  "auto_id_prefix",
+  "set_tcp_nodelay",
   "persistent_client_expiration",
   "max_inflight_messages",
   "sys_interval",
@@ -291,6 +296,15 @@ export function parseMosquittoConf(text: string, options: MosquittoConfOptions):
       }
       case "queue_qos0_messages":
         config.queueQoS0 = bool();
+        return;
+      case "allow_zero_length_clientid":
+        config.allowZeroLengthClientId = bool();
+        return;
+      case "auto_id_prefix":
+        config.autoIdPrefix = one();
+        return;
+      case "set_tcp_nodelay":
+        if (!bool()) note("set_tcp_nodelay false is ignored: TCP_NODELAY is always on");
         return;
       case "max_queued_bytes": {
         const bytes = int(0, Number.MAX_SAFE_INTEGER);

@@ -24,6 +24,11 @@ export interface BrokerMachineOptions {
   /** Whether QoS 0 messages are queued for sessions that are offline. @default false */
   queueQoS0?: boolean;
   /**
+   * What identifiers assigned to clients that connect with an empty one start with (mosquitto's
+   * `auto_id_prefix`). @default "auto-"
+   */
+  autoIdPrefix?: string;
+  /**
    * The most levels a subscription's topic filter may have (after a `$share/NAME/` prefix); deeper filters
    * are refused in the SUBACK with 0x8F topic filter invalid (3.1.1: 0x80 failure), since each level of a
    * subscription is a node of the routing tree: one SUBSCRIBE of a 10,000-level filter would hold about

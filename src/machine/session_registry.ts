@@ -107,6 +107,8 @@ export interface SessionRegistryOptions {
   maximumSessionExpiryInterval?: number;
   maxQueuedMessages?: number;
   maxQueuedBytes?: number;
+  /** The start of assigned client identifiers. Default `auto-`. */
+  autoIdPrefix?: string;
   /** Counters the sessions' states share (see `SessionStateOptions.stats`). */
   stats?: ExpiryStats;
 }
@@ -125,6 +127,7 @@ export class LocalSessionRegistry implements SessionRegistry {
   readonly #maxQueuedMessages: number;
   readonly #maxQueuedBytes: number;
   readonly #stats: ExpiryStats | undefined;
+  readonly #autoIdPrefix: string;
 
   /** @param options Session expiry and queue limits. */
   constructor(options: SessionRegistryOptions = {}) {
@@ -132,6 +135,7 @@ export class LocalSessionRegistry implements SessionRegistry {
     this.#maximumExpiry = options.maximumSessionExpiryInterval ?? NEVER;
     this.#maxQueuedMessages = options.maxQueuedMessages ?? 1000;
     this.#maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
+    this.#autoIdPrefix = options.autoIdPrefix ?? "auto-";
     this.#stats = options.stats;
   }
 
@@ -157,8 +161,9 @@ export class LocalSessionRegistry implements SessionRegistry {
   }
 
   assignClientId(preferred: string | undefined): string {
-    let clientId = preferred ?? `auto-${++this.#assigned}`;
-    while (this.#sessions.has(clientId)) clientId = `auto-${++this.#assigned}`;
+    const prefix = this.#autoIdPrefix;
+    let clientId = preferred ?? `${prefix}${++this.#assigned}`;
+    while (this.#sessions.has(clientId)) clientId = `${prefix}${++this.#assigned}`;
     return clientId;
   }
 

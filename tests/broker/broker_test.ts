@@ -259,6 +259,37 @@ test("limits: client id length, topic length and levels, messages per second", a
   await broker.close();
 });
 
+test("empty client identifiers: assigned with autoIdPrefix, or refused with allowZeroLengthClientId false", async () => {
+  const opener = (broker: Broker) => () => {
+    const [client, server] = memoryPair();
+    void broker.handle(server);
+    return Promise.resolve(client);
+  };
+  const assigning = new Broker({ autoIdPrefix: "edge-", sysInterval: 0 });
+  const refusing = new Broker({ allowZeroLengthClientId: false, sysInterval: 0 });
+  try {
+    const v5 = await connect({
+      transport: opener(assigning),
+      clientId: "",
+      protocolVersion: 5,
+      reconnect: false,
+    });
+    assert.match(v5.clientId, /^edge-\d+$/);
+    await v5.close();
+    for (const protocolVersion of [5, 4] as const) {
+      await assert.rejects(
+        connect({ transport: opener(refusing), clientId: "", protocolVersion, reconnect: false }),
+        (e) => e instanceof MqttError && e.reasonCode === ReasonCode.ClientIdentifierNotValid,
+      );
+    }
+    const named = await connect({ transport: opener(refusing), clientId: "named", reconnect: false });
+    await named.close();
+  } finally {
+    await assigning.close();
+    await refusing.close();
+  }
+});
+
 test("a publish hook answering with a code PUBACK cannot carry is sent as 0x80, not a crash", async () => {
   const broker = new Broker({ sysInterval: 0, authorizePublish: () => ReasonCode.TopicFilterInvalid });
   const [clientSide, serverSide] = memoryPair();

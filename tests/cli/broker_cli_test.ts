@@ -258,6 +258,8 @@ test("configuration files: defaults, every listener type, and errors that name t
   assert.deepEqual(parseBrokerConfig("{}").listeners, [{ type: "tcp", host: "127.0.0.1", port: 1883 }]);
   assert.equal(parseBrokerConfig("{}").persistence, undefined);
   assert.equal(parseBrokerConfig(`{"queueQoS0": true}`).queueQoS0, true);
+  const ids = parseBrokerConfig(`{"allowZeroLengthClientId": false, "autoIdPrefix": "edge-"}`);
+  assert.deepEqual([ids.allowZeroLengthClientId, ids.autoIdPrefix], [false, "edge-"]);
   assert.equal(parseBrokerConfig(`{"persistence": "memory"}`).persistence, undefined);
   assert.deepEqual(parseBrokerConfig(`{"persistence": "sqlite:/var/lib/b.db"}`).persistence, {
     sqlite: "/var/lib/b.db",
@@ -275,6 +277,8 @@ test("configuration files: defaults, every listener type, and errors that name t
     [{ limits: { maximumPacketSize: 1 } }, /"limits\.maximumPacketSize": expected 0 \(no limit\) or 2/],
     [{ logLevel: "loud" }, /"logLevel"/],
     [{ queueQoS0: "yes" }, /"queueQoS0": expected true or false/],
+    [{ allowZeroLengthClientId: 0 }, /"allowZeroLengthClientId": expected true or false/],
+    [{ autoIdPrefix: "" }, /"autoIdPrefix": expected a non-empty string/],
     [{ extra: true }, /"extra": unknown key/],
     [{ persistence: "redis:x" }, /"persistence": it takes "memory" or "sqlite:PATH"/],
     [{ persistence: "sqlite:" }, /"persistence"/],

@@ -46,6 +46,8 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
     },
     logLevel: "info",
     queueQoS0: true,
+    allowZeroLengthClientId: true,
+    autoIdPrefix: "site-",
     sysInterval: 15,
     bridges: [
       {
@@ -90,7 +92,7 @@ test("parseMosquittoConf() reads every key of the fixture", () => {
       },
     ],
   });
-  assert.deepEqual(notes.map(([line]) => line), [17, 18, 36, 42]);
+  assert.deepEqual(notes.map(([line]) => line), [20, 21, 39, 45]);
   assert.match(notes[0][1], /log_dest is ignored: the broker logs to standard error/);
   assert.match(notes[2][1], /bridge_attempt_unsubscribe is ignored/);
   assert.match(notes[3][1], /bridge_tls_version is ignored: TLS 1\.2 or later/);
@@ -251,6 +253,11 @@ test("parseMosquittoConf() reads the general keys", () => {
   assert.equal(config.aclFile, "/etc/mosquitto/acl");
   assert.deepEqual(config.limits, { maxInflightMessages: 20, maximumPacketSize: 0, maxKeepAlive: 0 });
   assert.equal(config.sysInterval, 0);
+  const ids = parse("allow_zero_length_clientid false\nauto_id_prefix edge-\nset_tcp_nodelay true");
+  assert.deepEqual([ids.allowZeroLengthClientId, ids.autoIdPrefix], [false, "edge-"]);
+  const nodelay: [number, string][] = [];
+  parse("set_tcp_nodelay false", nodelay);
+  assert.deepEqual(nodelay, [[1, "set_tcp_nodelay false is ignored: TCP_NODELAY is always on"]]);
   for (
     const [duration, seconds] of [["12h", 43_200], ["2w", 1_209_600], ["1m", 2_592_000], ["1y", 31_536_000]]
   ) {
@@ -446,7 +453,7 @@ test("broker.ts -c x.conf starts with a bridge section, says so, serves clients;
         `listening on mqtt://127\\.0\\.0\\.1:${port} .*bridges cloud to mqtts://127\\.0\\.0\\.1:\\d+ `,
       ),
     );
-    assert.match(broker.log(), /Note: .*broker\.conf, line 17: log_dest is ignored/);
+    assert.match(broker.log(), /Note: .*broker\.conf, line 20: log_dest is ignored/);
     const client = await connect(`mqtt://127.0.0.1:${port}`, { reconnect: false });
     await client.close();
   } finally {
