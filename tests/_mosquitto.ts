@@ -75,10 +75,11 @@ export async function startMosquitto(
         "persistence true",
         `persistence_location ${options.persistence}/`,
         "autosave_interval 1",
-        // Not 0 (no limit) with persistence: mosquitto 2.0.11 then restores every in-flight message of a
-        // session into its queue, so a QoS 2 message whose PUBREL it had sent before the restart goes again
-        // as a PUBLISH (DUP) and reaches its subscriber twice, which MQTT 5 forbids [MQTT-4.3.3-6]. Seen in
-        // its -v log: PUBREL m20, restart, PUBLISH (d1, m20). With a limit, it resends the PUBREL.
+        // Not 0 (no limit) with persistence: mosquitto 2.0.11 then sends a QoS 2 message whose PUBREL it had
+        // sent before the restart again as a PUBLISH (DUP), and it reaches its subscriber twice, which MQTT 5
+        // forbids [MQTT-4.3.3-6]. Seen in its -v log: PUBREL m20, restart, PUBLISH (d1, m20). Likely, its
+        // restore puts messages back in flight only within the in-flight quota, which 0 leaves empty. With a
+        // limit, it resends the PUBREL.
         "max_inflight_messages 1000",
       ],
       // Started as root, mosquitto switches to its own user and then cannot read test files such as keys.
