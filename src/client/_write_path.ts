@@ -52,6 +52,9 @@ export class WritePath {
   /** Whether a timer ran since that check (set by the probe it scheduled), i.e. the event loop turns. */
   #loopTurned = true;
   #flushQueued = false;
+  /** Flushes run as microtasks in this turn of the event loop, reset by a callback on the next turn. */
+  #flushesThisTurn = 0;
+  readonly #newTurn = () => this.#flushesThisTurn = 0;
   /** The microtask of {@linkcode WritePath.flush}, made once. */
   readonly #queuedFlush = () => {
     this.#flushQueued = false;
@@ -100,8 +103,6 @@ export class WritePath {
       queueMicrotask(this.#queuedFlush);
     } else nextTurn(this.#queuedFlush);
   }
-  #flushesThisTurn = 0;
-  readonly #newTurn = () => this.#flushesThisTurn = 0;
 
   /** Settles a QoS 0 publish once the write of this turn's flush is done (or rejects when there is none). */
   settleOnWrite(waiter: Waiter<void>): void {
